@@ -1,0 +1,239 @@
+"""Conveyor: the task registry, the settings and the backend. Everything else is delegated."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from conveyor.backends import open_backend
+from conveyor.backends.base import Backend, EnqueueResult, NewJob
+from conveyor.errors import ConfigurationError, UnknownTask
+from conveyor.job import Job, JobState
+from conveyor.retry import BackoffPolicy, RetryBudget
+from conveyor.settings import Settings
+from conveyor.task import JobOptions, JobSpec, Task, default_task_name
+
+if TYPE_CHECKING:
+    from conveyor.worker import Worker
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Conveyor:
+    """A job queue application.
+
+    ``Conveyor()`` reads CONVEYOR_URL, else uses ``sqlite:///conveyor.db`` in the working
+    directory. Settings given here win over CONVEYOR_* variables.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Callable[[], float] | None = None,
+        **overrides: Any,
+    ) -> None:
+        if settings is not None and (url is not None or overrides):
+            raise ConfigurationError("give either settings= or url/overrides, not both")
+        self.settings = settings or Settings.load(url=url, **overrides)
+        self.tasks: dict[str, Task[..., Any]] = {}
+        self._clock = clock
+        self._backend: Backend | None = None
+        self._backend_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Conveyor {self.settings.url} tasks={len(self.tasks)}>"
+
+    @property
+    def backend(self) -> Backend:
+        """Opened on first use, so importing a module that defines an app touches no file."""
+        if self._backend is None:
+            with self._backend_lock:
+                if self._backend is None:
+                    self._backend = open_backend(self.settings, clock=self._clock)
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def __enter__(self) -> Conveyor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: F, /) -> Task[..., Any]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int | str = "normal",
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        retry: BackoffPolicy | str | None = None,
+        retry_budget: RetryBudget | None = None,
+        dont_retry: Sequence[type[BaseException]] = (),
+        pass_context: bool = False,
+        idempotency: str = "live",
+    ) -> Callable[[F], Task[..., Any]]: ...
+
+    def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Register a function (plain or ``async def``) as a task."""
+
+        def register(function: Callable[..., Any]) -> Task[..., Any]:
+            name = options.pop("name", None) or default_task_name(function)
+            if name in self.tasks and self.tasks[name].fn is not function:
+                raise ConfigurationError(f"a different task is already registered as {name!r}")
+            task: Task[..., Any] = Task(self, function, name=name, **options)
+            self.tasks[name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    def get_task(self, name: str) -> Task[..., Any]:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownTask(name, list(self.tasks)) from None
+
+    # --- enqueue --------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Job:
+        """Enqueue a registered task by name (validated against its signature)."""
+        spec = JobSpec(self.get_task(task), tuple(args), dict(kwargs or {}), JobOptions(**options))
+        return self.enqueue_many([spec])[0]
+
+    def enqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:
+        """Validate every job, then write them all in one transaction (or none)."""
+        specs = list(specs)
+        new_jobs = [spec.to_new_job() for spec in specs]
+        return self._write(new_jobs)
+
+    async def enqueue_many_async(self, specs: Iterable[JobSpec]) -> list[Job]:
+        specs = list(specs)
+        new_jobs = [spec.to_new_job() for spec in specs]
+        return await asyncio.to_thread(self._write, new_jobs)
+
+    def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
+        other services). Only the JSON and the payload size are checked."""
+        return self._write(list(jobs))
+
+    def _write(self, new_jobs: list[NewJob]) -> list[Job]:
+        results = self.backend.enqueue_many(new_jobs)
+        return [self._snapshot(job, result) for job, result in zip(new_jobs, results, strict=True)]
+
+    def _snapshot(self, new: NewJob, result: EnqueueResult) -> Job:
+        if not result.created:
+            return self.backend.get(result.job_id)
+        # Built from what was written rather than read back: enqueue stays one round trip.
+        now = self.backend.now()
+        return Job(
+            id=result.job_id,
+            task=new.task,
+            queue=new.queue,
+            state=result.state,
+            args=json.loads(new.args_json),
+            kwargs=json.loads(new.kwargs_json),
+            priority=new.priority,
+            run_at=new.run_at if new.run_at is not None else now + new.delay,
+            attempts=0,
+            max_attempts=new.max_attempts,
+            created_at=now,
+            idempotency_key=new.idempotency_key,
+            timeout=new.timeout,
+        )
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job:
+        return self.backend.get(job_id)
+
+    def cancel(self, job_id: int) -> Job:
+        """Cancel a waiting job now; ask the worker of a running job to stop it."""
+        return self.backend.cancel(job_id)
+
+    def requeue(self, job_id: int, *, reset_attempts: bool = False) -> Job:
+        """Put a dead or cancelled job back in its queue."""
+        return self.backend.requeue([job_id], reset_attempts=reset_attempts)[0]
+
+    def requeue_many(self, job_ids: Sequence[int], *, reset_attempts: bool = False) -> list[Job]:
+        return self.backend.requeue(job_ids, reset_attempts=reset_attempts)
+
+    def discard(self, job_ids: Sequence[int]) -> int:
+        """Delete dead jobs from the dead-letter queue for good."""
+        return self.backend.discard(job_ids)
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | str | Sequence[JobState | str] | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        states: list[JobState] | None
+        if state is None:
+            states = None
+        elif isinstance(state, str):
+            states = [JobState(state)]
+        else:
+            states = [JobState(s) for s in state]
+        return self.backend.list_jobs(
+            states=states, queue=queue, task=task, limit=limit, before_id=before_id
+        )
+
+    def dead_letters(
+        self, *, queue: str | None = None, task: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        """The dead-letter queue: jobs that exhausted their attempts or failed for good."""
+        return self.list_jobs(state=JobState.DEAD, queue=queue, task=task, limit=limit)
+
+    def stats(self) -> Mapping[str, Mapping[JobState, int]]:
+        return self.backend.stats()
+
+    # --- workers --------------------------------------------------------------------------
+
+    def worker(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        burst: bool = False,
+        **options: Any,
+    ) -> Worker:
+        from conveyor.worker import Worker
+
+        return Worker(self, queues=queues, concurrency=concurrency, burst=burst, **options)
+
+    def run_worker(
+        self,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        burst: bool = False,
+        **options: Any,
+    ) -> None:
+        """Run a worker in this thread until SIGINT/SIGTERM (or, with burst=True, until no job
+        is ready)."""
+        self.worker(queues=queues, concurrency=concurrency, burst=burst, **options).run()

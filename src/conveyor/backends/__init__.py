@@ -1,0 +1,35 @@
+"""Storage engines. ``open_backend(url)`` picks one from the URL's scheme."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from conveyor.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from conveyor.backends.base import Backend
+    from conveyor.settings import Settings
+
+
+def open_backend(settings: Settings, clock: Callable[[], float] | None = None) -> Backend:
+    url = settings.url
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        from conveyor.backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend(settings, clock=clock)
+    if scheme in ("postgresql", "postgres") or (scheme == "" and "=" in url):
+        try:
+            from conveyor.backends.postgres import PostgresBackend
+        except ImportError as exc:
+            raise ConfigurationError(
+                "the PostgreSQL engine needs extra packages: "
+                f"pip install 'conveyor-jobs[postgres]' ({exc})"
+            ) from None
+        backend: Backend = PostgresBackend(settings, clock=clock)
+        return backend
+    raise ConfigurationError(
+        f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or "
+        "postgresql://user@host/db"
+    )

@@ -1,0 +1,265 @@
+"""The Backend contract: one method per state transition, one transaction each.
+
+Every backend (SQLite, PostgreSQL, Redis) implements this class and passes the same contract
+suite in ``tests/contract``. Times are UNIX seconds. A backend takes "now" from its clock: by
+default the database's own time (for SQLite, the clock of the machine holding the file); tests
+inject a fake clock to expire leases without sleeping.
+
+Fencing: ``claim`` gives each run a fresh random ``lease_token``. Every later write of that run
+(``extend_leases``, ``save_progress``, ``finish_many``) names the token and is applied only while
+the job is still ``running`` under that token, so a worker that lost its lease changes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.job import Job, JobError, JobState
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated job ready to be written. Arguments are already encoded JSON."""
+
+    task: str
+    queue: str
+    args_json: str
+    kwargs_json: str
+    priority: int = 0
+    #: Absolute time to run at; None means now.
+    run_at: float | None = None
+    #: Seconds from now to run at; used when run_at is None.
+    delay: float = 0.0
+    max_attempts: int = 3
+    timeout: float | None = None
+    idempotency_key: str | None = None
+    #: "live": the key is held while the job is live; "any": also while a finished job with it
+    #: is still stored (until pruned).
+    idempotency_scope: str = "live"
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    job_id: int
+    state: JobState
+    #: False when an existing job holding the idempotency key was returned instead.
+    created: bool
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a worker needs to run one claimed job."""
+
+    id: int
+    task: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    priority: int
+    attempt: int
+    max_attempts: int
+    lease_token: str
+    timeout: float | None
+    checkpoint: Any = None
+
+
+class OutcomeKind(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+    #: Put back without charging the attempt (shutdown before or during the run).
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of one run, written back fenced by its token."""
+
+    job_id: int
+    token: str
+    kind: OutcomeKind
+    result_json: str | None = None
+    error: JobError | None = None
+    #: For RETRY: seconds from now until the next attempt.
+    retry_in: float = 0.0
+    dead_reason: str | None = None
+    #: For RETRY: (task, limit, window seconds) — the task's retry budget, if it has one.
+    retry_budget: tuple[str, int, float] | None = None
+    checkpoint_json: str | None = None
+
+
+@dataclass(frozen=True)
+class FinishResult:
+    job_id: int
+    #: False when the run's token was no longer valid: nothing was written.
+    applied: bool
+    #: The state the job ended in (when applied).
+    state: JobState | None = None
+
+
+@dataclass(frozen=True)
+class LeaseReport:
+    """Keyed by lease token, since a token names one run of one job."""
+
+    #: Runs whose lease was extended.
+    extended: frozenset[str] = frozenset()
+    #: Runs this worker no longer owns: abandon them.
+    lost: frozenset[str] = frozenset()
+    #: Runs someone asked to cancel.
+    cancel_requested: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RescueReport:
+    requeued: list[int] = field(default_factory=list)
+    dead: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    current: int
+    latest: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.current == self.latest and not self.problems
+
+
+WakeupListener = Callable[[Sequence[str]], None]
+
+
+class Backend(ABC):
+    """Storage for jobs. Thread-safe: one instance serves a whole process."""
+
+    def __init__(self) -> None:
+        self._listeners: list[WakeupListener] = []
+        self._listeners_lock = threading.Lock()
+
+    # --- schema ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied."""
+
+    @abstractmethod
+    def verify_schema(self) -> SchemaStatus: ...
+
+    # --- enqueue --------------------------------------------------------------------------
+
+    @abstractmethod
+    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """Write all jobs in one transaction, or none (QueueFull, storage errors)."""
+
+    # --- the run of a job -----------------------------------------------------------------
+
+    @abstractmethod
+    def claim(
+        self, worker_id: str, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        """queued -> running for up to ``limit`` ready jobs, highest priority first, then
+        oldest ``run_at``; scheduled and retrying jobs whose time has come are promoted first."""
+
+    @abstractmethod
+    def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
+        """Push the lease of every still-owned run to now + ``lease``."""
+
+    @abstractmethod
+    def save_progress(
+        self, job_id: int, token: str, progress_json: str | None, checkpoint_json: str | None
+    ) -> bool:
+        """Fenced write of progress and/or checkpoint (None leaves a field unchanged)."""
+
+    @abstractmethod
+    def finish_many(self, outcomes: Sequence[Outcome]) -> list[FinishResult]:
+        """Apply outcomes, each fenced by its token, in one transaction."""
+
+    # --- maintenance ----------------------------------------------------------------------
+
+    @abstractmethod
+    def rescue_expired(self) -> RescueReport:
+        """running jobs whose lease expired -> retrying (run again at once), or dead when their
+        attempts are exhausted, or cancelled when a cancel was requested."""
+
+    @abstractmethod
+    def promote_due(self) -> int:
+        """scheduled/retrying jobs whose run_at has come -> queued."""
+
+    @abstractmethod
+    def next_due(self) -> float | None:
+        """The earliest run_at of scheduled or retrying jobs, if any: when to look again."""
+
+    @abstractmethod
+    def prune(self, older_than: float, batch: int = 1000) -> int:
+        """Delete up to ``batch`` finished jobs that finished more than ``older_than`` s ago."""
+
+    # --- operator actions -----------------------------------------------------------------
+
+    @abstractmethod
+    def cancel(self, job_id: int) -> Job:
+        """Cancel a waiting job at once; ask the worker to cancel a running one."""
+
+    @abstractmethod
+    def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
+        """dead/cancelled -> queued. Without ``reset_attempts`` the job gets one more attempt."""
+
+    @abstractmethod
+    def discard(self, job_ids: Sequence[int]) -> int:
+        """Delete dead jobs for good; returns how many were deleted."""
+
+    # --- reads ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def get(self, job_id: int) -> Job: ...
+
+    @abstractmethod
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[JobState] | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        """Newest first; page with ``before_id``."""
+
+    @abstractmethod
+    def stats(self) -> Mapping[str, Mapping[JobState, int]]:
+        """Job counts per queue and state."""
+
+    @abstractmethod
+    def now(self) -> float:
+        """The backend's idea of the current time (UNIX seconds)."""
+
+    # --- wake-ups -------------------------------------------------------------------------
+
+    @abstractmethod
+    def change_marker(self) -> int:
+        """A value that changes whenever another connection committed something: cheap to poll."""
+
+    def add_listener(self, listener: WakeupListener) -> None:
+        """Call ``listener(queues)`` after this process enqueues into ``queues``."""
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: WakeupListener) -> None:
+        with self._listeners_lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _notify_local(self, queues: Sequence[str]) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(queues)
+
+    @abstractmethod
+    def close(self) -> None: ...

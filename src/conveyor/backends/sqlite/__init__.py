@@ -1,0 +1,3 @@
+from conveyor.backends.sqlite.backend import SQLiteBackend
+
+__all__ = ["SQLiteBackend"]

@@ -1,0 +1,536 @@
+"""The SQLite engine: the embedded default. One file, one writer connection per process."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from conveyor.backends.base import (
+    Backend,
+    ClaimedJob,
+    EnqueueResult,
+    FinishResult,
+    LeaseReport,
+    NewJob,
+    Outcome,
+    OutcomeKind,
+    RescueReport,
+    SchemaStatus,
+)
+from conveyor.backends.sql import load_migrations
+from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
+from conveyor.errors import (
+    ConveyorError,
+    InvalidTransition,
+    JobNotFound,
+    QueueFull,
+    SchemaError,
+)
+from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobError, JobState
+from conveyor.settings import Settings
+
+MIGRATIONS = load_migrations("conveyor.backends.sqlite")
+LATEST_VERSION = MIGRATIONS[-1][0]
+_WAITING = ("blocked", "scheduled", "queued", "retrying")
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a migration script into statements (sqlite3 runs one statement per execute)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statement = buffer.strip()
+            if statement.rstrip(";").strip():
+                statements.append(statement)
+            buffer = ""
+    if buffer.strip() and not all(
+        part.strip().startswith("--") for part in buffer.strip().splitlines()
+    ):
+        raise ValueError(f"unterminated SQL statement in migration: {buffer.strip()[:80]!r}")
+    return statements
+
+
+def _normalize_sql(sql: str | None) -> str:
+    return " ".join((sql or "").split())
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        task=row["task"],
+        queue=row["queue"],
+        state=JobState(row["state"]),
+        args=json.loads(row["args"]),
+        kwargs=json.loads(row["kwargs"]),
+        priority=row["priority"],
+        run_at=row["run_at"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        created_at=row["created_at"],
+        idempotency_key=row["idempotency_key"],
+        lost_runs=row["lost_runs"],
+        result=None if row["result"] is None else json.loads(row["result"]),
+        errors=[JobError.from_dict(e) for e in json.loads(row["errors"])],
+        dead_reason=row["dead_reason"],
+        timeout=row["timeout"],
+        progress=None if row["progress"] is None else json.loads(row["progress"]),
+        checkpoint=None if row["checkpoint"] is None else json.loads(row["checkpoint"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        worker_id=row["worker_id"],
+        lease_token=row["lease_token"],
+        lease_expires_at=row["lease_expires_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+class SQLiteBackend(Backend):
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] | None = None,
+        *,
+        auto_migrate: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.path = path_from_url(settings.url)
+        self._clock = clock or time.time
+
+        def connect() -> Connection:
+            return Connection(
+                self.path,
+                synchronous=settings.sqlite_synchronous,
+                lock_timeout=settings.lock_timeout,
+            )
+
+        self._writer = connect()
+        shared = self.path == ":memory:"
+        self._reader = self._writer if shared else connect()
+        self._poller = self._writer if shared else connect()
+        self._reader.raw.row_factory = sqlite3.Row
+        self._queue_turn = itertools.count()
+        self._check_schema(auto_migrate)
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def _current_version(self) -> int:
+        with self._reader.read() as db:
+            if not db.execute(Q["has_migrations_table"]).fetchone()[0]:
+                return 0
+            return int(db.execute(Q["schema_version"]).fetchone()[0])
+
+    def _check_schema(self, auto_migrate: bool) -> None:
+        current = self._current_version()
+        if current > LATEST_VERSION:
+            raise self._too_new(current)
+        if current < LATEST_VERSION:
+            if not auto_migrate:
+                raise SchemaError(
+                    f"{self.path} has schema version {current}, this Conveyor needs "
+                    f"{LATEST_VERSION}: run `conveyor schema migrate`"
+                )
+            self.migrate()
+
+    def _too_new(self, current: int) -> SchemaError:
+        return SchemaError(
+            f"{self.path} was written by a newer Conveyor (schema version {current}, this one "
+            f"knows up to {LATEST_VERSION}): upgrade Conveyor to use it"
+        )
+
+    def migrate(self) -> list[int]:
+        applied: list[int] = []
+        with self._writer.write() as db:
+            db.execute(Q["create_migrations_table"])
+            current = int(db.execute(Q["schema_version"]).fetchone()[0])
+            if current > LATEST_VERSION:
+                raise self._too_new(current)
+            for version, name, script in MIGRATIONS[current:]:
+                for statement in split_statements(script):
+                    db.execute(statement)
+                db.execute(
+                    Q["record_migration"], {"version": version, "name": name, "now": self.now()}
+                )
+                applied.append(version)
+        return applied
+
+    def verify_schema(self) -> SchemaStatus:
+        current = self._current_version()
+        problems: list[str] = []
+        expected = _expected_schema()
+        with self._reader.read() as db:
+            actual = {
+                (row["type"], row["name"]): _normalize_sql(row["sql"])
+                for row in db.execute(Q["schema_objects"])
+            }
+        for key, sql in sorted(expected.items()):
+            if key not in actual:
+                problems.append(f"missing {key[0]} {key[1]}")
+            elif actual[key] != sql:
+                problems.append(f"{key[0]} {key[1]} differs from the migrations")
+        problems.extend(f"unexpected {t} {n}" for t, n in sorted(set(actual) - set(expected)))
+        if current > LATEST_VERSION:
+            problems.append(str(self._too_new(current)))
+        return SchemaStatus(current=current, latest=LATEST_VERSION, problems=problems)
+
+    def integrity_check(self) -> list[str]:
+        with self._reader.read() as db:
+            return [row[0] for row in db.execute(Q["integrity_check"])]
+
+    # --- enqueue --------------------------------------------------------------------------
+
+    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        if not jobs:
+            return []
+        now = self.now()
+        results: list[EnqueueResult | None] = [None] * len(jobs)
+        pending: list[tuple[int, dict[str, Any]]] = []
+
+        def flush(db: sqlite3.Connection) -> None:
+            if not pending:
+                return
+            db.executemany(Q["insert_job"], [row for _, row in pending])
+            last = int(db.execute(Q["last_insert_id"]).fetchone()[0])
+            # One writer holds the lock, so the rows just inserted took consecutive ids.
+            first = last - len(pending) + 1
+            for offset, (index, row) in enumerate(pending):
+                results[index] = EnqueueResult(first + offset, JobState(row["state"]), True)
+            pending.clear()
+
+        with self._writer.write() as db:
+            self._check_queue_limits(db, jobs)
+            for index, job in enumerate(jobs):
+                row = self._insert_params(job, now)
+                if job.idempotency_key is None:
+                    pending.append((index, row))
+                    continue
+                flush(db)
+                query = (
+                    "find_idempotent_any"
+                    if job.idempotency_scope == "any"
+                    else ("find_idempotent_live")
+                )
+                found = db.execute(Q[query], {"key": job.idempotency_key}).fetchone()
+                if found is not None:
+                    results[index] = EnqueueResult(found[0], JobState(found[1]), False)
+                    continue
+                db.execute(Q["insert_job"], row)
+                job_id = int(db.execute(Q["last_insert_id"]).fetchone()[0])
+                results[index] = EnqueueResult(job_id, JobState(row["state"]), True)
+            flush(db)
+        self._notify_local(sorted({job.queue for job in jobs}))
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _insert_params(job: NewJob, now: float) -> dict[str, Any]:
+        run_at = job.run_at if job.run_at is not None else now + job.delay
+        return {
+            "queue": job.queue,
+            "task": job.task,
+            "args": job.args_json,
+            "kwargs": job.kwargs_json,
+            "state": "scheduled" if run_at > now else "queued",
+            "priority": job.priority,
+            "run_at": run_at,
+            "max_attempts": job.max_attempts,
+            "timeout": job.timeout,
+            "idempotency_key": job.idempotency_key,
+            "now": now,
+        }
+
+    def _check_queue_limits(self, db: sqlite3.Connection, jobs: Sequence[NewJob]) -> None:
+        limits = self.settings.queue_limits
+        if not limits:
+            return
+        incoming = Counter(job.queue for job in jobs if job.queue in limits)
+        for queue, count in incoming.items():
+            depth = int(db.execute(Q["queue_depth"], {"queue": queue}).fetchone()[0])
+            if depth + count > limits[queue]:
+                raise QueueFull(queue, depth, limits[queue])
+
+    # --- the run of a job -----------------------------------------------------------------
+
+    def claim(
+        self, worker_id: str, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        if limit <= 0:
+            return []
+        now = self.now()
+        params: dict[str, Any] = {"now": now, "lease": lease, "worker_id": worker_id}
+        rows: list[tuple[Any, ...]] = []
+        with self._writer.write() as db:
+            db.execute(Q["promote_due"], {"now": now})
+            if queues is None:
+                rows = db.execute(Q["claim_any"], {**params, "limit": limit}).fetchall()
+            else:
+                # Start with a different queue each time so no queue starves the others.
+                start = next(self._queue_turn) % max(len(queues), 1)
+                for queue in [*queues[start:], *queues[:start]]:
+                    remaining = limit - len(rows)
+                    if remaining <= 0:
+                        break
+                    rows += db.execute(
+                        Q["claim_queue"], {**params, "queue": queue, "limit": remaining}
+                    ).fetchall()
+        rows.sort(key=lambda r: (-r[5], r[11], r[0]))
+        return [
+            ClaimedJob(
+                id=r[0],
+                task=r[1],
+                queue=r[2],
+                args=json.loads(r[3]),
+                kwargs=json.loads(r[4]),
+                priority=r[5],
+                attempt=r[6],
+                max_attempts=r[7],
+                lease_token=r[8],
+                timeout=r[9],
+                checkpoint=None if r[10] is None else json.loads(r[10]),
+            )
+            for r in rows
+        ]
+
+    def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
+        if not tokens:
+            return LeaseReport()
+        with self._writer.write() as db:
+            rows = db.execute(
+                Q["extend_leases"],
+                {"now": self.now(), "lease": lease, "tokens": json.dumps(list(tokens))},
+            ).fetchall()
+        extended = frozenset(r[0] for r in rows)
+        return LeaseReport(
+            extended=extended,
+            lost=frozenset(tokens) - extended,
+            cancel_requested=frozenset(r[0] for r in rows if r[1]),
+        )
+
+    def save_progress(
+        self, job_id: int, token: str, progress_json: str | None, checkpoint_json: str | None
+    ) -> bool:
+        with self._writer.write() as db:
+            cursor = db.execute(
+                Q["save_progress"],
+                {
+                    "id": job_id,
+                    "token": token,
+                    "progress": progress_json,
+                    "checkpoint": checkpoint_json,
+                },
+            )
+            return cursor.rowcount == 1
+
+    def finish_many(self, outcomes: Sequence[Outcome]) -> list[FinishResult]:
+        if not outcomes:
+            return []
+        results: list[FinishResult] = []
+        with self._writer.write() as db:
+            now = self.now()
+            for outcome in outcomes:
+                if outcome.kind is OutcomeKind.RETRY and outcome.retry_budget is not None:
+                    owner = db.execute(
+                        Q["owns_run"], {"id": outcome.job_id, "token": outcome.token}
+                    ).fetchone()
+                    if owner is None:
+                        results.append(FinishResult(outcome.job_id, False))
+                        continue
+                    outcome = self._spend_retry_budget(db, outcome, now)
+                query = Q[f"finish_{outcome.kind.value}"]
+                cursor = db.execute(query, _outcome_params(outcome, now))
+                applied = cursor.rowcount == 1
+                results.append(
+                    FinishResult(
+                        outcome.job_id, applied, _STATE_AFTER[outcome.kind] if applied else None
+                    )
+                )
+        return results
+
+    @staticmethod
+    def _spend_retry_budget(db: sqlite3.Connection, outcome: Outcome, now: float) -> Outcome:
+        assert outcome.retry_budget is not None
+        task, limit, window = outcome.retry_budget
+        db.execute(Q["budget_open_window"], {"task": task, "now": now, "window": window})
+        if db.execute(Q["budget_take"], {"task": task, "limit": limit}).fetchone() is not None:
+            return outcome
+        return replace(
+            outcome,
+            kind=OutcomeKind.DEAD,
+            dead_reason=f"retry budget exhausted: more than {limit} retries of {task} "
+            f"within {window:g}s",
+        )
+
+    # --- maintenance ----------------------------------------------------------------------
+
+    def rescue_expired(self) -> RescueReport:
+        with self._writer.write() as db:
+            rows = db.execute(Q["rescue_expired"], {"now": self.now()}).fetchall()
+        by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
+        for job_id, state in rows:
+            by_state[state].append(job_id)
+        return RescueReport(
+            requeued=sorted(by_state["retrying"]),
+            dead=sorted(by_state["dead"]),
+            cancelled=sorted(by_state["cancelled"]),
+        )
+
+    def promote_due(self) -> int:
+        with self._writer.write() as db:
+            return db.execute(Q["promote_due"], {"now": self.now()}).rowcount
+
+    def next_due(self) -> float | None:
+        with self._reader.read() as db:
+            value = db.execute(Q["next_due"]).fetchone()[0]
+        return None if value is None else float(value)
+
+    def prune(self, older_than: float, batch: int = 1000) -> int:
+        with self._writer.write() as db:
+            cursor = db.execute(Q["prune"], {"cutoff": self.now() - older_than, "batch": batch})
+            return cursor.rowcount
+
+    # --- operator actions -----------------------------------------------------------------
+
+    def _state_of(self, db: sqlite3.Connection, job_id: int) -> JobState:
+        row = db.execute(Q["job_state"], {"id": job_id}).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return JobState(row[0])
+
+    def cancel(self, job_id: int) -> Job:
+        with self._writer.write() as db:
+            state = self._state_of(db, job_id)
+            if state in CANCELLABLE_STATES:
+                db.execute(Q["cancel_waiting"], {"id": job_id, "now": self.now()})
+            elif state is JobState.RUNNING:
+                db.execute(Q["request_cancel"], {"id": job_id})
+            elif state is not JobState.CANCELLED:
+                raise InvalidTransition(job_id, state, "cancel")
+        return self.get(job_id)
+
+    def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
+        with self._writer.write() as db:
+            for job_id in job_ids:
+                state = self._state_of(db, job_id)
+                if state not in REQUEUEABLE_STATES:
+                    raise InvalidTransition(job_id, state, "requeue")
+                try:
+                    db.execute(
+                        Q["requeue"], {"id": job_id, "now": self.now(), "reset": reset_attempts}
+                    )
+                except sqlite3.IntegrityError:
+                    raise ConveyorError(
+                        f"cannot requeue job {job_id}: another live job holds its idempotency key"
+                    ) from None
+        if job_ids:
+            self._notify_local(sorted({job.queue for job in map(self.get, job_ids)}))
+        return [self.get(job_id) for job_id in job_ids]
+
+    def discard(self, job_ids: Sequence[int]) -> int:
+        with self._writer.write() as db:
+            deleted = 0
+            for job_id in job_ids:
+                state = self._state_of(db, job_id)
+                if state is not JobState.DEAD:
+                    raise InvalidTransition(job_id, state, "discard")
+                deleted += db.execute(Q["discard"], {"id": job_id}).rowcount
+            return deleted
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        with self._reader.read() as db:
+            row = db.execute(Q["get_job"], {"id": job_id}).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return _row_to_job(row)
+
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[JobState] | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        params = {
+            "states": None if states is None else json.dumps([JobState(s).value for s in states]),
+            "queue": queue,
+            "task": task,
+            "limit": limit,
+            "before_id": before_id,
+        }
+        with self._reader.read() as db:
+            rows = db.execute(Q["list_jobs"], params).fetchall()
+        return [_row_to_job(row) for row in rows]
+
+    def stats(self) -> Mapping[str, Mapping[JobState, int]]:
+        with self._reader.read() as db:
+            rows = db.execute(Q["stats"]).fetchall()
+        counts: dict[str, dict[JobState, int]] = {}
+        for queue, state, count in rows:
+            counts.setdefault(queue, {})[JobState(state)] = count
+        return counts
+
+    def now(self) -> float:
+        return self._clock()
+
+    def change_marker(self) -> int:
+        with self._poller.lock:
+            try:
+                return int(self._poller.raw.execute(Q["data_version"]).fetchone()[0])
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from None
+
+    def close(self) -> None:
+        for connection in {id(c): c for c in (self._writer, self._reader, self._poller)}.values():
+            connection.close()
+
+
+_STATE_AFTER = {
+    OutcomeKind.SUCCEEDED: JobState.SUCCEEDED,
+    OutcomeKind.RETRY: JobState.RETRYING,
+    OutcomeKind.DEAD: JobState.DEAD,
+    OutcomeKind.CANCELLED: JobState.CANCELLED,
+    OutcomeKind.RELEASED: JobState.QUEUED,
+}
+
+
+def _outcome_params(outcome: Outcome, now: float) -> dict[str, Any]:
+    return {
+        "id": outcome.job_id,
+        "token": outcome.token,
+        "now": now,
+        "result": outcome.result_json,
+        "error": None if outcome.error is None else json.dumps(outcome.error.to_dict()),
+        "retry_in": outcome.retry_in,
+        "reason": outcome.dead_reason,
+        "checkpoint": outcome.checkpoint_json,
+    }
+
+
+_expected: dict[tuple[str, str], str] | None = None
+
+
+def _expected_schema() -> dict[tuple[str, str], str]:
+    """The schema objects that applying every migration to an empty database produces."""
+    global _expected
+    if _expected is None:
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            for _, _, script in MIGRATIONS:
+                for statement in split_statements(script):
+                    db.execute(statement)
+            _expected = {
+                (row[0], row[1]): _normalize_sql(row[3]) for row in db.execute(Q["schema_objects"])
+            }
+        finally:
+            db.close()
+    return _expected

@@ -1,0 +1,147 @@
+"""SQLite connections done right: WAL, a busy timeout, BEGIN IMMEDIATE for writes, and errors
+translated into Conveyor's typed errors naming the file."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from conveyor.backends.sql import load_queries
+from conveyor.errors import (
+    BackendError,
+    ConfigurationError,
+    DatabaseBusy,
+    DatabaseCorrupt,
+    StorageFull,
+)
+
+T = TypeVar("T")
+Q = load_queries("conveyor.backends.sqlite")
+
+_BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+_MEMORY = ":memory:"
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite:///:memory:``."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigurationError(
+            f"bad SQLite URL {url!r}: expected sqlite:///relative/path.db or sqlite:////abs/path.db"
+        )
+    path = url[len(prefix) :].split("?", 1)[0]
+    if not path:
+        raise ConfigurationError(f"bad SQLite URL {url!r}: no file path")
+    return path
+
+
+def translate(exc: sqlite3.Error, path: str) -> BackendError:
+    """Turn an sqlite3 error into a typed error that names the file."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    message = str(exc)
+    if code in _BUSY_CODES or "locked" in message:
+        return DatabaseBusy(f"{path}: the database stayed locked by another process ({message})")
+    if code == sqlite3.SQLITE_FULL or "disk is full" in message:
+        return StorageFull(f"{path}: the disk is full; nothing was written ({message})")
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT) or "not a database" in message:
+        return DatabaseCorrupt(
+            f"{path} is not a usable SQLite database ({message}); "
+            "point CONVEYOR_URL at a Conveyor database or a new file"
+        )
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return BackendError(f"cannot open {path}: {message} (does the directory exist?)")
+    if code == sqlite3.SQLITE_READONLY:
+        return BackendError(f"{path} is read-only: {message}")
+    return BackendError(f"{path}: {message}")
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in _BUSY_CODES or "database is locked" in str(exc)
+
+
+class Connection:
+    """One sqlite3 connection guarded by a lock, with transactions that survive contention.
+
+    SQLite allows one writer at a time per file. ``busy_timeout`` makes SQLite wait for the lock
+    itself; the retry loop covers the cases where SQLite reports BUSY without waiting (WAL
+    recovery, a snapshot that became stale). Callers see DatabaseBusy only once ``lock_timeout``
+    is exhausted.
+    """
+
+    def __init__(self, path: str, *, synchronous: str, lock_timeout: float) -> None:
+        self.path = path
+        self.lock_timeout = lock_timeout
+        self.lock = threading.RLock()
+        if path != _MEMORY:
+            parent = Path(path).parent
+            if not parent.is_dir():
+                raise BackendError(f"cannot open {path}: directory {parent} does not exist")
+            if Path(path).is_dir():
+                raise BackendError(f"cannot open {path}: it is a directory, not a database file")
+        try:
+            self.raw = sqlite3.connect(
+                path,
+                timeout=min(lock_timeout, 5.0),
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=256,
+            )
+            self._retry(lambda: self.raw.execute(Q["pragma_wal"]).fetchone())
+            pragma = f"pragma_synchronous_{synchronous.lower()}"
+            self.raw.execute(Q[pragma])
+        except sqlite3.Error as exc:
+            raise translate(exc, path) from None
+
+    def _retry(self, action: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.001
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: BEGIN IMMEDIATE takes the file's write lock up front, so the
+        transaction never has to upgrade a read lock (which would fail with BUSY)."""
+        with self.lock:
+            try:
+                self._retry(lambda: self.raw.execute(Q["begin_immediate"]))
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from None
+            try:
+                yield self.raw
+                self.raw.execute(Q["commit"])
+            except BaseException as exc:
+                if self.raw.in_transaction:
+                    self.raw.execute(Q["rollback"])
+                if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                    raise translate(exc, self.path) from None
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for multi-statement reads."""
+        with self.lock:
+            try:
+                self._retry(lambda: self.raw.execute(Q["begin_deferred"]))
+                yield self.raw
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from None
+            finally:
+                if self.raw.in_transaction:
+                    self.raw.execute(Q["rollback"])
+
+    def close(self) -> None:
+        with self.lock:
+            self.raw.close()

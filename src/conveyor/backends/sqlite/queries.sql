@@ -1,0 +1,254 @@
+-- Named queries of the SQLite engine. Parameters are :named; times are UNIX seconds passed in
+-- as :now by the backend's clock.
+
+-- name: pragma_wal
+PRAGMA journal_mode = WAL
+
+-- name: pragma_synchronous_normal
+PRAGMA synchronous = NORMAL
+
+-- name: pragma_synchronous_full
+PRAGMA synchronous = FULL
+
+-- name: pragma_foreign_keys
+PRAGMA foreign_keys = ON
+
+-- name: data_version
+PRAGMA data_version
+
+-- name: begin_immediate
+BEGIN IMMEDIATE
+
+-- name: begin_deferred
+BEGIN DEFERRED
+
+-- name: commit
+COMMIT
+
+-- name: rollback
+ROLLBACK
+
+-- name: integrity_check
+PRAGMA quick_check
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS conveyor_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at REAL NOT NULL
+)
+
+-- name: has_migrations_table
+SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'conveyor_migrations'
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM conveyor_migrations
+
+-- name: record_migration
+INSERT INTO conveyor_migrations (version, name, applied_at) VALUES (:version, :name, :now)
+
+-- name: schema_objects
+SELECT type, name, tbl_name, sql FROM sqlite_master
+WHERE name LIKE 'conveyor\_%' ESCAPE '\' AND name <> 'conveyor_migrations'
+ORDER BY type, name
+
+-- name: find_idempotent_live
+SELECT id, state FROM conveyor_jobs
+WHERE idempotency_key = :key
+  AND state IN ('blocked', 'scheduled', 'queued', 'running', 'retrying')
+LIMIT 1
+
+-- name: find_idempotent_any
+SELECT id, state FROM conveyor_jobs
+WHERE idempotency_key = :key
+ORDER BY id DESC
+LIMIT 1
+
+-- name: insert_job
+INSERT INTO conveyor_jobs (
+    queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout,
+    idempotency_key, created_at
+) VALUES (
+    :queue, :task, :args, :kwargs, :state, :priority, :run_at, :max_attempts, :timeout,
+    :idempotency_key, :now
+)
+
+-- name: last_insert_id
+SELECT last_insert_rowid()
+
+-- name: queue_depth
+SELECT count(*) FROM conveyor_jobs
+WHERE queue = :queue AND state IN ('blocked', 'scheduled', 'queued', 'retrying')
+
+-- name: promote_due
+UPDATE conveyor_jobs SET state = 'queued'
+WHERE state IN ('scheduled', 'retrying') AND run_at <= :now
+
+-- name: claim_any
+UPDATE conveyor_jobs
+SET state = 'running',
+    attempts = attempts + 1,
+    lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = :now + :lease,
+    worker_id = :worker_id,
+    started_at = :now,
+    cancel_requested = 0
+WHERE id IN (
+    SELECT id FROM conveyor_jobs
+    WHERE state = 'queued'
+    ORDER BY priority DESC, run_at, id
+    LIMIT :limit
+)
+RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
+          timeout, checkpoint, run_at
+
+-- name: claim_queue
+UPDATE conveyor_jobs
+SET state = 'running',
+    attempts = attempts + 1,
+    lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = :now + :lease,
+    worker_id = :worker_id,
+    started_at = :now,
+    cancel_requested = 0
+WHERE id IN (
+    SELECT id FROM conveyor_jobs
+    WHERE state = 'queued' AND queue = :queue
+    ORDER BY priority DESC, run_at, id
+    LIMIT :limit
+)
+RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
+          timeout, checkpoint, run_at
+
+-- name: extend_leases
+UPDATE conveyor_jobs SET lease_expires_at = :now + :lease
+WHERE lease_token IN (SELECT value FROM json_each(:tokens)) AND state = 'running'
+RETURNING lease_token, cancel_requested
+
+-- name: save_progress
+UPDATE conveyor_jobs
+SET progress = coalesce(:progress, progress),
+    checkpoint = coalesce(:checkpoint, checkpoint)
+WHERE id = :id AND lease_token = :token AND state = 'running'
+
+-- name: owns_run
+SELECT task FROM conveyor_jobs WHERE id = :id AND lease_token = :token AND state = 'running'
+
+-- name: finish_succeeded
+UPDATE conveyor_jobs
+SET state = 'succeeded', result = :result, finished_at = :now,
+    lease_token = NULL, lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND state = 'running'
+
+-- name: finish_retry
+UPDATE conveyor_jobs
+SET state = 'retrying', run_at = :now + :retry_in,
+    errors = json_insert(errors, '$[#]', json(:error)),
+    checkpoint = coalesce(:checkpoint, checkpoint),
+    lease_token = NULL, lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND state = 'running'
+
+-- name: finish_dead
+UPDATE conveyor_jobs
+SET state = 'dead', dead_reason = :reason, finished_at = :now,
+    errors = CASE WHEN :error IS NULL THEN errors
+                  ELSE json_insert(errors, '$[#]', json(:error)) END,
+    checkpoint = coalesce(:checkpoint, checkpoint),
+    lease_token = NULL, lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND state = 'running'
+
+-- name: finish_cancelled
+UPDATE conveyor_jobs
+SET state = 'cancelled', finished_at = :now,
+    errors = CASE WHEN :error IS NULL THEN errors
+                  ELSE json_insert(errors, '$[#]', json(:error)) END,
+    checkpoint = coalesce(:checkpoint, checkpoint),
+    lease_token = NULL, lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND state = 'running'
+
+-- name: finish_released
+UPDATE conveyor_jobs
+SET state = 'queued', attempts = attempts - 1,
+    checkpoint = coalesce(:checkpoint, checkpoint),
+    lease_token = NULL, lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND state = 'running'
+
+-- name: budget_open_window
+INSERT INTO conveyor_retry_budgets (task, window_start, used) VALUES (:task, :now, 0)
+ON CONFLICT (task) DO UPDATE SET window_start = :now, used = 0
+WHERE window_start + :window <= :now
+
+-- name: budget_take
+UPDATE conveyor_retry_budgets SET used = used + 1
+WHERE task = :task AND used < :limit
+RETURNING used
+
+-- name: rescue_expired
+UPDATE conveyor_jobs
+SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
+                 WHEN attempts >= max_attempts THEN 'dead'
+                 ELSE 'retrying' END,
+    dead_reason = CASE WHEN cancel_requested = 1 THEN dead_reason
+                       WHEN attempts >= max_attempts THEN
+                           'lost: the lease expired on ' || (lost_runs + 1)
+                           || ' run(s) without the worker finishing; the job may be killing'
+                           || ' or hanging its worker'
+                       ELSE dead_reason END,
+    finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now
+                       ELSE NULL END,
+    lost_runs = lost_runs + 1,
+    run_at = :now,
+    lease_token = NULL,
+    lease_expires_at = NULL
+WHERE state = 'running' AND lease_expires_at < :now
+RETURNING id, state
+
+-- name: cancel_waiting
+UPDATE conveyor_jobs SET state = 'cancelled', finished_at = :now
+WHERE id = :id AND state IN ('blocked', 'scheduled', 'queued', 'retrying')
+
+-- name: request_cancel
+UPDATE conveyor_jobs SET cancel_requested = 1
+WHERE id = :id AND state = 'running'
+
+-- name: requeue
+UPDATE conveyor_jobs
+SET state = 'queued', run_at = :now, finished_at = NULL, dead_reason = NULL,
+    cancel_requested = 0,
+    max_attempts = CASE WHEN :reset THEN max_attempts ELSE max(max_attempts, attempts + 1) END,
+    attempts = CASE WHEN :reset THEN 0 ELSE attempts END,
+    lost_runs = CASE WHEN :reset THEN 0 ELSE lost_runs END
+WHERE id = :id AND state IN ('dead', 'cancelled')
+
+-- name: discard
+DELETE FROM conveyor_jobs WHERE id = :id AND state = 'dead'
+
+-- name: get_job
+SELECT * FROM conveyor_jobs WHERE id = :id
+
+-- name: list_jobs
+SELECT * FROM conveyor_jobs
+WHERE (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:task IS NULL OR task = :task)
+  AND (:before_id IS NULL OR id < :before_id)
+ORDER BY id DESC
+LIMIT :limit
+
+-- name: stats
+SELECT queue, state, count(*) FROM conveyor_jobs GROUP BY queue, state
+
+-- name: prune
+DELETE FROM conveyor_jobs
+WHERE id IN (
+    SELECT id FROM conveyor_jobs
+    WHERE finished_at IS NOT NULL AND finished_at < :cutoff
+      AND state IN ('succeeded', 'cancelled')
+    LIMIT :batch
+)
+
+-- name: next_due
+SELECT min(run_at) FROM conveyor_jobs WHERE state IN ('scheduled', 'retrying')
+
+-- name: job_state
+SELECT state FROM conveyor_jobs WHERE id = :id

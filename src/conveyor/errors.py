@@ -1,0 +1,112 @@
+"""Typed errors. Each carries what the user needs to fix the problem, in one line."""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base class of every error Conveyor raises on purpose."""
+
+
+class ConfigurationError(ConveyorError, ValueError):
+    """A setting is missing, malformed or contradicts another one."""
+
+
+# --- enqueue validation: raised before anything is written -------------------------------
+
+
+class EnqueueError(ConveyorError, ValueError):
+    """The job was rejected before anything was written."""
+
+
+class UnknownTask(EnqueueError):
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f" (registered: {', '.join(sorted(known))})" if known else ""
+        super().__init__(f"unknown task {name!r}{hint}")
+        self.name = name
+
+
+class InvalidArguments(EnqueueError):
+    """Arguments are not plain JSON (NaN, bytes, objects, NUL in strings ...)."""
+
+
+class ArgumentsMismatch(EnqueueError):
+    """Arguments do not bind to the task's signature."""
+
+
+class PayloadTooLarge(EnqueueError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"job payload is {size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class QueueFull(EnqueueError):
+    def __init__(self, queue: str, depth: int, limit: int) -> None:
+        super().__init__(
+            f"queue {queue!r} is full: {depth} waiting jobs, limit {limit}; "
+            "retry later or raise the queue limit"
+        )
+        self.queue = queue
+        self.depth = depth
+        self.limit = limit
+
+
+# --- operations on existing jobs ----------------------------------------------------------
+
+
+class JobNotFound(ConveyorError, LookupError):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"no job with id {job_id}")
+        self.job_id = job_id
+
+
+class InvalidTransition(ConveyorError):
+    """The job is in a state that does not allow the requested operation."""
+
+    def __init__(self, job_id: int, state: str, operation: str) -> None:
+        super().__init__(f"cannot {operation} job {job_id}: it is {state}")
+        self.job_id = job_id
+        self.state = state
+        self.operation = operation
+
+
+# --- storage ------------------------------------------------------------------------------
+
+
+class BackendError(ConveyorError):
+    """The storage engine failed in a way the caller should know about."""
+
+
+class DatabaseBusy(BackendError):
+    """The database stayed locked by another process for longer than the configured timeout."""
+
+
+class StorageFull(BackendError):
+    """The disk (or the database's size limit) is full; nothing was written."""
+
+
+class DatabaseCorrupt(BackendError):
+    """The file is not a Conveyor database, or it is damaged."""
+
+
+class SchemaError(BackendError):
+    """The database schema is missing, too old or written by a newer Conveyor."""
+
+
+class BackendUnavailable(BackendError):
+    """The database server could not be reached."""
+
+
+# --- inside a running task ----------------------------------------------------------------
+
+
+class JobCancelled(ConveyorError):
+    """Raised inside a task (``ctx.raise_if_cancelled()``) when someone cancelled the job."""
+
+
+class LeaseLost(ConveyorError):
+    """This worker no longer owns the run (its lease expired and the job moved on)."""
+
+
+class JobTimeout(ConveyorError, TimeoutError):
+    """The task ran longer than its timeout."""

@@ -1,0 +1,181 @@
+"""The job record and its state machine.
+
+Allowed transitions (the only ones any backend performs):
+
+    (new)      -> blocked | scheduled | queued     enqueue
+    blocked    -> queued                            every dependency succeeded
+    scheduled  -> queued                            run_at reached (promotion)
+    retrying   -> queued                            run_at reached (promotion)
+    queued     -> running                           claim: new run, fresh lease token
+    running    -> succeeded                         fenced success
+    running    -> retrying                          fenced failure with attempts left, or lease
+                                                    expired (rescue), or released at shutdown
+    running    -> queued                            released before it started (no attempt charged)
+    running    -> dead                              fenced failure, attempts exhausted,
+                                                    non-retryable error, or rescue with attempts
+                                                    exhausted (the job keeps killing its worker)
+    running    -> cancelled                         cancellation observed by the worker
+    blocked | scheduled | queued | retrying -> cancelled     cancel
+    dead | cancelled -> queued                      requeue (from the dead-letter queue)
+
+Terminal states (succeeded, dead, cancelled) change only through an explicit requeue of a dead
+or cancelled job; a succeeded job never changes again.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class JobState(enum.StrEnum):
+    BLOCKED = "blocked"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    @property
+    def is_live(self) -> bool:
+        return self not in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
+LIVE_STATES = frozenset(JobState) - TERMINAL_STATES
+CANCELLABLE_STATES = frozenset(
+    {JobState.BLOCKED, JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING}
+)
+REQUEUEABLE_STATES = frozenset({JobState.DEAD, JobState.CANCELLED})
+
+ALLOWED_TRANSITIONS: dict[JobState | None, frozenset[JobState]] = {
+    None: frozenset({JobState.BLOCKED, JobState.SCHEDULED, JobState.QUEUED}),
+    JobState.BLOCKED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.RETRYING: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset(
+        {
+            JobState.SUCCEEDED,
+            JobState.RETRYING,
+            JobState.QUEUED,
+            JobState.DEAD,
+            JobState.CANCELLED,
+        }
+    ),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.DEAD: frozenset({JobState.QUEUED}),
+    JobState.CANCELLED: frozenset({JobState.QUEUED}),
+}
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+
+
+@dataclass(frozen=True)
+class JobError:
+    """One failed attempt."""
+
+    attempt: int
+    type: str
+    message: str
+    traceback: str
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "type": self.type,
+            "message": self.message,
+            "traceback": self.traceback,
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobError:
+        return cls(
+            attempt=int(data.get("attempt", 0)),
+            type=str(data.get("type", "")),
+            message=str(data.get("message", "")),
+            traceback=str(data.get("traceback", "")),
+            at=float(data.get("at", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of one job as stored. Times are UNIX seconds (UTC)."""
+
+    id: int
+    task: str
+    queue: str
+    state: JobState
+    args: list[Any]
+    kwargs: dict[str, Any]
+    priority: int
+    run_at: float
+    attempts: int
+    max_attempts: int
+    created_at: float
+    idempotency_key: str | None = None
+    lost_runs: int = 0
+    result: Any = None
+    errors: list[JobError] = field(default_factory=list)
+    dead_reason: str | None = None
+    timeout: float | None = None
+    progress: Any = None
+    checkpoint: Any = None
+    cancel_requested: bool = False
+    worker_id: str | None = None
+    lease_token: str | None = None
+    lease_expires_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def last_error(self) -> JobError | None:
+        return self.errors[-1] if self.errors else None
+
+    @property
+    def created(self) -> datetime:
+        created = _utc(self.created_at)
+        assert created is not None
+        return created
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view, for the CLI and the HTTP API."""
+        return {
+            "id": self.id,
+            "task": self.task,
+            "queue": self.queue,
+            "state": self.state.value,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "priority": self.priority,
+            "run_at": self.run_at,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "lost_runs": self.lost_runs,
+            "idempotency_key": self.idempotency_key,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "result": self.result,
+            "errors": [e.to_dict() for e in self.errors],
+            "dead_reason": self.dead_reason,
+            "timeout": self.timeout,
+            "progress": self.progress,
+            "checkpoint": self.checkpoint,
+            "cancel_requested": self.cancel_requested,
+            "worker_id": self.worker_id,
+            "lease_expires_at": self.lease_expires_at,
+        }

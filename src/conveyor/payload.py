@@ -1,0 +1,62 @@
+"""Strict JSON encoding of job arguments and results.
+
+Only what survives a JSON round trip unchanged is accepted: no NaN/Infinity, no bytes, no
+arbitrary objects, no non-string keys, no NUL characters in strings (PostgreSQL cannot store
+them and most consumers truncate at them).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conveyor.errors import InvalidArguments
+
+_encoder = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
+def _find_problem(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return f"{path} contains a NUL character" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path} has a non-string key {key!r}"
+            problem = _find_problem(key, f"{path} key") or _find_problem(item, f"{path}.{key}")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            problem = _find_problem(item, f"{path}[{index}]")
+            if problem:
+                return problem
+    return None
+
+
+def dumps(value: Any, what: str = "value") -> str:
+    """Encode ``value`` as compact JSON or raise InvalidArguments naming the problem."""
+    try:
+        text = _encoder.encode(value)
+    except ValueError as exc:  # NaN / Infinity, circular references
+        raise InvalidArguments(f"{what} is not valid JSON: {exc}") from None
+    except TypeError as exc:  # bytes, sets, arbitrary objects
+        raise InvalidArguments(f"{what} is not JSON: {exc}") from None
+    # Cheap C-level screen first; the exact walk runs only when something looks suspicious.
+    if "\\u0000" in text or _has_non_string_keys(value):
+        problem = _find_problem(value, what)
+        if problem:
+            raise InvalidArguments(problem)
+    return text
+
+
+def _has_non_string_keys(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(not isinstance(k, str) or _has_non_string_keys(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(isinstance(v, dict | list | tuple) and _has_non_string_keys(v) for v in value)
+    return False
+
+
+def loads(text: str | bytes | None) -> Any:
+    return None if text is None else json.loads(text)

@@ -1,0 +1,118 @@
+"""Backoff policies: how long to wait before the next attempt of a failed job.
+
+A policy is any callable ``(attempt, exception) -> seconds``; ``attempt`` is the number of the
+attempt that just failed (1 for the first). Randomness is injectable so tests are deterministic.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from conveyor.errors import ConfigurationError
+
+BackoffPolicy = Callable[[int, BaseException], float]
+
+
+def _positive(name: str, value: float) -> float:
+    if value < 0:
+        raise ConfigurationError(f"{name} must be >= 0, got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Exponential:
+    """``base * factor ** (attempt - 1)``, capped at ``cap``, with full jitter of ``jitter``.
+
+    With the defaults: about 1 s, 2 s, 4 s, 8 s ... up to 1 hour. ``jitter=0.1`` spreads each
+    delay uniformly over ±10 % so that many jobs failing together do not retry together.
+    """
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: float = 0.1
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _positive("base", self.base)
+        _positive("cap", self.cap)
+        if self.factor < 1:
+            raise ConfigurationError(f"factor must be >= 1, got {self.factor}")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigurationError(f"jitter must be within [0, 1], got {self.jitter}")
+
+    def raw(self, attempt: int) -> float:
+        exponent = max(attempt - 1, 0)
+        # Avoid float overflow for absurd attempt counts: past the cap it no longer matters.
+        if self.factor > 1 and exponent > 1024:
+            return self.cap
+        return float(min(self.base * self.factor**exponent, self.cap))
+
+    def __call__(self, attempt: int, error: BaseException | None = None) -> float:
+        delay = self.raw(attempt)
+        spread = delay * self.jitter
+        return max(0.0, delay + self.rng.uniform(-spread, spread))
+
+
+@dataclass(frozen=True)
+class Linear:
+    """``step * attempt``, capped at ``cap``."""
+
+    step: float = 5.0
+    cap: float = 3600.0
+
+    def __post_init__(self) -> None:
+        _positive("step", self.step)
+        _positive("cap", self.cap)
+
+    def __call__(self, attempt: int, error: BaseException | None = None) -> float:
+        return min(self.step * max(attempt, 1), self.cap)
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """The same delay before every retry."""
+
+    delay: float = 5.0
+
+    def __post_init__(self) -> None:
+        _positive("delay", self.delay)
+
+    def __call__(self, attempt: int, error: BaseException | None = None) -> float:
+        return self.delay
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """At most ``limit`` retries of one task per ``window`` seconds, across all workers.
+
+    Past the budget a failing job is dead-lettered with reason ``retry budget exhausted``
+    instead of being retried, so a broken dependency cannot turn into a retry storm. Dead jobs
+    can be requeued from the dead-letter queue once the cause is fixed.
+    """
+
+    limit: int
+    window: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.limit < 0:
+            raise ConfigurationError(f"retry budget limit must be >= 0, got {self.limit}")
+        if self.window <= 0:
+            raise ConfigurationError(f"retry budget window must be > 0, got {self.window}")
+
+
+def resolve_policy(policy: BackoffPolicy | str | None) -> BackoffPolicy:
+    """Turn the ``retry=`` option of a task into a policy."""
+    if policy is None or policy == "exponential":
+        return Exponential()
+    if policy == "linear":
+        return Linear()
+    if policy == "fixed":
+        return Fixed()
+    if callable(policy):
+        return policy
+    raise ConfigurationError(
+        f"unknown retry policy {policy!r}: use 'exponential', 'linear', 'fixed' or a callable"
+    )

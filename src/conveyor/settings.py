@@ -1,0 +1,125 @@
+"""One validated settings object: values given in code win over CONVEYOR_* variables, which win
+over the defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from conveyor.errors import ConfigurationError
+
+DEFAULT_URL = "sqlite:///conveyor.db"
+SYNCHRONOUS_MODES = ("NORMAL", "FULL")
+
+
+def _parse_queue_limits(text: str) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise ConfigurationError(
+                f"bad queue limit {part!r}: expected QUEUE=LIMIT, e.g. 'default=10000'"
+            )
+        limits[name.strip()] = _to_int("queue limit", value)
+    return limits
+
+
+def _to_int(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {text!r}") from None
+
+
+def _to_float(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of Conveyor. Each field ``name`` has the environment twin ``CONVEYOR_NAME``."""
+
+    url: str = DEFAULT_URL
+    #: Seconds a claimed job stays leased to its worker without a heartbeat.
+    lease: float = 30.0
+    #: Seconds between heartbeats; must be at most half the lease.
+    heartbeat: float = 10.0
+    #: Seconds between checks for work committed by other processes (SQLite) and fallback polls.
+    poll_interval: float = 0.005
+    #: Seconds between maintenance sweeps (rescue of expired leases, promotion, pruning).
+    sweep_interval: float = 1.0
+    #: Largest encoded payload (arguments) in bytes.
+    max_payload_bytes: int = 1024 * 1024
+    #: SQLite ``synchronous`` pragma: NORMAL (survives process crashes) or FULL (power loss too).
+    sqlite_synchronous: str = "NORMAL"
+    #: Seconds an operation waits for a database locked by another process before DatabaseBusy.
+    lock_timeout: float = 30.0
+    #: Most jobs one claim takes.
+    batch_size: int = 100
+    #: Seconds finished jobs are kept before pruning (0 keeps them forever).
+    retention: float = 7 * 24 * 3600.0
+    #: Per-queue limits of waiting jobs; enqueue beyond raises QueueFull.
+    queue_limits: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            raise ConfigurationError("url must not be empty")
+        for name in ("lease", "heartbeat", "poll_interval", "sweep_interval", "lock_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.heartbeat > self.lease / 2:
+            raise ConfigurationError(
+                f"heartbeat ({self.heartbeat:g}s) must be at most half the lease "
+                f"({self.lease:g}s) so a lease is renewed well before it expires"
+            )
+        if self.max_payload_bytes <= 0:
+            raise ConfigurationError("max_payload_bytes must be > 0")
+        if self.batch_size <= 0:
+            raise ConfigurationError("batch_size must be > 0")
+        if self.retention < 0:
+            raise ConfigurationError("retention must be >= 0")
+        mode = self.sqlite_synchronous.upper()
+        if mode not in SYNCHRONOUS_MODES:
+            raise ConfigurationError(
+                f"sqlite_synchronous must be NORMAL or FULL, got {self.sqlite_synchronous!r}"
+            )
+        object.__setattr__(self, "sqlite_synchronous", mode)
+        for queue, limit in self.queue_limits.items():
+            if limit <= 0:
+                raise ConfigurationError(f"queue limit for {queue!r} must be > 0, got {limit}")
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then CONVEYOR_* variables from ``env``, then ``overrides`` (None = unset)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"CONVEYOR_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _from_text(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _from_text(f: dataclasses.Field[Any], raw: str) -> Any:
+    name = f"CONVEYOR_{f.name.upper()}"
+    if f.name == "queue_limits":
+        return _parse_queue_limits(raw)
+    if f.type in ("int", int):
+        return _to_int(name, raw)
+    if f.type in ("float", float):
+        return _to_float(name, raw)
+    return raw

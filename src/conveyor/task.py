@@ -1,0 +1,308 @@
+"""``@app.task`` turns a function into a Task: its options, argument validation at enqueue,
+and the retry decision when a run fails."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from conveyor import payload
+from conveyor.backends.base import NewJob, Outcome, OutcomeKind
+from conveyor.errors import ArgumentsMismatch, ConfigurationError, PayloadTooLarge
+from conveyor.job import JobError
+from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.job import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+PRIORITY_LEVELS = {"critical": 100, "high": 50, "normal": 0, "low": -50}
+IDEMPOTENCY_SCOPES = ("live", "any")
+
+
+class NonRetryable(Exception):
+    """Raise (or subclass) to dead-letter a job at once, without further attempts."""
+
+
+def resolve_priority(priority: int | str) -> int:
+    if isinstance(priority, bool):
+        raise ConfigurationError(f"priority must be an integer or a level name, got {priority!r}")
+    if isinstance(priority, int):
+        return priority
+    if isinstance(priority, str) and priority in PRIORITY_LEVELS:
+        return PRIORITY_LEVELS[priority]
+    raise ConfigurationError(
+        f"unknown priority {priority!r}: use an integer or one of {', '.join(PRIORITY_LEVELS)}"
+    )
+
+
+def _to_seconds(name: str, value: float | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        raise ConfigurationError(f"{name} must be >= 0, got {seconds:g}")
+    return seconds
+
+
+def _to_timestamp(value: float | datetime | None) -> float | None:
+    if value is None or isinstance(value, int | float):
+        return None if value is None else float(value)
+    if value.tzinfo is None:
+        raise ConfigurationError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
+    return value.timestamp()
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Per-enqueue options; None means "the task's default"."""
+
+    queue: str | None = None
+    priority: int | str | None = None
+    delay: float | timedelta | None = None
+    run_at: float | datetime | None = None
+    idempotency_key: str | None = None
+    max_attempts: int | None = None
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.delay is not None and self.run_at is not None:
+            raise ConfigurationError("give either delay or run_at, not both")
+        if self.queue is not None:
+            _check_queue(self.queue)
+        if self.priority is not None:
+            resolve_priority(self.priority)
+        _to_seconds("delay", self.delay)
+        _to_timestamp(self.run_at)
+        if self.max_attempts is not None:
+            _check_max_attempts(self.max_attempts)
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0, got {self.timeout}")
+        if self.idempotency_key is not None and (
+            not isinstance(self.idempotency_key, str) or not self.idempotency_key
+        ):
+            raise ConfigurationError("idempotency_key must be a non-empty string")
+
+
+def _check_queue(queue: str) -> None:
+    if not isinstance(queue, str) or not 1 <= len(queue) <= 200 or "\x00" in queue:
+        raise ConfigurationError(f"queue name must be 1-200 characters, got {queue!r}")
+
+
+def _check_max_attempts(value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"max_attempts must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job described but not yet enqueued: pass a list of them to ``app.enqueue_many``."""
+
+    task: Task[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    options: JobOptions = field(default_factory=JobOptions)
+
+    def to_new_job(self) -> NewJob:
+        return self.task.build(self.args, self.kwargs, self.options)
+
+
+class Task(Generic[P, R]):
+    """A registered task. Call it to run the function directly; ``enqueue`` to run it later."""
+
+    def __init__(
+        self,
+        app: Conveyor,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        queue: str = "default",
+        priority: int | str = "normal",
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        retry: BackoffPolicy | str | None = None,
+        retry_budget: RetryBudget | None = None,
+        dont_retry: Sequence[type[BaseException]] = (),
+        pass_context: bool = False,
+        idempotency: str = "live",
+    ) -> None:
+        _check_queue(queue)
+        _check_max_attempts(max_attempts)
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0, got {timeout}")
+        if idempotency not in IDEMPOTENCY_SCOPES:
+            raise ConfigurationError(f"idempotency must be 'live' or 'any', got {idempotency!r}")
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.queue = queue
+        self.priority = resolve_priority(priority)
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self.backoff = resolve_policy(retry)
+        self.retry_budget = retry_budget
+        self.dont_retry = tuple(dont_retry)
+        self.pass_context = pass_context
+        self.idempotency = idempotency
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._signature = self._enqueue_signature(fn, pass_context)
+
+    @staticmethod
+    def _enqueue_signature(fn: Callable[..., Any], pass_context: bool) -> inspect.Signature:
+        signature = inspect.signature(fn)
+        if not pass_context:
+            return signature
+        params = list(signature.parameters.values())
+        if not params:
+            raise ConfigurationError(
+                f"task {fn.__qualname__} has pass_context=True but takes no arguments"
+            )
+        return signature.replace(parameters=params[1:])
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.queue!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = self.fn(*args, **kwargs)
+        return result
+
+    # --- enqueue --------------------------------------------------------------------------
+
+    def options(self, **options: Any) -> BoundTask[P, R]:
+        """Override options for the next enqueue: queue, priority, delay, run_at,
+        idempotency_key, max_attempts, timeout."""
+        try:
+            return BoundTask(self, JobOptions(**options))
+        except TypeError as exc:
+            raise ConfigurationError(str(exc)) from None
+
+    def job(self, *args: P.args, **kwargs: P.kwargs) -> JobSpec:
+        return JobSpec(self, args, kwargs)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return self.app.enqueue_many([JobSpec(self, args, kwargs)])[0]
+
+    async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return (await self.app.enqueue_many_async([JobSpec(self, args, kwargs)]))[0]
+
+    def build(self, args: Sequence[Any], kwargs: dict[str, Any], options: JobOptions) -> NewJob:
+        """Validate and encode one job; raises before anything is written."""
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ArgumentsMismatch(f"arguments do not match task {self.name}: {exc}") from None
+        args_json = payload.dumps(list(args), f"arguments of {self.name}")
+        kwargs_json = payload.dumps(kwargs, f"keyword arguments of {self.name}")
+        limit = self.app.settings.max_payload_bytes
+        size = len(args_json) + len(kwargs_json)
+        if size * 4 > limit:  # cheap bound first: a character is at most 4 bytes in UTF-8
+            size = len(args_json.encode()) + len(kwargs_json.encode())
+            if size > limit:
+                raise PayloadTooLarge(size, limit)
+        priority = self.priority if options.priority is None else options.priority
+        return NewJob(
+            task=self.name,
+            queue=options.queue or self.queue,
+            args_json=args_json,
+            kwargs_json=kwargs_json,
+            priority=resolve_priority(priority),
+            run_at=_to_timestamp(options.run_at),
+            delay=_to_seconds("delay", options.delay) or 0.0,
+            max_attempts=options.max_attempts or self.max_attempts,
+            timeout=options.timeout or self.timeout,
+            idempotency_key=options.idempotency_key,
+            idempotency_scope=self.idempotency,
+        )
+
+    # --- the retry decision ---------------------------------------------------------------
+
+    def failure_outcome(
+        self,
+        job_id: int,
+        token: str,
+        attempt: int,
+        max_attempts: int,
+        exc: BaseException,
+        now: float,
+        checkpoint_json: str | None = None,
+    ) -> Outcome:
+        """What a failed run leads to: a retry after backoff, or the dead-letter queue."""
+        error = describe_error(exc, attempt, now)
+        summary = f"{error.type}: {error.message}" if error.message else error.type
+        base = Outcome(
+            job_id, token, OutcomeKind.DEAD, error=error, checkpoint_json=checkpoint_json
+        )
+        if isinstance(exc, (NonRetryable, self.dont_retry)):
+            return replace(base, dead_reason=f"non-retryable error: {summary}")
+        if attempt >= max_attempts:
+            return replace(
+                base, dead_reason=f"attempts exhausted ({attempt}/{max_attempts}): {summary}"
+            )
+        delay = max(0.0, float(self.backoff(attempt, exc)))
+        budget = self.retry_budget
+        return replace(
+            base,
+            kind=OutcomeKind.RETRY,
+            retry_in=delay,
+            retry_budget=None if budget is None else (self.name, budget.limit, budget.window),
+        )
+
+
+def describe_error(exc: BaseException, attempt: int, now: float) -> JobError:
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else (f"{kind.__module__}.{kind.__qualname__}")
+    )
+    return JobError(
+        attempt=attempt,
+        type=name,
+        message=str(exc)[:2000],
+        traceback="".join(traceback.format_exception(exc))[-8000:],
+        at=now,
+    )
+
+
+class BoundTask(Generic[P, R]):
+    """A task with per-enqueue options: ``task.options(delay=5).enqueue(...)``."""
+
+    def __init__(self, task: Task[P, R], options: JobOptions) -> None:
+        self.task = task
+        self._options = options
+
+    def job(self, *args: P.args, **kwargs: P.kwargs) -> JobSpec:
+        return JobSpec(self.task, args, kwargs, self._options)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return self.task.app.enqueue_many([self.job(*args, **kwargs)])[0]
+
+    async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return (await self.task.app.enqueue_many_async([self.job(*args, **kwargs)]))[0]
+
+
+def default_task_name(fn: Callable[..., Any]) -> str:
+    module = fn.__module__
+    if module == "__main__":
+        # A script run as `python -m pkg.mod` knows its importable name; workers import that.
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        module = spec.name if spec is not None else "__main__"
+    return f"{module}.{fn.__qualname__}"
+
+
+__all__ = [
+    "PRIORITY_LEVELS",
+    "BoundTask",
+    "JobOptions",
+    "JobSpec",
+    "NonRetryable",
+    "Task",
+]

@@ -1,0 +1,79 @@
+"""The job context handed to tasks declared with ``pass_context=True``."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from conveyor import payload
+from conveyor.errors import JobCancelled, LeaseLost
+
+if TYPE_CHECKING:
+    from conveyor.backends.base import Backend, ClaimedJob
+
+
+class JobContext:
+    """What a running task may know and do about its own run.
+
+    ``progress`` and ``checkpoint`` are fenced writes: if this worker lost the run they raise
+    LeaseLost, and the task should stop. ``last_checkpoint`` is what an earlier attempt saved.
+    """
+
+    def __init__(self, job: ClaimedJob, backend: Backend, worker_id: str) -> None:
+        self.job_id = job.id
+        self.task = job.task
+        self.queue = job.queue
+        self.attempt = job.attempt
+        self.max_attempts = job.max_attempts
+        self.worker_id = worker_id
+        self.last_checkpoint: Any = job.checkpoint
+        self._token = job.lease_token
+        self._backend = backend
+        self._cancelled = threading.Event()
+        self._lost = threading.Event()
+        self.saved_checkpoint_json: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<JobContext job={self.job_id} attempt={self.attempt}/{self.max_attempts}>"
+
+    @property
+    def cancelled(self) -> bool:
+        """True once someone asked to cancel this job."""
+        return self._cancelled.is_set()
+
+    @property
+    def lost(self) -> bool:
+        """True once this worker learned that it no longer owns the run."""
+        return self._lost.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled:
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+
+    def progress(self, value: float | str | dict[str, Any]) -> None:
+        """Record progress: a fraction in [0, 1], a message, or a JSON object."""
+        self._save(payload.dumps(value, "progress"), None)
+
+    def checkpoint(self, state: Any) -> None:
+        """Persist ``state``; the next attempt (after a crash, retry or shutdown) gets it back
+        as ``ctx.last_checkpoint``."""
+        encoded = payload.dumps(state, "checkpoint")
+        self._save(None, encoded)
+        self.saved_checkpoint_json = encoded
+
+    def _save(self, progress_json: str | None, checkpoint_json: str | None) -> None:
+        if self.lost:
+            raise LeaseLost(f"job {self.job_id}: this worker no longer owns the run")
+        if not self._backend.save_progress(
+            self.job_id, self._token, progress_json, checkpoint_json
+        ):
+            self._lost.set()
+            raise LeaseLost(f"job {self.job_id}: this worker no longer owns the run")
+
+    # --- set by the worker ----------------------------------------------------------------
+
+    def _mark_cancelled(self) -> None:
+        self._cancelled.set()
+
+    def _mark_lost(self) -> None:
+        self._lost.set()

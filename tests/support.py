@@ -1,0 +1,69 @@
+"""Shared test helpers: a fake clock and backend factories for every engine.
+
+A backend factory is a context manager taking (tmp_path, clock, settings overrides) and yielding
+a fresh, empty Backend that uses ``clock`` as "now". Engines register here; the contract suite
+runs once per registered engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from conveyor.backends.base import Backend, NewJob
+from conveyor.settings import Settings
+
+
+class FakeClock:
+    """An injectable clock: time moves only when a test moves it."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+BackendFactory = Callable[[Path, Callable[[], float], dict[str, Any]], AbstractContextManager[Backend]]
+
+
+@contextmanager
+def sqlite_backend(
+    tmp_path: Path, clock: Callable[[], float], overrides: dict[str, Any]
+) -> Iterator[Backend]:
+    from conveyor.backends.sqlite import SQLiteBackend
+
+    settings = Settings.load(env={}, url=f"sqlite:///{tmp_path / 'jobs.db'}", **overrides)
+    backend = SQLiteBackend(settings, clock=clock)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+FACTORIES: dict[str, BackendFactory] = {"sqlite": sqlite_backend}
+
+
+def enabled_backends() -> list[str]:
+    """CONVEYOR_TEST_BACKENDS (comma separated) picks engines; default: every registered one."""
+    wanted = os.environ.get("CONVEYOR_TEST_BACKENDS")
+    if not wanted:
+        return list(FACTORIES)
+    names = [n.strip() for n in wanted.split(",") if n.strip()]
+    unknown = set(names) - set(FACTORIES)
+    if unknown:
+        raise RuntimeError(f"CONVEYOR_TEST_BACKENDS names unknown engines: {sorted(unknown)}")
+    return names
+
+
+def new_job(task: str = "tests.noop", queue: str = "default", **fields: Any) -> NewJob:
+    """A NewJob with plain JSON arguments, for tests that talk to a backend directly."""
+    fields.setdefault("args_json", "[]")
+    fields.setdefault("kwargs_json", "{}")
+    return NewJob(task=task, queue=queue, **fields)
