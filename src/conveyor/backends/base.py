@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.job import Job, JobError, JobState
+from conveyor.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,13 @@ WakeupListener = Callable[[Sequence[str]], None]
 
 
 class Backend(ABC):
-    """Storage for jobs. Thread-safe: one instance serves a whole process."""
+    """Storage for jobs. Thread-safe: one instance serves a whole process.
+
+    ``settings`` describes the store completely: ``open_backend(backend.settings)`` in another
+    process opens the same jobs.
+    """
+
+    settings: Settings
 
     def __init__(self) -> None:
         self._listeners: list[WakeupListener] = []
