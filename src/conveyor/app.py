@@ -127,34 +127,45 @@ class Conveyor:
         """Validate every job, then write them all in one transaction (or none)."""
         specs = list(specs)
         new_jobs = [spec.to_new_job() for spec in specs]
-        return self._write(new_jobs)
+        return self._write(new_jobs, specs)
 
     async def enqueue_many_async(self, specs: Iterable[JobSpec]) -> list[Job]:
         specs = list(specs)
         new_jobs = [spec.to_new_job() for spec in specs]
-        return await asyncio.to_thread(self._write, new_jobs)
+        return await asyncio.to_thread(self._write, new_jobs, specs)
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
         other services). Only the JSON and the payload size are checked."""
         return self._write(list(jobs))
 
-    def _write(self, new_jobs: list[NewJob]) -> list[Job]:
+    def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:
         results = self.backend.enqueue_many(new_jobs)
-        return [self._snapshot(job, result) for job, result in zip(new_jobs, results, strict=True)]
+        now = self.backend.now()
+        if specs is None:
+            arguments = [(json.loads(j.args_json), json.loads(j.kwargs_json)) for j in new_jobs]
+        else:
+            # The arguments were just proven to be plain JSON: no need to decode them again.
+            arguments = [(list(spec.args), dict(spec.kwargs)) for spec in specs]
+        return [
+            self._snapshot(job, result, now, args, kwargs)
+            for job, result, (args, kwargs) in zip(new_jobs, results, arguments, strict=True)
+        ]
 
-    def _snapshot(self, new: NewJob, result: EnqueueResult) -> Job:
+    def _snapshot(
+        self, new: NewJob, result: EnqueueResult, now: float, args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> Job:
         if not result.created:
             return self.backend.get(result.job_id)
         # Built from what was written rather than read back: enqueue stays one round trip.
-        now = self.backend.now()
         return Job(
             id=result.job_id,
             task=new.task,
             queue=new.queue,
             state=result.state,
-            args=json.loads(new.args_json),
-            kwargs=json.loads(new.kwargs_json),
+            args=args,
+            kwargs=kwargs,
             priority=new.priority,
             run_at=new.run_at if new.run_at is not None else now + new.delay,
             attempts=0,

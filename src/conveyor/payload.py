@@ -43,10 +43,20 @@ def dumps(value: Any, what: str = "value") -> str:
     except TypeError as exc:  # bytes, sets, arbitrary objects
         raise InvalidArguments(f"{what} is not JSON: {exc}") from None
     # Cheap C-level screen first; the exact walk runs only when something looks suspicious.
-    if "\\u0000" in text or _has_non_string_keys(value):
+    # Only objects can hide non-string keys (json silently turns 1 into "1").
+    if "\\u0000" in text or ("{" in text and _has_non_string_keys(value)):
         problem = _find_problem(value, what)
         if problem:
             raise InvalidArguments(problem)
+    if not text.isascii():
+        # Lone surrogates ("\ud800") encode to JSON but not to UTF-8: no store can keep them.
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end]
+            raise InvalidArguments(
+                f"{what} contains a lone surrogate {bad!r}, which is not valid Unicode"
+            ) from None
     return text
 
 

@@ -45,10 +45,13 @@ class Exponential:
 
     def raw(self, attempt: int) -> float:
         exponent = max(attempt - 1, 0)
-        # Avoid float overflow for absurd attempt counts: past the cap it no longer matters.
-        if self.factor > 1 and exponent > 1024:
-            return self.cap
-        return float(min(self.base * self.factor**exponent, self.cap))
+        if self.base == 0:
+            return 0.0
+        try:
+            grown = self.base * float(self.factor) ** exponent
+        except OverflowError:  # absurd attempt counts: far past the cap, where it no longer matters
+            return float(self.cap)
+        return float(min(grown, self.cap))
 
     def __call__(self, attempt: int, error: BaseException | None = None) -> float:
         delay = self.raw(attempt)

@@ -4,6 +4,7 @@ over the defaults."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -70,6 +71,19 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.url:
             raise ConfigurationError("url must not be empty")
+        for name in (
+            "lease",
+            "heartbeat",
+            "poll_interval",
+            "sweep_interval",
+            "lock_timeout",
+            "retention",
+        ):
+            # NaN passes every comparison below, and an infinite lease never expires.
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigurationError(
+                    f"{name} must be a finite number, got {getattr(self, name)}"
+                )
         for name in ("lease", "heartbeat", "poll_interval", "sweep_interval", "lock_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)}")

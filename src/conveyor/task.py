@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -26,6 +26,8 @@ R = TypeVar("R")
 
 PRIORITY_LEVELS = {"critical": 100, "high": 50, "normal": 0, "low": -50}
 IDEMPOTENCY_SCOPES = ("live", "any")
+#: The longest task name the schemas store.
+MAX_TASK_NAME = 500
 
 
 class NonRetryable(Exception):
@@ -102,7 +104,52 @@ def _check_max_attempts(value: int) -> None:
         raise ConfigurationError(f"max_attempts must be an integer >= 1, got {value!r}")
 
 
-@dataclass(frozen=True)
+def encode_job(
+    task: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    options: JobOptions | None = None,
+    *,
+    max_payload_bytes: int,
+    queue: str = "default",
+    priority: int | str = "normal",
+    max_attempts: int = 3,
+    timeout: float | None = None,
+    idempotency: str = "live",
+) -> NewJob:
+    """Validate and encode one job of the task named ``task``: strict JSON, the payload limit,
+    then ``options`` over the given defaults. Raises before anything is written.
+
+    ``Task`` calls it with its own defaults once the arguments fit its signature. Code that
+    enqueues by name without the task at hand (the CLI, producers in other services) calls it
+    directly and passes the result to ``Conveyor.enqueue_raw``.
+    """
+    if not isinstance(task, str) or not 1 <= len(task) <= MAX_TASK_NAME or "\x00" in task:
+        raise ConfigurationError(f"task name must be 1-{MAX_TASK_NAME} characters, got {task!r}")
+    options = options or JobOptions()
+    # Jobs without arguments are common on the bulk path: skip the encoder for them.
+    args_json = payload.dumps(list(args), f"arguments of {task}") if args else "[]"
+    kwargs_json = payload.dumps(kwargs, f"keyword arguments of {task}") if kwargs else "{}"
+    size = len(args_json) + len(kwargs_json)
+    if size * 4 > max_payload_bytes:  # cheap bound first: a character is at most 4 bytes in UTF-8
+        size = len(args_json.encode()) + len(kwargs_json.encode())
+        if size > max_payload_bytes:
+            raise PayloadTooLarge(size, max_payload_bytes)
+    return NewJob(
+        task=task,
+        queue=options.queue or queue,
+        args_json=args_json,
+        kwargs_json=kwargs_json,
+        priority=resolve_priority(priority if options.priority is None else options.priority),
+        run_at=_to_timestamp(options.run_at),
+        delay=_to_seconds("delay", options.delay) or 0.0,
+        max_attempts=options.max_attempts or max_attempts,
+        timeout=options.timeout or timeout,
+        idempotency_key=options.idempotency_key,
+        idempotency_scope=idempotency,
+    )
+
+@dataclass(slots=True)
 class JobSpec:
     """A job described but not yet enqueued: pass a list of them to ``app.enqueue_many``."""
 
@@ -153,7 +200,7 @@ class Task(Generic[P, R]):
         self.pass_context = pass_context
         self.idempotency = idempotency
         self.is_async = inspect.iscoroutinefunction(fn)
-        self._signature = self._enqueue_signature(fn, pass_context)
+        self._arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
 
     @staticmethod
     def _enqueue_signature(fn: Callable[..., Any], pass_context: bool) -> inspect.Signature:
@@ -196,30 +243,20 @@ class Task(Generic[P, R]):
     def build(self, args: Sequence[Any], kwargs: dict[str, Any], options: JobOptions) -> NewJob:
         """Validate and encode one job; raises before anything is written."""
         try:
-            self._signature.bind(*args, **kwargs)
+            self._arguments.check(args, kwargs)
         except TypeError as exc:
             raise ArgumentsMismatch(f"arguments do not match task {self.name}: {exc}") from None
-        args_json = payload.dumps(list(args), f"arguments of {self.name}")
-        kwargs_json = payload.dumps(kwargs, f"keyword arguments of {self.name}")
-        limit = self.app.settings.max_payload_bytes
-        size = len(args_json) + len(kwargs_json)
-        if size * 4 > limit:  # cheap bound first: a character is at most 4 bytes in UTF-8
-            size = len(args_json.encode()) + len(kwargs_json.encode())
-            if size > limit:
-                raise PayloadTooLarge(size, limit)
-        priority = self.priority if options.priority is None else options.priority
-        return NewJob(
-            task=self.name,
-            queue=options.queue or self.queue,
-            args_json=args_json,
-            kwargs_json=kwargs_json,
-            priority=resolve_priority(priority),
-            run_at=_to_timestamp(options.run_at),
-            delay=_to_seconds("delay", options.delay) or 0.0,
-            max_attempts=options.max_attempts or self.max_attempts,
-            timeout=options.timeout or self.timeout,
-            idempotency_key=options.idempotency_key,
-            idempotency_scope=self.idempotency,
+        return encode_job(
+            self.name,
+            args,
+            kwargs,
+            options,
+            max_payload_bytes=self.app.settings.max_payload_bytes,
+            queue=self.queue,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            idempotency=self.idempotency,
         )
 
     # --- the retry decision ---------------------------------------------------------------
@@ -272,6 +309,37 @@ def describe_error(exc: BaseException, attempt: int, now: float) -> JobError:
     )
 
 
+class ArgumentChecker:
+    """Checks that arguments bind to a signature, like ``Signature.bind`` but ~10x faster for
+    the common case (positional-or-keyword parameters only), which matters on the bulk path."""
+
+    def __init__(self, signature: inspect.Signature) -> None:
+        self.signature = signature
+        params = list(signature.parameters.values())
+        self.simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        self.position = {p.name: i for i, p in enumerate(params)}
+        self.required = [p.default is inspect.Parameter.empty for p in params]
+        self.names = [p.name for p in params]
+
+    def check(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """Raise TypeError (with Python's own message) unless the arguments bind."""
+        if self.simple and self._binds(len(args), kwargs):
+            return
+        self.signature.bind(*args, **kwargs)
+
+    def _binds(self, given: int, kwargs: dict[str, Any]) -> bool:
+        if given > len(self.names):
+            return False
+        for key in kwargs:
+            index = self.position.get(key)
+            if index is None or index < given:
+                return False
+        return all(
+            not self.required[i] or self.names[i] in kwargs
+            for i in range(given, len(self.names))
+        )
+
+
 class BoundTask(Generic[P, R]):
     """A task with per-enqueue options: ``task.options(delay=5).enqueue(...)``."""
 
@@ -305,4 +373,5 @@ __all__ = [
     "JobSpec",
     "NonRetryable",
     "Task",
+    "encode_job",
 ]

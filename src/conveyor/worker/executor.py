@@ -8,6 +8,7 @@ taken until the thread really returns, so the worker never runs more threads tha
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,7 @@ class Run:
     is_async: bool = False
     #: Set when the worker is shutting down and puts the job back.
     releasing: bool = False
-    thread_busy: asyncio.Future[Any] | None = field(default=None, repr=False)
+    thread_busy: concurrent.futures.Future[Any] | None = field(default=None, repr=False)
 
     @property
     def token(self) -> str:
@@ -95,24 +96,29 @@ class Executor:
     ) -> Any:
         if task.is_async:
             run.is_async = True
-            async with asyncio.timeout(timeout) as deadline:
-                try:
+            # The deadline cancels the coroutine, and asyncio.timeout turns that cancellation
+            # into TimeoutError only on leaving the block: catch it outside.
+            deadline = asyncio.timeout(timeout)
+            try:
+                async with deadline:
                     return await task.fn(*args, **kwargs)
-                except TimeoutError:
-                    if deadline.expired():
-                        raise self._timeout(task, timeout) from None
-                    raise
-        loop = asyncio.get_running_loop()
+            except TimeoutError:
+                if deadline.expired():
+                    raise self._timeout(task, timeout) from None
+                raise
         call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)
-        future = loop.run_in_executor(self.pool, call)
-        run.thread_busy = future
+        thread_future = self.pool.submit(call)
+        run.thread_busy = thread_future
+        # Awaiting the wrapper can be cancelled or time out; the thread itself runs on, and
+        # thread_busy tells the worker when its slot is really free.
+        future = asyncio.wrap_future(thread_future)
         if timeout is None:
-            return await asyncio.shield(future)
+            return await future
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            return await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            if future.done():
-                return future.result()
+            if thread_future.done() and not thread_future.cancelled():
+                return thread_future.result()
             raise self._timeout(task, timeout) from None
 
     @staticmethod

@@ -306,7 +306,8 @@ class Worker:
             if busy is not None and not busy.done():
                 # The thread outlived its timeout or a cancel: its slot stays taken until it
                 # really returns.
-                busy.add_done_callback(lambda _: self._free_slot())
+                loop = asyncio.get_running_loop()
+                busy.add_done_callback(lambda _: loop.call_soon_threadsafe(self._free_slot))
             else:
                 self._free_slot()
         if outcome is None:

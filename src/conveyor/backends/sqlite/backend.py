@@ -192,59 +192,42 @@ class SQLiteBackend(Backend):
             return []
         now = self.now()
         results: list[EnqueueResult | None] = [None] * len(jobs)
-        pending: list[tuple[int, dict[str, Any]]] = []
+        pending: list[tuple[int, list[Any]]] = []
 
         def flush(db: sqlite3.Connection) -> None:
             if not pending:
                 return
-            db.executemany(Q["insert_job"], [row for _, row in pending])
+            rows = json.dumps([row for _, row in pending])
+            db.execute(Q["insert_jobs_json"], {"rows": rows, "now": now})
             last = int(db.execute(Q["last_insert_id"]).fetchone()[0])
-            # One writer holds the lock, so the rows just inserted took consecutive ids.
+            # One statement under the write lock: the rows took consecutive ids, in order.
             first = last - len(pending) + 1
             for offset, (index, row) in enumerate(pending):
-                results[index] = EnqueueResult(first + offset, JobState(row["state"]), True)
+                results[index] = EnqueueResult(first + offset, _STATES[row[4]], True)
             pending.clear()
 
         with self._writer.write() as db:
             self._check_queue_limits(db, jobs)
             for index, job in enumerate(jobs):
-                row = self._insert_params(job, now)
+                row = _insert_row(job, now)
                 if job.idempotency_key is None:
                     pending.append((index, row))
                     continue
                 flush(db)
                 query = (
-                    "find_idempotent_any"
-                    if job.idempotency_scope == "any"
-                    else ("find_idempotent_live")
+                    "find_idempotent_any" if job.idempotency_scope == "any"
+                    else "find_idempotent_live"
                 )
                 found = db.execute(Q[query], {"key": job.idempotency_key}).fetchone()
                 if found is not None:
                     results[index] = EnqueueResult(found[0], JobState(found[1]), False)
                     continue
-                db.execute(Q["insert_job"], row)
+                db.execute(Q["insert_job"], _keyed_params(row, job.idempotency_key, now))
                 job_id = int(db.execute(Q["last_insert_id"]).fetchone()[0])
-                results[index] = EnqueueResult(job_id, JobState(row["state"]), True)
+                results[index] = EnqueueResult(job_id, _STATES[row[4]], True)
             flush(db)
         self._notify_local(sorted({job.queue for job in jobs}))
         return [r for r in results if r is not None]
-
-    @staticmethod
-    def _insert_params(job: NewJob, now: float) -> dict[str, Any]:
-        run_at = job.run_at if job.run_at is not None else now + job.delay
-        return {
-            "queue": job.queue,
-            "task": job.task,
-            "args": job.args_json,
-            "kwargs": job.kwargs_json,
-            "state": "scheduled" if run_at > now else "queued",
-            "priority": job.priority,
-            "run_at": run_at,
-            "max_attempts": job.max_attempts,
-            "timeout": job.timeout,
-            "idempotency_key": job.idempotency_key,
-            "now": now,
-        }
 
     def _check_queue_limits(self, db: sqlite3.Connection, jobs: Sequence[NewJob]) -> None:
         limits = self.settings.queue_limits
@@ -492,6 +475,27 @@ class SQLiteBackend(Backend):
     def close(self) -> None:
         for connection in {id(c): c for c in (self._writer, self._reader, self._poller)}.values():
             connection.close()
+
+
+_STATES = {state.value: state for state in JobState}
+_INSERT_COLUMNS = (
+    "queue", "task", "args", "kwargs", "state", "priority", "run_at", "max_attempts", "timeout"
+)
+
+
+def _insert_row(job: NewJob, now: float) -> list[Any]:
+    """A job as the positional row both insert paths take (see insert_jobs_json)."""
+    run_at = job.run_at if job.run_at is not None else now + job.delay
+    state = "scheduled" if run_at > now else "queued"
+    return [job.queue, job.task, job.args_json, job.kwargs_json, state, job.priority, run_at,
+            job.max_attempts, job.timeout]
+
+
+def _keyed_params(row: list[Any], key: str, now: float) -> dict[str, Any]:
+    params = dict(zip(_INSERT_COLUMNS, row, strict=True))
+    params["idempotency_key"] = key
+    params["now"] = now
+    return params
 
 
 _STATE_AFTER = {

@@ -23,6 +23,8 @@ from conveyor.errors import (
 T = TypeVar("T")
 Q = load_queries("conveyor.backends.sqlite")
 
+#: RETURNING arrived in 3.35; everything else used here is older.
+MIN_SQLITE = (3, 35, 0)
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 _MEMORY = ":memory:"
 
@@ -78,6 +80,11 @@ class Connection:
         self.path = path
         self.lock_timeout = lock_timeout
         self.lock = threading.RLock()
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise BackendError(
+                f"SQLite {sqlite3.sqlite_version} is too old: Conveyor needs 3.35 or newer "
+                "(use a Python built against a newer SQLite)"
+            )
         if path != _MEMORY:
             parent = Path(path).parent
             if not parent.is_dir():

@@ -54,8 +54,9 @@ ORDER BY type, name
 
 -- name: find_idempotent_live
 SELECT id, state FROM conveyor_jobs
-WHERE idempotency_key = :key
-  AND state IN ('blocked', 'scheduled', 'queued', 'running', 'retrying')
+WHERE idempotency_key IS NOT NULL AND idempotency_key = :key
+  AND (state = 'blocked' OR state = 'scheduled' OR state = 'queued' OR state = 'running'
+       OR state = 'retrying')
 LIMIT 1
 
 -- name: find_idempotent_any
@@ -73,6 +74,20 @@ INSERT INTO conveyor_jobs (
     :idempotency_key, :now
 )
 
+-- name: insert_jobs_json
+-- The bulk path: one statement for a whole batch, rows passed as one JSON array of arrays, so
+-- SQLite parses them in C instead of Python binding parameters row by row.
+INSERT INTO conveyor_jobs (
+    queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout,
+    idempotency_key, created_at
+)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+       json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+       json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+       json_extract(value, '$[6]'), json_extract(value, '$[7]'),
+       json_extract(value, '$[8]'), NULL, :now
+FROM json_each(:rows)
+
 -- name: last_insert_id
 SELECT last_insert_rowid()
 
@@ -82,7 +97,7 @@ WHERE queue = :queue AND state IN ('blocked', 'scheduled', 'queued', 'retrying')
 
 -- name: promote_due
 UPDATE conveyor_jobs SET state = 'queued'
-WHERE state IN ('scheduled', 'retrying') AND run_at <= :now
+WHERE (state = 'scheduled' OR state = 'retrying') AND run_at <= :now
 
 -- name: claim_any
 UPDATE conveyor_jobs
@@ -248,7 +263,7 @@ WHERE id IN (
 )
 
 -- name: next_due
-SELECT min(run_at) FROM conveyor_jobs WHERE state IN ('scheduled', 'retrying')
+SELECT min(run_at) FROM conveyor_jobs WHERE (state = 'scheduled' OR state = 'retrying')
 
 -- name: job_state
 SELECT state FROM conveyor_jobs WHERE id = :id
