@@ -14,7 +14,7 @@ from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.job import Job, JobState
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
-from conveyor.task import JobOptions, JobSpec, Task, default_task_name
+from conveyor.task import JobSpec, Task, default_task_name
 
 if TYPE_CHECKING:
     from conveyor.worker import Worker
@@ -68,6 +68,14 @@ class Conveyor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def configure(self, **changes: Any) -> None:
+        """Change settings (validated) and close the open connection, so the next use opens
+        the database they name. For tools that import an app and are told where its jobs live,
+        like ``conveyor --url URL worker --app module:app``; call it before any worker runs."""
+        settings = self.settings.replace(**changes)
+        self.close()
+        self.settings = settings
+
     # --- tasks ----------------------------------------------------------------------------
 
     @overload
@@ -120,7 +128,8 @@ class Conveyor:
         **options: Any,
     ) -> Job:
         """Enqueue a registered task by name (validated against its signature)."""
-        spec = JobSpec(self.get_task(task), tuple(args), dict(kwargs or {}), JobOptions(**options))
+        # Through Task.options, so an unknown option is a ConfigurationError, not a TypeError.
+        spec = self.get_task(task).options(**options).job(*args, **dict(kwargs or {}))
         return self.enqueue_many([spec])[0]
 
     def enqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:
@@ -136,7 +145,8 @@ class Conveyor:
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
-        other services). Only the JSON and the payload size are checked."""
+        other services). Build them with ``conveyor.task.encode_job``, which checks the JSON,
+        the payload size and the options; the arguments cannot be checked against a signature."""
         return self._write(list(jobs))
 
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:

@@ -94,6 +94,11 @@ class JobOptions:
             raise ConfigurationError("idempotency_key must be a non-empty string")
 
 
+def check_task_name(name: str) -> None:
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_TASK_NAME or "\x00" in name:
+        raise ConfigurationError(f"task name must be 1-{MAX_TASK_NAME} characters, got {name!r}")
+
+
 def _check_queue(queue: str) -> None:
     if not isinstance(queue, str) or not 1 <= len(queue) <= 200 or "\x00" in queue:
         raise ConfigurationError(f"queue name must be 1-200 characters, got {queue!r}")
@@ -124,8 +129,7 @@ def encode_job(
     enqueues by name without the task at hand (the CLI, producers in other services) calls it
     directly and passes the result to ``Conveyor.enqueue_raw``.
     """
-    if not isinstance(task, str) or not 1 <= len(task) <= MAX_TASK_NAME or "\x00" in task:
-        raise ConfigurationError(f"task name must be 1-{MAX_TASK_NAME} characters, got {task!r}")
+    check_task_name(task)
     options = options or JobOptions()
     # Jobs without arguments are common on the bulk path: skip the encoder for them.
     args_json = payload.dumps(list(args), f"arguments of {task}") if args else "[]"
@@ -148,6 +152,7 @@ def encode_job(
         idempotency_key=options.idempotency_key,
         idempotency_scope=idempotency,
     )
+
 
 @dataclass(slots=True)
 class JobSpec:
@@ -181,6 +186,7 @@ class Task(Generic[P, R]):
         pass_context: bool = False,
         idempotency: str = "live",
     ) -> None:
+        check_task_name(name)
         _check_queue(queue)
         _check_max_attempts(max_attempts)
         if timeout is not None and timeout <= 0:

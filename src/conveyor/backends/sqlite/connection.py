@@ -132,7 +132,7 @@ class Connection:
             except BaseException as exc:
                 if self.raw.in_transaction:
                     self.raw.execute(Q["rollback"])
-                if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                if isinstance(exc, sqlite3.Error):
                     raise translate(exc, self.path) from None
                 raise
 

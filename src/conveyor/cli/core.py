@@ -1,0 +1,226 @@
+"""What every command shares: the runtime (URL, app), error reporting and exit codes.
+
+Exit codes: 0 success; 1 the command ran but the answer is "no" (schema problems, a declined
+confirmation) or an unexpected internal error; 2 a user mistake (bad option or JSON, unknown
+task or job, invalid transition, not a database, ...), always as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from conveyor.app import Conveyor
+from conveyor.errors import ConveyorError
+
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+_DOTTED = re.compile(r"\w+(\.\w+)*")
+
+
+def option(*param_decls: str, **attrs: Any) -> Callable[[FC], FC]:
+    """``click.option`` that shows its CONVEYOR_* environment twin in ``--help``."""
+    attrs.setdefault("show_envvar", True)
+    return click.option(*param_decls, **attrs)
+
+
+#: Every read command takes it; CONVEYOR_JSON=1 makes a script's every call print JSON.
+json_option = option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="CONVEYOR_JSON",
+    help="Print JSON (for scripts) instead of a table.",
+)
+
+
+class UserError(click.ClickException):
+    """A mistake the user can fix; reported as one line, exit code 2."""
+
+    exit_code = 2
+
+
+@dataclass
+class Runtime:
+    """The state of one `conveyor` invocation, shared by its commands (``ctx.obj``)."""
+
+    url: str | None = None
+    #: Only a --url typed on the command line repoints an imported app: an app that names its
+    #: database in code wins over CONVEYOR_URL, exactly as in ``Conveyor(url)``.
+    url_from_command_line: bool = False
+    debug: bool = False
+    _apps: list[Conveyor] = field(default_factory=list)
+
+    def app(self) -> Conveyor:
+        """An app without tasks, for commands that only touch the database."""
+        app = Conveyor(self.url)
+        self._apps.append(app)
+        return app
+
+    def existing_app(self) -> Conveyor:
+        """Like ``app()``, for commands that read or change jobs: a mistyped path must not
+        create an empty database that then reports "no jobs"."""
+        app = self.app()
+        require_database(app.settings.url)
+        return app
+
+    def load_app(self, spec: str) -> Conveyor:
+        app = import_app(spec)
+        if self.url_from_command_line and self.url:
+            app.configure(url=self.url)
+        self._apps.append(app)
+        return app
+
+    def close(self) -> None:
+        for app in self._apps:
+            app.close()
+        self._apps.clear()
+
+
+pass_runtime = click.make_pass_decorator(Runtime, ensure=True)
+
+
+def require_database(url: str) -> None:
+    if not url.lower().startswith("sqlite:"):
+        return  # a server database exists or fails to connect with its own message
+    from conveyor.backends.sqlite.connection import path_from_url
+
+    path = path_from_url(url)
+    if path != ":memory:" and not Path(path).exists():
+        raise UserError(
+            f"no database at {path}: check --url/CONVEYOR_URL "
+            "(`conveyor schema migrate` creates a new one)"
+        )
+
+
+def import_app(spec: str) -> Conveyor:
+    """``module:attribute`` (attribute defaults to ``app``), imported the way uvicorn and
+    celery do: the working directory is importable."""
+    module_name, _, attribute = spec.partition(":")
+    attribute = attribute or "app"
+    if not (_DOTTED.fullmatch(module_name) and _DOTTED.fullmatch(attribute)):
+        raise UserError(f"--app {spec!r}: expected MODULE:ATTRIBUTE, e.g. tasks:app")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise UserError(
+                f"--app {spec}: no module named {missing!r} in {cwd} or on PYTHONPATH"
+            ) from exc
+        raise UserError(f"--app {spec}: importing {module_name} failed: {exc}") from exc
+    except Exception as exc:
+        raise UserError(
+            f"--app {spec}: importing {module_name} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        app = functools.reduce(getattr, attribute.split("."), module)
+    except AttributeError:
+        raise UserError(
+            f"--app {spec}: module {module_name} has no attribute {attribute}"
+        ) from None
+    if not isinstance(app, Conveyor):
+        raise UserError(
+            f"--app {spec}: {attribute} is a {type(app).__name__}, not a conveyor.Conveyor"
+        )
+    return app
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def stdin_is_interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def confirm(action: str, *, yes: bool) -> None:
+    """Ask before a bulk change; never wait for an answer nobody can type."""
+    if yes:
+        return
+    if not stdin_is_interactive():
+        raise UserError(f"{action}: stdin is not a terminal to confirm, pass --yes (nothing done)")
+    if not click.confirm(f"{action}?", default=False, err=True):
+        click.echo("nothing changed", err=True)
+        click.get_current_context().exit(1)
+
+
+def one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+class ConveyorGroup(click.Group):
+    """The root group: turns every failure into one line on stderr and an exit code."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        runtime = extra.setdefault("obj", Runtime())
+        code = self._run(runtime, args, prog_name, complete_var, extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(
+        self,
+        runtime: Runtime,
+        args: Sequence[str] | None,
+        prog_name: str | None,
+        complete_var: str | None,
+        extra: dict[str, Any],
+    ) -> int:
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return result if isinstance(result, int) else 0
+        except click.Abort:
+            click.echo("conveyor: interrupted", err=True)
+            return 130
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            message = exc.format_message().rstrip(".")
+            return _report(runtime, exc, f"{message}{hint}", exc.exit_code)
+        except click.ClickException as exc:
+            return _report(runtime, exc, exc.format_message(), exc.exit_code)
+        except ConveyorError as exc:
+            return _report(runtime, exc, str(exc), 2)
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            if not _debugging(runtime):
+                message += " (run with --debug for the traceback)"
+            return _report(runtime, exc, message, 1, prefix="internal error")
+        finally:
+            runtime.close()
+
+
+def _debugging(runtime: Runtime) -> bool:
+    # The environment too: a parse error can stop us before --debug was read.
+    return runtime.debug or os.environ.get("CONVEYOR_DEBUG", "").lower() in TRUE_WORDS
+
+
+def _report(
+    runtime: Runtime, exc: BaseException, message: str, code: int, prefix: str = "error"
+) -> int:
+    if _debugging(runtime) and not isinstance(exc, click.UsageError):
+        traceback.print_exception(exc, file=sys.stderr)
+    click.echo(f"conveyor: {prefix}: {one_line(message) or type(exc).__name__}", err=True)
+    return code

@@ -1,0 +1,336 @@
+"""Commands on jobs: enqueue, jobs, dlq (the dead-letter queue) and stats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from conveyor.app import Conveyor
+from conveyor.job import JobState
+from conveyor.task import JobOptions, encode_job
+
+from .core import FC, Runtime, UserError, confirm, json_option, option, pass_runtime
+from .output import dead_table, echo_json, job_details, jobs_table, stats_json, stats_table
+from .params import JOB_ID, JOB_STATE, JsonValue, Priority, Timestamp
+
+#: Rows per read when collecting every dead job for --all.
+PAGE = 1000
+
+app_option = option(
+    "--app",
+    "app_spec",
+    envvar="CONVEYOR_APP",
+    metavar="MODULE:ATTR",
+    help="Import this app and enqueue through its registered task, so an unknown task or "
+    "arguments that do not fit its signature are refused.",
+)
+
+
+@click.command()
+@click.argument("task")
+@option(
+    "--args",
+    "args",
+    type=JsonValue(list),
+    default="[]",
+    show_default=True,
+    help="Positional arguments, as a JSON array.",
+)
+@option(
+    "--kwargs",
+    "kwargs",
+    type=JsonValue(dict),
+    default="{}",
+    show_default=True,
+    help="Keyword arguments, as a JSON object.",
+)
+@option("--queue", help="Queue to put the job in.  [default: the task's, else 'default']")
+@option("--priority", type=Priority(), help="Higher runs first; a number or a level name.")
+@option("--delay", type=click.FloatRange(min=0), metavar="SECONDS", help="Run no sooner.")
+@option("--run-at", type=Timestamp(), help="Run no sooner than this time (with a UTC offset).")
+@option("--idempotency-key", metavar="KEY", help="While a job holds KEY, return it instead.")
+@option("--max-attempts", type=click.IntRange(min=1), help="Attempts before dead-lettering.")
+@option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS")
+@app_option
+@json_option
+@pass_runtime
+def enqueue(
+    runtime: Runtime,
+    task: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    queue: str | None,
+    priority: int | None,
+    delay: float | None,
+    run_at: datetime | None,
+    idempotency_key: str | None,
+    max_attempts: int | None,
+    timeout: float | None,
+    app_spec: str | None,
+    as_json: bool,
+) -> None:
+    """Enqueue one job of TASK and print its id.
+
+    Without --app the task is not imported, so only the JSON, the payload size and the options
+    are checked, and the task's own defaults (queue, priority, attempts) are unknown: give
+    them as options.
+    """
+    options: dict[str, Any] = {
+        "queue": queue,
+        "priority": priority,
+        "delay": delay,
+        "run_at": run_at,
+        "idempotency_key": idempotency_key,
+        "max_attempts": max_attempts,
+        "timeout": timeout,
+    }
+    if app_spec:
+        job = runtime.load_app(app_spec).enqueue(task, args, kwargs, **options)
+    else:
+        app = runtime.app()
+        new_job = encode_job(
+            task,
+            args,
+            kwargs,
+            JobOptions(**options),
+            max_payload_bytes=app.settings.max_payload_bytes,
+        )
+        job = app.enqueue_raw([new_job])[0]
+    if as_json:
+        echo_json(job.to_dict())
+    else:
+        click.echo(job.id)
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+
+@click.group()
+def jobs() -> None:
+    """List, show and cancel jobs."""
+
+
+@jobs.command("list")
+@option("--state", multiple=True, type=JOB_STATE, help="Only these states (repeat).")
+@option("--queue", help="Only this queue.")
+@option("--task", help="Only this task.")
+@option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@option("--before-id", type=JOB_ID, metavar="ID", help="Page: only jobs older than job ID.")
+@json_option
+@pass_runtime
+def list_jobs(
+    runtime: Runtime,
+    state: Sequence[str],
+    queue: str | None,
+    task: str | None,
+    limit: int,
+    before_id: int | None,
+    as_json: bool,
+) -> None:
+    """List jobs, newest first."""
+    found = runtime.existing_app().list_jobs(
+        state=list(state) or None, queue=queue, task=task, limit=limit, before_id=before_id
+    )
+    if as_json:
+        echo_json([job.to_dict() for job in found])
+        return
+    if not found:
+        click.echo("no jobs")
+        return
+    click.echo(jobs_table(found))
+    if len(found) == limit:
+        click.echo(f"(more: add --before-id {found[-1].id})", err=True)
+
+
+@jobs.command("show")
+@click.argument("job_id", type=JOB_ID, metavar="ID")
+@json_option
+@pass_runtime
+def show_job(runtime: Runtime, job_id: int, as_json: bool) -> None:
+    """Show one job: arguments, attempts, errors and result."""
+    job = runtime.existing_app().get_job(job_id)
+    if as_json:
+        echo_json(job.to_dict())
+    else:
+        click.echo(job_details(job))
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=JOB_ID, metavar="ID")
+@json_option
+@pass_runtime
+def cancel_job(runtime: Runtime, job_id: int, as_json: bool) -> None:
+    """Cancel a waiting job now, or ask the worker running it to stop it."""
+    job = runtime.existing_app().cancel(job_id)
+    if as_json:
+        echo_json(job.to_dict())
+    elif job.state is JobState.RUNNING:
+        click.echo(f"job {job.id} is running: its worker was asked to cancel it")
+    else:
+        click.echo(f"job {job.id} is {job.state}")
+
+
+# --- the dead-letter queue ----------------------------------------------------------------
+
+
+@click.group()
+def dlq() -> None:
+    """The dead-letter queue: jobs that failed for good. Inspect, requeue or discard them."""
+
+
+@dlq.command("list")
+@option("--queue", help="Only this queue.")
+@option("--task", help="Only this task.")
+@option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@pass_runtime
+def list_dead(
+    runtime: Runtime, queue: str | None, task: str | None, limit: int, as_json: bool
+) -> None:
+    """List dead jobs, newest first, with the reason each one died."""
+    found = runtime.existing_app().dead_letters(queue=queue, task=task, limit=limit)
+    if as_json:
+        echo_json([job.to_dict() for job in found])
+    elif not found:
+        click.echo("the dead-letter queue is empty")
+    else:
+        click.echo(dead_table(found))
+
+
+@dlq.command("show")
+@click.argument("job_id", type=JOB_ID, metavar="ID")
+@json_option
+@pass_runtime
+def show_dead(runtime: Runtime, job_id: int, as_json: bool) -> None:
+    """Show one dead job, with every error and the last traceback."""
+    job = runtime.existing_app().get_job(job_id)
+    if job.state is not JobState.DEAD:
+        raise UserError(f"job {job_id} is not in the dead-letter queue: it is {job.state}")
+    if as_json:
+        echo_json(job.to_dict())
+    else:
+        click.echo(job_details(job))
+
+
+ids_argument = click.argument("job_ids", nargs=-1, type=JOB_ID, metavar="[ID]...")
+
+
+def all_option(command: str) -> Callable[[FC], FC]:
+    return option(
+        "--all",
+        "every",
+        is_flag=True,
+        envvar=f"CONVEYOR_DLQ_{command.upper()}_ALL",  # named after the flag, as the others are
+        help="Every dead job (of --queue).",
+    )
+
+
+all_queue_option = option("--queue", help="With --all: only this queue.")
+yes_option = option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+
+
+def _chosen(
+    app: Conveyor, job_ids: Sequence[int], every: bool, queue: str | None, verb: str, yes: bool
+) -> list[int]:
+    """The ids named, or with --all every dead job, confirmed."""
+    if job_ids and every:
+        raise click.UsageError("give job ids or --all, not both")
+    if not job_ids and not every:
+        raise click.UsageError("give the ids of the jobs, or --all")
+    if queue is not None and not every:
+        raise click.UsageError("--queue only narrows --all")
+    if not every:
+        return list(job_ids)
+    chosen = _dead_ids(app, queue)
+    if chosen:
+        where = f" in queue {queue!r}" if queue is not None else ""
+        confirm(f"{verb} all {len(chosen)} dead job(s){where}", yes=yes)
+    return chosen
+
+
+def _dead_ids(app: Conveyor, queue: str | None) -> list[int]:
+    ids: list[int] = []
+    before: int | None = None
+    while True:
+        page = app.list_jobs(state=JobState.DEAD, queue=queue, limit=PAGE, before_id=before)
+        ids += [job.id for job in page]
+        if len(page) < PAGE:
+            return ids
+        before = page[-1].id
+
+
+@dlq.command("requeue")
+@ids_argument
+@all_option("requeue")
+@all_queue_option
+@option("--reset-attempts", is_flag=True, help="Start counting attempts from zero again.")
+@yes_option
+@json_option
+@pass_runtime
+def requeue(
+    runtime: Runtime,
+    job_ids: tuple[int, ...],
+    every: bool,
+    queue: str | None,
+    reset_attempts: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Put dead (or cancelled) jobs back in their queue, all or none.
+
+    Without --reset-attempts each job gets one more attempt.
+    """
+    app = runtime.existing_app()
+    chosen = _chosen(app, job_ids, every, queue, "Requeue", yes)
+    requeued = app.requeue_many(chosen, reset_attempts=reset_attempts) if chosen else []
+    if as_json:
+        echo_json([job.to_dict() for job in requeued])
+    elif not requeued:
+        click.echo("no dead jobs")
+    else:
+        click.echo(jobs_table(requeued))
+
+
+@dlq.command("discard")
+@ids_argument
+@all_option("discard")
+@all_queue_option
+@yes_option
+@json_option
+@pass_runtime
+def discard(
+    runtime: Runtime,
+    job_ids: tuple[int, ...],
+    every: bool,
+    queue: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Delete dead jobs for good, all or none."""
+    app = runtime.existing_app()
+    chosen = _chosen(app, job_ids, every, queue, "Discard", yes)
+    count = app.discard(chosen) if chosen else 0
+    if as_json:
+        echo_json({"discarded": count, "ids": chosen})
+    else:
+        click.echo(f"discarded {count} dead job(s)")
+
+
+# --- stats --------------------------------------------------------------------------------
+
+
+@click.command()
+@json_option
+@pass_runtime
+def stats(runtime: Runtime, as_json: bool) -> None:
+    """Count jobs per queue and state."""
+    counts = runtime.existing_app().stats()
+    if as_json:
+        echo_json(stats_json(counts))
+    elif not counts:
+        click.echo("no jobs")
+    else:
+        click.echo(stats_table(counts))

@@ -1,0 +1,201 @@
+"""Commands that run things: worker, schema, demo."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import sys
+from collections.abc import Iterator
+
+import click
+
+from conveyor.errors import SchemaError
+
+from .core import Runtime, json_option, option, pass_runtime, redact_url
+from .output import echo_json
+from .params import NameList
+
+log = logging.getLogger("conveyor.cli")
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@click.command()
+@option(
+    "--app",
+    "app_spec",
+    required=True,
+    envvar="CONVEYOR_APP",
+    metavar="MODULE:ATTR",
+    help="The app whose tasks to run, e.g. tasks:app (the working directory is importable).",
+)
+@option(
+    "--queues",
+    type=NameList(),
+    envvar="CONVEYOR_QUEUES",
+    metavar="A,B",
+    help="Queues to work on, comma separated.  [default: every queue]",
+)
+@option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    envvar="CONVEYOR_CONCURRENCY",
+    help="Jobs run at once.",
+)
+@option(
+    "--burst",
+    is_flag=True,
+    envvar="CONVEYOR_BURST",
+    help="Exit once no job is ready instead of waiting for more.",
+)
+@option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    envvar="CONVEYOR_GRACE",
+    metavar="SECONDS",
+    help="On SIGINT/SIGTERM, how long running jobs may finish before they are put back.",
+)
+@option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    envvar="CONVEYOR_LOG_LEVEL",
+)
+@pass_runtime
+def worker(
+    runtime: Runtime,
+    app_spec: str,
+    queues: list[str] | None,
+    concurrency: int,
+    burst: bool,
+    grace: float,
+    log_level: str,
+) -> None:
+    """Run a worker: claim jobs and run them.
+
+    It runs until SIGINT/SIGTERM (a second signal exits at once), or with --burst until no job
+    is ready. Logs go to stderr.
+    """
+    app = runtime.load_app(app_spec)
+    runner = app.worker(queues=queues, concurrency=concurrency, burst=burst, grace=grace)
+    with _stderr_logging(log_level.upper()):
+        log.info(
+            "conveyor worker: app %s (%d tasks) on %s",
+            app_spec,
+            len(app.tasks),
+            redact_url(app.settings.url),
+        )
+        runner.run()
+        counts = ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(runner.counters).items())
+        log.info("worker stopped: %s", counts)
+
+
+@contextlib.contextmanager
+def _stderr_logging(level: str) -> Iterator[None]:
+    """Log to stderr for the life of the worker, unless the app configured logging itself."""
+    root = logging.getLogger()
+    handler: logging.Handler | None = None
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    previous = root.level
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
+        if handler is not None:
+            root.removeHandler(handler)
+
+
+# --- schema -------------------------------------------------------------------------------
+
+
+@click.group()
+def schema() -> None:
+    """Create, upgrade and check the database schema."""
+
+
+@schema.command("migrate")
+@json_option
+@pass_runtime
+def migrate(runtime: Runtime, as_json: bool) -> None:
+    """Apply pending migrations (creating the database if needed)."""
+    backend = runtime.app().backend
+    applied = backend.migrate()
+    status = backend.verify_schema()
+    if as_json:
+        echo_json({"applied": applied, "version": status.current, "latest": status.latest})
+    elif applied:
+        click.echo(f"applied migration(s) {', '.join(map(str, applied))}")
+        click.echo(f"schema version {status.current}")
+    else:
+        click.echo(f"schema version {status.current} (latest {status.latest}): up to date")
+
+
+@schema.command("verify")
+@json_option
+@pass_runtime
+def verify(runtime: Runtime, as_json: bool) -> None:
+    """Check the schema against the migrations; exit 1 and list the problems if it differs."""
+    app = runtime.existing_app()
+    version: int | None = None
+    latest: int | None = None
+    try:
+        status = app.backend.verify_schema()
+        version, latest, problems = status.current, status.latest, status.problems
+        ok = status.ok
+    except SchemaError as exc:  # a schema this Conveyor cannot open is a finding, not a crash
+        ok, problems = False, [str(exc)]
+    if as_json:
+        echo_json({"ok": ok, "version": version, "latest": latest, "problems": problems})
+    elif ok:
+        click.echo(f"schema OK (version {version})")
+    else:
+        if version is not None and version != latest:
+            click.echo(f"schema version {version}, latest {latest}")
+        for problem in problems:
+            click.echo(f"problem: {problem}")
+    if not ok:
+        click.get_current_context().exit(1)
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+@click.command()
+@option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=40,
+    show_default=True,
+    help="How many jobs to run.",
+)
+@option(
+    "--url",
+    metavar="URL",
+    help="Database to run in.  [default: a new SQLite file in a temporary directory; "
+    "CONVEYOR_URL is ignored so that the demo never writes into a real queue by accident]",
+)
+@pass_runtime
+def demo(runtime: Runtime, jobs: int, url: str | None) -> None:
+    """Tour Conveyor in a few seconds, no server needed.
+
+    Jobs that succeed, run async, wait, retry, and one that ends in the dead-letter queue, run
+    by a worker in the background; then the commands to look at what happened.
+    """
+    # Imported here: the demo module builds its app from CONVEYOR_* at import, and a bad
+    # variable must be reported like any other mistake, not break `conveyor --help`.
+    from conveyor import demo as tour
+
+    if url is None and runtime.url_from_command_line:
+        url = runtime.url
+    if not tour.run(jobs, url):
+        click.get_current_context().exit(1)

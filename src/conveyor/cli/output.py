@@ -1,0 +1,173 @@
+"""Human output (aligned plain-text tables, field lists) and JSON output."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from conveyor.job import Job, JobState
+
+NOTE_WIDTH = 60
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def utc(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cell(value: object) -> str:
+    """One line of printable text: names and messages come from the database and may hold
+    newlines or terminal escape sequences."""
+    if value is None:
+        return "-"
+    return printable(" ".join(str(value).split()))
+
+
+def printable(text: str) -> str:
+    return "".join("?" if unicodedata.category(ch).startswith("C") else ch for ch in text)
+
+
+def shorten(text: str, width: int = NOTE_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], *, right: Collection[str] = ()
+) -> str:
+    """Columns separated by two spaces; the columns named in ``right`` (numbers) align right."""
+    cells = [[cell(value) for value in row] for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            value.rjust(width) if header in right else value.ljust(width)
+            for header, value, width in zip(headers, values, widths, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), *(line(row) for row in cells)])
+
+
+def fields(pairs: Iterable[tuple[str, object]]) -> str:
+    pairs = list(pairs)
+    width = max(len(name) for name, _ in pairs) + 1
+    return "\n".join(f"{name + ':':<{width}} {cell(value)}" for name, value in pairs)
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+JOB_HEADERS = ("ID", "STATE", "TASK", "QUEUE", "PRI", "TRIES", "RUN AT (UTC)", "NOTE")
+DEAD_HEADERS = ("ID", "TASK", "QUEUE", "TRIES", "DIED (UTC)", "REASON")
+NUMERIC = frozenset({"ID", "PRI", "TRIES"})
+
+
+def tries(job: Job) -> str:
+    return f"{job.attempts}/{job.max_attempts}"
+
+
+def note(job: Job) -> str:
+    """Why a job is where it is, when that is not obvious from its state."""
+    if job.dead_reason:
+        return job.dead_reason
+    if job.cancel_requested and job.state is JobState.RUNNING:
+        return "cancel requested"
+    error = job.last_error
+    if error is not None and job.state is not JobState.SUCCEEDED:
+        return f"{error.type}: {error.message}" if error.message else error.type
+    return ""
+
+
+def jobs_table(jobs: Sequence[Job]) -> str:
+    rows = [
+        (j.id, j.state, j.task, j.queue, j.priority, tries(j), utc(j.run_at), shorten(note(j)))
+        for j in jobs
+    ]
+    return table(JOB_HEADERS, rows, right=NUMERIC)
+
+
+def dead_table(jobs: Sequence[Job]) -> str:
+    rows = [
+        (j.id, j.task, j.queue, tries(j), utc(j.finished_at), shorten(j.dead_reason or ""))
+        for j in jobs
+    ]
+    return table(DEAD_HEADERS, rows, right=NUMERIC)
+
+
+def job_details(job: Job) -> str:
+    pairs: list[tuple[str, object]] = [
+        ("id", job.id),
+        ("task", job.task),
+        ("queue", job.queue),
+        ("state", job.state),
+        ("priority", job.priority),
+        ("attempts", f"{tries(job)} (lost runs: {job.lost_runs})"),
+        ("run at", f"{utc(job.run_at)} UTC"),
+        ("created", f"{utc(job.created_at)} UTC"),
+        ("started", f"{utc(job.started_at)} UTC" if job.started_at else None),
+        ("finished", f"{utc(job.finished_at)} UTC" if job.finished_at else None),
+        ("idempotency key", job.idempotency_key),
+        ("timeout", None if job.timeout is None else f"{job.timeout:g}s"),
+        ("args", compact_json(job.args)),
+        ("kwargs", compact_json(job.kwargs)),
+    ]
+    if job.state is JobState.RUNNING:
+        pairs += [
+            ("worker", job.worker_id),
+            ("lease expires", f"{utc(job.lease_expires_at)} UTC"),
+            ("cancel requested", "yes" if job.cancel_requested else "no"),
+        ]
+    optional = [
+        ("result", job.result, job.state is JobState.SUCCEEDED),
+        ("progress", job.progress, job.progress is not None),
+        ("checkpoint", job.checkpoint, job.checkpoint is not None),
+    ]
+    pairs += [(name, compact_json(value)) for name, value, shown in optional if shown]
+    if job.dead_reason:
+        pairs.append(("dead reason", job.dead_reason))
+    lines = [fields(pairs)]
+    if job.errors:
+        lines.append("errors:")
+        lines += [
+            f"  attempt {e.attempt}  {utc(e.at)} UTC  {cell(e.type)}: {cell(e.message)}"
+            for e in job.errors
+        ]
+        last = job.errors[-1]
+        if last.traceback:
+            lines.append(f"traceback of attempt {last.attempt}:")
+            lines += [f"  {printable(line)}" for line in last.traceback.rstrip().splitlines()]
+    return "\n".join(lines)
+
+
+def stats_table(stats: Mapping[str, Mapping[JobState, int]]) -> str:
+    """One row per queue; only the states that occur get a column."""
+    states = [s for s in JobState if any(counts.get(s) for counts in stats.values())]
+    headers = ["QUEUE", *(s.value.upper() for s in states), "TOTAL"]
+    rows: list[list[object]] = []
+    totals = [0] * (len(states) + 1)
+    for queue in sorted(stats):
+        counts = [stats[queue].get(s, 0) for s in states]
+        counts.append(sum(counts))
+        totals = [a + b for a, b in zip(totals, counts, strict=True)]
+        rows.append([queue, *counts])
+    if len(rows) > 1:
+        rows.append(["(all)", *totals])
+    return table(headers, rows, right=set(headers[1:]))
+
+
+def stats_json(stats: Mapping[str, Mapping[JobState, int]]) -> dict[str, dict[str, int]]:
+    # Every state is present, zero or not, so scripts can index without guarding.
+    return {queue: {s.value: stats[queue].get(s, 0) for s in JobState} for queue in sorted(stats)}
