@@ -11,7 +11,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from conveyor.backends.base import ClaimedJob, Outcome, OutcomeKind
 from conveyor.errors import JobCancelled, JobTimeout, LeaseLost, UnknownTask
 from conveyor.task import describe_error
 from conveyor.worker.context import JobContext
+from conveyor.worker.threads import DaemonThreadPool
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -46,10 +46,10 @@ class Run:
 class Executor:
     def __init__(self, app: Conveyor, threads: int) -> None:
         self.app = app
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-task")
+        self.pool = DaemonThreadPool(threads)
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown()
 
     async def execute(self, run: Run) -> Outcome | None:
         """Run the job; None means the run was lost and nothing must be written."""
@@ -76,7 +76,9 @@ class Executor:
                 return self._cancelled(run)
             raise
         except JobCancelled:
-            return self._cancelled(run)
+            # Shutdown sets ctx.cancelled too, so tasks stop at a safe point: that job goes back
+            # to the queue; only a cancel request ends it cancelled.
+            return self._released(run) if run.releasing else self._cancelled(run)
         except LeaseLost:
             return None
         except Exception as exc:

@@ -57,6 +57,11 @@ class Heartbeater:
             except ConveyorError as exc:
                 log.warning("heartbeat failed, will retry: %s", exc)
                 continue
+            except Exception:
+                # Never let the thread die: without beats every lease would lapse under
+                # jobs that are still running.
+                log.exception("heartbeat failed unexpectedly, will retry")
+                continue
             self.beats += 1
             if report.lost or report.cancel_requested:
                 self._on_report(report)

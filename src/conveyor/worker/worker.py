@@ -307,7 +307,7 @@ class Worker:
                 # The thread outlived its timeout or a cancel: its slot stays taken until it
                 # really returns.
                 loop = asyncio.get_running_loop()
-                busy.add_done_callback(lambda _: loop.call_soon_threadsafe(self._free_slot))
+                busy.add_done_callback(functools.partial(self._free_slot_threadsafe, loop))
             else:
                 self._free_slot()
         if outcome is None:
@@ -320,6 +320,11 @@ class Worker:
     def _free_slot(self) -> None:
         self.in_flight -= 1
         self._slot_freed.set()
+
+    def _free_slot_threadsafe(self, loop: asyncio.AbstractEventLoop, _: object) -> None:
+        # A thread that outlived a shutdown returns after the loop closed: nothing to free then.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._free_slot)
 
     def _on_written(self, outcomes: Sequence[Outcome], results: Sequence[FinishResult]) -> None:
         for outcome, result in zip(outcomes, results, strict=True):
@@ -383,7 +388,9 @@ class Worker:
                     len(pending),
                 )
                 for run in list(self.runs.values()):
-                    run.releasing = True
+                    # A run someone asked to cancel ends cancelled: put back in the queue, its
+                    # next claim would clear the request and run it again.
+                    run.releasing = not run.context.cancelled
                     run.context._mark_cancelled()
                     if run.task is not None:
                         run.task.cancel()

@@ -1,0 +1,69 @@
+"""A pool of daemon threads for sync tasks.
+
+``concurrent.futures.ThreadPoolExecutor`` joins its threads when the interpreter exits, so one
+task that never returns would keep a worker alive after a graceful shutdown had already put its
+job back. These threads are daemons: once the worker has released or recorded every job, the
+process exits on time and a stuck thread dies with it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+_STOP = object()
+
+
+class DaemonThreadPool:
+    def __init__(self, size: int, name: str = "conveyor-task") -> None:
+        self._size = size
+        self._name = name
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        if self._closed:
+            raise RuntimeError("the thread pool is shut down")
+        future: Future[Any] = Future()
+        self._work.put((future, fn))
+        with self._lock:
+            # An idle thread takes the work; otherwise start one, up to the pool size; beyond
+            # that the work waits in the queue for the next thread to free up.
+            if self._idle > 0:
+                self._idle -= 1
+            elif len(self._threads) < self._size:
+                thread = threading.Thread(
+                    target=self._loop, name=f"{self._name}_{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    def _loop(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is _STOP:
+                return
+            future, fn = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn()
+                except BaseException as exc:  # the future carries it to the awaiting coroutine
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del item, future, fn
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        """Stop idle threads; busy ones finish their task (or die with the process)."""
+        self._closed = True
+        for _ in self._threads:
+            self._work.put(_STOP)
