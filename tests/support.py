@@ -30,7 +30,9 @@ class FakeClock:
         self.now += seconds
 
 
-BackendFactory = Callable[[Path, Callable[[], float], dict[str, Any]], AbstractContextManager[Backend]]
+BackendFactory = Callable[
+    [Path, Callable[[], float], dict[str, Any]], AbstractContextManager[Backend]
+]
 
 
 @contextmanager
@@ -47,7 +49,18 @@ def sqlite_backend(
         backend.close()
 
 
-FACTORIES: dict[str, BackendFactory] = {"sqlite": sqlite_backend}
+@contextmanager
+def postgres_backend(
+    tmp_path: Path, clock: Callable[[], float], overrides: dict[str, Any]
+) -> Iterator[Backend]:
+    """A fresh schema in this session's test database (see tests/postgres/factory.py)."""
+    from tests.postgres.factory import postgres_backend as factory
+
+    with factory(tmp_path, clock, overrides) as backend:
+        yield backend
+
+
+FACTORIES: dict[str, BackendFactory] = {"sqlite": sqlite_backend, "postgres": postgres_backend}
 
 
 def enabled_backends() -> list[str]:

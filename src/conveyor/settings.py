@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -14,6 +15,8 @@ from conveyor.errors import ConfigurationError
 
 DEFAULT_URL = "sqlite:///conveyor.db"
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
+#: The NOTIFY channel is "<schema>_jobs" and must fit PostgreSQL's 63-byte names.
+_POSTGRES_SCHEMA = re.compile(r"(?!pg_)[a-z_][a-z0-9_]{0,56}")
 
 
 def _parse_queue_limits(text: str) -> dict[str, int]:
@@ -67,6 +70,17 @@ class Settings:
     retention: float = 7 * 24 * 3600.0
     #: Per-queue limits of waiting jobs; enqueue beyond raises QueueFull.
     queue_limits: Mapping[str, int] = field(default_factory=dict)
+    #: PostgreSQL schema that holds Conveyor's tables: a lowercase identifier, so several
+    #: applications (or test runs) can share one database.
+    postgres_schema: str = "conveyor"
+    #: Connections each process keeps open to PostgreSQL, at least and at most.
+    postgres_pool_min_size: int = 1
+    postgres_pool_max_size: int = 10
+    #: Seconds to wait for a PostgreSQL connection (a new one, or a free pooled one).
+    postgres_connect_timeout: float = 10.0
+    #: Executions of a statement on one connection before it is prepared server-side; -1
+    #: never prepares (for PgBouncer in transaction mode before version 1.21).
+    postgres_prepare_threshold: int = 1
 
     def __post_init__(self) -> None:
         if not self.url:
@@ -107,6 +121,27 @@ class Settings:
         for queue, limit in self.queue_limits.items():
             if limit <= 0:
                 raise ConfigurationError(f"queue limit for {queue!r} must be > 0, got {limit}")
+        self._check_postgres()
+
+    def _check_postgres(self) -> None:
+        if not _POSTGRES_SCHEMA.fullmatch(self.postgres_schema):
+            raise ConfigurationError(
+                f"postgres_schema must be a lowercase identifier of at most 57 characters "
+                f"(letters, digits, _; not starting with a digit or pg_), "
+                f"got {self.postgres_schema!r}"
+            )
+        if self.postgres_pool_min_size < 0:
+            raise ConfigurationError("postgres_pool_min_size must be >= 0")
+        if self.postgres_pool_max_size < max(1, self.postgres_pool_min_size):
+            raise ConfigurationError(
+                f"postgres_pool_max_size ({self.postgres_pool_max_size}) must be >= 1 and >= "
+                f"postgres_pool_min_size ({self.postgres_pool_min_size})"
+            )
+        timeout = self.postgres_connect_timeout
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ConfigurationError(f"postgres_connect_timeout must be > 0, got {timeout}")
+        if self.postgres_prepare_threshold < -1:
+            raise ConfigurationError("postgres_prepare_threshold must be >= 0, or -1 for never")
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

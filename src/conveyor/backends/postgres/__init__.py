@@ -1,0 +1,3 @@
+from conveyor.backends.postgres.backend import PostgresBackend
+
+__all__ = ["PostgresBackend"]

@@ -1,0 +1,370 @@
+"""The PostgreSQL engine: for fleets of workers on many machines.
+
+Every method is one transaction (or one autocommitted statement) on a pooled connection; the
+SQL is in queries.sql, under the same names as the SQLite engine's. Claims lock with
+``FOR UPDATE SKIP LOCKED`` so any number of workers claim side by side; every write of a run is
+fenced by (id, lease token, state = 'running'); all times are the database's. Wake-ups across
+processes travel by LISTEN/NOTIFY (see listener.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from conveyor.backends.base import (
+    Backend,
+    ClaimedJob,
+    EnqueueResult,
+    FinishResult,
+    LeaseReport,
+    NewJob,
+    Outcome,
+    OutcomeKind,
+    RescueReport,
+    SchemaStatus,
+)
+from conveyor.backends.postgres.clock import DatabaseClock
+from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
+from conveyor.backends.postgres.enqueue import enqueue_jobs, needs_transaction
+from conveyor.backends.postgres.listener import Listener
+from conveyor.backends.postgres.outcomes import finish_outcomes
+from conveyor.backends.postgres.rows import claimed_from_row, job_from_row
+from conveyor.backends.postgres.schema import Migrator
+from conveyor.errors import ConveyorError, InvalidTransition, JobNotFound
+from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
+from conveyor.settings import Settings
+
+#: TCP keepalives on the LISTEN session: it is idle for long stretches, and a silently dropped
+#: connection (a NAT timeout, a cable pulled) must be noticed within a minute, not hours.
+_LISTENER_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 20,
+    "keepalives_interval": 5,
+    "keepalives_count": 4,
+}
+
+
+#: Seconds the first change_marker() call waits for the LISTEN session (connecting is a few ms;
+#: with the server down it gives up and the listener keeps trying in the background).
+_FIRST_LISTEN_WAIT = 2.0
+
+
+class PostgresBackend(Backend):
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] | None = None,
+        *,
+        auto_migrate: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self._db = Database(settings)
+        #: "database "x" on host:port (schema s)": how errors name this store.
+        self.target = self._db.target
+        self._migrator = Migrator(self._db)
+        self._migrator.ensure(auto_migrate)
+        self._db.open()
+        # With an injected clock (tests), its time is passed to every query as %(now)s;
+        # otherwise %(now)s is NULL and the queries use the server's now().
+        self._injected_clock = clock
+        self._clock = clock or DatabaseClock(self._server_now)
+        self._channel = f"{settings.postgres_schema}_jobs"
+        self._listener = Listener(self._connect_listener, self._channel)
+        self._queue_turn = itertools.count()
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        return self._migrator.migrate()
+
+    def verify_schema(self) -> SchemaStatus:
+        return self._migrator.verify()
+
+    # --- enqueue --------------------------------------------------------------------------
+
+    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        if not jobs:
+            return []
+        now = self._now_param()
+
+        limits = self.settings.queue_limits
+
+        def body(cur: Cursor) -> list[EnqueueResult]:
+            return enqueue_jobs(cur, jobs, now, limits, self._channel)
+
+        # The plain batch (no keys, no limits, not staged) is one statement: one round trip.
+        results = self._db.run(body, transaction=needs_transaction(jobs, limits))
+        self._notify_local(sorted({job.queue for job in jobs}))
+        return results
+
+    # --- the run of a job -----------------------------------------------------------------
+
+    def claim(
+        self, worker_id: str, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        if limit <= 0:
+            return []
+        params: dict[str, Any] = {
+            "now": self._now_param(),
+            "lease": float(lease),
+            "worker_id": worker_id,
+        }
+        order: list[str] | None = None
+        if queues is not None:
+            # Start with a different queue each time so no queue starves the others.
+            start = next(self._queue_turn) % max(len(queues), 1)
+            order = [*queues[start:], *queues[:start]]
+
+        def body(cur: Cursor) -> list[tuple[Any, ...]]:
+            cur.execute(Q["promote_due"], {"now": params["now"]})
+            if order is None:
+                return cur.execute(Q["claim_any"], {**params, "limit": limit}).fetchall()
+            rows: list[tuple[Any, ...]] = []
+            for queue in order:
+                remaining = limit - len(rows)
+                if remaining <= 0:
+                    break
+                rows += cur.execute(
+                    Q["claim_queue"], {**params, "queue": queue, "limit": remaining}
+                ).fetchall()
+            return rows
+
+        # Promotion stands on its own (it is promote_due()), so with one claim statement to
+        # follow, both autocommit: two round trips instead of four, and when nothing was due
+        # the promotion wrote nothing and commits without waiting for a WAL flush. Several
+        # queues need one transaction, so a failure cannot strand the runs already claimed.
+        rows = self._db.run(body, transaction=order is not None and len(order) > 1)
+        rows.sort(key=lambda r: (-r[5], r[11], r[0]))
+        return [claimed_from_row(row) for row in rows]
+
+    def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
+        if not tokens:
+            return LeaseReport()
+        params = {"now": self._now_param(), "lease": float(lease), "tokens": list(tokens)}
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["extend_leases"], params).fetchall(), transaction=False
+        )
+        extended = frozenset(str(token) for token, _ in rows)
+        return LeaseReport(
+            extended=extended,
+            lost=frozenset(tokens) - extended,
+            cancel_requested=frozenset(str(token) for token, cancel in rows if cancel),
+        )
+
+    def save_progress(
+        self, job_id: int, token: str, progress_json: str | None, checkpoint_json: str | None
+    ) -> bool:
+        params = {
+            "id": job_id,
+            "token": token,
+            "progress": progress_json,
+            "checkpoint": checkpoint_json,
+        }
+        rowcount = self._db.run(
+            lambda cur: cur.execute(Q["save_progress"], params).rowcount, transaction=False
+        )
+        return bool(rowcount == 1)
+
+    def finish_many(self, outcomes: Sequence[Outcome]) -> list[FinishResult]:
+        if not outcomes:
+            return []
+        now = self._now_param()
+
+        def body(cur: Cursor) -> list[FinishResult]:
+            finished = finish_outcomes(cur, outcomes, now)
+            self._notify(cur, finished.queues)
+            return finished.results
+
+        # The common batch, all successes, is a single UPDATE: it needs no transaction block
+        # (one round trip instead of three).
+        single = all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes)
+        return self._db.run(body, transaction=not single)
+
+    # --- maintenance ----------------------------------------------------------------------
+
+    def rescue_expired(self) -> RescueReport:
+        now = self._now_param()
+
+        def body(cur: Cursor) -> list[tuple[Any, ...]]:
+            rows = cur.execute(Q["rescue_expired"], {"now": now}).fetchall()
+            self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
+            return rows
+
+        by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
+        for job_id, state, _ in self._db.run(body):
+            by_state[state].append(int(job_id))
+        return RescueReport(
+            requeued=sorted(by_state["retrying"]),
+            dead=sorted(by_state["dead"]),
+            cancelled=sorted(by_state["cancelled"]),
+        )
+
+    def promote_due(self) -> int:
+        now = self._now_param()
+
+        def body(cur: Cursor) -> int:
+            counts = cur.execute(Q["promote_due"], {"now": now}).fetchall()
+            self._notify(cur, (queue for queue, _ in counts))
+            return sum(int(count) for _, count in counts)
+
+        return self._db.run(body)
+
+    def next_due(self) -> float | None:
+        row = self._db.run(
+            lambda cur: cur.execute(Q["next_due"]).fetchone(), transaction=False, idempotent=True
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    def prune(self, older_than: float, batch: int = 1000) -> int:
+        params = {"now": self._now_param(), "older_than": float(older_than), "batch": batch}
+        rowcount = self._db.run(
+            lambda cur: cur.execute(Q["prune"], params).rowcount, transaction=False
+        )
+        return int(rowcount)
+
+    # --- operator actions -----------------------------------------------------------------
+
+    @staticmethod
+    def _locked_state(cur: Cursor, job_id: int) -> JobState:
+        row = cur.execute(Q["job_state"], {"id": job_id}).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return JobState(row[0])
+
+    def cancel(self, job_id: int) -> Job:
+        params = {"id": job_id, "now": self._now_param()}
+
+        def body(cur: Cursor) -> None:
+            state = self._locked_state(cur, job_id)
+            if state in CANCELLABLE_STATES:
+                cur.execute(Q["cancel_waiting"], params)
+            elif state is JobState.RUNNING:
+                cur.execute(Q["request_cancel"], {"id": job_id})
+            elif state is not JobState.CANCELLED:
+                raise InvalidTransition(job_id, state, "cancel")
+
+        self._db.run(body)
+        return self.get(job_id)
+
+    def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
+        now = self._now_param()
+
+        def body(cur: Cursor) -> set[str]:
+            queues: set[str] = set()
+            for job_id in job_ids:
+                state = self._locked_state(cur, job_id)
+                if state not in REQUEUEABLE_STATES:
+                    raise InvalidTransition(job_id, state, "requeue")
+                params = {"id": job_id, "now": now, "reset": reset_attempts}
+                try:
+                    row = cur.execute(Q["requeue"], params).fetchone()
+                except psycopg.errors.UniqueViolation:
+                    raise ConveyorError(
+                        f"cannot requeue job {job_id}: another live job holds its idempotency key"
+                    ) from None
+                if row is not None:
+                    queues.add(row[0])
+            self._notify(cur, queues)
+            return queues
+
+        queues = self._db.run(body)
+        if queues:
+            self._notify_local(sorted(queues))
+        return [self.get(job_id) for job_id in job_ids]
+
+    def discard(self, job_ids: Sequence[int]) -> int:
+        def body(cur: Cursor) -> int:
+            deleted = 0
+            for job_id in job_ids:
+                state = self._locked_state(cur, job_id)
+                if state is not JobState.DEAD:
+                    raise InvalidTransition(job_id, state, "discard")
+                deleted += cur.execute(Q["discard"], {"id": job_id}).rowcount
+            return deleted
+
+        return self._db.run(body)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def _read_jobs(self, query: str, params: Mapping[str, Any]) -> list[Job]:
+        def body(cur: Cursor) -> list[dict[str, Any]]:
+            cur.row_factory = dict_row
+            return cur.execute(Q[query], params).fetchall()
+
+        rows = self._db.run(body, transaction=False, idempotent=True)
+        return [job_from_row(row) for row in rows]
+
+    def get(self, job_id: int) -> Job:
+        jobs = self._read_jobs("get_job", {"id": job_id})
+        if not jobs:
+            raise JobNotFound(job_id)
+        return jobs[0]
+
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[JobState] | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        params = {
+            "states": None if states is None else [JobState(s).value for s in states],
+            "queue": queue,
+            "task": task,
+            "limit": limit,
+            "before_id": before_id,
+        }
+        return self._read_jobs("list_jobs", params)
+
+    def stats(self) -> Mapping[str, Mapping[JobState, int]]:
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["stats"]).fetchall(), transaction=False, idempotent=True
+        )
+        counts: dict[str, dict[JobState, int]] = {}
+        for queue, state, count in rows:
+            counts.setdefault(queue, {})[JobState(state)] = int(count)
+        return counts
+
+    def now(self) -> float:
+        return self._clock()
+
+    # --- wake-ups -------------------------------------------------------------------------
+
+    def change_marker(self) -> int:
+        # The listener starts on the first call (a no-op afterwards), which waits briefly for
+        # LISTEN to be in place: from then on, every commit elsewhere moves the marker.
+        self._listener.start(wait=_FIRST_LISTEN_WAIT)
+        return self._listener.marker
+
+    def _notify(self, cur: Cursor, queues: Iterable[str]) -> None:
+        """One NOTIFY per queue, delivered when this transaction commits."""
+        names = sorted(set(queues))
+        if names:
+            cur.execute(Q["notify_queues"], {"channel": self._channel, "queues": names})
+
+    def _connect_listener(self) -> Connection:
+        return self._db.connect(application_name="conveyor-listener", **_LISTENER_KEEPALIVES)
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _now_param(self) -> float | None:
+        return None if self._injected_clock is None else float(self._injected_clock())
+
+    def _server_now(self) -> float:
+        row = self._db.run(
+            lambda cur: cur.execute(Q["server_now"]).fetchone(), transaction=False, idempotent=True
+        )
+        assert row is not None
+        return float(row[0])
+
+    def close(self) -> None:
+        self._listener.stop()
+        self._db.close()

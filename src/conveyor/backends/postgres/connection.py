@@ -1,0 +1,220 @@
+"""PostgreSQL connections: the pool, how each session is set up, and transactions that survive a
+dropped connection or a deadlock by running again.
+
+Pooled connections are in autocommit mode: a single-statement read is one round trip, and
+multi-statement operations open an explicit transaction. Each new session gets its
+``search_path`` pointed at the Conveyor schema (so queries.sql never names it) and its
+``lock_timeout`` set from ``settings.lock_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from conveyor.backends.postgres.errors import (
+    RETRYABLE_SQLSTATES,
+    is_connection_lost,
+    translate,
+)
+from conveyor.backends.sql import load_queries
+from conveyor.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    ConveyorError,
+)
+from conveyor.settings import Settings
+
+T = TypeVar("T")
+Q = load_queries("conveyor.backends.postgres")
+log = logging.getLogger(__name__)
+
+Cursor = psycopg.Cursor[Any]
+Connection = psycopg.Connection[Any]
+
+#: gen_random_uuid() is built in from 13 on; so is autovacuum_vacuum_insert_scale_factor.
+MIN_SERVER_VERSION = 130000
+#: Attempts of one operation when its connection broke or it lost a deadlock.
+_ATTEMPTS = 4
+
+
+def composed(name: str, **identifiers: str) -> sql.Composed:
+    """A query from queries.sql whose {placeholders} are identifiers (schema, channel)."""
+    return sql.SQL(Q[name]).format(**{k: sql.Identifier(v) for k, v in identifiers.items()})
+
+
+def describe(url: str, schema: str) -> str:
+    """'database "jobs" on db1:5432 (schema conveyor)': for messages; never the password."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise ConfigurationError(f"bad PostgreSQL URL or connection string: {exc}") from None
+    host = str(params.get("host") or os.environ.get("PGHOST") or "the local socket")
+    port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
+    dbname = params.get("dbname") or os.environ.get("PGDATABASE") or params.get("user") or "?"
+    where = host if host.startswith("/") or host == "the local socket" else f"{host}:{port}"
+    return f'database "{dbname}" on {where} (schema {schema})'
+
+
+class Database:
+    """The pool of one backend, and the way every operation runs on it."""
+
+    def __init__(self, settings: Settings, *, application_name: str = "conveyor") -> None:
+        self.url = settings.url
+        self.schema = settings.postgres_schema
+        self.target = describe(settings.url, settings.postgres_schema)
+        self._lock_timeout_ms = str(max(1, round(settings.lock_timeout * 1000)))
+        self._connect_timeout = settings.postgres_connect_timeout
+        given = conninfo_to_dict(settings.url)
+        threshold = settings.postgres_prepare_threshold
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True,
+            # Hot-path statements run thousands of times per connection: prepare them on their
+            # second execution. A negative setting disables it (PgBouncer in transaction mode
+            # before 1.21 cannot route prepared statements).
+            "prepare_threshold": None if threshold < 0 else threshold,
+        }
+        if "application_name" not in given:
+            self._kwargs["application_name"] = application_name
+        if "connect_timeout" not in given:
+            self._kwargs["connect_timeout"] = max(2, round(self._connect_timeout))
+        self._pool = ConnectionPool(
+            settings.url,
+            kwargs=self._kwargs,
+            min_size=settings.postgres_pool_min_size,
+            max_size=settings.postgres_pool_max_size,
+            timeout=self._connect_timeout,
+            configure=self.configure,
+            name=f"conveyor:{self.schema}",
+            open=False,
+        )
+
+    # --- connections ----------------------------------------------------------------------
+
+    def configure(self, conn: Connection) -> None:
+        """Session setup of every new connection (the pool's ``configure`` callback)."""
+        if conn.info.server_version < MIN_SERVER_VERSION:
+            raise BackendError(
+                f"{self.target} runs PostgreSQL {conn.info.server_version // 10000}: "
+                "Conveyor needs 13 or newer"
+            )
+        conn.execute(
+            Q["configure_session"],
+            {"schema": self.schema, "lock_timeout": self._lock_timeout_ms},
+            prepare=False,
+        )
+
+    def connect(self, **overrides: Any) -> Connection:
+        """A connection outside the pool (schema changes, the LISTEN session), set up like a
+        pooled one. Fails fast with the server's own reason when it cannot connect."""
+        try:
+            conn: Connection = psycopg.connect(self.url, **{**self._kwargs, **overrides})
+        except psycopg.Error as exc:
+            raise translate(exc, self.target) from None
+        try:
+            self.configure(conn)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise translate(exc, self.target) from None
+            raise
+        return conn
+
+    def open(self) -> None:
+        """Start the pool; its connections are made in the background."""
+        self._pool.open(wait=False)
+
+    def close(self) -> None:
+        self._pool.close(timeout=5.0)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise self._diagnose(exc) from None
+        except PoolClosed:
+            raise BackendError(f"{self.target}: this backend was closed") from None
+
+    @contextmanager
+    def translated(self) -> Iterator[None]:
+        """Turn psycopg errors raised inside into Conveyor's typed errors."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise translate(exc, self.target) from None
+
+    def _diagnose(self, exc: PoolTimeout) -> ConveyorError:
+        """The pool gave up: find out whether the server is unreachable (and why) or merely
+        every connection stayed busy."""
+        try:
+            probe = psycopg.connect(self.url, **{**self._kwargs, "connect_timeout": 2})
+        except psycopg.Error as reason:
+            return BackendUnavailable(
+                f"cannot reach PostgreSQL {self.target}: {str(reason).strip().splitlines()[0]}"
+            )
+        probe.close()
+        return translate(exc, self.target)
+
+    # --- running operations ---------------------------------------------------------------
+
+    def run(
+        self, body: Callable[[Cursor], T], *, transaction: bool = True, idempotent: bool = False
+    ) -> T:
+        """Run ``body`` on a pooled connection, in one transaction unless ``transaction`` is
+        False (for single statements, which autocommit on their own).
+
+        A deadlock victim, or an operation whose connection broke before it committed, was
+        rolled back entirely and runs again. A connection that breaks while committing leaves
+        the outcome unknown: that is reported, except for ``idempotent`` bodies (reads), which
+        run again. Single statements (``transaction=False``) always run again: callers use them
+        only where a repeat is harmless (a lease extended twice) or where what a lost answer
+        leaves behind is recovered anyway (runs claimed but never heard of expire and are
+        rescued).
+        """
+        for attempt in range(1, _ATTEMPTS + 1):
+            committing = False
+            try:
+                with self._connection() as conn:
+                    if not transaction:
+                        return body(conn.cursor())
+                    with conn.transaction():
+                        result = body(conn.cursor())
+                        committing = True
+                    return result
+            except psycopg.Error as exc:
+                if attempt == _ATTEMPTS or not self._may_retry(exc, committing, idempotent):
+                    if committing and is_connection_lost(exc) and not idempotent:
+                        raise BackendUnavailable(
+                            f"lost the connection to {self.target} while committing: the "
+                            f"change may or may not have been applied ({exc})"
+                        ) from None
+                    raise translate(exc, self.target) from None
+                self._before_retry(exc, attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _may_retry(self, exc: psycopg.Error, committing: bool, idempotent: bool) -> bool:
+        if exc.sqlstate in RETRYABLE_SQLSTATES:
+            return True
+        return is_connection_lost(exc) and (idempotent or not committing)
+
+    def _before_retry(self, exc: psycopg.Error, attempt: int) -> None:
+        if is_connection_lost(exc):
+            # The server restarted or killed sessions: the other idle connections in the pool
+            # are most likely dead too. Test them all now instead of failing on each in turn.
+            log.warning("connection to %s lost (%s); retrying", self.target, exc)
+            self._pool.check()
+        else:
+            time.sleep(random.uniform(0, 0.01 * 2**attempt))  # deadlock: back off, jittered

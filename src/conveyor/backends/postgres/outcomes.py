@@ -1,0 +1,118 @@
+"""finish_many on PostgreSQL: one fenced UPDATE ... FROM unnest(...) per kind of outcome, never
+a round trip per job, with retry budgets spent in the same transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from conveyor.backends.base import FinishResult, Outcome, OutcomeKind
+from conveyor.backends.postgres.connection import Cursor, Q
+from conveyor.job import JobState
+
+STATE_AFTER = {
+    OutcomeKind.SUCCEEDED: JobState.SUCCEEDED,
+    OutcomeKind.RETRY: JobState.RETRYING,
+    OutcomeKind.DEAD: JobState.DEAD,
+    OutcomeKind.CANCELLED: JobState.CANCELLED,
+    OutcomeKind.RELEASED: JobState.QUEUED,
+}
+
+#: Outcomes after which the job is ready again (at once or later): other workers should look.
+_WAKING = (OutcomeKind.RETRY, OutcomeKind.RELEASED)
+
+Run = tuple[int, str]  # (job id, lease token): one run of one job
+
+
+@dataclass
+class Finished:
+    results: list[FinishResult]
+    #: Queues that got jobs back (retries, releases): to be notified in the same transaction.
+    queues: set[str] = field(default_factory=set)
+
+
+def finish_outcomes(cur: Cursor, outcomes: Sequence[Outcome], now: float | None) -> Finished:
+    # A run can be finished once: a repeated (id, token) in the batch is never applied.
+    firsts: dict[Run, Outcome] = {}
+    for outcome in outcomes:
+        firsts.setdefault((outcome.job_id, outcome.token), outcome)
+    batch = _spend_retry_budgets(cur, list(firsts.values()), now)
+
+    applied: set[Run] = set()
+    queues: set[str] = set()
+    for kind in OutcomeKind:
+        group = [o for o in batch if o.kind is kind]
+        if not group:
+            continue
+        params = {"now": now, **_params(kind, group)}
+        for job_id, token, queue in cur.execute(Q[f"finish_{kind.value}"], params).fetchall():
+            applied.add((int(job_id), token))
+            if kind in _WAKING:
+                queues.add(queue)
+
+    final = {(o.job_id, o.token): o.kind for o in batch}
+    results: list[FinishResult] = []
+    for outcome in outcomes:
+        run = (outcome.job_id, outcome.token)
+        if run in applied and firsts[run] is outcome:
+            results.append(FinishResult(outcome.job_id, True, STATE_AFTER[final[run]]))
+        else:
+            results.append(FinishResult(outcome.job_id, False))
+    return Finished(results, queues)
+
+
+def _spend_retry_budgets(cur: Cursor, outcomes: list[Outcome], now: float | None) -> list[Outcome]:
+    """Retries beyond their task's budget become dead. Only runs this batch still owns spend
+    budget; they are locked until commit so they cannot change hands meanwhile."""
+    budgeted = [o for o in outcomes if o.kind is OutcomeKind.RETRY and o.retry_budget]
+    if not budgeted:
+        return outcomes
+    rows = cur.execute(
+        Q["owns_runs"],
+        {"ids": [o.job_id for o in budgeted], "tokens": [o.token for o in budgeted]},
+    ).fetchall()
+    owned = {(int(job_id), token) for job_id, token in rows}
+    by_task: dict[str, list[Outcome]] = {}
+    for outcome in budgeted:
+        if (outcome.job_id, outcome.token) in owned:
+            assert outcome.retry_budget is not None
+            by_task.setdefault(outcome.retry_budget[0], []).append(outcome)
+
+    converted: dict[Run, Outcome] = {}
+    for task, group in by_task.items():
+        assert group[0].retry_budget is not None
+        _, limit, window = group[0].retry_budget
+        cur.execute(Q["budget_open_window"], {"task": task, "now": now, "window": window})
+        row = cur.execute(
+            Q["budget_take"], {"task": task, "wanted": len(group), "limit": limit}
+        ).fetchone()
+        granted = max(0, int(row[0])) if row else 0
+        for outcome in group[granted:]:
+            converted[(outcome.job_id, outcome.token)] = replace(
+                outcome,
+                kind=OutcomeKind.DEAD,
+                dead_reason=f"retry budget exhausted: more than {limit} retries of {task} "
+                f"within {window:g}s",
+            )
+    return [converted.get((o.job_id, o.token), o) for o in outcomes]
+
+
+def _params(kind: OutcomeKind, group: list[Outcome]) -> dict[str, list[Any]]:
+    params: dict[str, list[Any]] = {
+        "ids": [o.job_id for o in group],
+        "tokens": [o.token for o in group],
+    }
+    if kind is OutcomeKind.SUCCEEDED:
+        params["results"] = [o.result_json for o in group]
+        return params
+    params["checkpoints"] = [o.checkpoint_json for o in group]
+    if kind is OutcomeKind.RELEASED:
+        return params
+    params["errors"] = [None if o.error is None else json.dumps(o.error.to_dict()) for o in group]
+    if kind is OutcomeKind.RETRY:
+        params["retry_in"] = [float(o.retry_in) for o in group]
+    elif kind is OutcomeKind.DEAD:
+        params["reasons"] = [o.dead_reason for o in group]
+    return params
