@@ -97,6 +97,8 @@ class Conveyor:
         dont_retry: Sequence[type[BaseException]] = (),
         pass_context: bool = False,
         idempotency: str = "live",
+        isolation: str = "thread",
+        memory_limit_mb: int | None = None,
     ) -> Callable[[F], Task[..., Any]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:

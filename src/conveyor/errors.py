@@ -110,3 +110,15 @@ class LeaseLost(ConveyorError):
 
 class JobTimeout(ConveyorError, TimeoutError):
     """The task ran longer than its timeout."""
+
+
+class ChildProcessDied(ConveyorError):
+    """The process of an ``isolation="process"`` task ended without returning: it crashed
+    (a signal such as SIGSEGV), called ``os._exit``, or was killed from outside."""
+
+    def __init__(self, message: str, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+
+    def __reduce__(self) -> tuple[type[ChildProcessDied], tuple[str, int | None]]:
+        return (type(self), (str(self), self.exitcode))

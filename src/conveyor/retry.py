@@ -16,7 +16,7 @@ BackoffPolicy = Callable[[int, BaseException], float]
 
 
 def _positive(name: str, value: float) -> float:
-    if value < 0:
+    if not value >= 0:  # written so that NaN is refused too
         raise ConfigurationError(f"{name} must be >= 0, got {value}")
     return float(value)
 
@@ -38,7 +38,7 @@ class Exponential:
     def __post_init__(self) -> None:
         _positive("base", self.base)
         _positive("cap", self.cap)
-        if self.factor < 1:
+        if not self.factor >= 1:
             raise ConfigurationError(f"factor must be >= 1, got {self.factor}")
         if not 0 <= self.jitter <= 1:
             raise ConfigurationError(f"jitter must be within [0, 1], got {self.jitter}")

@@ -4,6 +4,7 @@ and the retry decision when a run fails."""
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,9 @@ R = TypeVar("R")
 
 PRIORITY_LEVELS = {"critical": 100, "high": 50, "normal": 0, "low": -50}
 IDEMPOTENCY_SCOPES = ("live", "any")
+#: Where a run executes: "thread" (the default: the worker's thread pool, or its event loop for
+#: ``async def``) or "process" (a child process per job; see conveyor.worker.processes).
+ISOLATION_MODES = ("thread", "process")
 #: The longest task name the schemas store.
 MAX_TASK_NAME = 500
 
@@ -50,13 +54,15 @@ def _to_seconds(name: str, value: float | timedelta | None) -> float | None:
     if value is None:
         return None
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds < 0:
-        raise ConfigurationError(f"{name} must be >= 0, got {seconds:g}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigurationError(f"{name} must be a finite number >= 0, got {seconds:g}")
     return seconds
 
 
 def _to_timestamp(value: float | datetime | None) -> float | None:
     if value is None or isinstance(value, int | float):
+        if value is not None and not math.isfinite(value):
+            raise ConfigurationError(f"run_at must be a finite timestamp, got {value}")
         return None if value is None else float(value)
     if value.tzinfo is None:
         raise ConfigurationError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
@@ -86,7 +92,7 @@ class JobOptions:
         _to_timestamp(self.run_at)
         if self.max_attempts is not None:
             _check_max_attempts(self.max_attempts)
-        if self.timeout is not None and self.timeout <= 0:
+        if self.timeout is not None and not 0 < self.timeout < math.inf:
             raise ConfigurationError(f"timeout must be > 0, got {self.timeout}")
         if self.idempotency_key is not None and (
             not isinstance(self.idempotency_key, str) or not self.idempotency_key
@@ -185,11 +191,13 @@ class Task(Generic[P, R]):
         dont_retry: Sequence[type[BaseException]] = (),
         pass_context: bool = False,
         idempotency: str = "live",
+        isolation: str = "thread",
+        memory_limit_mb: int | None = None,
     ) -> None:
         check_task_name(name)
         _check_queue(queue)
         _check_max_attempts(max_attempts)
-        if timeout is not None and timeout <= 0:
+        if timeout is not None and not 0 < timeout < math.inf:
             raise ConfigurationError(f"timeout must be > 0, got {timeout}")
         if idempotency not in IDEMPOTENCY_SCOPES:
             raise ConfigurationError(f"idempotency must be 'live' or 'any', got {idempotency!r}")
@@ -206,6 +214,9 @@ class Task(Generic[P, R]):
         self.pass_context = pass_context
         self.idempotency = idempotency
         self.is_async = inspect.iscoroutinefunction(fn)
+        self.isolation = isolation
+        self.memory_limit_mb = memory_limit_mb
+        _check_isolation(fn, isolation, memory_limit_mb)
         self._arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
 
     @staticmethod
@@ -296,6 +307,35 @@ class Task(Generic[P, R]):
             kind=OutcomeKind.RETRY,
             retry_in=delay,
             retry_budget=None if budget is None else (self.name, budget.limit, budget.window),
+        )
+
+
+def _check_isolation(fn: Callable[..., Any], isolation: str, memory_limit_mb: int | None) -> None:
+    if isolation not in ISOLATION_MODES:
+        raise ConfigurationError(f"isolation must be 'thread' or 'process', got {isolation!r}")
+    if memory_limit_mb is not None:
+        if isolation != "process":
+            raise ConfigurationError("memory_limit_mb needs isolation='process'")
+        if (
+            isinstance(memory_limit_mb, bool)
+            or not isinstance(memory_limit_mb, int)
+            or memory_limit_mb < 1
+        ):
+            raise ConfigurationError(
+                f"memory_limit_mb must be an integer >= 1, got {memory_limit_mb!r}"
+            )
+    if isolation != "process":
+        return
+    if sys.platform == "win32":
+        raise ConfigurationError("isolation='process' needs a POSIX system")
+    # The child process imports the function by module and qualified name: one defined inside
+    # another function, or a lambda, has no such name.
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", "")
+    if not module or not qualname or "<" in qualname:
+        raise ConfigurationError(
+            f"task {qualname or fn!r} has isolation='process' but is not importable by name "
+            "(define it at the top level of a module)"
         )
 
 

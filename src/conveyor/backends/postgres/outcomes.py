@@ -12,14 +12,6 @@ from conveyor.backends.base import FinishResult, Outcome, OutcomeKind
 from conveyor.backends.postgres.connection import Cursor, Q
 from conveyor.job import JobState
 
-STATE_AFTER = {
-    OutcomeKind.SUCCEEDED: JobState.SUCCEEDED,
-    OutcomeKind.RETRY: JobState.RETRYING,
-    OutcomeKind.DEAD: JobState.DEAD,
-    OutcomeKind.CANCELLED: JobState.CANCELLED,
-    OutcomeKind.RELEASED: JobState.QUEUED,
-}
-
 #: Outcomes after which the job is ready again (at once or later): other workers should look.
 _WAKING = (OutcomeKind.RETRY, OutcomeKind.RELEASED)
 
@@ -40,24 +32,24 @@ def finish_outcomes(cur: Cursor, outcomes: Sequence[Outcome], now: float | None)
         firsts.setdefault((outcome.job_id, outcome.token), outcome)
     batch = _spend_retry_budgets(cur, list(firsts.values()), now)
 
-    applied: set[Run] = set()
+    ended: dict[Run, JobState] = {}
     queues: set[str] = set()
     for kind in OutcomeKind:
         group = [o for o in batch if o.kind is kind]
         if not group:
             continue
         params = {"now": now, **_params(kind, group)}
-        for job_id, token, queue in cur.execute(Q[f"finish_{kind.value}"], params).fetchall():
-            applied.add((int(job_id), token))
+        rows = cur.execute(Q[f"finish_{kind.value}"], params).fetchall()
+        for job_id, token, queue, state in rows:
+            ended[(int(job_id), token)] = JobState(state)
             if kind in _WAKING:
                 queues.add(queue)
 
-    final = {(o.job_id, o.token): o.kind for o in batch}
     results: list[FinishResult] = []
     for outcome in outcomes:
         run = (outcome.job_id, outcome.token)
-        if run in applied and firsts[run] is outcome:
-            results.append(FinishResult(outcome.job_id, True, STATE_AFTER[final[run]]))
+        if run in ended and firsts[run] is outcome:
+            results.append(FinishResult(outcome.job_id, True, ended[run]))
         else:
             results.append(FinishResult(outcome.job_id, False))
     return Finished(results, queues)

@@ -291,7 +291,7 @@ SET state = 'succeeded', result = o.result::json,
     lease_token = NULL, lease_expires_at = NULL
 FROM unnest(%(ids)b::int8[], %(tokens)b::text[], %(results)b::text[]) AS o (id, token, result)
 WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue
+RETURNING j.id, o.token, j.queue, j.state
 
 -- name: finish_retry
 UPDATE conveyor_jobs AS j
@@ -306,7 +306,7 @@ FROM unnest(
     %(checkpoints)b::text[]
 ) AS o (id, token, error, retry_in, checkpoint)
 WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue
+RETURNING j.id, o.token, j.queue, j.state
 
 -- name: finish_dead
 UPDATE conveyor_jobs AS j
@@ -321,7 +321,7 @@ FROM unnest(
     %(checkpoints)b::text[]
 ) AS o (id, token, error, reason, checkpoint)
 WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue
+RETURNING j.id, o.token, j.queue, j.state
 
 -- name: finish_cancelled
 UPDATE conveyor_jobs AS j
@@ -335,17 +335,22 @@ FROM unnest(
     %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(checkpoints)b::text[]
 ) AS o (id, token, error, checkpoint)
 WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue
+RETURNING j.id, o.token, j.queue, j.state
 
 -- name: finish_released
+-- Back in the queue without charging the attempt, unless someone asked to cancel the job
+-- meanwhile: then it ends cancelled instead of running again.
 UPDATE conveyor_jobs AS j
-SET state = 'queued', attempts = j.attempts - 1,
+SET state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'queued' END,
+    finished_at = CASE WHEN j.cancel_requested
+                       THEN coalesce(to_timestamp(%(now)s::float8), now()) END,
+    attempts = j.attempts - 1,
     checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 FROM unnest(%(ids)b::int8[], %(tokens)b::text[], %(checkpoints)b::text[])
     AS o (id, token, checkpoint)
 WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue
+RETURNING j.id, o.token, j.queue, j.state
 
 -- name: budget_open_window
 INSERT INTO conveyor_retry_budgets AS b (task, window_start, used)

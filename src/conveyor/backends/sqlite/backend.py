@@ -246,10 +246,12 @@ class SQLiteBackend(Backend):
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
-        now = self.now()
-        params: dict[str, Any] = {"now": now, "lease": lease, "worker_id": worker_id}
         rows: list[tuple[Any, ...]] = []
         with self._writer.write() as db:
+            # Read the clock once the write lock is ours: a claim that waited for another
+            # process must not hand out leases that expired while it waited.
+            now = self.now()
+            params: dict[str, Any] = {"now": now, "lease": lease, "worker_id": worker_id}
             db.execute(Q["promote_due"], {"now": now})
             if queues is None:
                 rows = db.execute(Q["claim_any"], {**params, "limit": limit}).fetchall()
@@ -269,8 +271,8 @@ class SQLiteBackend(Backend):
                 id=r[0],
                 task=r[1],
                 queue=r[2],
-                args=json.loads(r[3]),
-                kwargs=json.loads(r[4]),
+                args=[] if r[3] == "[]" else json.loads(r[3]),
+                kwargs={} if r[4] == "{}" else json.loads(r[4]),
                 priority=r[5],
                 attempt=r[6],
                 max_attempts=r[7],
@@ -314,26 +316,36 @@ class SQLiteBackend(Backend):
     def finish_many(self, outcomes: Sequence[Outcome]) -> list[FinishResult]:
         if not outcomes:
             return []
-        results: list[FinishResult] = []
+        # A run is finished once: a repeated (id, token) in the batch is never applied twice.
+        firsts = list({(o.job_id, o.token): o for o in reversed(outcomes)}.values())[::-1]
+        ended: dict[tuple[int, str], JobState] = {}
         with self._writer.write() as db:
             now = self.now()
-            for outcome in outcomes:
+            bulk = _one_success_per_job(firsts)
+            if bulk:
+                batch = json.dumps([[o.job_id, o.token, o.result_json] for o in bulk.values()])
+                for (job_id,) in db.execute(
+                    Q["finish_succeeded_many"], {"now": now, "outcomes": batch}
+                ):
+                    ended[(job_id, bulk[job_id].token)] = JobState.SUCCEEDED
+            for outcome in firsts:
+                if bulk.get(outcome.job_id) is outcome:
+                    continue
                 if outcome.kind is OutcomeKind.RETRY and outcome.retry_budget is not None:
                     owner = db.execute(
                         Q["owns_run"], {"id": outcome.job_id, "token": outcome.token}
                     ).fetchone()
                     if owner is None:
-                        results.append(FinishResult(outcome.job_id, False))
                         continue
                     outcome = self._spend_retry_budget(db, outcome, now)
                 query = Q[f"finish_{outcome.kind.value}"]
-                cursor = db.execute(query, _outcome_params(outcome, now))
-                applied = cursor.rowcount == 1
-                results.append(
-                    FinishResult(
-                        outcome.job_id, applied, _STATE_AFTER[outcome.kind] if applied else None
-                    )
-                )
+                row = db.execute(query, _outcome_params(outcome, now)).fetchone()
+                if row is not None:
+                    ended[(outcome.job_id, outcome.token)] = JobState(row[0])
+        results: list[FinishResult] = []
+        for outcome in outcomes:
+            state = ended.pop((outcome.job_id, outcome.token), None)
+            results.append(FinishResult(outcome.job_id, state is not None, state))
         return results
 
     @staticmethod
@@ -498,13 +510,21 @@ def _keyed_params(row: list[Any], key: str, now: float) -> dict[str, Any]:
     return params
 
 
-_STATE_AFTER = {
-    OutcomeKind.SUCCEEDED: JobState.SUCCEEDED,
-    OutcomeKind.RETRY: JobState.RETRYING,
-    OutcomeKind.DEAD: JobState.DEAD,
-    OutcomeKind.CANCELLED: JobState.CANCELLED,
-    OutcomeKind.RELEASED: JobState.QUEUED,
-}
+def _one_success_per_job(outcomes: Sequence[Outcome]) -> dict[int, Outcome]:
+    """Successes for the one-statement path, keyed by job. A job with two runs in the batch
+    (a stale one and a newer one) takes the per-row path, where each run is told apart."""
+    successes: dict[int, Outcome] = {}
+    seen: set[int] = set()
+    repeated: set[int] = set()
+    for outcome in outcomes:
+        if outcome.job_id in seen:
+            repeated.add(outcome.job_id)
+        seen.add(outcome.job_id)
+        if outcome.kind is OutcomeKind.SUCCEEDED:
+            successes[outcome.job_id] = outcome
+    for job_id in repeated:
+        successes.pop(job_id, None)
+    return successes
 
 
 def _outcome_params(outcome: Outcome, now: float) -> dict[str, Any]:

@@ -136,8 +136,11 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
           timeout, checkpoint, run_at
 
 -- name: extend_leases
-UPDATE conveyor_jobs SET lease_expires_at = :now + :lease
-WHERE lease_token IN (SELECT value FROM json_each(:tokens)) AND state = 'running'
+-- Walks the running jobs (a few thousand at most: the concurrency of all workers) rather than
+-- keeping an index on tokens that every claim and finish would have to maintain.
+UPDATE conveyor_jobs INDEXED BY conveyor_jobs_leases
+SET lease_expires_at = :now + :lease
+WHERE state = 'running' AND lease_token IN (SELECT value FROM json_each(:tokens))
 RETURNING lease_token, cancel_requested
 
 -- name: save_progress
@@ -154,6 +157,7 @@ UPDATE conveyor_jobs
 SET state = 'succeeded', result = :result, finished_at = :now,
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING state
 
 -- name: finish_retry
 UPDATE conveyor_jobs
@@ -162,6 +166,7 @@ SET state = 'retrying', run_at = :now + :retry_in,
     checkpoint = coalesce(:checkpoint, checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING state
 
 -- name: finish_dead
 UPDATE conveyor_jobs
@@ -171,6 +176,7 @@ SET state = 'dead', dead_reason = :reason, finished_at = :now,
     checkpoint = coalesce(:checkpoint, checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING state
 
 -- name: finish_cancelled
 UPDATE conveyor_jobs
@@ -180,13 +186,19 @@ SET state = 'cancelled', finished_at = :now,
     checkpoint = coalesce(:checkpoint, checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING state
 
 -- name: finish_released
+-- Back in the queue without charging the attempt, unless someone asked to cancel the job
+-- meanwhile: then it ends cancelled instead of running again.
 UPDATE conveyor_jobs
-SET state = 'queued', attempts = attempts - 1,
+SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END,
+    finished_at = CASE WHEN cancel_requested = 1 THEN :now ELSE NULL END,
+    attempts = attempts - 1,
     checkpoint = coalesce(:checkpoint, checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING state
 
 -- name: budget_open_window
 INSERT INTO conveyor_retry_budgets (task, window_start, used) VALUES (:task, :now, 0)
@@ -267,3 +279,19 @@ SELECT min(run_at) FROM conveyor_jobs WHERE (state = 'scheduled' OR state = 'ret
 
 -- name: job_state
 SELECT state FROM conveyor_jobs WHERE id = :id
+
+-- name: finish_succeeded_many
+-- The hot path of a busy worker: every success of a batch in one statement. :outcomes is a JSON
+-- array of [id, token, result JSON text] with distinct ids; RETURNING names the jobs whose run
+-- was still owned (it can only name columns of the updated table, so ids, not tokens).
+UPDATE conveyor_jobs
+SET state = 'succeeded', result = o.result, finished_at = :now,
+    lease_token = NULL, lease_expires_at = NULL
+FROM (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS token,
+           json_extract(value, '$[2]') AS result
+    FROM json_each(:outcomes)
+) AS o
+WHERE conveyor_jobs.id = o.id AND conveyor_jobs.lease_token = o.token
+  AND conveyor_jobs.state = 'running'
+RETURNING conveyor_jobs.id
