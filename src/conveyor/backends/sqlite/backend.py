@@ -181,10 +181,6 @@ class SQLiteBackend(Backend):
             problems.append(str(self._too_new(current)))
         return SchemaStatus(current=current, latest=LATEST_VERSION, problems=problems)
 
-    def integrity_check(self) -> list[str]:
-        with self._reader.read() as db:
-            return [row[0] for row in db.execute(Q["integrity_check"])]
-
     # --- enqueue --------------------------------------------------------------------------
 
     def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
@@ -215,7 +211,8 @@ class SQLiteBackend(Backend):
                     continue
                 flush(db)
                 query = (
-                    "find_idempotent_any" if job.idempotency_scope == "any"
+                    "find_idempotent_any"
+                    if job.idempotency_scope == "any"
                     else "find_idempotent_live"
                 )
                 found = db.execute(Q[query], {"key": job.idempotency_key}).fetchone()
@@ -491,7 +488,15 @@ class SQLiteBackend(Backend):
 
 _STATES = {state.value: state for state in JobState}
 _INSERT_COLUMNS = (
-    "queue", "task", "args", "kwargs", "state", "priority", "run_at", "max_attempts", "timeout"
+    "queue",
+    "task",
+    "args",
+    "kwargs",
+    "state",
+    "priority",
+    "run_at",
+    "max_attempts",
+    "timeout",
 )
 
 
@@ -499,8 +504,17 @@ def _insert_row(job: NewJob, now: float) -> list[Any]:
     """A job as the positional row both insert paths take (see insert_jobs_json)."""
     run_at = job.run_at if job.run_at is not None else now + job.delay
     state = "scheduled" if run_at > now else "queued"
-    return [job.queue, job.task, job.args_json, job.kwargs_json, state, job.priority, run_at,
-            job.max_attempts, job.timeout]
+    return [
+        job.queue,
+        job.task,
+        job.args_json,
+        job.kwargs_json,
+        state,
+        job.priority,
+        run_at,
+        job.max_attempts,
+        job.timeout,
+    ]
 
 
 def _keyed_params(row: list[Any], key: str, now: float) -> dict[str, Any]:

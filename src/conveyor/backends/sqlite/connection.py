@@ -3,6 +3,7 @@ translated into Conveyor's typed errors naming the file."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -130,8 +131,7 @@ class Connection:
                 yield self.raw
                 self.raw.execute(Q["commit"])
             except BaseException as exc:
-                if self.raw.in_transaction:
-                    self.raw.execute(Q["rollback"])
+                self._rollback()
                 if isinstance(exc, sqlite3.Error):
                     raise translate(exc, self.path) from None
                 raise
@@ -146,8 +146,15 @@ class Connection:
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from None
             finally:
-                if self.raw.in_transaction:
-                    self.raw.execute(Q["rollback"])
+                self._rollback()
+
+    def _rollback(self) -> None:
+        if not self.raw.in_transaction:
+            return
+        # The error that made us roll back is the one worth reporting; SQLite itself rolls back
+        # a transaction it cannot finish when the connection is next used or closed.
+        with contextlib.suppress(sqlite3.Error):
+            self.raw.execute(Q["rollback"])
 
     def close(self) -> None:
         with self.lock:

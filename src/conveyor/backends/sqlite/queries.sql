@@ -28,9 +28,6 @@ COMMIT
 -- name: rollback
 ROLLBACK
 
--- name: integrity_check
-PRAGMA quick_check
-
 -- name: create_migrations_table
 CREATE TABLE IF NOT EXISTS conveyor_migrations (
     version    INTEGER PRIMARY KEY,
