@@ -134,15 +134,33 @@ class Conveyor:
         spec = self.get_task(task).options(**options).job(*args, **dict(kwargs or {}))
         return self.enqueue_many([spec])[0]
 
-    def enqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:
-        """Validate every job, then write them all in one transaction (or none)."""
+    def enqueue_many(self, specs: Iterable[JobSpec], *, connection: Any = None) -> list[Job]:
+        """Validate every job, then write them all in one transaction (or none).
+
+        With ``connection`` (PostgreSQL only: a psycopg ``Connection`` with a transaction
+        open), the jobs are written inside *that* transaction, which you commit or roll back:
+        they exist if and only if it commits.
+        """
         specs = list(specs)
         new_jobs = [spec.to_new_job() for spec in specs]
+        if connection is not None:
+            results = self.backend.enqueue_many_in(connection, new_jobs)
+            return self._snapshots(new_jobs, results, specs)
         return self._write(new_jobs, specs)
 
-    async def enqueue_many_async(self, specs: Iterable[JobSpec]) -> list[Job]:
+    async def enqueue_many_async(
+        self, specs: Iterable[JobSpec], *, connection: Any = None
+    ) -> list[Job]:
+        """``enqueue_many`` from async code; ``connection`` is a psycopg ``AsyncConnection``."""
         specs = list(specs)
         new_jobs = [spec.to_new_job() for spec in specs]
+        if connection is not None:
+            # Opening the backend (connect, migrate) blocks: not on the event loop.
+            backend = self._backend
+            if backend is None:
+                backend = await asyncio.to_thread(lambda: self.backend)
+            results = await backend.enqueue_many_in_async(connection, new_jobs)
+            return self._snapshots(new_jobs, results, specs)
         return await asyncio.to_thread(self._write, new_jobs, specs)
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
@@ -152,8 +170,17 @@ class Conveyor:
         return self._write(list(jobs))
 
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:
-        results = self.backend.enqueue_many(new_jobs)
-        now = self.backend.now()
+        return self._snapshots(new_jobs, self.backend.enqueue_many(new_jobs), specs)
+
+    def _snapshots(
+        self,
+        new_jobs: list[NewJob],
+        results: Sequence[EnqueueResult],
+        specs: Sequence[JobSpec] | None = None,
+    ) -> list[Job]:
+        # A transactional enqueue read the clock already: asking the pool now could wait on
+        # the very transaction the caller holds open.
+        now = results[0].at if results and results[0].at is not None else self.backend.now()
         if specs is None:
             arguments = [(json.loads(j.args_json), json.loads(j.kwargs_json)) for j in new_jobs]
         else:
@@ -165,11 +192,15 @@ class Conveyor:
         ]
 
     def _snapshot(
-        self, new: NewJob, result: EnqueueResult, now: float, args: list[Any],
+        self,
+        new: NewJob,
+        result: EnqueueResult,
+        now: float,
+        args: list[Any],
         kwargs: dict[str, Any],
     ) -> Job:
         if not result.created:
-            return self.backend.get(result.job_id)
+            return result.existing or self.backend.get(result.job_id)
         # Built from what was written rather than read back: enqueue stays one round trip.
         return Job(
             id=result.job_id,

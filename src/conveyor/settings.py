@@ -70,6 +70,9 @@ class Settings:
     retention: float = 7 * 24 * 3600.0
     #: Per-queue limits of waiting jobs; enqueue beyond raises QueueFull.
     queue_limits: Mapping[str, int] = field(default_factory=dict)
+    #: Apply pending schema migrations when the database is first opened. Off: an outdated
+    #: schema is refused with a SchemaError until `conveyor schema migrate` runs.
+    auto_migrate: bool = True
     #: PostgreSQL schema that holds Conveyor's tables: a lowercase identifier, so several
     #: applications (or test runs) can share one database.
     postgres_schema: str = "conveyor"
@@ -171,4 +174,19 @@ def _from_text(f: dataclasses.Field[Any], raw: str) -> Any:
         return _to_int(name, raw)
     if f.type in ("float", float):
         return _to_float(name, raw)
+    if f.type in ("bool", bool):
+        return _to_bool(name, raw)
     return raw
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _to_bool(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be one of {', '.join(_TRUE + _FALSE)}, got {text!r}")

@@ -257,6 +257,16 @@ class Task(Generic[P, R]):
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         return (await self.app.enqueue_many_async([JobSpec(self, args, kwargs)]))[0]
 
+    def enqueue_tx(self, connection: Any, /, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Enqueue inside your open transaction on ``connection`` (a psycopg Connection,
+        PostgreSQL only): the job exists if and only if that transaction commits."""
+        return self.app.enqueue_many([JobSpec(self, args, kwargs)], connection=connection)[0]
+
+    async def enqueue_tx_async(self, connection: Any, /, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """``enqueue_tx`` on a psycopg AsyncConnection."""
+        specs = [JobSpec(self, args, kwargs)]
+        return (await self.app.enqueue_many_async(specs, connection=connection))[0]
+
     def build(self, args: Sequence[Any], kwargs: dict[str, Any], options: JobOptions) -> NewJob:
         """Validate and encode one job; raises before anything is written."""
         try:
@@ -381,8 +391,7 @@ class ArgumentChecker:
             if index is None or index < given:
                 return False
         return all(
-            not self.required[i] or self.names[i] in kwargs
-            for i in range(given, len(self.names))
+            not self.required[i] or self.names[i] in kwargs for i in range(given, len(self.names))
         )
 
 
@@ -401,6 +410,14 @@ class BoundTask(Generic[P, R]):
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         return (await self.task.app.enqueue_many_async([self.job(*args, **kwargs)]))[0]
+
+    def enqueue_tx(self, connection: Any, /, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Enqueue inside your open transaction on ``connection`` (see ``Task.enqueue_tx``)."""
+        return self.task.app.enqueue_many([self.job(*args, **kwargs)], connection=connection)[0]
+
+    async def enqueue_tx_async(self, connection: Any, /, *args: P.args, **kwargs: P.kwargs) -> Job:
+        specs = [self.job(*args, **kwargs)]
+        return (await self.task.app.enqueue_many_async(specs, connection=connection))[0]
 
 
 def default_task_name(fn: Callable[..., Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -52,3 +53,30 @@ def test_a_schema_from_a_newer_conveyor(invoke: Invoke, url: str, migrated: None
     verified = invoke("schema", "verify")
     assert verified.exit_code == 1
     assert "newer Conveyor" in verified.stdout
+
+
+def test_verify_reports_an_outdated_schema_without_migrating_it(invoke: Invoke, url: str) -> None:
+    path = Path(url.removeprefix("sqlite:///"))
+    sqlite3.connect(path).close()  # an empty database: schema version 0
+
+    for _ in range(2):  # looking did not upgrade it: the second look finds the same
+        result = invoke("schema", "verify", "--json")
+        assert result.exit_code == 1
+        report = json.loads(result.stdout)
+        assert report["version"] == 0 and report["latest"] >= 1
+        assert "missing table conveyor_jobs" in report["problems"]
+
+
+def test_without_auto_migrate_an_outdated_schema_is_refused_until_migrated(
+    invoke: Invoke, url: str
+) -> None:
+    sqlite3.connect(url.removeprefix("sqlite:///")).close()
+    off = {"CONVEYOR_AUTO_MIGRATE": "false"}
+
+    assert_user_error(invoke("stats", env=off), "conveyor schema migrate")
+    assert invoke("schema", "migrate", env=off).exit_code == 0
+    assert invoke("stats", env=off).exit_code == 0
+
+
+def test_a_bad_auto_migrate_value_is_a_user_error(invoke: Invoke) -> None:
+    assert_user_error(invoke("stats", env={"CONVEYOR_AUTO_MIGRATE": "perhaps"}), "AUTO_MIGRATE")

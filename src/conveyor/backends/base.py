@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor.errors import ConfigurationError
 from conveyor.job import Job, JobError, JobState
 from conveyor.settings import Settings
-
 
 # The records below are built once per job on hot paths: plain slotted dataclasses, because
 # frozen ones cost ten times as much to construct.
@@ -54,6 +54,12 @@ class EnqueueResult:
     state: JobState
     #: False when an existing job holding the idempotency key was returned instead.
     created: bool
+    #: That existing job, when the backend read it already (an enqueue inside the caller's
+    #: transaction, whose uncommitted jobs other connections cannot read).
+    existing: Job | None = None
+    #: The database time of the write, when the backend read it anyway (saves a clock read
+    #: that would need a connection of its own while the caller's transaction is open).
+    at: float | None = None
 
 
 @dataclass(slots=True)
@@ -168,6 +174,25 @@ class Backend(ABC):
     @abstractmethod
     def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Write all jobs in one transaction, or none (QueueFull, storage errors)."""
+
+    def enqueue_many_in(self, connection: Any, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """Write the jobs inside the caller's open transaction on ``connection``, which the
+        caller commits or rolls back. Only engines with application connections (PostgreSQL)
+        support it."""
+        raise self._no_transactional_enqueue()
+
+    async def enqueue_many_in_async(
+        self, connection: Any, jobs: Sequence[NewJob]
+    ) -> list[EnqueueResult]:
+        """``enqueue_many_in`` on an async connection."""
+        raise self._no_transactional_enqueue()
+
+    def _no_transactional_enqueue(self) -> ConfigurationError:
+        scheme = self.settings.url.split(":", 1)[0]
+        return ConfigurationError(
+            f"enqueue inside your own transaction (connection=...) needs PostgreSQL; this "
+            f"application uses {scheme}: enqueue without connection=, or move to PostgreSQL"
+        )
 
     # --- the run of a job -----------------------------------------------------------------
 

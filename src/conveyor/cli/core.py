@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import click
 
 from conveyor.app import Conveyor
+from conveyor.backends import open_backend
+from conveyor.backends.base import Backend
 from conveyor.errors import ConveyorError
 
 FC = TypeVar("FC", bound=Callable[..., Any])
@@ -61,6 +63,7 @@ class Runtime:
     url_from_command_line: bool = False
     debug: bool = False
     _apps: list[Conveyor] = field(default_factory=list)
+    _backends: list[Backend] = field(default_factory=list)
 
     def app(self) -> Conveyor:
         """An app without tasks, for commands that only touch the database."""
@@ -75,6 +78,16 @@ class Runtime:
         require_database(app.settings.url)
         return app
 
+    def schema_backend(self, *, existing: bool) -> Backend:
+        """The store without the check (or migration) a backend makes when it opens: the
+        schema commands look at, or upgrade, the schema exactly as they find it."""
+        settings = self.app().settings
+        if existing:
+            require_database(settings.url)
+        backend = open_backend(settings, check_schema=False)
+        self._backends.append(backend)
+        return backend
+
     def load_app(self, spec: str) -> Conveyor:
         app = import_app(spec)
         if self.url_from_command_line and self.url:
@@ -86,6 +99,9 @@ class Runtime:
         for app in self._apps:
             app.close()
         self._apps.clear()
+        for backend in self._backends:
+            backend.close()
+        self._backends.clear()
 
 
 pass_runtime = click.make_pass_decorator(Runtime, ensure=True)

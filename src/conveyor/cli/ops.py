@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import click
 
 from conveyor.errors import SchemaError
+from conveyor.worker.supervisor import Supervisor
 
 from .core import Runtime, json_option, option, pass_runtime, redact_url
 from .output import echo_json
@@ -67,6 +68,15 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
     show_default=True,
     envvar="CONVEYOR_LOG_LEVEL",
 )
+@option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    envvar="CONVEYOR_PROCESSES",
+    help="Worker processes to run and supervise, each with these options; one that dies is "
+    "restarted.",
+)
 @pass_runtime
 def worker(
     runtime: Runtime,
@@ -76,13 +86,24 @@ def worker(
     burst: bool,
     grace: float,
     log_level: str,
+    processes: int,
 ) -> None:
     """Run a worker: claim jobs and run them.
 
     It runs until SIGINT/SIGTERM (a second signal exits at once), or with --burst until no job
     is ready. Logs go to stderr.
     """
-    app = runtime.load_app(app_spec)
+    app = runtime.load_app(app_spec)  # with --processes too: a bad --app fails once, here
+    if processes > 1:
+        # Each child runs this command with --processes 1; the supervisor restarts it if it dies.
+        argv = [sys.executable, "-m", "conveyor.cli"]
+        argv += ["--url", runtime.url] if runtime.url_from_command_line and runtime.url else []
+        argv += ["worker", "--app", app_spec, "--concurrency", str(concurrency), "--grace"]
+        argv += [repr(grace), "--log-level", log_level, "--processes", "1"]
+        argv += (["--queues", ",".join(queues)] if queues else []) + (["--burst"] if burst else [])
+        with _stderr_logging(log_level.upper()):
+            code = Supervisor(argv, processes).run()
+        click.get_current_context().exit(code)
     runner = app.worker(queues=queues, concurrency=concurrency, burst=burst, grace=grace)
     with _stderr_logging(log_level.upper()):
         log.info(
@@ -128,7 +149,7 @@ def schema() -> None:
 @pass_runtime
 def migrate(runtime: Runtime, as_json: bool) -> None:
     """Apply pending migrations (creating the database if needed)."""
-    backend = runtime.app().backend
+    backend = runtime.schema_backend(existing=False)
     applied = backend.migrate()
     status = backend.verify_schema()
     if as_json:
@@ -145,11 +166,10 @@ def migrate(runtime: Runtime, as_json: bool) -> None:
 @pass_runtime
 def verify(runtime: Runtime, as_json: bool) -> None:
     """Check the schema against the migrations; exit 1 and list the problems if it differs."""
-    app = runtime.existing_app()
     version: int | None = None
     latest: int | None = None
     try:
-        status = app.backend.verify_schema()
+        status = runtime.schema_backend(existing=True).verify_schema()
         version, latest, problems = status.current, status.latest, status.problems
         ok = status.ok
     except SchemaError as exc:  # a schema this Conveyor cannot open is a finding, not a crash

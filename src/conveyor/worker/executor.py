@@ -19,6 +19,7 @@ from conveyor.backends.base import ClaimedJob, Outcome, OutcomeKind
 from conveyor.errors import JobCancelled, JobTimeout, LeaseLost, UnknownTask
 from conveyor.task import describe_error
 from conveyor.worker.context import JobContext
+from conveyor.worker.processes import ProcessRunner
 from conveyor.worker.threads import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -37,18 +38,27 @@ class Run:
     #: Set when the worker is shutting down and puts the job back.
     releasing: bool = False
     thread_busy: concurrent.futures.Future[Any] | None = field(default=None, repr=False)
+    #: Runs in a child process (isolation="process"), which the worker can stop at any time.
+    in_process: bool = False
 
     @property
     def token(self) -> str:
         return self.job.lease_token
+
+    @property
+    def interruptible(self) -> bool:
+        """Whether cancelling its asyncio task stops the run (a thread cannot be stopped)."""
+        return self.is_async or self.in_process
 
 
 class Executor:
     def __init__(self, app: Conveyor, threads: int) -> None:
         self.app = app
         self.pool = DaemonThreadPool(threads)
+        self.processes = ProcessRunner(app, self.pool)
 
     def shutdown(self) -> None:
+        self.processes.shutdown()
         self.pool.shutdown()
 
     async def execute(self, run: Run) -> Outcome | None:
@@ -96,6 +106,9 @@ class Executor:
         kwargs: dict[str, Any],
         timeout: float | None,
     ) -> Any:
+        if task.isolation == "process":
+            run.in_process = True
+            return await self.processes.call(run, task, timeout)
         if task.is_async:
             run.is_async = True
             # The deadline cancels the coroutine, and asyncio.timeout turns that cancellation

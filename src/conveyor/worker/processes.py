@@ -30,26 +30,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import inspect
 import logging
 import multiprocessing
 import os
-import pickle
 import signal
 import socket
 import threading
 import time
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
-from conveyor import payload
-from conveyor.errors import ChildProcessDied, JobTimeout, LeaseLost
-from conveyor.worker.context import JobContext
+from conveyor.errors import ChildProcessDied, ConfigurationError, JobTimeout
+from conveyor.worker.child import ChildSpec, child_main, decode_error, encode_error
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -71,20 +64,6 @@ EXIT_GRACE = 2.0
 # happen under one lock, or two threads could read one status and one would see garbage.
 _MP_LOCK = threading.Lock()
 _preloaded = False
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    """What the child needs to run one job (pickled to it by multiprocessing)."""
-
-    task: str
-    module: str
-    qualname: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    context: dict[str, Any] | None
-    memory_limit_mb: int | None
-    env: dict[str, str]
 
 
 class ProcessRunner:
@@ -112,7 +91,12 @@ class ProcessRunner:
             # Cancel, shutdown past its grace or a lost lease: stop the child and wait until it
             # is gone, so the job's next state never describes a process that still runs.
             child.stop(STOP_GRACE)
-            await asyncio.wait([waiter], timeout=STOP_GRACE + KILL_GRACE + 1.0)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + STOP_GRACE + KILL_GRACE + 1.0
+            while not waiter.done() and loop.time() < deadline:
+                # Each heartbeat repeats a cancel request until the outcome is written.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([waiter], timeout=deadline - loop.time())
             raise
         if kind == "result":
             return value
@@ -145,13 +129,9 @@ def _preload(app: Conveyor) -> None:
     if _preloaded:
         return
     _preloaded = True
-    modules = {
-        task.fn.__module__ for task in app.tasks.values() if task.isolation == "process"
-    }
+    modules = {task.fn.__module__ for task in app.tasks.values() if task.isolation == "process"}
     modules.discard("__main__")  # the fork server treats it apart; children import it anyway
-    multiprocessing.get_context("forkserver").set_forkserver_preload(
-        [__name__, *sorted(modules)]
-    )
+    multiprocessing.get_context("forkserver").set_forkserver_preload([__name__, *sorted(modules)])
 
 
 class _Child:
@@ -189,12 +169,13 @@ class _Child:
             with _MP_LOCK:
                 if self._stop_grace is not None:
                     return "error", ChildProcessDied("stopped before it started")
-                self._process = ctx.Process(
-                    target=_child_main,
+                process = ctx.Process(
+                    target=child_main,
                     args=(child_conn, self._spec()),
                     name=f"conveyor-job-{self.run.job.id}",
                 )
-                self._process.start()
+                process.start()
+                self._process = process
             child_conn.close()  # else the child's death would not close the pipe
             return self._serve(conn)
         finally:
@@ -249,9 +230,11 @@ class _Child:
                 kill_at = now + KILL_GRACE
             if kill_at is not None and now >= kill_at:
                 self._signal(signal.SIGKILL)
-            due = kill_at if kill_at is not None and kill_at > now else term_at or deadline
-            if due is not None and due <= now:
-                due = now + 0.1  # SIGKILL sent: wait for the pipe to close
+            if kill_at is not None:
+                # Past kill_at, SIGKILL was sent: look again shortly for the pipe to close.
+                due: float | None = max(kill_at, now + 0.1)
+            else:
+                due = term_at if term_at is not None else deadline
             ready = wait([conn, self._wake_r], None if due is None else due - now)
             if self._wake_r in ready:
                 with contextlib.suppress(OSError):
@@ -270,13 +253,13 @@ class _Child:
                 continue
             if message[0] == "result":
                 return "result", message[1]
-            return "error", _decode_error(*message[1:])
+            return "error", decode_error(*message[1:])
 
     def _serve_call(self, method: str, value: Any) -> tuple[str, Any]:
         try:
             getattr(self.run.context, method)(value)
         except Exception as exc:
-            return "raise", _encode_error(exc)
+            return "raise", encode_error(exc)
         return "ok", None
 
     def _died(self) -> ChildProcessDied:
@@ -288,7 +271,7 @@ class _Child:
         else:
             detail = f"exit code {code}"
         hint = ""
-        if self.task.memory_limit_mb is not None and code is not None and code != 0:
+        if self.task.memory_limit_mb is not None and code is not None and code < 0:
             hint = f"; it may have hit its memory limit of {self.task.memory_limit_mb} MB"
         return ChildProcessDied(
             f"{detail}: the process of task {self.task.name} died without a result{hint}", code
@@ -324,154 +307,14 @@ class _Child:
             process.close()
 
 
-# --- errors across the pipe -------------------------------------------------------------------
+def refuse_worker_in_task_process() -> None:
+    """Raise if this is a task's child process importing the main module.
 
-
-def _encode_error(exc: BaseException) -> tuple[bytes | None, str, str, str]:
-    try:
-        blob: bytes | None = pickle.dumps(exc)
-    except Exception:
-        blob = None
-    kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    return blob, name, str(exc), "".join(traceback.format_exception(exc))
-
-
-def _decode_error(blob: bytes | None, name: str, message: str, text: str) -> Exception:
-    exc: object = None
-    if blob is not None:
-        # Written by our own child, running our own code: as trusted as the worker itself.
-        with contextlib.suppress(Exception):
-            exc = pickle.loads(blob)  # noqa: S301
-    if not isinstance(exc, Exception):
-        # Unpicklable, or SystemExit & co., which must not unwind the worker.
-        exc = RuntimeError(f"{name}: {message}" if message else name)
-    exc.add_note(f"In the task's process:\n{text.rstrip()}")
-    return exc
-
-
-# --- the child side ---------------------------------------------------------------------------
-
-_stop_requested = False
-
-
-class ChildContext(JobContext):
-    """The job context inside the child: progress and checkpoints go through the worker."""
-
-    def __init__(self, fields: dict[str, Any], conn: Connection) -> None:
-        # No JobContext.__init__: there is no backend here, only the pipe to the worker.
-        self.job_id = fields["job_id"]
-        self.task = fields["task"]
-        self.queue = fields["queue"]
-        self.attempt = fields["attempt"]
-        self.max_attempts = fields["max_attempts"]
-        self.worker_id = fields["worker_id"]
-        self.last_checkpoint = fields["last_checkpoint"]
-        self.saved_checkpoint_json = None
-        self._cancelled = False
-        self._lost = False
-        self._conn = conn
-
-    @property
-    def cancelled(self) -> bool:
-        """True once the worker asked this process to stop (cancel, shutdown, lost lease)."""
-        return _stop_requested
-
-    def progress(self, value: float | str | dict[str, Any]) -> None:
-        payload.dumps(value, "progress")  # a bad value fails here, in the task
-        self._call("progress", value)
-
-    def checkpoint(self, state: Any) -> None:
-        encoded = payload.dumps(state, "checkpoint")
-        self._call("checkpoint", state)
-        self.saved_checkpoint_json = encoded
-
-    def _call(self, method: str, value: Any) -> None:
-        if self._lost:
-            raise LeaseLost(f"job {self.job_id}: this worker no longer owns the run")
-        self._conn.send(("call", method, value))
-        status, error = self._conn.recv()
-        if status == "raise":
-            exc = _decode_error(*error)
-            self._lost = isinstance(exc, LeaseLost)
-            raise exc
-
-
-def _on_stop_request(signum: int, frame: object) -> None:
-    global _stop_requested
-    _stop_requested = True
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    # Only a SIGTERM that follows the worker's SIGUSR1 ends the job; one sent to the whole
-    # process group (Ctrl-C's twin from a service manager) is the worker's to act on.
-    if _stop_requested:
-        raise SystemExit(128 + signum)
-
-
-def _watch_parent() -> None:
-    """Exit when the worker dies (even by SIGKILL): an orphan would run on unsupervised."""
-    parent = multiprocessing.parent_process()
-    sentinel = getattr(parent, "sentinel", None)
-    if sentinel is None:
-        return
-
-    def watch() -> None:
-        wait([sentinel])
-        os._exit(70)
-
-    threading.Thread(target=watch, name="conveyor-parent-watch", daemon=True).start()
-
-
-def _limit_memory(megabytes: int) -> None:
-    import resource
-
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = megabytes * 1024 * 1024
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-
-def _resolve(module: str, qualname: str) -> Callable[..., Any]:
-    from conveyor.task import Task
-
-    target: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    # ``@app.task`` leaves the Task at the function's name; the function is its ``fn``.
-    return target.fn if isinstance(target, Task) else target  # type: ignore[no-any-return]
-
-
-def _child_main(conn: Connection, spec: ChildSpec) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR1, _on_stop_request)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    os.environ.clear()
-    os.environ.update(spec.env)
-    _watch_parent()  # before the memory limit: a thread's stack is address space too
-    message: tuple[Any, ...]
-    try:
-        fn = _resolve(spec.module, spec.qualname)
-        if spec.memory_limit_mb is not None:
-            _limit_memory(spec.memory_limit_mb)
-        args = list(spec.args)
-        if spec.context is not None:
-            args.insert(0, ChildContext(spec.context, conn))
-        result = fn(*args, **spec.kwargs)
-        if inspect.iscoroutine(result):
-            result = asyncio.run(result)
-        message = ("result", result)
-    except BaseException as exc:
-        if isinstance(exc, MemoryError) and spec.memory_limit_mb is not None:
-            exc = MemoryError(
-                f"memory limit exceeded: task {spec.task} may use {spec.memory_limit_mb} MB "
-                "of address space (RLIMIT_AS)"
-            )
-        message = ("error", *_encode_error(exc))
-    if _stop_requested:
-        return  # the worker has already settled this job
-    try:
-        conn.send(message)
-    except Exception as exc:  # e.g. a result that cannot be pickled
-        conn.send(("error", *_encode_error(TypeError(f"cannot send the result back: {exc}"))))
+    multiprocessing re-imports the worker's main module in each child; a script that starts a
+    worker without ``if __name__ == "__main__":`` would start one in every task's process.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ConfigurationError(
+            "a worker cannot start inside a task's process: start it under "
+            '`if __name__ == "__main__":` in the main script'
+        )

@@ -30,6 +30,7 @@ from conveyor.worker.context import JobContext
 from conveyor.worker.executor import Executor, Run
 from conveyor.worker.heartbeater import Heartbeater
 from conveyor.worker.maintenance import Maintenance
+from conveyor.worker.processes import refuse_worker_in_task_process
 from conveyor.worker.wakeup import WorkSignal
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class Worker:
             raise ConfigurationError(f"grace must be >= 0, got {grace}")
         if queues is not None and not queues:
             raise ConfigurationError("queues must name at least one queue (or be None for all)")
+        refuse_worker_in_task_process()
         settings = app.settings.replace(
             **{
                 k: v
@@ -372,7 +374,7 @@ class Worker:
                 continue
             run.context._mark_cancelled()
             # Threads cannot be interrupted: a sync task sees ctx.cancelled instead.
-            if run.is_async and run.task is not None:
+            if run.interruptible and run.task is not None:
                 run.task.cancel()
 
     # --- shutdown -------------------------------------------------------------------------

@@ -30,11 +30,13 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.postgres.clock import DatabaseClock
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
-from conveyor.backends.postgres.enqueue import enqueue_jobs, needs_transaction
+from conveyor.backends.postgres.enqueue import enqueue_steps, needs_transaction
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.outcomes import finish_outcomes
 from conveyor.backends.postgres.rows import claimed_from_row, job_from_row
 from conveyor.backends.postgres.schema import Migrator
+from conveyor.backends.postgres.steps import Steps, drive, drive_async
+from conveyor.backends.postgres.transactional import async_cursor, in_transaction, sync_cursor
 from conveyor.errors import ConveyorError, InvalidTransition, JobNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
 from conveyor.settings import Settings
@@ -60,7 +62,8 @@ class PostgresBackend(Backend):
         settings: Settings,
         clock: Callable[[], float] | None = None,
         *,
-        auto_migrate: bool = True,
+        auto_migrate: bool | None = None,
+        check_schema: bool = True,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -68,7 +71,8 @@ class PostgresBackend(Backend):
         #: "database "x" on host:port (schema s)": how errors name this store.
         self.target = self._db.target
         self._migrator = Migrator(self._db)
-        self._migrator.ensure(auto_migrate)
+        if check_schema:
+            self._migrator.ensure(settings.auto_migrate if auto_migrate is None else auto_migrate)
         self._db.open()
         # With an injected clock (tests), its time is passed to every query as %(now)s;
         # otherwise %(now)s is NULL and the queries use the server's now().
@@ -96,12 +100,39 @@ class PostgresBackend(Backend):
         limits = self.settings.queue_limits
 
         def body(cur: Cursor) -> list[EnqueueResult]:
-            return enqueue_jobs(cur, jobs, now, limits, self._channel)
+            return drive(cur, enqueue_steps(jobs, now, limits, self._channel))
 
-        # The plain batch (no keys, no limits, not staged) is one statement: one round trip.
+        # The plain batch (no keys, no limits, not COPYed) is one statement: one round trip.
         results = self._db.run(body, transaction=needs_transaction(jobs, limits))
         self._notify_local(sorted({job.queue for job in jobs}))
         return results
+
+    def enqueue_many_in(self, connection: Any, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """enqueue_many inside the application's open transaction on its psycopg
+        ``connection`` (see transactional.py); the application commits or rolls back."""
+        cur = sync_cursor(connection, self.target)
+        if not jobs:
+            return []
+        with self._db.translated():
+            return drive(cur, self._in_transaction(jobs))
+
+    async def enqueue_many_in_async(
+        self, connection: Any, jobs: Sequence[NewJob]
+    ) -> list[EnqueueResult]:
+        """enqueue_many_in on the application's psycopg AsyncConnection."""
+        cur = async_cursor(connection, self.target)
+        if not jobs:
+            return []
+        with self._db.translated():
+            return await drive_async(cur, self._in_transaction(jobs))
+
+    def _in_transaction(self, jobs: Sequence[NewJob]) -> Steps[list[EnqueueResult]]:
+        limits = self.settings.queue_limits
+        return in_transaction(
+            self.settings.postgres_schema,
+            self._now_param(),
+            lambda now: enqueue_steps(jobs, now, limits, self._channel),
+        )
 
     # --- the run of a job -----------------------------------------------------------------
 
@@ -351,7 +382,9 @@ class PostgresBackend(Backend):
             cur.execute(Q["notify_queues"], {"channel": self._channel, "queues": names})
 
     def _connect_listener(self) -> Connection:
-        return self._db.connect(application_name="conveyor-listener", **_LISTENER_KEEPALIVES)
+        # "conveyor-listener", or "<the URL's application_name>-listener" (63 bytes at most).
+        name = f"{self._db.application_name[:54]}-listener"
+        return self._db.connect(application_name=name, **_LISTENER_KEEPALIVES)
 
     # --- plumbing -------------------------------------------------------------------------
 

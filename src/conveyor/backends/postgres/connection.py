@@ -87,6 +87,8 @@ class Database:
         }
         if "application_name" not in given:
             self._kwargs["application_name"] = application_name
+        #: How this backend's sessions appear in pg_stat_activity (the URL's, if it names one).
+        self.application_name = str(given.get("application_name") or application_name)
         if "connect_timeout" not in given:
             self._kwargs["connect_timeout"] = max(2, round(self._connect_timeout))
         self._pool = ConnectionPool(

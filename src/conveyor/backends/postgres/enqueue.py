@@ -1,10 +1,14 @@
-"""enqueue_many on PostgreSQL: a whole batch in one INSERT, which also returns the new ids
-and sends one NOTIFY per queue. A plain batch is that statement alone (one round trip); keys,
-queue limits and staging add statements around it, in one transaction.
+"""enqueue_many on PostgreSQL, written once as steps (see steps.py) so that the same logic runs
+on the pool's connections and inside an application's own transaction, sync or async.
 
-- Small batches travel as one array per column (``insert_jobs``); large ones are COPYed into a
-  temporary table first (``insert_jobs_staged``): COPY is the cheapest way to move rows into the
-  server, and the INSERT ... SELECT that follows can still return the new ids.
+- Small batches are one INSERT that takes one array per column, returns the new ids and sends
+  one NOTIFY per queue (``insert_jobs``): a plain batch is that single statement.
+- Large batches without idempotency keys are COPYed straight into the jobs table: one statement
+  reserves their ids from the table's own sequence (and sends the NOTIFYs, delivered at commit),
+  then the rows travel as one text COPY. States and due times are computed here from the
+  database's clock as read by that statement, exactly as the INSERT computes them in SQL.
+- Large keyed batches are COPYed into a temporary table, then moved by one INSERT ... SELECT
+  that skips keys already held (``insert_jobs_staged``).
 - Idempotency keys are settled by the unique partial index itself: the INSERT says
   ``ON CONFLICT ... DO NOTHING``, so concurrent enqueues of one key from any number of processes
   produce exactly one job, and the skipped jobs report the holder of their key.
@@ -15,25 +19,29 @@ queue limits and staging add statements around it, in one transaction.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conveyor.backends.base import EnqueueResult, NewJob
-from conveyor.backends.postgres.connection import Cursor, Q
+from conveyor.backends.postgres.connection import Q
+from conveyor.backends.postgres.steps import CopyIn, Statement, Steps
 from conveyor.errors import BackendError, QueueFull
 from conveyor.job import JobState
 
-#: From this many jobs on, COPY through the staging table; below, the temporary table's own
-#: cost (creating and dropping it) outweighs what COPY saves.
+#: From this many jobs on, COPY; below, one INSERT with array parameters is cheaper (one round
+#: trip instead of three or four).
 STAGE_FROM = 500
 
 _STATES = {state.value: state for state in JobState}
-#: Column types of the binary COPY into conveyor_enqueue_stage.
-_STAGE_TYPES = ["text"] * 4 + ["int4", "float8", "float8", "int4", "float8", "text"]
+#: Rows per COPY message: the server stores one chunk while the next is formatted.
+_CHUNK = 1000
+#: COPY's text format: these characters are escaped inside a field; NULL is \N.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def needs_transaction(jobs: Sequence[NewJob], queue_limits: Mapping[str, int]) -> bool:
-    """A batch without limits, keys or staging is a single statement, which commits alone."""
+    """A batch without limits, keys or COPY is a single statement, which commits alone."""
     return (
         len(jobs) >= STAGE_FROM
         or any(job.queue in queue_limits for job in jobs)
@@ -41,25 +49,26 @@ def needs_transaction(jobs: Sequence[NewJob], queue_limits: Mapping[str, int]) -
     )
 
 
-def enqueue_jobs(
-    cur: Cursor,
+def enqueue_steps(
     jobs: Sequence[NewJob],
     now: float | None,
     queue_limits: Mapping[str, int],
     channel: str,
-) -> list[EnqueueResult]:
-    """The body of enqueue_many; results in the order of ``jobs``. The insert also sends one
-    NOTIFY on ``channel`` per queue that got new jobs."""
-    _check_queue_limits(cur, jobs, queue_limits)
-    if all(job.idempotency_key is None for job in jobs):
-        rows = _insert(cur, jobs, now, channel, keyed=False)
-        return [EnqueueResult(int(job_id), _STATES[state], True) for job_id, state, _ in rows]
-    return _enqueue_keyed(cur, jobs, now, channel)
+) -> Steps[list[EnqueueResult]]:
+    """The body of enqueue_many; results in the order of ``jobs``. The jobs' queues are
+    notified on ``channel`` (one NOTIFY per queue, delivered at commit)."""
+    yield from _check_queue_limits(jobs, queue_limits)
+    if any(job.idempotency_key is not None for job in jobs):
+        return (yield from _enqueue_keyed(jobs, now, channel))
+    if len(jobs) >= STAGE_FROM:
+        return (yield from _copy_jobs(jobs, now, channel))
+    rows = yield from _insert(jobs, now, channel, keyed=False)
+    return [EnqueueResult(int(job_id), _STATES[state], True) for job_id, state, _ in rows]
 
 
 def _enqueue_keyed(
-    cur: Cursor, jobs: Sequence[NewJob], now: float | None, channel: str
-) -> list[EnqueueResult]:
+    jobs: Sequence[NewJob], now: float | None, channel: str
+) -> Steps[list[EnqueueResult]]:
     results: list[EnqueueResult | None] = [None] * len(jobs)
 
     # The "any" scope also returns a finished job holding the key: look those up first.
@@ -68,7 +77,7 @@ def _enqueue_keyed(
         for j in jobs
         if j.idempotency_scope == "any" and j.idempotency_key is not None
     }
-    held_any = _holders(cur, wanted_any) if wanted_any else {}
+    held_any = (yield from _holders(wanted_any)) if wanted_any else {}
     pending: list[int] = []
     for index, job in enumerate(jobs):
         key = job.idempotency_key
@@ -78,7 +87,7 @@ def _enqueue_keyed(
         else:
             pending.append(index)
 
-    rows = _insert(cur, [jobs[i] for i in pending], now, channel, keyed=True)
+    rows = yield from _insert([jobs[i] for i in pending], now, channel, keyed=True)
     # Rows come in the order given; jobs whose key a live job already held were skipped, and
     # only keyed jobs can be skipped.
     skipped: list[int] = []
@@ -93,7 +102,7 @@ def _enqueue_keyed(
             skipped.append(index)
 
     if skipped:
-        holders = _holders(cur, {jobs[i].idempotency_key or "" for i in skipped})
+        holders = yield from _holders({jobs[i].idempotency_key or "" for i in skipped})
         for index in skipped:
             key = jobs[index].idempotency_key or ""
             if key not in holders:
@@ -109,27 +118,27 @@ def _enqueue_keyed(
     return done
 
 
-def _check_queue_limits(cur: Cursor, jobs: Sequence[NewJob], limits: Mapping[str, int]) -> None:
+def _check_queue_limits(jobs: Sequence[NewJob], limits: Mapping[str, int]) -> Steps[None]:
     if not limits:
         return
     incoming = Counter(job.queue for job in jobs if job.queue in limits)
     # Locks in a fixed order: two batches touching the same limited queues cannot deadlock.
     for queue in sorted(incoming):
-        cur.execute(Q["lock_queue"], {"queue": queue})
-        row = cur.execute(Q["queue_depth"], {"queue": queue}).fetchone()
-        depth = int(row[0]) if row else 0
+        yield Statement(Q["lock_queue"], {"queue": queue})
+        rows = yield Statement(Q["queue_depth"], {"queue": queue})
+        depth = int(rows[0][0]) if rows else 0
         if depth + incoming[queue] > limits[queue]:
             raise QueueFull(queue, depth, limits[queue])
 
 
-def _holders(cur: Cursor, keys: set[str]) -> dict[str, tuple[int, JobState]]:
-    rows = cur.execute(Q["find_idempotent_any"], {"keys": sorted(keys)}).fetchall()
+def _holders(keys: set[str]) -> Steps[dict[str, tuple[int, JobState]]]:
+    rows = yield Statement(Q["find_idempotent_any"], {"keys": sorted(keys)})
     return {key: (int(job_id), _STATES[state]) for key, job_id, state in rows}
 
 
 def _insert(
-    cur: Cursor, jobs: Sequence[NewJob], now: float | None, channel: str, *, keyed: bool
-) -> list[tuple[Any, ...]]:
+    jobs: Sequence[NewJob], now: float | None, channel: str, *, keyed: bool
+) -> Steps[list[Any]]:
     """Insert ``jobs``; (id, state, key) of the rows made, in the order given."""
     if not jobs:
         return []
@@ -137,28 +146,112 @@ def _insert(
     params: dict[str, Any] = {"now": now, "channel": channel}
     if len(jobs) < STAGE_FROM:
         query = Q["insert_jobs"] + conflicts + "\n" + Q["new_jobs_notify"]
-        return cur.execute(query, {**params, **_columns(jobs)}).fetchall()
-    cur.execute(Q["create_enqueue_stage"], prepare=False)
-    with cur.copy(Q["copy_enqueue_stage"]) as copy:
-        copy.set_types(_STAGE_TYPES)
-        for job in jobs:
-            copy.write_row(
-                (
-                    job.queue,
-                    job.task,
-                    job.args_json,
-                    job.kwargs_json,
-                    job.priority,
-                    job.run_at,
-                    job.delay,
-                    job.max_attempts,
-                    job.timeout,
-                    job.idempotency_key,
-                )
-            )
+        return (yield Statement(query, {**params, **_columns(jobs)}))
+    yield Statement(Q["create_enqueue_stage"], prepare=False)
+    yield CopyIn(Q["copy_enqueue_stage"], _stage_payload(jobs))
     # Not prepared: the staging table is a new relation every time.
     query = Q["insert_jobs_staged"] + conflicts + "\n" + Q["new_jobs_notify"]
-    return cur.execute(query, params, prepare=False).fetchall()
+    rows = yield Statement(query, params, prepare=False)
+    # Dropped at once rather than at commit: a caller's transaction may enqueue again.
+    yield Statement(Q["drop_enqueue_stage"], prepare=False)
+    return rows
+
+
+def _copy_jobs(
+    jobs: Sequence[NewJob], now: float | None, channel: str
+) -> Steps[list[EnqueueResult]]:
+    """The bulk path: ids reserved first, rows COPYed straight into the jobs table."""
+    queues = sorted({job.queue for job in jobs})
+    rows = yield Statement(
+        Q["reserve_jobs"],
+        {"now": now, "count": len(jobs), "channel": channel, "queues": queues},
+    )
+    epoch, ids, _ = rows[0]
+    # Exact to the microsecond: a float64 near 2e9 resolves a quarter of one.
+    clock = datetime.fromtimestamp(epoch, UTC)
+    # One session's nextval() calls ascend: sorted, the ids follow the order of the batch.
+    ids = sorted(ids)
+    states: list[JobState] = []
+    yield CopyIn(Q["copy_jobs"], _jobs_payload(jobs, ids, clock, states))
+    return [EnqueueResult(job_id, state, True) for job_id, state in zip(ids, states, strict=True)]
+
+
+# --- COPY payloads (text format) ---------------------------------------------------------------
+
+
+def _text(value: str) -> str:
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_ESCAPES)
+    return value
+
+
+def _nullable(value: str | None) -> str:
+    return "\\N" if value is None else _text(value)
+
+
+def _number(value: float | None) -> str:
+    return "\\N" if value is None else repr(value)
+
+
+def _jobs_payload(
+    jobs: Sequence[NewJob], ids: Sequence[int], clock: datetime, states: list[JobState]
+) -> Iterator[str]:
+    """COPY rows for ``copy_jobs``, in chunks, appending the state of each job to ``states``.
+    From the database's ``clock``: due at ``run_at``, else ``delay`` seconds after ``clock``;
+    scheduled if due later."""
+    queued, scheduled = JobState.QUEUED, JobState.SCHEDULED
+    now_text = clock.isoformat()
+    names: dict[str, str] = {}
+    lines: list[str] = []
+    for job_id, job in zip(ids, jobs, strict=True):
+        if job.run_at is None and not job.delay:
+            due_text, state = now_text, queued
+        else:
+            due = _due(job, clock)
+            due_text, state = due.isoformat(), (scheduled if due > clock else queued)
+        states.append(state)
+        queue = names.get(job.queue) or names.setdefault(job.queue, _text(job.queue))
+        task = names.get(job.task) or names.setdefault(job.task, _text(job.task))
+        timeout = "\\N" if job.timeout is None else repr(float(job.timeout))
+        lines.append(
+            f"{job_id}\t{queue}\t{task}\t{_text(job.args_json)}\t{_text(job.kwargs_json)}\t"
+            f"{state.value}\t{int(job.priority)}\t{due_text}\t{int(job.max_attempts)}\t"
+            f"{timeout}\t{now_text}\n"
+        )
+        if len(lines) == _CHUNK:
+            yield "".join(lines)
+            lines.clear()
+    if lines:
+        yield "".join(lines)
+
+
+def _due(job: NewJob, clock: datetime) -> datetime:
+    try:
+        if job.run_at is not None:
+            return datetime.fromtimestamp(job.run_at, UTC)
+        return clock + timedelta(seconds=job.delay)
+    except (OverflowError, ValueError, OSError):
+        raise BackendError(
+            f"the due time of a job of {job.task} is out of range "
+            f"(run_at={job.run_at}, delay={job.delay})"
+        ) from None
+
+
+def _stage_payload(jobs: Sequence[NewJob]) -> Iterator[str]:
+    """COPY rows for ``copy_enqueue_stage``, in chunks."""
+    for start in range(0, len(jobs), _CHUNK):
+        yield _stage_rows(jobs[start : start + _CHUNK])
+
+
+def _stage_rows(jobs: Sequence[NewJob]) -> str:
+    return "".join(
+        f"{_text(j.queue)}\t{_text(j.task)}\t{_text(j.args_json)}\t{_text(j.kwargs_json)}\t"
+        f"{int(j.priority)}\t{_number(None if j.run_at is None else float(j.run_at))}\t"
+        f"{float(j.delay)!r}\t{int(j.max_attempts)}\t"
+        f"{_number(None if j.timeout is None else float(j.timeout))}\t"
+        f"{_nullable(j.idempotency_key)}\n"
+        for j in jobs
+    )
 
 
 def _columns(jobs: Sequence[NewJob]) -> dict[str, list[Any]]:

@@ -61,6 +61,18 @@ INSERT INTO conveyor_migrations (version, name, applied_at) VALUES (%(version)s,
 -- For verify_schema: point this transaction only at a scratch (or the live) schema.
 SELECT set_config('search_path', %(schema)s, true)
 
+-- name: enter_schema
+-- Enqueue inside an application's transaction, on its connection: point the rest of this
+-- transaction at Conveyor's schema, and return the search_path to put back afterwards and the
+-- database's clock (statement time: the application's transaction may have begun long ago).
+SELECT caller.search_path, date_part('epoch', clock_timestamp()),
+       set_config('search_path', %(schema)s, true)
+FROM (SELECT current_setting('search_path') AS search_path OFFSET 0) AS caller
+
+-- name: leave_schema
+-- The application's search_path again, for the rest of its transaction.
+SELECT set_config('search_path', %(search_path)s, true)
+
 -- name: schema_objects
 -- What verify_schema compares: tables (with storage options), columns, constraints and indexes
 -- of one schema, rendered by the server's own deparsers. Index definitions name their table
@@ -129,7 +141,27 @@ CREATE TEMPORARY TABLE conveyor_enqueue_stage (
 -- name: copy_enqueue_stage
 COPY conveyor_enqueue_stage (
     queue, task, args, kwargs, priority, run_at, delay, max_attempts, timeout, idempotency_key
-) FROM STDIN (FORMAT BINARY)
+) FROM STDIN
+
+-- name: drop_enqueue_stage
+-- At once, not at commit: an application's transaction may enqueue another large batch.
+DROP TABLE conveyor_enqueue_stage
+
+-- name: reserve_jobs
+-- The bulk path without keys, step 1: the clock, %(count)s ids from the jobs table's own
+-- sequence, and one NOTIFY per queue (delivered at commit, discarded if the COPY that follows
+-- fails). The ids are known before the rows exist, so the rows can be COPYed straight in.
+WITH clock AS (SELECT coalesce(to_timestamp(%(now)s::float8), now()) AS now)
+SELECT date_part('epoch', clock.now),
+       ARRAY(SELECT nextval('conveyor_jobs_id_seq') FROM generate_series(1, %(count)s)),
+       (SELECT count(pg_notify(%(channel)s, queue)) FROM unnest(%(queues)b::text[]) AS queue)
+FROM clock
+
+-- name: copy_jobs
+-- The bulk path without keys, step 2: rows with their reserved ids, states and due times.
+COPY conveyor_jobs (
+    id, queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout, created_at
+) FROM STDIN
 
 -- name: insert_jobs_staged
 -- An open statement, completed by [skip_held_keys and] new_jobs_notify: the whole enqueue is
@@ -428,6 +460,16 @@ SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at
        date_part('epoch', started_at) AS started_at,
        date_part('epoch', finished_at) AS finished_at
 FROM conveyor_jobs WHERE id = %(id)s
+
+-- name: get_jobs
+-- The jobs holding the keys of a transactional enqueue, read inside that transaction.
+SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at) AS run_at,
+       attempts, max_attempts, date_part('epoch', created_at) AS created_at, idempotency_key,
+       lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
+       worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
+       date_part('epoch', started_at) AS started_at,
+       date_part('epoch', finished_at) AS finished_at
+FROM conveyor_jobs WHERE id = ANY(%(ids)b::int8[])
 
 -- name: list_jobs
 SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at) AS run_at,

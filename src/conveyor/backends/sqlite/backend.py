@@ -98,7 +98,8 @@ class SQLiteBackend(Backend):
         settings: Settings,
         clock: Callable[[], float] | None = None,
         *,
-        auto_migrate: bool = True,
+        auto_migrate: bool | None = None,
+        check_schema: bool = True,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -118,7 +119,8 @@ class SQLiteBackend(Backend):
         self._poller = self._writer if shared else connect()
         self._reader.raw.row_factory = sqlite3.Row
         self._queue_turn = itertools.count()
-        self._check_schema(auto_migrate)
+        if check_schema:
+            self._check_schema(settings.auto_migrate if auto_migrate is None else auto_migrate)
 
     # --- schema ---------------------------------------------------------------------------
 
