@@ -42,6 +42,9 @@ def resolve_priority(priority: int | str) -> int:
     if isinstance(priority, bool):
         raise ConfigurationError(f"priority must be an integer or a level name, got {priority!r}")
     if isinstance(priority, int):
+        # Every engine stores it as a 32-bit integer (PostgreSQL ``integer``).
+        if not -(2**31) <= priority < 2**31:
+            raise ConfigurationError(f"priority must fit in 32 bits, got {priority}")
         return priority
     if isinstance(priority, str) and priority in PRIORITY_LEVELS:
         return PRIORITY_LEVELS[priority]
