@@ -70,6 +70,21 @@ class InvalidTransition(ConveyorError):
         self.operation = operation
 
 
+class IdempotencyConflict(InvalidTransition):
+    """The job cannot go live again: another live job holds its idempotency key."""
+
+    def __init__(self, job_id: int, key: str | None = None) -> None:
+        ConveyorError.__init__(
+            self,
+            f"cannot requeue job {job_id}: another live job holds its idempotency key"
+            + (f" {key!r}" if key else ""),
+        )
+        self.job_id = job_id
+        self.state = "dead or cancelled"
+        self.operation = "requeue"
+        self.key = key
+
+
 # --- storage ------------------------------------------------------------------------------
 
 

@@ -139,6 +139,17 @@ def test_queue_full_names_queue_depth_and_limit_and_writes_nothing(
     assert backend.stats()["emails"][JobState.QUEUED] == 3
 
 
+def test_a_job_an_idempotency_key_resolves_takes_no_room(make_backend: MakeBackend) -> None:
+    backend = make_backend(queue_limits={"emails": 1})
+    first = enqueue(backend, queue="emails", idempotency_key="welcome-42")
+    # The queue is full, but this enqueue resolves to the job already there: no error.
+    [again] = backend.enqueue_many([new_job(queue="emails", idempotency_key="welcome-42")])
+    assert (again.job_id, again.created) == (first, False)
+    with pytest.raises(QueueFull):
+        enqueue(backend, queue="emails", idempotency_key="welcome-43")
+    assert backend.stats()["emails"][JobState.QUEUED] == 1
+
+
 def test_queue_limit_counts_waiting_jobs_only(make_backend: MakeBackend, clock: FakeClock) -> None:
     backend = make_backend(queue_limits={"emails": 2})
     enqueue(backend, queue="emails")

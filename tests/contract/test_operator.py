@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conveyor.backends.base import Backend, Outcome, OutcomeKind
-from conveyor.errors import ConveyorError, InvalidTransition, JobNotFound
+from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound
 from conveyor.job import JobState
 from tests.contract.helpers import (
     LEASE,
@@ -205,8 +205,9 @@ def test_requeue_refuses_to_make_a_second_live_job_with_one_key(
     dead = make_job_in(backend, clock, JobState.DEAD, idempotency_key="k")
     live = enqueue(backend, idempotency_key="k")
     before = snapshot(backend)
-    with pytest.raises(ConveyorError):
+    with pytest.raises(IdempotencyConflict) as caught:
         backend.requeue([dead])
+    assert caught.value.job_id == dead
     assert snapshot(backend) == before
     assert backend.get(live).state is JobState.QUEUED
 

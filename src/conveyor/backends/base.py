@@ -201,11 +201,15 @@ class Backend(ABC):
         self, worker_id: str, queues: Sequence[str] | None, limit: int, lease: float
     ) -> list[ClaimedJob]:
         """queued -> running for up to ``limit`` ready jobs, highest priority first, then
-        oldest ``run_at``; scheduled and retrying jobs whose time has come are promoted first."""
+        oldest ``run_at``; scheduled and retrying jobs whose time has come are promoted first.
+
+        With several ``queues`` the order holds within each queue, and the queues take turns
+        being served first; ``None`` serves every queue in one global order."""
 
     @abstractmethod
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
-        """Push the lease of every still-owned run to now + ``lease``."""
+        """Push the lease of every still-owned run to now + ``lease``. A run whose lease ran
+        out but that no sweep has rescued yet is still owned: it may extend and finish."""
 
     @abstractmethod
     def save_progress(

@@ -98,6 +98,7 @@ def worker(
         # Each child runs this command with --processes 1; the supervisor restarts it if it dies.
         argv = [sys.executable, "-m", "conveyor.cli"]
         argv += ["--url", runtime.url] if runtime.url_from_command_line and runtime.url else []
+        argv += ["--debug"] if runtime.debug else []
         argv += ["worker", "--app", app_spec, "--concurrency", str(concurrency), "--grace"]
         argv += [repr(grace), "--log-level", log_level, "--processes", "1"]
         argv += (["--queues", ",".join(queues)] if queues else []) + (["--burst"] if burst else [])

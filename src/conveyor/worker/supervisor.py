@@ -20,7 +20,6 @@ import contextlib
 import logging
 import signal
 import subprocess
-import threading
 from collections.abc import Sequence
 
 log = logging.getLogger("conveyor.supervisor")
@@ -59,7 +58,6 @@ class Supervisor:
         self._forced = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
-        self.ready = threading.Event()
 
     def run(self) -> int:
         """Run until every child has exited; the exit status for the command."""
@@ -79,7 +77,6 @@ class Supervisor:
                 loop.add_signal_handler(handled, self._on_signal, int(handled))
                 installed.append(handled)
         log.info("running %d worker processes", self.processes)
-        self.ready.set()
         try:
             codes = await asyncio.gather(*(self._keep(slot) for slot in range(self.processes)))
         finally:

@@ -37,7 +37,7 @@ from conveyor.backends.postgres.rows import claimed_from_row, job_from_row
 from conveyor.backends.postgres.schema import Migrator
 from conveyor.backends.postgres.steps import Steps, drive, drive_async
 from conveyor.backends.postgres.transactional import async_cursor, in_transaction, sync_cursor
-from conveyor.errors import ConveyorError, InvalidTransition, JobNotFound
+from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
 from conveyor.settings import Settings
 
@@ -296,9 +296,7 @@ class PostgresBackend(Backend):
                 try:
                     row = cur.execute(Q["requeue"], params).fetchone()
                 except psycopg.errors.UniqueViolation:
-                    raise ConveyorError(
-                        f"cannot requeue job {job_id}: another live job holds its idempotency key"
-                    ) from None
+                    raise IdempotencyConflict(job_id) from None
                 if row is not None:
                     queues.add(row[0])
             self._notify(cur, queues)

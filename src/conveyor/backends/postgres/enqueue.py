@@ -57,13 +57,15 @@ def enqueue_steps(
 ) -> Steps[list[EnqueueResult]]:
     """The body of enqueue_many; results in the order of ``jobs``. The jobs' queues are
     notified on ``channel`` (one NOTIFY per queue, delivered at commit)."""
-    yield from _check_queue_limits(jobs, queue_limits)
     if any(job.idempotency_key is not None for job in jobs):
-        return (yield from _enqueue_keyed(jobs, now, channel))
-    if len(jobs) >= STAGE_FROM:
-        return (yield from _copy_jobs(jobs, now, channel))
-    rows = yield from _insert(jobs, now, channel, keyed=False)
-    return [EnqueueResult(int(job_id), _STATES[state], True) for job_id, state, _ in rows]
+        results = yield from _enqueue_keyed(jobs, now, channel)
+    elif len(jobs) >= STAGE_FROM:
+        results = yield from _copy_jobs(jobs, now, channel)
+    else:
+        rows = yield from _insert(jobs, now, channel, keyed=False)
+        results = [EnqueueResult(int(job_id), _STATES[state], True) for job_id, state, _ in rows]
+    yield from _check_queue_limits(jobs, results, queue_limits)
+    return results
 
 
 def _enqueue_keyed(
@@ -118,17 +120,26 @@ def _enqueue_keyed(
     return done
 
 
-def _check_queue_limits(jobs: Sequence[NewJob], limits: Mapping[str, int]) -> Steps[None]:
+def _check_queue_limits(
+    jobs: Sequence[NewJob], results: Sequence[EnqueueResult], limits: Mapping[str, int]
+) -> Steps[None]:
+    """Counted after inserting, so a job an idempotency key resolved to an existing one takes
+    no room; raising rolls the whole batch back. The per-queue lock makes concurrent batches
+    count one after the other, each seeing what the ones before it committed."""
     if not limits:
         return
-    incoming = Counter(job.queue for job in jobs if job.queue in limits)
+    created = Counter(
+        job.queue
+        for job, result in zip(jobs, results, strict=True)
+        if result.created and job.queue in limits
+    )
     # Locks in a fixed order: two batches touching the same limited queues cannot deadlock.
-    for queue in sorted(incoming):
+    for queue in sorted(created):
         yield Statement(Q["lock_queue"], {"queue": queue})
         rows = yield Statement(Q["queue_depth"], {"queue": queue})
         depth = int(rows[0][0]) if rows else 0
-        if depth + incoming[queue] > limits[queue]:
-            raise QueueFull(queue, depth, limits[queue])
+        if depth > limits[queue]:
+            raise QueueFull(queue, depth - created[queue], limits[queue])
 
 
 def _holders(keys: set[str]) -> Steps[dict[str, tuple[int, JobState]]]:

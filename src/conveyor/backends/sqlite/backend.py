@@ -26,7 +26,7 @@ from conveyor.backends.base import (
 from conveyor.backends.sql import load_migrations
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
 from conveyor.errors import (
-    ConveyorError,
+    IdempotencyConflict,
     InvalidTransition,
     JobNotFound,
     QueueFull,
@@ -205,7 +205,6 @@ class SQLiteBackend(Backend):
             pending.clear()
 
         with self._writer.write() as db:
-            self._check_queue_limits(db, jobs)
             for index, job in enumerate(jobs):
                 row = _insert_row(job, now)
                 if job.idempotency_key is None:
@@ -225,18 +224,30 @@ class SQLiteBackend(Backend):
                 job_id = int(db.execute(Q["last_insert_id"]).fetchone()[0])
                 results[index] = EnqueueResult(job_id, _STATES[row[4]], True)
             flush(db)
+            self._check_queue_limits(db, jobs, results)
         self._notify_local(sorted({job.queue for job in jobs}))
         return [r for r in results if r is not None]
 
-    def _check_queue_limits(self, db: sqlite3.Connection, jobs: Sequence[NewJob]) -> None:
+    def _check_queue_limits(
+        self,
+        db: sqlite3.Connection,
+        jobs: Sequence[NewJob],
+        results: Sequence[EnqueueResult | None],
+    ) -> None:
+        """Counted after inserting, inside the write transaction: a job that an idempotency
+        key resolved to an existing one takes no room, and raising rolls the batch back."""
         limits = self.settings.queue_limits
         if not limits:
             return
-        incoming = Counter(job.queue for job in jobs if job.queue in limits)
-        for queue, count in incoming.items():
+        created = Counter(
+            job.queue
+            for job, result in zip(jobs, results, strict=True)
+            if result is not None and result.created and job.queue in limits
+        )
+        for queue, count in created.items():
             depth = int(db.execute(Q["queue_depth"], {"queue": queue}).fetchone()[0])
-            if depth + count > limits[queue]:
-                raise QueueFull(queue, depth, limits[queue])
+            if depth > limits[queue]:
+                raise QueueFull(queue, depth - count, limits[queue])
 
     # --- the run of a job -----------------------------------------------------------------
 
@@ -419,9 +430,7 @@ class SQLiteBackend(Backend):
                         Q["requeue"], {"id": job_id, "now": self.now(), "reset": reset_attempts}
                     )
                 except sqlite3.IntegrityError:
-                    raise ConveyorError(
-                        f"cannot requeue job {job_id}: another live job holds its idempotency key"
-                    ) from None
+                    raise IdempotencyConflict(job_id) from None
         if job_ids:
             self._notify_local(sorted({job.queue for job in map(self.get, job_ids)}))
         return [self.get(job_id) for job_id in job_ids]

@@ -10,9 +10,6 @@ PRAGMA synchronous = NORMAL
 -- name: pragma_synchronous_full
 PRAGMA synchronous = FULL
 
--- name: pragma_foreign_keys
-PRAGMA foreign_keys = ON
-
 -- name: data_version
 PRAGMA data_version
 
