@@ -272,3 +272,97 @@ def build_app(url: str | None = None, **overrides: Any) -> Conveyor:
     for fn, options in TASKS:
         app.task(name=f"sample.{fn.__name__}", pass_context=True, **options)(fn)
     return app
+
+
+# --- process-isolated tasks (isolation="process": one child process per job) -----------------
+
+
+def crash_segfault(ctx: JobContext) -> None:
+    """Dies of SIGSEGV in its child process."""
+    import ctypes
+
+    record("start", ctx)
+    ctypes.string_at(0)
+
+
+def crash_exit(ctx: JobContext, code: int) -> None:
+    """Leaves its child process with ``os._exit``: no exception, no result."""
+    record("start", ctx)
+    os._exit(code)
+
+
+def memory_hog(ctx: JobContext, megabytes: int) -> int:
+    """Allocates ``megabytes`` at once (over its memory limit of 200 MB)."""
+    record("start", ctx)
+    block = bytearray(megabytes * 1024 * 1024)
+    record("done", ctx)
+    return len(block)
+
+
+def spin(ctx: JobContext) -> None:
+    """CPU-bound and deaf to cancellation: only killing its process stops it."""
+    record("start", ctx)
+    while True:
+        pass
+
+
+def process_add(ctx: JobContext, a: int, b: int) -> dict[str, int]:
+    record("done", ctx, a + b)
+    return {"sum": a + b, "pid": os.getpid()}
+
+
+async def process_add_async(ctx: JobContext, a: int, b: int) -> dict[str, int]:
+    await asyncio.sleep(0)
+    record("done", ctx, a + b)
+    return {"sum": a + b, "pid": os.getpid()}
+
+
+def process_resume(ctx: JobContext) -> Any:
+    """Saves progress and a checkpoint from its child process, fails on attempt 1, and returns
+    what attempt 2 finds in ``ctx.last_checkpoint``."""
+    record("start", ctx, {"cancelled": ctx.cancelled, "last_checkpoint": ctx.last_checkpoint})
+    if ctx.attempt == 1:
+        ctx.progress(0.5)
+        ctx.checkpoint({"step": 1, "pid": os.getpid()})
+        raise RuntimeError("failed after a checkpoint")
+    return {"attempt": ctx.attempt, "resumed_from": ctx.last_checkpoint}
+
+
+def process_cooperative(ctx: JobContext) -> None:
+    """Stops at a safe point once the worker asks its process to stop (``ctx.cancelled``)."""
+    record("start", ctx)
+    while not ctx.cancelled:
+        time.sleep(0.01)
+    record("saw_cancel", ctx)
+    ctx.raise_if_cancelled()
+
+
+class CustomError(Exception):
+    """An exception with extra constructor arguments (pickles by its args)."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(code, detail)
+        self.code = code
+
+
+def process_raise(ctx: JobContext, kind: str) -> None:
+    record("start", ctx)
+    if kind == "poison":
+        raise NonRetryable("bad input, in a child process")
+    if kind == "custom":
+        raise CustomError(7, "custom failure")
+    raise ValueError(f"plain failure on attempt {ctx.attempt}")
+
+
+PROCESS = {"isolation": "process", "retry": Fixed(0)}
+TASKS += [
+    (crash_segfault, {**PROCESS, "max_attempts": 2}),
+    (crash_exit, {**PROCESS, "max_attempts": 2}),
+    (memory_hog, {**PROCESS, "max_attempts": 1, "memory_limit_mb": 200}),
+    (spin, {**PROCESS, "max_attempts": 2}),
+    (process_add, PROCESS),
+    (process_add_async, PROCESS),
+    (process_resume, {**PROCESS, "max_attempts": 2}),
+    (process_cooperative, {**PROCESS, "max_attempts": 2}),
+    (process_raise, {**PROCESS, "max_attempts": 2}),
+]

@@ -1,0 +1,181 @@
+"""``conveyor worker --processes N``: a supervisor runs N workers, replaces one that dies, backs
+off when one keeps dying, and stops them all on SIGTERM (a second signal kills them)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from conveyor import JobState
+from conveyor.worker.supervisor import Supervisor
+from tests.worker.harness import REPO_ROOT, WorkerProcess, Workers, World, wait_for
+from tests.worker.test_isolation import pid_gone
+
+pytestmark = pytest.mark.slow
+
+STARTED = re.compile(r"supervisor: worker \d+ started, pid (\d+)")
+READY = re.compile(r"worker [^:\s]+:(\d+):\w+ ready")
+
+
+class SupervisorProcess(WorkerProcess):
+    def started_pids(self) -> list[int]:
+        return [int(pid) for pid in STARTED.findall(self.log())]
+
+    def ready_pids(self) -> set[int]:
+        return {int(pid) for pid in READY.findall(self.log())}
+
+    def wait_ready_workers(self, count: int) -> list[int]:
+        """Wait until ``count`` workers were started and said they are ready; their pids."""
+
+        def ready() -> list[int] | None:
+            started = self.started_pids()
+            if len(started) >= count and set(started[:count]) <= self.ready_pids():
+                return started[:count]
+            if not self.alive():
+                raise AssertionError(f"the supervisor exited:\n{self.log()}")
+            return None
+
+        pids: list[int] = wait_for(ready, f"{count} workers to be ready", on_timeout=self.log)
+        return pids
+
+
+@pytest.fixture
+def supervisors(workers: Workers) -> Iterator[list[SupervisorProcess]]:
+    started: list[SupervisorProcess] = []
+    yield started
+    # The workers have process groups of their own: a killed supervisor would leave them.
+    for proc in started:
+        proc.kill()
+        for pid in proc.started_pids():
+            if not pid_gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def start_supervisor(
+    world: World, workers: Workers, supervisors: list[SupervisorProcess], *options: str
+) -> SupervisorProcess:
+    argv = [sys.executable, "-m", "conveyor.cli", "worker", "--app", "tests.worker.cli_app:app"]
+    stderr_path = world.tmp / f"supervisor-{len(supervisors)}.stderr"
+    env = {
+        **os.environ,
+        **world.settings_env,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    with stderr_path.open("wb") as stderr:
+        popen = subprocess.Popen(
+            [*argv, *options],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
+        )
+    proc = SupervisorProcess("supervisor", popen, stderr_path, time.time())
+    workers.procs.append(proc)  # its log goes into the report of a failed test
+    supervisors.append(proc)
+    return proc
+
+
+def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(
+    world: World, workers: Workers, supervisors: list[SupervisorProcess]
+) -> None:
+    sup = start_supervisor(world, workers, supervisors, "--processes", "2", "--concurrency", "2")
+    first, second = sup.wait_ready_workers(2)
+
+    os.kill(first, signal.SIGKILL)
+    sup.wait_log(f"(pid {first}) died (killed by SIGKILL), restarting")
+    replacement = sup.wait_ready_workers(3)[2]
+    assert replacement not in (first, second)
+    wait_for(lambda: pid_gone(first), "the killed worker to be reaped")
+
+    # Four jobs that each hold a slot until released: two slots per worker, so both run them.
+    release = world.tmp / "release"
+    hold = world.app.get_task("sample.hold")
+    ids = [job.id for job in world.app.enqueue_many([hold.job(str(release)) for _ in range(4)])]
+    wait_for(lambda: len(world.effects("start")) == 4, "the four jobs to start")
+    release.touch()
+    wait_for(lambda: world.all_in(ids, JobState.SUCCEEDED), "the jobs to succeed")
+    assert {job.result for job in world.jobs(ids)} == {second, replacement}
+
+    sup.send(signal.SIGTERM)
+    assert sup.wait_exit() == 0, sup.log()
+    assert pid_gone(second) and pid_gone(replacement)
+    assert sup.log().count("worker stopped: ") == 2
+    assert "conveyor.supervisor: all workers exited\n" in sup.log()
+
+
+def test_a_second_signal_kills_the_workers(
+    world: World, workers: Workers, supervisors: list[SupervisorProcess]
+) -> None:
+    hold = world.app.get_task("sample.hold")
+    never = str(world.tmp / "never")
+    world.app.enqueue_many([hold.job(never) for _ in range(2)])
+    sup = start_supervisor(
+        world, workers, supervisors, "--processes", "2", "--concurrency", "1", "--grace", "30"
+    )
+    pids = sup.wait_ready_workers(2)
+    wait_for(lambda: len(world.effects("start")) == 2, "both workers to run a job")
+
+    sup.send(signal.SIGTERM)
+    wait_for(lambda: sup.log().count("graceful shutdown") == 2, "both workers to start stopping")
+    assert sup.alive(), "the workers wait for their jobs for up to 30 s"
+    sup.send(signal.SIGTERM)
+    assert sup.wait_exit(timeout=10) == 128 + signal.SIGTERM
+    assert all(pid_gone(pid) for pid in pids)
+    assert "killing every worker" in sup.log()
+
+
+def test_burst_workers_that_finish_are_not_restarted(
+    world: World, workers: Workers, supervisors: list[SupervisorProcess]
+) -> None:
+    quick = world.app.get_task("sample.quick")
+    ids = [job.id for job in world.app.enqueue_many([quick.job(n) for n in range(50)])]
+    sup = start_supervisor(world, workers, supervisors, "--processes", "2", "--burst")
+    assert sup.wait_exit() == 0, sup.log()
+    assert world.all_in(ids, JobState.SUCCEEDED)
+    assert len(sup.started_pids()) == 2
+
+
+def test_a_bad_app_fails_once_instead_of_crash_looping(
+    world: World, workers: Workers, supervisors: list[SupervisorProcess]
+) -> None:
+    sup = start_supervisor(
+        world, workers, supervisors, "--processes", "2", "--app", "tests.worker.missing:app"
+    )
+    assert sup.wait_exit() == 2
+    assert "no module named 'tests.worker.missing'" in sup.log()
+    assert sup.started_pids() == []
+
+
+def test_a_crash_loop_backs_off_up_to_its_cap() -> None:
+    supervisor = Supervisor(
+        [sys.executable, "-c", "import sys; sys.exit(3)"],
+        1,
+        min_backoff=0.1,
+        max_backoff=0.4,
+        install_signal_handlers=False,
+    )
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(supervisor.run()), daemon=True)
+    thread.start()
+    wait_for(lambda: len(supervisor.starts) >= 6, "six starts")
+    supervisor.stop()
+    thread.join(10)
+    assert codes == [1], "stopped with a worker that had failed: not a clean exit"
+
+    times = [at for _, _, at in supervisor.starts]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # Each wait doubles from 0.1 s and stays at the 0.4 s cap (plus the time a child takes to
+    # start and fail, which only lengthens the gaps).
+    for gap, backoff in zip(gaps, [0.1, 0.2, 0.4, 0.4, 0.4], strict=False):
+        assert gap >= backoff, gaps
+    assert gaps[-1] < 0.4 + 2.0, gaps
