@@ -379,3 +379,16 @@ def test_a_mixed_batch_reports_each_outcome_in_order(backend: Backend, clock: Fa
         JobState.RUNNING,
         JobState.SUCCEEDED,
     ]
+
+
+def test_a_sweeping_worker_does_not_rescue_its_own_runs(backend: Backend, clock: FakeClock) -> None:
+    """A worker that outlived a database outage longer than its lease still holds its runs
+    (their outcomes wait in its completer): its own sweep leaves them, anyone else's takes them."""
+    enqueue(backend)
+    run = claim_one(backend, worker="w1")
+    clock.advance(LEASE + 1.0)
+
+    assert backend.rescue_expired(exclude_worker="w1").requeued == []
+    assert backend.get(run.id).state is JobState.RUNNING
+    assert backend.rescue_expired(exclude_worker="w2").requeued == [run.id]
+    assert backend.get(run.id).state is JobState.RETRYING

@@ -224,9 +224,13 @@ class Backend(ABC):
     # --- maintenance ----------------------------------------------------------------------
 
     @abstractmethod
-    def rescue_expired(self) -> RescueReport:
+    def rescue_expired(self, exclude_worker: str | None = None) -> RescueReport:
         """running jobs whose lease expired -> retrying (run again at once), or dead when their
-        attempts are exhausted, or cancelled when a cancel was requested."""
+        attempts are exhausted, or cancelled when a cancel was requested.
+
+        A live worker sweeping passes its own id as ``exclude_worker``: runs it still holds
+        (their outcomes waiting out a database outage longer than the lease) are not taken from
+        it; other workers still rescue them if it really is gone."""
 
     @abstractmethod
     def promote_due(self) -> int:

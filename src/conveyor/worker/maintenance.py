@@ -26,12 +26,14 @@ class Maintenance:
         db_call: Callable[..., Awaitable[Any]],
         on_rescued: Callable[[], None],
         *,
+        worker_id: str,
         interval: float,
         retention: float,
     ) -> None:
         self._backend = backend
         self._db_call = db_call
         self._on_rescued = on_rescued
+        self._worker_id = worker_id
         self._interval = interval
         self._retention = retention
         self._stop = asyncio.Event()
@@ -47,7 +49,7 @@ class Maintenance:
             await self._task
 
     async def sweep(self) -> None:
-        report = await self._db_call(self._backend.rescue_expired)
+        report = await self._db_call(self._backend.rescue_expired, self._worker_id)
         if report.requeued or report.dead or report.cancelled:
             log.warning(
                 "rescued expired leases: %d back in the queue, %d dead, %d cancelled",

@@ -166,6 +166,7 @@ class Worker:
             backend,
             self._db,
             self._signal.notify,
+            worker_id=self.id,
             interval=self.settings.sweep_interval,
             retention=self.settings.retention,
         )

@@ -219,11 +219,12 @@ class PostgresBackend(Backend):
 
     # --- maintenance ----------------------------------------------------------------------
 
-    def rescue_expired(self) -> RescueReport:
+    def rescue_expired(self, exclude_worker: str | None = None) -> RescueReport:
         now = self._now_param()
 
         def body(cur: Cursor) -> list[tuple[Any, ...]]:
-            rows = cur.execute(Q["rescue_expired"], {"now": now}).fetchall()
+            params = {"now": now, "exclude": exclude_worker}
+            rows = cur.execute(Q["rescue_expired"], params).fetchall()
             self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
             return rows
 

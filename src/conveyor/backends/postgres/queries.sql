@@ -422,6 +422,7 @@ WHERE id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
     WHERE state = 'running'
       AND lease_expires_at < coalesce(to_timestamp(%(now)s::float8), now())
+      AND (%(exclude)s::text IS NULL OR worker_id IS DISTINCT FROM %(exclude)s::text)
     FOR UPDATE SKIP LOCKED
 ))
 RETURNING id, state, queue

@@ -374,9 +374,10 @@ class SQLiteBackend(Backend):
 
     # --- maintenance ----------------------------------------------------------------------
 
-    def rescue_expired(self) -> RescueReport:
+    def rescue_expired(self, exclude_worker: str | None = None) -> RescueReport:
         with self._writer.write() as db:
-            rows = db.execute(Q["rescue_expired"], {"now": self.now()}).fetchall()
+            params = {"now": self.now(), "exclude": exclude_worker}
+            rows = db.execute(Q["rescue_expired"], params).fetchall()
         by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
         for job_id, state in rows:
             by_state[state].append(job_id)

@@ -222,6 +222,7 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
     lease_token = NULL,
     lease_expires_at = NULL
 WHERE state = 'running' AND lease_expires_at < :now
+  AND (:exclude IS NULL OR worker_id IS NOT :exclude)
 RETURNING id, state
 
 -- name: cancel_waiting
