@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import secrets
 import statistics
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from conveyor import Conveyor
+from conveyor.backends.sql import parse_queries
+
+PG_QUERIES = parse_queries((Path(__file__).parent / "postgres.sql").read_text(encoding="utf-8"))
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -19,7 +23,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--url",
         default=None,
-        help="database URL (default: a fresh SQLite file in a temporary directory per run)",
+        help="database URL (default: a fresh SQLite file in a temporary directory per run; "
+        "with a postgresql:// URL, a fresh schema per run, dropped afterwards)",
     )
     p.add_argument(
         "--synchronous",
@@ -30,12 +35,48 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def is_postgres(url: str | None) -> bool:
+    return bool(url) and not str(url).startswith("sqlite:")
+
+
 def fresh_app(url: str | None, synchronous: str, **overrides: object) -> tuple[Conveyor, Path]:
+    """An empty store: a new SQLite file, or on PostgreSQL a new schema of the database at
+    ``url`` (dropped again by ``finish``)."""
     folder = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
+    if is_postgres(url):
+        overrides.setdefault("postgres_schema", f"bench_{secrets.token_hex(6)}")
     app = Conveyor(
         url or f"sqlite:///{folder / 'bench.db'}", sqlite_synchronous=synchronous, **overrides
     )
+    app.backend  # noqa: B018  (create and migrate outside any timing)
     return app, folder
+
+
+def finish(app: Conveyor) -> None:
+    """Close ``app`` and, on PostgreSQL, drop the schema ``fresh_app`` made for it."""
+    app.close()
+    if is_postgres(app.settings.url):
+        import psycopg
+        from psycopg import sql
+
+        query = sql.SQL(PG_QUERIES["drop_schema"]).format(
+            schema=sql.Identifier(app.settings.postgres_schema)
+        )
+        with psycopg.connect(app.settings.url, autocommit=True) as conn:
+            conn.execute(query)
+
+
+def engine(app: Conveyor) -> str:
+    """The engine and its durability setting, for the report."""
+    if not is_postgres(app.settings.url):
+        return f"SQLite synchronous={app.settings.sqlite_synchronous}"
+    import psycopg
+
+    with psycopg.connect(app.settings.url) as conn:
+        row = conn.execute(PG_QUERIES["synchronous_commit"]).fetchone()
+        version = conn.info.server_version
+    setting = row[0] if row else "?"
+    return f"PostgreSQL {version // 10000}.{version % 10000} synchronous_commit={setting}"
 
 
 def machine() -> str:

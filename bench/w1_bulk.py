@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import time
 
-from common import fresh_app, machine, parser, report
-
+from common import engine, finish, fresh_app, machine, parser, report
 from conveyor.job import JobState
 
 
@@ -20,6 +19,7 @@ def main() -> None:
     args = p.parse_args()
     enqueue_rates: list[float] = []
     drain_rates: list[float] = []
+    described = ""
     for _ in range(args.runs):
         app, _folder = fresh_app(args.url, args.synchronous, batch_size=args.batch_size)
 
@@ -39,9 +39,10 @@ def main() -> None:
         if done != args.jobs:
             raise SystemExit(f"only {done} of {args.jobs} jobs succeeded")
         drain_rates.append(args.jobs / elapsed)
-        app.close()
+        described = engine(app)
+        finish(app)
     print(
-        f"W1 bulk, {args.jobs} no-op jobs, {machine()}, SQLite synchronous={args.synchronous}, "
+        f"W1 bulk, {args.jobs} no-op jobs, {machine()}, {described}, "
         f"1 worker process, concurrency {args.concurrency}, claim batch {args.batch_size}"
     )
     report("  enqueue (enqueue_many)", enqueue_rates, "jobs/s")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from common import fresh_app, machine, parser, report
+from common import engine, finish, fresh_app, machine, parser, report
 
 
 def main() -> None:
@@ -15,6 +15,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2_000)
     args = p.parse_args()
     rates: list[float] = []
+    described = ""
     for _ in range(args.runs):
         app, _folder = fresh_app(args.url, args.synchronous)
 
@@ -27,10 +28,9 @@ def main() -> None:
         for n in range(args.jobs):
             noop.enqueue(n)
         rates.append(args.jobs / (time.perf_counter() - start))
-        app.close()
-    print(
-        f"W1s single enqueue, {args.jobs} jobs, {machine()}, SQLite synchronous={args.synchronous}"
-    )
+        described = engine(app)
+        finish(app)
+    print(f"W1s single enqueue, {args.jobs} jobs, {machine()}, {described}")
     report("  enqueue (one call each)", rates, "jobs/s")
 
 

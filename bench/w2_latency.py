@@ -15,10 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import fresh_app, machine, parser, percentile
-
 from bench_app import started_at
-
+from common import engine, finish, fresh_app, machine, parser, percentile
 from conveyor import Conveyor, Task
 from conveyor.job import JobState
 
@@ -50,7 +48,9 @@ def measure(app: Conveyor, task: Task[..., float], jobs: int, gap: float) -> lis
     return [(app.get_job(job_id).result - before) * 1000 for job_id, before in enqueued]
 
 
-def one_run(url: str | None, synchronous: str, mode: str, jobs: int, gap: float) -> list[float]:
+def one_run(
+    url: str | None, synchronous: str, mode: str, jobs: int, gap: float
+) -> tuple[list[float], str]:
     app, _folder = fresh_app(url, synchronous)
     # The same task name as bench_app's, whose worker process runs it.
     task = app.task(name="started_at")(started_at.fn)
@@ -58,7 +58,12 @@ def one_run(url: str | None, synchronous: str, mode: str, jobs: int, gap: float)
     process = None
     worker = None
     if mode == "process":
-        env = {**os.environ, "CONVEYOR_BENCH_URL": app.settings.url, "PYTHONPATH": str(HERE)}
+        env = {
+            **os.environ,
+            "CONVEYOR_BENCH_URL": app.settings.url,
+            "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
+            "PYTHONPATH": str(HERE),
+        }
         process = subprocess.Popen(
             [sys.executable, "-c", "from bench_app import app; app.run_worker(concurrency=10)"],
             env=env,
@@ -70,7 +75,7 @@ def one_run(url: str | None, synchronous: str, mode: str, jobs: int, gap: float)
         threading.Thread(target=worker.run, daemon=True).start()
     try:
         wait_for(lambda: app.stats().get("default", {}).get(JobState.SUCCEEDED, 0) >= 1, 30)
-        return measure(app, task, jobs, gap)
+        return measure(app, task, jobs, gap), engine(app)
     finally:
         if process is not None:
             process.terminate()
@@ -78,6 +83,7 @@ def one_run(url: str | None, synchronous: str, mode: str, jobs: int, gap: float)
         if worker is not None:
             worker.stop()
             worker.stopped.wait(10)
+        finish(app)
 
 
 def main() -> None:
@@ -92,8 +98,9 @@ def main() -> None:
     )
     args = p.parse_args()
     rows = []
+    described = ""
     for _ in range(args.runs):
-        latencies = one_run(args.url, args.synchronous, args.worker, args.jobs, args.gap)
+        latencies, described = one_run(args.url, args.synchronous, args.worker, args.jobs, args.gap)
         rows.append(
             (
                 statistics.median(latencies),
@@ -104,7 +111,7 @@ def main() -> None:
         )
     print(
         f"W2 pickup latency, {args.jobs} jobs {args.gap * 1000:g} ms apart, {machine()}, "
-        f"SQLite synchronous={args.synchronous}, idle worker in another "
+        f"{described}, idle worker in another "
         f"{'process' if args.worker == 'process' else 'thread of this process'}"
     )
     for i, name in enumerate(["p50", "p95", "p99", "max"]):

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import time
 
-from common import fresh_app, machine, parser, report
-
+from common import engine, finish, fresh_app, machine, parser, report
 from conveyor.job import JobState
 
 
@@ -19,6 +18,7 @@ def main() -> None:
     p.add_argument("--sleep", type=float, default=0.01)
     args = p.parse_args()
     rates: list[float] = []
+    described = ""
     for _ in range(args.runs):
         app, _folder = fresh_app(args.url, args.synchronous)
 
@@ -36,10 +36,11 @@ def main() -> None:
         if done != args.jobs:
             raise SystemExit(f"only {done} of {args.jobs} jobs succeeded")
         rates.append(args.jobs / elapsed)
-        app.close()
+        described = engine(app)
+        finish(app)
     print(
         f"W3 I/O-bound, {args.jobs} jobs sleeping {args.sleep * 1000:g} ms, {machine()}, "
-        f"SQLite synchronous={args.synchronous}, 1 worker process, concurrency "
+        f"{described}, 1 worker process, concurrency "
         f"{args.concurrency}"
     )
     report("  throughput", rates, "jobs/s")

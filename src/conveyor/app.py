@@ -178,9 +178,11 @@ class Conveyor:
         results: Sequence[EnqueueResult],
         specs: Sequence[JobSpec] | None = None,
     ) -> list[Job]:
+        if not results:
+            return []
         # A transactional enqueue read the clock already: asking the pool now could wait on
         # the very transaction the caller holds open.
-        now = results[0].at if results and results[0].at is not None else self.backend.now()
+        now = results[0].at if results[0].at is not None else self.backend.now()
         if specs is None:
             arguments = [(json.loads(j.args_json), json.loads(j.kwargs_json)) for j in new_jobs]
         else:

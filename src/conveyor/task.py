@@ -8,7 +8,7 @@ import math
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -103,6 +103,10 @@ class JobOptions:
             raise ConfigurationError("idempotency_key must be a non-empty string")
 
 
+#: The options of a job enqueued without any: every field means "the task's default".
+DEFAULT_OPTIONS = JobOptions()
+
+
 def check_task_name(name: str) -> None:
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_TASK_NAME or "\x00" in name:
         raise ConfigurationError(f"task name must be 1-{MAX_TASK_NAME} characters, got {name!r}")
@@ -139,15 +143,8 @@ def encode_job(
     directly and passes the result to ``Conveyor.enqueue_raw``.
     """
     check_task_name(task)
-    options = options or JobOptions()
-    # Jobs without arguments are common on the bulk path: skip the encoder for them.
-    args_json = payload.dumps(list(args), f"arguments of {task}") if args else "[]"
-    kwargs_json = payload.dumps(kwargs, f"keyword arguments of {task}") if kwargs else "{}"
-    size = len(args_json) + len(kwargs_json)
-    if size * 4 > max_payload_bytes:  # cheap bound first: a character is at most 4 bytes in UTF-8
-        size = len(args_json.encode()) + len(kwargs_json.encode())
-        if size > max_payload_bytes:
-            raise PayloadTooLarge(size, max_payload_bytes)
+    options = options or DEFAULT_OPTIONS
+    args_json, kwargs_json = encode_arguments(task, args, kwargs, max_payload_bytes)
     return NewJob(
         task=task,
         queue=options.queue or queue,
@@ -163,6 +160,21 @@ def encode_job(
     )
 
 
+def encode_arguments(
+    task: str, args: Sequence[Any], kwargs: Mapping[str, Any], max_payload_bytes: int
+) -> tuple[str, str]:
+    """Strict JSON of the arguments, within the payload limit."""
+    # Jobs without arguments are common on the bulk path: skip the encoder for them.
+    args_json = payload.dumps(list(args), f"arguments of {task}") if args else "[]"
+    kwargs_json = payload.dumps(kwargs, f"keyword arguments of {task}") if kwargs else "{}"
+    size = len(args_json) + len(kwargs_json)
+    if size * 4 > max_payload_bytes:  # cheap bound first: a character is at most 4 bytes in UTF-8
+        size = len(args_json.encode()) + len(kwargs_json.encode())
+        if size > max_payload_bytes:
+            raise PayloadTooLarge(size, max_payload_bytes)
+    return args_json, kwargs_json
+
+
 @dataclass(slots=True)
 class JobSpec:
     """A job described but not yet enqueued: pass a list of them to ``app.enqueue_many``."""
@@ -170,7 +182,8 @@ class JobSpec:
     task: Task[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    options: JobOptions = field(default_factory=JobOptions)
+    #: Shared when not given: ``Task.build`` recognizes it and skips resolving options.
+    options: JobOptions = DEFAULT_OPTIONS
 
     def to_new_job(self) -> NewJob:
         return self.task.build(self.args, self.kwargs, self.options)
@@ -276,6 +289,21 @@ class Task(Generic[P, R]):
             self._arguments.check(args, kwargs)
         except TypeError as exc:
             raise ArgumentsMismatch(f"arguments do not match task {self.name}: {exc}") from None
+        if options is DEFAULT_OPTIONS:
+            # The bulk path's common case: the task's own options, checked at registration.
+            args_json, kwargs_json = encode_arguments(
+                self.name, args, kwargs, self.app.settings.max_payload_bytes
+            )
+            return NewJob(
+                task=self.name,
+                queue=self.queue,
+                args_json=args_json,
+                kwargs_json=kwargs_json,
+                priority=self.priority,
+                max_attempts=self.max_attempts,
+                timeout=self.timeout,
+                idempotency_scope=self.idempotency,
+            )
         return encode_job(
             self.name,
             args,

@@ -17,15 +17,18 @@ SELECT set_config('jit', 'off', false), set_config('maintenance_work_mem', '256M
 -- name: load_jobs
 -- Every tenth job has succeeded; those sort first by priority and run_at, so a claim that
 -- walked anything but the partial "ready" indexes would meet them before any queued job.
+-- Every hundredth is scheduled for tomorrow: promotion must find the few due ones by time.
 INSERT INTO conveyor_jobs (
     queue, task, args, kwargs, state, priority, run_at, max_attempts, attempts, created_at,
     started_at, finished_at, result
 )
 SELECT 'q' || mod(g / 10, 10), 'tests.noop', '[]', '{}',
-       CASE WHEN mod(g, 10) = 0 THEN 'succeeded' ELSE 'queued' END,
+       CASE WHEN mod(g, 10) = 0 THEN 'succeeded'
+            WHEN mod(g, 100) = 5 THEN 'scheduled' ELSE 'queued' END,
        CASE WHEN mod(g, 10) = 0 THEN 100 ELSE mod(g, 5) END,
        now() - interval '1 day' + g * interval '1 millisecond'
-           - CASE WHEN mod(g, 10) = 0 THEN interval '1 year' ELSE interval '0' END,
+           - CASE WHEN mod(g, 10) = 0 THEN interval '1 year' ELSE interval '0' END
+           + CASE WHEN mod(g, 100) = 5 THEN interval '2 days' ELSE interval '0' END,
        3,
        CASE WHEN mod(g, 10) = 0 THEN 1 ELSE 0 END,
        now() - interval '1 day',

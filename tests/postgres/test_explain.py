@@ -125,7 +125,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("promote_due", NOW, "conveyor_jobs_due"),
     ("next_due", {}, "conveyor_jobs_due"),
-    ("rescue_expired", NOW, "conveyor_jobs_leases"),
+    ("rescue_expired", {**NOW, "exclude": None}, "conveyor_jobs_leases"),
     # Both indexes hold running jobs only; which one is cheaper depends on the statistics.
     (
         "extend_leases",
@@ -138,6 +138,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "conveyor_jobs_pkey|conveyor_jobs_lease_token",
     ),
     ("find_idempotent_any", {"keys": ["k1", "k2"]}, "conveyor_jobs_idempotency_any"),
+    # Backpressure: no sequential scan anywhere, the queued jobs counted in the ready index.
+    ("queue_depth", {"queue": "q3"}, "conveyor_jobs_ready_by_queue"),
     ("prune", {**NOW, "older_than": 60.0, "batch": 1000}, "conveyor_jobs_finished"),
 ]
 

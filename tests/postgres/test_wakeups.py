@@ -103,6 +103,18 @@ def test_local_enqueues_call_local_listeners(pg: PostgresBackend) -> None:
     assert heard == [["a", "b"]]
 
 
+def test_notifications_from_other_processes_call_local_listeners_at_once(
+    pg: PostgresBackend, other: PostgresBackend
+) -> None:
+    """An idle worker is woken by the NOTIFY itself, not at its next poll of the marker."""
+    heard: list[list[str]] = []
+    _listening(pg)
+    pg.add_listener(lambda queues: heard.append(list(queues)))
+    other.enqueue_many([new_job(queue="b"), new_job(queue="a")])
+    # Nobody reads the marker here: the listener thread calls the listeners by itself.
+    assert _wait_for(lambda: sorted(q for queues in heard for q in queues) == ["a", "b"])
+
+
 def test_close_stops_the_listener(pg: PostgresBackend) -> None:
     _listening(pg)
     thread = pg._listener._thread

@@ -79,7 +79,8 @@ class PostgresBackend(Backend):
         self._injected_clock = clock
         self._clock = clock or DatabaseClock(self._server_now)
         self._channel = f"{settings.postgres_schema}_jobs"
-        self._listener = Listener(self._connect_listener, self._channel)
+        # A NOTIFY wakes this process's idle workers at once, as a local enqueue does.
+        self._listener = Listener(self._connect_listener, self._channel, self._notify_local)
         self._queue_turn = itertools.count()
 
     # --- schema ---------------------------------------------------------------------------
@@ -131,7 +132,7 @@ class PostgresBackend(Backend):
         return in_transaction(
             self.settings.postgres_schema,
             self._now_param(),
-            lambda now: enqueue_steps(jobs, now, limits, self._channel),
+            lambda now, written: enqueue_steps(jobs, now, limits, self._channel, written),
         )
 
     # --- the run of a job -----------------------------------------------------------------
@@ -153,9 +154,18 @@ class PostgresBackend(Backend):
             order = [*queues[start:], *queues[:start]]
 
         def body(cur: Cursor) -> list[tuple[Any, ...]]:
+            if order is None or len(order) == 1:
+                # Both statements in one pipeline: one round trip, one implicit transaction.
+                conn = cur.connection
+                with conn.pipeline():
+                    conn.execute(Q["promote_due"], {"now": params["now"]})
+                    if order is None:
+                        claimed = conn.execute(Q["claim_any"], {**params, "limit": limit})
+                    else:
+                        query_params = {**params, "queue": order[0], "limit": limit}
+                        claimed = conn.execute(Q["claim_queue"], query_params)
+                return claimed.fetchall()
             cur.execute(Q["promote_due"], {"now": params["now"]})
-            if order is None:
-                return cur.execute(Q["claim_any"], {**params, "limit": limit}).fetchall()
             rows: list[tuple[Any, ...]] = []
             for queue in order:
                 remaining = limit - len(rows)
@@ -166,10 +176,9 @@ class PostgresBackend(Backend):
                 ).fetchall()
             return rows
 
-        # Promotion stands on its own (it is promote_due()), so with one claim statement to
-        # follow, both autocommit: two round trips instead of four, and when nothing was due
-        # the promotion wrote nothing and commits without waiting for a WAL flush. Several
-        # queues need one transaction, so a failure cannot strand the runs already claimed.
+        # With one claim statement, promotion and claim travel in one pipeline (their implicit
+        # transaction needs no BEGIN/COMMIT round trips). Several queues need an explicit
+        # transaction, so a failure cannot strand the runs already claimed.
         rows = self._db.run(body, transaction=order is not None and len(order) > 1)
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
         return [claimed_from_row(row) for row in rows]

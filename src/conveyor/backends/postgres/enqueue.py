@@ -54,22 +54,28 @@ def enqueue_steps(
     now: float | None,
     queue_limits: Mapping[str, int],
     channel: str,
+    written: list[int] | None = None,
 ) -> Steps[list[EnqueueResult]]:
     """The body of enqueue_many; results in the order of ``jobs``. The jobs' queues are
-    notified on ``channel`` (one NOTIFY per queue, delivered at commit)."""
+    notified on ``channel`` (one NOTIFY per queue, delivered at commit).
+
+    ``written`` collects the ids of the rows inserted as soon as they are: should this raise
+    after writing (QueueFull ...) inside a transaction it does not own, the caller deletes
+    them, so that nothing of the batch can be committed."""
+    written = [] if written is None else written
     if any(job.idempotency_key is not None for job in jobs):
-        results = yield from _enqueue_keyed(jobs, now, channel)
+        results = yield from _enqueue_keyed(jobs, now, channel, written)
     elif len(jobs) >= STAGE_FROM:
-        results = yield from _copy_jobs(jobs, now, channel)
+        results = yield from _copy_jobs(jobs, now, channel, written)
     else:
-        rows = yield from _insert(jobs, now, channel, keyed=False)
+        rows = yield from _insert(jobs, now, channel, written, keyed=False)
         results = [EnqueueResult(int(job_id), _STATES[state], True) for job_id, state, _ in rows]
     yield from _check_queue_limits(jobs, results, queue_limits)
     return results
 
 
 def _enqueue_keyed(
-    jobs: Sequence[NewJob], now: float | None, channel: str
+    jobs: Sequence[NewJob], now: float | None, channel: str, written: list[int]
 ) -> Steps[list[EnqueueResult]]:
     results: list[EnqueueResult | None] = [None] * len(jobs)
 
@@ -89,7 +95,7 @@ def _enqueue_keyed(
         else:
             pending.append(index)
 
-    rows = yield from _insert([jobs[i] for i in pending], now, channel, keyed=True)
+    rows = yield from _insert([jobs[i] for i in pending], now, channel, written, keyed=True)
     # Rows come in the order given; jobs whose key a live job already held were skipped, and
     # only keyed jobs can be skipped.
     skipped: list[int] = []
@@ -148,7 +154,7 @@ def _holders(keys: set[str]) -> Steps[dict[str, tuple[int, JobState]]]:
 
 
 def _insert(
-    jobs: Sequence[NewJob], now: float | None, channel: str, *, keyed: bool
+    jobs: Sequence[NewJob], now: float | None, channel: str, written: list[int], *, keyed: bool
 ) -> Steps[list[Any]]:
     """Insert ``jobs``; (id, state, key) of the rows made, in the order given."""
     if not jobs:
@@ -157,19 +163,21 @@ def _insert(
     params: dict[str, Any] = {"now": now, "channel": channel}
     if len(jobs) < STAGE_FROM:
         query = Q["insert_jobs"] + conflicts + "\n" + Q["new_jobs_notify"]
-        return (yield Statement(query, {**params, **_columns(jobs)}))
-    yield Statement(Q["create_enqueue_stage"], prepare=False)
-    yield CopyIn(Q["copy_enqueue_stage"], _stage_payload(jobs))
-    # Not prepared: the staging table is a new relation every time.
-    query = Q["insert_jobs_staged"] + conflicts + "\n" + Q["new_jobs_notify"]
-    rows = yield Statement(query, params, prepare=False)
-    # Dropped at once rather than at commit: a caller's transaction may enqueue again.
-    yield Statement(Q["drop_enqueue_stage"], prepare=False)
+        rows = yield Statement(query, {**params, **_columns(jobs)})
+    else:
+        yield Statement(Q["create_enqueue_stage"], prepare=False)
+        yield CopyIn(Q["copy_enqueue_stage"], _stage_payload(jobs))
+        # Not prepared: the staging table is a new relation every time.
+        query = Q["insert_jobs_staged"] + conflicts + "\n" + Q["new_jobs_notify"]
+        rows = yield Statement(query, params, prepare=False)
+        # Dropped at once rather than at commit: a caller's transaction may enqueue again.
+        yield Statement(Q["drop_enqueue_stage"], prepare=False)
+    written.extend(int(row[0]) for row in rows)
     return rows
 
 
 def _copy_jobs(
-    jobs: Sequence[NewJob], now: float | None, channel: str
+    jobs: Sequence[NewJob], now: float | None, channel: str, written: list[int]
 ) -> Steps[list[EnqueueResult]]:
     """The bulk path: ids reserved first, rows COPYed straight into the jobs table."""
     queues = sorted({job.queue for job in jobs})
@@ -184,6 +192,7 @@ def _copy_jobs(
     ids = sorted(ids)
     states: list[JobState] = []
     yield CopyIn(Q["copy_jobs"], _jobs_payload(jobs, ids, clock, states))
+    written.extend(ids)
     return [EnqueueResult(job_id, state, True) for job_id, state in zip(ids, states, strict=True)]
 
 

@@ -1,10 +1,12 @@
 """Wake-ups across processes: a LISTEN session in a background thread.
 
 Every transaction that makes work ready sends one NOTIFY per queue (see ``notify_queues``);
-this thread counts them. ``marker`` is then a plain integer read: the worker polls it every few
-milliseconds without a single query. When the session drops, the thread reconnects with capped,
-jittered backoff and bumps the marker once it listens again, because notifications sent while
-it was away are lost and waiters must look for themselves.
+this thread counts them, and hands the queue names to ``on_notify`` (the backend's in-process
+wake-ups, which wake an idle worker at once instead of at its next poll). ``marker`` is a plain
+integer read: the worker polls it every few milliseconds without a single query. When the
+session drops, the thread reconnects with capped, jittered backoff and bumps the marker (and
+calls ``on_notify`` with no queue: "look everywhere") once it listens again, because
+notifications sent while it was away are lost and waiters must look for themselves.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import random
 import selectors
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import psycopg
 
@@ -28,9 +30,15 @@ _MAX_DELAY = 5.0
 
 
 class Listener:
-    def __init__(self, connect: Callable[[], Connection], channel: str) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Connection],
+        channel: str,
+        on_notify: Callable[[Sequence[str]], None] | None = None,
+    ) -> None:
         self._connect = connect
         self._channel = channel
+        self._on_notify = on_notify
         self._marker = 0
         self._marker_lock = threading.Lock()
         self._lock = threading.Lock()
@@ -97,6 +105,7 @@ class Listener:
                     failures = 0
                     # Anything sent while we were not listening is lost: make waiters look.
                     self._bump()
+                    self._tell(())
                     self._session = conn
                     self.connected.set()
                     self._pump(conn)
@@ -124,9 +133,17 @@ class Listener:
                     return
                 self._receive(conn)
 
+    def _tell(self, queues: Sequence[str]) -> None:
+        if self._on_notify is not None:
+            try:
+                self._on_notify(queues)
+            except Exception:  # a waiter's problem must not end the listening
+                log.exception("a wake-up callback failed")
+
     def _receive(self, conn: Connection) -> None:
-        received = sum(1 for _ in conn.notifies(timeout=0))
-        if received:
-            self._bump(received)
+        queues = [notify.payload for notify in conn.notifies(timeout=0)]
+        if queues:
+            self._bump(len(queues))
+            self._tell(sorted(set(queues)))
         if conn.closed or conn.broken:
             raise psycopg.OperationalError("the LISTEN session was closed by the server")

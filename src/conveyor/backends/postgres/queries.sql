@@ -69,6 +69,11 @@ SELECT caller.search_path, date_part('epoch', clock_timestamp()),
        set_config('search_path', %(schema)s, true)
 FROM (SELECT current_setting('search_path') AS search_path OFFSET 0) AS caller
 
+-- name: undo_enqueue
+-- A transactional enqueue that failed after writing (QueueFull) takes its rows out again, in
+-- the application's transaction, which it does not own and so cannot roll back.
+DELETE FROM conveyor_jobs WHERE id = ANY(%(ids)b::int8[])
+
 -- name: leave_schema
 -- The application's search_path again, for the rest of its transaction.
 SELECT set_config('search_path', %(search_path)s, true)
@@ -236,8 +241,11 @@ SELECT id, state, idempotency_key FROM new, woken ORDER BY id
 SELECT pg_advisory_xact_lock(hashtext('conveyor queue ' || current_schema()), hashtext(%(queue)s))
 
 -- name: queue_depth
-SELECT count(*) FROM conveyor_jobs
-WHERE queue = %(queue)s AND state IN ('blocked', 'scheduled', 'queued', 'retrying')
+-- Waiting jobs of one queue: the queued ones from the ready index, the others from the small
+-- index of jobs waiting for a time or a dependency.
+SELECT (SELECT count(*) FROM conveyor_jobs WHERE queue = %(queue)s AND state = 'queued')
+     + (SELECT count(*) FROM conveyor_jobs
+        WHERE queue = %(queue)s AND state IN ('blocked', 'scheduled', 'retrying'))
 
 -- name: promote_due
 -- SKIP LOCKED: two workers promoting at once share the rows instead of queueing on row locks.

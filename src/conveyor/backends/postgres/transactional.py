@@ -11,8 +11,8 @@ names as before. Times are the database's clock at the statement (not the transa
 which may be long ago).
 
 A database error inside the enqueue aborts the application's transaction, as any failing
-statement would: it must roll back. A QueueFull (nothing written) leaves it usable, although
-the per-queue advisory lock taken to count the queue is held until the transaction ends.
+statement would: it must roll back. A QueueFull leaves it usable with nothing of the batch in
+it, although the per-queue advisory lock taken to count the queue is held until it ends.
 """
 
 from __future__ import annotations
@@ -92,21 +92,30 @@ def _check(connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], t
 def in_transaction(
     schema: str,
     injected_now: float | None,
-    body: Callable[[float], Steps[list[EnqueueResult]]],
+    body: Callable[[float, list[int]], Steps[list[EnqueueResult]]],
 ) -> Steps[list[EnqueueResult]]:
-    """``body(now)`` inside the application's transaction, pointed at ``schema``; then the
-    jobs that already held a key are read there too (the pool cannot see them yet)."""
+    """``body(now, written)`` inside the application's transaction, pointed at ``schema``;
+    then the jobs that already held a key are read there too (the pool cannot see them yet).
+
+    ``body`` lists in ``written`` the ids of the rows it inserted. When it raises after
+    writing (QueueFull is decided by counting after the insert), those rows are deleted again
+    in the same transaction: whatever the application then does, nothing of the batch can be
+    committed. (No savepoint: each one that writes takes a subtransaction id, and a transaction
+    holding more than 64 of them slows the snapshots of every session on the server.)"""
     rows = yield Statement(Q["enter_schema"], {"schema": schema})
     search_path, clock, _ = rows[0]
     now = float(clock) if injected_now is None else injected_now
+    written: list[int] = []
     try:
-        results = yield from body(now)
+        results = yield from body(now, written)
         results = yield from _existing(results)
         for result in results:
             result.at = now
     except Exception:
         # Only errors raised here (QueueFull ...), not the server's: after those the
         # transaction is aborted and the caller must roll it back anyway.
+        if written:
+            yield Statement(Q["undo_enqueue"], {"ids": written})
         yield Statement(Q["leave_schema"], {"search_path": search_path})
         raise
     yield Statement(Q["leave_schema"], {"search_path": search_path})

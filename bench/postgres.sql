@@ -1,0 +1,18 @@
+-- Queries of the benchmark scripts against PostgreSQL. Templates marked "composed" hold
+-- {identifiers} filled with psycopg.sql.Identifier.
+
+-- name: synchronous_commit
+SELECT current_setting('synchronous_commit')
+
+-- name: drop_schema
+-- composed
+DROP SCHEMA IF EXISTS {schema} CASCADE
+
+-- name: waiting
+-- composed; W4's backlog: jobs not finished yet. Both counts walk small partial indexes, so
+-- the query stays cheap while millions of finished jobs pile up.
+SELECT (SELECT count(*) FROM {schema}.conveyor_jobs WHERE state = 'queued')
+     + (SELECT count(*) FROM {schema}.conveyor_jobs WHERE state = 'running')
+
+-- name: autovacuum
+SELECT current_setting('autovacuum')
