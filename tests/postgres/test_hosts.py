@@ -9,6 +9,7 @@ Needs root (or CAP_NET_ADMIN) for ``ip netns``; skipped, saying why, where that 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import secrets
 import signal
@@ -62,27 +63,46 @@ def _netns_refusal() -> str | None:
     return None
 
 
+def _sweep_orphans() -> None:
+    """Delete the namespaces of test processes that died without cleaning up (with each, its
+    veth pair goes)."""
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
+    for line in listing.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        parts = name.split("-")
+        if len(parts) == 4 and parts[0] == "conveyor" and parts[1].isdigit():
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                with contextlib.suppress(subprocess.CalledProcessError):
+                    _ip("netns", "delete", name)
+            except PermissionError:
+                pass
+
+
 @contextlib.contextmanager
 def hosts(count: int) -> Iterator[list[Host]]:
+    _sweep_orphans()
     tag = secrets.token_hex(2)
     subnet = random.randint(16, 250)
     made: list[Host] = []
     try:
         for n in range(count):
-            name = f"cv{tag}h{n}"
+            name = f"cv{tag}h{n}"  # interface names: 15 bytes at most
             host = Host(
-                namespace=name,
+                # The namespace names its creator, so that a later run can sweep it up.
+                namespace=f"conveyor-{os.getpid()}-{tag}-h{n}",
                 link=f"{name}r",
                 server_address=f"10.213.{subnet}.{4 * n + 1}",
                 address=f"10.213.{subnet}.{4 * n + 2}",
             )
             made.append(host)
-            _ip("netns", "add", name)
+            _ip("netns", "add", host.namespace)
             _ip("link", "add", host.link, "type", "veth", "peer", "name", f"{name}n")
-            _ip("link", "set", f"{name}n", "netns", name)
+            _ip("link", "set", f"{name}n", "netns", host.namespace)
             _ip("addr", "add", f"{host.server_address}/30", "dev", host.link)
             _ip("link", "set", host.link, "up")
-            inside = ["netns", "exec", name, "ip"]
+            inside = ["netns", "exec", host.namespace, "ip"]
             _ip(*inside, "addr", "add", f"{host.address}/30", "dev", f"{name}n")
             _ip(*inside, "link", "set", f"{name}n", "up")
             _ip(*inside, "link", "set", "lo", "up")

@@ -153,6 +153,33 @@ def free_port() -> int:
         return port
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_orphans() -> None:
+    """Stop and delete the clusters of test processes that died without cleaning up."""
+    for folder in Path(tempfile.gettempdir()).glob("conveyor-pg-*"):
+        try:
+            owner = int((folder / "owner").read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours, or still being made
+        if _alive(owner):
+            continue
+        if (folder / "data" / "postmaster.pid").exists():
+            command = [str(PG_BIN / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate"]
+            if os.geteuid() == 0:
+                command = ["runuser", "-u", "postgres", "--", *command]
+            subprocess.run([*command, "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class PrivateCluster:
     """A PostgreSQL 15 server of the test's own: initdb'd in a temporary folder, listening on
     127.0.0.1 on a free port. ``destroy`` stops it (immediately) and deletes everything."""
@@ -164,7 +191,10 @@ class PrivateCluster:
         settings: dict[str, str] | None = None,
         hba: Iterable[str] = (),
     ) -> None:
+        _sweep_orphans()
         self.folder = Path(tempfile.mkdtemp(prefix="conveyor-pg-"))
+        # Whose it is: a test run killed outright leaves its cluster to the next one to sweep.
+        (self.folder / "owner").write_text(str(os.getpid()))
         self.data = self.folder / "data"
         self.log = self.folder / "server.log"
         self.port = free_port()
