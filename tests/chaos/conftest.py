@@ -10,31 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.helpers import Helpers, mount_tmpfs, unmount
-from tests.worker.harness import Workers, World, make_world
-from tests.worker.sample_app import EFFECTS_ENV
 
-WORKERS_KEY = pytest.StashKey[Workers]()
+# The world and its workers are the worker tests' own fixtures, reused as they are.
+from tests.worker.conftest import WORKERS_KEY, workers, world
+
+__all__ = ["WORKERS_KEY", "workers", "world"]
+
 HELPERS_KEY = pytest.StashKey[Helpers]()
-
-
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    w = make_world(tmp_path)
-    monkeypatch.setenv(EFFECTS_ENV, str(w.effects_path))
-    try:
-        yield w
-    finally:
-        w.app.close()
-
-
-@pytest.fixture
-def workers(world: World, request: pytest.FixtureRequest) -> Iterator[Workers]:
-    manager = Workers(world)
-    request.node.stash[WORKERS_KEY] = manager
-    try:
-        yield manager
-    finally:
-        manager.cleanup()
 
 
 @pytest.fixture
