@@ -1,7 +1,5 @@
 """Four worker processes drain 10,000 short jobs each from one SQLite file, while the test
 enqueues: every job runs exactly once, none is stuck, and lock contention never surfaces.
-
-The 10,000-per-process variant of ``tests/worker/test_many_processes.py``.
 """
 
 from __future__ import annotations
