@@ -29,7 +29,7 @@ import pytest
 from conveyor import Conveyor, JobState
 from tests.postgres.factory import admin_query, new_schema
 from tests.postgres.worker_app import EFFECTS_DIR_ENV, Effect, build_app, read_effects
-from tests.worker.harness import REPO_ROOT, WorkerProcess, wait_for
+from tests.worker.harness import WorkerProcess, spawn_logged, wait_for
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -112,23 +112,7 @@ class PgWorkers:
         ]
         for queue in queues:
             argv += ["--queue", queue]
-        full_env = {
-            **os.environ,
-            **self.world.env,
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
-            ),
-            **(env or {}),
-        }
-        with stderr_path.open("wb") as stderr:
-            popen = subprocess.Popen(
-                argv,
-                cwd=REPO_ROOT,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=stderr,
-                stderr=stderr,
-            )
+        popen = spawn_logged(argv, {**self.world.env, **(env or {})}, stderr_path)
         proc = WorkerProcess(name, popen, stderr_path, 0.0)
         self.procs.append(proc)
         if wait_ready:

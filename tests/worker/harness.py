@@ -122,6 +122,20 @@ def make_world(tmp: Path) -> World:
     return World(tmp, db_path, effects_path, app, env)
 
 
+def spawn_logged(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a test process from the repository root, with the repository importable, ``env``
+    over this process's environment, and its stdout and stderr in ``log``."""
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        **env,
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=full_env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+        )
+
+
 @dataclass
 class WorkerProcess:
     name: str
@@ -203,23 +217,7 @@ class Workers:
         ]
         if burst:
             argv.append("--burst")
-        full_env = {
-            **os.environ,
-            **self.world.settings_env,
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
-            ),
-            **(env or {}),
-        }
-        with stderr_path.open("wb") as stderr:
-            popen = subprocess.Popen(
-                argv,
-                cwd=REPO_ROOT,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=stderr,
-                stderr=stderr,
-            )
+        popen = spawn_logged(argv, {**self.world.settings_env, **(env or {})}, stderr_path)
         proc = WorkerProcess(name, popen, stderr_path, time.time())
         self.procs.append(proc)
         if wait_ready:
