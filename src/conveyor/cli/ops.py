@@ -47,6 +47,14 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
     help="Jobs run at once.",
 )
 @option(
+    "--prefetch",
+    type=click.IntRange(min=0),
+    default=None,
+    envvar="CONVEYOR_PREFETCH",
+    help="Jobs claimed ahead of a free slot.  [default: up to --concurrency, while jobs "
+    "take under 20 ms on average; 0 for none]",
+)
+@option(
     "--burst",
     is_flag=True,
     envvar="CONVEYOR_BURST",
@@ -83,6 +91,7 @@ def worker(
     app_spec: str,
     queues: list[str] | None,
     concurrency: int,
+    prefetch: int | None,
     burst: bool,
     grace: float,
     log_level: str,
@@ -102,10 +111,13 @@ def worker(
         argv += ["worker", "--app", app_spec, "--concurrency", str(concurrency), "--grace"]
         argv += [repr(grace), "--log-level", log_level, "--processes", "1"]
         argv += (["--queues", ",".join(queues)] if queues else []) + (["--burst"] if burst else [])
+        argv += ["--prefetch", str(prefetch)] if prefetch is not None else []
         with _stderr_logging(log_level.upper()):
             code = Supervisor(argv, processes).run()
         click.get_current_context().exit(code)
-    runner = app.worker(queues=queues, concurrency=concurrency, burst=burst, grace=grace)
+    runner = app.worker(
+        queues=queues, concurrency=concurrency, prefetch=prefetch, burst=burst, grace=grace
+    )
     with _stderr_logging(log_level.upper()):
         log.info(
             "conveyor worker: app %s (%d tasks) on %s",
