@@ -15,7 +15,7 @@ from conveyor.job import Job, JobError, JobState
 from conveyor.retry import Exponential, Fixed, Linear, RetryBudget
 from conveyor.settings import Settings
 from conveyor.task import JobSpec, NonRetryable, Task
-from conveyor.worker import JobContext, Worker
+from conveyor.worker import JobContext, Pool, Worker
 
 __version__ = "0.1.0"
 
@@ -36,6 +36,7 @@ __all__ = [
     "Linear",
     "NonRetryable",
     "PayloadTooLarge",
+    "Pool",
     "QueueFull",
     "RetryBudget",
     "Settings",

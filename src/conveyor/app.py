@@ -18,6 +18,7 @@ from conveyor.task import JobSpec, Task, default_task_name
 
 if TYPE_CHECKING:
     from conveyor.worker import Worker
+    from conveyor.worker.pools import Concurrency
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -274,8 +275,8 @@ class Conveyor:
     def worker(
         self,
         *,
-        queues: Sequence[str] | None = None,
-        concurrency: int = 10,
+        queues: Sequence[str] | Mapping[str, Concurrency] | None = None,
+        concurrency: Concurrency = 10,
         burst: bool = False,
         **options: Any,
     ) -> Worker:
@@ -285,8 +286,8 @@ class Conveyor:
 
     def run_worker(
         self,
-        queues: Sequence[str] | None = None,
-        concurrency: int = 10,
+        queues: Sequence[str] | Mapping[str, Concurrency] | None = None,
+        concurrency: Concurrency = 10,
         burst: bool = False,
         **options: Any,
     ) -> None:

@@ -26,6 +26,7 @@ from conveyor.worker.threads import DaemonThreadPool
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.task import Task
+    from conveyor.worker.fetcher import Fetcher
 
 
 @dataclass(slots=True)
@@ -34,6 +35,8 @@ class Run:
 
     job: ClaimedJob
     context: JobContext
+    #: The pool's fetcher whose slot the run takes.
+    fetcher: Fetcher
     task: asyncio.Task[Outcome | None] | None = None
     is_async: bool = False
     #: Set when the worker is shutting down and puts the job back.

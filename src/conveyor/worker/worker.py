@@ -8,7 +8,6 @@ completer, the heartbeater and maintenance.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import logging
@@ -18,21 +17,22 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor.backends.base import ClaimedJob, FinishResult, LeaseReport, Outcome, OutcomeKind
-from conveyor.errors import ConfigurationError, ConveyorError
+from conveyor.errors import ConfigurationError
 from conveyor.job import JobState
 from conveyor.worker.completer import Completer
 from conveyor.worker.context import JobContext
 from conveyor.worker.executor import Executor, Run
+from conveyor.worker.fetcher import Fetcher
 from conveyor.worker.heartbeater import Heartbeater
 from conveyor.worker.maintenance import Maintenance
+from conveyor.worker.pools import Concurrency, Pool, build_pools
 from conveyor.worker.processes import refuse_worker_in_task_process
-from conveyor.worker.wakeup import WorkSignal
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -40,10 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("conveyor.worker")
 T = TypeVar("T")
-
-#: Runs shorter than this on average (seconds) make an automatic prefetch worth its wait.
-SHORT_RUN = 0.02
-RUN_TIME_WEIGHT = 0.1
 
 
 @dataclass
@@ -62,26 +58,26 @@ class Worker:
         self,
         app: Conveyor,
         *,
-        queues: Sequence[str] | None = None,
-        concurrency: int = 10,
+        queues: Sequence[str] | Mapping[str, Concurrency] | None = None,
+        concurrency: Concurrency = 10,
         prefetch: int | None = None,
+        pools: Sequence[Pool] | None = None,
         burst: bool = False,
         grace: float = 30.0,
         lease: float | None = None,
         heartbeat: float | None = None,
         batch_size: int | None = None,
+        scale_down_after: float = 30.0,
         install_signal_handlers: bool = True,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
-        if prefetch is not None and (
-            isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0
-        ):
-            raise ConfigurationError(f"prefetch must be an integer >= 0, got {prefetch!r}")
+        """``queues``: names served together with ``concurrency`` (an integer, or a (minimum,
+        maximum) range to scale within), None for every queue, or a mapping of queue name to
+        its own concurrency (one pool per queue). ``pools`` gives the pools explicitly."""
+        self.pools = build_pools(queues, concurrency, prefetch, pools)
         if grace < 0:
             raise ConfigurationError(f"grace must be >= 0, got {grace}")
-        if queues is not None and not queues:
-            raise ConfigurationError("queues must name at least one queue (or be None for all)")
+        if scale_down_after < 0:
+            raise ConfigurationError(f"scale_down_after must be >= 0, got {scale_down_after}")
         refuse_worker_in_task_process()
         settings = app.settings.replace(
             **{
@@ -96,24 +92,19 @@ class Worker:
         )
         self.app = app
         self.settings = settings
-        self.queues = list(queues) if queues is not None else None
-        self.concurrency = concurrency
-        #: Most jobs claimed ahead of a free slot, so a slot that frees up starts its next job
-        #: without waiting for a round trip to the database.
-        self.prefetch = concurrency if prefetch is None else prefetch
-        self._auto_prefetch = prefetch is None
-        #: Moving average of how long runs take (seconds); None until one has finished.
-        self.average_run_time: float | None = None
+        served = [pool.queues for pool in self.pools]
+        #: Every queue this worker serves, or None for all.
+        self.queues = None if None in served else [q for names in served for q in names or ()]
+        #: Most jobs this worker runs at once (the sum of its pools' maximums).
+        self.concurrency = sum(pool.maximum for pool in self.pools)
         self.burst = burst
         self.grace = grace
+        self.scale_down_after = scale_down_after
         self.install_signal_handlers = install_signal_handlers
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.counters = WorkerCounters()
         self.runs: dict[str, Run] = {}
-        #: Slots taken: runs, and threads that outlived their run (timeout, lost lease).
-        self.in_flight = 0
-        #: Claimed jobs waiting for a slot (their leases are held and extended meanwhile).
-        self.buffer: collections.deque[ClaimedJob] = collections.deque()
+        self.fetchers: list[Fetcher] = []
         self._finished_threads: list[tuple[Run, Outcome | None, float]] = []
         self._finished_lock = threading.Lock()
         self._held: set[str] = set()
@@ -125,7 +116,8 @@ class Worker:
         self.stopped = threading.Event()
 
     def __repr__(self) -> str:
-        return f"<Worker {self.id} queues={self.queues or 'all'} concurrency={self.concurrency}>"
+        pools = "; ".join(pool.describe() for pool in self.pools)
+        return f"<Worker {self.id} pools={pools}>"
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -145,9 +137,8 @@ class Worker:
         if not self._stopping:
             log.info("worker %s stopping: no new claims, finishing running jobs", self.id)
         self._stopping = True
-        self._room.set()
-        self._signal.notify()
-        self._stop_event.set()
+        for fetcher in self.fetchers:
+            fetcher.stop()
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
@@ -167,17 +158,27 @@ class Worker:
     async def run_async(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._room = asyncio.Event()
-        self._stop_event = asyncio.Event()
         self._runs_done = asyncio.Event()
         self._db_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-db")
         backend = self.app.backend
-        self._signal = WorkSignal(
-            backend, poll_interval=self.settings.poll_interval, queues=self.queues
-        )
-        backend.add_listener(self._signal.notify)
         self.executor = Executor(self.app, threads=self.concurrency)
         self.completer = Completer(backend, self._db, self._on_written)
+        self.fetchers = [
+            Fetcher(
+                pool,
+                worker_id=self.id,
+                backend=backend,
+                settings=self.settings,
+                db_call=self._db,
+                start=self._start,
+                hold=self._hold_many,
+                release=self._release,
+                completer=self.completer,
+                burst=self.burst,
+                scale_down_after=self.scale_down_after,
+            )
+            for pool in self.pools
+        ]
         self.heartbeater = Heartbeater(
             backend,
             self._held_tokens,
@@ -188,7 +189,7 @@ class Worker:
         self.maintenance = Maintenance(
             backend,
             self._db,
-            self._signal.notify,
+            self._wake_fetchers,
             worker_id=self.id,
             interval=self.settings.sweep_interval,
             retention=self.settings.retention,
@@ -199,19 +200,20 @@ class Worker:
             self.heartbeater.start()
             self.maintenance.start()
             log.info(
-                "worker %s ready: queues=%s concurrency=%d prefetch=%s",
+                "worker %s ready: %s",
                 self.id,
-                ",".join(self.queues) if self.queues else "all",
-                self.concurrency,
-                f"auto (up to {self.prefetch})" if self._auto_prefetch else self.prefetch,
+                "; ".join(
+                    f"queues {pool.describe()}"
+                    + ("" if pool.prefetch is None else f", prefetch {pool.prefetch}")
+                    for pool in self.pools
+                ),
             )
             self.started.set()
             if self._stopping:
                 self._begin_stop()
-            await self._fetch_loop()
+            await asyncio.gather(*(fetcher.run() for fetcher in self.fetchers))
             await self._shutdown()
         finally:
-            backend.remove_listener(self._signal.notify)
             for signum in installed:
                 loop.remove_signal_handler(signum)
             self.heartbeater.stop()
@@ -235,99 +237,31 @@ class Worker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_pool, functools.partial(fn, *args))
 
-    # --- fetching -------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        """Slots taken across every pool (threads that outlived their run included)."""
+        return sum(fetcher.in_flight for fetcher in self.fetchers)
 
-    async def _fetch_loop(self) -> None:
-        backend = self.app.backend
-        backoff = 0.05
-        # Set while a claim came back full only because of the batch size: claim again at
-        # once to fill the room left, instead of waiting for the buffer to run low.
-        filling = False
-        while not self._stopping:
-            prefetch = self._prefetch_now()
-            room = self.concurrency + prefetch - self.in_flight - len(self.buffer)
-            # Claim again once the buffer runs low, rather than for every slot that frees up.
-            if room <= 0 or (len(self.buffer) > prefetch // 2 and not filling):
-                filling = False
-                await self._wait_for_room()
-                continue
-            wanted = min(room, self.settings.batch_size)
-            try:
-                jobs = await self._db(
-                    backend.claim, self.id, self.queues, wanted, self.settings.lease
-                )
-            except ConveyorError as exc:
-                log.warning("claim failed, retrying in %.2fs: %s", backoff, exc)
-                await self._sleep_unless_stopping(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.05
-            filling = len(jobs) == wanted < room
-            self._hold_many(job.lease_token for job in jobs)
-            self.counters.claimed += len(jobs)
-            self.buffer.extend(jobs)
-            if self._stopping:
-                break
-            self._dispatch()
-            if jobs:
-                continue
-            if self.burst:
-                if self.in_flight == 0 and not self.buffer:
-                    if self.completer.idle:
-                        break
-                    # Written outcomes may have made a retry ready at once: look again.
-                    await self.completer.drain()
-                else:
-                    await self._wait_for_room()
-                continue
-            try:
-                next_due = await self._db(backend.next_due)
-            except ConveyorError:
-                next_due = None
-            await self._signal.wait(next_due)
-        self._release_buffer()
+    def _wake_fetchers(self) -> None:
+        for fetcher in self.fetchers:
+            if fetcher._signal is not None:
+                fetcher._signal.notify()
 
-    def _prefetch_now(self) -> int:
-        """How many jobs to hold ahead of free slots now.
-
-        A prefetched job waits for a slot while another worker might be idle, which costs
-        nothing when jobs take milliseconds and a lot when they take minutes. So by default
-        (prefetch=None) a worker prefetches only while its runs are short on average, and
-        never before it has seen one finish.
-        """
-        if not self._auto_prefetch:
-            return self.prefetch
-        average = self.average_run_time
-        return self.prefetch if average is not None and average < SHORT_RUN else 0
-
-    def _observe_run_time(self, seconds: float) -> None:
-        average = self.average_run_time
-        self.average_run_time = (
-            seconds if average is None else average + RUN_TIME_WEIGHT * (seconds - average)
-        )
-
-    async def _wait_for_room(self) -> None:
-        self._room.clear()
-        await self._room.wait()
-
-    async def _sleep_unless_stopping(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop_event.wait(), seconds)
-
-    def _release_buffer(self) -> None:
-        """Put back every claimed job that has not started, for any worker to claim at once."""
-        if self.buffer:
-            log.info("putting back %d prefetched job(s)", len(self.buffer))
+    def _release(self, jobs: list[ClaimedJob]) -> None:
+        """Put back claimed jobs that have not started, for any worker to claim at once."""
+        if jobs:
+            log.info("putting back %d prefetched job(s)", len(jobs))
         self.completer.submit_many(
-            [Outcome(job.id, job.lease_token, OutcomeKind.RELEASED) for job in self.buffer]
+            [Outcome(job.id, job.lease_token, OutcomeKind.RELEASED) for job in jobs]
         )
-        self.buffer.clear()
 
     # --- running --------------------------------------------------------------------------
 
     def _hold_many(self, tokens: Iterable[str]) -> None:
         with self._held_lock:
+            before = len(self._held)
             self._held.update(tokens)
+            self.counters.claimed += len(self._held) - before
 
     def _unhold(self, token: str) -> None:
         with self._held_lock:
@@ -337,23 +271,16 @@ class Worker:
         with self._held_lock:
             return list(self._held)
 
-    def _dispatch(self) -> None:
-        """Start buffered jobs while there are free slots."""
-        buffer = self.buffer
-        while buffer and self.in_flight < self.concurrency and not self._stopping:
-            self._start(buffer.popleft())
-        if len(buffer) <= self._prefetch_now() // 2:
-            self._room.set()
-
-    def _start(self, job: ClaimedJob) -> None:
-        run = Run(job, JobContext(job, self.app.backend, self.id))
+    def _start(self, job: ClaimedJob, fetcher: Fetcher) -> None:
+        """Run a job in a slot ``fetcher`` has just taken for it."""
+        run = Run(job, JobContext(job, self.app.backend, self.id), fetcher=fetcher)
         task = self.executor.task_for(run)
         if isinstance(task, Outcome):
+            fetcher.in_flight -= 1
             self.completer.submit(task)
             return
         self.runs[job.lease_token] = run
         self._runs_done.clear()
-        self.in_flight += 1
         if not self.executor.runs_in_thread(task):
             run.task = asyncio.get_running_loop().create_task(self._execute(run, task))
             return
@@ -383,9 +310,12 @@ class Worker:
         with self._finished_lock:
             finished, self._finished_threads = self._finished_threads, []
         outcomes: list[Outcome] = []
+        fetchers: set[Fetcher] = set()
         for run, outcome, elapsed in finished:
-            self._observe_run_time(elapsed)
-            self.in_flight -= 1
+            fetcher = run.fetcher
+            fetcher.observe_run_time(elapsed)
+            fetcher.in_flight -= 1
+            fetchers.add(fetcher)
             if run.deadline is not None:
                 run.deadline.cancel()
             if run.abandoned:
@@ -396,7 +326,8 @@ class Worker:
             else:
                 outcomes.append(outcome)
         self.completer.submit_many(outcomes)
-        self._dispatch()
+        for fetcher in fetchers:
+            fetcher.dispatch()
 
     def _thread_deadline(self, run: Run, task: Task[..., Any]) -> None:
         """A thread run outlived its timeout: record the timeout now; the thread cannot be
@@ -426,7 +357,7 @@ class Worker:
         started = time.monotonic()
         try:
             outcome = await self.executor.execute(run, task)
-            self._observe_run_time(time.monotonic() - started)
+            run.fetcher.observe_run_time(time.monotonic() - started)
         except asyncio.CancelledError:
             outcome = None if run.context.lost else self.executor.released(run)
         except Exception:  # an executor bug must not leak a slot or lose the job
@@ -438,23 +369,22 @@ class Worker:
             if busy is not None and not busy.done():
                 # A child process outlived a cancel: its slot stays taken until it is gone.
                 loop = asyncio.get_running_loop()
-                busy.add_done_callback(functools.partial(self._free_slot_threadsafe, loop))
+                busy.add_done_callback(
+                    functools.partial(self._free_slot_threadsafe, loop, run.fetcher)
+                )
             else:
-                self._free_slot()
+                run.fetcher.slot_freed()
         if outcome is None:
             self._lost(run)
         else:
             self.completer.submit(outcome)
         return outcome
 
-    def _free_slot(self) -> None:
-        self.in_flight -= 1
-        self._dispatch()
-
-    def _free_slot_threadsafe(self, loop: asyncio.AbstractEventLoop, _: object) -> None:
+    @staticmethod
+    def _free_slot_threadsafe(loop: asyncio.AbstractEventLoop, fetcher: Fetcher, _: object) -> None:
         # A thread that outlived a shutdown returns after the loop closed: nothing to free then.
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._free_slot)
+            loop.call_soon_threadsafe(fetcher.slot_freed)
 
     def _on_written(self, outcomes: Sequence[Outcome], results: Sequence[FinishResult]) -> None:
         with self._held_lock:
@@ -488,7 +418,7 @@ class Worker:
     def _on_lease_report(self, report: LeaseReport) -> None:
         for token in report.lost:
             self._unhold(token)
-            if self._drop_buffered(token):
+            if self._drop_buffered(token) is not None:
                 self.counters.lost += 1
                 continue
             run = self.runs.get(token)
@@ -503,9 +433,10 @@ class Worker:
             elif run.task is not None:
                 run.task.cancel()
         for token in report.cancel_requested:
-            job = self._drop_buffered(token)
-            if job is not None:
-                run = Run(job, JobContext(job, self.app.backend, self.id))
+            dropped = self._drop_buffered(token)
+            if dropped is not None:
+                job, fetcher = dropped
+                run = Run(job, JobContext(job, self.app.backend, self.id), fetcher)
                 self.completer.submit(self.executor.cancelled(run))
                 continue
             run = self.runs.get(token)
@@ -516,11 +447,11 @@ class Worker:
             if run.interruptible and run.task is not None:
                 run.task.cancel()
 
-    def _drop_buffered(self, token: str) -> ClaimedJob | None:
-        for job in self.buffer:
-            if job.lease_token == token:
-                self.buffer.remove(job)
-                return job
+    def _drop_buffered(self, token: str) -> tuple[ClaimedJob, Fetcher] | None:
+        for fetcher in self.fetchers:
+            job = fetcher.drop_buffered(token)
+            if job is not None:
+                return job, fetcher
         return None
 
     # --- shutdown -------------------------------------------------------------------------
