@@ -159,7 +159,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._runs_done = asyncio.Event()
-        self._db_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-db")
+        self._db_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="conveyor-db")
         backend = self.app.backend
         self.executor = Executor(self.app, threads=self.concurrency)
         self.completer = Completer(backend, self._db, self._on_written)

@@ -158,6 +158,7 @@ class PostgresBackend(Backend):
                 # Both statements in one pipeline: one round trip, one implicit transaction.
                 conn = cur.connection
                 with conn.pipeline():
+                    conn.execute(Q["claim_plan"])
                     conn.execute(Q["promote_due"], {"now": params["now"]})
                     if order is None:
                         claimed = conn.execute(Q["claim_any"], {**params, "limit": limit})
@@ -165,6 +166,7 @@ class PostgresBackend(Backend):
                         query_params = {**params, "queue": order[0], "limit": limit}
                         claimed = conn.execute(Q["claim_queue"], query_params)
                 return claimed.fetchall()
+            cur.execute(Q["claim_plan"])
             cur.execute(Q["promote_due"], {"now": params["now"]})
             rows: list[tuple[Any, ...]] = []
             for queue in order:
