@@ -2,7 +2,7 @@
 shuts down without losing any of them.
 
 It owns small services with one life cycle each: the fetch loop (here), the executor, the
-completer, the heartbeater and maintenance.
+completer, the heartbeater, the registry (its row in the database) and maintenance.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from conveyor.worker.heartbeater import Heartbeater
 from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.pools import Concurrency, Pool, build_pools
 from conveyor.worker.processes import refuse_worker_in_task_process
+from conveyor.worker.registry import Registry
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -186,6 +187,15 @@ class Worker:
             interval=self.settings.heartbeat,
             lease=self.settings.lease,
         )
+        self.registry = Registry(
+            backend,
+            worker_id=self.id,
+            queues=self.queues,
+            concurrency=self.concurrency,
+            interval=self.settings.heartbeat,
+            is_stopping=lambda: self._stopping,
+            on_stop_requested=self.stop,
+        )
         self.maintenance = Maintenance(
             backend,
             self._db,
@@ -198,6 +208,7 @@ class Worker:
         try:
             self.completer.start()
             self.heartbeater.start()
+            self.registry.start()
             self.maintenance.start()
             log.info(
                 "worker %s ready: %s",
@@ -217,6 +228,9 @@ class Worker:
             for signum in installed:
                 loop.remove_signal_handler(signum)
             self.heartbeater.stop()
+            # Left without deregistering only on a failure: maintenance releases whatever
+            # this worker still held once it counts as dead.
+            self.registry.stop(deregister=False)
             self.executor.shutdown()
             self._db_pool.shutdown(wait=True)
             self.stopped.set()
@@ -483,10 +497,12 @@ class Worker:
             if tasks:
                 await asyncio.wait(tasks, timeout=5)
         await self.maintenance.stop()
-        if not await self.completer.stop(timeout=max(self.settings.lock_timeout, 5.0)):
+        if await self.completer.stop(timeout=max(self.settings.lock_timeout, 5.0)):
+            await self._db(self.registry.stop)
+        else:
             log.error(
                 "could not write %d outcome(s) before exiting; those jobs will run again "
-                "after their lease expires",
+                "once this worker counts as dead or their lease expires",
                 self.completer.pending,
             )
 
