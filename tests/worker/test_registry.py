@@ -10,7 +10,8 @@ from collections import Counter
 
 import pytest
 
-from conveyor import JobState, WorkerHealth, WorkerState
+from conveyor import JobState, WorkerHealth, WorkerNotFound, WorkerState
+from conveyor.errors import ConfigurationError
 from tests.worker.harness import Workers, World, wait_for
 from tests.worker.test_crash import worker_tag
 
@@ -45,6 +46,17 @@ def test_a_worker_registers_beats_and_leaves_on_a_stop_asked_through_the_databas
         worker.stop()
         thread.join(30)
     assert app.workers() == [], "a clean exit deregisters"
+
+
+def test_stop_workers_takes_named_workers_or_every_one(world: World) -> None:
+    app = world.app
+    with pytest.raises(ConfigurationError, match="name the workers"):
+        app.stop_workers()
+    with pytest.raises(ConfigurationError, match="not both"):
+        app.stop_workers(["a"], every=True)
+    with pytest.raises(WorkerNotFound, match="'ghost'"):
+        app.stop_workers("ghost")
+    assert app.stop_workers(every=True) == []
 
 
 @pytest.mark.slow
