@@ -9,9 +9,9 @@ correctness: every duty is idempotent and fenced, so a holder that lost the leas
 noticing yet and sweeps once more does no harm.
 
 Taking or renewing the lease is a write on every sweep, whoever wins it: it also tells when this
-worker last reached the database. After a break (an outage, a lock held by another process, a
-stalled event loop) other workers could not beat either, so their silence counts only from the
-end of the break.
+worker last reached the database. After a break in its own sweeps (an outage, a lock held by
+another process, a stalled event loop) it cannot tell whether the other workers could beat
+meanwhile, so their silence counts only from the end of the break.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ LEADERSHIP = "maintenance"
 LEASE_SWEEPS = 3
 #: ... and never less than this many seconds, so a slow sweep does not hand it around.
 MIN_LEADER_TTL = 5.0
-
-
 #: A gap between two writes of the sweep longer than this many intervals (plus a second) is a
 #: break in reaching the database.
 BREAK_INTERVALS = 2

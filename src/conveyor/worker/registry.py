@@ -64,7 +64,6 @@ class Registry:
         self._stopped = False
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="conveyor-registry", daemon=True)
-        self.beats = 0
 
     @property
     def _id(self) -> str:
@@ -112,7 +111,6 @@ class Registry:
                 # and its running jobs handed to others.
                 log.exception("worker beat failed unexpectedly, will retry")
                 continue
-            self.beats += 1
             if stop and not self._stop_requested:
                 self._stop_requested = True
                 log.info("worker %s: a stop was requested through the database", self._id)
