@@ -254,18 +254,25 @@ class PostgresBackend(Backend):
         exclude_worker: str | None = None,
         reachable_since: float | None = None,
         forget_after: float = FORGET_DEAD_WORKERS_AFTER,
+        known_dead: Sequence[str] = (),
     ) -> ReapReport:
         now = self._now_param()
         since = None if reachable_since is None else float(reachable_since)
 
         def body(cur: Cursor) -> tuple[list[str], list[tuple[Any, ...]]]:
-            params = {"now": now, "exclude": exclude_worker, "since": since}
+            params = {
+                "now": now,
+                "exclude": exclude_worker,
+                "since": since,
+                "known_dead": list(known_dead),
+            }
             marked = cur.execute(Q["mark_dead_workers"], params)
             workers = [str(r[0]) for r in marked.fetchall()]
             rows: list[tuple[Any, ...]] = []
             if workers:
                 rescue = {"now": now, "workers": workers}
                 rows = cur.execute(Q["rescue_dead_workers"], rescue).fetchall()
+                cur.execute(Q["release_dead_leaderships"], {"workers": workers})
                 self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
             cur.execute(Q["forget_dead_workers"], {"now": now, "forget_after": float(forget_after)})
             return workers, rows
@@ -303,6 +310,7 @@ class PostgresBackend(Backend):
             "id": worker.id,
             "host": worker.host,
             "pid": worker.pid,
+            "machine": worker.machine,
             "queues": None if worker.queues is None else list(worker.queues),
             "concurrency": worker.concurrency,
             "beat_interval": float(worker.beat_interval),
