@@ -12,29 +12,36 @@ if TYPE_CHECKING:
     from conveyor.settings import Settings
 
 
+def engine_of(url: str) -> str:
+    """"sqlite" or "postgres": the engine ``url`` names, told from its form alone (no
+    connection, no driver import)."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        return "sqlite"
+    if scheme in ("postgresql", "postgres") or (scheme == "" and "=" in url):
+        return "postgres"
+    raise ConfigurationError(
+        f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or "
+        "postgresql://user@host/db"
+    )
+
+
 def open_backend(
     settings: Settings, clock: Callable[[], float] | None = None, *, check_schema: bool = True
 ) -> Backend:
     """Open the store ``settings.url`` names. On open, a backend migrates the schema
     (``settings.auto_migrate``) or refuses an outdated one; ``check_schema=False`` skips both,
     for the commands that inspect or upgrade the schema themselves."""
-    url = settings.url
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme == "sqlite":
+    if engine_of(settings.url) == "sqlite":
         from conveyor.backends.sqlite import SQLiteBackend
 
         return SQLiteBackend(settings, clock=clock, check_schema=check_schema)
-    if scheme in ("postgresql", "postgres") or (scheme == "" and "=" in url):
-        try:
-            from conveyor.backends.postgres import PostgresBackend
-        except ImportError as exc:
-            raise ConfigurationError(
-                "the PostgreSQL engine needs extra packages: "
-                f"pip install 'conveyor-jobs[postgres]' ({exc})"
-            ) from None
-        backend: Backend = PostgresBackend(settings, clock=clock, check_schema=check_schema)
-        return backend
-    raise ConfigurationError(
-        f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or "
-        "postgresql://user@host/db"
-    )
+    try:
+        from conveyor.backends.postgres import PostgresBackend
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the PostgreSQL engine needs extra packages: "
+            f"pip install 'conveyor-jobs[postgres]' ({exc})"
+        ) from None
+    backend: Backend = PostgresBackend(settings, clock=clock, check_schema=check_schema)
+    return backend
