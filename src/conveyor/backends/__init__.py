@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def engine_of(url: str) -> str:
-    """"sqlite" or "postgres": the engine ``url`` names, told from its form alone (no
+    """The engine ``url`` names, "sqlite" or "postgres", told from its form alone (no
     connection, no driver import)."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
