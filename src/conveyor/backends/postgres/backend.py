@@ -41,16 +41,6 @@ from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
 from conveyor.settings import Settings
 
-#: TCP keepalives on the LISTEN session: it is idle for long stretches, and a silently dropped
-#: connection (a NAT timeout, a cable pulled) must be noticed within a minute, not hours.
-_LISTENER_KEEPALIVES = {
-    "keepalives": 1,
-    "keepalives_idle": 20,
-    "keepalives_interval": 5,
-    "keepalives_count": 4,
-}
-
-
 #: Seconds the first change_marker() call waits for the LISTEN session (connecting is a few ms;
 #: with the server down it gives up and the listener keeps trying in the background).
 _FIRST_LISTEN_WAIT = 2.0
@@ -392,7 +382,9 @@ class PostgresBackend(Backend):
     def _connect_listener(self) -> Connection:
         # "conveyor-listener", or "<the URL's application_name>-listener" (63 bytes at most).
         name = f"{self._db.application_name[:54]}-listener"
-        return self._db.connect(application_name=name, **_LISTENER_KEEPALIVES)
+        # Idle for long stretches: its TCP keepalives (connection.TCP_DEFAULTS) notice a
+        # silently dropped session.
+        return self._db.connect(application_name=name)
 
     # --- plumbing -------------------------------------------------------------------------
 
