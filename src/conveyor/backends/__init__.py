@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigurationError
 
@@ -27,11 +27,16 @@ def engine_of(url: str) -> str:
 
 
 def open_backend(
-    settings: Settings, clock: Callable[[], float] | None = None, *, check_schema: bool = True
+    settings: Settings,
+    clock: Callable[[], float] | None = None,
+    *,
+    check_schema: bool = True,
+    pool: Any = None,
 ) -> Backend:
     """Open the store ``settings.url`` names. On open, a backend migrates the schema
     (``settings.auto_migrate``) or refuses an outdated one; ``check_schema=False`` skips both,
-    for the commands that inspect or upgrade the schema themselves."""
+    for the commands that inspect or upgrade the schema themselves. ``pool``: the application's
+    own psycopg ConnectionPool, whose connection string ``settings.url`` is."""
     if engine_of(settings.url) == "sqlite":
         from conveyor.backends.sqlite import SQLiteBackend
 
@@ -43,5 +48,5 @@ def open_backend(
             "the PostgreSQL engine needs extra packages: "
             f"pip install 'conveyor-jobs[postgres]' ({exc})"
         ) from None
-    backend: Backend = PostgresBackend(settings, clock=clock, check_schema=check_schema)
+    backend: Backend = PostgresBackend(settings, clock=clock, check_schema=check_schema, pool=pool)
     return backend

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
 from conveyor.backends.base import (
     Backend,
@@ -54,10 +55,13 @@ class PostgresBackend(Backend):
         *,
         auto_migrate: bool | None = None,
         check_schema: bool = True,
+        pool: ConnectionPool[Any] | None = None,
     ) -> None:
+        """``pool``: a psycopg ConnectionPool of the application's own to run on (see lent.py);
+        ``settings.url`` must then be how it connects (``lent.url_of``)."""
         super().__init__()
         self.settings = settings
-        self._db = Database(settings)
+        self._db = Database(settings, pool=pool)
         #: "database "x" on host:port (schema s)": how errors name this store.
         self.target = self._db.target
         self._migrator = Migrator(self._db)

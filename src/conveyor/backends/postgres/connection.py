@@ -32,6 +32,7 @@ from conveyor.backends.postgres.errors import (
     is_connection_lost,
     translate,
 )
+from conveyor.backends.postgres.lent import borrow, give_back
 from conveyor.backends.sql import load_queries
 from conveyor.errors import (
     BackendError,
@@ -105,7 +106,13 @@ def has_news(conn: Connection) -> bool:
 class Database:
     """The pool of one backend, and the way every operation runs on it."""
 
-    def __init__(self, settings: Settings, *, application_name: str = "conveyor") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        application_name: str = "conveyor",
+        pool: ConnectionPool[Any] | None = None,
+    ) -> None:
         self.url = settings.url
         self.schema = settings.postgres_schema
         self.target = describe(settings.url, settings.postgres_schema)
@@ -127,7 +134,10 @@ class Database:
         if "connect_timeout" not in given:
             self._kwargs["connect_timeout"] = max(2, round(self._connect_timeout))
         self._kwargs.update({k: v for k, v in TCP_DEFAULTS.items() if k not in given})
-        self._pool = ConnectionPool(
+        #: The application's own pool (see lent.py), or None for one of ours.
+        self._lent = pool
+        self._closed = False
+        self._pool: ConnectionPool[Any] = pool or ConnectionPool(
             settings.url,
             kwargs=self._kwargs,
             min_size=settings.postgres_pool_min_size,
@@ -172,22 +182,40 @@ class Database:
         return conn
 
     def open(self) -> None:
-        """Start the pool; its connections are made in the background."""
-        self._pool.open(wait=False)
+        """Start our pool; its connections are made in the background. A lent pool is the
+        application's to open and close."""
+        if self._lent is None:
+            self._pool.open(wait=False)
 
     def close(self) -> None:
-        self._pool.close(timeout=5.0)
+        self._closed = True
+        if self._lent is None:
+            self._pool.close(timeout=5.0)
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
+        if self._closed:
+            raise BackendError(f"{self.target}: this backend was closed")
         try:
             conn = self._checkout()
         except PoolTimeout as exc:
             raise self._diagnose(exc) from None
         except PoolClosed:
-            raise BackendError(f"{self.target}: this backend was closed") from None
+            if self._lent is None:
+                raise BackendError(f"{self.target}: this backend was closed") from None
+            raise BackendError(
+                f"{self.target}: the connection pool given to Conveyor is not open: open it "
+                "(pool.open(), or with pool:) before use, and close it after the app"
+            ) from None
         try:
-            yield conn
+            if self._lent is None:
+                yield conn
+                return
+            loan = borrow(conn, self.schema, self._lock_timeout_ms)
+            try:
+                yield conn
+            finally:
+                give_back(conn, loan)
         finally:
             self._pool.putconn(conn)
 
@@ -204,7 +232,8 @@ class Database:
             self._pool.putconn(conn)
         log.warning("a pooled connection to %s was dead; replacing them all", self.target)
         self._replace_all()
-        return self._pool.getconn()
+        fresh: Connection = self._pool.getconn()
+        return fresh
 
     def _replace_all(self) -> None:
         """One connection died: the server restarted or ended sessions, or the network
