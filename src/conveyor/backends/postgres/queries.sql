@@ -22,6 +22,16 @@
 SELECT set_config('search_path', %(schema)s, false),
        set_config('lock_timeout', %(lock_timeout)s, false)
 
+-- name: borrow_session
+-- A connection of the application's own pool, lent for one operation (lent.py): point the
+-- session at Conveyor's schema and lock_timeout, returning the application's values, which
+-- configure_session puts back afterwards.
+SELECT caller.search_path, caller.lock_timeout,
+       set_config('search_path', %(schema)s, false),
+       set_config('lock_timeout', %(lock_timeout)s, false)
+FROM (SELECT current_setting('search_path') AS search_path,
+             current_setting('lock_timeout') AS lock_timeout OFFSET 0) AS caller
+
 -- name: server_now
 SELECT date_part('epoch', clock_timestamp())
 
