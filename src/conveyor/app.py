@@ -14,7 +14,7 @@ from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.job import Job, JobState
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
-from conveyor.task import JobSpec, Task, default_task_name
+from conveyor.task import JobSpec, Task, build_jobs, default_task_name
 
 if TYPE_CHECKING:
     from conveyor.worker import Worker
@@ -142,7 +142,7 @@ class Conveyor:
         they exist if and only if it commits.
         """
         specs = list(specs)
-        new_jobs = [spec.to_new_job() for spec in specs]
+        new_jobs = build_jobs(specs)
         if connection is not None:
             results = self.backend.enqueue_many_in(connection, new_jobs)
             return self._snapshots(new_jobs, results, specs)
@@ -153,7 +153,7 @@ class Conveyor:
     ) -> list[Job]:
         """``enqueue_many`` from async code; ``connection`` is a psycopg ``AsyncConnection``."""
         specs = list(specs)
-        new_jobs = [spec.to_new_job() for spec in specs]
+        new_jobs = build_jobs(specs)
         if connection is not None:
             # Opening the backend (connect, migrate) blocks: not on the event loop.
             backend = self._backend
@@ -184,41 +184,41 @@ class Conveyor:
         # the very transaction the caller holds open.
         now = results[0].at if results[0].at is not None else self.backend.now()
         if specs is None:
-            arguments = [(json.loads(j.args_json), json.loads(j.kwargs_json)) for j in new_jobs]
+            arguments: Iterable[tuple[Sequence[Any], Mapping[str, Any]]] = (
+                (json.loads(j.args_json), json.loads(j.kwargs_json)) for j in new_jobs
+            )
         else:
             # The arguments were just proven to be plain JSON: no need to decode them again.
-            arguments = [(list(spec.args), dict(spec.kwargs)) for spec in specs]
-        return [
-            self._snapshot(job, result, now, args, kwargs)
-            for job, result, (args, kwargs) in zip(new_jobs, results, arguments, strict=True)
-        ]
-
-    def _snapshot(
-        self,
-        new: NewJob,
-        result: EnqueueResult,
-        now: float,
-        args: list[Any],
-        kwargs: dict[str, Any],
-    ) -> Job:
-        if not result.created:
-            return result.existing or self.backend.get(result.job_id)
-        # Built from what was written rather than read back: enqueue stays one round trip.
-        return Job(
-            id=result.job_id,
-            task=new.task,
-            queue=new.queue,
-            state=result.state,
-            args=args,
-            kwargs=kwargs,
-            priority=new.priority,
-            run_at=new.run_at if new.run_at is not None else now + new.delay,
-            attempts=0,
-            max_attempts=new.max_attempts,
-            created_at=now,
-            idempotency_key=new.idempotency_key,
-            timeout=new.timeout,
-        )
+            arguments = ((spec.args, spec.kwargs) for spec in specs)
+        jobs: list[Job] = []
+        for new, result, (args, kwargs) in zip(new_jobs, results, arguments, strict=True):
+            if not result.created:
+                jobs.append(result.existing or self.backend.get(result.job_id))
+                continue
+            # Built from what was written rather than read back: enqueue stays one round trip.
+            # Positional, in the field order of Job: half the cost of keywords, once per job.
+            jobs.append(
+                Job(
+                    result.job_id,
+                    new.task,
+                    new.queue,
+                    result.state,
+                    list(args),
+                    dict(kwargs),
+                    new.priority,
+                    new.run_at if new.run_at is not None else now + new.delay,
+                    0,
+                    new.max_attempts,
+                    now,
+                    new.idempotency_key,
+                    0,
+                    None,
+                    [],
+                    None,
+                    new.timeout,
+                )
+            )
+        return jobs
 
     # --- jobs -----------------------------------------------------------------------------
 
