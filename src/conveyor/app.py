@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from conveyor.backends import open_backend
 from conveyor.backends.base import Backend, EnqueueResult, NewJob
 from conveyor.errors import ConfigurationError, UnknownTask
+from conveyor.gcpause import collector_paused
 from conveyor.job import Job, JobState
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
@@ -142,11 +143,12 @@ class Conveyor:
         they exist if and only if it commits.
         """
         specs = list(specs)
-        new_jobs = build_jobs(specs)
-        if connection is not None:
-            results = self.backend.enqueue_many_in(connection, new_jobs)
-            return self._snapshots(new_jobs, results, specs)
-        return self._write(new_jobs, specs)
+        with collector_paused():
+            new_jobs = build_jobs(specs)
+            if connection is not None:
+                results = self.backend.enqueue_many_in(connection, new_jobs)
+                return self._snapshots(new_jobs, results, specs)
+            return self._write(new_jobs, specs)
 
     async def enqueue_many_async(
         self, specs: Iterable[JobSpec], *, connection: Any = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 from conveyor.errors import InvalidArguments
@@ -83,7 +84,7 @@ def dumps_many(values: Sequence[Any]) -> list[str] | None:
         return None
     if text.count("\\u0000") != len(values) - 1:
         return None
-    if "{" in text and any(_has_non_string_keys(value) for value in values):
+    if "{" in text and _may_have_non_string_keys(values, text):
         return None
     if not text.isascii():
         try:
@@ -91,6 +92,16 @@ def dumps_many(values: Sequence[Any]) -> list[str] | None:
         except UnicodeEncodeError:
             return None
     return text[1:-1].split(_BOUNDARY_TEXT)
+
+
+def _may_have_non_string_keys(values: Sequence[Any], text: str) -> bool:
+    """Whether some dict in ``values`` has a key that is not a string. A JSON text of them that
+    opens no more objects than ``values`` holds dicts has no dict inside them (or a brace in
+    a string, when the walk decides), so only those dicts' own keys need a look."""
+    dicts = [value for value in values if isinstance(value, dict)]
+    if text.count("{") > len(dicts):
+        return any(_has_non_string_keys(value) for value in values)
+    return not all(all(map(isinstance, d, repeat(str))) for d in dicts)
 
 
 def _has_non_string_keys(value: Any) -> bool:

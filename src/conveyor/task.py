@@ -251,7 +251,10 @@ def build_jobs(specs: Sequence[JobSpec]) -> list[NewJob]:
 
 def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
     """The jobs, or None if any of them needs the exact path."""
-    heads: list[_Head] = []
+    jobs: list[NewJob] = []
+    # Jobs with arguments, written with "[]" and "{}" until their JSON is known: with the
+    # payload limit of their task, and whether they have positional and keyword arguments.
+    encoding: list[tuple[NewJob, int, bool, bool]] = []
     values: list[Any] = []
     head: _Head | None = None
     task: Task[..., Any] | None = None
@@ -260,27 +263,32 @@ def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
         if head is None or spec.task is not task or spec.options is not options:
             task, options = spec.task, spec.options
             head = task.head(options)
-        if not spec.task.arguments.binds(spec.args, spec.kwargs):
+            limit = task.app.settings.max_payload_bytes
+            arguments = task.arguments
+        args, kwargs = spec.args, spec.kwargs
+        if not arguments.binds(args, kwargs):
             return None
-        if spec.args:
-            values.append(spec.args)
-        if spec.kwargs:
-            values.append(spec.kwargs)
-        heads.append(head)
+        job = head.job("[]", "{}")
+        jobs.append(job)
+        if args or kwargs:
+            encoding.append((job, limit, bool(args), bool(kwargs)))
+            if args:
+                values.append(args)
+            if kwargs:
+                values.append(kwargs)
+    if not encoding:
+        return jobs
     encoded = payload.dumps_many(values)
     if encoded is None:
         return None
     texts = iter(encoded)
-    jobs: list[NewJob] = []
-    for spec, head in zip(specs, heads, strict=True):
-        if not (spec.args or spec.kwargs):
-            jobs.append(head.job("[]", "{}"))
-            continue
-        args_json = next(texts) if spec.args else "[]"
-        kwargs_json = next(texts) if spec.kwargs else "{}"
-        if _too_large(args_json, kwargs_json, spec.task.app.settings.max_payload_bytes):
+    for job, limit, has_args, has_kwargs in encoding:
+        if has_args:
+            job.args_json = next(texts)
+        if has_kwargs:
+            job.kwargs_json = next(texts)
+        if _too_large(job.args_json, job.kwargs_json, limit):
             return None
-        jobs.append(head.job(args_json, kwargs_json))
     return jobs
 
 
@@ -499,18 +507,19 @@ class ArgumentChecker:
 
     def check(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError (with Python's own message) unless the arguments bind."""
-        shape = (len(args), *kwargs) if kwargs else len(args)
-        if shape in self._binding:
-            return
-        self.signature.bind(*args, **kwargs)
-        if len(self._binding) < self.MAX_SHAPES:
-            self._binding.add(shape)
+        if not self.binds(args, kwargs):
+            self.signature.bind(*args, **kwargs)
 
     def binds(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+        shape = (len(args), *kwargs) if kwargs else len(args)
+        if shape in self._binding:
+            return True
         try:
-            self.check(args, kwargs)
+            self.signature.bind(*args, **kwargs)
         except TypeError:
             return False
+        if len(self._binding) < self.MAX_SHAPES:
+            self._binding.add(shape)
         return True
 
 

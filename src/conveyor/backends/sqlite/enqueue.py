@@ -28,9 +28,9 @@ from conveyor.job import JobState
 
 #: Jobs per INSERT: at most 9 parameters each, far under SQLite's 32,766-parameter limit.
 _CHUNK = 500
-_STATES = {state.value: state for state in JobState}
-#: Readers of the job fields that insert_jobs_head takes, in its column order (state and run_at
-#: are worked out from the clock); created_at follows them.
+_QUEUED, _SCHEDULED = JobState.QUEUED, JobState.SCHEDULED
+#: Readers of the job fields that insert_jobs_head takes after created_at, in its column order
+#: (state and run_at are worked out from the clock).
 _QUEUE = attrgetter("queue")
 _TASK = attrgetter("task")
 _ARGS = attrgetter("args_json")
@@ -38,6 +38,10 @@ _KWARGS = attrgetter("kwargs_json")
 _PRIORITY = attrgetter("priority")
 _MAX_ATTEMPTS = attrgetter("max_attempts")
 _TIMEOUT = attrgetter("timeout")
+_RUN_AT = attrgetter("run_at")
+_DELAY = attrgetter("delay")
+_KEY = attrgetter("idempotency_key")
+_VALUE = attrgetter("value")
 
 
 def insert_jobs(
@@ -46,11 +50,12 @@ def insert_jobs(
     """Write ``jobs`` (due ``now`` unless they say otherwise); results in their order."""
     results: list[EnqueueResult] = []
     plain_from = 0
-    for index, job in enumerate(jobs):
-        if job.idempotency_key is not None:
-            results += _insert_plain(db, jobs[plain_from:index], now)
-            results.append(_insert_keyed(db, job, job.idempotency_key, now))
-            plain_from = index + 1
+    if any(map(_KEY, jobs)):
+        for index, job in enumerate(jobs):
+            if job.idempotency_key is not None:
+                results += _insert_plain(db, jobs[plain_from:index], now)
+                results.append(_insert_keyed(db, job, job.idempotency_key, now))
+                plain_from = index + 1
     results += _insert_plain(db, jobs[plain_from:], now)
     if limits:
         _check_queue_limits(db, jobs, results, limits)
@@ -63,14 +68,13 @@ def _insert_plain(
     results: list[EnqueueResult] = []
     for start in range(0, len(jobs), _CHUNK):
         chunk = jobs[start : start + _CHUNK]
-        run_at = [now + job.delay if job.run_at is None else job.run_at for job in chunk]
-        states = ["scheduled" if due > now else "queued" for due in run_at]
+        run_at, states = _due(chunk, now)
         columns = [
             list(map(_QUEUE, chunk)),
             list(map(_TASK, chunk)),
             list(map(_ARGS, chunk)),
             list(map(_KWARGS, chunk)),
-            states,
+            list(map(_VALUE, states)),
             list(map(_PRIORITY, chunk)),
             run_at,
             list(map(_MAX_ATTEMPTS, chunk)),
@@ -79,8 +83,10 @@ def _insert_plain(
         # Equal values are bound once. Equal means == (1 == 1.0): the column's type affinity
         # stores such values alike.
         uniform = tuple(column.count(column[0]) == len(column) for column in columns)
-        params: list[Any] = [now]
-        params += (column[0] for column, same in zip(columns, uniform, strict=True) if same)
+        params: list[Any] = [
+            column[0] for column, same in zip(columns, uniform, strict=True) if same
+        ]
+        params.append(now)
         varying = [column for column, same in zip(columns, uniform, strict=True) if not same]
         params += (
             chain.from_iterable(zip(*varying, strict=True)) if len(varying) > 1 else chain(*varying)
@@ -88,32 +94,34 @@ def _insert_plain(
         db.execute(_insert_statement(uniform, len(chunk)), params)
         # One statement under the write lock: the rows took consecutive ids, in order.
         first = int(db.execute(Q["last_insert_id"]).fetchone()[0]) - len(chunk) + 1
-        results += map(
-            EnqueueResult,
-            range(first, first + len(chunk)),
-            map(_STATES.__getitem__, states),
-            repeat(True),
-        )
+        results += map(EnqueueResult, range(first, first + len(chunk)), states, repeat(True))
     return results
+
+
+def _due(chunk: Sequence[NewJob], now: float) -> tuple[list[float], list[JobState]]:
+    """When each job is due, and so its state."""
+    run_at = list(map(_RUN_AT, chunk))
+    delays = list(map(_DELAY, chunk))
+    if run_at.count(None) == len(chunk) and delays.count(delays[0]) == len(chunk):
+        # The usual bulk batch: jobs due after the same delay, worked out once.
+        due = now + delays[0]
+        return [due] * len(chunk), [_SCHEDULED if due > now else _QUEUED] * len(chunk)
+    due_at = [now + delay if at is None else at for at, delay in zip(run_at, delays, strict=True)]
+    return due_at, [_SCHEDULED if due > now else _QUEUED for due in due_at]
 
 
 @functools.lru_cache(maxsize=32)
 def _insert_statement(uniform: tuple[bool, ...], rows: int) -> str:
-    """insert_jobs_head with ``rows`` rows of numbered parameters: ?1 is created_at, then one
-    per uniform column; after them, the values of the other columns, row after row."""
-    shared = iter(range(2, 2 + sum(uniform)))
-    fixed = [f"?{next(shared)}" if same else "" for same in uniform]
-    parameter = 1 + sum(uniform)
-    values: list[str] = []
-    for _ in range(rows):
-        row: list[str] = []
-        for placeholder in fixed:
-            if not placeholder:
-                parameter += 1
-                placeholder = f"?{parameter}"
-            row.append(placeholder)
-        values.append(f"({', '.join(row)}, ?1)")
-    return Q["insert_jobs_head"] + "\n" + ",\n".join(values)
+    """insert_jobs_head with ``rows`` rows of placeholders. The uniform columns are the
+    numbered parameters ?1, ?2 ... and created_at the one after them; each row names it first,
+    so that the plain "?" of the other columns (which SQLite numbers on from the largest
+    number seen) take the values that follow, row after row. Numbering every value instead
+    makes the statement take ten times as long to compile."""
+    shared = iter(range(1, 1 + sum(uniform)))
+    row = ", ".join(
+        [f"?{1 + sum(uniform)}"] + [f"?{next(shared)}" if same else "?" for same in uniform]
+    )
+    return Q["insert_jobs_head"] + "\n" + ",\n".join([f"({row})"] * rows)
 
 
 def _insert_keyed(db: sqlite3.Connection, job: NewJob, key: str, now: float) -> EnqueueResult:

@@ -70,12 +70,12 @@ INSERT INTO conveyor_jobs (
 
 -- name: insert_jobs_head
 -- The bulk path: one statement inserts a chunk of jobs, this head followed by one row of
--- numbered parameters per job, joined by commas; the rows name a parameter of their own only
--- for the columns whose values differ within the chunk (see enqueue.py). Binding a flat list of
+-- placeholders per job, joined by commas; the rows take a parameter of their own only for the
+-- columns whose values differ within the chunk (see enqueue.py). Binding a flat list of
 -- parameters in C is the cheapest way into SQLite from Python (a third faster than executemany
 -- or json_each). idempotency_key stays NULL: keyed jobs take insert_job.
 INSERT INTO conveyor_jobs (
-    queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout, created_at
+    created_at, queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout
 ) VALUES
 
 -- name: last_insert_id
