@@ -155,14 +155,16 @@ class Conveyor:
     ) -> list[Job]:
         """``enqueue_many`` from async code; ``connection`` is a psycopg ``AsyncConnection``."""
         specs = list(specs)
-        new_jobs = build_jobs(specs)
+        with collector_paused():
+            new_jobs = build_jobs(specs)
         if connection is not None:
             # Opening the backend (connect, migrate) blocks: not on the event loop.
             backend = self._backend
             if backend is None:
                 backend = await asyncio.to_thread(lambda: self.backend)
             results = await backend.enqueue_many_in_async(connection, new_jobs)
-            return self._snapshots(new_jobs, results, specs)
+            with collector_paused():
+                return self._snapshots(new_jobs, results, specs)
         return await asyncio.to_thread(self._write, new_jobs, specs)
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
@@ -172,7 +174,8 @@ class Conveyor:
         return self._write(list(jobs))
 
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:
-        return self._snapshots(new_jobs, self.backend.enqueue_many(new_jobs), specs)
+        with collector_paused():
+            return self._snapshots(new_jobs, self.backend.enqueue_many(new_jobs), specs)
 
     def _snapshots(
         self,

@@ -1,12 +1,15 @@
-"""Pausing CPython's cyclic garbage collector while a batch builds its records.
+"""Pausing CPython's cyclic garbage collector while a batch of jobs is enqueued.
 
-Enqueueing 10,000 jobs makes about 50,000 container objects (the encoded job, its result, its
-Job snapshot with an argument list and an error list), none of them part of a reference cycle.
-The collector starts a pass every 700 such allocations and, every tenth pass, walks everything
-younger than the last full one: on a 10,000-job batch that cost a quarter of the enqueue time,
-and once in a while a full pass over the whole heap on top. Paused, it does the same work
-in one pass over the batch's objects, when the next allocation after the pause finds the
-threshold passed. Reference counting frees memory as always; only cycles wait.
+Enqueueing 10,000 jobs makes about 50,000 container objects (each job's encoded record, its
+write result, its Job snapshot with an argument list and an error list), none of them part of
+a reference cycle. The collector starts a pass every 700 such allocations, every tenth pass
+walks everything younger than the last full one, and now and then the batch tips it into a
+full pass over the whole heap: together a fifth to a third of a bulk enqueue's time. Paused,
+it makes a single pass over the batch's objects instead, at the first allocation after the
+pause. Reference counting frees memory as always; only cycles wait.
+
+A pause lasts one enqueue call, the write included: at worst ``lock_timeout`` when the
+database keeps the call waiting for a lock.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """enqueue_many on SQLite, inside the backend's write transaction.
 
 - Jobs without idempotency keys go in by multi-row INSERTs of up to ``_CHUNK`` rows. Binding
-  parameters is the larger part of what sqlite3 spends on such an insert (each value converted
-  and copied one by one), so a column holding the same value in every row of a chunk is bound
-  once, as a numbered parameter that every row names, and only the columns that differ are
-  bound row by row. A batch of one task's jobs, whose queue, task and options agree, binds its
-  arguments alone; jobs that take no arguments bind nothing per row.
+  ten parameters per row cost a third of such an insert (each value converted and copied one
+  by one), so a column holding the same value in every row of a chunk is bound once, as a
+  numbered parameter that every row names, and only the columns that differ are bound row by
+  row. A batch of one task's jobs, whose queue, task and options agree, binds its arguments
+  alone; jobs that take no arguments bind nothing per row.
 - A keyed job first looks for a job holding its key, and is inserted on its own if none does.
 - Queue limits are counted after inserting, in the same transaction: a job that an idempotency
   key resolved to an existing one takes no room, and raising rolls the batch back.
+- Results carry the time the rows were written with, so that the app's snapshots of the new
+  jobs match them exactly.
 """
 
 from __future__ import annotations
@@ -94,7 +96,14 @@ def _insert_plain(
         db.execute(_insert_statement(uniform, len(chunk)), params)
         # One statement under the write lock: the rows took consecutive ids, in order.
         first = int(db.execute(Q["last_insert_id"]).fetchone()[0]) - len(chunk) + 1
-        results += map(EnqueueResult, range(first, first + len(chunk)), states, repeat(True))
+        results += map(
+            EnqueueResult,
+            range(first, first + len(chunk)),
+            states,
+            repeat(True),
+            repeat(None),
+            repeat(now),
+        )
     return results
 
 
@@ -128,7 +137,7 @@ def _insert_keyed(db: sqlite3.Connection, job: NewJob, key: str, now: float) -> 
     query = "find_idempotent_any" if job.idempotency_scope == "any" else "find_idempotent_live"
     found = db.execute(Q[query], {"key": key}).fetchone()
     if found is not None:
-        return EnqueueResult(found[0], JobState(found[1]), False)
+        return EnqueueResult(found[0], JobState(found[1]), False, at=now)
     run_at = now + job.delay if job.run_at is None else job.run_at
     state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
     db.execute(
@@ -147,7 +156,8 @@ def _insert_keyed(db: sqlite3.Connection, job: NewJob, key: str, now: float) -> 
             "now": now,
         },
     )
-    return EnqueueResult(int(db.execute(Q["last_insert_id"]).fetchone()[0]), state, True)
+    job_id = int(db.execute(Q["last_insert_id"]).fetchone()[0])
+    return EnqueueResult(job_id, state, True, at=now)
 
 
 def _check_queue_limits(
