@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from conveyor.backends import open_backend
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from conveyor.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
+_ARGUMENTS = attrgetter("args", "kwargs")
 
 
 class Conveyor:
@@ -188,13 +190,12 @@ class Conveyor:
         # A transactional enqueue read the clock already: asking the pool now could wait on
         # the very transaction the caller holds open.
         now = results[0].at if results[0].at is not None else self.backend.now()
+        arguments: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
         if specs is None:
-            arguments: Iterable[tuple[Sequence[Any], Mapping[str, Any]]] = (
-                (json.loads(j.args_json), json.loads(j.kwargs_json)) for j in new_jobs
-            )
+            arguments = [(json.loads(j.args_json), json.loads(j.kwargs_json)) for j in new_jobs]
         else:
             # The arguments were just proven to be plain JSON: no need to decode them again.
-            arguments = ((spec.args, spec.kwargs) for spec in specs)
+            arguments = map(_ARGUMENTS, specs)
         jobs: list[Job] = []
         for new, result, (args, kwargs) in zip(new_jobs, results, arguments, strict=True):
             if not result.created:

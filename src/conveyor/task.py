@@ -265,8 +265,10 @@ def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
             head = task.head(options)
             limit = task.app.settings.max_payload_bytes
             arguments = task.arguments
+            binding = arguments.binding
         args, kwargs = spec.args, spec.kwargs
-        if not arguments.binds(args, kwargs):
+        shape = (len(args), *kwargs) if kwargs else len(args)
+        if shape not in binding and not arguments.binds(args, kwargs):
             return None
         job = head.job("[]", "{}")
         jobs.append(job)
@@ -503,7 +505,8 @@ class ArgumentChecker:
 
     def __init__(self, signature: inspect.Signature) -> None:
         self.signature = signature
-        self._binding: set[int | tuple[Any, ...]] = set()
+        #: The shapes known to bind: ``len(args)``, or ``(len(args), *kwargs)`` with keywords.
+        self.binding: set[int | tuple[Any, ...]] = set()
 
     def check(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError (with Python's own message) unless the arguments bind."""
@@ -512,14 +515,14 @@ class ArgumentChecker:
 
     def binds(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
         shape = (len(args), *kwargs) if kwargs else len(args)
-        if shape in self._binding:
+        if shape in self.binding:
             return True
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError:
             return False
-        if len(self._binding) < self.MAX_SHAPES:
-            self._binding.add(shape)
+        if len(self.binding) < self.MAX_SHAPES:
+            self.binding.add(shape)
         return True
 
 

@@ -43,7 +43,6 @@ _TIMEOUT = attrgetter("timeout")
 _RUN_AT = attrgetter("run_at")
 _DELAY = attrgetter("delay")
 _KEY = attrgetter("idempotency_key")
-_VALUE = attrgetter("value")
 
 
 def insert_jobs(
@@ -76,7 +75,8 @@ def _insert_plain(
             list(map(_TASK, chunk)),
             list(map(_ARGS, chunk)),
             list(map(_KWARGS, chunk)),
-            list(map(_VALUE, states)),
+            # str() of a JobState is its value, through str's own C code.
+            list(map(str, states)),
             list(map(_PRIORITY, chunk)),
             run_at,
             list(map(_MAX_ATTEMPTS, chunk)),
