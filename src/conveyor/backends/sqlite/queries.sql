@@ -82,8 +82,11 @@ INSERT INTO conveyor_jobs (
 SELECT last_insert_rowid()
 
 -- name: queue_depth
-SELECT count(*) FROM conveyor_jobs
-WHERE queue = :queue AND state IN ('blocked', 'scheduled', 'queued', 'retrying')
+-- Waiting jobs of one queue: the queued ones from the ready index, the others from the small
+-- index of jobs waiting for a time or a dependency (each predicate as its index states it).
+SELECT (SELECT count(*) FROM conveyor_jobs WHERE queue = :queue AND state = 'queued')
+     + (SELECT count(*) FROM conveyor_jobs
+        WHERE queue = :queue AND (state = 'blocked' OR state = 'scheduled' OR state = 'retrying'))
 
 -- name: promote_due
 UPDATE conveyor_jobs SET state = 'queued'
