@@ -16,6 +16,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=10_000)
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--prefetch", type=int, default=None)
     args = p.parse_args()
     enqueue_rates: list[float] = []
     drain_rates: list[float] = []
@@ -33,7 +34,7 @@ def main() -> None:
         enqueue_rates.append(args.jobs / (time.perf_counter() - start))
 
         start = time.perf_counter()
-        app.run_worker(concurrency=args.concurrency, burst=True)
+        app.run_worker(concurrency=args.concurrency, prefetch=args.prefetch, burst=True)
         elapsed = time.perf_counter() - start
         done = sum(c.get(JobState.SUCCEEDED, 0) for c in app.stats().values())
         if done != args.jobs:

@@ -10,12 +10,14 @@ from conveyor.errors import (
     PayloadTooLarge,
     QueueFull,
     UnknownTask,
+    WorkerNotFound,
 )
 from conveyor.job import Job, JobError, JobState
 from conveyor.retry import Exponential, Fixed, Linear, RetryBudget
 from conveyor.settings import Settings
 from conveyor.task import JobSpec, NonRetryable, Task
-from conveyor.worker import JobContext, Worker
+from conveyor.worker import JobContext, Pool, Worker
+from conveyor.worker_info import WorkerHealth, WorkerInfo, WorkerState
 
 __version__ = "0.1.0"
 
@@ -36,11 +38,16 @@ __all__ = [
     "Linear",
     "NonRetryable",
     "PayloadTooLarge",
+    "Pool",
     "QueueFull",
     "RetryBudget",
     "Settings",
     "Task",
     "UnknownTask",
     "Worker",
+    "WorkerHealth",
+    "WorkerInfo",
+    "WorkerNotFound",
+    "WorkerState",
     "__version__",
 ]

@@ -17,9 +17,11 @@ from conveyor.job import Job, JobState
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
 from conveyor.task import JobSpec, Task, build_jobs, default_task_name
+from conveyor.worker_info import WorkerInfo
 
 if TYPE_CHECKING:
     from conveyor.worker import Worker
+    from conveyor.worker.pools import Concurrency
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ARGUMENTS = attrgetter("args", "kwargs")
@@ -277,11 +279,25 @@ class Conveyor:
 
     # --- workers --------------------------------------------------------------------------
 
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker registered in this database, oldest first, with its health: alive,
+        late (missed a beat) or dead (dead ones stay listed for an hour)."""
+        return self.backend.list_workers()
+
+    def stop_workers(self, worker_ids: Iterable[str] = (), *, every: bool = False) -> list[str]:
+        """Ask workers, on any host, to stop gracefully (or ``every=True``: all that are not
+        dead). Each learns it on its next heartbeat. All named workers or none
+        (``WorkerNotFound``); returns the ids asked."""
+        ids = [worker_ids] if isinstance(worker_ids, str) else list(worker_ids)
+        if every == bool(ids):
+            raise ConfigurationError("name the workers to stop, or pass every=True (not both)")
+        return self.backend.request_worker_stop(None if every else ids)
+
     def worker(
         self,
         *,
-        queues: Sequence[str] | None = None,
-        concurrency: int = 10,
+        queues: Sequence[str] | Mapping[str, Concurrency] | None = None,
+        concurrency: Concurrency = 10,
         burst: bool = False,
         **options: Any,
     ) -> Worker:
@@ -291,8 +307,8 @@ class Conveyor:
 
     def run_worker(
         self,
-        queues: Sequence[str] | None = None,
-        concurrency: int = 10,
+        queues: Sequence[str] | Mapping[str, Concurrency] | None = None,
+        concurrency: Concurrency = 10,
         burst: bool = False,
         **options: Any,
     ) -> None:

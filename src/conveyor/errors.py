@@ -85,6 +85,15 @@ class IdempotencyConflict(InvalidTransition):
         self.key = key
 
 
+# --- workers ------------------------------------------------------------------------------
+
+
+class WorkerNotFound(ConveyorError, LookupError):
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(f"no worker with id {worker_id!r}")
+        self.worker_id = worker_id
+
+
 # --- storage ------------------------------------------------------------------------------
 
 

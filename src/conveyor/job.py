@@ -9,7 +9,8 @@ Allowed transitions (the only ones any backend performs):
     queued     -> running                           claim: new run, fresh lease token
     running    -> succeeded                         fenced success
     running    -> retrying                          fenced failure with attempts left, or lease
-                                                    expired (rescue), or released at shutdown
+                                                    expired or worker declared dead (rescue),
+                                                    or released at shutdown
     running    -> queued                            released before it started (no attempt charged)
     running    -> dead                              fenced failure, attempts exhausted,
                                                     non-retryable error, or rescue with attempts

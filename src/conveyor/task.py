@@ -88,7 +88,7 @@ class JobOptions:
         if self.delay is not None and self.run_at is not None:
             raise ConfigurationError("give either delay or run_at, not both")
         if self.queue is not None:
-            _check_queue(self.queue)
+            check_queue(self.queue)
         if self.priority is not None:
             resolve_priority(self.priority)
         _to_seconds("delay", self.delay)
@@ -112,7 +112,7 @@ def check_task_name(name: str) -> None:
         raise ConfigurationError(f"task name must be 1-{MAX_TASK_NAME} characters, got {name!r}")
 
 
-def _check_queue(queue: str) -> None:
+def check_queue(queue: str) -> None:
     if not isinstance(queue, str) or not 1 <= len(queue) <= 200 or "\x00" in queue:
         raise ConfigurationError(f"queue name must be 1-200 characters, got {queue!r}")
 
@@ -316,7 +316,7 @@ class Task(Generic[P, R]):
         memory_limit_mb: int | None = None,
     ) -> None:
         check_task_name(name)
-        _check_queue(queue)
+        check_queue(queue)
         _check_max_attempts(max_attempts)
         if timeout is not None and not 0 < timeout < math.inf:
             raise ConfigurationError(f"timeout must be > 0, got {timeout}")

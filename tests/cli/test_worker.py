@@ -130,3 +130,17 @@ def test_debug_shows_the_traceback(invoke: Invoke, write_app: WriteApp, how: lis
 )
 def test_logged_urls_hide_passwords(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_worker_pools_per_queue_and_scaling_concurrency(
+    invoke: Invoke, write_app: WriteApp
+) -> None:
+    module = write_app()
+    app = f"{module}:app"
+    done = invoke("enqueue", f"{module}.add", "--args", "[4, 5]", "--app", app)
+    result = invoke("worker", "--app", app, "--burst", "--queues", "math=1-3,other=2")
+    assert result.exit_code == 0, result.output
+    assert output_json(invoke("jobs", "show", done.stdout.strip(), "--json"))["result"] == 9
+    assert_user_error(invoke("worker", "--app", app, "--queues", "math=x"), "not a number")
+    assert_user_error(invoke("worker", "--app", app, "--queues", "a=1,b"), "has no concurrency")
+    assert_user_error(invoke("worker", "--app", app, "--concurrency", "5-2"), "minimum <= maximum")

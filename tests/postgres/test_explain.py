@@ -126,6 +126,12 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("promote_due", NOW, "conveyor_jobs_due"),
     ("next_due", {}, "conveyor_jobs_due"),
     ("rescue_expired", {**NOW, "exclude": None}, "conveyor_jobs_leases"),
+    # Both indexes hold running jobs only.
+    (
+        "rescue_dead_workers",
+        {**NOW, "workers": ["w1", "w2"]},
+        "conveyor_jobs_leases|conveyor_jobs_lease_token",
+    ),
     # Both indexes hold running jobs only; which one is cheaper depends on the statistics.
     (
         "extend_leases",

@@ -200,6 +200,7 @@ class Workers:
         name: str,
         *,
         concurrency: int = 10,
+        prefetch: int | None = None,
         grace: float = 30.0,
         burst: bool = False,
         env: dict[str, str] | None = None,
@@ -217,6 +218,8 @@ class Workers:
         ]
         if burst:
             argv.append("--burst")
+        if prefetch is not None:
+            argv += ["--prefetch", str(prefetch)]
         popen = spawn_logged(argv, {**self.world.settings_env, **(env or {})}, stderr_path)
         proc = WorkerProcess(name, popen, stderr_path, time.time())
         self.procs.append(proc)

@@ -16,6 +16,7 @@ from tests.worker.sample_app import build_app
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--prefetch", type=int, default=None)
     parser.add_argument("--grace", type=float, default=30.0)
     parser.add_argument("--burst", action="store_true")
     parser.add_argument("--queue", action="append", dest="queues")
@@ -29,6 +30,7 @@ def main() -> None:
         app.worker(
             queues=options.queues,
             concurrency=options.concurrency,
+            prefetch=options.prefetch,
             burst=options.burst,
             grace=options.grace,
         ).run()

@@ -19,12 +19,13 @@ def test_sigterm_finishes_running_jobs_and_claims_nothing_new(
     release = world.tmp / "release"
     hold = world.app.get_task("sample.hold")
     ids = [job.id for job in world.app.enqueue_many([hold.job(str(release)) for _ in range(10)])]
-    a = workers.start("A", concurrency=4, grace=30)
+    a = workers.start("A", concurrency=4, prefetch=4, grace=30)
     wait_for(lambda: len(world.effects("start")) == 4, "4 jobs to start")
+    wait_for(lambda: world.count(JobState.RUNNING) == 8, "4 more jobs to be prefetched")
     running = {e.job_id for e in world.effects("start")}
 
     a.send(signal.SIGTERM)
-    a.wait_log("graceful shutdown")
+    a.wait_log("putting back 4 prefetched job(s)")
     # The running jobs finish only now, after the signal: their freed slots must stay empty.
     release.touch()
     assert a.wait_exit() == 0
@@ -34,10 +35,34 @@ def test_sigterm_finishes_running_jobs_and_claims_nothing_new(
         if job.id in running:
             assert (job.state, job.attempts, job.result) == (JobState.SUCCEEDED, 1, a.pid)
         else:
-            # Not even claimed and put back: the worker was full when the signal came.
-            assert (job.state, job.attempts, job.worker_id) == (JobState.QUEUED, 0, None), job
+            # Prefetched and put back, or never claimed: either way not charged an attempt.
+            assert (job.state, job.attempts) == (JobState.QUEUED, 0), job
     assert {e.job_id for e in world.effects("start")} == running
     assert sorted(e.job_id for e in world.effects("done")) == sorted(running)
+
+
+def test_sigterm_with_20_running_and_200_prefetched(world: World, workers: Workers) -> None:
+    release = world.tmp / "release"
+    hold = world.app.get_task("sample.hold")
+    ids = [job.id for job in world.app.enqueue_many([hold.job(str(release)) for _ in range(300)])]
+    a = workers.start("A", concurrency=20, prefetch=200, grace=30)
+    wait_for(lambda: len(world.effects("start")) == 20, "20 jobs to start")
+    wait_for(lambda: world.count(JobState.RUNNING) == 220, "200 more jobs to be prefetched")
+
+    a.send(signal.SIGTERM)
+    # Prefetched jobs go back at once, while the 20 running ones still hold their slots.
+    wait_for(lambda: world.count(JobState.QUEUED) == 280, "the prefetched jobs to be put back")
+    assert world.count(JobState.RUNNING) == 20
+    assert len(world.effects("start")) == 20
+    release.touch()
+    assert a.wait_exit() == 0
+
+    running = {e.job_id for e in world.effects("start")}
+    assert len(running) == 20
+    assert sorted(e.job_id for e in world.effects("done")) == sorted(running)
+    for job in world.jobs(ids):
+        expected = (JobState.SUCCEEDED, 1) if job.id in running else (JobState.QUEUED, 0)
+        assert (job.state, job.attempts) == expected, job
 
 
 def test_job_outliving_the_grace_period_is_put_back_uncharged(

@@ -22,6 +22,7 @@ from typing import Any
 from conveyor.errors import ConfigurationError
 from conveyor.job import Job, JobError, JobState
 from conveyor.settings import Settings
+from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
 # The records below are built once per job on hot paths: plain slotted dataclasses, because
 # frozen ones cost ten times as much to construct.
@@ -134,6 +135,13 @@ class RescueReport:
 
 
 @dataclass(frozen=True)
+class ReapReport(RescueReport):
+    """Workers declared dead, and what became of the jobs they were running."""
+
+    workers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class SchemaStatus:
     current: int
     latest: int
@@ -143,6 +151,9 @@ class SchemaStatus:
     def ok(self) -> bool:
         return self.current == self.latest and not self.problems
 
+
+#: Dead workers stay listed this long (seconds since their last beat), for operators to see.
+FORGET_DEAD_WORKERS_AFTER = 3600.0
 
 WakeupListener = Callable[[Sequence[str]], None]
 
@@ -233,6 +244,23 @@ class Backend(ABC):
         it; other workers still rescue them if it really is gone."""
 
     @abstractmethod
+    def reap_dead_workers(
+        self,
+        exclude_worker: str | None = None,
+        reachable_since: float | None = None,
+        forget_after: float = FORGET_DEAD_WORKERS_AFTER,
+    ) -> ReapReport:
+        """Declare dead every running or stopping worker that went its ``dead_after`` seconds
+        without a beat, and release the jobs it is running at once, as ``rescue_expired``
+        releases expired runs: a lost run, dead when the attempts are used up, cancelled when a
+        cancel was requested, and the dead worker's tokens void. Workers whose last beat is
+        more than ``forget_after`` seconds old, once declared dead, are forgotten.
+
+        The sweeping worker passes its own id as ``exclude_worker`` (whoever sweeps is alive),
+        and as ``reachable_since`` the time since which it has reached the database without a
+        break: silence before then is not counted, since an outage silences every worker."""
+
+    @abstractmethod
     def promote_due(self) -> int:
         """scheduled/retrying jobs whose run_at has come -> queued."""
 
@@ -243,6 +271,42 @@ class Backend(ABC):
     @abstractmethod
     def prune(self, older_than: float, batch: int = 1000) -> int:
         """Delete up to ``batch`` finished jobs that finished more than ``older_than`` s ago."""
+
+    # --- workers and leadership -----------------------------------------------------------
+
+    @abstractmethod
+    def register_worker(self, worker: WorkerRegistration) -> None:
+        """Record a starting worker as running, beating now. A worker the database had
+        declared dead registers again this way; a stop already requested stays requested."""
+
+    @abstractmethod
+    def beat_worker(self, worker_id: str, state: WorkerState) -> bool | None:
+        """Set a live worker's last beat to now and its state (running or stopping). Returns
+        whether a stop was requested; None when the database knows no live worker of that id
+        (never registered, deregistered, or declared dead): it must register again."""
+
+    @abstractmethod
+    def deregister_worker(self, worker_id: str) -> None:
+        """Forget a worker that exits cleanly and free every leadership it holds."""
+
+    @abstractmethod
+    def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker (dead ones until they are forgotten), oldest first."""
+
+    @abstractmethod
+    def request_worker_stop(self, worker_ids: Sequence[str] | None) -> list[str]:
+        """Ask workers to stop gracefully; they learn it on their next beat. ``None`` asks
+        every worker not declared dead. All the named workers or none (WorkerNotFound).
+        Returns the ids asked."""
+
+    @abstractmethod
+    def acquire_leadership(self, name: str, holder: str, ttl: float) -> bool:
+        """Take the lease ``name`` for ``holder`` until now + ``ttl``, if it is free, lapsed or
+        already ``holder``'s (a renewal); True when ``holder`` holds it now."""
+
+    @abstractmethod
+    def release_leadership(self, name: str, holder: str) -> None:
+        """Give up the lease ``name`` if ``holder`` holds it, so another can take it at once."""
 
     # --- operator actions -----------------------------------------------------------------
 

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 import click
 
 from conveyor.errors import SchemaError
+from conveyor.worker.pools import Concurrency, format_concurrency, format_pool_spec
 from conveyor.worker.supervisor import Supervisor
 
 from .core import Runtime, json_option, option, pass_runtime, redact_url
 from .output import echo_json
-from .params import NameList
+from .params import ConcurrencyRange, QueueSpec
 
 log = logging.getLogger("conveyor.cli")
 
@@ -33,18 +34,27 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 )
 @option(
     "--queues",
-    type=NameList(),
+    type=QueueSpec(),
     envvar="CONVEYOR_QUEUES",
-    metavar="A,B",
-    help="Queues to work on, comma separated.  [default: every queue]",
+    metavar="A,B|A=N,B=MIN-MAX",
+    help="Queues to work on, comma separated, sharing --concurrency; or each with its own "
+    "concurrency (a pool per queue), e.g. emails=10,reports=1-4.  [default: every queue]",
 )
 @option(
     "--concurrency",
-    type=click.IntRange(min=1),
-    default=10,
+    type=ConcurrencyRange(),
+    default="10",
     show_default=True,
     envvar="CONVEYOR_CONCURRENCY",
-    help="Jobs run at once.",
+    help="Jobs run at once; MIN-MAX scales between the two with the queue's depth.",
+)
+@option(
+    "--prefetch",
+    type=click.IntRange(min=0),
+    default=None,
+    envvar="CONVEYOR_PREFETCH",
+    help="Jobs claimed ahead of a free slot.  [default: up to --concurrency, while jobs "
+    "take under 20 ms on average; 0 for none]",
 )
 @option(
     "--burst",
@@ -81,8 +91,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 def worker(
     runtime: Runtime,
     app_spec: str,
-    queues: list[str] | None,
-    concurrency: int,
+    queues: list[str] | dict[str, Concurrency] | None,
+    concurrency: Concurrency,
+    prefetch: int | None,
     burst: bool,
     grace: float,
     log_level: str,
@@ -99,13 +110,17 @@ def worker(
         argv = [sys.executable, "-m", "conveyor.cli"]
         argv += ["--url", runtime.url] if runtime.url_from_command_line and runtime.url else []
         argv += ["--debug"] if runtime.debug else []
-        argv += ["worker", "--app", app_spec, "--concurrency", str(concurrency), "--grace"]
-        argv += [repr(grace), "--log-level", log_level, "--processes", "1"]
-        argv += (["--queues", ",".join(queues)] if queues else []) + (["--burst"] if burst else [])
+        argv += ["worker", "--app", app_spec, "--concurrency", format_concurrency(concurrency)]
+        argv += ["--grace", repr(grace), "--log-level", log_level, "--processes", "1"]
+        argv += ["--queues", format_pool_spec(queues)] if queues else []
+        argv += ["--burst"] if burst else []
+        argv += ["--prefetch", str(prefetch)] if prefetch is not None else []
         with _stderr_logging(log_level.upper()):
             code = Supervisor(argv, processes).run()
         click.get_current_context().exit(code)
-    runner = app.worker(queues=queues, concurrency=concurrency, burst=burst, grace=grace)
+    runner = app.worker(
+        queues=queues, concurrency=concurrency, prefetch=prefetch, burst=burst, grace=grace
+    )
     with _stderr_logging(log_level.upper()):
         log.info(
             "conveyor worker: app %s (%d tasks) on %s",

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from conveyor.job import Job, JobState
+from conveyor.worker_info import WorkerInfo, WorkerState
 
 NOTE_WIDTH = 60
 
@@ -171,3 +172,56 @@ def stats_table(stats: Mapping[str, Mapping[JobState, int]]) -> str:
 def stats_json(stats: Mapping[str, Mapping[JobState, int]]) -> dict[str, dict[str, int]]:
     # Every state is present, zero or not, so scripts can index without guarding.
     return {queue: {s.value: stats[queue].get(s, 0) for s in JobState} for queue in sorted(stats)}
+
+
+# --- workers ------------------------------------------------------------------------------
+
+WORKER_HEADERS = (
+    "ID",
+    "HOST",
+    "PID",
+    "QUEUES",
+    "CONC",
+    "STARTED (UTC)",
+    "LAST BEAT",
+    "HEALTH",
+    "STATE",
+)
+
+
+def ago(seconds: float) -> str:
+    """How long ago, briefly: 0.4s ago, 12s ago, 3m05s ago, 2h10m ago, 3d04h ago."""
+    if seconds < 10:
+        return f"{seconds:.1f}s ago"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s ago"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s ago"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m ago"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h ago"
+
+
+def worker_state(worker: WorkerInfo) -> str:
+    if worker.stop_requested and worker.state is WorkerState.RUNNING:
+        return "stop requested"
+    return worker.state.value
+
+
+def workers_table(workers: Sequence[WorkerInfo]) -> str:
+    rows = [
+        (
+            w.id,
+            w.host,
+            w.pid,
+            "all" if w.queues is None else ",".join(w.queues),
+            w.concurrency,
+            utc(w.started_at),
+            ago(w.last_beat_age),
+            w.health,
+            worker_state(w),
+        )
+        for w in workers
+    ]
+    return table(WORKER_HEADERS, rows, right={"PID", "CONC"})

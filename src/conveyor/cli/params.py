@@ -11,6 +11,7 @@ import click
 from conveyor.errors import ConfigurationError
 from conveyor.job import JobState
 from conveyor.task import PRIORITY_LEVELS, resolve_priority
+from conveyor.worker.pools import parse_concurrency, parse_pool_spec
 
 if TYPE_CHECKING:
     # Click 8.2+ types ParamType as generic; older releases (allowed by our dependency range)
@@ -92,18 +93,35 @@ class Timestamp(ParamType):
         return moment
 
 
-class NameList(ParamType):
-    """Comma-separated names (``a,b``), as a list."""
+class QueueSpec(ParamType):
+    """``a,b`` (queues sharing --concurrency) or ``a=4,b=1-8`` (a pool per queue)."""
 
-    name = "list"
+    name = "queues"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, list):
+        if isinstance(value, (list, dict)):
             return value
-        names = [part.strip() for part in str(value).split(",") if part.strip()]
-        if not names:
-            self.fail(f"{value!r} names nothing: give names separated by commas", param, ctx)
-        return names
+        try:
+            return parse_pool_spec(str(value))
+        except ConfigurationError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class ConcurrencyRange(ParamType):
+    """``4``, or ``2-20`` to scale between 2 and 20 with the queue's depth."""
+
+    name = "concurrency"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "N|MIN-MAX"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (int, tuple)):
+            return value
+        try:
+            return parse_concurrency(str(value))
+        except ConfigurationError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 JOB_STATE = click.Choice([state.value for state in JobState], case_sensitive=False)

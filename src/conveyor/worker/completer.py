@@ -61,6 +61,12 @@ class Completer:
         self._idle.clear()
         self._wake.set()
 
+    def submit_many(self, outcomes: Sequence[Outcome]) -> None:
+        if outcomes:
+            self._buffer.extend(outcomes)
+            self._idle.clear()
+            self._wake.set()
+
     async def _run(self) -> None:
         backoff = 0.05
         while True:

@@ -1,6 +1,18 @@
-"""Maintenance duties: rescue runs whose lease expired, promote jobs whose time has come, and
-prune finished jobs past their retention. Every duty is a single idempotent statement, so
-several workers sweeping the same database at once is safe."""
+"""Maintenance duties: rescue runs whose lease expired, release the runs of workers that stopped
+beating, and prune finished jobs past their retention. (Claims promote scheduled and retrying
+jobs whose time has come themselves.)
+
+One worker at a time runs them: the one holding the ``maintenance`` lease in the database, which
+it renews on every sweep. When it dies the lease lapses and another worker takes it over; when it
+stops cleanly it gives the lease up at once. The lease saves work, it does not guard
+correctness: every duty is idempotent and fenced, so a holder that lost the lease without
+noticing yet and sweeps once more does no harm.
+
+Taking or renewing the lease is a write on every sweep, whoever wins it: it also tells when this
+worker last reached the database. After a break in its own sweeps (an outage, a lock held by
+another process, a stalled event loop) it cannot tell whether the other workers could beat
+meanwhile, so their silence counts only from the end of the break.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +23,26 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from conveyor.backends.base import Backend
+from conveyor.backends.base import Backend, RescueReport
 from conveyor.errors import ConveyorError
 
 log = logging.getLogger("conveyor.worker")
 
 PRUNE_EVERY = 60.0
+#: The name of the maintenance lease.
+LEADERSHIP = "maintenance"
+#: The lease outlives this many sweeps without a renewal ...
+LEASE_SWEEPS = 3
+#: ... and never less than this many seconds, so a slow sweep does not hand it around.
+MIN_LEADER_TTL = 5.0
+#: A gap between two writes of the sweep longer than this many intervals (plus a second) is a
+#: break in reaching the database.
+BREAK_INTERVALS = 2
+
+
+def leader_ttl(interval: float) -> float:
+    """Seconds the maintenance lease lasts when renewed every ``interval`` seconds."""
+    return max(LEASE_SWEEPS * interval, MIN_LEADER_TTL)
 
 
 class Maintenance:
@@ -35,10 +61,17 @@ class Maintenance:
         self._on_rescued = on_rescued
         self._worker_id = worker_id
         self._interval = interval
+        self._ttl = leader_ttl(interval)
+        self._break = BREAK_INTERVALS * interval + 1.0
         self._retention = retention
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
+        self._last_reached: float | None = None
+        #: Database time since which every sweep reached the database.
+        self.reachable_since: float | None = None
+        #: Whether this worker held the maintenance lease at its last attempt.
+        self.leading = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="maintenance")
@@ -47,15 +80,52 @@ class Maintenance:
         self._stop.set()
         if self._task is not None:
             await self._task
+        if self.leading:
+            self.leading = False
+            try:
+                await self._db_call(self._backend.release_leadership, LEADERSHIP, self._worker_id)
+            except ConveyorError as exc:
+                log.warning(
+                    "could not hand on maintenance (%s): it passes on in %gs", exc, self._ttl
+                )
+
+    async def lead(self) -> bool:
+        """Take or renew the maintenance lease; True while this worker holds it."""
+        held = bool(
+            await self._db_call(
+                self._backend.acquire_leadership, LEADERSHIP, self._worker_id, self._ttl
+            )
+        )
+        now = self._backend.now()
+        if self._last_reached is None or now - self._last_reached > self._break:
+            self.reachable_since = now
+        self._last_reached = now
+        if held != self.leading:
+            log.info(
+                "worker %s %s maintenance",
+                self._worker_id,
+                "now runs" if held else "no longer runs",
+            )
+        self.leading = held
+        return held
 
     async def sweep(self) -> None:
         report = await self._db_call(self._backend.rescue_expired, self._worker_id)
-        if report.requeued or report.dead or report.cancelled:
+        if any(_counts(report)):
             log.warning(
                 "rescued expired leases: %d back in the queue, %d dead, %d cancelled",
-                len(report.requeued),
-                len(report.dead),
-                len(report.cancelled),
+                *_counts(report),
+            )
+            self._on_rescued()
+        reaped = await self._db_call(
+            self._backend.reap_dead_workers, self._worker_id, self.reachable_since
+        )
+        if reaped.workers:
+            log.warning(
+                "declared worker(s) %s dead (no heartbeat); their jobs: %d back in the queue, "
+                "%d dead, %d cancelled",
+                ", ".join(reaped.workers),
+                *_counts(reaped),
             )
             self._on_rescued()
         if self._retention and time.monotonic() - self._last_prune >= PRUNE_EVERY:
@@ -67,8 +137,13 @@ class Maintenance:
     async def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                await self.sweep()
+                if await self.lead():
+                    await self.sweep()
             except ConveyorError as exc:
                 log.warning("maintenance sweep failed, will retry: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._interval)
+
+
+def _counts(report: RescueReport) -> tuple[int, int, int]:
+    return len(report.requeued), len(report.dead), len(report.cancelled)

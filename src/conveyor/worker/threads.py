@@ -8,12 +8,14 @@ process exits on time and a stuck thread dies with it.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+log = logging.getLogger("conveyor.worker")
 _STOP = object()
 
 
@@ -28,9 +30,18 @@ class DaemonThreadPool:
         self._closed = False
 
     def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._put(future, fn)
+        return future
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on a pool thread with no future to report to: ``fn`` hands on its own
+        result, and anything it raises is logged."""
+        self._put(None, fn)
+
+    def _put(self, future: Future[Any] | None, fn: Callable[[], Any]) -> None:
         if self._closed:
             raise RuntimeError("the thread pool is shut down")
-        future: Future[Any] = Future()
         self._work.put((future, fn))
         with self._lock:
             # An idle thread takes the work; otherwise start one, up to the pool size; beyond
@@ -43,7 +54,6 @@ class DaemonThreadPool:
                 )
                 self._threads.append(thread)
                 thread.start()
-        return future
 
     def _loop(self) -> None:
         while True:
@@ -51,7 +61,12 @@ class DaemonThreadPool:
             if item is _STOP:
                 return
             future, fn = item
-            if future.set_running_or_notify_cancel():
+            if future is None:
+                try:
+                    fn()
+                except BaseException:
+                    log.exception("a worker thread's call failed")
+            elif future.set_running_or_notify_cancel():
                 try:
                     result = fn()
                 except BaseException as exc:  # the future carries it to the awaiting coroutine

@@ -2,7 +2,7 @@
 shuts down without losing any of them.
 
 It owns small services with one life cycle each: the fetch loop (here), the executor, the
-completer, the heartbeater and maintenance.
+completer, the heartbeater, the registry (its row in the database) and maintenance.
 """
 
 from __future__ import annotations
@@ -17,24 +17,27 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor.backends.base import ClaimedJob, FinishResult, LeaseReport, Outcome, OutcomeKind
-from conveyor.errors import ConfigurationError, ConveyorError
+from conveyor.errors import ConfigurationError
 from conveyor.job import JobState
 from conveyor.worker.completer import Completer
 from conveyor.worker.context import JobContext
 from conveyor.worker.executor import Executor, Run
+from conveyor.worker.fetcher import Fetcher
 from conveyor.worker.heartbeater import Heartbeater
 from conveyor.worker.maintenance import Maintenance
+from conveyor.worker.pools import Concurrency, Pool, build_pools
 from conveyor.worker.processes import refuse_worker_in_task_process
-from conveyor.worker.wakeup import WorkSignal
+from conveyor.worker.registry import Registry
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.task import Task
 
 log = logging.getLogger("conveyor.worker")
 T = TypeVar("T")
@@ -56,21 +59,26 @@ class Worker:
         self,
         app: Conveyor,
         *,
-        queues: Sequence[str] | None = None,
-        concurrency: int = 10,
+        queues: Sequence[str] | Mapping[str, Concurrency] | None = None,
+        concurrency: Concurrency = 10,
+        prefetch: int | None = None,
+        pools: Sequence[Pool] | None = None,
         burst: bool = False,
         grace: float = 30.0,
         lease: float | None = None,
         heartbeat: float | None = None,
         batch_size: int | None = None,
+        scale_down_after: float = 30.0,
         install_signal_handlers: bool = True,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        """``queues``: names served together with ``concurrency`` (an integer, or a (minimum,
+        maximum) range to scale within), None for every queue, or a mapping of queue name to
+        its own concurrency (one pool per queue). ``pools`` gives the pools explicitly."""
+        self.pools = build_pools(queues, concurrency, prefetch, pools)
         if grace < 0:
             raise ConfigurationError(f"grace must be >= 0, got {grace}")
-        if queues is not None and not queues:
-            raise ConfigurationError("queues must name at least one queue (or be None for all)")
+        if scale_down_after < 0:
+            raise ConfigurationError(f"scale_down_after must be >= 0, got {scale_down_after}")
         refuse_worker_in_task_process()
         settings = app.settings.replace(
             **{
@@ -85,15 +93,21 @@ class Worker:
         )
         self.app = app
         self.settings = settings
-        self.queues = list(queues) if queues is not None else None
-        self.concurrency = concurrency
+        served = [pool.queues for pool in self.pools]
+        #: Every queue this worker serves, or None for all.
+        self.queues = None if None in served else [q for names in served for q in names or ()]
+        #: Most jobs this worker runs at once (the sum of its pools' maximums).
+        self.concurrency = sum(pool.maximum for pool in self.pools)
         self.burst = burst
         self.grace = grace
+        self.scale_down_after = scale_down_after
         self.install_signal_handlers = install_signal_handlers
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.counters = WorkerCounters()
         self.runs: dict[str, Run] = {}
-        self.in_flight = 0
+        self.fetchers: list[Fetcher] = []
+        self._finished_threads: list[tuple[Run, Outcome | None, float]] = []
+        self._finished_lock = threading.Lock()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._stopping = False
@@ -103,7 +117,8 @@ class Worker:
         self.stopped = threading.Event()
 
     def __repr__(self) -> str:
-        return f"<Worker {self.id} queues={self.queues or 'all'} concurrency={self.concurrency}>"
+        pools = "; ".join(pool.describe() for pool in self.pools)
+        return f"<Worker {self.id} pools={pools}>"
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -123,9 +138,8 @@ class Worker:
         if not self._stopping:
             log.info("worker %s stopping: no new claims, finishing running jobs", self.id)
         self._stopping = True
-        self._slot_freed.set()
-        self._signal.notify()
-        self._stop_event.set()
+        for fetcher in self.fetchers:
+            fetcher.stop()
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
@@ -145,16 +159,27 @@ class Worker:
     async def run_async(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._slot_freed = asyncio.Event()
-        self._stop_event = asyncio.Event()
-        self._db_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-db")
+        self._runs_done = asyncio.Event()
+        self._db_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="conveyor-db")
         backend = self.app.backend
-        self._signal = WorkSignal(
-            backend, poll_interval=self.settings.poll_interval, queues=self.queues
-        )
-        backend.add_listener(self._signal.notify)
         self.executor = Executor(self.app, threads=self.concurrency)
         self.completer = Completer(backend, self._db, self._on_written)
+        self.fetchers = [
+            Fetcher(
+                pool,
+                worker_id=self.id,
+                backend=backend,
+                settings=self.settings,
+                db_call=self._db,
+                start=self._start,
+                hold=self._hold_many,
+                release=self._release,
+                completer=self.completer,
+                burst=self.burst,
+                scale_down_after=self.scale_down_after,
+            )
+            for pool in self.pools
+        ]
         self.heartbeater = Heartbeater(
             backend,
             self._held_tokens,
@@ -162,10 +187,19 @@ class Worker:
             interval=self.settings.heartbeat,
             lease=self.settings.lease,
         )
+        self.registry = Registry(
+            backend,
+            worker_id=self.id,
+            queues=self.queues,
+            concurrency=self.concurrency,
+            interval=self.settings.heartbeat,
+            is_stopping=lambda: self._stopping,
+            on_stop_requested=self.stop,
+        )
         self.maintenance = Maintenance(
             backend,
             self._db,
-            self._signal.notify,
+            self._wake_fetchers,
             worker_id=self.id,
             interval=self.settings.sweep_interval,
             retention=self.settings.retention,
@@ -174,23 +208,29 @@ class Worker:
         try:
             self.completer.start()
             self.heartbeater.start()
+            self.registry.start()
             self.maintenance.start()
             log.info(
-                "worker %s ready: queues=%s concurrency=%d",
+                "worker %s ready: %s",
                 self.id,
-                ",".join(self.queues) if self.queues else "all",
-                self.concurrency,
+                "; ".join(
+                    f"queues {pool.describe()}"
+                    + ("" if pool.prefetch is None else f", prefetch {pool.prefetch}")
+                    for pool in self.pools
+                ),
             )
             self.started.set()
             if self._stopping:
                 self._begin_stop()
-            await self._fetch_loop()
+            await asyncio.gather(*(fetcher.run() for fetcher in self.fetchers))
             await self._shutdown()
         finally:
-            backend.remove_listener(self._signal.notify)
             for signum in installed:
                 loop.remove_signal_handler(signum)
             self.heartbeater.stop()
+            # Left without deregistering only on a failure: maintenance releases whatever
+            # this worker still held once it counts as dead.
+            self.registry.stop(deregister=False)
             self.executor.shutdown()
             self._db_pool.shutdown(wait=True)
             self.stopped.set()
@@ -211,71 +251,31 @@ class Worker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_pool, functools.partial(fn, *args))
 
-    # --- fetching -------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        """Slots taken across every pool (threads that outlived their run included)."""
+        return sum(fetcher.in_flight for fetcher in self.fetchers)
 
-    async def _fetch_loop(self) -> None:
-        backend = self.app.backend
-        backoff = 0.05
-        while not self._stopping:
-            free = self.concurrency - self.in_flight
-            if free <= 0:
-                await self._wait_for_slot()
-                continue
-            try:
-                jobs = await self._db(
-                    backend.claim,
-                    self.id,
-                    self.queues,
-                    min(free, self.settings.batch_size),
-                    self.settings.lease,
-                )
-            except ConveyorError as exc:
-                log.warning("claim failed, retrying in %.2fs: %s", backoff, exc)
-                await self._sleep_unless_stopping(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.05
-            if self._stopping:
-                self._release_unstarted(jobs)
-                break
-            for job in jobs:
-                self._start(job)
-            if jobs:
-                continue
-            if self.burst:
-                if self.in_flight == 0:
-                    if self.completer.idle:
-                        break
-                    # Written outcomes may have made a retry ready at once: look again.
-                    await self.completer.drain()
-                else:
-                    await self._wait_for_slot()
-                continue
-            try:
-                next_due = await self._db(backend.next_due)
-            except ConveyorError:
-                next_due = None
-            await self._signal.wait(next_due)
+    def _wake_fetchers(self) -> None:
+        for fetcher in self.fetchers:
+            if fetcher._signal is not None:
+                fetcher._signal.notify()
 
-    async def _wait_for_slot(self) -> None:
-        self._slot_freed.clear()
-        if self.in_flight >= self.concurrency or self.burst:
-            await self._slot_freed.wait()
-
-    async def _sleep_unless_stopping(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop_event.wait(), seconds)
-
-    def _release_unstarted(self, jobs: Sequence[ClaimedJob]) -> None:
-        for job in jobs:
-            self._hold(job.lease_token)
-            self.completer.submit(Outcome(job.id, job.lease_token, OutcomeKind.RELEASED))
+    def _release(self, jobs: list[ClaimedJob]) -> None:
+        """Put back claimed jobs that have not started, for any worker to claim at once."""
+        if jobs:
+            log.info("putting back %d prefetched job(s)", len(jobs))
+        self.completer.submit_many(
+            [Outcome(job.id, job.lease_token, OutcomeKind.RELEASED) for job in jobs]
+        )
 
     # --- running --------------------------------------------------------------------------
 
-    def _hold(self, token: str) -> None:
+    def _hold_many(self, tokens: Iterable[str]) -> None:
         with self._held_lock:
-            self._held.add(token)
+            before = len(self._held)
+            self._held.update(tokens)
+            self.counters.claimed += len(self._held) - before
 
     def _unhold(self, token: str) -> None:
         with self._held_lock:
@@ -285,53 +285,125 @@ class Worker:
         with self._held_lock:
             return list(self._held)
 
-    def _start(self, job: ClaimedJob) -> None:
-        run = Run(job, JobContext(job, self.app.backend, self.id))
+    def _start(self, job: ClaimedJob, fetcher: Fetcher) -> None:
+        """Run a job in a slot ``fetcher`` has just taken for it."""
+        run = Run(job, JobContext(job, self.app.backend, self.id), fetcher=fetcher)
+        task = self.executor.task_for(run)
+        if isinstance(task, Outcome):
+            fetcher.in_flight -= 1
+            self.completer.submit(task)
+            return
         self.runs[job.lease_token] = run
-        self._hold(job.lease_token)
-        self.in_flight += 1
-        self.counters.claimed += 1
-        run.task = asyncio.get_running_loop().create_task(self._execute(run))
-
-    async def _execute(self, run: Run) -> Outcome | None:
-        try:
-            outcome = await self.executor.execute(run)
-        except asyncio.CancelledError:
-            outcome = (
-                None if run.context.lost else Outcome(run.job.id, run.token, OutcomeKind.RELEASED)
+        self._runs_done.clear()
+        if not self.executor.runs_in_thread(task):
+            run.task = asyncio.get_running_loop().create_task(self._execute(run, task))
+            return
+        run.in_thread = True
+        if job.timeout is not None:
+            run.deadline = asyncio.get_running_loop().call_later(
+                job.timeout, self._thread_deadline, run, task
             )
+        self.executor.pool.post(functools.partial(self._run_on_thread, run, task))
+
+    def _run_on_thread(self, run: Run, task: Task[..., Any]) -> None:
+        started = time.monotonic()
+        outcome = self.executor.run_in_thread(run, task)
+        elapsed = time.monotonic() - started
+        with self._finished_lock:
+            self._finished_threads.append((run, outcome, elapsed))
+            first = len(self._finished_threads) == 1
+        if first:
+            # One wake-up of the loop for however many runs finish before it gets to them.
+            loop = self._loop
+            if loop is not None:
+                # A thread that outlived a shutdown returns after the loop closed.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._collect_finished_threads)
+
+    def _collect_finished_threads(self) -> None:
+        with self._finished_lock:
+            finished, self._finished_threads = self._finished_threads, []
+        outcomes: list[Outcome] = []
+        fetchers: set[Fetcher] = set()
+        for run, outcome, elapsed in finished:
+            fetcher = run.fetcher
+            fetcher.observe_run_time(elapsed)
+            fetcher.in_flight -= 1
+            fetchers.add(fetcher)
+            if run.deadline is not None:
+                run.deadline.cancel()
+            if run.abandoned:
+                continue  # already settled by the loop: only its slot was still taken
+            self._forget(run)
+            if outcome is None:
+                self._lost(run)
+            else:
+                outcomes.append(outcome)
+        self.completer.submit_many(outcomes)
+        for fetcher in fetchers:
+            fetcher.dispatch()
+
+    def _thread_deadline(self, run: Run, task: Task[..., Any]) -> None:
+        """A thread run outlived its timeout: record the timeout now; the thread cannot be
+        stopped, so its slot stays taken until it really returns."""
+        if run.token not in self.runs or run.abandoned:
+            return
+        self._abandon(run, self.executor.timed_out(run, task))
+
+    def _abandon(self, run: Run, outcome: Outcome | None) -> None:
+        run.abandoned = True
+        self._forget(run)
+        if outcome is None:
+            self._lost(run)
+        else:
+            self.completer.submit(outcome)
+
+    def _forget(self, run: Run) -> None:
+        self.runs.pop(run.token, None)
+        if not self.runs:
+            self._runs_done.set()
+
+    def _lost(self, run: Run) -> None:
+        self._unhold(run.token)
+        self.counters.lost += 1
+
+    async def _execute(self, run: Run, task: Task[..., Any]) -> Outcome | None:
+        started = time.monotonic()
+        try:
+            outcome = await self.executor.execute(run, task)
+            run.fetcher.observe_run_time(time.monotonic() - started)
+        except asyncio.CancelledError:
+            outcome = None if run.context.lost else self.executor.released(run)
         except Exception:  # an executor bug must not leak a slot or lose the job
             log.exception("internal error running job %s; it will be retried", run.job.id)
             outcome = None
         finally:
-            self.runs.pop(run.token, None)
+            self._forget(run)
             busy = run.thread_busy
             if busy is not None and not busy.done():
-                # The thread outlived its timeout or a cancel: its slot stays taken until it
-                # really returns.
+                # A child process outlived a cancel: its slot stays taken until it is gone.
                 loop = asyncio.get_running_loop()
-                busy.add_done_callback(functools.partial(self._free_slot_threadsafe, loop))
+                busy.add_done_callback(
+                    functools.partial(self._free_slot_threadsafe, loop, run.fetcher)
+                )
             else:
-                self._free_slot()
+                run.fetcher.slot_freed()
         if outcome is None:
-            self._unhold(run.token)
-            self.counters.lost += 1
+            self._lost(run)
         else:
             self.completer.submit(outcome)
         return outcome
 
-    def _free_slot(self) -> None:
-        self.in_flight -= 1
-        self._slot_freed.set()
-
-    def _free_slot_threadsafe(self, loop: asyncio.AbstractEventLoop, _: object) -> None:
+    @staticmethod
+    def _free_slot_threadsafe(loop: asyncio.AbstractEventLoop, fetcher: Fetcher, _: object) -> None:
         # A thread that outlived a shutdown returns after the loop closed: nothing to free then.
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._free_slot)
+            loop.call_soon_threadsafe(fetcher.slot_freed)
 
     def _on_written(self, outcomes: Sequence[Outcome], results: Sequence[FinishResult]) -> None:
+        with self._held_lock:
+            self._held.difference_update(outcome.token for outcome in outcomes)
         for outcome, result in zip(outcomes, results, strict=True):
-            self._unhold(outcome.token)
             if not result.applied:
                 self.counters.lost += 1
                 log.warning(
@@ -360,6 +432,9 @@ class Worker:
     def _on_lease_report(self, report: LeaseReport) -> None:
         for token in report.lost:
             self._unhold(token)
+            if self._drop_buffered(token) is not None:
+                self.counters.lost += 1
+                continue
             run = self.runs.get(token)
             if run is None:
                 continue
@@ -367,9 +442,17 @@ class Worker:
                 "job %s: lease lost (another worker may run it); abandoning the run", run.job.id
             )
             run.context._mark_lost()
-            if run.task is not None:
+            if run.in_thread:
+                self._abandon(run, None)
+            elif run.task is not None:
                 run.task.cancel()
         for token in report.cancel_requested:
+            dropped = self._drop_buffered(token)
+            if dropped is not None:
+                job, fetcher = dropped
+                run = Run(job, JobContext(job, self.app.backend, self.id), fetcher)
+                self.completer.submit(self.executor.cancelled(run))
+                continue
             run = self.runs.get(token)
             if run is None:
                 continue
@@ -378,31 +461,48 @@ class Worker:
             if run.interruptible and run.task is not None:
                 run.task.cancel()
 
+    def _drop_buffered(self, token: str) -> tuple[ClaimedJob, Fetcher] | None:
+        for fetcher in self.fetchers:
+            job = fetcher.drop_buffered(token)
+            if job is not None:
+                return job, fetcher
+        return None
+
     # --- shutdown -------------------------------------------------------------------------
 
     async def _shutdown(self) -> None:
-        tasks = [run.task for run in self.runs.values() if run.task is not None]
-        if tasks:
-            log.info("waiting up to %gs for %d running job(s)", self.grace, len(tasks))
-            _, pending = await asyncio.wait(tasks, timeout=self.grace)
-            if pending:
-                log.warning(
-                    "%d job(s) still running after the grace period: putting them back",
-                    len(pending),
-                )
-                for run in list(self.runs.values()):
-                    # A run someone asked to cancel ends cancelled: put back in the queue, its
-                    # next claim would clear the request and run it again.
-                    run.releasing = not run.context.cancelled
-                    run.context._mark_cancelled()
-                    if run.task is not None:
-                        run.task.cancel()
-                await asyncio.wait(pending, timeout=5)
+        if self.runs:
+            log.info("waiting up to %gs for %d running job(s)", self.grace, len(self.runs))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._runs_done.wait(), self.grace)
+        if self.runs:
+            log.warning(
+                "%d job(s) still running after the grace period: putting them back",
+                len(self.runs),
+            )
+            tasks = []
+            for run in list(self.runs.values()):
+                # A run someone asked to cancel ends cancelled: put back in the queue, its
+                # next claim would clear the request and run it again.
+                cancel_requested = run.context.cancelled
+                run.releasing = not cancel_requested
+                run.context._mark_cancelled()
+                if run.in_thread:
+                    # A thread cannot be stopped: settle its job now, the thread dies with us.
+                    settle = self.executor.cancelled if cancel_requested else self.executor.released
+                    self._abandon(run, settle(run))
+                elif run.task is not None:
+                    run.task.cancel()
+                    tasks.append(run.task)
+            if tasks:
+                await asyncio.wait(tasks, timeout=5)
         await self.maintenance.stop()
-        if not await self.completer.stop(timeout=max(self.settings.lock_timeout, 5.0)):
+        if await self.completer.stop(timeout=max(self.settings.lock_timeout, 5.0)):
+            await self._db(self.registry.stop)
+        else:
             log.error(
                 "could not write %d outcome(s) before exiting; those jobs will run again "
-                "after their lease expires",
+                "once this worker counts as dead or their lease expires",
                 self.completer.pending,
             )
 

@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from conveyor.backends.base import (
+    FORGET_DEAD_WORKERS_AFTER,
     Backend,
     ClaimedJob,
     EnqueueResult,
@@ -25,6 +26,7 @@ from conveyor.backends.base import (
     NewJob,
     Outcome,
     OutcomeKind,
+    ReapReport,
     RescueReport,
     SchemaStatus,
 )
@@ -33,13 +35,19 @@ from conveyor.backends.postgres.connection import Connection, Cursor, Database, 
 from conveyor.backends.postgres.enqueue import enqueue_steps, needs_transaction
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.outcomes import finish_outcomes
-from conveyor.backends.postgres.rows import claimed_from_row, job_from_row
+from conveyor.backends.postgres.rows import (
+    claimed_from_row,
+    job_from_row,
+    rescued_by_state,
+    worker_from_row,
+)
 from conveyor.backends.postgres.schema import Migrator
 from conveyor.backends.postgres.steps import Steps, drive, drive_async
 from conveyor.backends.postgres.transactional import async_cursor, in_transaction, sync_cursor
-from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound
+from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound, WorkerNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
 from conveyor.settings import Settings
+from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
 #: TCP keepalives on the LISTEN session: it is idle for long stretches, and a silently dropped
 #: connection (a NAT timeout, a cable pulled) must be noticed within a minute, not hours.
@@ -158,6 +166,7 @@ class PostgresBackend(Backend):
                 # Both statements in one pipeline: one round trip, one implicit transaction.
                 conn = cur.connection
                 with conn.pipeline():
+                    conn.execute(Q["claim_plan"])
                     conn.execute(Q["promote_due"], {"now": params["now"]})
                     if order is None:
                         claimed = conn.execute(Q["claim_any"], {**params, "limit": limit})
@@ -165,6 +174,7 @@ class PostgresBackend(Backend):
                         query_params = {**params, "queue": order[0], "limit": limit}
                         claimed = conn.execute(Q["claim_queue"], query_params)
                 return claimed.fetchall()
+            cur.execute(Q["claim_plan"])
             cur.execute(Q["promote_due"], {"now": params["now"]})
             rows: list[tuple[Any, ...]] = []
             for queue in order:
@@ -237,14 +247,31 @@ class PostgresBackend(Backend):
             self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
             return rows
 
-        by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
-        for job_id, state, _ in self._db.run(body):
-            by_state[state].append(int(job_id))
-        return RescueReport(
-            requeued=sorted(by_state["retrying"]),
-            dead=sorted(by_state["dead"]),
-            cancelled=sorted(by_state["cancelled"]),
-        )
+        return RescueReport(**rescued_by_state(self._db.run(body)))
+
+    def reap_dead_workers(
+        self,
+        exclude_worker: str | None = None,
+        reachable_since: float | None = None,
+        forget_after: float = FORGET_DEAD_WORKERS_AFTER,
+    ) -> ReapReport:
+        now = self._now_param()
+        since = None if reachable_since is None else float(reachable_since)
+
+        def body(cur: Cursor) -> tuple[list[str], list[tuple[Any, ...]]]:
+            params = {"now": now, "exclude": exclude_worker, "since": since}
+            marked = cur.execute(Q["mark_dead_workers"], params)
+            workers = [str(r[0]) for r in marked.fetchall()]
+            rows: list[tuple[Any, ...]] = []
+            if workers:
+                rescue = {"now": now, "workers": workers}
+                rows = cur.execute(Q["rescue_dead_workers"], rescue).fetchall()
+                self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
+            cur.execute(Q["forget_dead_workers"], {"now": now, "forget_after": float(forget_after)})
+            return workers, rows
+
+        workers, rows = self._db.run(body)
+        return ReapReport(workers=sorted(workers), **rescued_by_state(rows))
 
     def promote_due(self) -> int:
         now = self._now_param()
@@ -268,6 +295,70 @@ class PostgresBackend(Backend):
             lambda cur: cur.execute(Q["prune"], params).rowcount, transaction=False
         )
         return int(rowcount)
+
+    # --- workers and leadership -----------------------------------------------------------
+
+    def register_worker(self, worker: WorkerRegistration) -> None:
+        params = {
+            "id": worker.id,
+            "host": worker.host,
+            "pid": worker.pid,
+            "queues": None if worker.queues is None else list(worker.queues),
+            "concurrency": worker.concurrency,
+            "beat_interval": float(worker.beat_interval),
+            "dead_after": float(worker.dead_after),
+            "now": self._now_param(),
+        }
+        self._db.run(lambda cur: cur.execute(Q["register_worker"], params), transaction=False)
+
+    def beat_worker(self, worker_id: str, state: WorkerState) -> bool | None:
+        params = {"id": worker_id, "state": WorkerState(state).value, "now": self._now_param()}
+        row = self._db.run(
+            lambda cur: cur.execute(Q["beat_worker"], params).fetchone(), transaction=False
+        )
+        return None if row is None else bool(row[0])
+
+    def deregister_worker(self, worker_id: str) -> None:
+        def body(cur: Cursor) -> None:
+            cur.execute(Q["deregister_worker"], {"id": worker_id})
+            cur.execute(Q["release_leaderships"], {"holder": worker_id})
+
+        self._db.run(body)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        def body(cur: Cursor) -> list[dict[str, Any]]:
+            cur.row_factory = dict_row
+            return cur.execute(Q["list_workers"]).fetchall()
+
+        rows = self._db.run(body, transaction=False, idempotent=True)
+        now = self.now()
+        return [worker_from_row(row, now) for row in rows]
+
+    def request_worker_stop(self, worker_ids: Sequence[str] | None) -> list[str]:
+        wanted = None if worker_ids is None else list(dict.fromkeys(worker_ids))
+
+        def body(cur: Cursor) -> list[str]:
+            if wanted is None:
+                rows = cur.execute(Q["request_every_worker_stop"]).fetchall()
+                return [str(r[0]) for r in rows]
+            found = {str(r[0]) for r in cur.execute(Q["request_worker_stop"], {"ids": wanted})}
+            for worker_id in wanted:
+                if worker_id not in found:
+                    raise WorkerNotFound(worker_id)  # rolls back the requests of the others
+            return wanted
+
+        return self._db.run(body)
+
+    def acquire_leadership(self, name: str, holder: str, ttl: float) -> bool:
+        params = {"name": name, "holder": holder, "ttl": float(ttl), "now": self._now_param()}
+        row = self._db.run(
+            lambda cur: cur.execute(Q["acquire_leadership"], params).fetchone(), transaction=False
+        )
+        return row is not None
+
+    def release_leadership(self, name: str, holder: str) -> None:
+        params = {"name": name, "holder": holder}
+        self._db.run(lambda cur: cur.execute(Q["release_leadership"], params), transaction=False)
 
     # --- operator actions -----------------------------------------------------------------
 

@@ -261,6 +261,14 @@ WITH promoted AS (
 )
 SELECT queue, count(*) FROM promoted GROUP BY queue
 
+-- name: claim_plan
+-- For the rest of the claim's transaction only: no bitmap scans. Until autovacuum first analyzes
+-- a freshly filled table (up to a minute), the planner believes a handful of jobs are queued and
+-- picks a bitmap scan of every queued job plus a sort over them, on every claim: a drain of
+-- 10,000 jobs ran 3x slower. Without bitmap scans the claim walks its partial index in order and
+-- stops at LIMIT, whatever the statistics say.
+SELECT set_config('enable_bitmapscan', 'off', true)
+
 -- name: claim_any
 UPDATE conveyor_jobs
 SET state = 'running',
@@ -513,3 +521,107 @@ WHERE id = ANY(ARRAY(
 -- name: next_due
 SELECT date_part('epoch', min(run_at)) FROM conveyor_jobs
 WHERE state IN ('scheduled', 'retrying')
+
+-- name: mark_dead_workers
+-- Workers that went dead_after seconds without a beat, counted from %(since)s at the earliest
+-- (the sweeper's view of the database was broken before). Whoever sweeps is alive: %(exclude)s.
+-- A beat racing this statement either commits first (and the row no longer qualifies when it is
+-- re-checked) or waits for it and then finds the worker dead.
+UPDATE conveyor_workers SET state = 'dead'
+WHERE state IN ('running', 'stopping')
+  AND greatest(last_beat_at, to_timestamp(%(since)s::float8))
+      + dead_after * interval '1 second' < coalesce(to_timestamp(%(now)s::float8), now())
+  AND (%(exclude)s::text IS NULL OR id <> %(exclude)s::text)
+RETURNING id
+
+-- name: rescue_dead_workers
+-- rescue_expired for the runs of the workers just declared dead, whatever their lease says:
+-- the same outcomes, and their tokens are void from here on. Rows locked by another
+-- transaction are waited for (not skipped): a skipped run would wait for its whole lease.
+UPDATE conveyor_jobs
+SET state = CASE WHEN cancel_requested THEN 'cancelled'
+                 WHEN attempts >= max_attempts THEN 'dead'
+                 ELSE 'retrying' END,
+    dead_reason = CASE WHEN cancel_requested THEN dead_reason
+                       WHEN attempts >= max_attempts THEN
+                           'lost: its worker died (no heartbeat) during run ' || attempts
+                           || ', ' || (lost_runs + 1) || ' run(s) lost in all; the job may be'
+                           || ' killing or hanging its worker'
+                       ELSE dead_reason END,
+    finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
+                       THEN coalesce(to_timestamp(%(now)s::float8), now()) END,
+    lost_runs = lost_runs + 1,
+    run_at = coalesce(to_timestamp(%(now)s::float8), now()),
+    lease_token = NULL,
+    lease_expires_at = NULL
+WHERE id = ANY(ARRAY(
+    SELECT id FROM conveyor_jobs
+    WHERE state = 'running' AND worker_id = ANY(%(workers)b::text[])
+    FOR UPDATE
+))
+RETURNING id, state, queue
+
+-- name: forget_dead_workers
+DELETE FROM conveyor_workers
+WHERE state = 'dead'
+  AND last_beat_at < coalesce(to_timestamp(%(now)s::float8), now())
+                     - %(forget_after)s::float8 * interval '1 second'
+
+-- name: register_worker
+INSERT INTO conveyor_workers AS w (
+    id, host, pid, queues, concurrency, state, started_at, last_beat_at, beat_interval,
+    dead_after
+) VALUES (
+    %(id)s, %(host)s, %(pid)s, %(queues)s::text[], %(concurrency)s, 'running',
+    coalesce(to_timestamp(%(now)s::float8), now()), coalesce(to_timestamp(%(now)s::float8), now()),
+    %(beat_interval)s, %(dead_after)s
+)
+ON CONFLICT (id) DO UPDATE SET
+    state = 'running', last_beat_at = excluded.last_beat_at,
+    beat_interval = excluded.beat_interval, dead_after = excluded.dead_after
+
+-- name: beat_worker
+UPDATE conveyor_workers
+SET last_beat_at = coalesce(to_timestamp(%(now)s::float8), now()), state = %(state)s
+WHERE id = %(id)s AND state <> 'dead'
+RETURNING stop_requested
+
+-- name: deregister_worker
+DELETE FROM conveyor_workers WHERE id = %(id)s
+
+-- name: release_leaderships
+DELETE FROM conveyor_leaders WHERE holder = %(holder)s
+
+-- name: list_workers
+SELECT id, host, pid, queues, concurrency, state, stop_requested,
+       date_part('epoch', started_at) AS started_at,
+       date_part('epoch', last_beat_at) AS last_beat_at, beat_interval, dead_after
+FROM conveyor_workers
+ORDER BY started_at, id
+
+-- name: request_worker_stop
+UPDATE conveyor_workers SET stop_requested = true
+WHERE id = ANY(%(ids)b::text[])
+RETURNING id
+
+-- name: request_every_worker_stop
+UPDATE conveyor_workers SET stop_requested = true
+WHERE state <> 'dead'
+RETURNING id
+
+-- name: acquire_leadership
+-- Taken when free or lapsed, renewed by its holder; otherwise nothing changes and nothing is
+-- returned. Two workers racing for a free lease: the unique key makes one insert and the other
+-- find the new holder's row.
+INSERT INTO conveyor_leaders AS l (name, holder, expires_at)
+VALUES (
+    %(name)s, %(holder)s,
+    coalesce(to_timestamp(%(now)s::float8), now()) + %(ttl)s::float8 * interval '1 second'
+)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE l.holder = excluded.holder
+   OR l.expires_at < coalesce(to_timestamp(%(now)s::float8), now())
+RETURNING holder
+
+-- name: release_leadership
+DELETE FROM conveyor_leaders WHERE name = %(name)s AND holder = %(holder)s

@@ -1,13 +1,15 @@
-"""Rows of the jobs table as Conveyor's records. psycopg has already decoded json/jsonb columns
-into Python values; the queries have already turned times into UNIX seconds."""
+"""Rows of the jobs and workers tables as Conveyor's records. psycopg has already decoded json,
+jsonb and array columns into Python values; the queries have already turned times into UNIX
+seconds."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from conveyor.backends.base import ClaimedJob
 from conveyor.job import Job, JobError, JobState
+from conveyor.worker_info import WorkerInfo, WorkerState
 
 _STATES = {state.value: state for state in JobState}
 
@@ -61,4 +63,35 @@ def claimed_from_row(row: tuple[Any, ...]) -> ClaimedJob:
         lease_token=row[8],
         timeout=row[9],
         checkpoint=row[10],
+    )
+
+
+def rescued_by_state(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[int]]:
+    """RETURNING (id, state, queue) rows of a rescue, as RescueReport's fields."""
+    by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
+    for job_id, state, _ in rows:
+        by_state[state].append(int(job_id))
+    return {
+        "requeued": sorted(by_state["retrying"]),
+        "dead": sorted(by_state["dead"]),
+        "cancelled": sorted(by_state["cancelled"]),
+    }
+
+
+def worker_from_row(row: Mapping[str, Any], now: float) -> WorkerInfo:
+    """A row of ``list_workers``, read at database time ``now``."""
+    queues = row["queues"]
+    return WorkerInfo(
+        id=row["id"],
+        host=row["host"],
+        pid=int(row["pid"]),
+        queues=None if queues is None else tuple(queues),
+        concurrency=int(row["concurrency"]),
+        state=WorkerState(row["state"]),
+        stop_requested=bool(row["stop_requested"]),
+        started_at=float(row["started_at"]),
+        last_beat_at=float(row["last_beat_at"]),
+        beat_interval=float(row["beat_interval"]),
+        dead_after=float(row["dead_after"]),
+        observed_at=now,
     )

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from conveyor.backends.base import (
+    FORGET_DEAD_WORKERS_AFTER,
     Backend,
     ClaimedJob,
     EnqueueResult,
@@ -19,6 +20,7 @@ from conveyor.backends.base import (
     NewJob,
     Outcome,
     OutcomeKind,
+    ReapReport,
     RescueReport,
     SchemaStatus,
 )
@@ -30,9 +32,11 @@ from conveyor.errors import (
     InvalidTransition,
     JobNotFound,
     SchemaError,
+    WorkerNotFound,
 )
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobError, JobState
 from conveyor.settings import Settings
+from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
 MIGRATIONS = load_migrations("conveyor.backends.sqlite")
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -322,14 +326,25 @@ class SQLiteBackend(Backend):
         with self._writer.write() as db:
             params = {"now": self.now(), "exclude": exclude_worker}
             rows = db.execute(Q["rescue_expired"], params).fetchall()
-        by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
-        for job_id, state in rows:
-            by_state[state].append(job_id)
-        return RescueReport(
-            requeued=sorted(by_state["retrying"]),
-            dead=sorted(by_state["dead"]),
-            cancelled=sorted(by_state["cancelled"]),
-        )
+        return RescueReport(**_rescued_by_state(rows))
+
+    def reap_dead_workers(
+        self,
+        exclude_worker: str | None = None,
+        reachable_since: float | None = None,
+        forget_after: float = FORGET_DEAD_WORKERS_AFTER,
+    ) -> ReapReport:
+        rows: list[tuple[Any, ...]] = []
+        with self._writer.write() as db:
+            now = self.now()
+            params = {"now": now, "exclude": exclude_worker, "since": reachable_since}
+            workers = [r[0] for r in db.execute(Q["mark_dead_workers"], params).fetchall()]
+            if workers:
+                rows = db.execute(
+                    Q["rescue_dead_workers"], {"now": now, "workers": json.dumps(workers)}
+                ).fetchall()
+            db.execute(Q["forget_dead_workers"], {"now": now, "forget_after": forget_after})
+        return ReapReport(workers=sorted(workers), **_rescued_by_state(rows))
 
     def promote_due(self) -> int:
         with self._writer.write() as db:
@@ -344,6 +359,59 @@ class SQLiteBackend(Backend):
         with self._writer.write() as db:
             cursor = db.execute(Q["prune"], {"cutoff": self.now() - older_than, "batch": batch})
             return cursor.rowcount
+
+    # --- workers and leadership -----------------------------------------------------------
+
+    def register_worker(self, worker: WorkerRegistration) -> None:
+        params = {
+            "id": worker.id,
+            "host": worker.host,
+            "pid": worker.pid,
+            "queues": None if worker.queues is None else json.dumps(list(worker.queues)),
+            "concurrency": worker.concurrency,
+            "beat_interval": worker.beat_interval,
+            "dead_after": worker.dead_after,
+        }
+        with self._writer.write() as db:
+            db.execute(Q["register_worker"], {**params, "now": self.now()})
+
+    def beat_worker(self, worker_id: str, state: WorkerState) -> bool | None:
+        with self._writer.write() as db:
+            params = {"id": worker_id, "state": WorkerState(state).value, "now": self.now()}
+            row = db.execute(Q["beat_worker"], params).fetchone()
+        return None if row is None else bool(row[0])
+
+    def deregister_worker(self, worker_id: str) -> None:
+        with self._writer.write() as db:
+            db.execute(Q["deregister_worker"], {"id": worker_id})
+            db.execute(Q["release_leaderships"], {"holder": worker_id})
+
+    def list_workers(self) -> list[WorkerInfo]:
+        with self._reader.read() as db:
+            rows = db.execute(Q["list_workers"]).fetchall()
+        now = self.now()
+        return [_row_to_worker(row, now) for row in rows]
+
+    def request_worker_stop(self, worker_ids: Sequence[str] | None) -> list[str]:
+        with self._writer.write() as db:
+            if worker_ids is None:
+                return [r[0] for r in db.execute(Q["request_every_worker_stop"]).fetchall()]
+            wanted = list(dict.fromkeys(worker_ids))
+            rows = db.execute(Q["request_worker_stop"], {"ids": json.dumps(wanted)}).fetchall()
+            found = {r[0] for r in rows}
+            for worker_id in wanted:
+                if worker_id not in found:
+                    raise WorkerNotFound(worker_id)  # rolls back the requests of the others
+        return wanted
+
+    def acquire_leadership(self, name: str, holder: str, ttl: float) -> bool:
+        with self._writer.write() as db:
+            params = {"name": name, "holder": holder, "ttl": ttl, "now": self.now()}
+            return db.execute(Q["acquire_leadership"], params).fetchone() is not None
+
+    def release_leadership(self, name: str, holder: str) -> None:
+        with self._writer.write() as db:
+            db.execute(Q["release_leadership"], {"name": name, "holder": holder})
 
     # --- operator actions -----------------------------------------------------------------
 
@@ -442,7 +510,33 @@ class SQLiteBackend(Backend):
             connection.close()
 
 
-_STATES = {state.value: state for state in JobState}
+def _rescued_by_state(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[int]]:
+    """RETURNING (id, state) rows of a rescue, as RescueReport's fields."""
+    by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
+    for job_id, state in rows:
+        by_state[state].append(job_id)
+    return {
+        "requeued": sorted(by_state["retrying"]),
+        "dead": sorted(by_state["dead"]),
+        "cancelled": sorted(by_state["cancelled"]),
+    }
+
+
+def _row_to_worker(row: sqlite3.Row, now: float) -> WorkerInfo:
+    return WorkerInfo(
+        id=row["id"],
+        host=row["host"],
+        pid=row["pid"],
+        queues=None if row["queues"] is None else tuple(json.loads(row["queues"])),
+        concurrency=row["concurrency"],
+        state=WorkerState(row["state"]),
+        stop_requested=bool(row["stop_requested"]),
+        started_at=row["started_at"],
+        last_beat_at=row["last_beat_at"],
+        beat_interval=row["beat_interval"],
+        dead_after=row["dead_after"],
+        observed_at=now,
+    )
 
 
 def _one_success_per_job(outcomes: Sequence[Outcome]) -> dict[int, Outcome]:

@@ -289,3 +289,86 @@ FROM (
 WHERE conveyor_jobs.id = o.id AND conveyor_jobs.lease_token = o.token
   AND conveyor_jobs.state = 'running'
 RETURNING conveyor_jobs.id
+
+-- name: mark_dead_workers
+-- Workers that went dead_after seconds without a beat, counted from :since at the earliest (the
+-- sweeper's view of the database was broken before). Whoever sweeps is alive: :exclude.
+UPDATE conveyor_workers SET state = 'dead'
+WHERE (state = 'running' OR state = 'stopping')
+  AND max(last_beat_at, coalesce(:since, last_beat_at)) + dead_after < :now
+  AND (:exclude IS NULL OR id IS NOT :exclude)
+RETURNING id
+
+-- name: rescue_dead_workers
+-- rescue_expired for the runs of the workers just declared dead (:workers, a JSON array of ids),
+-- whatever their lease says: the same outcomes, and their tokens are void from here on.
+UPDATE conveyor_jobs INDEXED BY conveyor_jobs_leases
+SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
+                 WHEN attempts >= max_attempts THEN 'dead'
+                 ELSE 'retrying' END,
+    dead_reason = CASE WHEN cancel_requested = 1 THEN dead_reason
+                       WHEN attempts >= max_attempts THEN
+                           'lost: its worker died (no heartbeat) during run ' || attempts
+                           || ', ' || (lost_runs + 1) || ' run(s) lost in all; the job may be'
+                           || ' killing or hanging its worker'
+                       ELSE dead_reason END,
+    finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now
+                       ELSE NULL END,
+    lost_runs = lost_runs + 1,
+    run_at = :now,
+    lease_token = NULL,
+    lease_expires_at = NULL
+WHERE state = 'running' AND worker_id IN (SELECT value FROM json_each(:workers))
+RETURNING id, state
+
+-- name: forget_dead_workers
+DELETE FROM conveyor_workers WHERE state = 'dead' AND last_beat_at < :now - :forget_after
+
+-- name: register_worker
+INSERT INTO conveyor_workers (
+    id, host, pid, queues, concurrency, state, started_at, last_beat_at, beat_interval,
+    dead_after
+) VALUES (
+    :id, :host, :pid, :queues, :concurrency, 'running', :now, :now, :beat_interval, :dead_after
+)
+ON CONFLICT (id) DO UPDATE SET
+    state = 'running', last_beat_at = excluded.last_beat_at,
+    beat_interval = excluded.beat_interval, dead_after = excluded.dead_after
+
+-- name: beat_worker
+UPDATE conveyor_workers SET last_beat_at = :now, state = :state
+WHERE id = :id AND state <> 'dead'
+RETURNING stop_requested
+
+-- name: deregister_worker
+DELETE FROM conveyor_workers WHERE id = :id
+
+-- name: release_leaderships
+DELETE FROM conveyor_leaders WHERE holder = :holder
+
+-- name: list_workers
+SELECT id, host, pid, queues, concurrency, state, stop_requested, started_at, last_beat_at,
+       beat_interval, dead_after
+FROM conveyor_workers
+ORDER BY started_at, id
+
+-- name: request_worker_stop
+UPDATE conveyor_workers SET stop_requested = 1
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id
+
+-- name: request_every_worker_stop
+UPDATE conveyor_workers SET stop_requested = 1
+WHERE state <> 'dead'
+RETURNING id
+
+-- name: acquire_leadership
+-- Taken when free or lapsed, renewed by its holder; otherwise nothing changes and nothing is
+-- returned.
+INSERT INTO conveyor_leaders (name, holder, expires_at) VALUES (:name, :holder, :now + :ttl)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE conveyor_leaders.holder = excluded.holder OR conveyor_leaders.expires_at < :now
+RETURNING holder
+
+-- name: release_leadership
+DELETE FROM conveyor_leaders WHERE name = :name AND holder = :holder

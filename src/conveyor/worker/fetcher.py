@@ -1,0 +1,230 @@
+"""The fetcher of one pool: claims batches of jobs into a local buffer and starts them as slots
+free up.
+
+It claims when its buffer runs low rather than for every slot that frees up, wakes on a work
+signal (a local enqueue, another process's commit, a job coming due) and polls as a fallback.
+A pool whose concurrency is a range grows one slot at a time while claimed jobs wait for a slot,
+and shrinks back once its slots have stood idle for ``scale_down_after`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from conveyor.backends.base import Backend, ClaimedJob
+from conveyor.errors import ConveyorError
+from conveyor.settings import Settings
+from conveyor.worker.completer import Completer
+from conveyor.worker.pools import Pool
+from conveyor.worker.wakeup import WorkSignal
+
+log = logging.getLogger("conveyor.worker")
+T = TypeVar("T")
+
+#: Runs shorter than this on average (seconds) make an automatic prefetch worth its wait.
+SHORT_RUN = 0.02
+RUN_TIME_WEIGHT = 0.1
+
+
+class Fetcher:
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        worker_id: str,
+        backend: Backend,
+        settings: Settings,
+        db_call: Callable[..., Awaitable[Any]],
+        start: Callable[[ClaimedJob, Fetcher], None],
+        hold: Callable[[Iterable[str]], None],
+        release: Callable[[list[ClaimedJob]], None],
+        completer: Completer,
+        burst: bool,
+        scale_down_after: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pool = pool
+        self.queues = list(pool.queues) if pool.queues is not None else None
+        #: Slots this pool may fill now: its concurrency, or where it stands in its range.
+        self.limit = pool.minimum
+        self.scales = pool.minimum != pool.maximum
+        #: Slots taken: runs, and threads that outlived their run (timeout, lost lease).
+        self.in_flight = 0
+        #: Claimed jobs waiting for a slot (their leases are held and extended meanwhile).
+        self.buffer: collections.deque[ClaimedJob] = collections.deque()
+        #: Moving average of how long runs take (seconds); None until one has finished.
+        self.average_run_time: float | None = None
+        self.stopping = False
+        self._worker_id = worker_id
+        self._backend = backend
+        self._settings = settings
+        self._db = db_call
+        self._start = start
+        self._hold = hold
+        self._release = release
+        self._completer = completer
+        self._burst = burst
+        self._scale_down_after = scale_down_after
+        self._clock = clock
+        self._idle_since: float | None = None
+        self._room = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._signal: WorkSignal | None = None
+
+    def __repr__(self) -> str:
+        return f"<Fetcher {self.pool.describe()} limit={self.limit} in_flight={self.in_flight}>"
+
+    # --- prefetch and scaling -------------------------------------------------------------
+
+    def prefetch_now(self) -> int:
+        """How many jobs to hold ahead of free slots now.
+
+        A prefetched job waits for a slot while another worker might be idle, which costs
+        nothing when jobs take milliseconds and a lot when they take minutes. So by default
+        (prefetch=None) a pool prefetches up to its concurrency only while its runs are short
+        on average, and never before it has seen one finish. A pool that scales claims one
+        job beyond its slots instead, and grows a slot for it while below its maximum.
+        """
+        if self.scales:
+            return 1 if self.limit < self.pool.maximum else 0
+        if self.pool.prefetch is not None:
+            return self.pool.prefetch
+        average = self.average_run_time
+        return self.limit if average is not None and average < SHORT_RUN else 0
+
+    def observe_run_time(self, seconds: float) -> None:
+        average = self.average_run_time
+        self.average_run_time = (
+            seconds if average is None else average + RUN_TIME_WEIGHT * (seconds - average)
+        )
+
+    def _scale_down_if_idle(self) -> None:
+        idle_since = self._idle_since
+        if (
+            self.scales
+            and idle_since is not None
+            and self._clock() - idle_since >= self._scale_down_after
+        ):
+            smaller = max(self.pool.minimum, self.in_flight)
+            if smaller < self.limit:
+                log.info("pool %s: scaling down to %d", self.pool.describe(), smaller)
+                self.limit = smaller
+            self._idle_since = self._clock()
+
+    # --- slots ----------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Start buffered jobs while there are free slots (growing a scaling pool)."""
+        buffer = self.buffer
+        while buffer and not self.stopping:
+            if self.in_flight >= self.limit:
+                if not self.scales or self.limit >= self.pool.maximum:
+                    break
+                self.limit += 1
+            self.in_flight += 1
+            self._start(buffer.popleft(), self)
+        if len(buffer) <= self.prefetch_now() // 2:
+            self._room.set()
+
+    def slot_freed(self) -> None:
+        self.in_flight -= 1
+        self.dispatch()
+
+    def drop_buffered(self, token: str) -> ClaimedJob | None:
+        for job in self.buffer:
+            if job.lease_token == token:
+                self.buffer.remove(job)
+                return job
+        return None
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._room.set()
+        self._stopped.set()
+        if self._signal is not None:
+            self._signal.notify()
+
+    async def run(self) -> None:
+        signal = WorkSignal(
+            self._backend, poll_interval=self._settings.poll_interval, queues=self.queues
+        )
+        self._signal = signal
+        self._backend.add_listener(signal.notify)
+        try:
+            await self._loop(signal)
+        finally:
+            self._backend.remove_listener(signal.notify)
+            self._release(list(self.buffer))
+            self.buffer.clear()
+
+    async def _loop(self, signal: WorkSignal) -> None:
+        backoff = 0.05
+        # Set while a claim came back full only because of the batch size: claim again at
+        # once to fill the room left, instead of waiting for the buffer to run low.
+        filling = False
+        while not self.stopping:
+            self._scale_down_if_idle()
+            prefetch = self.prefetch_now()
+            room = self.limit + prefetch - self.in_flight - len(self.buffer)
+            # Claim again once the buffer runs low, rather than for every slot that frees up.
+            if room <= 0 or (len(self.buffer) > prefetch // 2 and not filling):
+                filling = False
+                await self._wait_for_room()
+                continue
+            wanted = min(room, self._settings.batch_size)
+            try:
+                jobs: list[ClaimedJob] = await self._db(
+                    self._backend.claim,
+                    self._worker_id,
+                    self.queues,
+                    wanted,
+                    self._settings.lease,
+                )
+            except ConveyorError as exc:
+                log.warning("claim failed, retrying in %.2fs: %s", backoff, exc)
+                await self._sleep_unless_stopping(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.05
+            filling = len(jobs) == wanted < room
+            if len(jobs) == wanted:
+                self._idle_since = None
+            elif self._idle_since is None:
+                self._idle_since = self._clock()
+            self._hold(job.lease_token for job in jobs)
+            self.buffer.extend(jobs)
+            if self.stopping:
+                return
+            self.dispatch()
+            if jobs:
+                continue
+            if self._burst:
+                if self.in_flight == 0 and not self.buffer:
+                    if self._completer.idle:
+                        return
+                    # Written outcomes may have made a retry ready at once: look again.
+                    await self._completer.drain()
+                else:
+                    await self._wait_for_room()
+                continue
+            try:
+                next_due = await self._db(self._backend.next_due)
+            except ConveyorError:
+                next_due = None
+            await signal.wait(next_due)
+
+    async def _wait_for_room(self) -> None:
+        self._room.clear()
+        await self._room.wait()
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)

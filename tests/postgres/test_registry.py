@@ -1,0 +1,62 @@
+"""On PostgreSQL: a SIGKILLed worker is declared dead by another one, which gets its jobs back
+long before their lease, and takes maintenance over from it."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conveyor import JobState, WorkerHealth, WorkerState
+from tests.postgres.factory import session_database
+from tests.postgres.workers import PgWorkers, pg_world, wait_for
+
+pytestmark = pytest.mark.slow
+
+LONG_LEASE = 60.0
+
+
+def test_a_sigkilled_workers_jobs_come_back_long_before_their_lease(tmp_path: Path) -> None:
+    settings = {"lease": LONG_LEASE, "heartbeat": 0.5, "sweep_interval": 0.2}
+    with pg_world(tmp_path, session_database().url, **settings) as world:
+        workers = PgWorkers(world)
+        try:
+            task = world.app.get_task("pg.first_attempt_hangs")
+            ids = [job.id for job in world.app.enqueue_many([task.job(600.0)] * 4)]
+            a = workers.start("A", concurrency=4)
+            wait_for(lambda: len(world.effects("start")) == 4, "A to start the 4 jobs")
+            [a_row] = world.app.workers()
+            a.send(signal.SIGKILL)
+            assert a.wait_exit() == -signal.SIGKILL
+            leases = {job_id: world.app.get_job(job_id).lease_expires_at for job_id in ids}
+
+            b = workers.start("B", concurrency=4)
+            wait_for(
+                lambda: all(world.app.get_job(i).state is JobState.SUCCEEDED for i in ids),
+                "B to run the 4 jobs",
+                on_timeout=workers.logs,
+            )
+            for job_id in ids:
+                job = world.app.get_job(job_id)
+                assert (job.attempts, job.lost_runs, job.result) == (2, 1, b.pid), job
+            reruns = [e for e in world.effects("start") if e.worker_pid == b.pid]
+            assert Counter(e.job_id for e in reruns) == dict.fromkeys(ids, 1)
+            for e in reruns:
+                expires = leases[e.job_id]
+                assert expires is not None
+                assert e.at < expires - LONG_LEASE / 2, "rerun only once the lease ran out"
+
+            assert f"declared worker(s) {a_row.id} dead" in b.log()
+            assert "now runs maintenance" in b.log()
+            shown = {w.id: w for w in world.app.workers()}
+            assert (shown[a_row.id].state, shown[a_row.id].health) == (
+                WorkerState.DEAD,
+                WorkerHealth.DEAD,
+            )
+            b.send(signal.SIGTERM)
+            assert b.wait_exit() == 0
+            assert [w.id for w in world.app.workers()] == [a_row.id], "B deregistered"
+        finally:
+            workers.cleanup()

@@ -1,0 +1,165 @@
+"""Pools in one worker process: each queue its own concurrency, and a concurrency that scales
+between a minimum and a maximum with the work waiting."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor import Conveyor, JobState, Pool, Worker
+from conveyor.errors import ConfigurationError
+from conveyor.worker.pools import build_pools, parse_concurrency, parse_pool_spec
+from tests.worker.harness import wait_for
+
+
+@dataclass
+class Gate:
+    """Jobs that hold their slot until the test opens the gate, counting who runs at once."""
+
+    opened: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    most: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def hold(self, queue: str) -> None:
+        with self.lock:
+            self.running[queue] += 1
+            self.most[queue] = max(self.most[queue], self.running[queue])
+        try:
+            assert self.opened.wait(60), "the test never opened the gate"
+        finally:
+            with self.lock:
+                self.running[queue] -= 1
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate()
+
+
+@pytest.fixture
+def app(tmp_path: Path, gate: Gate) -> Iterator[Conveyor]:
+    app = Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}")
+
+    @app.task(name="hold")
+    def hold(queue: str) -> None:
+        gate.hold(queue)
+
+    yield app
+    gate.opened.set()
+    app.close()
+
+
+@contextmanager
+def running(app: Conveyor, **options: Any) -> Iterator[Worker]:
+    worker = app.worker(install_signal_handlers=False, **options)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert worker.started.wait(30), "the worker did not start"
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert not thread.is_alive(), "the worker did not stop"
+
+
+def enqueue(app: Conveyor, queue: str, count: int) -> list[int]:
+    hold = app.get_task("hold")
+    specs = [hold.options(queue=queue).job(queue) for _ in range(count)]
+    return [job.id for job in app.enqueue_many(specs)]
+
+
+def test_each_queue_runs_at_its_own_concurrency(app: Conveyor, gate: Gate) -> None:
+    ids = enqueue(app, "a", 6) + enqueue(app, "b", 6)
+    with running(app, queues={"a": 2, "b": 3}) as worker:
+        wait_for(lambda: gate.running == {"a": 2, "b": 3}, "2 jobs of a and 3 of b to run")
+        assert worker.concurrency == 5
+        gate.opened.set()
+        wait_for(lambda: all(j.state is JobState.SUCCEEDED for j in map(app.get_job, ids)), "all")
+    assert gate.most == {"a": 2, "b": 3}
+
+
+def test_a_busy_queue_does_not_take_the_slots_of_another(app: Conveyor, gate: Gate) -> None:
+    enqueue(app, "slow", 10)
+    with running(app, pools=[Pool(("slow",), 2), Pool(("fast",), 1)]):
+        wait_for(lambda: gate.running["slow"] == 2, "the slow pool to fill")
+        # The slow queue keeps its two slots taken; a job of the other queue still runs.
+        enqueue(app, "fast", 1)
+        wait_for(lambda: gate.running["fast"] == 1, "the fast job to run beside them")
+        gate.opened.set()
+    assert gate.most == {"slow": 2, "fast": 1}
+
+
+def test_a_pool_scales_up_while_jobs_wait_and_back_down_when_idle(
+    app: Conveyor, gate: Gate
+) -> None:
+    ids = enqueue(app, "q", 10)
+    with running(app, queues=["q"], concurrency=(1, 4), scale_down_after=0.05) as worker:
+        (fetcher,) = worker.fetchers
+        wait_for(lambda: gate.running["q"] == 4, "the pool to grow to its maximum")
+        assert fetcher.limit == 4
+        gate.opened.set()
+        wait_for(lambda: all(j.state is JobState.SUCCEEDED for j in map(app.get_job, ids)), "all")
+        wait_for(lambda: fetcher.limit == 1, "the idle pool to shrink to its minimum")
+    assert gate.most["q"] == 4
+
+
+def test_prefetched_jobs_wait_in_the_buffer_not_in_a_slot(app: Conveyor, gate: Gate) -> None:
+    ids = enqueue(app, "q", 10)
+    with running(app, concurrency=2, prefetch=3, grace=0.1) as worker:
+        (fetcher,) = worker.fetchers
+        wait_for(lambda: len(fetcher.buffer) == 3, "3 jobs to be prefetched")
+        assert gate.running["q"] == 2
+        assert app.stats()["q"][JobState.RUNNING] == 5
+    # Stopping put the prefetched jobs back at once, the running ones after the grace period,
+    # none of them charged an attempt.
+    assert {(j.state, j.attempts) for j in map(app.get_job, ids)} == {(JobState.QUEUED, 0)}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a,b", ["a", "b"]),
+        ("emails=10, reports=1-4", {"emails": 10, "reports": (1, 4)}),
+        ("a=3-3", {"a": 3}),
+    ],
+)
+def test_queue_specs_parse(text: str, expected: object) -> None:
+    assert parse_pool_spec(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "names nothing"),
+        ("a=2,b", "has no concurrency"),
+        ("a=many", "not a number or a range"),
+        ("a=0", "integer >= 1"),
+        ("a=5-2", "minimum <= maximum"),
+    ],
+)
+def test_bad_queue_specs_are_clear_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        parse_pool_spec(text)
+
+
+def test_bad_pools_are_clear_errors() -> None:
+    with pytest.raises(ConfigurationError, match="more than one pool"):
+        build_pools(None, 1, None, [Pool(("a",)), Pool(("a", "b"))])
+    with pytest.raises(ConfigurationError, match="only pool"):
+        build_pools(None, 1, None, [Pool(None), Pool(("a",))])
+    with pytest.raises(ConfigurationError, match="either pools or queues"):
+        build_pools(["a"], 1, None, [Pool(("b",))])
+    with pytest.raises(ConfigurationError, match="non-empty list"):
+        build_pools("a", 1, None, None)
+    with pytest.raises(ConfigurationError, match="concurrency must be"):
+        Pool(("a",), (0, 3))
+    assert parse_concurrency(" 2-20 ") == (2, 20)
