@@ -51,7 +51,8 @@ def insert_jobs(
     """Write ``jobs`` (due ``now`` unless they say otherwise); results in their order."""
     results: list[EnqueueResult] = []
     plain_from = 0
-    if any(map(_KEY, jobs)):
+    keys = list(map(_KEY, jobs))
+    if keys.count(None) != len(keys):
         for index, job in enumerate(jobs):
             if job.idempotency_key is not None:
                 results += _insert_plain(db, jobs[plain_from:index], now)
