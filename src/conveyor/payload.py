@@ -84,7 +84,7 @@ def dumps_many(values: Sequence[Any]) -> list[str] | None:
         return None
     if text.count("\\u0000") != len(values) - 1:
         return None
-    if "{" in text and _may_have_non_string_keys(values, text):
+    if "{" in text and _any_non_string_key(values, text):
         return None
     if not text.isascii():
         try:
@@ -94,10 +94,11 @@ def dumps_many(values: Sequence[Any]) -> list[str] | None:
     return text[1:-1].split(_BOUNDARY_TEXT)
 
 
-def _may_have_non_string_keys(values: Sequence[Any], text: str) -> bool:
-    """Whether some dict in ``values`` has a key that is not a string. A JSON text of them that
-    opens no more objects than ``values`` holds dicts has no dict inside them (or a brace in
-    a string, when the walk decides), so only those dicts' own keys need a look."""
+def _any_non_string_key(values: Sequence[Any], text: str) -> bool:
+    """Whether a dict in ``values``, or inside one, has a key that is not a string. Every dict
+    opens one object in ``text`` (and strings may hold more braces): when ``text`` opens no more
+    objects than ``values`` holds dicts, none is nested, and their own keys tell; otherwise
+    the values are walked."""
     dicts = [value for value in values if isinstance(value, dict)]
     if text.count("{") > len(dicts):
         return any(_has_non_string_keys(value) for value in values)

@@ -262,9 +262,9 @@ def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
     for spec in specs:
         if head is None or spec.task is not task or spec.options is not options:
             task, options = spec.task, spec.options
-            head = task.head(options)
+            head = task._head_for(options)
             limit = task.app.settings.max_payload_bytes
-            arguments = task.arguments
+            arguments = task._arguments
             binding = arguments.binding
         args, kwargs = spec.args, spec.kwargs
         shape = (len(args), *kwargs) if kwargs else len(args)
@@ -338,7 +338,7 @@ class Task(Generic[P, R]):
         self.isolation = isolation
         self.memory_limit_mb = memory_limit_mb
         _check_isolation(fn, isolation, memory_limit_mb)
-        self.arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
+        self._arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
         self._default_head = _head(
             name, DEFAULT_OPTIONS, queue, self.priority, max_attempts, timeout, idempotency
         )
@@ -391,7 +391,7 @@ class Task(Generic[P, R]):
         specs = [JobSpec(self, args, kwargs)]
         return (await self.app.enqueue_many_async(specs, connection=connection))[0]
 
-    def head(self, options: JobOptions) -> _Head:
+    def _head_for(self, options: JobOptions) -> _Head:
         """The fields of this task's jobs enqueued with ``options``."""
         if options is DEFAULT_OPTIONS:
             return self._default_head
@@ -408,13 +408,13 @@ class Task(Generic[P, R]):
     def build(self, args: Sequence[Any], kwargs: dict[str, Any], options: JobOptions) -> NewJob:
         """Validate and encode one job; raises before anything is written."""
         try:
-            self.arguments.check(args, kwargs)
+            self._arguments.check(args, kwargs)
         except TypeError as exc:
             raise ArgumentsMismatch(f"arguments do not match task {self.name}: {exc}") from None
         args_json, kwargs_json = encode_arguments(
             self.name, args, kwargs, self.app.settings.max_payload_bytes
         )
-        return self.head(options).job(args_json, kwargs_json)
+        return self._head_for(options).job(args_json, kwargs_json)
 
     # --- the retry decision ---------------------------------------------------------------
 
