@@ -5,9 +5,9 @@ write result, its Job snapshot with an argument list and an error list), none of
 a reference cycle. The collector starts a pass every 700 such allocations, every tenth pass
 walks everything younger than the last full one, and now and then the batch tips it into a
 full pass over the whole heap: 12 ms of a 10,000-job enqueue, 30 ms with a full pass, when
-the rest of it takes 90 ms. Paused,
-it makes a single pass over the batch's objects instead, at the first allocation after the
-pause. Reference counting frees memory as always; only cycles wait.
+the rest of it takes 90 ms. Paused, it makes a single pass over the batch's objects instead
+(5 ms), at the first allocation after the pause. Reference counting frees memory as always;
+only cycles wait.
 
 A pause lasts one enqueue call, the write included: at worst ``lock_timeout`` when the
 database keeps the call waiting for a lock.
