@@ -70,14 +70,13 @@ def _insert_plain(
     results: list[EnqueueResult] = []
     for start in range(0, len(jobs), _CHUNK):
         chunk = jobs[start : start + _CHUNK]
-        run_at, states = _due(chunk, now)
+        run_at, states, state_texts = _due(chunk, now)
         columns = [
             list(map(_QUEUE, chunk)),
             list(map(_TASK, chunk)),
             list(map(_ARGS, chunk)),
             list(map(_KWARGS, chunk)),
-            # str() of a JobState is its value, through str's own C code.
-            list(map(str, states)),
+            state_texts,
             list(map(_PRIORITY, chunk)),
             run_at,
             list(map(_MAX_ATTEMPTS, chunk)),
@@ -108,16 +107,19 @@ def _insert_plain(
     return results
 
 
-def _due(chunk: Sequence[NewJob], now: float) -> tuple[list[float], list[JobState]]:
-    """When each job is due, and so its state."""
+def _due(chunk: Sequence[NewJob], now: float) -> tuple[list[float], list[JobState], list[str]]:
+    """When each job is due, and so its state, also as the text stored."""
     run_at = list(map(_RUN_AT, chunk))
     delays = list(map(_DELAY, chunk))
-    if run_at.count(None) == len(chunk) and delays.count(delays[0]) == len(chunk):
+    size = len(chunk)
+    if run_at.count(None) == size and delays.count(delays[0]) == size:
         # The usual bulk batch: jobs due after the same delay, worked out once.
         due = now + delays[0]
-        return [due] * len(chunk), [_SCHEDULED if due > now else _QUEUED] * len(chunk)
+        state = _SCHEDULED if due > now else _QUEUED
+        return [due] * size, [state] * size, [state.value] * size
     due_at = [now + delay if at is None else at for at, delay in zip(run_at, delays, strict=True)]
-    return due_at, [_SCHEDULED if due > now else _QUEUED for due in due_at]
+    states = [_SCHEDULED if due > now else _QUEUED for due in due_at]
+    return due_at, states, [state.value for state in states]
 
 
 @functools.lru_cache(maxsize=32)
