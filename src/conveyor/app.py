@@ -148,11 +148,13 @@ class Conveyor:
         """
         specs = list(specs)
         with collector_paused():
+            if connection is None:
+                # No local name for the records: they are freed before the collector resumes,
+                # which then has only the returned jobs to look at.
+                return self._write(build_jobs(specs), specs)
             new_jobs = build_jobs(specs)
-            if connection is not None:
-                results = self.backend.enqueue_many_in(connection, new_jobs)
-                return self._snapshots(new_jobs, results, specs)
-            return self._write(new_jobs, specs)
+            results = self.backend.enqueue_many_in(connection, new_jobs)
+            return self._snapshots(new_jobs, results, specs)
 
     async def enqueue_many_async(
         self, specs: Iterable[JobSpec], *, connection: Any = None
