@@ -20,6 +20,8 @@ from conveyor.task import JobSpec, Task, build_jobs, default_task_name
 from conveyor.worker_info import WorkerInfo
 
 if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
     from conveyor.worker import Worker
     from conveyor.worker.pools import Concurrency
 
@@ -36,7 +38,7 @@ class Conveyor:
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | ConnectionPool[Any] | None = None,
         *,
         settings: Settings | None = None,
         clock: Callable[[], float] | None = None,
@@ -44,6 +46,10 @@ class Conveyor:
     ) -> None:
         if settings is not None and (url is not None or overrides):
             raise ConfigurationError("give either settings= or url/overrides, not both")
+        #: The application's own psycopg ConnectionPool, when given instead of a URL.
+        self._pool: ConnectionPool[Any] | None = None
+        if url is not None and not isinstance(url, str):
+            self._pool, url = url, _pool_url(url)
         self.settings = settings or Settings.load(url=url, **overrides)
         self.tasks: dict[str, Task[..., Any]] = {}
         self._clock = clock
@@ -59,7 +65,7 @@ class Conveyor:
         if self._backend is None:
             with self._backend_lock:
                 if self._backend is None:
-                    self._backend = open_backend(self.settings, clock=self._clock)
+                    self._backend = open_backend(self.settings, clock=self._clock, pool=self._pool)
         return self._backend
 
     def close(self) -> None:
@@ -80,6 +86,8 @@ class Conveyor:
         settings = self.settings.replace(**changes)
         self.close()
         self.settings = settings
+        if "url" in changes:
+            self._pool = None  # the pool connects elsewhere
 
     # --- tasks ----------------------------------------------------------------------------
 
@@ -317,3 +325,12 @@ class Conveyor:
         """Run a worker in this thread until SIGINT/SIGTERM (or, with burst=True, until no job
         is ready)."""
         self.worker(queues=queues, concurrency=concurrency, burst=burst, **options).run()
+
+
+def _pool_url(pool: object) -> str:
+    """How the application's own connection pool connects (see backends/postgres/lent.py)."""
+    try:
+        from conveyor.backends.postgres.lent import url_of
+    except ImportError:  # no psycopg: whatever this is, it is not a pool
+        raise ConfigurationError(f"url must be a database URL, got {type(pool).__name__}") from None
+    return url_of(pool)

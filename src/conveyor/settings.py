@@ -81,6 +81,11 @@ class Settings:
     postgres_pool_max_size: int = 10
     #: Seconds to wait for a PostgreSQL connection (a new one, or a free pooled one).
     postgres_connect_timeout: float = 10.0
+    #: Seconds a pooled connection beyond the minimum may stay unused before it is closed.
+    postgres_pool_max_idle: float = 600.0
+    #: Seconds after which a pooled connection is replaced (±5 %, so not all at once): long
+    #: sessions leave the server's per-session memory, and a DNS name that moved, behind.
+    postgres_pool_max_lifetime: float = 3600.0
     #: Executions of a statement on one connection before it is prepared server-side; -1
     #: never prepares (for PgBouncer in transaction mode before version 1.21).
     postgres_prepare_threshold: int = 1
@@ -140,9 +145,14 @@ class Settings:
                 f"postgres_pool_max_size ({self.postgres_pool_max_size}) must be >= 1 and >= "
                 f"postgres_pool_min_size ({self.postgres_pool_min_size})"
             )
-        timeout = self.postgres_connect_timeout
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ConfigurationError(f"postgres_connect_timeout must be > 0, got {timeout}")
+        for name in (
+            "postgres_connect_timeout",
+            "postgres_pool_max_idle",
+            "postgres_pool_max_lifetime",
+        ):
+            seconds = getattr(self, name)
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ConfigurationError(f"{name} must be > 0, got {seconds}")
         if self.postgres_prepare_threshold < -1:
             raise ConfigurationError("postgres_prepare_threshold must be >= 0, or -1 for never")
 

@@ -3,7 +3,8 @@ back, and how healthy its beats make it look.
 
 A worker beats every ``beat_interval`` seconds (database time). It is *late* once it missed a
 beat, and *dead* once it went ``dead_after`` seconds without one, or once maintenance declared it
-dead (and released its running jobs). Both durations are the worker's own, stored in its row, so
+dead (and released its running jobs): after that silence, or at once when a worker of the same
+machine found its process gone. Both durations are the worker's own, stored in its row, so
 every reader and every sweeper judges a worker alike whatever its own settings are.
 """
 
@@ -21,7 +22,8 @@ class WorkerState(enum.StrEnum):
     RUNNING = "running"
     #: Stopping gracefully: claims nothing new, finishes (or puts back) its running jobs.
     STOPPING = "stopping"
-    #: Declared dead by maintenance: no beat for ``dead_after`` seconds; its runs were released.
+    #: Declared dead by maintenance (no beat for ``dead_after`` seconds, or its process gone);
+    #: its runs were released.
     DEAD = "dead"
 
 
@@ -45,6 +47,9 @@ class WorkerRegistration:
     beat_interval: float
     #: Seconds without a beat after which the worker counts as dead.
     dead_after: float
+    #: The kernel boot and PID namespace ``pid`` belongs to (``conveyor.worker.machine``);
+    #: None where unknown. Workers of one machine tell a dead one by its pid being gone.
+    machine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class WorkerInfo:
     beat_interval: float
     dead_after: float
     observed_at: float
+    machine: str | None = None
 
     @property
     def last_beat_age(self) -> float:
@@ -94,4 +100,5 @@ class WorkerInfo:
             "last_beat_age": self.last_beat_age,
             "beat_interval": self.beat_interval,
             "dead_after": self.dead_after,
+            "machine": self.machine,
         }

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import Conveyor
+from conveyor.worker.machine import machine_identity
 from conveyor.worker.worker import wait_until
 from conveyor.worker_info import WorkerRegistration
 from tests.cli.support import APP_SOURCE, Invoke, assert_user_error, output_json
@@ -84,6 +85,8 @@ def test_list_and_stop_real_workers(invoke: Invoke, start_worker: StartWorker) -
     assert record["health"] == "alive" and record["state"] == "running"
     assert record["queues"] is None and record["concurrency"] == 3
     assert record["beat_interval"] == float(BEAT)
+    assert record["machine"] == machine_identity(), "both workers run on this machine"
+    assert shown[second.pid]["machine"] == record["machine"]
     first_id = str(record["id"])
 
     stopped = invoke("workers", "stop", first_id)

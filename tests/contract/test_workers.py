@@ -49,7 +49,9 @@ def running_jobs(backend: Backend, worker_id: str, count: int) -> list[int]:
 
 
 def test_a_registered_worker_is_listed_alive(backend: Backend, clock: FakeClock) -> None:
-    backend.register_worker(registration("w1", queues=("emails", "default"), concurrency=8))
+    backend.register_worker(
+        registration("w1", queues=("emails", "default"), concurrency=8, machine="boot/pid:[1]")
+    )
     clock.advance(1.0)
     backend.register_worker(registration("w2", host="host-b", pid=7))
 
@@ -67,11 +69,12 @@ def test_a_registered_worker_is_listed_alive(backend: Backend, clock: FakeClock)
     assert first.started_at == pytest.approx(clock.now - 1.0)
     assert first.last_beat_at == pytest.approx(clock.now - 1.0)
     assert (first.beat_interval, first.dead_after) == (BEAT, DEAD_AFTER)
+    assert first.machine == "boot/pid:[1]"
     assert first.observed_at == pytest.approx(clock.now)
     assert first.last_beat_age == pytest.approx(1.0)
     assert first.health is WorkerHealth.ALIVE
     assert listed[1].queues is None, "None: every queue"
-    assert (listed[1].host, listed[1].pid) == ("host-b", 7)
+    assert (listed[1].host, listed[1].pid, listed[1].machine) == ("host-b", 7, None)
 
 
 def test_beats_keep_a_worker_alive_and_record_its_state(backend: Backend, clock: FakeClock) -> None:
@@ -342,3 +345,113 @@ def test_dead_workers_are_forgotten_after_a_while(backend: Backend, clock: FakeC
     clock.now = last_beat + 61.0
     backend.reap_dead_workers(forget_after=60.0)
     assert backend.list_workers() == []
+
+
+# --- workers known to be dead (their process is gone) ------------------------------------------
+
+
+def test_a_worker_known_dead_is_declared_dead_and_its_jobs_released_at_once(
+    backend: Backend, clock: FakeClock
+) -> None:
+    backend.register_worker(registration("gone"))
+    backend.register_worker(registration("lives"))
+    lost = running_jobs(backend, "gone", 3)
+    kept = running_jobs(backend, "lives", 2)
+
+    report = backend.reap_dead_workers("lives", clock.now, known_dead=["gone"])
+    assert report.workers == ["gone"], "no silence needed"
+    assert report.requeued == lost
+    for job in map(backend.get, lost):
+        assert job.state is JobState.RETRYING
+        assert (job.attempts, job.lost_runs, job.lease_token) == (1, 1, None)
+        assert job.run_at == pytest.approx(clock.now)
+    assert {backend.get(job_id).state for job_id in kept} == {JobState.RUNNING}
+    shown = workers(backend)
+    assert (shown["gone"].state, shown["lives"].state) == (WorkerState.DEAD, WorkerState.RUNNING)
+    assert backend.reap_dead_workers("lives", known_dead=["gone"]).workers == [], "once"
+
+
+def test_a_known_dead_workers_jobs_end_as_rescued_ones_do(
+    backend: Backend, clock: FakeClock
+) -> None:
+    backend.register_worker(registration("gone"))
+    last_try = enqueue(backend, max_attempts=1)
+    cancelled = enqueue(backend, max_attempts=5)
+    requeued = enqueue(backend, max_attempts=5)
+    [stale, *_] = backend.claim("gone", None, 3, LONG_LEASE)
+    backend.cancel(cancelled)
+
+    report = backend.reap_dead_workers(known_dead=["gone"])
+    assert (report.requeued, report.dead, report.cancelled) == ([requeued], [last_try], [cancelled])
+    dead = backend.get(last_try)
+    assert (dead.state, dead.lost_runs) == (JobState.DEAD, 1)
+    assert dead.dead_reason is not None and "worker died" in dead.dead_reason
+    assert backend.get(cancelled).state is JobState.CANCELLED
+
+    before = backend.get(stale.id)
+    assert backend.extend_leases([stale.lease_token], LONG_LEASE).lost == {stale.lease_token}
+    done = Outcome(stale.id, stale.lease_token, OutcomeKind.SUCCEEDED, result_json='"late"')
+    assert [r.applied for r in backend.finish_many([done])] == [False]
+    assert backend.get(stale.id) == before, "the dead worker's tokens are void"
+
+
+def test_known_dead_never_names_the_sweeper_a_dead_worker_or_a_stranger(
+    backend: Backend, clock: FakeClock
+) -> None:
+    backend.register_worker(registration("sweeper"))
+    backend.register_worker(registration("earlier"))
+    [mine] = running_jobs(backend, "sweeper", 1)
+    assert backend.reap_dead_workers("sweeper", known_dead=["earlier"]).workers == ["earlier"]
+    # Runs claimed under a worker id after it was declared dead are released only if it is
+    # declared dead again, after registering again (as for silent workers).
+    [rerun] = running_jobs(backend, "earlier", 1)
+
+    report = backend.reap_dead_workers("sweeper", known_dead=["sweeper", "earlier", "ghost"])
+    assert (report.workers, report.requeued) == ([], [])
+    assert backend.get(mine).state is JobState.RUNNING, "whoever sweeps is alive"
+    assert backend.get(rerun).state is JobState.RUNNING
+    assert backend.beat_worker("sweeper", WorkerState.RUNNING) is False
+
+
+def test_known_dead_and_silent_workers_are_declared_dead_together(
+    backend: Backend, clock: FakeClock
+) -> None:
+    backend.register_worker(registration("silent"))
+    clock.advance(DEAD_AFTER + 1.0)
+    backend.register_worker(registration("gone"))
+    backend.register_worker(registration("lives"))
+    silent = running_jobs(backend, "silent", 1)
+    gone = running_jobs(backend, "gone", 1)
+    report = backend.reap_dead_workers("lives", known_dead=["gone"])
+    assert report.workers == ["gone", "silent"]
+    assert report.requeued == sorted(silent + gone)
+
+
+def test_a_stopping_worker_known_dead_is_dead_too(backend: Backend) -> None:
+    backend.register_worker(registration("w1"))
+    [job_id] = running_jobs(backend, "w1", 1)
+    backend.beat_worker("w1", WorkerState.STOPPING)
+    assert backend.reap_dead_workers(known_dead=["w1"]).requeued == [job_id]
+
+
+def test_a_worker_declared_dead_hands_on_its_leases_at_once(
+    backend: Backend, clock: FakeClock
+) -> None:
+    backend.register_worker(registration("gone"))
+    backend.register_worker(registration("silent"))
+    backend.register_worker(registration("lives"))
+    assert backend.acquire_leadership("maintenance", "gone", LONG_LEASE)
+    assert backend.acquire_leadership("other", "gone", LONG_LEASE)
+    assert backend.acquire_leadership("prune", "silent", LONG_LEASE)
+    assert backend.acquire_leadership("kept", "lives", LONG_LEASE)
+
+    backend.reap_dead_workers("lives", known_dead=["gone"])
+    assert backend.acquire_leadership("maintenance", "lives", LONG_LEASE), "without its TTL"
+    assert backend.acquire_leadership("other", "lives", LONG_LEASE)
+    assert not backend.acquire_leadership("prune", "lives", LONG_LEASE), "silent is not dead yet"
+
+    clock.advance(DEAD_AFTER + 1.0)
+    backend.beat_worker("lives", WorkerState.RUNNING)
+    assert backend.reap_dead_workers("lives").workers == ["silent"]
+    assert backend.acquire_leadership("prune", "lives", LONG_LEASE), "silence counts too"
+    assert not backend.acquire_leadership("kept", "other", LONG_LEASE), "the living keep theirs"

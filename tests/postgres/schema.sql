@@ -1,4 +1,4 @@
--- Test-only queries of test_schema.py.
+-- Test-only queries of test_schema.py and test_schema_script.py.
 
 -- name: tables_named_conveyor
 SELECT schemaname, tablename FROM pg_tables WHERE tablename LIKE 'conveyor\_%%'
@@ -16,3 +16,10 @@ INSERT INTO conveyor_migrations (version, name, applied_at) VALUES (%(version)s,
 
 -- name: migration_versions
 SELECT version FROM conveyor_migrations ORDER BY version
+
+-- name: migrations_of
+-- composed
+SELECT version, name FROM {schema}.conveyor_migrations ORDER BY version
+
+-- name: schema_exists
+SELECT to_regnamespace(%(schema)s) IS NOT NULL

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conveyor.backends import open_backend
 from conveyor.backends.postgres import PostgresBackend
+from conveyor.backends.postgres.connection import TCP_DEFAULTS
 from conveyor.backends.postgres.errors import translate
 from conveyor.backends.sql import parse_queries
 from conveyor.errors import (
@@ -88,11 +90,17 @@ def test_postgres_settings_have_environment_twins() -> None:
             "CONVEYOR_POSTGRES_SCHEMA": "jobs_a",
             "CONVEYOR_POSTGRES_POOL_MAX_SIZE": "3",
             "CONVEYOR_POSTGRES_CONNECT_TIMEOUT": "2.5",
+            "CONVEYOR_POSTGRES_POOL_MAX_IDLE": "60",
+            "CONVEYOR_POSTGRES_POOL_MAX_LIFETIME": "900",
         }
     )
     assert settings.postgres_schema == "jobs_a"
     assert settings.postgres_pool_max_size == 3
     assert settings.postgres_connect_timeout == 2.5
+    assert (settings.postgres_pool_max_idle, settings.postgres_pool_max_lifetime) == (60, 900)
+    for name in ("postgres_pool_max_idle", "postgres_pool_max_lifetime"):
+        with pytest.raises(ConfigurationError, match=name):
+            Settings.load(env={}, **{name: 0})
 
 
 def test_a_lock_held_too_long_is_database_busy(pg: PostgresBackend) -> None:
@@ -193,3 +201,67 @@ def test_a_closed_backend_says_so(pg: PostgresBackend) -> None:
     pg.close()
     with pytest.raises(BackendError, match="closed"):
         pg.stats()
+
+
+# --- connection health ------------------------------------------------------------------------
+
+
+def test_every_session_has_keepalives_and_a_user_timeout_unless_the_url_sets_them(
+    pg: PostgresBackend,
+) -> None:
+    def tcp_settings(backend: PostgresBackend) -> list[dict[str, str]]:
+        with backend._db._connection() as pooled, backend._connect_listener() as listener:
+            return [
+                {k: conn.info.get_parameters().get(k, "") for k in TCP_DEFAULTS}
+                for conn in (pooled, listener)
+            ]
+
+    assert tcp_settings(pg) == [TCP_DEFAULTS, TCP_DEFAULTS]
+    url = make_conninfo(pg.settings.url, keepalives_idle="7", tcp_user_timeout="0")
+    tuned = PostgresBackend(pg.settings.replace(url=url))
+    try:
+        expected = {**TCP_DEFAULTS, "keepalives_idle": "7", "tcp_user_timeout": "0"}
+        assert tcp_settings(tuned) == [expected, expected]
+    finally:
+        tuned.close()
+
+
+def test_pool_lifetimes_come_from_the_settings(pg: PostgresBackend) -> None:
+    other = PostgresBackend(
+        pg.settings.replace(postgres_pool_max_idle=45.0, postgres_pool_max_lifetime=700.0)
+    )
+    try:
+        assert (other._db._pool.max_idle, other._db._pool.max_lifetime) == (45.0, 700.0)
+    finally:
+        other.close()
+
+
+def test_connections_the_server_ended_are_replaced_before_use(
+    pg: PostgresBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No operation is sent down a dead pooled connection (and retried): the pool finds the
+    dead ones as it hands them out, without a round trip for the live ones."""
+    barrier = threading.Barrier(4)
+
+    def busy() -> None:
+        barrier.wait(10)
+        pg.stats()
+
+    threads = [threading.Thread(target=busy) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert _terminate_others(pg, "conveyor") >= 1
+    with inspect(pg) as conn:  # until the server has closed them all
+        deadline = time.monotonic() + 10
+        while conn.execute(T["conveyor_sessions"]).fetchall() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    caplog.set_level(logging.WARNING, logger="conveyor.backends.postgres.connection")
+    job_id = pg.enqueue_many([new_job()])[0].job_id
+    for _ in range(4):
+        assert pg.get(job_id).state.value == "queued"
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [m for m in messages if "retrying" in m], messages
+    assert any("was dead; replacing them all" in m for m in messages), messages

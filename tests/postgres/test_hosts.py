@@ -1,7 +1,8 @@
 """Workers on several "hosts": each in a network namespace of its own, reaching a private
 PostgreSQL cluster over a veth link of its own. One host is cut off (its link brought down)
 with a job in flight: the job runs on another host once its lease expires, and when the cut-off
-host comes back, its late writes change nothing.
+host comes back, its late writes change nothing. And a statement sent into a cut fails within
+seconds on Conveyor's default TCP settings, instead of waiting out TCP's retransmissions.
 
 Needs root (or CAP_NET_ADMIN) for ``ip netns``; skipped, saying why, where that is refused.
 """
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import random
 import secrets
 import signal
 import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +26,7 @@ import pytest
 
 from conveyor import JobState
 from tests.postgres.workers import PgWorkers, pg_world, private_cluster, wait_for
-from tests.worker.harness import WorkerProcess
+from tests.worker.harness import REPO_ROOT, WorkerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -195,3 +199,64 @@ def test_a_host_cut_off_mid_job_loses_it_to_another_and_cannot_overwrite_it(
                     assert proc.wait_exit() == 0
             finally:
                 workers.cleanup()
+
+
+def test_a_statement_sent_into_a_cut_fails_within_seconds_on_default_settings(
+    tmp_path: Path,
+) -> None:
+    """TCP alone would keep retransmitting it for about 15 minutes; Conveyor's keepalives and
+    user timeout (connection.TCP_DEFAULTS) end it in half a minute, and once the link is back
+    the pool connects again."""
+    refusal = _netns_refusal()
+    if refusal is not None:
+        pytest.skip(refusal)
+    with hosts(1) as (host,):
+        listen = f"127.0.0.1,{host.server_address}"
+        hba = [f"host all all {host.address}/32 trust"]
+        with private_cluster(listen=listen, hba=hba) as cluster:
+            # No TCP parameters in the URL: the defaults are what is tested.
+            url = f"postgresql://postgres@{host.server_address}:{cluster.port}/postgres"
+            log = tmp_path / "probe.log"
+            env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+            argv = [sys.executable, "-m", "tests.postgres.cut_probe", url, "cut_probe"]
+            with log.open("w") as stderr:
+                probe = subprocess.Popen(
+                    [*host.exec_prefix, *argv],
+                    cwd=REPO_ROOT,
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    text=True,
+                )
+            answers: queue.Queue[str] = queue.Queue()
+            threading.Thread(
+                target=lambda: [answers.put(line.strip()) for line in probe.stdout or ()],
+                daemon=True,
+            ).start()
+
+            def answer(within: float) -> str:
+                try:
+                    return answers.get(timeout=within)
+                except queue.Empty:
+                    raise AssertionError(
+                        f"no answer from the probe in {within:g}s:\n{log.read_text()}"
+                    ) from None
+
+            def ask(within: float) -> str:
+                assert probe.stdin is not None
+                probe.stdin.write("call\n")
+                probe.stdin.flush()
+                return answer(within)
+
+            try:
+                assert answer(60) == "ready"
+                assert ask(30) == "ok"
+                host.cut()
+                failed = ask(90)
+                assert failed.startswith("BackendUnavailable"), failed
+                host.restore()
+                wait_for(lambda: ask(30) == "ok", "the probe to reach the server again")
+            finally:
+                probe.kill()
+                probe.wait(30)

@@ -1,9 +1,13 @@
 """The maintenance service in this process, on a fake clock: who leads, handing the lease on at
-a clean stop, and when silence of other workers starts to count."""
+a clean stop, when silence of other workers starts to count, and workers of this machine whose
+process is gone."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +15,16 @@ from typing import Any
 import pytest
 
 from conveyor.backends.base import Backend
+from conveyor.job import JobState
 from conveyor.worker.maintenance import LEADERSHIP, Maintenance, leader_ttl
+from conveyor.worker_info import WorkerRegistration, WorkerState
+from tests.contract.helpers import enqueue
 from tests.support import FakeClock, sqlite_backend
 
 INTERVAL = 1.0
+HERE = "boot-1/pid:[4026531836]"
+DEAD_AFTER = 15.0
+LONG_LEASE = 600.0
 
 
 @pytest.fixture
@@ -32,10 +42,39 @@ async def direct(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
-def maintenance(backend: Backend, worker_id: str) -> Maintenance:
+def maintenance(backend: Backend, worker_id: str, machine: str | None = HERE) -> Maintenance:
     return Maintenance(
-        backend, direct, lambda: None, worker_id=worker_id, interval=INTERVAL, retention=0
+        backend,
+        direct,
+        lambda: None,
+        worker_id=worker_id,
+        machine=machine,
+        interval=INTERVAL,
+        retention=0,
     )
+
+
+def register(backend: Backend, worker_id: str, pid: int, machine: str | None = HERE) -> None:
+    backend.register_worker(
+        WorkerRegistration(
+            id=worker_id,
+            host="h",
+            pid=pid,
+            queues=None,
+            concurrency=1,
+            beat_interval=5.0,
+            dead_after=DEAD_AFTER,
+            machine=machine,
+        )
+    )
+
+
+@pytest.fixture
+def exited_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
 
 
 def test_one_leads_until_its_lease_lapses(backend: Backend, clock: FakeClock) -> None:
@@ -82,3 +121,54 @@ def test_reachable_since_starts_again_after_a_break(backend: Backend, clock: Fak
         assert a.reachable_since == clock.now
 
     asyncio.run(scenario())
+
+
+def test_a_worker_not_leading_declares_its_machines_gone_workers_dead(
+    backend: Backend, clock: FakeClock, exited_pid: int
+) -> None:
+    register(backend, "gone", exited_pid)
+    register(backend, "alive", os.getpid())
+    register(backend, "elsewhere", exited_pid, machine="boot-2/pid:[4026531836]")
+    job_id = enqueue(backend)
+    assert [c.id for c in backend.claim("gone", None, 1, LONG_LEASE)] == [job_id]
+    assert backend.acquire_leadership(LEADERSHIP, "gone", LONG_LEASE)
+    b = maintenance(backend, "b")
+
+    async def scenario() -> None:
+        b.start()
+        await asyncio.sleep(0)  # b's first sweep
+        assert not b.leading, "gone held the lease"
+        await b.stop()
+        assert await b.lead() is True, "gone's lease was freed with it"
+
+    asyncio.run(scenario())
+    assert backend.get(job_id).state is JobState.RETRYING, "no lease or silence waited out"
+    states = {w.id: w.state for w in backend.list_workers()}
+    assert states == {
+        "gone": WorkerState.DEAD,
+        "alive": WorkerState.RUNNING,
+        "elsewhere": WorkerState.RUNNING,
+    }
+
+
+def test_at_start_up_only_the_gone_are_declared_dead(
+    backend: Backend, clock: FakeClock, exited_pid: int
+) -> None:
+    register(backend, "silent", os.getpid())
+    clock.advance(DEAD_AFTER * 10)
+    register(backend, "gone", exited_pid)
+    b = maintenance(backend, "b")
+    asyncio.run(b.reap_gone())
+    states = {w.id: w.state for w in backend.list_workers()}
+    assert states == {"silent": WorkerState.RUNNING, "gone": WorkerState.DEAD}, (
+        "before its first sweep a worker cannot tell an outage from silence"
+    )
+
+
+def test_a_worker_of_unknown_machine_judges_nobody_by_pid(
+    backend: Backend, clock: FakeClock, exited_pid: int
+) -> None:
+    register(backend, "gone", exited_pid, machine=None)
+    register(backend, "gone-here", exited_pid)
+    asyncio.run(maintenance(backend, "b", machine=None).reap_gone())
+    assert {w.state for w in backend.list_workers()} == {WorkerState.RUNNING}

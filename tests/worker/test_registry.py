@@ -1,6 +1,7 @@
 """The worker registry with real workers: registration and a clean exit, a stop asked through
-the database, a SIGKILLed worker whose jobs come back long before their lease, and the
-maintenance lease passing from one worker to another."""
+the database, a frozen worker whose jobs come back long before their lease once its silence
+tells it is dead, and the maintenance lease passing from one worker to another. (A killed
+worker's jobs come back sooner still: tests/worker/test_recovery.py.)"""
 
 from __future__ import annotations
 
@@ -60,9 +61,10 @@ def test_stop_workers_takes_named_workers_or_every_one(world: World) -> None:
 
 
 @pytest.mark.slow
-def test_a_sigkilled_workers_jobs_come_back_long_before_their_lease(
+def test_a_frozen_workers_jobs_come_back_long_before_their_lease(
     world: World, workers: Workers
 ) -> None:
+    """SIGSTOP: the process still exists, so only its silence tells that it is gone."""
     release = world.tmp / "release"
     hold = world.app.get_task("sample.hold")
     hold_async = world.app.get_task("sample.hold_async")
@@ -72,8 +74,7 @@ def test_a_sigkilled_workers_jobs_come_back_long_before_their_lease(
     wait_for(lambda: len({e.job_id for e in world.effects("start")}) == 10, "10 jobs to start")
     [a_row] = world.app.workers()
 
-    a.send(signal.SIGKILL)
-    assert a.wait_exit() == -signal.SIGKILL
+    a.send(signal.SIGSTOP)
     held = {job.id: job for job in world.jobs(ids)}
     release.touch()
     b = workers.start("B", concurrency=10, env=LONG_LEASE_ENV)
@@ -94,7 +95,7 @@ def test_a_sigkilled_workers_jobs_come_back_long_before_their_lease(
         assert e.at < expires - LONG_LEASE / 2, "rerun only once the lease ran out"
     assert Counter(e.job_id for e in world.effects("done")) == dict.fromkeys(ids, 1)
 
-    assert f"declared worker(s) {a_row.id} dead" in b.log()
+    assert f"declared worker(s) {a_row.id} dead (no heartbeat)" in b.log()
     assert "rescued expired leases" not in b.log()
     assert "now runs maintenance" in b.log(), "B took maintenance over from the dead A"
     shown = {w.id: w for w in world.app.workers()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigurationError
 
@@ -12,29 +12,41 @@ if TYPE_CHECKING:
     from conveyor.settings import Settings
 
 
-def open_backend(
-    settings: Settings, clock: Callable[[], float] | None = None, *, check_schema: bool = True
-) -> Backend:
-    """Open the store ``settings.url`` names. On open, a backend migrates the schema
-    (``settings.auto_migrate``) or refuses an outdated one; ``check_schema=False`` skips both,
-    for the commands that inspect or upgrade the schema themselves."""
-    url = settings.url
+def engine_of(url: str) -> str:
+    """The engine ``url`` names, "sqlite" or "postgres", told from its form alone (no
+    connection, no driver import)."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
-        from conveyor.backends.sqlite import SQLiteBackend
-
-        return SQLiteBackend(settings, clock=clock, check_schema=check_schema)
+        return "sqlite"
     if scheme in ("postgresql", "postgres") or (scheme == "" and "=" in url):
-        try:
-            from conveyor.backends.postgres import PostgresBackend
-        except ImportError as exc:
-            raise ConfigurationError(
-                "the PostgreSQL engine needs extra packages: "
-                f"pip install 'conveyor-jobs[postgres]' ({exc})"
-            ) from None
-        backend: Backend = PostgresBackend(settings, clock=clock, check_schema=check_schema)
-        return backend
+        return "postgres"
     raise ConfigurationError(
         f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or "
         "postgresql://user@host/db"
     )
+
+
+def open_backend(
+    settings: Settings,
+    clock: Callable[[], float] | None = None,
+    *,
+    check_schema: bool = True,
+    pool: Any = None,
+) -> Backend:
+    """Open the store ``settings.url`` names. On open, a backend migrates the schema
+    (``settings.auto_migrate``) or refuses an outdated one; ``check_schema=False`` skips both,
+    for the commands that inspect or upgrade the schema themselves. ``pool``: the application's
+    own psycopg ConnectionPool, whose connection string ``settings.url`` is."""
+    if engine_of(settings.url) == "sqlite":
+        from conveyor.backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend(settings, clock=clock, check_schema=check_schema)
+    try:
+        from conveyor.backends.postgres import PostgresBackend
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the PostgreSQL engine needs extra packages: "
+            f"pip install 'conveyor-jobs[postgres]' ({exc})"
+        ) from None
+    backend: Backend = PostgresBackend(settings, clock=clock, check_schema=check_schema, pool=pool)
+    return backend

@@ -249,16 +249,22 @@ class Backend(ABC):
         exclude_worker: str | None = None,
         reachable_since: float | None = None,
         forget_after: float = FORGET_DEAD_WORKERS_AFTER,
+        known_dead: Sequence[str] = (),
     ) -> ReapReport:
         """Declare dead every running or stopping worker that went its ``dead_after`` seconds
-        without a beat, and release the jobs it is running at once, as ``rescue_expired``
-        releases expired runs: a lost run, dead when the attempts are used up, cancelled when a
-        cancel was requested, and the dead worker's tokens void. Workers whose last beat is
-        more than ``forget_after`` seconds old, once declared dead, are forgotten.
+        without a beat, or that is named in ``known_dead``, and release the jobs it is running
+        at once, as ``rescue_expired`` releases expired runs: a lost run, dead when the
+        attempts are used up, cancelled when a cancel was requested, and the dead worker's
+        tokens void. Every leadership a worker declared dead holds is free at once. Workers
+        whose last beat is more than ``forget_after`` seconds old, once declared dead, are
+        forgotten.
 
         The sweeping worker passes its own id as ``exclude_worker`` (whoever sweeps is alive),
         and as ``reachable_since`` the time since which it has reached the database without a
-        break: silence before then is not counted, since an outage silences every worker."""
+        break: silence before then is not counted, since an outage silences every worker.
+        ``known_dead`` names workers the sweeper knows to be dead whatever their beats say
+        (their process is gone from its machine); a worker already declared dead is not
+        declared again."""
 
     @abstractmethod
     def promote_due(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 _HEADER = re.compile(r"^--\s*name:\s*([a-z0-9_]+)\s*$", re.MULTILINE)
 
@@ -24,15 +25,22 @@ def parse_queries(text: str) -> dict[str, str]:
     return queries
 
 
+def _folder(package: str) -> Traversable:
+    """The files of ``package``, found through its parent: importing an engine's package would
+    import its driver (psycopg), which reading its SQL does not need (`conveyor schema sql`)."""
+    parent, _, name = package.rpartition(".")
+    return resources.files(parent).joinpath(name) if parent else resources.files(package)
+
+
 @cache
 def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
-    text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+    text = _folder(package).joinpath(filename).read_text(encoding="utf-8")
     return parse_queries(text)
 
 
 def load_migrations(package: str) -> list[tuple[int, str, str]]:
     """(version, name, sql) for every ``NNNN_name.sql`` file in ``package``/migrations."""
-    folder = resources.files(package).joinpath("migrations")
+    folder = _folder(package).joinpath("migrations")
     found: list[tuple[int, str, str]] = []
     for entry in folder.iterdir():
         match = re.fullmatch(r"(\d{4})_([a-z0-9_]+)\.sql", entry.name)

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import click
 
+from conveyor.backends.script import schema_script
 from conveyor.errors import SchemaError
+from conveyor.settings import Settings
 from conveyor.worker.pools import Concurrency, format_concurrency, format_pool_spec
 from conveyor.worker.supervisor import Supervisor
 
@@ -201,6 +203,38 @@ def verify(runtime: Runtime, as_json: bool) -> None:
             click.echo(f"problem: {problem}")
     if not ok:
         click.get_current_context().exit(1)
+
+
+@schema.command("sql")
+@option(
+    "--schema",
+    "--postgres-schema",
+    "postgres_schema",
+    envvar="CONVEYOR_POSTGRES_SCHEMA",
+    metavar="NAME",
+    help="PostgreSQL schema the tables go in (ignored for SQLite).  [default: conveyor]",
+)
+@option(
+    "--from",
+    "from_version",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    envvar="CONVEYOR_SCHEMA_SQL_FROM",
+    metavar="VERSION",
+    help="Print only the migrations after this schema version (the one `schema verify` "
+    "reports); 0 is an empty database.",
+)
+@pass_runtime
+def sql(runtime: Runtime, postgres_schema: str | None, from_version: int) -> None:
+    """Print the DDL without connecting, for a DBA to review and apply.
+
+    Every migration in order, with the bookkeeping `schema migrate` does around them, as one
+    transaction. --url (or CONVEYOR_URL) only picks the engine: PostgreSQL (apply with
+    psql -v ON_ERROR_STOP=1 -f FILE) or SQLite (apply with sqlite3 FILE.db < FILE).
+    """
+    settings = Settings.load(url=runtime.url, postgres_schema=postgres_schema)
+    click.echo(schema_script(settings, from_version), nl=False)
 
 
 # --- demo ---------------------------------------------------------------------------------

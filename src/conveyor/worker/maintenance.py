@@ -2,6 +2,12 @@
 beating, and prune finished jobs past their retention. (Claims promote scheduled and retrying
 jobs whose time has come themselves.)
 
+One duty falls on every worker, on every sweep and once at start-up before it claims: declaring
+dead the workers of its own machine whose process is gone (``conveyor.worker.machine``). It
+costs a read of the small registry, and it brings a crashed worker's jobs back within a sweep
+of whichever worker of that machine looks first, a restarted one included, instead of after a
+lease or a silence of ``dead_after``.
+
 One worker at a time runs them: the one holding the ``maintenance`` lease in the database, which
 it renews on every sweep. When it dies the lease lapses and another worker takes it over; when it
 stops cleanly it gives the lease up at once. The lease saves work, it does not guard
@@ -18,13 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from conveyor.backends.base import Backend, RescueReport
 from conveyor.errors import ConveyorError
+from conveyor.worker.machine import gone_workers
 
 log = logging.getLogger("conveyor.worker")
 
@@ -53,6 +61,7 @@ class Maintenance:
         on_rescued: Callable[[], None],
         *,
         worker_id: str,
+        machine: str | None,
         interval: float,
         retention: float,
     ) -> None:
@@ -60,6 +69,7 @@ class Maintenance:
         self._db_call = db_call
         self._on_rescued = on_rescued
         self._worker_id = worker_id
+        self._machine = machine
         self._interval = interval
         self._ttl = leader_ttl(interval)
         self._break = BREAK_INTERVALS * interval + 1.0
@@ -109,7 +119,15 @@ class Maintenance:
         self.leading = held
         return held
 
-    async def sweep(self) -> None:
+    async def reap_gone(self) -> None:
+        """Declare dead the workers of this machine whose process is gone, and release their
+        jobs and leases."""
+        gone = await self._gone()
+        if gone:
+            await self._reap(gone)
+
+    async def sweep(self, gone: Sequence[str] = ()) -> None:
+        """The leader's duties; ``gone``: workers of this machine whose process is gone."""
         report = await self._db_call(self._backend.rescue_expired, self._worker_id)
         if any(_counts(report)):
             log.warning(
@@ -117,28 +135,48 @@ class Maintenance:
                 *_counts(report),
             )
             self._on_rescued()
-        reaped = await self._db_call(
-            self._backend.reap_dead_workers, self._worker_id, self.reachable_since
-        )
-        if reaped.workers:
-            log.warning(
-                "declared worker(s) %s dead (no heartbeat); their jobs: %d back in the queue, "
-                "%d dead, %d cancelled",
-                ", ".join(reaped.workers),
-                *_counts(reaped),
-            )
-            self._on_rescued()
+        await self._reap(gone)
         if self._retention and time.monotonic() - self._last_prune >= PRUNE_EVERY:
             self._last_prune = time.monotonic()
             while await self._db_call(self._backend.prune, self._retention) > 0:
                 if self._stop.is_set():
                     break
 
+    async def _gone(self) -> list[str]:
+        if self._machine is None:
+            return []
+        listed = await self._db_call(self._backend.list_workers)
+        return gone_workers(listed, self._machine, self._worker_id)
+
+    async def _reap(self, gone: Sequence[str]) -> None:
+        # Before its first lead() (at start-up) this worker cannot tell since when it reaches
+        # the database: the others' silence counts from now, as after a break.
+        since = self.reachable_since
+        if since is None:
+            since = self._backend.now()
+        reap = functools.partial(
+            self._backend.reap_dead_workers, self._worker_id, since, known_dead=gone
+        )
+        reaped = await self._db_call(reap)
+        if reaped.workers:
+            log.warning(
+                "declared worker(s) %s dead (%s); their jobs: %d back in the queue, %d dead, "
+                "%d cancelled",
+                ", ".join(reaped.workers),
+                _why(reaped.workers, gone),
+                *_counts(reaped),
+            )
+            self._on_rescued()
+
     async def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if await self.lead():
-                    await self.sweep()
+                leading = await self.lead()
+                gone = await self._gone()
+                if leading:
+                    await self.sweep(gone)
+                elif gone:
+                    await self._reap(gone)
             except ConveyorError as exc:
                 log.warning("maintenance sweep failed, will retry: %s", exc)
             with contextlib.suppress(TimeoutError):
@@ -147,3 +185,12 @@ class Maintenance:
 
 def _counts(report: RescueReport) -> tuple[int, int, int]:
     return len(report.requeued), len(report.dead), len(report.cancelled)
+
+
+def _why(workers: Sequence[str], gone: Sequence[str]) -> str:
+    by_pid = [w for w in workers if w in gone]
+    if not by_pid:
+        return "no heartbeat"
+    if len(by_pid) == len(workers):
+        return "process gone"
+    return f"process gone: {', '.join(by_pid)}; the others: no heartbeat"

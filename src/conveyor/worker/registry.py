@@ -2,10 +2,11 @@
 on a clean exit.
 
 Beats run on a thread of their own, as lease heartbeats do, so a task that blocks the event loop
-cannot make a live worker look dead. A worker that stops beating for ``dead_after`` seconds is
-declared dead by maintenance, which hands its running jobs to others at once instead of after
-their lease. Each beat also answers whether someone asked this worker to stop (``conveyor
-workers stop``, from any host): the first such answer begins a graceful stop.
+cannot make a live worker look dead. A worker that stops beating for ``dead_after`` seconds, or
+whose process a worker of its machine finds gone, is declared dead by maintenance, which hands
+its running jobs to others at once instead of after their lease. Each beat also answers
+whether someone asked this worker to stop (``conveyor workers stop``, from any host): the first
+such answer begins a graceful stop.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from conveyor.backends.base import Backend
 from conveyor.errors import ConveyorError
+from conveyor.worker.machine import machine_identity
 from conveyor.worker_info import WorkerRegistration, WorkerState
 
 log = logging.getLogger("conveyor.worker")
@@ -55,6 +57,7 @@ class Registry:
             concurrency=concurrency,
             beat_interval=interval,
             dead_after=dead_after(interval),
+            machine=machine_identity(),
         )
         self._interval = interval
         self._is_stopping = is_stopping

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor.backends.base import ClaimedJob, FinishResult, LeaseReport, Outcome, OutcomeKind
-from conveyor.errors import ConfigurationError
+from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.job import JobState
 from conveyor.worker.completer import Completer
 from conveyor.worker.context import JobContext
@@ -201,6 +201,7 @@ class Worker:
             self._db,
             self._wake_fetchers,
             worker_id=self.id,
+            machine=self.registry.registration.machine,
             interval=self.settings.sweep_interval,
             retention=self.settings.retention,
         )
@@ -209,6 +210,7 @@ class Worker:
             self.completer.start()
             self.heartbeater.start()
             self.registry.start()
+            await self._reap_gone_neighbours()
             self.maintenance.start()
             log.info(
                 "worker %s ready: %s",
@@ -234,6 +236,14 @@ class Worker:
             self.executor.shutdown()
             self._db_pool.shutdown(wait=True)
             self.stopped.set()
+
+    async def _reap_gone_neighbours(self) -> None:
+        """Before the first claim: a worker restarted after a crash gives back the jobs its
+        predecessor on this machine left running, instead of leaving them to a later sweep."""
+        try:
+            await self.maintenance.reap_gone()
+        except ConveyorError as exc:
+            log.warning("could not look for dead workers on this machine, will retry: %s", exc)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         if not self.install_signal_handlers or threading.current_thread() is not (

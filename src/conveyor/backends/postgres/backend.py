@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
 from conveyor.backends.base import (
     FORGET_DEAD_WORKERS_AFTER,
@@ -49,16 +50,6 @@ from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
-#: TCP keepalives on the LISTEN session: it is idle for long stretches, and a silently dropped
-#: connection (a NAT timeout, a cable pulled) must be noticed within a minute, not hours.
-_LISTENER_KEEPALIVES = {
-    "keepalives": 1,
-    "keepalives_idle": 20,
-    "keepalives_interval": 5,
-    "keepalives_count": 4,
-}
-
-
 #: Seconds the first change_marker() call waits for the LISTEN session (connecting is a few ms;
 #: with the server down it gives up and the listener keeps trying in the background).
 _FIRST_LISTEN_WAIT = 2.0
@@ -72,10 +63,13 @@ class PostgresBackend(Backend):
         *,
         auto_migrate: bool | None = None,
         check_schema: bool = True,
+        pool: ConnectionPool[Any] | None = None,
     ) -> None:
+        """``pool``: a psycopg ConnectionPool of the application's own to run on (see lent.py);
+        ``settings.url`` must then be how it connects (``lent.url_of``)."""
         super().__init__()
         self.settings = settings
-        self._db = Database(settings)
+        self._db = Database(settings, pool=pool)
         #: "database "x" on host:port (schema s)": how errors name this store.
         self.target = self._db.target
         self._migrator = Migrator(self._db)
@@ -254,18 +248,25 @@ class PostgresBackend(Backend):
         exclude_worker: str | None = None,
         reachable_since: float | None = None,
         forget_after: float = FORGET_DEAD_WORKERS_AFTER,
+        known_dead: Sequence[str] = (),
     ) -> ReapReport:
         now = self._now_param()
         since = None if reachable_since is None else float(reachable_since)
 
         def body(cur: Cursor) -> tuple[list[str], list[tuple[Any, ...]]]:
-            params = {"now": now, "exclude": exclude_worker, "since": since}
+            params = {
+                "now": now,
+                "exclude": exclude_worker,
+                "since": since,
+                "known_dead": list(known_dead),
+            }
             marked = cur.execute(Q["mark_dead_workers"], params)
             workers = [str(r[0]) for r in marked.fetchall()]
             rows: list[tuple[Any, ...]] = []
             if workers:
                 rescue = {"now": now, "workers": workers}
                 rows = cur.execute(Q["rescue_dead_workers"], rescue).fetchall()
+                cur.execute(Q["release_dead_leaderships"], {"workers": workers})
                 self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
             cur.execute(Q["forget_dead_workers"], {"now": now, "forget_after": float(forget_after)})
             return workers, rows
@@ -303,6 +304,7 @@ class PostgresBackend(Backend):
             "id": worker.id,
             "host": worker.host,
             "pid": worker.pid,
+            "machine": worker.machine,
             "queues": None if worker.queues is None else list(worker.queues),
             "concurrency": worker.concurrency,
             "beat_interval": float(worker.beat_interval),
@@ -483,7 +485,9 @@ class PostgresBackend(Backend):
     def _connect_listener(self) -> Connection:
         # "conveyor-listener", or "<the URL's application_name>-listener" (63 bytes at most).
         name = f"{self._db.application_name[:54]}-listener"
-        return self._db.connect(application_name=name, **_LISTENER_KEEPALIVES)
+        # Idle for long stretches: its TCP keepalives (connection.TCP_DEFAULTS) notice a
+        # silently dropped session.
+        return self._db.connect(application_name=name)
 
     # --- plumbing -------------------------------------------------------------------------
 

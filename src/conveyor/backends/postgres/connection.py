@@ -5,6 +5,10 @@ Pooled connections are in autocommit mode: a single-statement read is one round 
 multi-statement operations open an explicit transaction. Each new session gets its
 ``search_path`` pointed at the Conveyor schema (so queries.sql never names it) and its
 ``lock_timeout`` set from ``settings.lock_timeout``.
+
+Dead connections are found fast: TCP keepalives and a user timeout on every session (see
+TCP_DEFAULTS), and a test of each pooled connection as it is handed out that costs no round
+trip unless the connection has something to say (see ``Database._checkout``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +32,7 @@ from conveyor.backends.postgres.errors import (
     is_connection_lost,
     translate,
 )
+from conveyor.backends.postgres.lent import borrow, give_back
 from conveyor.backends.sql import load_queries
 from conveyor.errors import (
     BackendError,
@@ -48,6 +54,25 @@ MIN_SERVER_VERSION = 130000
 #: Attempts of one operation when its connection broke or it lost a deadlock.
 _ATTEMPTS = 4
 
+#: TCP settings of every session (libpq keywords), unless the URL names them. Without them a
+#: dead peer (a host gone, a network cut, a NAT or firewall that forgot the connection) is
+#: noticed only by TCP's own timers: on an idle connection after two hours and more, on one
+#: waiting for an acknowledgement after some 15 minutes of retransmissions. With them:
+#: - a silent connection (the LISTEN session, an idle pooled one, one waiting for the answer
+#:   to a long statement) is probed after 10 s, then every 5 s, and dropped after 3 probes
+#:   go unanswered: within 25 s. The server's kernel answers probes, so a busy server passes.
+#: - data sent but not acknowledged for 25 s (a statement sent into a cut) ends the
+#:   connection; so does a server that stops reading what we send for that long.
+#: Both stay under the default 30 s lease: a heartbeat caught on a dead connection fails,
+#: and is retried on a fresh one, before its lease runs out.
+TCP_DEFAULTS = {
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "25000",  # milliseconds
+}
+
 
 def composed(name: str, **identifiers: str) -> sql.Composed:
     """A query from queries.sql whose {placeholders} are identifiers (schema, channel)."""
@@ -67,10 +92,27 @@ def describe(url: str, schema: str) -> str:
     return f'database "{dbname}" on {where} (schema {schema})'
 
 
+def has_news(conn: Connection) -> bool:
+    """Whether an idle session has something to read, which it should not: the server ended
+    it (its last message, then the end of the stream: a restart, pg_terminate_backend, an idle
+    timeout) or the kernel gave up on the peer (keepalives). One poll(), no round trip."""
+    if conn.closed or conn.broken:
+        return True
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class Database:
     """The pool of one backend, and the way every operation runs on it."""
 
-    def __init__(self, settings: Settings, *, application_name: str = "conveyor") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        application_name: str = "conveyor",
+        pool: ConnectionPool[Any] | None = None,
+    ) -> None:
         self.url = settings.url
         self.schema = settings.postgres_schema
         self.target = describe(settings.url, settings.postgres_schema)
@@ -91,12 +133,18 @@ class Database:
         self.application_name = str(given.get("application_name") or application_name)
         if "connect_timeout" not in given:
             self._kwargs["connect_timeout"] = max(2, round(self._connect_timeout))
-        self._pool = ConnectionPool(
+        self._kwargs.update({k: v for k, v in TCP_DEFAULTS.items() if k not in given})
+        #: The application's own pool (see lent.py), or None for one of ours.
+        self._lent = pool
+        self._closed = False
+        self._pool: ConnectionPool[Any] = pool or ConnectionPool(
             settings.url,
             kwargs=self._kwargs,
             min_size=settings.postgres_pool_min_size,
             max_size=settings.postgres_pool_max_size,
             timeout=self._connect_timeout,
+            max_idle=settings.postgres_pool_max_idle,
+            max_lifetime=settings.postgres_pool_max_lifetime,
             configure=self.configure,
             name=f"conveyor:{self.schema}",
             open=False,
@@ -134,21 +182,65 @@ class Database:
         return conn
 
     def open(self) -> None:
-        """Start the pool; its connections are made in the background."""
-        self._pool.open(wait=False)
+        """Start our pool; its connections are made in the background. A lent pool is the
+        application's to open and close."""
+        if self._lent is None:
+            self._pool.open(wait=False)
 
     def close(self) -> None:
-        self._pool.close(timeout=5.0)
+        self._closed = True
+        if self._lent is None:
+            self._pool.close(timeout=5.0)
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
+        if self._closed:
+            raise BackendError(f"{self.target}: this backend was closed")
         try:
-            with self._pool.connection() as conn:
-                yield conn
+            conn = self._checkout()
         except PoolTimeout as exc:
             raise self._diagnose(exc) from None
         except PoolClosed:
-            raise BackendError(f"{self.target}: this backend was closed") from None
+            if self._lent is None:
+                raise BackendError(f"{self.target}: this backend was closed") from None
+            raise BackendError(
+                f"{self.target}: the connection pool given to Conveyor is not open: open it "
+                "(pool.open(), or with pool:) before use, and close it after the app"
+            ) from None
+        try:
+            if self._lent is None:
+                yield conn
+                return
+            loan = borrow(conn, self.schema, self._lock_timeout_ms)
+            try:
+                yield conn
+            finally:
+                give_back(conn, loan)
+        finally:
+            self._pool.putconn(conn)
+
+    def _checkout(self) -> Connection:
+        """A pooled connection that is not known to be dead."""
+        conn: Connection = self._pool.getconn()
+        if not has_news(conn):
+            return conn
+        try:
+            ConnectionPool.check_connection(conn)  # a notice, perhaps: one round trip tells
+            return conn
+        except psycopg.Error:
+            conn.close()  # the pool replaces a connection returned closed
+            self._pool.putconn(conn)
+        log.warning("a pooled connection to %s was dead; replacing them all", self.target)
+        self._replace_all()
+        fresh: Connection = self._pool.getconn()
+        return fresh
+
+    def _replace_all(self) -> None:
+        """One connection died: the server restarted or ended sessions, or the network
+        dropped them, and the others most likely went the same way. Replace them all: idle
+        ones now, busy ones when they come back. Testing each instead would cost a round trip
+        apiece, and during a network cut each test would hang until TCP_DEFAULTS end it."""
+        self._pool.drain()
 
     @contextmanager
     def translated(self) -> Iterator[None]:
@@ -214,9 +306,7 @@ class Database:
 
     def _before_retry(self, exc: psycopg.Error, attempt: int) -> None:
         if is_connection_lost(exc):
-            # The server restarted or killed sessions: the other idle connections in the pool
-            # are most likely dead too. Test them all now instead of failing on each in turn.
             log.warning("connection to %s lost (%s); retrying", self.target, exc)
-            self._pool.check()
+            self._replace_all()
         else:
             time.sleep(random.uniform(0, 0.01 * 2**attempt))  # deadlock: back off, jittered

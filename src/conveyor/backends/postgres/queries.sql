@@ -22,6 +22,16 @@
 SELECT set_config('search_path', %(schema)s, false),
        set_config('lock_timeout', %(lock_timeout)s, false)
 
+-- name: borrow_session
+-- A connection of the application's own pool, lent for one operation (lent.py): point the
+-- session at Conveyor's schema and lock_timeout, returning the application's values, which
+-- configure_session puts back afterwards.
+SELECT caller.search_path, caller.lock_timeout,
+       set_config('search_path', %(schema)s, false),
+       set_config('lock_timeout', %(lock_timeout)s, false)
+FROM (SELECT current_setting('search_path') AS search_path,
+             current_setting('lock_timeout') AS lock_timeout OFFSET 0) AS caller
+
 -- name: server_now
 SELECT date_part('epoch', clock_timestamp())
 
@@ -524,13 +534,15 @@ WHERE state IN ('scheduled', 'retrying')
 
 -- name: mark_dead_workers
 -- Workers that went dead_after seconds without a beat, counted from %(since)s at the earliest
--- (the sweeper's view of the database was broken before). Whoever sweeps is alive: %(exclude)s.
--- A beat racing this statement either commits first (and the row no longer qualifies when it is
--- re-checked) or waits for it and then finds the worker dead.
+-- (the sweeper's view of the database was broken before), and those the sweeper knows are dead
+-- (named in known_dead). Whoever sweeps is alive: %(exclude)s. A beat racing this statement
+-- either commits first (and the row no longer qualifies when it is re-checked) or waits for it
+-- and then finds the worker dead.
 UPDATE conveyor_workers SET state = 'dead'
 WHERE state IN ('running', 'stopping')
-  AND greatest(last_beat_at, to_timestamp(%(since)s::float8))
-      + dead_after * interval '1 second' < coalesce(to_timestamp(%(now)s::float8), now())
+  AND (greatest(last_beat_at, to_timestamp(%(since)s::float8))
+       + dead_after * interval '1 second' < coalesce(to_timestamp(%(now)s::float8), now())
+       OR id = ANY(%(known_dead)b::text[]))
   AND (%(exclude)s::text IS NULL OR id <> %(exclude)s::text)
 RETURNING id
 
@@ -544,7 +556,7 @@ SET state = CASE WHEN cancel_requested THEN 'cancelled'
                  ELSE 'retrying' END,
     dead_reason = CASE WHEN cancel_requested THEN dead_reason
                        WHEN attempts >= max_attempts THEN
-                           'lost: its worker died (no heartbeat) during run ' || attempts
+                           'lost: its worker died during run ' || attempts
                            || ', ' || (lost_runs + 1) || ' run(s) lost in all; the job may be'
                            || ' killing or hanging its worker'
                        ELSE dead_reason END,
@@ -569,10 +581,10 @@ WHERE state = 'dead'
 
 -- name: register_worker
 INSERT INTO conveyor_workers AS w (
-    id, host, pid, queues, concurrency, state, started_at, last_beat_at, beat_interval,
+    id, host, pid, machine, queues, concurrency, state, started_at, last_beat_at, beat_interval,
     dead_after
 ) VALUES (
-    %(id)s, %(host)s, %(pid)s, %(queues)s::text[], %(concurrency)s, 'running',
+    %(id)s, %(host)s, %(pid)s, %(machine)s, %(queues)s::text[], %(concurrency)s, 'running',
     coalesce(to_timestamp(%(now)s::float8), now()), coalesce(to_timestamp(%(now)s::float8), now()),
     %(beat_interval)s, %(dead_after)s
 )
@@ -592,8 +604,11 @@ DELETE FROM conveyor_workers WHERE id = %(id)s
 -- name: release_leaderships
 DELETE FROM conveyor_leaders WHERE holder = %(holder)s
 
+-- name: release_dead_leaderships
+DELETE FROM conveyor_leaders WHERE holder = ANY(%(workers)b::text[])
+
 -- name: list_workers
-SELECT id, host, pid, queues, concurrency, state, stop_requested,
+SELECT id, host, pid, machine, queues, concurrency, state, stop_requested,
        date_part('epoch', started_at) AS started_at,
        date_part('epoch', last_beat_at) AS last_beat_at, beat_interval, dead_after
 FROM conveyor_workers

@@ -94,4 +94,5 @@ def worker_from_row(row: Mapping[str, Any], now: float) -> WorkerInfo:
         beat_interval=float(row["beat_interval"]),
         dead_after=float(row["dead_after"]),
         observed_at=now,
+        machine=row["machine"],
     )

@@ -333,16 +333,22 @@ class SQLiteBackend(Backend):
         exclude_worker: str | None = None,
         reachable_since: float | None = None,
         forget_after: float = FORGET_DEAD_WORKERS_AFTER,
+        known_dead: Sequence[str] = (),
     ) -> ReapReport:
         rows: list[tuple[Any, ...]] = []
         with self._writer.write() as db:
             now = self.now()
-            params = {"now": now, "exclude": exclude_worker, "since": reachable_since}
+            params = {
+                "now": now,
+                "exclude": exclude_worker,
+                "since": reachable_since,
+                "known_dead": json.dumps(list(known_dead)),
+            }
             workers = [r[0] for r in db.execute(Q["mark_dead_workers"], params).fetchall()]
             if workers:
-                rows = db.execute(
-                    Q["rescue_dead_workers"], {"now": now, "workers": json.dumps(workers)}
-                ).fetchall()
+                dead = {"now": now, "workers": json.dumps(workers)}
+                rows = db.execute(Q["rescue_dead_workers"], dead).fetchall()
+                db.execute(Q["release_dead_leaderships"], dead)
             db.execute(Q["forget_dead_workers"], {"now": now, "forget_after": forget_after})
         return ReapReport(workers=sorted(workers), **_rescued_by_state(rows))
 
@@ -367,6 +373,7 @@ class SQLiteBackend(Backend):
             "id": worker.id,
             "host": worker.host,
             "pid": worker.pid,
+            "machine": worker.machine,
             "queues": None if worker.queues is None else json.dumps(list(worker.queues)),
             "concurrency": worker.concurrency,
             "beat_interval": worker.beat_interval,
@@ -536,6 +543,7 @@ def _row_to_worker(row: sqlite3.Row, now: float) -> WorkerInfo:
         beat_interval=row["beat_interval"],
         dead_after=row["dead_after"],
         observed_at=now,
+        machine=row["machine"],
     )
 
 

@@ -292,10 +292,12 @@ RETURNING conveyor_jobs.id
 
 -- name: mark_dead_workers
 -- Workers that went dead_after seconds without a beat, counted from :since at the earliest (the
--- sweeper's view of the database was broken before). Whoever sweeps is alive: :exclude.
+-- sweeper's view of the database was broken before), and those the sweeper knows are dead
+-- (:known_dead, a JSON array of ids). Whoever sweeps is alive: :exclude.
 UPDATE conveyor_workers SET state = 'dead'
 WHERE (state = 'running' OR state = 'stopping')
-  AND max(last_beat_at, coalesce(:since, last_beat_at)) + dead_after < :now
+  AND (max(last_beat_at, coalesce(:since, last_beat_at)) + dead_after < :now
+       OR id IN (SELECT value FROM json_each(:known_dead)))
   AND (:exclude IS NULL OR id IS NOT :exclude)
 RETURNING id
 
@@ -308,7 +310,7 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
                  ELSE 'retrying' END,
     dead_reason = CASE WHEN cancel_requested = 1 THEN dead_reason
                        WHEN attempts >= max_attempts THEN
-                           'lost: its worker died (no heartbeat) during run ' || attempts
+                           'lost: its worker died during run ' || attempts
                            || ', ' || (lost_runs + 1) || ' run(s) lost in all; the job may be'
                            || ' killing or hanging its worker'
                        ELSE dead_reason END,
@@ -326,10 +328,11 @@ DELETE FROM conveyor_workers WHERE state = 'dead' AND last_beat_at < :now - :for
 
 -- name: register_worker
 INSERT INTO conveyor_workers (
-    id, host, pid, queues, concurrency, state, started_at, last_beat_at, beat_interval,
+    id, host, pid, machine, queues, concurrency, state, started_at, last_beat_at, beat_interval,
     dead_after
 ) VALUES (
-    :id, :host, :pid, :queues, :concurrency, 'running', :now, :now, :beat_interval, :dead_after
+    :id, :host, :pid, :machine, :queues, :concurrency, 'running', :now, :now, :beat_interval,
+    :dead_after
 )
 ON CONFLICT (id) DO UPDATE SET
     state = 'running', last_beat_at = excluded.last_beat_at,
@@ -346,9 +349,12 @@ DELETE FROM conveyor_workers WHERE id = :id
 -- name: release_leaderships
 DELETE FROM conveyor_leaders WHERE holder = :holder
 
+-- name: release_dead_leaderships
+DELETE FROM conveyor_leaders WHERE holder IN (SELECT value FROM json_each(:workers))
+
 -- name: list_workers
-SELECT id, host, pid, queues, concurrency, state, stop_requested, started_at, last_beat_at,
-       beat_interval, dead_after
+SELECT id, host, pid, machine, queues, concurrency, state, stop_requested, started_at,
+       last_beat_at, beat_interval, dead_after
 FROM conveyor_workers
 ORDER BY started_at, id
 

@@ -1,12 +1,16 @@
 -- The worker registry: one row per worker process, written at its start, beaten on its
 -- heartbeat schedule, deleted at its clean exit. beat_interval and dead_after (seconds) are the
 -- worker's own, so every sweeper judges it alike. A worker that went dead_after seconds without
--- a beat is declared dead by maintenance (which releases its running jobs at once), and
--- forgotten an hour later. The table holds a row per worker process: a few hundred at most.
+-- a beat, or whose process a worker of the same machine finds gone, is declared dead by
+-- maintenance (which releases its running jobs and its leases at once), and forgotten an hour
+-- later. The table holds a row per worker process: a few hundred at most.
 CREATE TABLE conveyor_workers (
     id             text COLLATE "C" PRIMARY KEY,
     host           text             NOT NULL,
     pid            integer          NOT NULL,
+    -- the kernel boot and PID namespace that pid belongs to: workers of the same machine tell a
+    -- dead one by its pid being gone. NULL where the worker could not tell.
+    machine        text,
     -- NULL for every queue
     queues         text[],
     concurrency    integer          NOT NULL CHECK (concurrency >= 1),

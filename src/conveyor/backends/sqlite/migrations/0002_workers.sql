@@ -1,12 +1,16 @@
 -- The worker registry: one row per worker process, written at its start, beaten on its
 -- heartbeat schedule, deleted at its clean exit. Times are UNIX seconds (REAL) of the database's
 -- clock. beat_interval and dead_after are the worker's own, so every sweeper judges it alike.
--- A worker that went dead_after seconds without a beat is declared dead by maintenance (which
--- releases its running jobs at once), and forgotten an hour later.
+-- A worker that went dead_after seconds without a beat, or whose process a worker of the same
+-- machine finds gone, is declared dead by maintenance (which releases its running jobs and its
+-- leases at once), and forgotten an hour later.
 CREATE TABLE conveyor_workers (
     id             TEXT    PRIMARY KEY,
     host           TEXT    NOT NULL,
     pid            INTEGER NOT NULL,
+    -- the kernel boot and PID namespace that pid belongs to: workers of the same machine tell a
+    -- dead one by its pid being gone. NULL where the worker could not tell.
+    machine        TEXT,
     -- a JSON array of queue names; NULL for every queue
     queues         TEXT,
     concurrency    INTEGER NOT NULL CHECK (concurrency >= 1),
