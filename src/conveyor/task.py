@@ -166,7 +166,7 @@ class _Head:
     idempotency_scope: str
 
     def job(self, args_json: str, kwargs_json: str) -> NewJob:
-        # Positional: a third cheaper than keywords, on a path that builds one per job.
+        # Positional: half the cost of keywords, on a path that builds one per job.
         return NewJob(
             self.task,
             self.queue,
@@ -233,7 +233,7 @@ class JobSpec:
     task: Task[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    #: Shared when not given: ``Task.build`` recognizes it and skips resolving options.
+    #: Shared when not given: the task resolved these options once, at registration.
     options: JobOptions = DEFAULT_OPTIONS
 
     def to_new_job(self) -> NewJob:
