@@ -16,3 +16,7 @@ SELECT (SELECT count(*) FROM {schema}.conveyor_jobs WHERE state = 'queued')
 
 -- name: autovacuum
 SELECT current_setting('autovacuum')
+
+-- name: use_schema
+-- composed
+SET search_path TO {schema}

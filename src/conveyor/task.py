@@ -143,13 +143,58 @@ def encode_job(
     directly and passes the result to ``Conveyor.enqueue_raw``.
     """
     check_task_name(task)
-    options = options or DEFAULT_OPTIONS
+    head = _head(
+        task, options or DEFAULT_OPTIONS, queue, priority, max_attempts, timeout, idempotency
+    )
     args_json, kwargs_json = encode_arguments(task, args, kwargs, max_payload_bytes)
-    return NewJob(
+    return head.job(args_json, kwargs_json)
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """What a job's NewJob holds besides its arguments: the same for every job of one task
+    enqueued with the same options, so a batch resolves it once per run of such jobs."""
+
+    task: str
+    queue: str
+    priority: int
+    run_at: float | None
+    delay: float
+    max_attempts: int
+    timeout: float | None
+    idempotency_key: str | None
+    idempotency_scope: str
+
+    def job(self, args_json: str, kwargs_json: str) -> NewJob:
+        # Positional: half the cost of keywords, on a path that builds one per job.
+        return NewJob(
+            self.task,
+            self.queue,
+            args_json,
+            kwargs_json,
+            self.priority,
+            self.run_at,
+            self.delay,
+            self.max_attempts,
+            self.timeout,
+            self.idempotency_key,
+            self.idempotency_scope,
+        )
+
+
+def _head(
+    task: str,
+    options: JobOptions,
+    queue: str,
+    priority: int | str,
+    max_attempts: int,
+    timeout: float | None,
+    idempotency: str,
+) -> _Head:
+    """``options`` over the given defaults."""
+    return _Head(
         task=task,
         queue=options.queue or queue,
-        args_json=args_json,
-        kwargs_json=kwargs_json,
         priority=resolve_priority(priority if options.priority is None else options.priority),
         run_at=_to_timestamp(options.run_at),
         delay=_to_seconds("delay", options.delay) or 0.0,
@@ -167,12 +212,18 @@ def encode_arguments(
     # Jobs without arguments are common on the bulk path: skip the encoder for them.
     args_json = payload.dumps(list(args), f"arguments of {task}") if args else "[]"
     kwargs_json = payload.dumps(kwargs, f"keyword arguments of {task}") if kwargs else "{}"
-    size = len(args_json) + len(kwargs_json)
-    if size * 4 > max_payload_bytes:  # cheap bound first: a character is at most 4 bytes in UTF-8
+    if _too_large(args_json, kwargs_json, max_payload_bytes):
         size = len(args_json.encode()) + len(kwargs_json.encode())
-        if size > max_payload_bytes:
-            raise PayloadTooLarge(size, max_payload_bytes)
+        raise PayloadTooLarge(size, max_payload_bytes)
     return args_json, kwargs_json
+
+
+def _too_large(args_json: str, kwargs_json: str, max_payload_bytes: int) -> bool:
+    size = len(args_json) + len(kwargs_json)
+    # Cheap bound first: a character is at most 4 bytes in UTF-8.
+    return size * 4 > max_payload_bytes and (
+        len(args_json.encode()) + len(kwargs_json.encode()) > max_payload_bytes
+    )
 
 
 @dataclass(slots=True)
@@ -182,11 +233,65 @@ class JobSpec:
     task: Task[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    #: Shared when not given: ``Task.build`` recognizes it and skips resolving options.
+    #: Shared when not given: the task resolved these options once, at registration.
     options: JobOptions = DEFAULT_OPTIONS
 
     def to_new_job(self) -> NewJob:
         return self.task.build(self.args, self.kwargs, self.options)
+
+
+def build_jobs(specs: Sequence[JobSpec]) -> list[NewJob]:
+    """Validate and encode a batch; raises the error of its first invalid job, before anything
+    is written. The arguments of the whole batch go through one JSON encoder call; should that
+    find anything to look at closely, every job takes the exact path of ``JobSpec.to_new_job``,
+    which raises the same error, naming the task, as enqueueing that job alone would."""
+    built = _build_batch(specs)
+    return [spec.to_new_job() for spec in specs] if built is None else built
+
+
+def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
+    """The jobs, or None if any of them needs the exact path."""
+    jobs: list[NewJob] = []
+    # Jobs with arguments, written with "[]" and "{}" until their JSON is known: with the
+    # payload limit of their task, and whether they have positional and keyword arguments.
+    encoding: list[tuple[NewJob, int, bool, bool]] = []
+    values: list[Any] = []
+    head: _Head | None = None
+    task: Task[..., Any] | None = None
+    options: JobOptions | None = None
+    for spec in specs:
+        if head is None or spec.task is not task or spec.options is not options:
+            task, options = spec.task, spec.options
+            head = task._head_for(options)
+            limit = task.app.settings.max_payload_bytes
+            arguments = task._arguments
+            binding = arguments.binding
+        args, kwargs = spec.args, spec.kwargs
+        shape = (len(args), *kwargs) if kwargs else len(args)
+        if shape not in binding and not arguments.binds(args, kwargs):
+            return None
+        job = head.job("[]", "{}")
+        jobs.append(job)
+        if args or kwargs:
+            encoding.append((job, limit, bool(args), bool(kwargs)))
+            if args:
+                values.append(args)
+            if kwargs:
+                values.append(kwargs)
+    if not encoding:
+        return jobs
+    encoded = payload.dumps_many(values)
+    if encoded is None:
+        return None
+    texts = iter(encoded)
+    for job, limit, has_args, has_kwargs in encoding:
+        if has_args:
+            job.args_json = next(texts)
+        if has_kwargs:
+            job.kwargs_json = next(texts)
+        if _too_large(job.args_json, job.kwargs_json, limit):
+            return None
+    return jobs
 
 
 class Task(Generic[P, R]):
@@ -234,6 +339,9 @@ class Task(Generic[P, R]):
         self.memory_limit_mb = memory_limit_mb
         _check_isolation(fn, isolation, memory_limit_mb)
         self._arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
+        self._default_head = _head(
+            name, DEFAULT_OPTIONS, queue, self.priority, max_attempts, timeout, idempotency
+        )
 
     @staticmethod
     def _enqueue_signature(fn: Callable[..., Any], pass_context: bool) -> inspect.Signature:
@@ -283,39 +391,30 @@ class Task(Generic[P, R]):
         specs = [JobSpec(self, args, kwargs)]
         return (await self.app.enqueue_many_async(specs, connection=connection))[0]
 
+    def _head_for(self, options: JobOptions) -> _Head:
+        """The fields of this task's jobs enqueued with ``options``."""
+        if options is DEFAULT_OPTIONS:
+            return self._default_head
+        return _head(
+            self.name,
+            options,
+            self.queue,
+            self.priority,
+            self.max_attempts,
+            self.timeout,
+            self.idempotency,
+        )
+
     def build(self, args: Sequence[Any], kwargs: dict[str, Any], options: JobOptions) -> NewJob:
         """Validate and encode one job; raises before anything is written."""
         try:
             self._arguments.check(args, kwargs)
         except TypeError as exc:
             raise ArgumentsMismatch(f"arguments do not match task {self.name}: {exc}") from None
-        if options is DEFAULT_OPTIONS:
-            # The bulk path's common case: the task's own options, checked at registration.
-            args_json, kwargs_json = encode_arguments(
-                self.name, args, kwargs, self.app.settings.max_payload_bytes
-            )
-            return NewJob(
-                task=self.name,
-                queue=self.queue,
-                args_json=args_json,
-                kwargs_json=kwargs_json,
-                priority=self.priority,
-                max_attempts=self.max_attempts,
-                timeout=self.timeout,
-                idempotency_scope=self.idempotency,
-            )
-        return encode_job(
-            self.name,
-            args,
-            kwargs,
-            options,
-            max_payload_bytes=self.app.settings.max_payload_bytes,
-            queue=self.queue,
-            priority=self.priority,
-            max_attempts=self.max_attempts,
-            timeout=self.timeout,
-            idempotency=self.idempotency,
+        args_json, kwargs_json = encode_arguments(
+            self.name, args, kwargs, self.app.settings.max_payload_bytes
         )
+        return self._head_for(options).job(args_json, kwargs_json)
 
     # --- the retry decision ---------------------------------------------------------------
 
@@ -397,33 +496,34 @@ def describe_error(exc: BaseException, attempt: int, now: float) -> JobError:
 
 
 class ArgumentChecker:
-    """Checks that arguments bind to a signature, like ``Signature.bind`` but ~10x faster for
-    the common case (positional-or-keyword parameters only), which matters on the bulk path."""
+    """Checks that arguments bind to a signature. Whether they do depends only on their shape:
+    how many are positional and which keywords are given. ``Signature.bind`` judges each shape
+    once; the bulk path then pays a set lookup per job."""
+
+    #: Shapes remembered per task; a task called in more ways than this binds the rest each time.
+    MAX_SHAPES = 64
 
     def __init__(self, signature: inspect.Signature) -> None:
         self.signature = signature
-        params = list(signature.parameters.values())
-        self.simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
-        self.position = {p.name: i for i, p in enumerate(params)}
-        self.required = [p.default is inspect.Parameter.empty for p in params]
-        self.names = [p.name for p in params]
+        #: The shapes known to bind: ``len(args)``, or ``(len(args), *kwargs)`` with keywords.
+        self.binding: set[int | tuple[Any, ...]] = set()
 
-    def check(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    def check(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError (with Python's own message) unless the arguments bind."""
-        if self.simple and self._binds(len(args), kwargs):
-            return
-        self.signature.bind(*args, **kwargs)
+        if not self.binds(args, kwargs):
+            self.signature.bind(*args, **kwargs)
 
-    def _binds(self, given: int, kwargs: dict[str, Any]) -> bool:
-        if given > len(self.names):
+    def binds(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+        shape = (len(args), *kwargs) if kwargs else len(args)
+        if shape in self.binding:
+            return True
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError:
             return False
-        for key in kwargs:
-            index = self.position.get(key)
-            if index is None or index < given:
-                return False
-        return all(
-            not self.required[i] or self.names[i] in kwargs for i in range(given, len(self.names))
-        )
+        if len(self.binding) < self.MAX_SHAPES:
+            self.binding.add(shape)
+        return True
 
 
 class BoundTask(Generic[P, R]):

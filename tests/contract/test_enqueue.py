@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from conveyor.backends.base import Backend
@@ -110,6 +113,52 @@ def test_large_bulk_enqueue_writes_every_job(backend: Backend) -> None:
     assert len({r.job_id for r in results}) == 1000
     assert backend.stats()["default"][JobState.QUEUED] == 1000
     assert backend.get(results[-1].job_id).args == [999]
+
+
+def test_a_mixed_bulk_batch_stores_each_job_as_given(backend: Backend, clock: FakeClock) -> None:
+    # Runs of alike jobs and single odd ones, across several chunks of the bulk paths: whatever
+    # a backend shares between rows must never leak into a row that differs.
+    held = enqueue(backend, idempotency_key="held")
+    jobs = []
+    for i in range(1300):
+        fields: dict[str, Any] = {"args_json": f"[{i}]"}
+        if i % 400 == 7:
+            fields.update(task="tests.other", queue="q2", priority=-5, max_attempts=9)
+        if i % 250 == 3:
+            fields.update(delay=120.0)
+        if i % 333 == 5:
+            fields.update(run_at=clock.now - 50.0, timeout=4.5, kwargs_json='{"k":"ü"}')
+        if i in (600, 601):
+            fields.update(idempotency_key="held" if i == 600 else "fresh")
+        if i >= 1000:
+            fields.update(queue="late", args_json="[]")
+        jobs.append(new_job(**fields))
+    results = backend.enqueue_many(jobs)
+
+    assert len(results) == len(jobs)
+    assert results[600].job_id == held and not results[600].created
+    created = [r.job_id for i, r in enumerate(results) if i != 600]
+    assert created == sorted(created) and len(set(created)) == len(created)
+    for given, result in zip(jobs, results, strict=True):
+        if not result.created:
+            continue
+        stored = backend.get(result.job_id)
+        due = given.run_at if given.run_at is not None else clock.now + given.delay
+        assert (stored.task, stored.queue, stored.priority) == (
+            given.task,
+            given.queue,
+            given.priority,
+        )
+        assert (stored.args, stored.kwargs) == (
+            json.loads(given.args_json),
+            json.loads(given.kwargs_json),
+        )
+        assert (stored.max_attempts, stored.timeout) == (given.max_attempts, given.timeout)
+        assert stored.run_at == pytest.approx(due)
+        assert stored.created_at == pytest.approx(clock.now)
+        assert stored.idempotency_key == given.idempotency_key
+        assert stored.state is result.state
+        assert result.state is (JobState.SCHEDULED if due > clock.now else JobState.QUEUED)
 
 
 # --- queue limits ----------------------------------------------------------------------------

@@ -145,3 +145,73 @@ def test_invalid_arguments_is_an_enqueue_error() -> None:
         payload.dumps(b"x")
     with pytest.raises(ValueError):
         payload.dumps(math.nan)
+
+
+# --- dumps_many: a batch through one encoder call ----------------------------------------------
+
+PLAIN_VALUES: list[Any] = [
+    [],
+    {},
+    [1, "a", None, True, 2.5, -(2**62)],
+    ("tuple", 1),
+    {"k": {"l": ["m", {"n": None}]}, "x": [1, {"y": 2}]},
+    ["naïve ✓ 日本語 🚀", {"emoji🙂": "Ωmega"}],
+    ['a,"\\u0001\\\\', "{[}]", ",", '","'],
+    {"nested": [[[]], [{}]]},
+]
+
+
+def test_dumps_many_is_dumps_of_each() -> None:
+    assert payload.dumps_many(PLAIN_VALUES) == [payload.dumps(v) for v in PLAIN_VALUES]
+    assert payload.dumps_many([[7]]) == ["[7]"]
+    assert payload.dumps_many([]) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        math.nan,
+        [1, math.inf],
+        b"bytes",
+        {"when": datetime.datetime(2024, 1, 1)},
+        ["a\x00b"],
+        {"ke\x00y": 1},
+        [{1: "a"}],
+        {"ok": {2.5: "b"}},
+        {None: 1},
+        ["\ud800"],
+        {"\udfff": 1},
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "bytes",
+        "datetime",
+        "nul",
+        "nul-key",
+        "int-key-nested",
+        "float-key-nested",
+        "none-key-top",
+        "surrogate",
+        "surrogate-key",
+    ],
+)
+def test_dumps_many_leaves_any_bad_value_to_dumps(bad: Any) -> None:
+    # None sends every value of the batch through dumps, which names what is wrong.
+    values = [[1], bad, {"a": 2}]
+    assert payload.dumps_many(values) is None
+    with pytest.raises(InvalidArguments):
+        payload.dumps(bad)
+
+
+def test_dumps_many_leaves_circular_values_to_dumps() -> None:
+    looped: list[Any] = [1]
+    looped.append(looped)
+    assert payload.dumps_many([[1], looped]) is None
+
+
+def test_dumps_many_is_inconclusive_about_text_that_looks_like_its_boundary() -> None:
+    # Six characters, not a NUL: valid, but the batch cannot tell them from its boundaries.
+    looks_alike = ["\\u0000", ',"\\u0000",']
+    assert payload.dumps_many([[1], looks_alike]) is None
+    assert json.loads(payload.dumps(looks_alike)) == looks_alike

@@ -108,10 +108,8 @@ def test_every_query_compiles_against_the_schema() -> None:
         for name, sql in queries.items():
             if name in {"begin_immediate", "begin_deferred", "commit", "rollback"}:
                 continue
-            if name == "insert_jobs_head":  # a fragment: compiled with its rows below
-                sql = f"{sql} {queries['insert_jobs_row']}, {queries['insert_jobs_row']}"
-            elif name == "insert_jobs_row":
-                continue
+            if name == "insert_jobs_head":  # a fragment: compiled with two rows
+                sql = f"{sql} {', '.join(['(' + ', '.join(['?'] * 10) + ')'] * 2)}"
             if sql.upper().startswith(("PRAGMA", "CREATE")):
                 continue
             try:

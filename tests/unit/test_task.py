@@ -4,6 +4,7 @@ retry decision of a failed run."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,15 @@ from conveyor.errors import (
 )
 from conveyor.job import JobState
 from conveyor.retry import Fixed, RetryBudget
-from conveyor.task import PRIORITY_LEVELS, JobSpec, NonRetryable, resolve_priority
+from conveyor.task import (
+    PRIORITY_LEVELS,
+    ArgumentChecker,
+    JobSpec,
+    NonRetryable,
+    _build_batch,
+    build_jobs,
+    resolve_priority,
+)
 from tests.support import FakeClock
 
 
@@ -244,6 +253,70 @@ def test_one_bad_job_rejects_the_whole_batch(
             app.enqueue_many(specs)
         assert nothing_written(app)
         assert len(app.enqueue_many([pair.job(1, 2), pair.job(3, 4)])) == 2
+
+
+def test_a_batch_is_built_as_its_jobs_one_by_one(app: Conveyor, add: Task[..., Any]) -> None:
+    @app.task(name="tests.greet", priority="high", timeout=5.0)
+    def greet(name: str, punctuation: str = "!") -> str:
+        return f"hello {name}{punctuation}"
+
+    later = add.options(delay=30, priority=-3)
+    keyed = greet.options(idempotency_key="greet-ann", queue="people")
+    specs = [
+        add.job(1, 2),
+        add.job(3, 4, scale=2),
+        later.job(5, 6),
+        later.job(b=8, a=7),
+        greet.job("bob"),
+        keyed.job("ann", punctuation="?"),
+        greet.job(name="naïve ✓ 🚀"),
+        add.job({"deep": [1, {"x": None}]}, [2.5, "two"]),
+        add.job(9, 10),
+    ]
+    built = build_jobs(specs)
+    assert built == [spec.to_new_job() for spec in specs]
+    assert _build_batch(specs) == built, "the batch path took them all, not the exact one"
+    assert [job.task for job in built] == ["tests.add"] * 4 + ["tests.greet"] * 3 + [
+        "tests.add"
+    ] * 2
+    assert built[3].kwargs_json == '{"b":8,"a":7}'
+    assert (built[2].delay, built[2].priority) == (30.0, -3)
+    assert (built[5].queue, built[5].idempotency_key) == ("people", "greet-ann")
+
+
+def test_the_returned_jobs_are_the_stored_ones(app: Conveyor, add: Task[..., Any]) -> None:
+    specs = [add.job(1, 2), add.options(delay=5, queue="q").job(3, 4, scale=2)]
+    specs += [add.job(i, i) for i in range(1200)]
+    jobs = app.enqueue_many(specs)
+    assert jobs == [app.get_job(job.id) for job in jobs]
+
+
+def test_a_batch_raises_the_error_of_its_first_bad_job(add: Task[..., Any]) -> None:
+    not_json = add.job(b"bytes", 1)
+    not_binding = add.job(1, 2, 3)
+    with pytest.raises(InvalidArguments, match=r"tests\.add"):
+        build_jobs([add.job(1, 2), not_json, not_binding])
+    with pytest.raises(ArgumentsMismatch, match=r"tests\.add"):
+        build_jobs([add.job(1, 2), not_binding, not_json])
+
+
+def test_argument_shapes_that_bind_are_remembered_and_others_are_not() -> None:
+    def fn(a: int, b: int = 0, *, c: int = 0) -> None: ...
+
+    checker = ArgumentChecker(inspect.signature(fn))
+    for _ in range(3):
+        checker.check((1,), {})
+        checker.check((1,), {"c": 2})
+        with pytest.raises(TypeError, match="missing a required argument"):
+            checker.check((), {"b": 1})
+        with pytest.raises(TypeError):
+            checker.check((1, 2, 3), {})
+        with pytest.raises(TypeError):
+            checker.check((1,), {"d": 1})
+    # The same shape with other values binds the same way.
+    checker.check(("anything",), {"c": object()})
+    assert checker.binds([1, 2], {})
+    assert not checker.binds([], {})
 
 
 def test_queue_full_through_the_app(tmp_path: Path) -> None:

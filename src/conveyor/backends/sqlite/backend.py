@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -28,11 +26,11 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.sql import load_migrations
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
+from conveyor.backends.sqlite.enqueue import insert_jobs
 from conveyor.errors import (
     IdempotencyConflict,
     InvalidTransition,
     JobNotFound,
-    QueueFull,
     SchemaError,
     WorkerNotFound,
 )
@@ -194,68 +192,10 @@ class SQLiteBackend(Backend):
         if not jobs:
             return []
         now = self.now()
-        results: list[EnqueueResult | None] = [None] * len(jobs)
-        pending: list[tuple[int, list[Any]]] = []
-
-        def flush(db: sqlite3.Connection) -> None:
-            for start in range(0, len(pending), _CHUNK):
-                chunk = pending[start : start + _CHUNK]
-                params: list[Any] = []
-                for _, row in chunk:
-                    params += row
-                    params.append(now)
-                db.execute(_bulk_insert(len(chunk)), params)
-                last = int(db.execute(Q["last_insert_id"]).fetchone()[0])
-                # One statement under the write lock: the rows took consecutive ids, in order.
-                first = last - len(chunk) + 1
-                for offset, (index, row) in enumerate(chunk):
-                    results[index] = EnqueueResult(first + offset, _STATES[row[4]], True)
-            pending.clear()
-
         with self._writer.write() as db:
-            for index, job in enumerate(jobs):
-                row = _insert_row(job, now)
-                if job.idempotency_key is None:
-                    pending.append((index, row))
-                    continue
-                flush(db)
-                query = (
-                    "find_idempotent_any"
-                    if job.idempotency_scope == "any"
-                    else "find_idempotent_live"
-                )
-                found = db.execute(Q[query], {"key": job.idempotency_key}).fetchone()
-                if found is not None:
-                    results[index] = EnqueueResult(found[0], JobState(found[1]), False)
-                    continue
-                db.execute(Q["insert_job"], _keyed_params(row, job.idempotency_key, now))
-                job_id = int(db.execute(Q["last_insert_id"]).fetchone()[0])
-                results[index] = EnqueueResult(job_id, _STATES[row[4]], True)
-            flush(db)
-            self._check_queue_limits(db, jobs, results)
+            results = insert_jobs(db, jobs, now, self.settings.queue_limits)
         self._notify_local(sorted({job.queue for job in jobs}))
-        return [r for r in results if r is not None]
-
-    def _check_queue_limits(
-        self,
-        db: sqlite3.Connection,
-        jobs: Sequence[NewJob],
-        results: Sequence[EnqueueResult | None],
-    ) -> None:
-        """Counted after inserting, inside the write transaction: a job that an idempotency
-        key resolved to an existing one takes no room, and raising rolls the batch back."""
-        limits = self.settings.queue_limits
-        if not limits:
-            return
-        created = Counter(
-            job.queue
-            for job, result in zip(jobs, results, strict=True)
-            if result is not None and result.created and job.queue in limits
-        )
-        for queue, count in created.items():
-            depth = int(db.execute(Q["queue_depth"], {"queue": queue}).fetchone()[0])
-            if depth > limits[queue]:
-                raise QueueFull(queue, depth - count, limits[queue])
+        return results
 
     # --- the run of a job -----------------------------------------------------------------
 
@@ -577,9 +517,6 @@ class SQLiteBackend(Backend):
             connection.close()
 
 
-_STATES = {state.value: state for state in JobState}
-
-
 def _rescued_by_state(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[int]]:
     """RETURNING (id, state) rows of a rescue, as RescueReport's fields."""
     by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
@@ -608,52 +545,6 @@ def _row_to_worker(row: sqlite3.Row, now: float) -> WorkerInfo:
         observed_at=now,
         machine=row["machine"],
     )
-
-
-_INSERT_COLUMNS = (
-    "queue",
-    "task",
-    "args",
-    "kwargs",
-    "state",
-    "priority",
-    "run_at",
-    "max_attempts",
-    "timeout",
-)
-
-
-#: Jobs per bulk INSERT: 10 parameters each, well under SQLite's 32,766-variable limit.
-_CHUNK = 500
-
-
-@functools.lru_cache(maxsize=8)
-def _bulk_insert(rows: int) -> str:
-    return Q["insert_jobs_head"] + "\n" + ",\n".join([Q["insert_jobs_row"]] * rows)
-
-
-def _insert_row(job: NewJob, now: float) -> list[Any]:
-    """A job as the positional row both insert paths take (see insert_jobs_json)."""
-    run_at = job.run_at if job.run_at is not None else now + job.delay
-    state = "scheduled" if run_at > now else "queued"
-    return [
-        job.queue,
-        job.task,
-        job.args_json,
-        job.kwargs_json,
-        state,
-        job.priority,
-        run_at,
-        job.max_attempts,
-        job.timeout,
-    ]
-
-
-def _keyed_params(row: list[Any], key: str, now: float) -> dict[str, Any]:
-    params = dict(zip(_INSERT_COLUMNS, row, strict=True))
-    params["idempotency_key"] = key
-    params["now"] = now
-    return params
 
 
 def _one_success_per_job(outcomes: Sequence[Outcome]) -> dict[int, Outcome]:
