@@ -20,3 +20,7 @@ SELECT current_setting('autovacuum')
 -- name: use_schema
 -- composed
 SET search_path TO {schema}
+
+-- name: sessions
+-- The server processes of one application's connections (claim_cost.py reads their CPU time).
+SELECT pid FROM pg_stat_activity WHERE application_name = %(name)s

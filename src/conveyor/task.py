@@ -32,6 +32,8 @@ IDEMPOTENCY_SCOPES = ("live", "any")
 ISOLATION_MODES = ("thread", "process")
 #: The longest task name the schemas store.
 MAX_TASK_NAME = 500
+#: The largest cap on the running jobs of a queue that the schemas store (a 32-bit integer).
+MAX_CAP = 2**31 - 1
 
 
 class NonRetryable(Exception):
@@ -115,6 +117,23 @@ def check_task_name(name: str) -> None:
 def check_queue(queue: str) -> None:
     if not isinstance(queue, str) or not 1 <= len(queue) <= 200 or "\x00" in queue:
         raise ConfigurationError(f"queue name must be 1-200 characters, got {queue!r}")
+
+
+def check_queue_limit(queue: str, max_running: int | None) -> None:
+    """A cap on the running jobs of a queue: a queue name, and a whole number of at least 1,
+    or None for no cap."""
+    check_queue(queue)
+    if max_running is None:
+        return
+    if (
+        not isinstance(max_running, int)
+        or isinstance(max_running, bool)
+        or not 1 <= max_running <= MAX_CAP
+    ):
+        raise ConfigurationError(
+            f"max_running must be a whole number from 1 to {MAX_CAP} (or None for no cap), "
+            f"got {max_running!r}"
+        )
 
 
 def _check_max_attempts(value: int) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import multiprocessing.synchronize
+import os
 from multiprocessing.queues import Queue
 from typing import Any
 
@@ -150,5 +151,39 @@ def enqueue_same_key(
             [result] = backend.enqueue_many([new_job(task="tests.once", idempotency_key=key)])
             ids.append(result.job_id)
         results.put(ids)
+    finally:
+        backend.close()
+
+
+def claim_capped(
+    settings: Settings,
+    capped: str,
+    queues: list[str] | None,
+    barrier: multiprocessing.synchronize.Barrier,
+    results: Queue[tuple[int, list[int]]],
+) -> None:
+    """Body of a separate process: claim a few jobs at a time from ``queues`` until the queue
+    ``capped`` has no job waiting, counting its running jobs (every worker's) each time this
+    process holds some of them, then finish them. Reports (jobs of ``capped`` finished here,
+    the counts)."""
+    backend = open_backend(settings)
+    try:
+        barrier.wait(timeout=60)
+        worker, done, samples = f"claimer-{os.getpid()}", 0, []
+        while True:
+            runs = backend.claim(worker, queues, 3, LEASE)
+            mine = sum(run.queue == capped for run in runs)
+            if mine:
+                samples.append(backend.stats()[capped].get(JobState.RUNNING, 0))
+            elif not backend.stats()[capped].get(JobState.QUEUED, 0) and not runs:
+                break
+            backend.finish_many(
+                [
+                    Outcome(r.id, r.lease_token, OutcomeKind.SUCCEEDED, result_json="null")
+                    for r in runs
+                ]
+            )
+            done += mine
+        results.put((done, samples))
     finally:
         backend.close()

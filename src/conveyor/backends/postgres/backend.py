@@ -31,6 +31,7 @@ from conveyor.backends.base import (
     RescueReport,
     SchemaStatus,
 )
+from conveyor.backends.caps import CappedQueues
 from conveyor.backends.postgres.clock import DatabaseClock
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
 from conveyor.backends.postgres.enqueue import enqueue_steps, needs_transaction
@@ -84,6 +85,7 @@ class PostgresBackend(Backend):
         # A NOTIFY wakes this process's idle workers at once, as a local enqueue does.
         self._listener = Listener(self._connect_listener, self._channel, self._notify_local)
         self._queue_turn = itertools.count()
+        self._capped = CappedQueues(self.now)
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -149,43 +151,80 @@ class PostgresBackend(Backend):
             "lease": float(lease),
             "worker_id": worker_id,
         }
-        order: list[str] | None = None
-        if queues is not None:
-            # Start with a different queue each time so no queue starves the others.
-            start = next(self._queue_turn) % max(len(queues), 1)
-            order = [*queues[start:], *queues[:start]]
-
-        def body(cur: Cursor) -> list[tuple[Any, ...]]:
-            if order is None or len(order) == 1:
-                # Both statements in one pipeline: one round trip, one implicit transaction.
+        capped = self._capped.get(self._capped_queues)
+        if queues is None:
+            one_statement = not capped
+        else:
+            one_statement = len(queues) == 1 and queues[0] not in capped
+        if one_statement:
+            # Promotion and claim in one pipeline: one round trip, and their implicit
+            # transaction needs no BEGIN/COMMIT round trips.
+            def body(cur: Cursor) -> list[tuple[Any, ...]]:
                 conn = cur.connection
                 with conn.pipeline():
                     conn.execute(Q["claim_plan"])
                     conn.execute(Q["promote_due"], {"now": params["now"]})
-                    if order is None:
+                    if queues is None:
                         claimed = conn.execute(Q["claim_any"], {**params, "limit": limit})
                     else:
-                        query_params = {**params, "queue": order[0], "limit": limit}
+                        query_params = {**params, "queue": queues[0], "limit": limit}
                         claimed = conn.execute(Q["claim_queue"], query_params)
                 return claimed.fetchall()
-            cur.execute(Q["claim_plan"])
-            cur.execute(Q["promote_due"], {"now": params["now"]})
-            rows: list[tuple[Any, ...]] = []
-            for queue in order:
-                remaining = limit - len(rows)
-                if remaining <= 0:
-                    break
-                rows += cur.execute(
-                    Q["claim_queue"], {**params, "queue": queue, "limit": remaining}
-                ).fetchall()
-            return rows
 
-        # With one claim statement, promotion and claim travel in one pipeline (their implicit
-        # transaction needs no BEGIN/COMMIT round trips). Several queues need an explicit
-        # transaction, so a failure cannot strand the runs already claimed.
-        rows = self._db.run(body, transaction=order is not None and len(order) > 1)
+            rows = self._db.run(body, transaction=False)
+        else:
+            # An explicit transaction: it holds the locks of capped queues until the claimed
+            # runs are committed, and a failure cannot strand the runs already claimed.
+            rows = self._db.run(
+                lambda cur: self._claim_in_transaction(cur, params, queues, limit, capped)
+            )
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
         return [claimed_from_row(row) for row in rows]
+
+    def _claim_in_transaction(
+        self,
+        cur: Cursor,
+        params: dict[str, Any],
+        queues: Sequence[str] | None,
+        limit: int,
+        capped: frozenset[str],
+    ) -> list[tuple[Any, ...]]:
+        """A claim from several queues, or from capped ones: queue after queue, each capped one
+        up to the room its cap leaves."""
+        cur.execute(Q["claim_plan"])
+        cur.execute(Q["promote_due"], {"now": params["now"]})
+        if queues is None:
+            queues = [row[0] for row in cur.execute(Q["ready_queues"])]
+            if capped.isdisjoint(queues):
+                # Global order as usual; a job that reaches a capped queue meanwhile waits.
+                query_params = {**params, "limit": limit, "capped": sorted(capped)}
+                return list(cur.execute(Q["claim_any_except"], query_params).fetchall())
+        wanted = sorted(capped.intersection(queues))
+        rooms: dict[str, int] = {}
+        if wanted:
+            cur.execute(Q["lock_queue_limits"], {"queues": wanted})
+            rooms = dict(cur.execute(Q["queue_rooms"], {"queues": wanted}).fetchall())
+        rows: list[tuple[Any, ...]] = []
+        # Start with a different queue each time so no queue starves the others.
+        start = next(self._queue_turn) % max(len(queues), 1)
+        for queue in [*queues[start:], *queues[:start]]:
+            remaining = limit - len(rows)
+            if remaining <= 0:
+                break
+            take = min(remaining, rooms.get(queue, remaining))
+            if take > 0:
+                rows += cur.execute(
+                    Q["claim_queue"], {**params, "queue": queue, "limit": take}
+                ).fetchall()
+        return rows
+
+    def _capped_queues(self) -> list[str]:
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["capped_queues"]).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return [str(row[0]) for row in rows]
 
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
         if not tokens:
@@ -229,6 +268,29 @@ class PostgresBackend(Backend):
         # (one round trip instead of three).
         single = all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes)
         return self._db.run(body, transaction=not single)
+
+    # --- caps on running jobs -------------------------------------------------------------
+
+    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+        def body(cur: Cursor) -> None:
+            if max_running is None:
+                cur.execute(Q["remove_queue_limit"], {"queue": queue})
+            else:
+                cur.execute(Q["set_queue_limit"], {"queue": queue, "max_running": max_running})
+            # A raised or removed cap may leave room for jobs that idle workers could take.
+            self._notify(cur, [queue])
+
+        self._db.run(body)
+        self._capped.forget()
+        self._notify_local([queue])
+
+    def queue_limits(self) -> dict[str, int]:
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["queue_limits"]).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return {str(queue): int(cap) for queue, cap in rows}
 
     # --- maintenance ----------------------------------------------------------------------
 

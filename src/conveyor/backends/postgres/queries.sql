@@ -319,6 +319,63 @@ WHERE id = ANY(ARRAY(
 RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
           timeout, checkpoint, date_part('epoch', run_at)
 
+-- name: claim_any_except
+-- claim_any for a worker serving every queue while some queues are capped but hold no ready
+-- job: the capped queues stay out of it, should a job arrive in one meanwhile.
+UPDATE conveyor_jobs
+SET state = 'running',
+    attempts = attempts + 1,
+    lease_token = gen_random_uuid()::text,
+    lease_expires_at = coalesce(to_timestamp(%(now)s::float8), now())
+                       + %(lease)s::float8 * interval '1 second',
+    worker_id = %(worker_id)s,
+    started_at = coalesce(to_timestamp(%(now)s::float8), now()),
+    cancel_requested = false
+WHERE id = ANY(ARRAY(
+    SELECT id FROM conveyor_jobs
+    WHERE state = 'queued' AND queue <> ALL(%(capped)b::text[])
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
+          timeout, checkpoint, date_part('epoch', run_at)
+
+-- name: capped_queues
+-- Which queues have a cap (see backends/caps.py: read about once a second, not per claim).
+SELECT queue FROM conveyor_queue_limits WHERE max_running IS NOT NULL
+
+-- name: ready_queues
+-- The queues holding ready jobs, in name order, for a claim from every queue while some queue
+-- is capped: one probe of conveyor_jobs_ready_by_queue per queue (a loose index scan), however
+-- many jobs wait.
+WITH RECURSIVE ready (queue) AS (
+    SELECT (SELECT queue FROM conveyor_jobs WHERE state = 'queued' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM conveyor_jobs AS j
+            WHERE j.state = 'queued' AND j.queue > ready.queue ORDER BY j.queue LIMIT 1)
+    FROM ready WHERE ready.queue IS NOT NULL
+)
+SELECT queue FROM ready WHERE queue IS NOT NULL
+
+-- name: lock_queue_limits
+-- A claim from capped queues first locks their rows until it commits, in name order (so two
+-- claims never wait for each other crosswise): claims of one capped queue take turns. A
+-- statement of its own: the count in queue_rooms must take its snapshot after the locks are
+-- granted, to see the jobs that the claim before this one started.
+SELECT queue FROM conveyor_queue_limits
+WHERE queue = ANY(%(queues)b::text[])
+ORDER BY queue
+FOR UPDATE
+
+-- name: queue_rooms
+-- How many more jobs each of the given capped queues may start now: its cap less its running
+-- jobs (from conveyor_jobs_running_by_queue). Uncapped queues are not listed.
+SELECT l.queue, l.max_running - (
+    SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
+FROM conveyor_queue_limits AS l
+WHERE l.queue = ANY(%(queues)b::text[]) AND l.max_running IS NOT NULL
+
 -- name: extend_leases
 UPDATE conveyor_jobs
 SET lease_expires_at = coalesce(to_timestamp(%(now)s::float8), now())
@@ -640,3 +697,15 @@ RETURNING holder
 
 -- name: release_leadership
 DELETE FROM conveyor_leaders WHERE name = %(name)s AND holder = %(holder)s
+
+-- name: set_queue_limit
+INSERT INTO conveyor_queue_limits (queue, max_running) VALUES (%(queue)s, %(max_running)s)
+ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running
+
+-- name: remove_queue_limit
+DELETE FROM conveyor_queue_limits WHERE queue = %(queue)s
+
+-- name: queue_limits
+SELECT queue, max_running FROM conveyor_queue_limits
+WHERE max_running IS NOT NULL
+ORDER BY queue

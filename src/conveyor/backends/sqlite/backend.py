@@ -24,6 +24,7 @@ from conveyor.backends.base import (
     RescueReport,
     SchemaStatus,
 )
+from conveyor.backends.caps import CappedQueues
 from conveyor.backends.sql import load_migrations
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
 from conveyor.backends.sqlite.enqueue import insert_jobs
@@ -122,6 +123,7 @@ class SQLiteBackend(Backend):
         self._poller = self._writer if shared else connect()
         self._reader.raw.row_factory = sqlite3.Row
         self._queue_turn = itertools.count()
+        self._capped = CappedQueues(self.now)
         if check_schema:
             self._check_schema(settings.auto_migrate if auto_migrate is None else auto_migrate)
 
@@ -204,25 +206,22 @@ class SQLiteBackend(Backend):
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
-        rows: list[tuple[Any, ...]] = []
         with self._writer.write() as db:
             # Read the clock once the write lock is ours: a claim that waited for another
             # process must not hand out leases that expired while it waited.
             now = self.now()
             params: dict[str, Any] = {"now": now, "lease": lease, "worker_id": worker_id}
             db.execute(Q["promote_due"], {"now": now})
+            capped = self._capped.get(lambda: [row[0] for row in db.execute(Q["capped_queues"])])
+            if queues is None and capped:
+                ready = [row[0] for row in db.execute(Q["ready_queues"])]
+                # No other writer can fill a capped queue before this transaction ends.
+                if not capped.isdisjoint(ready):
+                    queues = ready
             if queues is None:
                 rows = db.execute(Q["claim_any"], {**params, "limit": limit}).fetchall()
             else:
-                # Start with a different queue each time so no queue starves the others.
-                start = next(self._queue_turn) % max(len(queues), 1)
-                for queue in [*queues[start:], *queues[:start]]:
-                    remaining = limit - len(rows)
-                    if remaining <= 0:
-                        break
-                    rows += db.execute(
-                        Q["claim_queue"], {**params, "queue": queue, "limit": remaining}
-                    ).fetchall()
+                rows = self._claim_in_turn(db, params, queues, limit, capped)
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
         return [
             ClaimedJob(
@@ -240,6 +239,33 @@ class SQLiteBackend(Backend):
             )
             for r in rows
         ]
+
+    def _claim_in_turn(
+        self,
+        db: sqlite3.Connection,
+        params: dict[str, Any],
+        queues: Sequence[str],
+        limit: int,
+        capped: frozenset[str],
+    ) -> list[tuple[Any, ...]]:
+        """Queue after queue, each capped one up to the room its cap leaves."""
+        wanted = sorted(capped.intersection(queues))
+        rooms: dict[str, int] = {}
+        if wanted:
+            rooms = dict(db.execute(Q["queue_rooms"], {"queues": json.dumps(wanted)}).fetchall())
+        rows: list[tuple[Any, ...]] = []
+        # Start with a different queue each time so no queue starves the others.
+        start = next(self._queue_turn) % max(len(queues), 1)
+        for queue in [*queues[start:], *queues[:start]]:
+            remaining = limit - len(rows)
+            if remaining <= 0:
+                break
+            take = min(remaining, rooms.get(queue, remaining))
+            if take > 0:
+                rows += db.execute(
+                    Q["claim_queue"], {**params, "queue": queue, "limit": take}
+                ).fetchall()
+        return rows
 
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
         if not tokens:
@@ -319,6 +345,22 @@ class SQLiteBackend(Backend):
             dead_reason=f"retry budget exhausted: more than {limit} retries of {task} "
             f"within {window:g}s",
         )
+
+    # --- caps on running jobs -------------------------------------------------------------
+
+    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+        with self._writer.write() as db:
+            if max_running is None:
+                db.execute(Q["remove_queue_limit"], {"queue": queue})
+            else:
+                db.execute(Q["set_queue_limit"], {"queue": queue, "max_running": max_running})
+        self._capped.forget()
+        # A raised or removed cap may leave room for jobs that idle workers here could take.
+        self._notify_local([queue])
+
+    def queue_limits(self) -> dict[str, int]:
+        with self._reader.read() as db:
+            return {queue: int(cap) for queue, cap in db.execute(Q["queue_limits"])}
 
     # --- maintenance ----------------------------------------------------------------------
 

@@ -128,6 +128,32 @@ WHERE id IN (
 RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
           timeout, checkpoint, run_at
 
+-- name: capped_queues
+-- Which queues have a cap (see backends/caps.py: read about once a second, not per claim).
+SELECT queue FROM conveyor_queue_limits WHERE max_running IS NOT NULL
+
+-- name: ready_queues
+-- The queues holding ready jobs, in name order, for a claim from every queue while some queue
+-- is capped: one seek into conveyor_jobs_ready_by_queue per queue (a loose index scan), however
+-- many jobs wait.
+WITH RECURSIVE ready (queue) AS (
+    SELECT (SELECT queue FROM conveyor_jobs WHERE state = 'queued' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM conveyor_jobs AS j
+            WHERE j.state = 'queued' AND j.queue > ready.queue ORDER BY j.queue LIMIT 1)
+    FROM ready WHERE ready.queue IS NOT NULL
+)
+SELECT queue FROM ready WHERE queue IS NOT NULL
+
+-- name: queue_rooms
+-- How many more jobs each capped queue of the JSON array :queues may start now: its cap less
+-- its running jobs, counted from conveyor_jobs_queue_state. Uncapped queues are not listed.
+-- Exact because the claim asks inside its write transaction, which no other writer shares.
+SELECT l.queue, l.max_running - (
+    SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
+FROM conveyor_queue_limits AS l
+WHERE l.queue IN (SELECT value FROM json_each(:queues)) AND l.max_running IS NOT NULL
+
 -- name: extend_leases
 -- Walks the running jobs (a few thousand at most: the concurrency of all workers) rather than
 -- keeping an index on tokens that every claim and finish would have to maintain.
@@ -378,3 +404,15 @@ RETURNING holder
 
 -- name: release_leadership
 DELETE FROM conveyor_leaders WHERE name = :name AND holder = :holder
+
+-- name: set_queue_limit
+INSERT INTO conveyor_queue_limits (queue, max_running) VALUES (:queue, :max_running)
+ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running
+
+-- name: remove_queue_limit
+DELETE FROM conveyor_queue_limits WHERE queue = :queue
+
+-- name: queue_limits
+SELECT queue, max_running FROM conveyor_queue_limits
+WHERE max_running IS NOT NULL
+ORDER BY queue

@@ -1,0 +1,112 @@
+"""The database cost of the hot path: claim N jobs in batches and finish them, straight on the
+backend (no worker), reporting wall time per job of claims and finishes and this process's CPU
+time per job (the figure that stays comparable while other work loads the machine); on a
+PostgreSQL server on this machine, also the CPU time of the server processes serving it.
+
+    python bench/claim_cost.py [--url URL] [--jobs 10000] [--batches 1,100,500]
+                               [--queues all|one] [--cap none|other|queue] [--runs 3]
+
+--cap other puts a cap on a queue that holds no jobs (a worker serving every queue must respect
+it); --cap queue caps the measured queue itself, high enough never to bind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from common import PG_QUERIES, engine, finish, fresh_app, is_postgres, machine, parser, report
+from conveyor import Conveyor
+from conveyor.backends.base import Outcome, OutcomeKind
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(app: Conveyor, session: str | None) -> dict[int, float]:
+    """CPU seconds used so far by each server process whose connection is named ``session``,
+    read from /proc (nothing when the server is not on this machine, or not PostgreSQL)."""
+    if session is None:
+        return {}
+    import psycopg
+
+    with psycopg.connect(app.settings.url, application_name="claim_cost_probe") as conn:
+        pids = [row[0] for row in conn.execute(PG_QUERIES["sessions"], {"name": session})]
+    seconds: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    return seconds
+
+
+def one_run(
+    app: Conveyor, session: str | None, jobs: int, batch: int, queues: list[str] | None
+) -> list[float]:
+    @app.task(name="noop")
+    def noop() -> None:
+        return None
+
+    app.enqueue_many([noop.job() for _ in range(jobs)])
+    backend = app.backend
+    claim = done = 0.0
+    claimed = 0
+    cpu = time.process_time()
+    server_before = server_cpu(app, session)
+    while claimed < jobs:
+        started = time.perf_counter()
+        runs = backend.claim("bench", queues, batch, 30.0)
+        middle = time.perf_counter()
+        backend.finish_many(
+            [Outcome(r.id, r.lease_token, OutcomeKind.SUCCEEDED, result_json="null") for r in runs]
+        )
+        done += time.perf_counter() - middle
+        claim += middle - started
+        claimed += len(runs)
+        if not runs:
+            raise SystemExit(f"claimed {claimed} of {jobs} jobs, then nothing")
+    cpu = time.process_time() - cpu
+    server = sum(t - server_before.get(pid, 0.0) for pid, t in server_cpu(app, session).items())
+    return [claim / jobs * 1e6, done / jobs * 1e6, cpu / jobs * 1e6, server / jobs * 1e6]
+
+
+def main() -> None:
+    p = parser(__doc__ or "")
+    p.add_argument("--jobs", type=int, default=10_000)
+    p.add_argument("--batches", default="1,100,500")
+    p.add_argument("--queues", choices=["all", "one"], default="all")
+    p.add_argument("--cap", choices=["none", "other", "queue"], default="none")
+    args = p.parse_args()
+    queues = None if args.queues == "all" else ["default"]
+    described = ""
+    results: dict[int, list[list[float]]] = {}
+    for _ in range(args.runs):
+        for batch in (int(b) for b in args.batches.split(",")):
+            url, session = args.url, None
+            if is_postgres(url):
+                session = f"claim_cost_{secrets.token_hex(4)}"
+                url = f"{url}{'&' if '?' in url else '?'}application_name={session}"
+            app, _folder = fresh_app(url, args.synchronous)
+            if args.cap == "other":
+                app.set_queue_limit("capped", 5)
+            elif args.cap == "queue":
+                app.set_queue_limit("default", 10 * batch)
+            results.setdefault(batch, []).append(one_run(app, session, args.jobs, batch, queues))
+            described = engine(app)
+            finish(app)
+    print(
+        f"claim cost, {args.jobs} no-op jobs, {machine()}, {described}, "
+        f"queues={args.queues}, cap={args.cap}"
+    )
+    for batch, runs in results.items():
+        names = ["claim wall", "finish wall", "cpu"] + ["server cpu"] * is_postgres(args.url)
+        for index, name in enumerate(names):
+            values = [run[index] for run in runs]
+            report(f"  batch {batch:>3} {name}", values, "us/job", lambda v: f"{v:.1f}")
+
+
+if __name__ == "__main__":
+    main()
