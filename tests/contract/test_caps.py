@@ -155,7 +155,8 @@ def test_queue_limits_lists_every_cap(backend: Backend) -> None:
     backend.set_queue_limit("idle", 7)
     backend.set_queue_limit("idle", None)
     backend.set_queue_limit("never-capped", None)
-    assert backend.queue_limits() == {"api": 2, "mail": 5}
+    backend.set_queue_limit("huge", 2**31 - 1)
+    assert backend.queue_limits() == {"api": 2, "huge": 2**31 - 1, "mail": 5}
 
 
 def test_a_cap_set_elsewhere_binds_within_the_ttl(backend: Backend, clock: FakeClock) -> None:

@@ -18,23 +18,30 @@ SELECT set_config('jit', 'off', false), set_config('maintenance_work_mem', '256M
 -- Every tenth job has succeeded; those sort first by priority and run_at, so a claim that
 -- walked anything but the partial "ready" indexes would meet them before any queued job.
 -- Every hundredth is scheduled for tomorrow: promotion must find the few due ones by time.
+-- Another hundredth is running, held by one of 50 workers for another hour, and one of those in
+-- a thousand was asked to cancel: a query about a few runs must not walk all of them.
 INSERT INTO conveyor_jobs (
     queue, task, args, kwargs, state, priority, run_at, max_attempts, attempts, created_at,
-    started_at, finished_at, result
+    started_at, finished_at, result, lease_token, lease_expires_at, worker_id, cancel_requested
 )
 SELECT 'q' || mod(g / 10, 10), 'tests.noop', '[]', '{}',
        CASE WHEN mod(g, 10) = 0 THEN 'succeeded'
-            WHEN mod(g, 100) = 5 THEN 'scheduled' ELSE 'queued' END,
+            WHEN mod(g, 100) = 5 THEN 'scheduled'
+            WHEN mod(g, 100) = 7 THEN 'running' ELSE 'queued' END,
        CASE WHEN mod(g, 10) = 0 THEN 100 ELSE mod(g, 5) END,
        now() - interval '1 day' + g * interval '1 millisecond'
            - CASE WHEN mod(g, 10) = 0 THEN interval '1 year' ELSE interval '0' END
            + CASE WHEN mod(g, 100) = 5 THEN interval '2 days' ELSE interval '0' END,
        3,
-       CASE WHEN mod(g, 10) = 0 THEN 1 ELSE 0 END,
+       CASE WHEN mod(g, 10) = 0 OR mod(g, 100) = 7 THEN 1 ELSE 0 END,
        now() - interval '1 day',
+       CASE WHEN mod(g, 10) = 0 OR mod(g, 100) = 7 THEN now() - interval '1 hour' END,
        CASE WHEN mod(g, 10) = 0 THEN now() - interval '1 hour' END,
-       CASE WHEN mod(g, 10) = 0 THEN now() - interval '1 hour' END,
-       CASE WHEN mod(g, 10) = 0 THEN 'null'::json END
+       CASE WHEN mod(g, 10) = 0 THEN 'null'::json END,
+       CASE WHEN mod(g, 100) = 7 THEN 'token-' || g END,
+       CASE WHEN mod(g, 100) = 7 THEN now() + interval '1 hour' END,
+       CASE WHEN mod(g, 10) = 0 OR mod(g, 100) = 7 THEN 'w' || mod(g, 50) END,
+       mod(g, 100000) = 7
 FROM generate_series(%(first)s::int, %(last)s::int) AS g
 
 -- name: analyze

@@ -2,10 +2,10 @@
 makes for one execution (custom) and the ones it may switch to once psycopg has prepared the
 statement (generic).
 
-The table holds CONVEYOR_TEST_EXPLAIN_JOBS jobs (default 1,000,000), one in ten succeeded. To
-load it in seconds, the secondary indexes are dropped, the rows generated server-side, and the
-indexes rebuilt from their own catalog definitions; verify_schema() then proves the schema is
-exactly what the migrations make.
+The table holds CONVEYOR_TEST_EXPLAIN_JOBS jobs (default 1,000,000), one in ten succeeded, one
+in a hundred running. To load it in seconds, the secondary indexes are dropped, the rows
+generated server-side, and the indexes rebuilt from their own catalog definitions;
+verify_schema() then proves the schema is exactly what the migrations make.
 """
 
 from __future__ import annotations
@@ -147,6 +147,15 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     # Backpressure: no sequential scan anywhere, the queued jobs counted in the ready index.
     ("queue_depth", {"queue": "q3"}, "conveyor_jobs_ready_by_queue"),
     ("prune", {**NOW, "older_than": 60.0, "batch": 1000}, "conveyor_jobs_finished"),
+    # Caps: the queues with ready jobs by a loose scan, the running jobs of a capped queue
+    # from the index of running jobs keyed by queue, and the global claim around capped queues.
+    ("ready_queues", {}, "conveyor_jobs_ready_by_queue"),
+    ("queue_rooms", {"queues": ["q3"]}, "conveyor_jobs_leases"),
+    (
+        "claim_any_except",
+        {**NOW, "lease": 30.0, "worker_id": "w", "limit": 10, "capped": ["q3"]},
+        "conveyor_jobs_ready",
+    ),
 ]
 
 

@@ -18,6 +18,7 @@ from conveyor.settings import DEFAULT_URL, Settings
 from .core import ConveyorGroup, Runtime, option, pass_runtime
 from .jobs import dlq, enqueue, jobs, stats
 from .ops import demo, schema, worker
+from .queues import queues
 from .workers import workers
 
 _SETTINGS = ", ".join(f"CONVEYOR_{f.name.upper()}" for f in fields(Settings) if f.name != "url")
@@ -54,7 +55,7 @@ def cli(ctx: click.Context, url: str | None, debug: bool) -> None:
     runtime.debug = debug
 
 
-for command in (worker, workers, enqueue, jobs, dlq, stats, schema, demo):
+for command in (worker, workers, enqueue, jobs, dlq, stats, queues, schema, demo):
     cli.add_command(command)
 
 

@@ -225,3 +225,34 @@ def workers_table(workers: Sequence[WorkerInfo]) -> str:
         for w in workers
     ]
     return table(WORKER_HEADERS, rows, right={"PID", "CONC"})
+
+
+# --- queues -------------------------------------------------------------------------------
+
+
+def queues_table(stats: Mapping[str, Mapping[JobState, int]], caps: Mapping[str, int]) -> str:
+    """One row per queue: its cap on running jobs, then its jobs by state (the states that
+    occur, and always running, which the cap bounds)."""
+    states = [
+        s
+        for s in JobState
+        if s is JobState.RUNNING or any(counts.get(s) for counts in stats.values())
+    ]
+    headers = ["QUEUE", "CAP", *(s.value.upper() for s in states), "TOTAL"]
+    rows: list[list[object]] = []
+    for queue in sorted({*stats, *caps}):
+        counts = [stats.get(queue, {}).get(s, 0) for s in states]
+        rows.append([queue, caps.get(queue, "-"), *counts, sum(counts)])
+    return table(headers, rows, right=set(headers[1:]))
+
+
+def queues_json(
+    stats: Mapping[str, Mapping[JobState, int]], caps: Mapping[str, int]
+) -> dict[str, dict[str, Any]]:
+    return {
+        queue: {
+            "max_running": caps.get(queue),
+            "jobs": {s.value: stats.get(queue, {}).get(s, 0) for s in JobState},
+        }
+        for queue in sorted({*stats, *caps})
+    }

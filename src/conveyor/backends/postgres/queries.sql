@@ -370,7 +370,7 @@ FOR UPDATE
 
 -- name: queue_rooms
 -- How many more jobs each of the given capped queues may start now: its cap less its running
--- jobs (from conveyor_jobs_running_by_queue). Uncapped queues are not listed.
+-- jobs (from conveyor_jobs_leases, keyed by queue). Uncapped queues are not listed.
 SELECT l.queue, l.max_running - (
     SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
 FROM conveyor_queue_limits AS l
