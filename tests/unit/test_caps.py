@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conveyor import Conveyor
+from conveyor.backends.base import Outcome, OutcomeKind
 from conveyor.backends.caps import CAPS_TTL, CappedQueues
+from conveyor.backends.sqlite import SQLiteBackend
+from conveyor.backends.sqlite.connection import Q
 from conveyor.errors import ConfigurationError
-from tests.support import FakeClock
+from conveyor.settings import Settings
+from tests.support import FakeClock, new_job
 
 
 class Store:
@@ -108,3 +113,37 @@ def test_the_largest_cap_is_stored(tmp_path: Path) -> None:
     with Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}") as app:
         app.set_queue_limit("api", 2**31 - 1)
         assert app.queue_limits() == {"api": 2**31 - 1}
+
+
+# --- SQLite query plans -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_store(tmp_path: Path) -> Iterator[SQLiteBackend]:
+    """Queue "done" holds only finished jobs, "busy" running and queued ones."""
+    backend = SQLiteBackend(Settings.load(env={}, url=f"sqlite:///{tmp_path / 'jobs.db'}"))
+    backend.enqueue_many([new_job(queue="done") for _ in range(2000)])
+    runs = backend.claim("w", None, 2000, 30.0)
+    backend.finish_many([Outcome(r.id, r.lease_token, OutcomeKind.SUCCEEDED) for r in runs])
+    backend.enqueue_many([new_job(queue="busy") for _ in range(500)])
+    backend.claim("w", None, 200, 30.0)
+    yield backend
+    backend.close()
+
+
+def plan(backend: SQLiteBackend, query: str, params: dict[str, Any]) -> str:
+    rows = backend._reader.raw.execute(f"EXPLAIN QUERY PLAN {Q[query]}", params).fetchall()
+    return "\n".join(str(row["detail"]) for row in rows)
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
+def test_claims_around_caps_use_small_indexes(busy_store: SQLiteBackend, analyzed: bool) -> None:
+    """Listing the queues with ready jobs steps from queue to queue among ready jobs only (never
+    over a queue's finished jobs), and counting a queue's running jobs reads them alone."""
+    if analyzed:
+        busy_store._writer.raw.execute("ANALYZE")
+    listing = plan(busy_store, "ready_queues", {})
+    assert "conveyor_jobs_ready_by_queue (queue>?)" in listing
+    assert "conveyor_jobs_queue_state" not in listing
+    rooms = plan(busy_store, "queue_rooms", {"queues": '["busy"]'})
+    assert "COVERING INDEX conveyor_jobs_queue_state (queue=? AND state=?)" in rooms

@@ -135,11 +135,13 @@ SELECT queue FROM conveyor_queue_limits WHERE max_running IS NOT NULL
 -- name: ready_queues
 -- The queues holding ready jobs, in name order, for a claim from every queue while some queue
 -- is capped: one seek into conveyor_jobs_ready_by_queue per queue (a loose index scan), however
--- many jobs wait.
+-- many jobs wait. INDEXED BY: the planner would rather walk conveyor_jobs_queue_state, which
+-- holds finished jobs too, and step over every one of them in a queue with nothing ready.
 WITH RECURSIVE ready (queue) AS (
-    SELECT (SELECT queue FROM conveyor_jobs WHERE state = 'queued' ORDER BY queue LIMIT 1)
+    SELECT (SELECT queue FROM conveyor_jobs INDEXED BY conveyor_jobs_ready_by_queue
+            WHERE state = 'queued' ORDER BY queue LIMIT 1)
     UNION ALL
-    SELECT (SELECT j.queue FROM conveyor_jobs AS j
+    SELECT (SELECT j.queue FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_ready_by_queue
             WHERE j.state = 'queued' AND j.queue > ready.queue ORDER BY j.queue LIMIT 1)
     FROM ready WHERE ready.queue IS NOT NULL
 )
