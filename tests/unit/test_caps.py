@@ -139,11 +139,15 @@ def plan(backend: SQLiteBackend, query: str, params: dict[str, Any]) -> str:
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
 def test_claims_around_caps_use_small_indexes(busy_store: SQLiteBackend, analyzed: bool) -> None:
     """Listing the queues with ready jobs steps from queue to queue among ready jobs only (never
-    over a queue's finished jobs), and counting a queue's running jobs reads them alone."""
+    over a queue's finished jobs), counting a queue's running jobs reads them alone, and rescue
+    walks the running jobs, not the table."""
     if analyzed:
         busy_store._writer.raw.execute("ANALYZE")
     listing = plan(busy_store, "ready_queues", {})
-    assert "conveyor_jobs_ready_by_queue (queue>?)" in listing
-    assert "conveyor_jobs_queue_state" not in listing
+    assert "SEARCH j USING INDEX conveyor_jobs_ready_by_queue (queue>?)" in listing
+    assert "SCAN conveyor_jobs USING INDEX conveyor_jobs_ready_by_queue" in listing
     rooms = plan(busy_store, "queue_rooms", {"queues": '["busy"]'})
-    assert "COVERING INDEX conveyor_jobs_queue_state (queue=? AND state=?)" in rooms
+    assert "SEARCH j USING INDEX conveyor_jobs_leases (queue=?)" in rooms
+    rescue = plan(busy_store, "rescue_expired", {"now": 0.0, "exclude": None})
+    # A walk of the whole index, or after ANALYZE a skip-scan of it by queue.
+    assert "conveyor_jobs USING INDEX conveyor_jobs_leases" in rescue

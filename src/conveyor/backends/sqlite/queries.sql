@@ -135,8 +135,8 @@ SELECT queue FROM conveyor_queue_limits WHERE max_running IS NOT NULL
 -- name: ready_queues
 -- The queues holding ready jobs, in name order, for a claim from every queue while some queue
 -- is capped: one seek into conveyor_jobs_ready_by_queue per queue (a loose index scan), however
--- many jobs wait. INDEXED BY: the planner would rather walk conveyor_jobs_queue_state, which
--- holds finished jobs too, and step over every one of them in a queue with nothing ready.
+-- many jobs wait. INDEXED BY pins that plan whatever the statistics say: any other walk would
+-- step over finished jobs.
 WITH RECURSIVE ready (queue) AS (
     SELECT (SELECT queue FROM conveyor_jobs INDEXED BY conveyor_jobs_ready_by_queue
             WHERE state = 'queued' ORDER BY queue LIMIT 1)
@@ -149,8 +149,9 @@ SELECT queue FROM ready WHERE queue IS NOT NULL
 
 -- name: queue_rooms
 -- How many more jobs each capped queue of the JSON array :queues may start now: its cap less
--- its running jobs, counted from conveyor_jobs_queue_state. Uncapped queues are not listed.
--- Exact because the claim asks inside its write transaction, which no other writer shares.
+-- its running jobs, counted from conveyor_jobs_leases (keyed by queue). Uncapped queues are not
+-- listed. Exact because the claim asks inside its write transaction, which no other writer
+-- shares.
 SELECT l.queue, l.max_running - (
     SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
 FROM conveyor_queue_limits AS l
@@ -232,7 +233,8 @@ WHERE task = :task AND used < :limit
 RETURNING used
 
 -- name: rescue_expired
-UPDATE conveyor_jobs
+-- Walks the running jobs (the index is keyed by queue first, for caps), never the table.
+UPDATE conveyor_jobs INDEXED BY conveyor_jobs_leases
 SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
                  WHEN attempts >= max_attempts THEN 'dead'
                  ELSE 'retrying' END,
