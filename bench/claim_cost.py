@@ -91,9 +91,9 @@ def main() -> None:
                 url = f"{url}{'&' if '?' in url else '?'}application_name={session}"
             app, _folder = fresh_app(url, args.synchronous)
             if args.cap == "other":
-                app.set_queue_limit("capped", 5)
+                app.set_concurrency_limit("capped", 5)
             elif args.cap == "queue":
-                app.set_queue_limit("default", 10 * batch)
+                app.set_concurrency_limit("default", 10 * batch)
             results.setdefault(batch, []).append(one_run(app, session, args.jobs, batch, queues))
             described = engine(app)
             finish(app)

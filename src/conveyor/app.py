@@ -16,7 +16,7 @@ from conveyor.gcpause import collector_paused
 from conveyor.job import Job, JobState
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
-from conveyor.task import JobSpec, Task, build_jobs, check_queue_limit, default_task_name
+from conveyor.task import JobSpec, Task, build_jobs, check_concurrency_limit, default_task_name
 from conveyor.worker_info import WorkerInfo
 
 if TYPE_CHECKING:
@@ -289,16 +289,16 @@ class Conveyor:
 
     # --- caps on running jobs -------------------------------------------------------------
 
-    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+    def set_concurrency_limit(self, queue: str, max_running: int | None) -> None:
         """Let at most ``max_running`` jobs of ``queue`` run at once, counted across every
         worker on every machine; None removes the cap. Stored in the database: workers of
         other processes follow a change within about a second."""
-        check_queue_limit(queue, max_running)
-        self.backend.set_queue_limit(queue, max_running)
+        check_concurrency_limit(queue, max_running)
+        self.backend.set_concurrency_limit(queue, max_running)
 
-    def queue_limits(self) -> dict[str, int]:
+    def concurrency_limits(self) -> dict[str, int]:
         """Every capped queue, with its cap on running jobs."""
-        return self.backend.queue_limits()
+        return self.backend.concurrency_limits()
 
     # --- workers --------------------------------------------------------------------------
 

@@ -119,7 +119,7 @@ def check_queue(queue: str) -> None:
         raise ConfigurationError(f"queue name must be 1-200 characters, got {queue!r}")
 
 
-def check_queue_limit(queue: str, max_running: int | None) -> None:
+def check_concurrency_limit(queue: str, max_running: int | None) -> None:
     """A cap on the running jobs of a queue: a queue name, and a whole number of at least 1,
     or None for no cap."""
     check_queue(queue)

@@ -61,11 +61,11 @@ def test_limit_sets_changes_and_removes_a_cap(invoke: Invoke, url: str) -> None:
     }
     assert invoke("queues", "limit", "api", "4").exit_code == 0
     with Conveyor(url) as app:
-        assert app.queue_limits() == {"api": 4}
+        assert app.concurrency_limits() == {"api": 4}
     removed = invoke("queues", "limit", "api", "--none")
     assert removed.stdout == "queue api: no cap\n"
     with Conveyor(url) as app:
-        assert app.queue_limits() == {}
+        assert app.concurrency_limits() == {}
     assert output_json(invoke("queues", "--json"))["api"]["max_running"] is None
 
 

@@ -1,4 +1,4 @@
-"""Contract: caps on the running jobs of a queue, across every worker (set_queue_limit)."""
+"""Contract: caps on the running jobs of a queue, across every worker (set_concurrency_limit)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def queues_of(runs: list[ClaimedJob]) -> list[str]:
 
 def test_one_claim_takes_a_capped_queue_up_to_its_cap(backend: Backend) -> None:
     fill(backend, "api", 10)
-    backend.set_queue_limit("api", 3)
+    backend.set_concurrency_limit("api", 3)
     assert len(backend.claim("w", ["api"], 10, LEASE)) == 3
     assert backend.claim("w", ["api"], 10, LEASE) == []
     assert running(backend, "api") == 3
@@ -46,7 +46,7 @@ def test_one_claim_takes_a_capped_queue_up_to_its_cap(backend: Backend) -> None:
 
 def test_successive_claims_count_the_runs_of_every_worker(backend: Backend) -> None:
     fill(backend, "api", 10)
-    backend.set_queue_limit("api", 4)
+    backend.set_concurrency_limit("api", 4)
     assert len(backend.claim("worker-a", ["api"], 3, LEASE)) == 3
     assert len(backend.claim("worker-b", ["api"], 3, LEASE)) == 1
     assert backend.claim("worker-c", ["api"], 3, LEASE) == []
@@ -57,8 +57,8 @@ def test_a_claim_from_every_queue_respects_the_caps(backend: Backend) -> None:
     fill(backend, "api", 5)
     fill(backend, "mail", 5)
     fill(backend, "default", 5)
-    backend.set_queue_limit("api", 2)
-    backend.set_queue_limit("mail", 1)
+    backend.set_concurrency_limit("api", 2)
+    backend.set_concurrency_limit("mail", 1)
     runs = backend.claim("w", None, 100, LEASE)
     assert queues_of(runs) == ["api"] * 2 + ["default"] * 5 + ["mail"]
     assert backend.claim("w", None, 100, LEASE) == []
@@ -67,7 +67,7 @@ def test_a_claim_from_every_queue_respects_the_caps(backend: Backend) -> None:
 def test_a_claim_from_a_list_of_queues_respects_the_caps(backend: Backend) -> None:
     fill(backend, "api", 5)
     fill(backend, "default", 5)
-    backend.set_queue_limit("api", 2)
+    backend.set_concurrency_limit("api", 2)
     runs = backend.claim("w", ["default", "api"], 100, LEASE)
     assert queues_of(runs) == ["api"] * 2 + ["default"] * 5
 
@@ -76,7 +76,7 @@ def test_a_full_capped_queue_does_not_hold_back_the_others(backend: Backend) -> 
     # The capped queue's backlog comes first in the global order (higher priority, older).
     fill(backend, "api", 50, priority=10)
     later = fill(backend, "default", 20)
-    backend.set_queue_limit("api", 1)
+    backend.set_concurrency_limit("api", 1)
     for _ in range(4):
         runs = backend.claim("w", None, 5, LEASE)
         assert len(runs) == 5
@@ -91,14 +91,14 @@ def test_a_capped_queue_still_serves_its_best_jobs_first(
     low = enqueue(backend, queue="api", priority=-5)
     old = enqueue(backend, queue="api", run_at=clock.now - 10)
     high = enqueue(backend, queue="api", priority=50)
-    backend.set_queue_limit("api", 2)
+    backend.set_concurrency_limit("api", 2)
     assert sorted(run.id for run in backend.claim("w", None, 10, LEASE)) == sorted([high, old])
     assert backend.get(low).state is JobState.QUEUED
 
 
 def test_finished_runs_free_their_room(backend: Backend, clock: FakeClock) -> None:
     fill(backend, "api", 20, max_attempts=5)
-    backend.set_queue_limit("api", 5)
+    backend.set_concurrency_limit("api", 5)
     runs = backend.claim("w", ["api"], 10, LEASE)
     assert len(runs) == 5
     succeed(backend, runs[0])
@@ -114,7 +114,7 @@ def test_finished_runs_free_their_room(backend: Backend, clock: FakeClock) -> No
 
 def test_rescued_runs_free_their_room(backend: Backend, clock: FakeClock) -> None:
     fill(backend, "api", 4)
-    backend.set_queue_limit("api", 2)
+    backend.set_concurrency_limit("api", 2)
     lost = backend.claim("w", ["api"], 10, LEASE)
     assert len(lost) == 2
     clock.advance(LEASE + 1.0)
@@ -126,37 +126,37 @@ def test_rescued_runs_free_their_room(backend: Backend, clock: FakeClock) -> Non
 
 def test_removing_a_cap_lets_the_queue_run_freely(backend: Backend) -> None:
     fill(backend, "api", 10)
-    backend.set_queue_limit("api", 1)
+    backend.set_concurrency_limit("api", 1)
     assert len(backend.claim("w", None, 10, LEASE)) == 1
-    backend.set_queue_limit("api", None)
-    assert backend.queue_limits() == {}
+    backend.set_concurrency_limit("api", None)
+    assert backend.concurrency_limits() == {}
     assert len(backend.claim("w", None, 10, LEASE)) == 9
 
 
 def test_a_lowered_cap_waits_for_running_jobs_to_finish(backend: Backend) -> None:
     fill(backend, "api", 10)
-    backend.set_queue_limit("api", 3)
+    backend.set_concurrency_limit("api", 3)
     runs = backend.claim("w", ["api"], 10, LEASE)
-    backend.set_queue_limit("api", 2)
+    backend.set_concurrency_limit("api", 2)
     assert backend.get(runs[2].id).state is JobState.RUNNING, "running jobs are left alone"
     succeed(backend, runs[0])
     assert backend.claim("w", ["api"], 10, LEASE) == [], "still at the new cap"
     succeed(backend, runs[1])
     assert len(backend.claim("w", ["api"], 10, LEASE)) == 1
-    backend.set_queue_limit("api", 6)
+    backend.set_concurrency_limit("api", 6)
     assert len(backend.claim("w", ["api"], 10, LEASE)) == 4
 
 
 def test_queue_limits_lists_every_cap(backend: Backend) -> None:
-    assert backend.queue_limits() == {}
-    backend.set_queue_limit("mail", 5)
-    backend.set_queue_limit("api", 1)
-    backend.set_queue_limit("api", 2)
-    backend.set_queue_limit("idle", 7)
-    backend.set_queue_limit("idle", None)
-    backend.set_queue_limit("never-capped", None)
-    backend.set_queue_limit("huge", 2**31 - 1)
-    assert backend.queue_limits() == {"api": 2, "huge": 2**31 - 1, "mail": 5}
+    assert backend.concurrency_limits() == {}
+    backend.set_concurrency_limit("mail", 5)
+    backend.set_concurrency_limit("api", 1)
+    backend.set_concurrency_limit("api", 2)
+    backend.set_concurrency_limit("idle", 7)
+    backend.set_concurrency_limit("idle", None)
+    backend.set_concurrency_limit("never-capped", None)
+    backend.set_concurrency_limit("huge", 2**31 - 1)
+    assert backend.concurrency_limits() == {"api": 2, "huge": 2**31 - 1, "mail": 5}
 
 
 def test_a_cap_set_elsewhere_binds_within_the_ttl(backend: Backend, clock: FakeClock) -> None:
@@ -164,11 +164,11 @@ def test_a_cap_set_elsewhere_binds_within_the_ttl(backend: Backend, clock: FakeC
     assert len(backend.claim("w", ["api"], 2, LEASE)) == 2
     other = open_backend(backend.settings, clock=clock)
     try:
-        other.set_queue_limit("api", 2)
+        other.set_concurrency_limit("api", 2)
         clock.advance(CAPS_TTL)
         assert backend.claim("w", ["api"], 2, LEASE) == []
         assert backend.claim("w", None, 2, LEASE) == []
-        other.set_queue_limit("api", None)
+        other.set_concurrency_limit("api", None)
         clock.advance(CAPS_TTL)
         assert len(backend.claim("w", None, 2, LEASE)) == 2
     finally:
@@ -182,7 +182,7 @@ def test_concurrent_claims_from_many_processes_never_exceed_the_cap(backend: Bac
     processes, cap, jobs = 4, 3, 120
     fill(backend, "api", jobs)
     fill(backend, "default", jobs // 2)
-    backend.set_queue_limit("api", cap)
+    backend.set_concurrency_limit("api", cap)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(processes)
     results: multiprocessing.Queue[tuple[int, list[int]]] = ctx.Queue()

@@ -105,14 +105,14 @@ def test_bad_caps_are_refused_before_any_write(
 ) -> None:
     with Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}") as app:
         with pytest.raises(ConfigurationError, match=message):
-            app.set_queue_limit(queue, max_running)
-        assert app.queue_limits() == {}
+            app.set_concurrency_limit(queue, max_running)
+        assert app.concurrency_limits() == {}
 
 
 def test_the_largest_cap_is_stored(tmp_path: Path) -> None:
     with Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}") as app:
-        app.set_queue_limit("api", 2**31 - 1)
-        assert app.queue_limits() == {"api": 2**31 - 1}
+        app.set_concurrency_limit("api", 2**31 - 1)
+        assert app.concurrency_limits() == {"api": 2**31 - 1}
 
 
 # --- SQLite query plans -------------------------------------------------------------------------

@@ -124,6 +124,17 @@ def test_prefetched_jobs_wait_in_the_buffer_not_in_a_slot(app: Conveyor, gate: G
     assert {(j.state, j.attempts) for j in map(app.get_job, ids)} == {(JobState.QUEUED, 0)}
 
 
+def test_nothing_is_prefetched_from_a_capped_queue(app: Conveyor, gate: Gate) -> None:
+    app.set_concurrency_limit("q", 100)
+    enqueue(app, "q", 10)
+    with running(app, concurrency=2, prefetch=3, grace=0.1) as worker:
+        (fetcher,) = worker.fetchers
+        wait_for(lambda: gate.running["q"] == 2, "2 jobs to run")
+        assert fetcher.prefetch_now() == 0
+        assert not fetcher.buffer
+        assert app.stats()["q"][JobState.RUNNING] == 2
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -217,10 +217,10 @@ class Backend(ABC):
         With several ``queues`` the order holds within each queue, and the queues take turns
         being served first; ``None`` serves every queue in one global order.
 
-        A claim never takes a capped queue (``set_queue_limit``) over its cap, counting the jobs
-        of that queue running on every worker. With ``None``, while a capped queue has ready
-        jobs, the queues that have ready jobs take turns as a list of queues does (the global
-        order would walk the capped queue's whole backlog to skip it)."""
+        A claim never takes a capped queue (``set_concurrency_limit``) over its cap, counting
+        the jobs of that queue running on every worker. With ``None``, while a capped queue has
+        ready jobs, the queues that have ready jobs take turns as a list of queues does (the
+        global order would walk the capped queue's whole backlog to skip it)."""
 
     @abstractmethod
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
@@ -240,14 +240,14 @@ class Backend(ABC):
     # --- caps on running jobs -------------------------------------------------------------
 
     @abstractmethod
-    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+    def set_concurrency_limit(self, queue: str, max_running: int | None) -> None:
         """Cap the jobs of ``queue`` running at once, across every worker; None removes the
         cap. Claims through this backend follow a change at once, claims in other processes
         within ``conveyor.backends.caps.CAPS_TTL`` seconds. Jobs already running over a lowered
         cap finish; the queue gets no more until it is back under the cap."""
 
     @abstractmethod
-    def queue_limits(self) -> dict[str, int]:
+    def concurrency_limits(self) -> dict[str, int]:
         """Every capped queue, with its cap."""
 
     # --- maintenance ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ def list_queues(runtime: Runtime, as_json: bool) -> None:
     """List every queue that holds jobs or has a cap: its cap on running jobs and its jobs in
     each state."""
     app = runtime.existing_app()
-    counts, caps = app.stats(), app.queue_limits()
+    counts, caps = app.stats(), app.concurrency_limits()
     if as_json:
         echo_json(queues_json(counts, caps))
     elif not counts and not caps:
@@ -62,7 +62,7 @@ def limit_queue(
         raise click.UsageError("give a cap N or --none, not both")
     if max_running is None and not remove:
         raise click.UsageError("give a cap N (at least 1), or --none to remove the cap")
-    runtime.existing_app().set_queue_limit(name, max_running)
+    runtime.existing_app().set_concurrency_limit(name, max_running)
     if as_json:
         echo_json({"queue": name, "max_running": max_running})
     elif max_running is None:

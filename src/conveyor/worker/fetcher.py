@@ -30,6 +30,8 @@ T = TypeVar("T")
 #: Runs shorter than this on average (seconds) make an automatic prefetch worth its wait.
 SHORT_RUN = 0.02
 RUN_TIME_WEIGHT = 0.1
+#: Seconds between two reads of which queues are capped.
+CAPS_READ_EVERY = 1.0
 
 
 class Fetcher:
@@ -73,6 +75,9 @@ class Fetcher:
         self._scale_down_after = scale_down_after
         self._clock = clock
         self._idle_since: float | None = None
+        #: Whether a queue this pool serves has a cap on its running jobs (read every second).
+        self._capped = False
+        self._capped_read_at: float | None = None
         self._room = asyncio.Event()
         self._stopped = asyncio.Event()
         self._signal: WorkSignal | None = None
@@ -90,7 +95,12 @@ class Fetcher:
         (prefetch=None) a pool prefetches up to its concurrency only while its runs are short
         on average, and never before it has seen one finish. A pool that scales claims one
         job beyond its slots instead, and grows a slot for it while below its maximum.
+
+        Nothing is prefetched from a capped queue: a prefetched job counts against the cap
+        while it waits, so it would hold back workers that have a free slot.
         """
+        if self._capped:
+            return 0
         if self.scales:
             return 1 if self.limit < self.pool.maximum else 0
         if self.pool.prefetch is not None:
@@ -172,6 +182,7 @@ class Fetcher:
         filling = False
         while not self.stopping:
             self._scale_down_if_idle()
+            await self._check_caps()
             prefetch = self.prefetch_now()
             room = self.limit + prefetch - self.in_flight - len(self.buffer)
             # Claim again once the buffer runs low, rather than for every slot that frees up.
@@ -220,6 +231,19 @@ class Fetcher:
             except ConveyorError:
                 next_due = None
             await signal.wait(next_due)
+
+    async def _check_caps(self) -> None:
+        read_at = self._capped_read_at
+        now = self._clock()
+        if read_at is not None and read_at <= now < read_at + CAPS_READ_EVERY:
+            return
+        self._capped_read_at = now
+        try:
+            capped = await self._db(self._backend.concurrency_limits)
+        except ConveyorError:
+            return
+        queues = self.queues
+        self._capped = bool(capped) if queues is None else any(q in capped for q in queues)
 
     async def _wait_for_room(self) -> None:
         self._room.clear()

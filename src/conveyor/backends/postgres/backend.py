@@ -271,12 +271,14 @@ class PostgresBackend(Backend):
 
     # --- caps on running jobs -------------------------------------------------------------
 
-    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+    def set_concurrency_limit(self, queue: str, max_running: int | None) -> None:
         def body(cur: Cursor) -> None:
             if max_running is None:
-                cur.execute(Q["remove_queue_limit"], {"queue": queue})
+                cur.execute(Q["remove_concurrency_limit"], {"queue": queue})
             else:
-                cur.execute(Q["set_queue_limit"], {"queue": queue, "max_running": max_running})
+                cur.execute(
+                    Q["set_concurrency_limit"], {"queue": queue, "max_running": max_running}
+                )
             # A raised or removed cap may leave room for jobs that idle workers could take.
             self._notify(cur, [queue])
 
@@ -284,7 +286,7 @@ class PostgresBackend(Backend):
         self._capped.forget()
         self._notify_local([queue])
 
-    def queue_limits(self) -> dict[str, int]:
+    def concurrency_limits(self) -> dict[str, int]:
         rows = self._db.run(
             lambda cur: cur.execute(Q["queue_limits"]).fetchall(),
             transaction=False,

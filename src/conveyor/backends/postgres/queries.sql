@@ -698,11 +698,11 @@ RETURNING holder
 -- name: release_leadership
 DELETE FROM conveyor_leaders WHERE name = %(name)s AND holder = %(holder)s
 
--- name: set_queue_limit
+-- name: set_concurrency_limit
 INSERT INTO conveyor_queue_limits (queue, max_running) VALUES (%(queue)s, %(max_running)s)
 ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running
 
--- name: remove_queue_limit
+-- name: remove_concurrency_limit
 DELETE FROM conveyor_queue_limits WHERE queue = %(queue)s
 
 -- name: queue_limits

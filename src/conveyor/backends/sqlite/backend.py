@@ -348,17 +348,17 @@ class SQLiteBackend(Backend):
 
     # --- caps on running jobs -------------------------------------------------------------
 
-    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+    def set_concurrency_limit(self, queue: str, max_running: int | None) -> None:
         with self._writer.write() as db:
             if max_running is None:
-                db.execute(Q["remove_queue_limit"], {"queue": queue})
+                db.execute(Q["remove_concurrency_limit"], {"queue": queue})
             else:
-                db.execute(Q["set_queue_limit"], {"queue": queue, "max_running": max_running})
+                db.execute(Q["set_concurrency_limit"], {"queue": queue, "max_running": max_running})
         self._capped.forget()
         # A raised or removed cap may leave room for jobs that idle workers here could take.
         self._notify_local([queue])
 
-    def queue_limits(self) -> dict[str, int]:
+    def concurrency_limits(self) -> dict[str, int]:
         with self._reader.read() as db:
             return {queue: int(cap) for queue, cap in db.execute(Q["queue_limits"])}
 

@@ -409,11 +409,11 @@ RETURNING holder
 -- name: release_leadership
 DELETE FROM conveyor_leaders WHERE name = :name AND holder = :holder
 
--- name: set_queue_limit
+-- name: set_concurrency_limit
 INSERT INTO conveyor_queue_limits (queue, max_running) VALUES (:queue, :max_running)
 ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running
 
--- name: remove_queue_limit
+-- name: remove_concurrency_limit
 DELETE FROM conveyor_queue_limits WHERE queue = :queue
 
 -- name: queue_limits
