@@ -56,16 +56,36 @@ def test_cancel_a_running_job_asks_its_worker(backend: Backend, clock: FakeClock
     assert backend.get(job_id).state is JobState.CANCELLED
 
 
+def test_cancel_requests_name_the_running_jobs_of_one_worker(backend: Backend) -> None:
+    for _ in range(4):
+        enqueue(backend)
+    runs = {r.id: r for r in backend.claim("w1", None, 3, LEASE)}
+    [theirs] = backend.claim("w2", None, 1, LEASE)
+    assert backend.cancel_requests("w1") == frozenset()
+
+    asked, finished, untouched = sorted(runs)
+    for job_id in (asked, finished, theirs.id):
+        backend.cancel(job_id)
+    finish(backend, Outcome(finished, runs[finished].lease_token, OutcomeKind.CANCELLED))
+
+    assert backend.cancel_requests("w1") == {runs[asked].lease_token}
+    assert backend.cancel_requests("w2") == {theirs.lease_token}
+    assert backend.cancel_requests("w3") == frozenset()
+    assert backend.get(untouched).cancel_requested is False
+
+
 def test_a_cancel_request_does_not_outlive_its_run(backend: Backend, clock: FakeClock) -> None:
     """A run that ignores the request and fails is retried; the next run starts afresh."""
     job_id = enqueue(backend, max_attempts=3)
     run = claim_one(backend)
     backend.cancel(job_id)
+    assert backend.cancel_requests("worker-1") == {run.lease_token}
     fail(backend, run, clock)
     assert backend.get(job_id).state is JobState.RETRYING
     again = claim_one(backend)
     assert backend.get(job_id).cancel_requested is False
     assert backend.extend_leases([again.lease_token], LEASE).cancel_requested == frozenset()
+    assert backend.cancel_requests("worker-1") == frozenset()
 
 
 def test_cancel_twice_is_harmless(backend: Backend) -> None:

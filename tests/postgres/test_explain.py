@@ -138,6 +138,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         {**NOW, "lease": 30.0, "tokens": ["a", "b"]},
         "conveyor_jobs_lease_token|conveyor_jobs_leases",
     ),
+    # Workers ask several times a second: an index of cancel-requested running jobs only.
+    ("cancel_requests", {"worker_id": "w"}, "conveyor_jobs_cancel_requested"),
     (
         "finish_succeeded",
         {**NOW, "ids": [5, 7], "tokens": ["a", "b"], "results": ["1", "2"]},

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from conveyor.backends import open_backend
+from conveyor.backends.base import Outcome, OutcomeKind
 from conveyor.backends.sqlite import SQLiteBackend
 from conveyor.backends.sqlite.backend import LATEST_VERSION
+from conveyor.backends.sqlite.connection import Q
 from conveyor.errors import (
     BackendError,
     ConfigurationError,
@@ -247,3 +249,28 @@ def test_a_store_reopened_after_close_keeps_its_jobs(make: Any) -> None:
     ids = [r.job_id for r in backend.enqueue_many([new_job() for _ in range(3)])]
     backend.close()
     assert [j.id for j in make().list_jobs()] == ids[::-1]
+
+
+# --- query plans ------------------------------------------------------------------------------
+
+
+def _plan(backend: SQLiteBackend, query: str, params: dict[str, Any]) -> str:
+    rows = backend._reader.raw.execute(f"EXPLAIN QUERY PLAN {Q[query]}", params).fetchall()
+    return "\n".join(str(row["detail"]) for row in rows)
+
+
+def test_cancel_requests_probe_their_own_index(make: Any) -> None:
+    """Workers look several times a second: the look must not walk finished or running jobs,
+    before statistics exist and after ANALYZE has seen a table of mostly finished jobs."""
+    backend = make()
+    backend.enqueue_many([new_job() for _ in range(3000)])
+    done = backend.claim("w2", None, 2000, 30.0)
+    backend.finish_many([Outcome(r.id, r.lease_token, OutcomeKind.SUCCEEDED) for r in done])
+    running = backend.claim("w1", None, 500, 30.0)
+    backend.cancel(running[0].id)
+    expected = "SEARCH conveyor_jobs USING INDEX conveyor_jobs_cancel_requested (worker_id=?)"
+
+    assert _plan(backend, "cancel_requests", {"worker_id": "w1"}) == expected
+    backend._writer.raw.execute("ANALYZE")
+    assert _plan(backend, "cancel_requests", {"worker_id": "w1"}) == expected
+    assert backend.cancel_requests("w1") == {running[0].lease_token}

@@ -228,6 +228,12 @@ class Backend(ABC):
         out but that no sweep has rescued yet is still owned: it may extend and finish."""
 
     @abstractmethod
+    def cancel_requests(self, worker_id: str) -> frozenset[str]:
+        """Lease tokens of ``worker_id``'s running jobs that someone asked to cancel. A read
+        that an index answers without looking at other jobs: workers ask several times a
+        second, to stop a cancelled job long before their next heartbeat."""
+
+    @abstractmethod
     def save_progress(
         self, job_id: int, token: str, progress_json: str | None, checkpoint_json: str | None
     ) -> bool:

@@ -240,6 +240,14 @@ class PostgresBackend(Backend):
             cancel_requested=frozenset(str(token) for token, cancel in rows if cancel),
         )
 
+    def cancel_requests(self, worker_id: str) -> frozenset[str]:
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["cancel_requests"], {"worker_id": worker_id}).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return frozenset(str(row[0]) for row in rows)
+
     def save_progress(
         self, job_id: int, token: str, progress_json: str | None, checkpoint_json: str | None
     ) -> bool:

@@ -383,6 +383,11 @@ SET lease_expires_at = coalesce(to_timestamp(%(now)s::float8), now())
 WHERE lease_token = ANY(%(tokens)b::text[]) AND state = 'running'
 RETURNING lease_token, cancel_requested
 
+-- name: cancel_requests
+-- Served by conveyor_jobs_cancel_requested, whose predicate this repeats.
+SELECT lease_token FROM conveyor_jobs
+WHERE state = 'running' AND cancel_requested AND worker_id = %(worker_id)s
+
 -- name: save_progress
 UPDATE conveyor_jobs
 SET progress = coalesce(%(progress)s::json, progress),

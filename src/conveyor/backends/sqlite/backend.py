@@ -282,6 +282,11 @@ class SQLiteBackend(Backend):
             cancel_requested=frozenset(r[0] for r in rows if r[1]),
         )
 
+    def cancel_requests(self, worker_id: str) -> frozenset[str]:
+        with self._reader.read() as db:
+            rows = db.execute(Q["cancel_requests"], {"worker_id": worker_id}).fetchall()
+        return frozenset(row[0] for row in rows)
+
     def save_progress(
         self, job_id: int, token: str, progress_json: str | None, checkpoint_json: str | None
     ) -> bool:

@@ -165,6 +165,11 @@ SET lease_expires_at = :now + :lease
 WHERE state = 'running' AND lease_token IN (SELECT value FROM json_each(:tokens))
 RETURNING lease_token, cancel_requested
 
+-- name: cancel_requests
+-- Repeats the predicate of conveyor_jobs_cancel_requested verbatim, so the index serves it.
+SELECT lease_token FROM conveyor_jobs
+WHERE state = 'running' AND cancel_requested = 1 AND worker_id = :worker_id
+
 -- name: save_progress
 UPDATE conveyor_jobs
 SET progress = coalesce(:progress, progress),
