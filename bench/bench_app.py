@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 
-from conveyor import Conveyor
+from conveyor import Conveyor, JobContext
 
 app = Conveyor(os.environ.get("CONVEYOR_BENCH_URL"))
 
@@ -25,3 +25,26 @@ def started_at() -> float:
 @app.task(name="io_sleep")
 async def io_sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+# --- cancel latency: jobs that run until they are cancelled -----------------------------------
+
+
+@app.task(name="wait_async")
+async def wait_async() -> None:
+    await asyncio.sleep(3600)
+
+
+@app.task(name="wait_thread", pass_context=True)
+def wait_thread(ctx: JobContext) -> None:
+    """A thread cannot be interrupted: it stops when it sees ``ctx.cancelled``."""
+    while not ctx.cancelled:
+        time.sleep(0.005)
+    ctx.raise_if_cancelled()
+
+
+@app.task(name="spin_process", isolation="process")
+def spin_process() -> None:
+    """Deaf to cancellation: only stopping its process ends it."""
+    while True:
+        pass

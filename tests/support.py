@@ -1,8 +1,8 @@
 """Shared test helpers: a fake clock and backend factories for every engine.
 
 A backend factory is a context manager taking (tmp_path, clock, settings overrides) and yielding
-a fresh, empty Backend that uses ``clock`` as "now". Engines register here; the contract suite
-runs once per registered engine.
+a fresh, empty Backend that uses ``clock`` as "now" (None: the database's own clock). Engines
+register here; the contract suite runs once per registered engine.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ class FakeClock:
 
 
 BackendFactory = Callable[
-    [Path, Callable[[], float], dict[str, Any]], AbstractContextManager[Backend]
+    [Path, Callable[[], float] | None, dict[str, Any]], AbstractContextManager[Backend]
 ]
 
 
 @contextmanager
 def sqlite_backend(
-    tmp_path: Path, clock: Callable[[], float], overrides: dict[str, Any]
+    tmp_path: Path, clock: Callable[[], float] | None, overrides: dict[str, Any]
 ) -> Iterator[Backend]:
     from conveyor.backends.sqlite import SQLiteBackend
 
@@ -51,7 +51,7 @@ def sqlite_backend(
 
 @contextmanager
 def postgres_backend(
-    tmp_path: Path, clock: Callable[[], float], overrides: dict[str, Any]
+    tmp_path: Path, clock: Callable[[], float] | None, overrides: dict[str, Any]
 ) -> Iterator[Backend]:
     """A fresh schema in this session's test database (see tests/postgres/factory.py)."""
     from tests.postgres.factory import postgres_backend as factory

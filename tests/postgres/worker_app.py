@@ -11,6 +11,8 @@ never contend for one file.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ctypes
 import logging
 import os
 import sqlite3
@@ -108,10 +110,44 @@ def first_attempt_hangs(ctx: JobContext, seconds: float) -> int:
     return os.getpid()
 
 
+def hold_gil(ctx: JobContext, seconds: int) -> int:
+    """Stuck in a C call that keeps the GIL (libc's sleep through ``ctypes.PyDLL``): no other
+    thread of the worker process runs meanwhile. Returns the worker's pid."""
+    record("start", ctx)
+    ctypes.PyDLL(None).sleep(seconds)
+    record("done", ctx)
+    return os.getpid()
+
+
+async def wait_async(ctx: JobContext) -> None:
+    record("start", ctx)
+    await asyncio.sleep(3600)
+
+
+def wait_thread(ctx: JobContext) -> None:
+    """A thread task: stops once it sees ``ctx.cancelled``."""
+    record("start", ctx)
+    while not ctx.cancelled:
+        time.sleep(0.01)
+    record("saw_cancel", ctx)
+    ctx.raise_if_cancelled()
+
+
+def spin_process(ctx: JobContext) -> None:
+    """Deaf to cancellation, in a process of its own: only stopping the process ends it."""
+    record("start", ctx)
+    while True:
+        pass
+
+
 TASKS: list[tuple[Any, dict[str, Any]]] = [
     (work, {"max_attempts": 5, "retry": Fixed(0)}),
     (sleepy, {"max_attempts": 5, "retry": Fixed(0)}),
     (first_attempt_hangs, {"max_attempts": 5, "retry": Fixed(0)}),
+    (hold_gil, {"max_attempts": 5}),
+    (wait_async, {"max_attempts": 5}),
+    (wait_thread, {"max_attempts": 5}),
+    (spin_process, {"max_attempts": 5, "isolation": "process"}),
 ]
 
 

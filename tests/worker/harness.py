@@ -27,6 +27,8 @@ HEARTBEAT = 0.5
 SWEEP = 0.2
 #: Generous: a slow CI machine must not fail a correct worker.
 DEADLINE = 30.0
+#: Worker environment for the default lease (30 s) and heartbeat (10 s) instead of the above.
+DEFAULT_LEASE_ENV = {"CONVEYOR_LEASE": "", "CONVEYOR_HEARTBEAT": ""}
 
 T = TypeVar("T")
 

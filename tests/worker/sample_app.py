@@ -12,6 +12,7 @@ the worker process that ran it.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import sqlite3
@@ -117,6 +118,26 @@ def sleep_sync(ctx: JobContext, seconds: float) -> int:
     time.sleep(seconds)
     record("done", ctx)
     return os.getpid()
+
+
+def hold_gil(ctx: JobContext, seconds: int) -> int:
+    """Stuck in a C call that keeps the GIL: libc's sleep() called through ``ctypes.PyDLL``,
+    which does not release it. No other thread of the worker process runs meanwhile."""
+    record("start", ctx)
+    ctypes.PyDLL(None).sleep(seconds)
+    record("done", ctx)
+    return os.getpid()
+
+
+def fork_sleeper(ctx: JobContext, seconds: float) -> int:
+    """Forks a child that sleeps (holding every file the worker had open, pipes included) and
+    returns its pid."""
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(seconds)
+        os._exit(0)
+    record("forked", ctx, pid)
+    return pid
 
 
 async def block_loop(ctx: JobContext, seconds: float) -> int:
@@ -250,6 +271,8 @@ TASKS: list[tuple[Any, dict[str, Any]]] = [
     (hold_blocking_loop, {"max_attempts": 5}),
     (sleep_sync, {"max_attempts": 5}),
     (block_loop, {"max_attempts": 5}),
+    (hold_gil, {"max_attempts": 5}),
+    (fork_sleeper, {"max_attempts": 1}),
     (add, {}),
     (add_async, {}),
     (flaky, {"max_attempts": 5, "retry": Fixed(0)}),
@@ -279,8 +302,6 @@ def build_app(url: str | None = None, **overrides: Any) -> Conveyor:
 
 def crash_segfault(ctx: JobContext) -> None:
     """Dies of SIGSEGV in its child process."""
-    import ctypes
-
     record("start", ctx)
     ctypes.string_at(0)
 

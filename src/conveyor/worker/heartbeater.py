@@ -1,72 +1,221 @@
-"""The heartbeater extends every lease this worker holds, in one statement per beat.
+"""The heartbeater keeps this worker's leases alive through a heartbeat process of its own.
 
-It runs on its own thread with its own schedule, so a task that blocks the event loop cannot
-starve it: the worker keeps its leases as long as the process is alive and the database answers.
+The beats come from another process (pulse.py), so that nothing a job does inside the worker --
+holding the GIL in a C call, blocking the event loop -- can starve them, while a worker that is
+stopped or gone still loses its leases. The worker names each run it holds (``hold``) and each
+one whose lease it no longer needs (``release``); the heartbeat process reports runs lost to
+another worker and cancel requests, which reach ``on_report`` on this side's reader thread.
+
+Should the heartbeat process die, the reader thread starts another at once (then with a
+backoff, if they keep dying) and hands it every run held; its first beat follows immediately.
+
+The heartbeat process opens the store from ``settings`` and uses the database's clock: a clock
+injected into the application (``Conveyor(clock=...)``) does not reach it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
-from conveyor.backends.base import Backend, LeaseReport
-from conveyor.errors import ConveyorError
+from conveyor.backends.base import LeaseReport
+from conveyor.errors import ConfigurationError
+from conveyor.settings import Settings
+from conveyor.worker import pulse_wire
+from conveyor.worker.pulse_wire import LogLine, PulseConfig
 
 log = logging.getLogger("conveyor.worker")
+
+#: Seconds between looks for cancel requests while the worker holds runs. A cancel is heard
+#: within this (0.125 s on average), which leaves a process-isolated job its 0.5 s to stop by
+#: itself and still ends it within a second. Each look reads an index of cancel-requested
+#: running jobs only: almost always empty.
+CANCEL_CHECK = 0.25
+#: A heartbeat process that lived this long did not die of being started.
+_HEALTHY = 10.0
+_MAX_DELAY = 5.0
 
 
 class Heartbeater:
     def __init__(
         self,
-        backend: Backend,
-        held_tokens: Callable[[], list[str]],
+        settings: Settings,
+        worker_id: str,
         on_report: Callable[[LeaseReport], None],
         *,
         interval: float,
         lease: float,
     ) -> None:
-        self._backend = backend
-        self._held_tokens = held_tokens
+        self._config = PulseConfig(
+            settings=settings,
+            worker_id=worker_id,
+            worker_pid=os.getpid(),
+            interval=interval,
+            lease=lease,
+            cancel_check=CANCEL_CHECK,
+        )
         self._on_report = on_report
-        self._interval = interval
-        self._lease = lease
-        self._stop = threading.Event()
-        self._kick = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="conveyor-heartbeat", daemon=True)
-        self.beats = 0
+        self._held: set[str] = set()
+        #: Guards the held runs and the pipe to the heartbeat process, so that a process
+        #: started again gets every run held, followed by every change after that.
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._to_pulse = -1
+        self._from_pulse = -1
+        self._thread = threading.Thread(target=self._serve, name="conveyor-heartbeat", daemon=True)
+
+    @property
+    def pid(self) -> int | None:
+        """The heartbeat process's pid (while one runs)."""
+        process = self._process
+        return None if process is None else process.pid
 
     def start(self) -> None:
+        with self._lock:
+            try:
+                self._spawn()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot start the heartbeat process ({sys.executable or 'no interpreter'} "
+                    f"-m conveyor.worker.pulse): {exc}"
+                ) from None
         self._thread.start()
 
-    def beat_now(self) -> None:
-        """Beat at once (e.g. to learn of a cancel request without waiting a full interval)."""
-        self._kick.set()
+    def hold(self, tokens: Iterable[str]) -> None:
+        """Keep the leases of these runs alive (from their claim on)."""
+        with self._lock:
+            new = [token for token in tokens if token not in self._held]
+            self._held.update(new)
+            self._send(pulse_wire.changes(pulse_wire.HOLD, new))
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._kick.wait(self._interval)
-            self._kick.clear()
-            if self._stop.is_set():
-                return
-            tokens = self._held_tokens()
-            if not tokens:
-                continue
-            try:
-                report = self._backend.extend_leases(tokens, self._lease)
-            except ConveyorError as exc:
-                log.warning("heartbeat failed, will retry: %s", exc)
-                continue
-            except Exception:
-                # Never let the thread die: without beats every lease would lapse under
-                # jobs that are still running.
-                log.exception("heartbeat failed unexpectedly, will retry")
-                continue
-            self.beats += 1
-            if report.lost or report.cancel_requested:
-                self._on_report(report)
+    def release(self, tokens: Iterable[str]) -> None:
+        """Stop extending the leases of these runs (their outcomes are written, or they were
+        lost)."""
+        with self._lock:
+            gone = [token for token in tokens if token in self._held]
+            self._held.difference_update(gone)
+            self._send(pulse_wire.changes(pulse_wire.RELEASE, gone))
 
     def stop(self) -> None:
-        self._stop.set()
-        self._kick.set()
-        self._thread.join(timeout=5)
+        """End the heartbeat process (leases stay as they are) and wait for it."""
+        self._stopping.set()
+        with self._lock:
+            self._close_pipe_to_pulse()
+            process = self._process
+        if process is not None:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    # --- the heartbeat process ------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        """Start a heartbeat process and tell it every run held (with the lock held)."""
+        to_read, to_write = os.pipe()
+        from_read, from_write = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "conveyor.worker.pulse",
+                    str(to_read),
+                    str(from_write),
+                ],
+                pass_fds=(to_read, from_write),
+                stdin=subprocess.DEVNULL,
+                env=_child_env(),
+            )
+        except BaseException:
+            for fd in (to_write, from_read):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (to_read, from_write):
+                os.close(fd)
+        self._to_pulse, self._from_pulse = to_write, from_read
+        log.info("heartbeat process started (pid %d)", self._process.pid)
+        self._send(self._config.encode() + pulse_wire.changes(pulse_wire.HOLD, self._held))
+
+    def _send(self, data: bytes) -> None:
+        # Blocking writes, so that no change can be lost: the heartbeat process drains the pipe
+        # every few milliseconds on a thread of its own. A dead one is replaced by the reader
+        # thread, and the new one is told every run held.
+        with contextlib.suppress(OSError):
+            while data:
+                data = data[os.write(self._to_pulse, data) :]
+
+    def _close_pipe_to_pulse(self) -> None:
+        if self._to_pulse >= 0:
+            os.close(self._to_pulse)
+            self._to_pulse = -1
+
+    def _serve(self) -> None:
+        """Hand reports on until the heartbeat process ends; start another if it died."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            for line in pulse_wire.lines(self._from_pulse):
+                self._handle(pulse_wire.decode(line))
+            os.close(self._from_pulse)
+            process = self._process
+            assert process is not None
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            # Start the next one at once, unless they keep dying young.
+            failures = 0 if time.monotonic() - started > _HEALTHY else failures
+            delay = 0.0 if failures == 0 else min(_MAX_DELAY, 0.1 * 2**failures)
+            failures += 1
+            log.error(
+                "the heartbeat process %d exited (status %d); starting another%s",
+                process.pid,
+                code,
+                f" in {delay:.1f}s" if delay else "",
+            )
+            if not self._respawn(delay):
+                return
+
+    def _respawn(self, delay: float) -> bool:
+        """Start a heartbeat process after ``delay``, retrying until one starts; False once
+        the worker stops."""
+        while not self._stopping.wait(delay):
+            with self._lock:
+                if self._stopping.is_set():
+                    return False
+                self._close_pipe_to_pulse()
+                try:
+                    self._spawn()
+                    return True
+                except OSError as exc:
+                    log.error("could not start a heartbeat process: %s", exc)
+            delay = min(_MAX_DELAY, max(2 * delay, 0.1))
+        return False
+
+    def _handle(self, message: LeaseReport | LogLine) -> None:
+        if isinstance(message, LogLine):
+            logging.getLogger(message.name).log(message.level, "%s", message.message)
+            return
+        try:
+            self._on_report(message)
+        except Exception:
+            log.exception("handling a heartbeat report failed")
+
+
+def _child_env() -> dict[str, str]:
+    """This environment, with this process's conveyor first on the import path."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, path] if path else [root])}

@@ -108,8 +108,6 @@ class Worker:
         self.fetchers: list[Fetcher] = []
         self._finished_threads: list[tuple[Run, Outcome | None, float]] = []
         self._finished_lock = threading.Lock()
-        self._held: set[str] = set()
-        self._held_lock = threading.Lock()
         self._stopping = False
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,8 +179,8 @@ class Worker:
             for pool in self.pools
         ]
         self.heartbeater = Heartbeater(
-            backend,
-            self._held_tokens,
+            backend.settings,
+            self.id,
             self._on_lease_report_threadsafe,
             interval=self.settings.heartbeat,
             lease=self.settings.lease,
@@ -282,18 +280,12 @@ class Worker:
     # --- running --------------------------------------------------------------------------
 
     def _hold_many(self, tokens: Iterable[str]) -> None:
-        with self._held_lock:
-            before = len(self._held)
-            self._held.update(tokens)
-            self.counters.claimed += len(self._held) - before
+        claimed = list(tokens)
+        self.counters.claimed += len(claimed)
+        self.heartbeater.hold(claimed)
 
     def _unhold(self, token: str) -> None:
-        with self._held_lock:
-            self._held.discard(token)
-
-    def _held_tokens(self) -> list[str]:
-        with self._held_lock:
-            return list(self._held)
+        self.heartbeater.release([token])
 
     def _start(self, job: ClaimedJob, fetcher: Fetcher) -> None:
         """Run a job in a slot ``fetcher`` has just taken for it."""
@@ -411,8 +403,7 @@ class Worker:
             loop.call_soon_threadsafe(fetcher.slot_freed)
 
     def _on_written(self, outcomes: Sequence[Outcome], results: Sequence[FinishResult]) -> None:
-        with self._held_lock:
-            self._held.difference_update(outcome.token for outcome in outcomes)
+        self.heartbeater.release(outcome.token for outcome in outcomes)
         for outcome, result in zip(outcomes, results, strict=True):
             if not result.applied:
                 self.counters.lost += 1

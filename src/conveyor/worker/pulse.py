@@ -1,0 +1,187 @@
+"""The heartbeat process: extends the leases of one worker's runs from outside that worker.
+
+A heartbeat thread inside the worker stops when anything holds the worker's GIL -- a C call that
+does not release it, a catastrophic regular expression -- and a job that merely ran long in
+that way would be taken from a live worker. This process has an interpreter of its own: it
+beats (one statement extending every lease the worker holds) as long as the worker exists and
+is not stopped, whatever the worker's threads are doing.
+
+It also looks for cancel requests every ``cancel_check`` seconds while the worker holds runs
+(one read of an index that holds only cancel-requested running jobs), so that a cancel reaches
+a running job in a fraction of a second rather than at the next heartbeat.
+
+What it must not do is keep a worker's jobs when the worker cannot run them:
+
+- it stops beating for a *stopped* worker (SIGSTOP, Ctrl-Z, a debugger), so that the worker's
+  runs expire and go elsewhere as a dead worker's would (see liveness.py: /proc on Linux, ``ps``
+  elsewhere);
+- it exits when the worker is gone: the worker's end of its pipe closes (end of file), or it is
+  no longer this process's parent (a process the worker forked may hold the pipe open);
+- it extends only the runs the worker holds: the worker names each run when it claims it and
+  again when it no longer needs its lease (see pulse_wire.py).
+
+It ignores SIGINT and SIGTERM: Ctrl-C or a service manager signals the whole process group, and
+the worker, which shuts down gracefully, still needs its leases until its last job is written.
+
+``python -m conveyor.worker.pulse IN OUT``: IN and OUT are the numbers of the pipe ends it
+reads from and writes to (the Heartbeater passes them). It opens the worker's store with the
+worker's settings, on the database's own clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+from conveyor.backends import open_backend
+from conveyor.backends.base import Backend
+from conveyor.errors import ConveyorError
+from conveyor.worker import pulse_wire
+from conveyor.worker.liveness import ProcessState, process_state
+from conveyor.worker.pulse_wire import PulseConfig
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Pulse:
+    def __init__(
+        self, config: PulseConfig, backend: Backend, inbox: Iterator[bytes], out: int
+    ) -> None:
+        self._config = config
+        self._backend = backend
+        self._inbox = inbox
+        self._out = out
+        self._out_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._held: set[str] = set()
+        #: Cancel requests already reported: each is reported once per run.
+        self._told: set[str] = set()
+        self._gone = threading.Event()
+        # The first tick that finds runs beats: a heartbeat process started after its
+        # predecessor died must not leave the leases it inherits to age another interval.
+        self._next_beat = 0.0
+        self._checks_failing = False
+
+    def run(self) -> None:
+        """Beat and look for cancel requests until the worker is gone."""
+        threading.Thread(target=self._read, name="conveyor-pulse-inbox", daemon=True).start()
+        tick = min(self._config.interval, self._config.cancel_check)
+        while self._tick():
+            if self._gone.wait(tick):
+                return
+
+    def _tick(self) -> bool:
+        """Beat if a beat is due, else look for cancel requests; False once the worker is
+        gone."""
+        config = self._config
+        if os.getppid() != config.worker_pid:
+            return False
+        with self._lock:
+            tokens = list(self._held)
+        if not tokens:
+            return True
+        if time.monotonic() < self._next_beat:
+            self._check_cancels()
+            return True
+        state = process_state(config.worker_pid)
+        if state is ProcessState.RUNNING:
+            self._next_beat = time.monotonic() + config.interval
+            self._beat(tokens)
+        # Stopped: look again next tick, and beat as soon as it runs again.
+        return state is not ProcessState.GONE
+
+    def _beat(self, tokens: list[str]) -> None:
+        try:
+            report = self._backend.extend_leases(tokens, self._config.lease)
+        except ConveyorError as exc:
+            log.warning("heartbeat failed, will retry: %s", exc)
+            return
+        except Exception:
+            # Never give up: without beats every lease would lapse under running jobs.
+            log.exception("heartbeat failed unexpectedly, will retry")
+            return
+        self._tell(set(report.lost), set(report.cancel_requested))
+
+    def _check_cancels(self) -> None:
+        try:
+            asked = self._backend.cancel_requests(self._config.worker_id)
+        except Exception as exc:
+            # Several looks a second: say so once, not at every look (heartbeats say more).
+            if not self._checks_failing:
+                log.warning("looking for cancel requests failed, will retry: %s", exc)
+            self._checks_failing = True
+            return
+        self._checks_failing = False
+        if asked:
+            self._tell(set(), set(asked))
+
+    def _tell(self, lost: set[str], cancel: set[str]) -> None:
+        with self._lock:
+            lost &= self._held
+            self._held -= lost
+            cancel = (cancel & self._held) - self._told
+            self._told |= cancel
+        if lost or cancel:
+            self.send(pulse_wire.report(lost, cancel))
+
+    def _read(self) -> None:
+        """Follow the worker's changes until its end of the pipe closes."""
+        for line in self._inbox:
+            sign, token = line[:1], line[1:].decode()
+            with self._lock:
+                if sign == pulse_wire.HOLD:
+                    self._held.add(token)
+                else:
+                    self._held.discard(token)
+                    self._told.discard(token)
+        self._gone.set()
+
+    def send(self, data: bytes) -> None:
+        with self._out_lock:
+            try:
+                while data:
+                    data = data[os.write(self._out, data) :]
+            except OSError:  # the worker is gone
+                self._gone.set()
+
+
+class _ToWorker(logging.Handler):
+    """Hands log records to the worker, which logs them as its own."""
+
+    def __init__(self, pulse: Pulse) -> None:
+        super().__init__(logging.WARNING)
+        self._pulse = pulse
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+        self._pulse.send(pulse_wire.log_record(record.levelno, record.name, message))
+
+
+def main(argv: list[str]) -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    in_fd, out_fd = (int(arg) for arg in argv)
+    inbox = pulse_wire.lines(in_fd)
+    first = next(inbox, None)
+    if first is None:
+        return  # the worker died before it said anything
+    config = PulseConfig.decode(first)
+    backend = open_backend(config.settings, check_schema=False)
+    pulse = Pulse(config, backend, inbox, out_fd)
+    logging.getLogger().addHandler(_ToWorker(pulse))
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        pulse.run()
+    finally:
+        backend.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

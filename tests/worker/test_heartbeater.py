@@ -1,0 +1,183 @@
+"""The heartbeat process on its own, on every engine: it extends the leases of the runs it is
+told about and of no other, reports a lost run and a cancel request once each, hears of a cancel
+request long before its next beat, and is replaced when it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor.backends.base import Backend, ClaimedJob, LeaseReport, Outcome, OutcomeKind
+from conveyor.job import JobState
+from conveyor.worker.heartbeater import Heartbeater
+from conveyor.worker.liveness import ProcessState, process_state
+from tests.support import FACTORIES, enabled_backends, new_job
+from tests.worker.harness import wait_for
+
+pytestmark = pytest.mark.slow
+
+LEASE = 2.0
+INTERVAL = 0.2
+
+
+class Reports:
+    """What the heartbeater handed on (from its reader thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reports: list[LeaseReport] = []
+
+    def __call__(self, report: LeaseReport) -> None:
+        with self._lock:
+            self._reports.append(report)
+
+    def lost(self) -> list[str]:
+        with self._lock:
+            return [token for r in self._reports for token in sorted(r.lost)]
+
+    def cancel_requested(self) -> list[str]:
+        with self._lock:
+            return [token for r in self._reports for token in sorted(r.cancel_requested)]
+
+
+@pytest.fixture(params=enabled_backends())
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A fresh store on the database's own clock, the one the heartbeat process uses."""
+    with FACTORIES[request.param](tmp_path, None, {}) as backend:
+        yield backend
+
+
+Start = Callable[..., Heartbeater]
+
+
+@pytest.fixture
+def start(store: Backend) -> Iterator[Start]:
+    """``start(reports, interval=..., lease=...)``: a running Heartbeater of worker "w1"."""
+    started: list[Heartbeater] = []
+
+    def make(reports: Reports, interval: float = INTERVAL, lease: float = LEASE) -> Heartbeater:
+        heartbeater = Heartbeater(store.settings, "w1", reports, interval=interval, lease=lease)
+        started.append(heartbeater)
+        heartbeater.start()
+        return heartbeater
+
+    yield make
+    for heartbeater in started:
+        heartbeater.stop()
+
+
+def claim(store: Backend, n: int, lease: float = LEASE) -> list[ClaimedJob]:
+    store.enqueue_many([new_job() for _ in range(n)])
+    runs = store.claim("w1", None, n, lease)
+    assert len(runs) == n
+    return runs
+
+
+def lease_of(store: Backend, run: ClaimedJob) -> float:
+    expires = store.get(run.id).lease_expires_at
+    assert expires is not None
+    return expires
+
+
+def wait_for_beat(store: Backend, run: ClaimedJob) -> None:
+    before = lease_of(store, run)
+    wait_for(lambda: lease_of(store, run) > before, f"a beat to extend the lease of job {run.id}")
+
+
+def test_held_leases_are_extended_and_a_released_one_lapses(store: Backend, start: Start) -> None:
+    reports = Reports()
+    heartbeater = start(reports)
+    kept, dropped = claim(store, 2)
+    for run in (kept, dropped):
+        heartbeater.hold(run.lease_token)
+    wait_for_beat(store, kept)
+    wait_for_beat(store, dropped)
+
+    heartbeater.release(dropped.lease_token)
+    rescued: list[int] = []
+
+    def swept() -> bool:
+        rescued.extend(store.rescue_expired().requeued)
+        return bool(rescued)
+
+    wait_for(swept, "the released run's lease to run out")
+    assert rescued == [dropped.id]
+    assert store.get(kept.id).state is JobState.RUNNING
+    wait_for_beat(store, kept)
+    assert reports.lost() == [] and reports.cancel_requested() == []
+
+
+def test_a_lost_run_and_a_cancel_request_are_each_reported_once(
+    store: Backend, start: Start
+) -> None:
+    reports = Reports()
+    heartbeater = start(reports)
+    finished, asked, other = claim(store, 3)
+    for run in (finished, asked, other):
+        heartbeater.hold(run.lease_token)
+    wait_for_beat(store, other)
+
+    # Another run took it, as far as this worker can tell: its token no longer owns the job.
+    store.finish_many([Outcome(finished.id, finished.lease_token, OutcomeKind.SUCCEEDED)])
+    store.cancel(asked.id)
+    wait_for(
+        lambda: (
+            reports.lost() == [finished.lease_token]
+            and reports.cancel_requested() == [asked.lease_token]
+        ),
+        "the lost run and the cancel request to be reported",
+    )
+    for _ in range(3):
+        wait_for_beat(store, other)
+    assert reports.lost() == [finished.lease_token]
+    assert reports.cancel_requested() == [asked.lease_token]
+
+
+def test_a_cancel_request_is_heard_long_before_the_next_beat(store: Backend, start: Start) -> None:
+    reports = Reports()
+    heartbeater = start(reports, interval=60.0, lease=120.0)
+    [run] = claim(store, 1, lease=120.0)
+    heartbeater.hold(run.lease_token)
+    wait_for_beat(store, run)  # its first beat comes at once; the next one in a minute
+
+    store.cancel(run.id)
+    wait_for(
+        lambda: reports.cancel_requested() == [run.lease_token],
+        "the cancel request to be heard between beats",
+        timeout=30.0,
+    )
+
+
+def test_a_killed_heartbeat_process_is_replaced(
+    store: Backend, start: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    heartbeater = start(Reports())
+    [run] = claim(store, 1)
+    heartbeater.hold(run.lease_token)
+    wait_for_beat(store, run)
+
+    first = heartbeater.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: heartbeater.pid not in (None, first), "another heartbeat process")
+    wait_for_beat(store, run)
+    assert process_state(first) is ProcessState.GONE
+    assert f"heartbeat process {first} exited" in caplog.text
+
+
+def test_stop_ends_the_heartbeat_process(store: Backend, start: Start) -> None:
+    heartbeater = start(Reports())
+    [run] = claim(store, 1)
+    heartbeater.hold(run.lease_token)
+    wait_for_beat(store, run)
+    pid = heartbeater.pid
+    assert pid is not None
+
+    heartbeater.stop()
+    assert process_state(pid) is ProcessState.GONE
+    assert store.get(run.id).state is JobState.RUNNING, "stopping releases no lease"
