@@ -126,14 +126,10 @@ class Heartbeater:
         to_read, to_write = os.pipe()
         from_read, from_write = os.pipe()
         try:
+            # -P: modules in the working directory must not shadow the ones it imports.
+            command = [sys.executable, "-P", "-m", "conveyor.worker.pulse"]
             self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "conveyor.worker.pulse",
-                    str(to_read),
-                    str(from_write),
-                ],
+                [*command, str(to_read), str(from_write)],
                 pass_fds=(to_read, from_write),
                 stdin=subprocess.DEVNULL,
                 env=_child_env(),
@@ -167,8 +163,9 @@ class Heartbeater:
         failures = 0
         while True:
             started = time.monotonic()
-            for line in pulse_wire.lines(self._from_pulse):
-                self._handle(pulse_wire.decode(line))
+            for lines in pulse_wire.batches(self._from_pulse):
+                for line in lines:
+                    self._handle(pulse_wire.decode(line))
             os.close(self._from_pulse)
             process = self._process
             assert process is not None

@@ -78,13 +78,14 @@ def decode(line: bytes) -> LeaseReport | LogLine:
     )
 
 
-def lines(fd: int) -> Iterator[bytes]:
-    """The complete lines read from ``fd`` until end of file, without their newline.
+def batches(fd: int) -> Iterator[list[bytes]]:
+    """The complete lines of each read from ``fd``, without their newline, until end of file.
 
     Plain reads, no buffered file object: the thread reading may still be blocked in one when
     the process exits (the worker gone, a process it forked holding the pipe open).
     """
     pending = b""
-    while chunk := os.read(fd, 65536):
+    while chunk := os.read(fd, 1 << 20):
         *complete, pending = (pending + chunk).split(b"\n")
-        yield from complete
+        if complete:
+            yield complete
