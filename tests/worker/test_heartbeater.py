@@ -94,11 +94,11 @@ def test_held_leases_are_extended_and_a_released_one_lapses(store: Backend, star
     heartbeater = start(reports)
     kept, dropped = claim(store, 2)
     for run in (kept, dropped):
-        heartbeater.hold(run.lease_token)
+        heartbeater.hold([run.lease_token])
     wait_for_beat(store, kept)
     wait_for_beat(store, dropped)
 
-    heartbeater.release(dropped.lease_token)
+    heartbeater.release([dropped.lease_token])
     rescued: list[int] = []
 
     def swept() -> bool:
@@ -119,7 +119,7 @@ def test_a_lost_run_and_a_cancel_request_are_each_reported_once(
     heartbeater = start(reports)
     finished, asked, other = claim(store, 3)
     for run in (finished, asked, other):
-        heartbeater.hold(run.lease_token)
+        heartbeater.hold([run.lease_token])
     wait_for_beat(store, other)
 
     # Another run took it, as far as this worker can tell: its token no longer owns the job.
@@ -142,7 +142,7 @@ def test_a_cancel_request_is_heard_long_before_the_next_beat(store: Backend, sta
     reports = Reports()
     heartbeater = start(reports, interval=60.0, lease=120.0)
     [run] = claim(store, 1, lease=120.0)
-    heartbeater.hold(run.lease_token)
+    heartbeater.hold([run.lease_token])
     wait_for_beat(store, run)  # its first beat comes at once; the next one in a minute
 
     store.cancel(run.id)
@@ -158,7 +158,7 @@ def test_a_killed_heartbeat_process_is_replaced(
 ) -> None:
     heartbeater = start(Reports())
     [run] = claim(store, 1)
-    heartbeater.hold(run.lease_token)
+    heartbeater.hold([run.lease_token])
     wait_for_beat(store, run)
 
     first = heartbeater.pid
@@ -173,7 +173,7 @@ def test_a_killed_heartbeat_process_is_replaced(
 def test_stop_ends_the_heartbeat_process(store: Backend, start: Start) -> None:
     heartbeater = start(Reports())
     [run] = claim(store, 1)
-    heartbeater.hold(run.lease_token)
+    heartbeater.hold([run.lease_token])
     wait_for_beat(store, run)
     pid = heartbeater.pid
     assert pid is not None

@@ -105,17 +105,16 @@ class Heartbeater:
             self._send(pulse_wire.changes(pulse_wire.RELEASE, gone))
 
     def stop(self) -> None:
-        """End the heartbeat process (leases stay as they are) and wait for it."""
+        """End the heartbeat process (leases stay as they are)."""
         self._stopping.set()
         with self._lock:
             self._close_pipe_to_pulse()
             process = self._process
         if process is not None:
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+            # Killed rather than waited for: all it knows is in the database already, and one
+            # still starting up would keep a short-lived worker waiting for its imports.
+            process.kill()
+            process.wait()
         if self._thread.is_alive():
             self._thread.join(5)
 

@@ -30,6 +30,7 @@ worker's settings, on the database's own clock.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -188,7 +189,8 @@ def main(argv: list[str]) -> None:
         return  # the worker died before it said anything
     config = PulseConfig.decode(first[0])
     backend = open_backend(config.settings, check_schema=False)
-    pulse = Pulse(config, backend, inbox, out_fd)
+    # The runs held from the start may have come in the same read as the configuration.
+    pulse = Pulse(config, backend, itertools.chain([first[1:]], inbox), out_fd)
     logging.getLogger().addHandler(_ToWorker(pulse))
     logging.getLogger().setLevel(logging.WARNING)
     try:
