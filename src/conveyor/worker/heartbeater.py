@@ -54,7 +54,8 @@ class Heartbeater:
         lease: float,
     ) -> None:
         self._config = PulseConfig(
-            settings=settings,
+            # One call at a time: one connection is all it needs, whatever the worker's pool.
+            settings=settings.replace(postgres_pool_min_size=1, postgres_pool_max_size=1),
             worker_id=worker_id,
             worker_pid=os.getpid(),
             interval=interval,

@@ -99,7 +99,7 @@ class ProcessRunner:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + STOP_GRACE + KILL_GRACE + 1.0
             while not waiter.done() and loop.time() < deadline:
-                # Each heartbeat repeats a cancel request until the outcome is written.
+                # A later cancel (a lost lease, shutdown) must not cut the wait short.
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait([waiter], timeout=deadline - loop.time())
             raise
