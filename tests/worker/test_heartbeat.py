@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from conveyor import JobState
+from conveyor import JobState, WorkerState
 from conveyor.worker.liveness import ProcessState, proc_state
 from tests.worker.harness import LEASE, WorkerProcess, Workers, World, wait_for
 
@@ -123,3 +123,19 @@ def test_the_heartbeat_process_ends_with_its_worker(
     finally:
         for pid in forked:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_stopped_worker_is_declared_dead_and_registers_again_once_resumed(
+    world: World, workers: Workers
+) -> None:
+    a = workers.start("A", concurrency=2)
+    workers.start("B", concurrency=2)  # sweeps: declares dead the workers that stop beating
+
+    def a_state() -> WorkerState:
+        return next(w.state for w in world.app.workers() if w.pid == a.pid)
+
+    a.send(signal.SIGSTOP)
+    wait_for(lambda: a_state() is WorkerState.DEAD, "A to be declared dead")
+    a.send(signal.SIGCONT)
+    wait_for(lambda: a_state() is WorkerState.RUNNING, "A to register again")
+    assert "registering again" in a.log()

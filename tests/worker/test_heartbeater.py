@@ -1,6 +1,7 @@
 """The heartbeat process on its own, on every engine: it extends the leases of the runs it is
 told about and of no other, reports a lost run and a cancel request once each, hears of a cancel
-request long before its next beat, and is replaced when it dies."""
+request long before its next beat, beats the worker's row in the registry and passes on a stop
+asked there, and is replaced when it dies."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from conveyor.backends.base import Backend, ClaimedJob, LeaseReport, Outcome, Ou
 from conveyor.job import JobState
 from conveyor.worker.heartbeater import Heartbeater
 from conveyor.worker.liveness import ProcessState, process_state
+from conveyor.worker.registry import Registry
+from conveyor.worker_info import WorkerState
 from tests.support import FACTORIES, enabled_backends, new_job
 from tests.worker.harness import wait_for
 
@@ -31,10 +34,14 @@ class Reports:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reports: list[LeaseReport] = []
+        self.stops = threading.Event()
 
     def __call__(self, report: LeaseReport) -> None:
         with self._lock:
             self._reports.append(report)
+
+    def stop_requested(self) -> None:
+        self.stops.set()
 
     def lost(self) -> list[str]:
         with self._lock:
@@ -57,11 +64,16 @@ Start = Callable[..., Heartbeater]
 
 @pytest.fixture
 def start(store: Backend) -> Iterator[Start]:
-    """``start(reports, interval=..., lease=...)``: a running Heartbeater of worker "w1"."""
+    """``start(reports, interval=..., lease=...)``: a running Heartbeater of worker "w1", which
+    is this process, registered as a worker starting up registers."""
     started: list[Heartbeater] = []
 
     def make(reports: Reports, interval: float = INTERVAL, lease: float = LEASE) -> Heartbeater:
-        heartbeater = Heartbeater(store.settings, "w1", reports, interval=interval, lease=lease)
+        registry = Registry(store, worker_id="w1", queues=None, concurrency=4, interval=interval)
+        registry.start()
+        heartbeater = Heartbeater(
+            store.settings, registry.registration, reports, reports.stop_requested, lease=lease
+        )
         started.append(heartbeater)
         heartbeater.start()
         return heartbeater
@@ -181,3 +193,18 @@ def test_stop_ends_the_heartbeat_process(store: Backend, start: Start) -> None:
     heartbeater.stop()
     assert process_state(pid) is ProcessState.GONE
     assert store.get(run.id).state is JobState.RUNNING, "stopping releases no lease"
+
+
+def test_the_registry_row_is_beaten_and_a_stop_request_is_passed_on(
+    store: Backend, start: Start
+) -> None:
+    reports = Reports()
+    heartbeater = start(reports)
+    [row] = store.list_workers()
+    assert (row.id, row.pid, row.state) == ("w1", os.getpid(), WorkerState.RUNNING)
+    wait_for(lambda: store.list_workers()[0].last_beat_at > row.last_beat_at, "a beat of the row")
+
+    assert store.request_worker_stop(["w1"]) == ["w1"]
+    assert reports.stops.wait(30), "the stop request was not passed on"
+    heartbeater.stopping()
+    wait_for(lambda: store.list_workers()[0].state is WorkerState.STOPPING, "the row to say so")

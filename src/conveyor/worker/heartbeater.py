@@ -1,10 +1,13 @@
-"""The heartbeater keeps this worker's leases alive through a heartbeat process of its own.
+"""The heartbeater keeps this worker alive in the database -- its row in the registry and the
+leases of its runs -- through a heartbeat process of its own.
 
 The beats come from another process (pulse.py), so that nothing a job does inside the worker --
 holding the GIL in a C call, blocking the event loop -- can starve them, while a worker that is
-stopped or gone still loses its leases. The worker names each run it holds (``hold``) and each
-one whose lease it no longer needs (``release``); the heartbeat process reports runs lost to
-another worker and cancel requests, which reach ``on_report`` on this side's reader thread.
+stopped or gone still loses its runs. The worker names each run it holds (``hold``) and each
+one whose lease it no longer needs (``release``), and says when it begins to stop
+(``stopping``). The heartbeat process reports runs lost to another worker and cancel requests,
+which reach ``on_report``, and a stop asked through the database, which calls
+``on_stop_requested``, both on this side's reader thread.
 
 Should the heartbeat process die, the reader thread starts another at once (then with a
 backoff, if they keep dying) and hands it every run held; its first beat follows immediately.
@@ -29,7 +32,8 @@ from conveyor.backends.base import LeaseReport
 from conveyor.errors import ConfigurationError
 from conveyor.settings import Settings
 from conveyor.worker import pulse_wire
-from conveyor.worker.pulse_wire import LogLine, PulseConfig
+from conveyor.worker.pulse_wire import LogLine, PulseConfig, StopRequested
+from conveyor.worker_info import WorkerRegistration
 
 log = logging.getLogger("conveyor.worker")
 
@@ -47,23 +51,26 @@ class Heartbeater:
     def __init__(
         self,
         settings: Settings,
-        worker_id: str,
+        registration: WorkerRegistration,
         on_report: Callable[[LeaseReport], None],
+        on_stop_requested: Callable[[], None],
         *,
-        interval: float,
         lease: float,
     ) -> None:
+        """Beats every ``registration.beat_interval`` seconds for the worker of
+        ``registration``, which is this process."""
         self._config = PulseConfig(
             # One call at a time: one connection is all it needs, whatever the worker's pool.
             settings=settings.replace(postgres_pool_min_size=1, postgres_pool_max_size=1),
-            worker_id=worker_id,
-            worker_pid=os.getpid(),
-            interval=interval,
+            registration=registration,
             lease=lease,
             cancel_check=CANCEL_CHECK,
         )
         self._on_report = on_report
+        self._on_stop_requested = on_stop_requested
+        self._worker = registration.id
         self._held: set[str] = set()
+        self._worker_stopping = False
         #: Guards the held runs and the pipe to the heartbeat process, so that a process
         #: started again gets every run held, followed by every change after that.
         self._lock = threading.Lock()
@@ -105,8 +112,14 @@ class Heartbeater:
             self._held.difference_update(gone)
             self._send(pulse_wire.changes(pulse_wire.RELEASE, gone))
 
+    def stopping(self) -> None:
+        """The worker began to stop: its row in the registry says so from the next beat on."""
+        with self._lock:
+            self._worker_stopping = True
+            self._send(pulse_wire.STOPPING)
+
     def stop(self) -> None:
-        """End the heartbeat process (leases stay as they are)."""
+        """End the heartbeat process (leases and the registry row stay as they are)."""
         self._stopping.set()
         with self._lock:
             self._close_pipe_to_pulse()
@@ -143,7 +156,10 @@ class Heartbeater:
                 os.close(fd)
         self._to_pulse, self._from_pulse = to_write, from_read
         log.info("heartbeat process started (pid %d)", self._process.pid)
-        self._send(self._config.encode() + pulse_wire.changes(pulse_wire.HOLD, self._held))
+        stopping = pulse_wire.STOPPING if self._worker_stopping else b""
+        self._send(
+            self._config.encode() + pulse_wire.changes(pulse_wire.HOLD, self._held) + stopping
+        )
 
     def _send(self, data: bytes) -> None:
         # Blocking writes, so that no change can be lost: the heartbeat process drains the pipe
@@ -201,12 +217,16 @@ class Heartbeater:
             delay = min(_MAX_DELAY, max(2 * delay, 0.1))
         return False
 
-    def _handle(self, message: LeaseReport | LogLine) -> None:
+    def _handle(self, message: LeaseReport | StopRequested | LogLine) -> None:
         if isinstance(message, LogLine):
             logging.getLogger(message.name).log(message.level, "%s", message.message)
             return
         try:
-            self._on_report(message)
+            if isinstance(message, StopRequested):
+                log.info("worker %s: a stop was requested through the database", self._worker)
+                self._on_stop_requested()
+            else:
+                self._on_report(message)
         except Exception:
             log.exception("handling a heartbeat report failed")
 

@@ -1,10 +1,12 @@
-"""The heartbeat process: extends the leases of one worker's runs from outside that worker.
+"""The heartbeat process: beats for one worker from outside that worker.
 
 A heartbeat thread inside the worker stops when anything holds the worker's GIL -- a C call that
 does not release it, a catastrophic regular expression -- and a job that merely ran long in
-that way would be taken from a live worker. This process has an interpreter of its own: it
-beats (one statement extending every lease the worker holds) as long as the worker exists and
-is not stopped, whatever the worker's threads are doing.
+that way would be taken from a live worker. This process has an interpreter of its own: every
+heartbeat interval it beats the worker's row in the registry (and registers it again if it had
+been declared dead) and extends every lease the worker holds in one statement, as long as the
+worker exists and is not stopped, whatever the worker's threads are doing. A stop asked through
+the database (``conveyor workers stop``) comes back with the registry beat and is passed on.
 
 It also looks for cancel requests every ``cancel_check`` seconds while the worker holds runs
 (one read of an index that holds only cancel-requested running jobs), so that a cancel reaches
@@ -12,9 +14,9 @@ a running job in a fraction of a second rather than at the next heartbeat.
 
 What it must not do is keep a worker's jobs when the worker cannot run them:
 
-- it stops beating for a *stopped* worker (SIGSTOP, Ctrl-Z, a debugger), so that the worker's
-  runs expire and go elsewhere as a dead worker's would (see liveness.py: /proc on Linux, ``ps``
-  elsewhere);
+- it stops beating for a *stopped* worker (SIGSTOP, Ctrl-Z, a debugger), so that the worker is
+  declared dead and its runs go elsewhere as a dead worker's would (see liveness.py: /proc on
+  Linux, ``ps`` elsewhere);
 - it exits when the worker is gone: the worker's end of its pipe closes (end of file), or it is
   no longer this process's parent (a process the worker forked may hold the pipe open);
 - it extends only the runs the worker holds: the worker names each run when it claims it and
@@ -45,6 +47,7 @@ from conveyor.errors import ConveyorError
 from conveyor.worker import pulse_wire
 from conveyor.worker.liveness import ProcessState, process_state
 from conveyor.worker.pulse_wire import PulseConfig
+from conveyor.worker_info import WorkerState
 
 log = logging.getLogger("conveyor.worker")
 
@@ -57,6 +60,7 @@ class Pulse:
         self, config: PulseConfig, backend: Backend, inbox: Iterator[list[bytes]], out: int
     ) -> None:
         self._config = config
+        self._registration = config.registration
         self._backend = backend
         self._inbox = inbox
         self._out = out
@@ -66,15 +70,18 @@ class Pulse:
         #: Cancel requests already reported: each is reported once per run.
         self._told: set[str] = set()
         self._gone = threading.Event()
-        # The first tick that finds runs beats: a heartbeat process started after its
-        # predecessor died must not leave the leases it inherits to age another interval.
+        # The first tick beats: a heartbeat process started after its predecessor died must
+        # not leave the leases and the registry row it inherits to age another interval.
         self._next_beat = 0.0
         self._checks_failing = False
+        #: The worker began to stop: its row says so from the next beat on.
+        self._stopping = False
+        self._stop_told = False
 
     def run(self) -> None:
         """Beat and look for cancel requests until the worker is gone."""
         threading.Thread(target=self._read, name="conveyor-pulse-inbox", daemon=True).start()
-        tick = min(self._config.interval, self._config.cancel_check)
+        tick = min(self._registration.beat_interval, self._config.cancel_check)
         while self._tick():
             if self._gone.wait(tick):
                 return
@@ -82,24 +89,47 @@ class Pulse:
     def _tick(self) -> bool:
         """Beat if a beat is due, else look for cancel requests; False once the worker is
         gone."""
-        config = self._config
-        if os.getppid() != config.worker_pid:
+        worker = self._registration
+        if os.getppid() != worker.pid:
             return False
         with self._lock:
             tokens = list(self._held)
-        if not tokens:
-            return True
         if time.monotonic() < self._next_beat:
-            self._check_cancels()
+            if tokens:
+                self._check_cancels()
             return True
-        state = process_state(config.worker_pid)
+        state = process_state(worker.pid)
         if state is ProcessState.RUNNING:
-            self._next_beat = time.monotonic() + config.interval
-            self._beat(tokens)
+            self._next_beat = time.monotonic() + worker.beat_interval
+            self._beat_registry()
+            if tokens:
+                self._beat_leases(tokens)
         # Stopped: look again next tick, and beat as soon as it runs again.
         return state is not ProcessState.GONE
 
-    def _beat(self, tokens: list[str]) -> None:
+    def _beat_registry(self) -> None:
+        worker = self._registration
+        state = WorkerState.STOPPING if self._stopping else WorkerState.RUNNING
+        try:
+            stop = self._backend.beat_worker(worker.id, state)
+            if stop is None:
+                log.warning(
+                    "worker %s was not registered (declared dead after %gs without a beat, its "
+                    "running jobs handed to others, or never registered): registering again",
+                    worker.id,
+                    worker.dead_after,
+                )
+                self._backend.register_worker(worker)
+                stop = self._backend.beat_worker(worker.id, state)
+        except Exception as exc:
+            # Never give up: a worker that stops beating is declared dead and loses its jobs.
+            log.warning("worker beat failed, will retry: %s", exc, exc_info=_unexpected(exc))
+            return
+        if stop and not self._stop_told:
+            self._stop_told = True
+            self.send(pulse_wire.STOP_REQUESTED)
+
+    def _beat_leases(self, tokens: list[str]) -> None:
         try:
             report = self._backend.extend_leases(tokens, self._config.lease)
         except Exception as exc:
@@ -110,7 +140,7 @@ class Pulse:
 
     def _check_cancels(self) -> None:
         try:
-            asked = self._backend.cancel_requests(self._config.worker_id)
+            asked = self._backend.cancel_requests(self._registration.id)
         except Exception as exc:
             # Several looks a second: say so once, not at every look (heartbeats say more).
             if not self._checks_failing:
@@ -139,12 +169,14 @@ class Pulse:
         for lines in self._inbox:
             with self._lock:
                 for line in lines:
-                    token = line[1:].decode()
-                    if line[:1] == pulse_wire.HOLD:
+                    sign, token = line[:1], line[1:].decode()
+                    if sign == pulse_wire.HOLD:
                         self._held.add(token)
-                    else:
+                    elif sign == pulse_wire.RELEASE:
                         self._held.discard(token)
                         self._told.discard(token)
+                    else:
+                        self._stopping = True
             # Let changes pile up in the pipe: a write that wakes no reader costs the worker a
             # microsecond, one that does costs it twenty. The worker's end of file still wakes
             # this thread at once.

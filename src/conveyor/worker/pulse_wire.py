@@ -1,12 +1,13 @@
 """The lines a worker and its heartbeat process exchange over their two pipes.
 
-Worker to heartbeat process: first the configuration (one JSON line), then one line per change
-of the runs the worker holds: ``+<token>`` when it claims a run, ``-<token>`` when it no longer
-needs its lease. Lease tokens never contain white space.
+Worker to heartbeat process: first the configuration (one JSON line), then one line per change:
+``+<token>`` when the worker claims a run, ``-<token>`` when it no longer needs the run's lease,
+and ``s`` once it begins to stop. Lease tokens never contain white space.
 
-Heartbeat process to worker: JSON lines, either a report ``{"lost": [...], "cancel": [...]}``
-(tokens) or a log record ``{"log": [level, logger name, message]}`` for the worker to log as its
-own, through whatever logging the application set up.
+Heartbeat process to worker: JSON lines, each one of a report ``{"lost": [...], "cancel":
+[...]}`` (tokens), ``{"stop": true}`` (someone asked the worker to stop, through the database),
+or a log record ``{"log": [level, logger name, message]}`` for the worker to log as its own,
+through whatever logging the application set up.
 """
 
 from __future__ import annotations
@@ -20,33 +21,48 @@ from typing import Any
 
 from conveyor.backends.base import LeaseReport
 from conveyor.settings import Settings
+from conveyor.worker_info import WorkerRegistration
 
 HOLD = b"+"
 RELEASE = b"-"
+STOPPING = b"s\n"
 
 
 @dataclass(frozen=True)
 class PulseConfig:
     #: Opens the worker's store (``Backend.settings``).
     settings: Settings
-    worker_id: str
-    worker_pid: int
-    #: Seconds between heartbeats, and the lease each one grants.
-    interval: float
+    #: The worker's row in the registry, beaten every ``registration.beat_interval`` seconds.
+    registration: WorkerRegistration
+    #: The lease each heartbeat grants.
     lease: float
     #: Seconds between looks for cancel requests, while the worker holds runs.
     cancel_check: float
 
     def encode(self) -> bytes:
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         settings = {f.name: getattr(self.settings, f.name) for f in dataclasses.fields(Settings)}
         settings["queue_limits"] = dict(self.settings.queue_limits)
-        return json.dumps({**fields, "settings": settings}).encode() + b"\n"
+        fields = {
+            "settings": settings,
+            "registration": dataclasses.asdict(self.registration),
+            "lease": self.lease,
+            "cancel_check": self.cancel_check,
+        }
+        return json.dumps(fields).encode() + b"\n"
 
     @classmethod
     def decode(cls, line: bytes) -> PulseConfig:
         fields = json.loads(line)
-        return cls(**{**fields, "settings": Settings(**fields["settings"])})
+        registration = fields["registration"]
+        queues = registration["queues"]
+        return cls(
+            settings=Settings(**fields["settings"]),
+            registration=WorkerRegistration(
+                **{**registration, "queues": None if queues is None else tuple(queues)}
+            ),
+            lease=fields["lease"],
+            cancel_check=fields["cancel_check"],
+        )
 
 
 def changes(sign: bytes, tokens: Iterable[str]) -> bytes:
@@ -55,6 +71,9 @@ def changes(sign: bytes, tokens: Iterable[str]) -> bytes:
 
 def report(lost: set[str], cancel: set[str]) -> bytes:
     return json.dumps({"lost": sorted(lost), "cancel": sorted(cancel)}).encode() + b"\n"
+
+
+STOP_REQUESTED = b'{"stop": true}\n'
 
 
 def log_record(level: int, name: str, message: str) -> bytes:
@@ -68,11 +87,18 @@ class LogLine:
     message: str
 
 
-def decode(line: bytes) -> LeaseReport | LogLine:
+@dataclass(frozen=True)
+class StopRequested:
+    pass
+
+
+def decode(line: bytes) -> LeaseReport | StopRequested | LogLine:
     message: dict[str, Any] = json.loads(line)
     if "log" in message:
         level, name, text = message["log"]
         return LogLine(int(level), str(name), str(text))
+    if message.get("stop"):
+        return StopRequested()
     return LeaseReport(
         lost=frozenset(message["lost"]), cancel_requested=frozenset(message["cancel"])
     )

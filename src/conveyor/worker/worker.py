@@ -136,6 +136,7 @@ class Worker:
         if not self._stopping:
             log.info("worker %s stopping: no new claims, finishing running jobs", self.id)
         self._stopping = True
+        self.heartbeater.stopping()
         for fetcher in self.fetchers:
             fetcher.stop()
 
@@ -178,21 +179,19 @@ class Worker:
             )
             for pool in self.pools
         ]
-        self.heartbeater = Heartbeater(
-            backend.settings,
-            self.id,
-            self._on_lease_report_threadsafe,
-            interval=self.settings.heartbeat,
-            lease=self.settings.lease,
-        )
         self.registry = Registry(
             backend,
             worker_id=self.id,
             queues=self.queues,
             concurrency=self.concurrency,
             interval=self.settings.heartbeat,
-            is_stopping=lambda: self._stopping,
-            on_stop_requested=self.stop,
+        )
+        self.heartbeater = Heartbeater(
+            backend.settings,
+            self.registry.registration,
+            self._on_lease_report_threadsafe,
+            self.stop,
+            lease=self.settings.lease,
         )
         self.maintenance = Maintenance(
             backend,
@@ -206,8 +205,8 @@ class Worker:
         installed = self._install_signals(loop)
         try:
             self.completer.start()
-            self.heartbeater.start()
             self.registry.start()
+            self.heartbeater.start()
             await self._reap_gone_neighbours()
             self.maintenance.start()
             log.info(
@@ -227,10 +226,9 @@ class Worker:
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
-            self.heartbeater.stop()
             # Left without deregistering only on a failure: maintenance releases whatever
             # this worker still held once it counts as dead.
-            self.registry.stop(deregister=False)
+            self.heartbeater.stop()
             self.executor.shutdown()
             self._db_pool.shutdown(wait=True)
             self.stopped.set()
@@ -499,6 +497,8 @@ class Worker:
                 await asyncio.wait(tasks, timeout=5)
         await self.maintenance.stop()
         if await self.completer.stop(timeout=max(self.settings.lock_timeout, 5.0)):
+            # No beat may register the worker again once it has left.
+            self.heartbeater.stop()
             await self._db(self.registry.stop)
         else:
             log.error(
