@@ -74,7 +74,7 @@ class Heartbeater:
         #: Guards the held runs and the pipe to the heartbeat process, so that a process
         #: started again gets every run held, followed by every change after that.
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
+        self._closing = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
         self._to_pulse = -1
         self._from_pulse = -1
@@ -120,7 +120,7 @@ class Heartbeater:
 
     def stop(self) -> None:
         """End the heartbeat process (leases and the registry row stay as they are)."""
-        self._stopping.set()
+        self._closing.set()
         with self._lock:
             self._close_pipe_to_pulse()
             process = self._process
@@ -186,7 +186,7 @@ class Heartbeater:
             process = self._process
             assert process is not None
             code = process.wait()
-            if self._stopping.is_set():
+            if self._closing.is_set():
                 return
             # Start the next one at once, unless they keep dying young.
             failures = 0 if time.monotonic() - started > _HEALTHY else failures
@@ -204,9 +204,9 @@ class Heartbeater:
     def _respawn(self, delay: float) -> bool:
         """Start a heartbeat process after ``delay``, retrying until one starts; False once
         the worker stops."""
-        while not self._stopping.wait(delay):
+        while not self._closing.wait(delay):
             with self._lock:
-                if self._stopping.is_set():
+                if self._closing.is_set():
                     return False
                 self._close_pipe_to_pulse()
                 try:
