@@ -163,8 +163,8 @@ class Heartbeater:
 
     def _send(self, data: bytes) -> None:
         # Blocking writes, so that no change can be lost: the heartbeat process drains the pipe
-        # every few milliseconds on a thread of its own. A dead one is replaced by the reader
-        # thread, and the new one is told every run held.
+        # at once, on a thread of its own. A dead one is replaced by the reader thread, and the
+        # new one is told every run held.
         with contextlib.suppress(OSError):
             while data:
                 data = data[os.write(self._to_pulse, data) :]

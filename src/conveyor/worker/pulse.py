@@ -51,9 +51,6 @@ from conveyor.worker_info import WorkerState
 
 log = logging.getLogger("conveyor.worker")
 
-#: Seconds the inbox thread waits between reads (see _read). Far below a heartbeat interval.
-_NAP = 0.02
-
 
 class Pulse:
     def __init__(
@@ -177,10 +174,6 @@ class Pulse:
                         self._told.discard(token)
                     else:
                         self._stopping = True
-            # Let changes pile up in the pipe: a write that wakes no reader costs the worker a
-            # microsecond, one that does costs it twenty. The worker's end of file still wakes
-            # this thread at once.
-            time.sleep(_NAP)
         self._gone.set()
 
     def send(self, data: bytes) -> None:
