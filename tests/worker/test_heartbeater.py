@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor import Conveyor, JobContext
 from conveyor.backends.base import Backend, ClaimedJob, LeaseReport, Outcome, OutcomeKind
 from conveyor.job import JobState
 from conveyor.worker.heartbeater import Heartbeater
@@ -72,7 +73,7 @@ def start(store: Backend) -> Iterator[Start]:
         registry = Registry(store, worker_id="w1", queues=None, concurrency=4, interval=interval)
         registry.start()
         heartbeater = Heartbeater(
-            store.settings, registry.registration, reports, reports.stop_requested, lease=lease
+            store, registry.registration, reports, reports.stop_requested, lease=lease
         )
         started.append(heartbeater)
         heartbeater.start()
@@ -208,3 +209,29 @@ def test_the_registry_row_is_beaten_and_a_stop_request_is_passed_on(
     assert reports.stops.wait(30), "the stop request was not passed on"
     heartbeater.stopping()
     wait_for(lambda: store.list_workers()[0].state is WorkerState.STOPPING, "the row to say so")
+
+
+def test_a_worker_on_an_in_memory_database_beats_from_a_thread() -> None:
+    """No other process can open an in-memory SQLite database: the heartbeats come from a
+    thread of the worker's process instead, and a job outliving its lease keeps it."""
+    app = Conveyor("sqlite:///:memory:", lease=LEASE, heartbeat=INTERVAL)
+
+    @app.task(name="outlives_its_lease", pass_context=True)
+    def outlives_its_lease(ctx: JobContext) -> None:
+        claimed = app.get_job(ctx.job_id).lease_expires_at
+        assert claimed is not None
+        wait_for(
+            lambda: (app.get_job(ctx.job_id).lease_expires_at or 0) > claimed + LEASE,
+            "a beat later than the first lease",
+        )
+
+    with app:
+        job_id = outlives_its_lease.enqueue().id
+        app.worker(burst=True, install_signal_handlers=False).run()
+        job = app.get_job(job_id)
+        assert (job.state, job.attempts, job.lost_runs, job.errors) == (
+            JobState.SUCCEEDED,
+            1,
+            0,
+            [],
+        )

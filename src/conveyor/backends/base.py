@@ -162,10 +162,12 @@ class Backend(ABC):
     """Storage for jobs. Thread-safe: one instance serves a whole process.
 
     ``settings`` describes the store completely: ``open_backend(backend.settings)`` in another
-    process opens the same jobs.
+    process opens the same jobs -- unless ``shared`` is False.
     """
 
     settings: Settings
+    #: False when no other process can open this store (an in-memory SQLite database).
+    shared: bool = True
 
     def __init__(self) -> None:
         self._listeners: list[WakeupListener] = []

@@ -28,10 +28,10 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from conveyor.backends.base import LeaseReport
+from conveyor.backends.base import Backend, LeaseReport
 from conveyor.errors import ConfigurationError
-from conveyor.settings import Settings
 from conveyor.worker import pulse_wire
+from conveyor.worker.pulse import serve
 from conveyor.worker.pulse_wire import LogLine, PulseConfig, StopRequested
 from conveyor.worker_info import WorkerRegistration
 
@@ -50,7 +50,7 @@ _MAX_DELAY = 5.0
 class Heartbeater:
     def __init__(
         self,
-        settings: Settings,
+        backend: Backend,
         registration: WorkerRegistration,
         on_report: Callable[[LeaseReport], None],
         on_stop_requested: Callable[[], None],
@@ -58,10 +58,11 @@ class Heartbeater:
         lease: float,
     ) -> None:
         """Beats every ``registration.beat_interval`` seconds for the worker of
-        ``registration``, which is this process."""
+        ``registration``, which is this process, on the store of ``backend``."""
+        self._backend = backend
         self._config = PulseConfig(
             # One call at a time: one connection is all it needs, whatever the worker's pool.
-            settings=settings.replace(postgres_pool_min_size=1, postgres_pool_max_size=1),
+            settings=backend.settings.replace(postgres_pool_min_size=1, postgres_pool_max_size=1),
             registration=registration,
             lease=lease,
             cancel_check=CANCEL_CHECK,
@@ -76,6 +77,8 @@ class Heartbeater:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
+        #: Instead of a process, for a store only this process can open.
+        self._beating: threading.Thread | None = None
         self._to_pulse = -1
         self._from_pulse = -1
         self._thread = threading.Thread(target=self._serve, name="conveyor-heartbeat", daemon=True)
@@ -93,7 +96,7 @@ class Heartbeater:
             except OSError as exc:
                 raise ConfigurationError(
                     f"cannot start the heartbeat process ({sys.executable or 'no interpreter'} "
-                    f"-m conveyor.worker.pulse): {exc}"
+                    f"-m conveyor.worker.pulse_main): {exc}"
                 ) from None
         self._thread.start()
 
@@ -116,7 +119,7 @@ class Heartbeater:
         """The worker began to stop: its row in the registry says so from the next beat on."""
         with self._lock:
             self._worker_stopping = True
-            self._send(pulse_wire.STOPPING)
+            self._send(pulse_wire.STOPPING + b"\n")
 
     def stop(self) -> None:
         """End the heartbeat process (leases and the registry row stay as they are)."""
@@ -129,6 +132,7 @@ class Heartbeater:
             # still starting up would keep a short-lived worker waiting for its imports.
             process.kill()
             process.wait()
+        # A heartbeat thread ends on the end of its pipe, and so does the reader thread then.
         if self._thread.is_alive():
             self._thread.join(5)
 
@@ -138,9 +142,20 @@ class Heartbeater:
         """Start a heartbeat process and tell it every run held (with the lock held)."""
         to_read, to_write = os.pipe()
         from_read, from_write = os.pipe()
+        if not self._backend.shared:
+            # No other process can open the store (an in-memory SQLite database): beat from a
+            # thread of this process instead, which a job holding the GIL can starve.
+            self._beating = threading.Thread(
+                target=self._beat_here, args=(to_read, from_write), name="conveyor-pulse"
+            )
+            self._beating.daemon = True
+            self._beating.start()
+            self._to_pulse, self._from_pulse = to_write, from_read
+            self._send(self._config.encode())
+            return
         try:
             # -P: modules in the working directory must not shadow the ones it imports.
-            command = [sys.executable, "-P", "-m", "conveyor.worker.pulse"]
+            command = [sys.executable, "-P", "-m", "conveyor.worker.pulse_main"]
             self._process = subprocess.Popen(
                 [*command, str(to_read), str(from_write)],
                 pass_fds=(to_read, from_write),
@@ -156,10 +171,17 @@ class Heartbeater:
                 os.close(fd)
         self._to_pulse, self._from_pulse = to_write, from_read
         log.info("heartbeat process started (pid %d)", self._process.pid)
-        stopping = pulse_wire.STOPPING if self._worker_stopping else b""
+        stopping = pulse_wire.STOPPING + b"\n" if self._worker_stopping else b""
         self._send(
             self._config.encode() + pulse_wire.changes(pulse_wire.HOLD, self._held) + stopping
         )
+
+    def _beat_here(self, to_read: int, from_write: int) -> None:
+        try:
+            serve(to_read, from_write, self._backend)
+        finally:
+            os.close(to_read)
+            os.close(from_write)
 
     def _send(self, data: bytes) -> None:
         # Blocking writes, so that no change can be lost: the heartbeat process drains the pipe
@@ -183,21 +205,20 @@ class Heartbeater:
                 for line in lines:
                     self._handle(pulse_wire.decode(line))
             os.close(self._from_pulse)
-            process = self._process
-            assert process is not None
-            code = process.wait()
+            if self._beating is not None:
+                self._beating.join()
+                ended = "the heartbeat thread ended"
+            else:
+                assert self._process is not None
+                code = self._process.wait()
+                ended = f"the heartbeat process {self._process.pid} exited (status {code})"
             if self._closing.is_set():
                 return
             # Start the next one at once, unless they keep dying young.
             failures = 0 if time.monotonic() - started > _HEALTHY else failures
             delay = 0.0 if failures == 0 else min(_MAX_DELAY, 0.1 * 2**failures)
             failures += 1
-            log.error(
-                "the heartbeat process %d exited (status %d); starting another%s",
-                process.pid,
-                code,
-                f" in {delay:.1f}s" if delay else "",
-            )
+            log.error("%s; starting another%s", ended, f" in {delay:.1f}s" if delay else "")
             if not self._respawn(delay):
                 return
 

@@ -25,9 +25,10 @@ What it must not do is keep a worker's jobs when the worker cannot run them:
 It ignores SIGINT and SIGTERM: Ctrl-C or a service manager signals the whole process group, and
 the worker, which shuts down gracefully, still needs its leases until its last job is written.
 
-``python -m conveyor.worker.pulse IN OUT``: IN and OUT are the numbers of the pipe ends it
+``python -m conveyor.worker.pulse_main IN OUT``: IN and OUT are the numbers of the pipe ends it
 reads from and writes to (the Heartbeater passes them). It opens the worker's store with the
-worker's settings, on the database's own clock.
+worker's settings, on the database's own clock. For a store no other process can open (an
+in-memory SQLite database), the same loop runs on a thread of the worker instead.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import itertools
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -54,9 +54,17 @@ log = logging.getLogger("conveyor.worker")
 
 class Pulse:
     def __init__(
-        self, config: PulseConfig, backend: Backend, inbox: Iterator[list[bytes]], out: int
+        self,
+        config: PulseConfig,
+        backend: Backend,
+        inbox: Iterator[list[bytes]],
+        out: int,
+        *,
+        watch_worker: bool,
     ) -> None:
+        """``watch_worker``: whether the worker is another process, whose state to watch."""
         self._config = config
+        self._watch_worker = watch_worker
         self._registration = config.registration
         self._backend = backend
         self._inbox = inbox
@@ -87,7 +95,7 @@ class Pulse:
         """Beat if a beat is due, else look for cancel requests; False once the worker is
         gone."""
         worker = self._registration
-        if os.getppid() != worker.pid:
+        if self._watch_worker and os.getppid() != worker.pid:
             return False
         with self._lock:
             tokens = list(self._held)
@@ -95,7 +103,7 @@ class Pulse:
             if tokens:
                 self._check_cancels()
             return True
-        state = process_state(worker.pid)
+        state = process_state(worker.pid) if self._watch_worker else ProcessState.RUNNING
         if state is ProcessState.RUNNING:
             self._next_beat = time.monotonic() + worker.beat_interval
             self._beat_registry()
@@ -172,7 +180,7 @@ class Pulse:
                     elif sign == pulse_wire.RELEASE:
                         self._held.discard(token)
                         self._told.discard(token)
-                    else:
+                    elif line == pulse_wire.STOPPING:
                         self._stopping = True
         self._gone.set()
 
@@ -204,25 +212,35 @@ class _ToWorker(logging.Handler):
         self._pulse.send(pulse_wire.log_record(record.levelno, record.name, message))
 
 
-def main(argv: list[str]) -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
-    in_fd, out_fd = (int(arg) for arg in argv)
+def serve(in_fd: int, out_fd: int, backend: Backend | None = None) -> None:
+    """Read the configuration from ``in_fd``, then beat until the worker is gone.
+
+    Without ``backend`` this is the heartbeat process: it opens the store the configuration
+    names and hands its log records to the worker. With one -- a store no other process can
+    open -- it runs on a thread of the worker's own process and uses the worker's backend.
+    """
     inbox = pulse_wire.batches(in_fd)
     first = next(inbox, None)
     if first is None:
         return  # the worker died before it said anything
     config = PulseConfig.decode(first[0])
-    backend = open_backend(config.settings, check_schema=False)
     # The runs held from the start may have come in the same read as the configuration.
-    pulse = Pulse(config, backend, itertools.chain([first[1:]], inbox), out_fd)
-    logging.getLogger().addHandler(_ToWorker(pulse))
-    logging.getLogger().setLevel(logging.WARNING)
+    changes = itertools.chain([first[1:]], inbox)
+    if backend is not None:
+        Pulse(config, backend, changes, out_fd, watch_worker=False).run()
+        return
+    own = open_backend(config.settings, check_schema=False)
     try:
+        pulse = Pulse(config, own, changes, out_fd, watch_worker=True)
+        logging.getLogger().addHandler(_ToWorker(pulse))
+        logging.getLogger().setLevel(logging.WARNING)
         pulse.run()
     finally:
-        backend.close()
+        own.close()
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+def main(argv: list[str]) -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    in_fd, out_fd = (int(arg) for arg in argv)
+    serve(in_fd, out_fd)

@@ -25,7 +25,7 @@ from conveyor.worker_info import WorkerRegistration
 
 HOLD = b"+"
 RELEASE = b"-"
-STOPPING = b"s\n"
+STOPPING = b"s"
 
 
 @dataclass(frozen=True)

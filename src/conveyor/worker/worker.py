@@ -187,7 +187,7 @@ class Worker:
             interval=self.settings.heartbeat,
         )
         self.heartbeater = Heartbeater(
-            backend.settings,
+            backend,
             self.registry.registration,
             self._on_lease_report_threadsafe,
             self.stop,

@@ -118,9 +118,10 @@ class SQLiteBackend(Backend):
             )
 
         self._writer = connect()
-        shared = self.path == ":memory:"
-        self._reader = self._writer if shared else connect()
-        self._poller = self._writer if shared else connect()
+        in_memory = self.path == ":memory:"
+        self.shared = not in_memory
+        self._reader = self._writer if in_memory else connect()
+        self._poller = self._writer if in_memory else connect()
         self._reader.raw.row_factory = sqlite3.Row
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
