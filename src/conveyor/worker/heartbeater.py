@@ -12,8 +12,9 @@ which reach ``on_report``, and a stop asked through the database, which calls
 Should the heartbeat process die, the reader thread starts another at once (then with a
 backoff, if they keep dying) and hands it every run held; its first beat follows immediately.
 
-The heartbeat process opens the store from ``settings`` and uses the database's clock: a clock
-injected into the application (``Conveyor(clock=...)``) does not reach it.
+The heartbeat process opens the store from the backend's settings and uses the database's
+clock: a clock injected into the application (``Conveyor(clock=...)``) does not reach it. A
+store no other process can open gets a heartbeat thread instead, running the same loop.
 """
 
 from __future__ import annotations
@@ -142,35 +143,35 @@ class Heartbeater:
         """Start a heartbeat process and tell it every run held (with the lock held)."""
         to_read, to_write = os.pipe()
         from_read, from_write = os.pipe()
-        if not self._backend.shared:
+        if self._backend.shared:
+            try:
+                # -P: modules in the working directory must not shadow the ones it imports.
+                command = [sys.executable, "-P", "-m", "conveyor.worker.pulse_main"]
+                self._process = subprocess.Popen(
+                    [*command, str(to_read), str(from_write)],
+                    pass_fds=(to_read, from_write),
+                    stdin=subprocess.DEVNULL,
+                    env=_child_env(),
+                )
+            except BaseException:
+                for fd in (to_write, from_read):
+                    os.close(fd)
+                raise
+            finally:
+                for fd in (to_read, from_write):
+                    os.close(fd)
+            log.info("heartbeat process started (pid %d)", self._process.pid)
+        else:
             # No other process can open the store (an in-memory SQLite database): beat from a
             # thread of this process instead, which a job holding the GIL can starve.
             self._beating = threading.Thread(
-                target=self._beat_here, args=(to_read, from_write), name="conveyor-pulse"
+                target=self._beat_here,
+                args=(to_read, from_write),
+                name="conveyor-pulse",
+                daemon=True,
             )
-            self._beating.daemon = True
             self._beating.start()
-            self._to_pulse, self._from_pulse = to_write, from_read
-            self._send(self._config.encode())
-            return
-        try:
-            # -P: modules in the working directory must not shadow the ones it imports.
-            command = [sys.executable, "-P", "-m", "conveyor.worker.pulse_main"]
-            self._process = subprocess.Popen(
-                [*command, str(to_read), str(from_write)],
-                pass_fds=(to_read, from_write),
-                stdin=subprocess.DEVNULL,
-                env=_child_env(),
-            )
-        except BaseException:
-            for fd in (to_write, from_read):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (to_read, from_write):
-                os.close(fd)
         self._to_pulse, self._from_pulse = to_write, from_read
-        log.info("heartbeat process started (pid %d)", self._process.pid)
         stopping = pulse_wire.STOPPING + b"\n" if self._worker_stopping else b""
         self._send(
             self._config.encode() + pulse_wire.changes(pulse_wire.HOLD, self._held) + stopping
