@@ -13,10 +13,11 @@ one look per heartbeat interval. Without ``ps`` either, a process that exists co
 from __future__ import annotations
 
 import enum
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+
+from conveyor.worker.machine import pid_gone
 
 _PROC = Path("/proc")
 _STOPPED = "Tt"  # stopped by a signal; stopped by a tracer
@@ -55,21 +56,11 @@ def ps_state(pid: int) -> ProcessState:
             ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.TimeoutExpired):
-        return _exists(pid)
+        return ProcessState.GONE if pid_gone(pid) else ProcessState.RUNNING
     text = found.stdout.strip()
     if found.returncode != 0 or not text:
         return ProcessState.GONE
     return _from_letter(text[0])
-
-
-def _exists(pid: int) -> ProcessState:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return ProcessState.GONE
-    except PermissionError:
-        pass
-    return ProcessState.RUNNING
 
 
 process_state: Callable[[int], ProcessState] = (
