@@ -3,6 +3,7 @@ holds the GIL: they come from a heartbeat process of the worker's own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -122,7 +123,8 @@ def test_the_heartbeat_process_ends_with_its_worker(
         assert all(proc_state(pid) is ProcessState.RUNNING for pid in forked)
     finally:
         for pid in forked:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_stopped_worker_is_declared_dead_and_registers_again_once_resumed(
