@@ -55,8 +55,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
     type=click.IntRange(min=0),
     default=None,
     envvar="CONVEYOR_PREFETCH",
-    help="Jobs claimed ahead of a free slot.  [default: up to --concurrency, while jobs "
-    "take under 20 ms on average; 0 for none]",
+    help="Jobs claimed ahead of a free slot.  [default: while jobs take under 20 ms on "
+    "average, what the slots get through in about 20 ms; 0 for none]",
 )
 @option(
     "--burst",

@@ -27,8 +27,12 @@ from conveyor.worker.wakeup import WorkSignal
 log = logging.getLogger("conveyor.worker")
 T = TypeVar("T")
 
-#: Runs shorter than this on average (seconds) make an automatic prefetch worth its wait.
+#: Runs shorter than this on average (seconds) make an automatic prefetch worth its wait ...
 SHORT_RUN = 0.02
+#: ... of at most about this long (seconds) for the last job of the buffer ...
+BUFFER_WAIT = 0.02
+#: ... and never more than this many jobs.
+MAX_AUTO_PREFETCH = 1000
 RUN_TIME_WEIGHT = 0.1
 #: Seconds between two reads of which queues are capped.
 CAPS_READ_EVERY = 1.0
@@ -92,8 +96,9 @@ class Fetcher:
 
         A prefetched job waits for a slot while another worker might be idle, which costs
         nothing when jobs take milliseconds and a lot when they take minutes. So by default
-        (prefetch=None) a pool prefetches up to its concurrency only while its runs are short
-        on average, and never before it has seen one finish. A pool that scales claims one
+        (prefetch=None) a pool prefetches only while its runs are short on average (never
+        before it has seen one finish): at least its concurrency, and up to what its slots
+        get through in BUFFER_WAIT. A pool that scales claims one
         job beyond its slots instead, and grows a slot for it while below its maximum.
 
         Nothing is prefetched from a capped queue: a prefetched job counts against the cap
@@ -106,7 +111,12 @@ class Fetcher:
         if self.pool.prefetch is not None:
             return self.pool.prefetch
         average = self.average_run_time
-        return self.limit if average is not None and average < SHORT_RUN else 0
+        if average is None or average >= SHORT_RUN:
+            return 0
+        # Enough to keep every slot busy between claims, and no more than the slots get
+        # through in BUFFER_WAIT: bigger claim batches cost less per job.
+        through = self.limit * BUFFER_WAIT / max(average, 1e-6)
+        return min(MAX_AUTO_PREFETCH, max(self.limit, int(through)))
 
     def observe_run_time(self, seconds: float) -> None:
         average = self.average_run_time
