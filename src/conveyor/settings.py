@@ -86,6 +86,9 @@ class Settings:
     #: Seconds after which a pooled connection is replaced (±5 %, so not all at once): long
     #: sessions leave the server's per-session memory, and a DNS name that moved, behind.
     postgres_pool_max_lifetime: float = 3600.0
+    #: When autovacuum is off for the server or the jobs table, the maintenance worker runs
+    #: VACUUM (ANALYZE) on it every minute instead. Off: you vacuum it yourself.
+    postgres_self_vacuum: bool = True
     #: Executions of a statement on one connection before it is prepared server-side; -1
     #: never prepares (for PgBouncer in transaction mode before version 1.21).
     postgres_prepare_threshold: int = 1

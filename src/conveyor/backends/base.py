@@ -304,6 +304,11 @@ class Backend(ABC):
     def prune(self, older_than: float, batch: int = 1000) -> int:
         """Delete up to ``batch`` finished jobs that finished more than ``older_than`` s ago."""
 
+    def upkeep(self) -> bool:
+        """Storage upkeep the engine would otherwise lack (maintenance calls it every minute);
+        True when it did something. Nothing by default."""
+        return False
+
     # --- workers and leadership -----------------------------------------------------------
 
     @abstractmethod

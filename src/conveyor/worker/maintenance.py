@@ -37,6 +37,8 @@ from conveyor.worker.machine import gone_workers
 log = logging.getLogger("conveyor.worker")
 
 PRUNE_EVERY = 60.0
+#: Seconds between two calls of the engine's storage upkeep (a VACUUM where autovacuum is off).
+UPKEEP_EVERY = 60.0
 #: The name of the maintenance lease.
 LEADERSHIP = "maintenance"
 #: The lease outlives this many sweeps without a renewal ...
@@ -77,6 +79,7 @@ class Maintenance:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
+        self._last_upkeep = time.monotonic()
         self._last_reached: float | None = None
         #: Database time since which every sweep reached the database.
         self.reachable_since: float | None = None
@@ -141,6 +144,10 @@ class Maintenance:
             while await self._db_call(self._backend.prune, self._retention) > 0:
                 if self._stop.is_set():
                     break
+        if time.monotonic() - self._last_upkeep >= UPKEEP_EVERY:
+            self._last_upkeep = time.monotonic()
+            if await self._db_call(self._backend.upkeep):
+                log.info("vacuumed the jobs table (autovacuum does not look after it)")
 
     async def _gone(self) -> list[str]:
         if self._machine is None:

@@ -369,6 +369,22 @@ class PostgresBackend(Backend):
         )
         return int(rowcount)
 
+    def upkeep(self) -> bool:
+        """VACUUM (ANALYZE) the jobs table when autovacuum will not: it is off for the server
+        or the table, and ``postgres_self_vacuum`` is on. Without it the table and its indexes
+        bloat and claims slow down under steady load."""
+        if not self.settings.postgres_self_vacuum:
+            return False
+
+        def autovacuum_on(cur: Cursor) -> bool:
+            row = cur.execute(Q["autovacuum_on"]).fetchone()
+            return bool(row and row[0])
+
+        if self._db.run(autovacuum_on, idempotent=True):
+            return False
+        self._db.run(lambda cur: cur.execute(Q["vacuum_jobs"]), transaction=False)
+        return True
+
     # --- workers and leadership -----------------------------------------------------------
 
     def register_worker(self, worker: WorkerRegistration) -> None:

@@ -714,3 +714,16 @@ DELETE FROM conveyor_queue_limits WHERE queue = %(queue)s
 SELECT queue, max_running FROM conveyor_queue_limits
 WHERE max_running IS NOT NULL
 ORDER BY queue
+
+-- name: autovacuum_on
+-- Whether autovacuum looks after the jobs table: on for the server and not off for the table.
+SELECT current_setting('autovacuum')::boolean
+       AND coalesce((SELECT option_value::boolean
+                     FROM pg_options_to_table((SELECT reloptions FROM pg_class
+                                               WHERE oid = 'conveyor_jobs'::regclass))
+                     WHERE option_name = 'autovacuum_enabled'), true)
+
+-- name: vacuum_jobs
+-- Plain VACUUM: it works beside the workers (it takes no lock they need); it cannot run inside
+-- a transaction, so this runs on its own.
+VACUUM (ANALYZE) conveyor_jobs
