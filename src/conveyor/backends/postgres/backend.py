@@ -46,6 +46,7 @@ from conveyor.backends.postgres.rows import (
 from conveyor.backends.postgres.schema import Migrator
 from conveyor.backends.postgres.steps import Steps, drive, drive_async
 from conveyor.backends.postgres.transactional import async_cursor, in_transaction, sync_cursor
+from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound, WorkerNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
 from conveyor.settings import Settings
@@ -204,19 +205,15 @@ class PostgresBackend(Backend):
         if wanted:
             cur.execute(Q["lock_queue_limits"], {"queues": wanted})
             rooms = dict(cur.execute(Q["queue_rooms"], {"queues": wanted}).fetchall())
-        rows: list[tuple[Any, ...]] = []
-        # Start with a different queue each time so no queue starves the others.
-        start = next(self._queue_turn) % max(len(queues), 1)
-        for queue in [*queues[start:], *queues[:start]]:
-            remaining = limit - len(rows)
-            if remaining <= 0:
-                break
-            take = min(remaining, rooms.get(queue, remaining))
-            if take > 0:
-                rows += cur.execute(
-                    Q["claim_queue"], {**params, "queue": queue, "limit": take}
-                ).fetchall()
-        return rows
+        return claim_in_turns(
+            queues,
+            next(self._queue_turn),
+            limit,
+            rooms,
+            lambda queue, take: list(
+                cur.execute(Q["claim_queue"], {**params, "queue": queue, "limit": take}).fetchall()
+            ),
+        )
 
     def _capped_queues(self) -> list[str]:
         rows = self._db.run(

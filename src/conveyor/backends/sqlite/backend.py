@@ -28,6 +28,7 @@ from conveyor.backends.caps import CappedQueues
 from conveyor.backends.sql import load_migrations
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
 from conveyor.backends.sqlite.enqueue import insert_jobs
+from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import (
     IdempotencyConflict,
     InvalidTransition,
@@ -254,19 +255,15 @@ class SQLiteBackend(Backend):
         rooms: dict[str, int] = {}
         if wanted:
             rooms = dict(db.execute(Q["queue_rooms"], {"queues": json.dumps(wanted)}).fetchall())
-        rows: list[tuple[Any, ...]] = []
-        # Start with a different queue each time so no queue starves the others.
-        start = next(self._queue_turn) % max(len(queues), 1)
-        for queue in [*queues[start:], *queues[:start]]:
-            remaining = limit - len(rows)
-            if remaining <= 0:
-                break
-            take = min(remaining, rooms.get(queue, remaining))
-            if take > 0:
-                rows += db.execute(
-                    Q["claim_queue"], {**params, "queue": queue, "limit": take}
-                ).fetchall()
-        return rows
+        return claim_in_turns(
+            queues,
+            next(self._queue_turn),
+            limit,
+            rooms,
+            lambda queue, take: list(
+                db.execute(Q["claim_queue"], {**params, "queue": queue, "limit": take}).fetchall()
+            ),
+        )
 
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
         if not tokens:
