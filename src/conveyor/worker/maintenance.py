@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -80,6 +81,7 @@ class Maintenance:
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self._last_upkeep = time.monotonic()
+        self._upkeep_thread: threading.Thread | None = None
         self._last_reached: float | None = None
         #: Database time since which every sweep reached the database.
         self.reachable_since: float | None = None
@@ -144,10 +146,24 @@ class Maintenance:
             while await self._db_call(self._backend.prune, self._retention) > 0:
                 if self._stop.is_set():
                     break
-        if time.monotonic() - self._last_upkeep >= UPKEEP_EVERY:
+        upkeep = self._upkeep_thread
+        busy = upkeep is not None and upkeep.is_alive()
+        if not busy and time.monotonic() - self._last_upkeep >= UPKEEP_EVERY:
             self._last_upkeep = time.monotonic()
-            if await self._db_call(self._backend.upkeep):
+            # A daemon thread of its own: a vacuum of a big table takes a while, and neither
+            # the worker's database threads nor its shutdown wait for it.
+            upkeep = threading.Thread(target=self._upkeep, name="conveyor-upkeep", daemon=True)
+            self._upkeep_thread = upkeep
+            upkeep.start()
+
+    def _upkeep(self) -> None:
+        try:
+            if self._backend.upkeep():
                 log.info("vacuumed the jobs table (autovacuum does not look after it)")
+        except ConveyorError as exc:
+            log.warning("storage upkeep failed, will retry: %s", exc)
+        except Exception:
+            log.exception("storage upkeep failed unexpectedly, will retry")
 
     async def _gone(self) -> list[str]:
         if self._machine is None:

@@ -379,7 +379,16 @@ class PostgresBackend(Backend):
 
         if self._db.run(autovacuum_on, idempotent=True):
             return False
-        self._db.run(lambda cur: cur.execute(Q["vacuum_jobs"]), transaction=False)
+
+        def vacuum(cur: Cursor) -> None:
+            cur.execute(Q["vacuum_gently"])
+            cur.execute(Q["vacuum_watch_client"])
+            try:
+                cur.execute(Q["vacuum_jobs"])
+            finally:
+                cur.execute(Q["vacuum_done"])
+
+        self._db.run(vacuum, transaction=False)
         return True
 
     # --- workers and leadership -----------------------------------------------------------

@@ -723,7 +723,20 @@ SELECT current_setting('autovacuum')::boolean
                                                WHERE oid = 'conveyor_jobs'::regclass))
                      WHERE option_name = 'autovacuum_enabled'), true)
 
+-- name: vacuum_gently
+-- At autovacuum's own pace (a manual VACUUM is not throttled by default): a vacuum of a large
+-- table at full speed took most of the I/O and a core, and the claims it was for slowed fivefold.
+SET vacuum_cost_delay = '2ms'
+
+-- name: vacuum_watch_client
+-- A worker exiting mid-vacuum leaves it behind: the server stops it within a second of the
+-- connection going away instead of running it to its end.
+SET client_connection_check_interval = '1s'
+
 -- name: vacuum_jobs
 -- Plain VACUUM: it works beside the workers (it takes no lock they need); it cannot run inside
 -- a transaction, so this runs on its own.
 VACUUM (ANALYZE) conveyor_jobs
+
+-- name: vacuum_done
+RESET vacuum_cost_delay; RESET client_connection_check_interval
