@@ -85,7 +85,8 @@ def main() -> None:
     )
     described = engine(app)
     if is_postgres(app.settings.url) and not autovacuum(app):
-        described += " (autovacuum OFF: dead rows are never cleaned up)"
+        vacuum = "the worker vacuums" if app.settings.postgres_self_vacuum else "nobody vacuums"
+        described += f" (autovacuum OFF: {vacuum} the jobs table)"
     print(
         f"W4 steady, {args.minutes:g} min, backlog ~{args.backlog}, {machine()}, {described}, "
         f"1 worker process, concurrency {args.concurrency}",
