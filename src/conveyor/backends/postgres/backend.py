@@ -387,6 +387,7 @@ class PostgresBackend(Backend):
                 cur.execute(Q["vacuum_jobs"])
             finally:
                 cur.execute(Q["vacuum_done"])
+                cur.execute(Q["vacuum_unwatch_client"])
 
         self._db.run(vacuum, transaction=False)
         return True

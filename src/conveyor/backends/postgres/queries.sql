@@ -739,4 +739,7 @@ SET client_connection_check_interval = '1s'
 VACUUM (ANALYZE) conveyor_jobs
 
 -- name: vacuum_done
-RESET vacuum_cost_delay; RESET client_connection_check_interval
+RESET vacuum_cost_delay
+
+-- name: vacuum_unwatch_client
+RESET client_connection_check_interval
