@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from conveyor.backends import open_backend
 from conveyor.backends.base import Backend, EnqueueResult, NewJob
 from conveyor.errors import ConfigurationError, UnknownTask
-from conveyor.gcpause import collector_paused
+from conveyor.gcpause import pause_for
 from conveyor.job import Job, JobState
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
@@ -155,7 +155,7 @@ class Conveyor:
         they exist if and only if it commits.
         """
         specs = list(specs)
-        with collector_paused():
+        with pause_for(len(specs)):
             if connection is None:
                 # No local name for the records: they are freed before the collector resumes,
                 # which then has only the returned jobs to look at.
@@ -169,7 +169,7 @@ class Conveyor:
     ) -> list[Job]:
         """``enqueue_many`` from async code; ``connection`` is a psycopg ``AsyncConnection``."""
         specs = list(specs)
-        with collector_paused():
+        with pause_for(len(specs)):
             new_jobs = build_jobs(specs)
         if connection is not None:
             # Opening the backend (connect, migrate) blocks: not on the event loop.
@@ -177,7 +177,7 @@ class Conveyor:
             if backend is None:
                 backend = await asyncio.to_thread(lambda: self.backend)
             results = await backend.enqueue_many_in_async(connection, new_jobs)
-            with collector_paused():
+            with pause_for(len(new_jobs)):
                 return self._snapshots(new_jobs, results, specs)
         return await asyncio.to_thread(self._write, new_jobs, specs)
 
@@ -188,7 +188,7 @@ class Conveyor:
         return self._write(list(jobs))
 
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:
-        with collector_paused():
+        with pause_for(len(new_jobs)):
             return self._snapshots(new_jobs, self.backend.enqueue_many(new_jobs), specs)
 
     def _snapshots(

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conveyor.gcpause import collector_paused
+from conveyor.gcpause import BIG_BATCH, collector_paused, pause_for
 
 
 @pytest.fixture(autouse=True)
@@ -61,4 +61,13 @@ def test_nested_and_concurrent_pauses_resume_once_the_last_ends() -> None:
     assert not gc.isenabled(), "the other thread's pause is still on"
     leave.set()
     thread.join(timeout=10)
+    assert gc.isenabled()
+
+
+def test_only_big_batches_pause_the_collector() -> None:
+    assert gc.isenabled()
+    with pause_for(BIG_BATCH - 1):
+        assert gc.isenabled()
+    with pause_for(BIG_BATCH):
+        assert not gc.isenabled()
     assert gc.isenabled()
