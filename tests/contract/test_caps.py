@@ -127,9 +127,11 @@ def test_rescued_runs_free_their_room(backend: Backend, clock: FakeClock) -> Non
 def test_removing_a_cap_lets_the_queue_run_freely(backend: Backend) -> None:
     fill(backend, "api", 10)
     backend.set_concurrency_limit("api", 1)
+    assert backend.capped_queues() == {"api"}
     assert len(backend.claim("w", None, 10, LEASE)) == 1
     backend.set_concurrency_limit("api", None)
     assert backend.concurrency_limits() == {}
+    assert backend.capped_queues() == frozenset()
     assert len(backend.claim("w", None, 10, LEASE)) == 9
 
 

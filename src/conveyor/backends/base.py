@@ -258,6 +258,10 @@ class Backend(ABC):
     def concurrency_limits(self) -> dict[str, int]:
         """Every capped queue, with its cap."""
 
+    @abstractmethod
+    def capped_queues(self) -> frozenset[str]:
+        """The capped queues as claims see them: kept for about a second, so usually no read."""
+
     # --- maintenance ----------------------------------------------------------------------
 
     @abstractmethod

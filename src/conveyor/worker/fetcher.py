@@ -249,7 +249,8 @@ class Fetcher:
             return
         self._capped_read_at = now
         try:
-            capped = await self._db(self._backend.concurrency_limits)
+            # The claims' own cache: a read only when none of them refreshed it lately.
+            capped = await self._db(self._backend.capped_queues)
         except ConveyorError:
             return
         queues = self.queues

@@ -215,6 +215,9 @@ class PostgresBackend(Backend):
             ),
         )
 
+    def capped_queues(self) -> frozenset[str]:
+        return self._capped.get(self._capped_queues)
+
     def _capped_queues(self) -> list[str]:
         rows = self._db.run(
             lambda cur: cur.execute(Q["capped_queues"]).fetchall(),

@@ -361,6 +361,13 @@ class SQLiteBackend(Backend):
         # A raised or removed cap may leave room for jobs that idle workers here could take.
         self._notify_local([queue])
 
+    def capped_queues(self) -> frozenset[str]:
+        def read() -> list[str]:
+            with self._reader.read() as db:
+                return [row[0] for row in db.execute(Q["capped_queues"])]
+
+        return self._capped.get(read)
+
     def concurrency_limits(self) -> dict[str, int]:
         with self._reader.read() as db:
             return {queue: int(cap) for queue, cap in db.execute(Q["queue_limits"])}
