@@ -165,12 +165,16 @@ class Fetcher:
 
     # --- the loop -------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Look for work now (jobs were rescued, a cap changed, the worker is stopping)."""
+        if self._signal is not None:
+            self._signal.notify()
+
     def stop(self) -> None:
         self.stopping = True
         self._room.set()
         self._stopped.set()
-        if self._signal is not None:
-            self._signal.notify()
+        self.wake()
 
     async def run(self) -> None:
         signal = WorkSignal(

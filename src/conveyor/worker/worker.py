@@ -264,8 +264,7 @@ class Worker:
 
     def _wake_fetchers(self) -> None:
         for fetcher in self.fetchers:
-            if fetcher._signal is not None:
-                fetcher._signal.notify()
+            fetcher.wake()
 
     def _release(self, jobs: list[ClaimedJob]) -> None:
         """Put back claimed jobs that have not started, for any worker to claim at once."""
