@@ -188,8 +188,17 @@ class Conveyor:
         return self._write(list(jobs))
 
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:
+        early: list[tuple[list[EnqueueResult], list[Job]]] = []
+
+        def snapshot_early(results: list[EnqueueResult]) -> None:
+            # While the server stores the rows: the snapshots cost no time of their own.
+            early[:] = [(results, self._snapshots(new_jobs, results, specs))]
+
         with pause_for(len(new_jobs)):
-            return self._snapshots(new_jobs, self.backend.enqueue_many(new_jobs), specs)
+            results = self.backend.enqueue_many(new_jobs, snapshot_early)
+            if early and early[0][0] is results:
+                return early[0][1]
+            return self._snapshots(new_jobs, results, specs)
 
     def _snapshots(
         self,

@@ -185,8 +185,17 @@ class Backend(ABC):
     # --- enqueue --------------------------------------------------------------------------
 
     @abstractmethod
-    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        """Write all jobs in one transaction, or none (QueueFull, storage errors)."""
+    def enqueue_many(
+        self,
+        jobs: Sequence[NewJob],
+        meanwhile: Callable[[list[EnqueueResult]], None] | None = None,
+    ) -> list[EnqueueResult]:
+        """Write all jobs in one transaction, or none (QueueFull, storage errors).
+
+        An engine that knows the results while the database is still storing the rows (a
+        PostgreSQL COPY) may call ``meanwhile`` with the very list it will return, so that the
+        caller's own work on them overlaps the server's. The write can still fail afterwards,
+        and a retried write calls it again; engines that cannot overlap never call it."""
 
     def enqueue_many_in(self, connection: Any, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Write the jobs inside the caller's open transaction on ``connection``, which the

@@ -98,7 +98,11 @@ class PostgresBackend(Backend):
 
     # --- enqueue --------------------------------------------------------------------------
 
-    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+    def enqueue_many(
+        self,
+        jobs: Sequence[NewJob],
+        meanwhile: Callable[[list[EnqueueResult]], None] | None = None,
+    ) -> list[EnqueueResult]:
         if not jobs:
             return []
         now = self._now_param()
@@ -106,7 +110,7 @@ class PostgresBackend(Backend):
         limits = self.settings.queue_limits
 
         def body(cur: Cursor) -> list[EnqueueResult]:
-            return drive(cur, enqueue_steps(jobs, now, limits, self._channel))
+            return drive(cur, enqueue_steps(jobs, now, limits, self._channel, None, meanwhile))
 
         # The plain batch (no keys, no limits, not COPYed) is one statement: one round trip.
         results = self._db.run(body, transaction=needs_transaction(jobs, limits))

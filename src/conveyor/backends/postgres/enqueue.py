@@ -19,7 +19,7 @@ on the pool's connections and inside an application's own transaction, sync or a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,9 +55,13 @@ def enqueue_steps(
     queue_limits: Mapping[str, int],
     channel: str,
     written: list[int] | None = None,
+    meanwhile: Callable[[list[EnqueueResult]], None] | None = None,
 ) -> Steps[list[EnqueueResult]]:
     """The body of enqueue_many; results in the order of ``jobs``. The jobs' queues are
     notified on ``channel`` (one NOTIFY per queue, delivered at commit).
+
+    A COPYed batch knows its results before the server has stored every row: it hands them to
+    ``meanwhile`` (the very list it returns) while the server works (see Backend.enqueue_many).
 
     ``written`` collects the ids of the rows inserted as soon as they are: should this raise
     after writing (QueueFull ...) inside a transaction it does not own, the caller deletes
@@ -66,7 +70,7 @@ def enqueue_steps(
     if any(job.idempotency_key is not None for job in jobs):
         results = yield from _enqueue_keyed(jobs, now, channel, written)
     elif len(jobs) >= STAGE_FROM:
-        results = yield from _copy_jobs(jobs, now, channel, written)
+        results = yield from _copy_jobs(jobs, now, channel, written, meanwhile)
     else:
         rows = yield from _insert(jobs, now, channel, written, keyed=False)
         results = [EnqueueResult(int(job_id), _STATES[state], True) for job_id, state, _ in rows]
@@ -177,23 +181,45 @@ def _insert(
 
 
 def _copy_jobs(
-    jobs: Sequence[NewJob], now: float | None, channel: str, written: list[int]
+    jobs: Sequence[NewJob],
+    now: float | None,
+    channel: str,
+    written: list[int],
+    meanwhile: Callable[[list[EnqueueResult]], None] | None,
 ) -> Steps[list[EnqueueResult]]:
     """The bulk path: ids reserved first, rows COPYed straight into the jobs table."""
     queues = sorted({job.queue for job in jobs})
+    count = len(jobs)
     rows = yield Statement(
-        Q["reserve_jobs"],
-        {"now": now, "count": len(jobs), "channel": channel, "queues": queues},
+        Q["reserve_jobs"], {"now": now, "count": count, "channel": channel, "queues": queues}
     )
-    epoch, ids, _ = rows[0]
+    epoch, first, last, _ = rows[0]
+    ids: Sequence[int]
+    if last - first + 1 == count:
+        ids = range(first, last + 1)
+    else:
+        rows = yield Statement(Q["reserve_ids"], {"count": count})
+        ids = sorted(rows[0][0])
     # Exact to the microsecond: a float64 near 2e9 resolves a quarter of one.
     clock = datetime.fromtimestamp(epoch, UTC)
-    # One session's nextval() calls ascend: sorted, the ids follow the order of the batch.
-    ids = sorted(ids)
+    # The server's clock and nothing delayed: every row takes now() for its times by default.
+    due_now = now is None and not any(job.run_at is not None or job.delay for job in jobs)
     states: list[JobState] = []
-    yield CopyIn(Q["copy_jobs"], _jobs_payload(jobs, ids, clock, states))
+    results: list[EnqueueResult] = []
+
+    def sent() -> None:
+        # Every chunk is formatted by now, so every state is known.
+        results.extend(
+            EnqueueResult(job_id, state, True, at=epoch)
+            for job_id, state in zip(ids, states, strict=True)
+        )
+        if meanwhile is not None:
+            meanwhile(results)
+
+    query = Q["copy_jobs_due_now"] if due_now else Q["copy_jobs"]
+    yield CopyIn(query, _jobs_payload(jobs, ids, clock, states, times=not due_now), sent)
     written.extend(ids)
-    return [EnqueueResult(job_id, state, True) for job_id, state in zip(ids, states, strict=True)]
+    return results
 
 
 # --- COPY payloads (text format) ---------------------------------------------------------------
@@ -214,11 +240,16 @@ def _number(value: float | None) -> str:
 
 
 def _jobs_payload(
-    jobs: Sequence[NewJob], ids: Sequence[int], clock: datetime, states: list[JobState]
+    jobs: Sequence[NewJob],
+    ids: Sequence[int],
+    clock: datetime,
+    states: list[JobState],
+    *,
+    times: bool,
 ) -> Iterator[str]:
-    """COPY rows for ``copy_jobs``, in chunks, appending the state of each job to ``states``.
-    From the database's ``clock``: due at ``run_at``, else ``delay`` seconds after ``clock``;
-    scheduled if due later."""
+    """COPY rows for ``copy_jobs`` (``times``) or ``copy_jobs_due_now``, in chunks, appending
+    the state of each job to ``states``. From the database's ``clock``: due at ``run_at``, else
+    ``delay`` seconds after ``clock``; scheduled if due later."""
     queued, scheduled = JobState.QUEUED, JobState.SCHEDULED
     now_text = clock.isoformat()
     names: dict[str, str] = {}
@@ -233,11 +264,11 @@ def _jobs_payload(
         queue = names.get(job.queue) or names.setdefault(job.queue, _text(job.queue))
         task = names.get(job.task) or names.setdefault(job.task, _text(job.task))
         timeout = "\\N" if job.timeout is None else repr(float(job.timeout))
-        lines.append(
+        row = (
             f"{job_id}\t{queue}\t{task}\t{_text(job.args_json)}\t{_text(job.kwargs_json)}\t"
-            f"{state.value}\t{int(job.priority)}\t{due_text}\t{int(job.max_attempts)}\t"
-            f"{timeout}\t{now_text}\n"
+            f"{state.value}\t{int(job.priority)}\t{int(job.max_attempts)}\t{timeout}"
         )
+        lines.append(f"{row}\t{due_text}\t{now_text}\n" if times else f"{row}\n")
         if len(lines) == _CHUNK:
             yield "".join(lines)
             lines.clear()

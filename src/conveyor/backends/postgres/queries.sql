@@ -166,17 +166,34 @@ DROP TABLE conveyor_enqueue_stage
 -- The bulk path without keys, step 1: the clock, %(count)s ids from the jobs table's own
 -- sequence, and one NOTIFY per queue (delivered at commit, discarded if the COPY that follows
 -- fails). The ids are known before the rows exist, so the rows can be COPYed straight in.
-WITH clock AS (SELECT coalesce(to_timestamp(%(now)s::float8), now()) AS now)
-SELECT date_part('epoch', clock.now),
-       ARRAY(SELECT nextval('conveyor_jobs_id_seq') FROM generate_series(1, %(count)s)),
+-- Only the ends of the ids travel: unless another session drew from the sequence meanwhile,
+-- they are one unbroken run (last - first + 1 = count); otherwise reserve_ids draws again.
+WITH clock AS (SELECT coalesce(to_timestamp(%(now)s::float8), now()) AS now),
+drawn AS (
+    SELECT min(id) AS first, max(id) AS last
+    FROM (SELECT nextval('conveyor_jobs_id_seq') AS id FROM generate_series(1, %(count)s)) AS ids
+)
+SELECT date_part('epoch', clock.now), drawn.first, drawn.last,
        (SELECT count(pg_notify(%(channel)s, queue)) FROM unnest(%(queues)b::text[]) AS queue)
-FROM clock
+FROM clock, drawn
+
+-- name: reserve_ids
+-- reserve_jobs when its run of ids was broken by another session: every id, in order (one
+-- session's nextval() calls ascend, so they follow the order of the batch). The broken run's
+-- ids are left unused, gaps like those of any rolled-back insert.
+SELECT ARRAY(SELECT nextval('conveyor_jobs_id_seq') FROM generate_series(1, %(count)s))
 
 -- name: copy_jobs
 -- The bulk path without keys, step 2: rows with their reserved ids, states and due times.
 COPY conveyor_jobs (
-    id, queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout, created_at
+    id, queue, task, args, kwargs, state, priority, max_attempts, timeout, run_at, created_at
 ) FROM STDIN
+
+-- name: copy_jobs_due_now
+-- copy_jobs for a batch due at once on the server's clock: run_at and created_at are left to
+-- their default, now(), the very clock reserve_jobs read in this transaction.
+COPY conveyor_jobs (id, queue, task, args, kwargs, state, priority, max_attempts, timeout)
+FROM STDIN
 
 -- name: insert_jobs_staged
 -- An open statement, completed by [skip_held_keys and] new_jobs_notify: the whole enqueue is

@@ -8,7 +8,7 @@ on a sync cursor, ``drive_async`` on an async one; the logic in between exists o
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -37,10 +37,13 @@ class CopyIn:
     """``COPY ... FROM STDIN`` in text format; reply [].
 
     ``chunks`` are sent as they are produced, so the server stores one while the next is
-    being formatted (two cores at work instead of one after the other)."""
+    being formatted (two cores at work instead of one after the other). ``meanwhile`` runs once
+    the last chunk is sent, while the server is still storing the rows it has not reached: local
+    work that would otherwise wait for the COPY to end."""
 
     query: str
     chunks: Iterable[str]
+    meanwhile: Callable[[], None] | None = None
 
 
 Step = Statement | CopyIn
@@ -64,6 +67,8 @@ def drive(cur: Cursor, steps: Steps[T]) -> T:
                 with cur.copy(step.query) as copy:
                     for chunk in step.chunks:
                         copy.write(chunk)
+                    if step.meanwhile is not None:
+                        step.meanwhile()
             else:
                 cur.execute(step.query, step.params, prepare=step.prepare)
                 if cur.description is not None:
@@ -84,6 +89,8 @@ async def drive_async(cur: AsyncCursor, steps: Steps[T]) -> T:
                 async with cur.copy(step.query) as copy:
                     for chunk in step.chunks:
                         await copy.write(chunk)
+                    if step.meanwhile is not None:
+                        step.meanwhile()
             else:
                 await cur.execute(step.query, step.params, prepare=step.prepare)
                 if cur.description is not None:

@@ -192,7 +192,11 @@ class SQLiteBackend(Backend):
 
     # --- enqueue --------------------------------------------------------------------------
 
-    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+    def enqueue_many(
+        self,
+        jobs: Sequence[NewJob],
+        meanwhile: Callable[[list[EnqueueResult]], None] | None = None,
+    ) -> list[EnqueueResult]:
         if not jobs:
             return []
         now = self.now()
