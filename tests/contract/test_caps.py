@@ -135,6 +135,33 @@ def test_removing_a_cap_lets_the_queue_run_freely(backend: Backend) -> None:
     assert len(backend.claim("w", None, 10, LEASE)) == 9
 
 
+def test_ready_queues_names_every_queue_with_a_queued_job_capped_or_not(
+    backend: Backend, clock: FakeClock
+) -> None:
+    assert backend.ready_queues() == frozenset()
+    fill(backend, "api", 3)
+    fill(backend, "mail", 1)
+    fill(backend, "later", 2, delay=60.0)
+    backend.set_concurrency_limit("api", 1)
+    assert backend.ready_queues() == {"api", "mail"}
+    runs = backend.claim("w", None, 10, LEASE)
+    assert queues_of(runs) == ["api", "mail"]
+    # Nothing more can be claimed, yet the capped queue's jobs are ready.
+    assert backend.claim("w", None, 10, LEASE) == []
+    assert backend.ready_queues() == {"api"}
+    clock.advance(60.0)
+    backend.promote_due()
+    assert backend.ready_queues() == {"api", "later"}
+    for run in runs:
+        succeed(backend, run)
+    assert len(backend.claim("w", ["later"], 10, LEASE)) == 2
+    assert len(backend.claim("w", ["api"], 10, LEASE)) == 1
+    assert backend.ready_queues() == {"api"}
+    backend.set_concurrency_limit("api", None)
+    assert len(backend.claim("w", ["api"], 10, LEASE)) == 1
+    assert backend.ready_queues() == frozenset()
+
+
 def test_a_lowered_cap_waits_for_running_jobs_to_finish(backend: Backend) -> None:
     fill(backend, "api", 10)
     backend.set_concurrency_limit("api", 3)

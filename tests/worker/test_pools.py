@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor, JobState, Pool, Worker
+from conveyor.backends.base import ClaimedJob
 from conveyor.errors import ConfigurationError
 from conveyor.worker.pools import build_pools, parse_concurrency, parse_pool_spec
-from tests.worker.harness import wait_for
+from tests.worker.harness import DEADLINE, wait_for
 
 
 @dataclass
@@ -133,6 +134,55 @@ def test_nothing_is_prefetched_from_a_capped_queue(app: Conveyor, gate: Gate) ->
         assert fetcher.prefetch_now() == 0
         assert not fetcher.buffer
         assert app.stats()["q"][JobState.RUNNING] == 2
+
+
+@pytest.mark.parametrize("queues", [None, ["other", "q"]])
+def test_a_burst_worker_waits_for_jobs_that_only_a_cap_holds_back(
+    app: Conveyor, gate: Gate, monkeypatch: pytest.MonkeyPatch, queues: list[str] | None
+) -> None:
+    app.set_concurrency_limit("q", 1)
+    ids = enqueue(app, "q", 2)
+    burst = app.worker(queues=queues, burst=True, install_signal_handlers=False)
+    came_back_empty = spy_on_empty_claims(app, monkeypatch)
+    with running(app, queues=["q"], concurrency=1) as holder:
+        wait_for(lambda: gate.running["q"] == 1, "the holder to take the cap's only slot")
+        thread = threading.Thread(target=burst.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(
+                lambda: came_back_empty.count(burst.id) >= 2 or not thread.is_alive(),
+                "the burst worker to claim twice in vain, or to exit",
+            )
+            assert thread.is_alive(), "the burst worker exited with a job of its queue queued"
+            # The holder takes nothing more once stopping: the job left is the burst's.
+            holder.stop()
+            wait_for(lambda: holder.fetchers[0].stopping, "the holder to stop claiming")
+            gate.opened.set()
+            thread.join(DEADLINE)
+            assert not thread.is_alive(), "the burst worker did not exit once its jobs were done"
+        finally:
+            burst.stop()
+            gate.opened.set()
+    assert {app.get_job(job_id).state for job_id in ids} == {JobState.SUCCEEDED}
+    assert (holder.counters.succeeded, burst.counters.succeeded) == (1, 1)
+    assert gate.most["q"] == 1
+
+
+def spy_on_empty_claims(app: Conveyor, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the workers whose claims came back empty, one entry per such claim."""
+    claim = app.backend.claim
+    empty: list[str] = []
+
+    def claim_and_note(
+        worker_id: str, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        jobs = claim(worker_id, queues, limit, lease)
+        if not jobs:
+            empty.append(worker_id)
+        return jobs
+
+    monkeypatch.setattr(app.backend, "claim", claim_and_note)
+    return empty
 
 
 @pytest.mark.parametrize(

@@ -271,6 +271,13 @@ class Backend(ABC):
     def capped_queues(self) -> frozenset[str]:
         """The capped queues as claims see them: kept for about a second, so usually no read."""
 
+    @abstractmethod
+    def ready_queues(self) -> frozenset[str]:
+        """The queues holding at least one queued job, capped or not: a read of one index
+        entry per such queue, however many jobs wait. A burst worker whose claim came back
+        empty asks it to tell a queue held back by its cap from one with nothing ready.
+        Scheduled and retrying jobs count only once promoted (a claim promotes those due)."""
+
     # --- maintenance ----------------------------------------------------------------------
 
     @abstractmethod

@@ -233,10 +233,13 @@ class Fetcher:
                 continue
             if self._burst:
                 if self.in_flight == 0 and not self.buffer:
-                    if self._completer.idle:
+                    if not self._completer.idle:
+                        # Written outcomes may have made a retry ready at once: look again.
+                        await self._completer.drain()
+                    elif await self._held_back_by_caps():
+                        await signal.wait(None)
+                    else:
                         return
-                    # Written outcomes may have made a retry ready at once: look again.
-                    await self._completer.drain()
                 else:
                     await self._wait_for_room()
                 continue
@@ -259,6 +262,22 @@ class Fetcher:
             return
         queues = self.queues
         self._capped = bool(capped) if queues is None else any(q in capped for q in queues)
+
+    async def _held_back_by_caps(self) -> bool:
+        """Whether ready jobs wait in this pool's queues after a claim that took none: runs
+        elsewhere hold a cap, and a burst waits for them rather than leave the jobs behind.
+        Only asked while a queue of the pool is capped; jobs of an uncapped queue found here
+        were enqueued since the claim (or another claim held their rows), so claiming again
+        is right for them too."""
+        if not self._capped:
+            return False
+        try:
+            ready = await self._db(self._backend.ready_queues)
+        except ConveyorError as exc:
+            log.warning("could not read which queues hold ready jobs, claiming again: %s", exc)
+            return True
+        queues = self.queues
+        return bool(ready) if queues is None else not ready.isdisjoint(queues)
 
     async def _wait_for_room(self) -> None:
         self._room.clear()

@@ -230,6 +230,14 @@ class PostgresBackend(Backend):
         )
         return [str(row[0]) for row in rows]
 
+    def ready_queues(self) -> frozenset[str]:
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["ready_queues"]).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return frozenset(str(row[0]) for row in rows)
+
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
         if not tokens:
             return LeaseReport()

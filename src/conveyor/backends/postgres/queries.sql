@@ -364,8 +364,8 @@ SELECT queue FROM conveyor_queue_limits WHERE max_running IS NOT NULL
 
 -- name: ready_queues
 -- The queues holding ready jobs, in name order, for a claim from every queue while some queue
--- is capped: one probe of conveyor_jobs_ready_by_queue per queue (a loose index scan), however
--- many jobs wait.
+-- is capped, and for a burst worker that claimed nothing from capped queues: one probe of
+-- conveyor_jobs_ready_by_queue per queue (a loose index scan), however many jobs wait.
 WITH RECURSIVE ready (queue) AS (
     SELECT (SELECT queue FROM conveyor_jobs WHERE state = 'queued' ORDER BY queue LIMIT 1)
     UNION ALL

@@ -372,6 +372,10 @@ class SQLiteBackend(Backend):
 
         return self._capped.get(read)
 
+    def ready_queues(self) -> frozenset[str]:
+        with self._reader.read() as db:
+            return frozenset(row[0] for row in db.execute(Q["ready_queues"]))
+
     def concurrency_limits(self) -> dict[str, int]:
         with self._reader.read() as db:
             return {queue: int(cap) for queue, cap in db.execute(Q["queue_limits"])}

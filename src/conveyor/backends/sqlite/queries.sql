@@ -134,9 +134,10 @@ SELECT queue FROM conveyor_queue_limits WHERE max_running IS NOT NULL
 
 -- name: ready_queues
 -- The queues holding ready jobs, in name order, for a claim from every queue while some queue
--- is capped: one seek into conveyor_jobs_ready_by_queue per queue (a loose index scan), however
--- many jobs wait. INDEXED BY pins that plan whatever the statistics say: any other walk would
--- step over finished jobs.
+-- is capped, and for a burst worker that claimed nothing from capped queues: one seek into
+-- conveyor_jobs_ready_by_queue per queue (a loose index scan), however many jobs wait.
+-- INDEXED BY pins that plan whatever the statistics say: any other walk would step over
+-- finished jobs.
 WITH RECURSIVE ready (queue) AS (
     SELECT (SELECT queue FROM conveyor_jobs INDEXED BY conveyor_jobs_ready_by_queue
             WHERE state = 'queued' ORDER BY queue LIMIT 1)
