@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from conveyor import Conveyor, Job, JobState
+from conveyor.worker.liveness import ProcessState, proc_state
 from tests.worker.sample_app import EFFECTS_ENV, build_app, create_effects_db
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -157,6 +158,21 @@ class WorkerProcess:
 
     def send(self, signum: int) -> None:
         self.popen.send_signal(signum)
+
+    def freeze(self) -> None:
+        """SIGSTOP, and wait until every thread has stopped: the signal only marks the process,
+        and a thread running on the other core goes on for a moment (long enough to see a file
+        the test creates next)."""
+        self.send(signal.SIGSTOP)
+        threads = Path(f"/proc/{self.pid}/task")
+
+        def frozen() -> bool:
+            return all(
+                proc_state(int(thread.name)) is not ProcessState.RUNNING
+                for thread in threads.iterdir()
+            )
+
+        wait_for(frozen, f"every thread of worker {self.name} to stop")
 
     def wait_log(self, text: str, timeout: float = DEADLINE) -> None:
         def seen() -> bool:

@@ -129,7 +129,7 @@ def test_stopped_worker_resumed_after_rescue_changes_nothing(
     a = workers.start("A", concurrency=2)
     wait_for(lambda: world.effects("start", job_id), "the job to start in A")
 
-    a.send(signal.SIGSTOP)
+    a.freeze()
     release.touch()  # A's run would complete at once, if only it were running
     b = workers.start("B", concurrency=2)
     wait_for(lambda: world.app.get_job(job_id).state is JobState.SUCCEEDED, "B to finish it")

@@ -74,7 +74,7 @@ def test_a_frozen_workers_jobs_come_back_long_before_their_lease(
     wait_for(lambda: len({e.job_id for e in world.effects("start")}) == 10, "10 jobs to start")
     [a_row] = world.app.workers()
 
-    a.send(signal.SIGSTOP)
+    a.freeze()
     held = {job.id: job for job in world.jobs(ids)}
     release.touch()
     b = workers.start("B", concurrency=10, env=LONG_LEASE_ENV)
