@@ -318,7 +318,7 @@ class Conveyor:
 
     def stop_workers(self, worker_ids: Iterable[str] = (), *, every: bool = False) -> list[str]:
         """Ask workers, on any host, to stop gracefully (or ``every=True``: all that are not
-        dead). Each learns it on its next heartbeat. All named workers or none
+        dead). Each learns it within about a second. All named workers or none
         (``WorkerNotFound``); returns the ids asked."""
         ids = [worker_ids] if isinstance(worker_ids, str) else list(worker_ids)
         if every == bool(ids):

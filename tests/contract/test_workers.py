@@ -135,6 +135,22 @@ def test_a_stop_request_is_answered_by_the_next_beat(backend: Backend) -> None:
     assert (shown["w1"].stop_requested, shown["w2"].stop_requested) == (True, False)
 
 
+def test_a_stop_request_is_read_between_beats_without_beating(
+    backend: Backend, clock: FakeClock
+) -> None:
+    backend.register_worker(registration("w1"))
+    backend.register_worker(registration("w2"))
+    assert backend.worker_stop_requested("w1") is False
+    backend.request_worker_stop(["w1"])
+    clock.advance(1.0)
+    assert backend.worker_stop_requested("w1") is True
+    assert backend.worker_stop_requested("w2") is False
+    shown = workers(backend)["w1"]
+    assert shown.last_beat_age == pytest.approx(1.0), "a read: the row is not beaten"
+    backend.deregister_worker("w1")
+    assert backend.worker_stop_requested("w1") is False, "a worker the database does not know"
+
+
 def test_stopping_an_unknown_worker_changes_nothing(backend: Backend) -> None:
     backend.register_worker(registration("w1"))
     with pytest.raises(WorkerNotFound, match="'ghost'") as caught:
@@ -163,6 +179,7 @@ def test_a_stop_request_survives_registering_again(backend: Backend, clock: Fake
     assert backend.reap_dead_workers().workers == ["w1"]
     assert backend.beat_worker("w1", WorkerState.RUNNING) is None
     backend.register_worker(registration("w1"))
+    assert backend.worker_stop_requested("w1") is True
     assert backend.beat_worker("w1", WorkerState.RUNNING) is True
 
 

@@ -140,6 +140,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     # Workers ask several times a second: an index of cancel-requested running jobs only.
     ("cancel_requests", {"worker_id": "w"}, "conveyor_jobs_cancel_requested"),
+    # Every worker looks about once a second, held runs or not: its own row by primary key.
+    ("worker_stop_requested", {"id": "w"}, "conveyor_workers_pkey"),
     (
         "finish_succeeded",
         {**NOW, "ids": [5, 7], "tokens": ["a", "b"], "results": ["1", "2"]},

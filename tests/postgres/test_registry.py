@@ -1,6 +1,7 @@
 """On PostgreSQL: a SIGKILLed worker is declared dead by another one on the same machine, which
 finds its process gone: its jobs come back within seconds, long before their lease or a minute
-of silence, and maintenance passes on at once."""
+of silence, and maintenance passes on at once. An idle worker asked to stop through the
+database hears it long before its next beat."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ LONG_LEASE = 60.0
 LONG_BEAT = 20.0
 #: Well under both, generous for a slow machine.
 BACK_WITHIN = LONG_LEASE / 4
+#: Beats every 10 minutes: a stop heard within a test's deadline was not heard from a beat.
+TEN_MINUTE_BEAT = 600.0
 
 
 def test_a_sigkilled_workers_jobs_come_back_long_before_their_lease(tmp_path: Path) -> None:
@@ -66,5 +69,25 @@ def test_a_sigkilled_workers_jobs_come_back_long_before_their_lease(tmp_path: Pa
             b.send(signal.SIGTERM)
             assert b.wait_exit() == 0
             assert [w.id for w in world.app.workers()] == [a_row.id], "B deregistered"
+        finally:
+            workers.cleanup()
+
+
+def test_an_idle_worker_asked_to_stop_through_the_database_stops_before_its_next_beat(
+    tmp_path: Path,
+) -> None:
+    settings = {"lease": 2 * TEN_MINUTE_BEAT, "heartbeat": TEN_MINUTE_BEAT}
+    with pg_world(tmp_path, session_database().url, **settings) as world:
+        workers = PgWorkers(world)
+        try:
+            worker = workers.start("A")
+            # It beats once as it starts: asked before that, the beat would answer.
+            wait_for(
+                lambda: [w.last_beat_at > w.started_at for w in world.app.workers()] == [True],
+                "its first beat",
+            )
+            assert len(world.app.stop_workers(every=True)) == 1
+            assert worker.wait_exit() == 0
+            assert world.app.workers() == [], "it left the registry"
         finally:
             workers.cleanup()

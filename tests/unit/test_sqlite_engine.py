@@ -274,3 +274,10 @@ def test_cancel_requests_probe_their_own_index(make: Any) -> None:
     backend._writer.raw.execute("ANALYZE")
     assert _plan(backend, "cancel_requests", {"worker_id": "w1"}) == expected
     assert backend.cancel_requests("w1") == {running[0].lease_token}
+
+
+def test_a_look_for_a_stop_request_probes_the_workers_primary_key(make: Any) -> None:
+    """Every worker looks about once a second, held runs or not."""
+    backend = make()
+    expected = "SEARCH conveyor_workers USING INDEX sqlite_autoindex_conveyor_workers_1 (id=?)"
+    assert _plan(backend, "worker_stop_requested", {"id": "w1"}) == expected

@@ -1,7 +1,7 @@
 """The heartbeat process on its own, on every engine: it extends the leases of the runs it is
 told about and of no other, reports a lost run and a cancel request once each, hears of a cancel
 request long before its next beat, beats the worker's row in the registry and passes on a stop
-asked there, and is replaced when it dies."""
+asked there, long before its next beat too, and is replaced when it dies."""
 
 from __future__ import annotations
 
@@ -209,6 +209,18 @@ def test_the_registry_row_is_beaten_and_a_stop_request_is_passed_on(
     assert reports.stops.wait(30), "the stop request was not passed on"
     heartbeater.stopping()
     wait_for(lambda: store.list_workers()[0].state is WorkerState.STOPPING, "the row to say so")
+
+
+def test_a_stop_request_is_heard_long_before_the_next_beat(store: Backend, start: Start) -> None:
+    """Holding no runs, as an idle worker does: only the look at its row can hear it."""
+    reports = Reports()
+    start(reports, interval=600.0, lease=1200.0)
+    [row] = store.list_workers()
+    # Its first beat comes at once, the next one in ten minutes.
+    wait_for(lambda: store.list_workers()[0].last_beat_at > row.last_beat_at, "the first beat")
+
+    assert store.request_worker_stop(["w1"]) == ["w1"]
+    assert reports.stops.wait(30), "the stop request was not heard between beats"
 
 
 def test_a_worker_on_an_in_memory_database_beats_from_a_thread() -> None:

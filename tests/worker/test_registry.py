@@ -21,6 +21,9 @@ LONG_LEASE = 60.0
 #: Beats every half second: dead 5 s (the minimum) after the last one.
 SHORT_BEAT = 0.5
 LONG_LEASE_ENV = {"CONVEYOR_LEASE": str(LONG_LEASE), "CONVEYOR_HEARTBEAT": str(SHORT_BEAT)}
+#: Beats every 10 minutes: a stop heard within a test's deadline was not heard from a beat.
+LONG_BEAT = 600.0
+LONG_BEAT_ENV = {"CONVEYOR_LEASE": str(2 * LONG_BEAT), "CONVEYOR_HEARTBEAT": str(LONG_BEAT)}
 
 
 def test_a_worker_registers_beats_and_leaves_on_a_stop_asked_through_the_database(
@@ -47,6 +50,34 @@ def test_a_worker_registers_beats_and_leaves_on_a_stop_asked_through_the_databas
         worker.stop()
         thread.join(30)
     assert app.workers() == [], "a clean exit deregisters"
+
+
+@pytest.mark.slow
+def test_a_stop_asked_through_the_database_is_heard_long_before_the_next_beat(
+    world: World, workers: Workers
+) -> None:
+    """A busy worker finishes its running job first; an idle one, which holds no run to look
+    for cancel requests about, exits at once."""
+    release = world.tmp / "release"
+    job_id = world.app.get_task("sample.hold").enqueue(str(release)).id
+    busy = workers.start("busy", env=LONG_BEAT_ENV)
+    wait_for(lambda: world.effects("start"), "the job to start")
+    idle = workers.start("idle", env=LONG_BEAT_ENV)
+    # Each beats once as it starts: asked before that, the beat would answer.
+    wait_for(
+        lambda: sum(w.last_beat_at > w.started_at for w in world.app.workers()) == 2,
+        "the first beat of both workers",
+    )
+
+    assert len(world.app.stop_workers(every=True)) == 2
+    assert idle.wait_exit() == 0
+    busy.wait_log("a stop was requested through the database")
+    assert busy.alive(), "it waits for its running job"
+    release.touch()
+    assert busy.wait_exit() == 0
+    job = world.app.get_job(job_id)
+    assert (job.state, job.attempts, job.result) == (JobState.SUCCEEDED, 1, busy.pid)
+    assert world.app.workers() == [], "both left the registry"
 
 
 def test_stop_workers_takes_named_workers_or_every_one(world: World) -> None:

@@ -343,6 +343,12 @@ class Backend(ABC):
         (never registered, deregistered, or declared dead): it must register again."""
 
     @abstractmethod
+    def worker_stop_requested(self, worker_id: str) -> bool:
+        """Whether someone asked ``worker_id`` to stop; False when the database knows no such
+        worker. One read of the worker's row by its primary key: workers ask about once a
+        second, to begin a stop long before their next beat."""
+
+    @abstractmethod
     def deregister_worker(self, worker_id: str) -> None:
         """Forget a worker that exits cleanly and free every leadership it holds."""
 
@@ -352,9 +358,9 @@ class Backend(ABC):
 
     @abstractmethod
     def request_worker_stop(self, worker_ids: Sequence[str] | None) -> list[str]:
-        """Ask workers to stop gracefully; they learn it on their next beat. ``None`` asks
-        every worker not declared dead. All the named workers or none (WorkerNotFound).
-        Returns the ids asked."""
+        """Ask workers to stop gracefully; they learn it within about a second (they ask
+        ``worker_stop_requested``). ``None`` asks every worker not declared dead. All the named
+        workers or none (WorkerNotFound). Returns the ids asked."""
 
     @abstractmethod
     def acquire_leadership(self, name: str, holder: str, ttl: float) -> bool:

@@ -55,7 +55,7 @@ def stop_workers(
 ) -> None:
     """Ask workers to stop gracefully, on whatever host they run.
 
-    Each learns it on its next heartbeat, stops claiming, finishes its running jobs (within its
+    Each learns it within about a second, stops claiming, finishes its running jobs (within its
     --grace) and exits with status 0. All the named workers or none.
     """
     if worker_ids and every:

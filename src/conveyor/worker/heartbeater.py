@@ -43,6 +43,10 @@ log = logging.getLogger("conveyor.worker")
 #: itself and still ends it within a second. Each look reads an index of cancel-requested
 #: running jobs only: almost always empty.
 CANCEL_CHECK = 0.25
+#: Seconds between looks for a stop asked through the database (``conveyor workers stop``),
+#: held runs or not, so that a stop begins within about a second rather than at the next beat.
+#: Each look reads the worker's own row by its primary key.
+STOP_CHECK = 1.0
 #: A heartbeat process that lived this long did not die of being started.
 _HEALTHY = 10.0
 _MAX_DELAY = 5.0
@@ -67,6 +71,7 @@ class Heartbeater:
             registration=registration,
             lease=lease,
             cancel_check=CANCEL_CHECK,
+            stop_check=STOP_CHECK,
         )
         self._on_report = on_report
         self._on_stop_requested = on_stop_requested

@@ -5,12 +5,14 @@ does not release it, a catastrophic regular expression -- and a job that merely 
 that way would be taken from a live worker. This process has an interpreter of its own: every
 heartbeat interval it beats the worker's row in the registry (and registers it again if it had
 been declared dead) and extends every lease the worker holds in one statement, as long as the
-worker exists and is not stopped, whatever the worker's threads are doing. A stop asked through
-the database (``conveyor workers stop``) comes back with the registry beat and is passed on.
+worker exists and is not stopped, whatever the worker's threads are doing.
 
-It also looks for cancel requests every ``cancel_check`` seconds while the worker holds runs
-(one read of an index that holds only cancel-requested running jobs), so that a cancel reaches
-a running job in a fraction of a second rather than at the next heartbeat.
+Between beats it looks for cancel requests every ``cancel_check`` seconds while the worker holds
+runs (one read of an index that holds only cancel-requested running jobs), so that a cancel
+reaches a running job in a fraction of a second rather than at the next heartbeat; and for a
+stop asked through the database (``conveyor workers stop``) every ``stop_check`` seconds, held
+runs or not (one read of the worker's row by its primary key; each beat answers it too), so
+that a stop begins within about a second. Either is passed on to the worker.
 
 What it must not do is keep a worker's jobs when the worker cannot run them:
 
@@ -39,7 +41,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from conveyor.backends import open_backend
 from conveyor.backends.base import Backend
@@ -50,6 +53,8 @@ from conveyor.worker.pulse_wire import PulseConfig
 from conveyor.worker_info import WorkerState
 
 log = logging.getLogger("conveyor.worker")
+
+T = TypeVar("T")
 
 
 class Pulse:
@@ -78,34 +83,42 @@ class Pulse:
         # The first tick beats: a heartbeat process started after its predecessor died must
         # not leave the leases and the registry row it inherits to age another interval.
         self._next_beat = 0.0
-        self._checks_failing = False
+        self._next_stop_check = 0.0
+        #: What the looks between beats look for, while they fail: each failure is said once.
+        self._failing: set[str] = set()
         #: The worker began to stop: its row says so from the next beat on.
         self._stopping = False
         self._stop_told = False
 
     def run(self) -> None:
-        """Beat and look for cancel requests until the worker is gone."""
+        """Beat and look for cancel and stop requests until the worker is gone."""
         threading.Thread(target=self._read, name="conveyor-pulse-inbox", daemon=True).start()
-        tick = min(self._registration.beat_interval, self._config.cancel_check)
+        config = self._config
+        tick = min(self._registration.beat_interval, config.cancel_check, config.stop_check)
         while self._tick():
             if self._gone.wait(tick):
                 return
 
     def _tick(self) -> bool:
-        """Beat if a beat is due, else look for cancel requests; False once the worker is
-        gone."""
+        """Beat if a beat is due, else look for cancel and stop requests as they are due;
+        False once the worker is gone."""
         worker = self._registration
         if self._watch_worker and os.getppid() != worker.pid:
             return False
         with self._lock:
             tokens = list(self._held)
-        if time.monotonic() < self._next_beat:
+        now = time.monotonic()
+        if now < self._next_beat:
             if tokens:
                 self._check_cancels()
+            if now >= self._next_stop_check:
+                self._check_stop(now)
             return True
         state = process_state(worker.pid) if self._watch_worker else ProcessState.RUNNING
         if state is ProcessState.RUNNING:
             self._next_beat = time.monotonic() + worker.beat_interval
+            # The beat answers whether a stop was requested.
+            self._next_stop_check = time.monotonic() + self._config.stop_check
             self._beat_registry()
             if tokens:
                 self._beat_leases(tokens)
@@ -130,9 +143,8 @@ class Pulse:
             # Never give up: a worker that stops beating is declared dead and loses its jobs.
             log.warning("worker beat failed, will retry: %s", exc, exc_info=_unexpected(exc))
             return
-        if stop and not self._stop_told:
-            self._stop_told = True
-            self.send(pulse_wire.STOP_REQUESTED)
+        if stop:
+            self._tell_stop()
 
     def _beat_leases(self, tokens: list[str]) -> None:
         try:
@@ -144,21 +156,39 @@ class Pulse:
         self._tell(set(report.lost), set(report.cancel_requested))
 
     def _check_cancels(self) -> None:
-        try:
-            asked = self._backend.cancel_requests(self._registration.id)
-        except Exception as exc:
-            # Several looks a second: say so once, not at every look (heartbeats say more).
-            if not self._checks_failing:
-                log.warning(
-                    "looking for cancel requests failed, will retry: %s",
-                    exc,
-                    exc_info=_unexpected(exc),
-                )
-            self._checks_failing = True
-            return
-        self._checks_failing = False
+        worker_id = self._registration.id
+        asked = self._look("cancel requests", lambda: self._backend.cancel_requests(worker_id))
         if asked:
             self._tell(set(), set(asked))
+
+    def _check_stop(self, now: float) -> None:
+        self._next_stop_check = now + self._config.stop_check
+        # Nothing left to learn once the worker stops, whoever asked it to.
+        if self._stopping or self._stop_told:
+            return
+        worker_id = self._registration.id
+        if self._look("a stop request", lambda: self._backend.worker_stop_requested(worker_id)):
+            self._tell_stop()
+
+    def _look(self, what: str, read: Callable[[], T]) -> T | None:
+        """``read()``, or None when it fails. Looks come several times a second: a failure is
+        said once, not at every look (heartbeats say more)."""
+        try:
+            found = read()
+        except Exception as exc:
+            if what not in self._failing:
+                log.warning(
+                    "looking for %s failed, will retry: %s", what, exc, exc_info=_unexpected(exc)
+                )
+            self._failing.add(what)
+            return None
+        self._failing.discard(what)
+        return found
+
+    def _tell_stop(self) -> None:
+        if not self._stop_told:
+            self._stop_told = True
+            self.send(pulse_wire.STOP_REQUESTED)
 
     def _tell(self, lost: set[str], cancel: set[str]) -> None:
         with self._lock:

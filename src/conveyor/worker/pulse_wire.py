@@ -38,6 +38,8 @@ class PulseConfig:
     lease: float
     #: Seconds between looks for cancel requests, while the worker holds runs.
     cancel_check: float
+    #: Seconds between looks at the worker's row for a stop request, whatever it holds.
+    stop_check: float
 
     def encode(self) -> bytes:
         settings = {f.name: getattr(self.settings, f.name) for f in dataclasses.fields(Settings)}
@@ -47,6 +49,7 @@ class PulseConfig:
             "registration": dataclasses.asdict(self.registration),
             "lease": self.lease,
             "cancel_check": self.cancel_check,
+            "stop_check": self.stop_check,
         }
         return json.dumps(fields).encode() + b"\n"
 
@@ -62,6 +65,7 @@ class PulseConfig:
             ),
             lease=fields["lease"],
             cancel_check=fields["cancel_check"],
+            stop_check=fields["stop_check"],
         )
 
 

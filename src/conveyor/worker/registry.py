@@ -5,9 +5,10 @@ The beats come from the worker's heartbeat process (pulse.py), with the lease he
 that no task -- one that blocks the event loop, one that holds the GIL -- can make a live worker
 look dead, while a stopped one stops beating. A worker that stops beating for ``dead_after``
 seconds, or whose process a worker of its machine finds gone, is declared dead by maintenance,
-which hands its running jobs to others at once instead of after their lease. Each beat also
-answers whether someone asked this worker to stop (``conveyor workers stop``, from any host):
-the first such answer begins a graceful stop.
+which hands its running jobs to others at once instead of after their lease. Whether someone
+asked this worker to stop (``conveyor workers stop``, from any host) is answered by each beat
+and, between beats, by a look at the row about once a second: the first such answer begins a
+graceful stop.
 """
 
 from __future__ import annotations

@@ -430,6 +430,14 @@ class PostgresBackend(Backend):
         )
         return None if row is None else bool(row[0])
 
+    def worker_stop_requested(self, worker_id: str) -> bool:
+        row = self._db.run(
+            lambda cur: cur.execute(Q["worker_stop_requested"], {"id": worker_id}).fetchone(),
+            transaction=False,
+            idempotent=True,
+        )
+        return row is not None and bool(row[0])
+
     def deregister_worker(self, worker_id: str) -> None:
         def body(cur: Cursor) -> None:
             cur.execute(Q["deregister_worker"], {"id": worker_id})

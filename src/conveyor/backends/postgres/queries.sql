@@ -677,6 +677,10 @@ SET last_beat_at = coalesce(to_timestamp(%(now)s::float8), now()), state = %(sta
 WHERE id = %(id)s AND state <> 'dead'
 RETURNING stop_requested
 
+-- name: worker_stop_requested
+-- One probe of the primary key: workers ask about once a second.
+SELECT stop_requested FROM conveyor_workers WHERE id = %(id)s
+
 -- name: deregister_worker
 DELETE FROM conveyor_workers WHERE id = %(id)s
 

@@ -448,6 +448,11 @@ class SQLiteBackend(Backend):
             row = db.execute(Q["beat_worker"], params).fetchone()
         return None if row is None else bool(row[0])
 
+    def worker_stop_requested(self, worker_id: str) -> bool:
+        with self._reader.read() as db:
+            row = db.execute(Q["worker_stop_requested"], {"id": worker_id}).fetchone()
+        return row is not None and bool(row[0])
+
     def deregister_worker(self, worker_id: str) -> None:
         with self._writer.write() as db:
             db.execute(Q["deregister_worker"], {"id": worker_id})

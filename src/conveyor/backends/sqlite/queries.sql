@@ -379,6 +379,10 @@ UPDATE conveyor_workers SET last_beat_at = :now, state = :state
 WHERE id = :id AND state <> 'dead'
 RETURNING stop_requested
 
+-- name: worker_stop_requested
+-- One probe of the primary key: workers ask about once a second.
+SELECT stop_requested FROM conveyor_workers WHERE id = :id
+
 -- name: deregister_worker
 DELETE FROM conveyor_workers WHERE id = :id
 
