@@ -10,6 +10,7 @@ import statistics
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from conveyor import Conveyor
 from conveyor.backends.sql import parse_queries
@@ -39,9 +40,10 @@ def is_postgres(url: str | None) -> bool:
     return bool(url) and not str(url).startswith("sqlite:")
 
 
-def fresh_app(url: str | None, synchronous: str, **overrides: object) -> tuple[Conveyor, Path]:
+def fresh_app(url: str | None, synchronous: str, **overrides: Any) -> tuple[Conveyor, Path]:
     """An empty store: a new SQLite file, or on PostgreSQL a new schema of the database at
-    ``url`` (dropped again by ``finish``)."""
+    ``url`` (dropped again by ``finish``). ``overrides`` are settings, typed as Conveyor takes
+    them (Settings checks them)."""
     folder = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
     if is_postgres(url):
         overrides.setdefault("postgres_schema", f"bench_{secrets.token_hex(6)}")

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from conveyor.backends.base import Backend, NewJob
 from conveyor.settings import Settings
@@ -75,7 +75,24 @@ def enabled_backends() -> list[str]:
     return names
 
 
-def new_job(task: str = "tests.noop", queue: str = "default", **fields: Any) -> NewJob:
+class JobFields(TypedDict, total=False):
+    """The NewJob fields a test may set besides task and queue (mypy checks the names against
+    NewJob where new_job builds one)."""
+
+    args_json: str
+    kwargs_json: str
+    priority: int
+    run_at: float | None
+    delay: float
+    max_attempts: int
+    timeout: float | None
+    idempotency_key: str | None
+    idempotency_scope: str
+
+
+def new_job(
+    task: str = "tests.noop", queue: str = "default", **fields: Unpack[JobFields]
+) -> NewJob:
     """A NewJob with plain JSON arguments, for tests that talk to a backend directly."""
     fields.setdefault("args_json", "[]")
     fields.setdefault("kwargs_json", "{}")

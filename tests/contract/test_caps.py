@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+from typing import Unpack
 
 import pytest
 
@@ -20,10 +21,10 @@ from tests.contract.helpers import (
     kill,
     succeed,
 )
-from tests.support import FakeClock, new_job
+from tests.support import FakeClock, JobFields, new_job
 
 
-def fill(backend: Backend, queue: str, count: int, **fields: object) -> list[int]:
+def fill(backend: Backend, queue: str, count: int, **fields: Unpack[JobFields]) -> list[int]:
     results = backend.enqueue_many([new_job(queue=queue, **fields) for _ in range(count)])
     return [r.job_id for r in results]
 

@@ -18,18 +18,27 @@ DEAD_AFTER = 15.0
 LONG_LEASE = 600.0
 
 
-def registration(worker_id: str, **fields: object) -> WorkerRegistration:
-    values: dict[str, object] = {
-        "id": worker_id,
-        "host": "host-a",
-        "pid": 4242,
-        "queues": None,
-        "concurrency": 4,
-        "beat_interval": BEAT,
-        "dead_after": DEAD_AFTER,
-    }
-    values.update(fields)
-    return WorkerRegistration(**values)  # type: ignore[arg-type]
+def registration(
+    worker_id: str,
+    *,
+    host: str = "host-a",
+    pid: int = 4242,
+    queues: tuple[str, ...] | None = None,
+    concurrency: int = 4,
+    beat_interval: float = BEAT,
+    dead_after: float = DEAD_AFTER,
+    machine: str | None = None,
+) -> WorkerRegistration:
+    return WorkerRegistration(
+        id=worker_id,
+        host=host,
+        pid=pid,
+        queues=queues,
+        concurrency=concurrency,
+        beat_interval=beat_interval,
+        dead_after=dead_after,
+        machine=machine,
+    )
 
 
 def workers(backend: Backend) -> dict[str, WorkerInfo]:

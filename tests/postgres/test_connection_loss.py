@@ -11,7 +11,7 @@ import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -41,6 +41,11 @@ def workers_cleanup() -> Iterator[list[PgWorkers]]:
 def _terminate(url: str, prefix: str) -> int:
     with psycopg.connect(url, autocommit=True) as admin:
         return len(admin.execute(C["terminate_like"], {"prefix": prefix}).fetchall())
+
+
+def _succeeded_at_least(world: PgWorld, count: int) -> Callable[[], bool]:
+    """A wait_for condition: at least ``count`` jobs of ``world`` have succeeded."""
+    return lambda: world.count(JobState.SUCCEEDED) >= count
 
 
 def _exactly_once(world: PgWorld, ids: list[int]) -> None:
@@ -73,11 +78,8 @@ def test_a_worker_survives_the_server_killing_its_sessions(
 
         killed = 0
         for round_ in range(1, 6):
-            wait_for(
-                lambda r=round_: world.count(JobState.SUCCEEDED) >= r * total // 7,
-                f"{round_ * total // 7} jobs done",
-                on_timeout=workers.logs,
-            )
+            done = round_ * total // 7
+            wait_for(_succeeded_at_least(world, done), f"{done} jobs done", on_timeout=workers.logs)
             killed += _terminate(database.url, name)
         assert killed >= 5
 

@@ -77,13 +77,22 @@ def _nodes(plan: Plan) -> Iterator[Plan]:
         yield from _nodes(child)
 
 
+def _plan_of(row: tuple[object, ...] | None) -> Plan:
+    """The plan in the one row of EXPLAIN (FORMAT JSON): a list holding one document."""
+    assert row is not None
+    [documents] = row
+    assert isinstance(documents, list) and len(documents) == 1
+    [document] = documents
+    assert isinstance(document, dict)
+    plan: Plan = document["Plan"]
+    return plan
+
+
 def _explain_custom(backend: PostgresBackend, query: str, params: dict[str, Any]) -> Plan:
     """EXPLAIN ANALYZE of one execution, rolled back."""
     with inspect(backend) as conn, conn.transaction(force_rollback=True):
         row = conn.execute(E["explain_analyze"] + "\n" + Q[query], params).fetchone()
-    assert row is not None
-    plan: Plan = row[0][0]["Plan"]
-    return plan
+    return _plan_of(row)
 
 
 def _explain_generic(backend: PostgresBackend, query: str, params: dict[str, Any]) -> Plan:
@@ -100,9 +109,7 @@ def _explain_generic(backend: PostgresBackend, query: str, params: dict[str, Any
             arguments=sql.SQL(", ").join(sql.Literal(params[name]) for name in names),
         )
         result = conn.execute(explain).fetchone()
-    assert result is not None
-    plan: Plan = result[0][0]["Plan"]
-    return plan
+    return _plan_of(result)
 
 
 def _assert_uses(plan: Plan, index: str) -> list[Plan]:

@@ -229,11 +229,14 @@ def test_a_statement_sent_into_a_cut_fails_within_seconds_on_default_settings(
                     stderr=stderr,
                     text=True,
                 )
+            # The probe's lines go through a queue so that a wait for one can time out.
             answers: queue.Queue[str] = queue.Queue()
-            threading.Thread(
-                target=lambda: [answers.put(line.strip()) for line in probe.stdout or ()],
-                daemon=True,
-            ).start()
+
+            def relay() -> None:
+                for line in probe.stdout or ():
+                    answers.put(line.strip())
+
+            threading.Thread(target=relay, daemon=True).start()
 
             def answer(within: float) -> str:
                 try:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from conveyor import payload
 
 # Text a store can keep: no NUL, no lone surrogates.
-texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+texts = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"))
 scalars = (
     st.none()
     | st.booleans()

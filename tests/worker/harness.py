@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from conveyor import Conveyor, Job, JobState
 from conveyor.worker.liveness import ProcessState, proc_state
@@ -35,13 +35,14 @@ T = TypeVar("T")
 
 
 def wait_for(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | Literal[False] | None],
     what: str,
     timeout: float = DEADLINE,
     interval: float = 0.02,
     on_timeout: Callable[[], str] | None = None,
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    """Poll ``predicate`` until it returns something truthy, and return that; fail the test after
+    ``timeout``. The None or False it gives while it waits is not part of the result's type."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -44,8 +44,7 @@ class SupervisorProcess(WorkerProcess):
                 raise AssertionError(f"the supervisor exited:\n{self.log()}")
             return None
 
-        pids: list[int] = wait_for(ready, f"{count} workers to be ready", on_timeout=self.log)
-        return pids
+        return wait_for(ready, f"{count} workers to be ready", on_timeout=self.log)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from conveyor.errors import ConfigurationError
 from conveyor.task import check_queue
@@ -59,11 +60,11 @@ class Pool:
 
 
 def _check_concurrency(value: object) -> Concurrency:
-    def whole(n: object) -> bool:
+    def whole(n: object) -> TypeGuard[int]:
         return isinstance(n, int) and not isinstance(n, bool) and n >= 1
 
     if whole(value):
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(whole(n) for n in value):
         low, high = value
         if low <= high:
