@@ -89,6 +89,8 @@ def test_every_public_name_imports(package: ModuleType) -> None:
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="has no attribute 'Conveyr'"):
+        # mypy refuses it too: were the package's __getattr__ visible to type checkers, they
+        # would accept any name, and this ignore, unused, would fail mypy.
         _ = conveyor.Conveyr  # type: ignore[attr-defined]
     with pytest.raises(ImportError, match="cannot import name 'Poll'"):
         exec("from conveyor.worker import Poll", {})
