@@ -1,23 +1,34 @@
-"""Conveyor: a durable job queue for Python."""
+"""Conveyor: a durable job queue for Python.
 
-from conveyor.app import Conveyor
-from conveyor.errors import (
-    ArgumentsMismatch,
-    ConveyorError,
-    InvalidArguments,
-    JobCancelled,
-    JobNotFound,
-    PayloadTooLarge,
-    QueueFull,
-    UnknownTask,
-    WorkerNotFound,
-)
-from conveyor.job import Job, JobError, JobState
-from conveyor.retry import Exponential, Fixed, Linear, RetryBudget
-from conveyor.settings import Settings
-from conveyor.task import JobSpec, NonRetryable, Task
-from conveyor.worker import JobContext, Pool, Worker
-from conveyor.worker_info import WorkerHealth, WorkerInfo, WorkerState
+The public names below are imported on first use (see lazy.py), so that importing one module of
+the package does not import them all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from conveyor import lazy
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.errors import (
+        ArgumentsMismatch,
+        ConveyorError,
+        InvalidArguments,
+        JobCancelled,
+        JobNotFound,
+        PayloadTooLarge,
+        QueueFull,
+        UnknownTask,
+        WorkerNotFound,
+    )
+    from conveyor.job import Job, JobError, JobState
+    from conveyor.retry import Exponential, Fixed, Linear, RetryBudget
+    from conveyor.settings import Settings
+    from conveyor.task import JobSpec, NonRetryable, Task
+    from conveyor.worker import JobContext, Pool, Worker
+    from conveyor.worker_info import WorkerHealth, WorkerInfo, WorkerState
 
 __version__ = "0.1.0"
 
@@ -51,3 +62,37 @@ __all__ = [
     "WorkerState",
     "__version__",
 ]
+
+#: The module each public name comes from.
+_SOURCES = {
+    "Conveyor": "conveyor.app",
+    "ArgumentsMismatch": "conveyor.errors",
+    "ConveyorError": "conveyor.errors",
+    "InvalidArguments": "conveyor.errors",
+    "JobCancelled": "conveyor.errors",
+    "JobNotFound": "conveyor.errors",
+    "PayloadTooLarge": "conveyor.errors",
+    "QueueFull": "conveyor.errors",
+    "UnknownTask": "conveyor.errors",
+    "WorkerNotFound": "conveyor.errors",
+    "Job": "conveyor.job",
+    "JobError": "conveyor.job",
+    "JobState": "conveyor.job",
+    "Exponential": "conveyor.retry",
+    "Fixed": "conveyor.retry",
+    "Linear": "conveyor.retry",
+    "RetryBudget": "conveyor.retry",
+    "Settings": "conveyor.settings",
+    "JobSpec": "conveyor.task",
+    "NonRetryable": "conveyor.task",
+    "Task": "conveyor.task",
+    "JobContext": "conveyor.worker",
+    "Pool": "conveyor.worker",
+    "Worker": "conveyor.worker",
+    "WorkerHealth": "conveyor.worker_info",
+    "WorkerInfo": "conveyor.worker_info",
+    "WorkerState": "conveyor.worker_info",
+}
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy.exports(globals(), _SOURCES)

@@ -13,7 +13,6 @@ one look per heartbeat interval. Without ``ps`` either, a process that exists co
 from __future__ import annotations
 
 import enum
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,6 +50,10 @@ def proc_state(pid: int) -> ProcessState:
 
 def ps_state(pid: int) -> ProcessState:
     """From ``ps -o stat=`` (any POSIX system)."""
+    # Imported here: on Linux nothing else in the heartbeat process needs it (it costs a few
+    # milliseconds of CPU at each start).
+    import subprocess
+
     try:
         found = subprocess.run(
             ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, timeout=10

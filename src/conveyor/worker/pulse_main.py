@@ -1,7 +1,8 @@
 """``python -m conveyor.worker.pulse_main IN OUT``: a worker's heartbeat process (pulse.py).
 
-An entry point of its own, so that running it does not import pulse.py twice (as ``__main__``
-and, through the worker package, as itself).
+An entry point of its own, so that pulse.py never runs as ``__main__``: anything importing it
+as ``conveyor.worker.pulse`` would get a second copy. Every worker start pays for its imports:
+it imports only what the heartbeat process needs (tests/unit/test_imports.py lists them).
 """
 
 from __future__ import annotations
