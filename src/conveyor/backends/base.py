@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +139,18 @@ class ReapReport(RescueReport):
     """Workers declared dead, and what became of the jobs they were running."""
 
     workers: list[str] = field(default_factory=list)
+
+
+def rescued_by_state(rows: Iterable[Sequence[Any]]) -> dict[str, list[int]]:
+    """RETURNING rows of a rescue, (id, state, ...), as RescueReport's fields."""
+    by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
+    for row in rows:
+        by_state[row[1]].append(int(row[0]))
+    return {
+        "requeued": sorted(by_state["retrying"]),
+        "dead": sorted(by_state["dead"]),
+        "cancelled": sorted(by_state["cancelled"]),
+    }
 
 
 @dataclass(frozen=True)

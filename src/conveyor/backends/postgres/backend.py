@@ -30,6 +30,7 @@ from conveyor.backends.base import (
     ReapReport,
     RescueReport,
     SchemaStatus,
+    rescued_by_state,
 )
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.postgres.clock import DatabaseClock
@@ -40,7 +41,6 @@ from conveyor.backends.postgres.outcomes import finish_outcomes
 from conveyor.backends.postgres.rows import (
     claimed_from_row,
     job_from_row,
-    rescued_by_state,
     worker_from_row,
 )
 from conveyor.backends.postgres.schema import Migrator

@@ -4,7 +4,7 @@ seconds."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from conveyor.backends.base import ClaimedJob
@@ -64,18 +64,6 @@ def claimed_from_row(row: tuple[Any, ...]) -> ClaimedJob:
         timeout=row[9],
         checkpoint=row[10],
     )
-
-
-def rescued_by_state(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[int]]:
-    """RETURNING (id, state, queue) rows of a rescue, as RescueReport's fields."""
-    by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
-    for job_id, state, _ in rows:
-        by_state[state].append(int(job_id))
-    return {
-        "requeued": sorted(by_state["retrying"]),
-        "dead": sorted(by_state["dead"]),
-        "cancelled": sorted(by_state["cancelled"]),
-    }
 
 
 def worker_from_row(row: Mapping[str, Any], now: float) -> WorkerInfo:

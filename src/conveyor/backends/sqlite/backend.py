@@ -23,6 +23,7 @@ from conveyor.backends.base import (
     ReapReport,
     RescueReport,
     SchemaStatus,
+    rescued_by_state,
 )
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.sql import load_migrations
@@ -386,7 +387,7 @@ class SQLiteBackend(Backend):
         with self._writer.write() as db:
             params = {"now": self.now(), "exclude": exclude_worker}
             rows = db.execute(Q["rescue_expired"], params).fetchall()
-        return RescueReport(**_rescued_by_state(rows))
+        return RescueReport(**rescued_by_state(rows))
 
     def reap_dead_workers(
         self,
@@ -410,7 +411,7 @@ class SQLiteBackend(Backend):
                 rows = db.execute(Q["rescue_dead_workers"], dead).fetchall()
                 db.execute(Q["release_dead_leaderships"], dead)
             db.execute(Q["forget_dead_workers"], {"now": now, "forget_after": forget_after})
-        return ReapReport(workers=sorted(workers), **_rescued_by_state(rows))
+        return ReapReport(workers=sorted(workers), **rescued_by_state(rows))
 
     def promote_due(self) -> int:
         with self._writer.write() as db:
@@ -580,18 +581,6 @@ class SQLiteBackend(Backend):
     def close(self) -> None:
         for connection in {id(c): c for c in (self._writer, self._reader, self._poller)}.values():
             connection.close()
-
-
-def _rescued_by_state(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[int]]:
-    """RETURNING (id, state) rows of a rescue, as RescueReport's fields."""
-    by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
-    for job_id, state in rows:
-        by_state[state].append(job_id)
-    return {
-        "requeued": sorted(by_state["retrying"]),
-        "dead": sorted(by_state["dead"]),
-        "cancelled": sorted(by_state["cancelled"]),
-    }
 
 
 def _row_to_worker(row: sqlite3.Row, now: float) -> WorkerInfo:
