@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from conveyor import JobState, WorkerState
-from tests.worker.harness import Workers, World, wait_for
+from tests.worker.harness import WorkerProcess, Workers, World, wait_for
 from tests.worker.test_crash import worker_tag
 
 pytestmark = pytest.mark.slow
@@ -54,6 +54,24 @@ def assert_rerun_once_by(world: World, ids: list[int], pid: int, killed_at: floa
     assert Counter(e.job_id for e in world.effects("done")) == dict.fromkeys(ids, 1)
 
 
+def _release_and_kill(world: World, worker: WorkerProcess) -> float:
+    """Let the held jobs finish, and SIGKILL ``worker`` before it can: when it was killed."""
+    (world.tmp / "release").touch()
+    killed_at = time.time()
+    worker.send(signal.SIGKILL)
+    assert worker.wait_exit() == -signal.SIGKILL
+    return killed_at
+
+
+def _wait_all_succeeded(world: World, ids: list[int]) -> None:
+    wait_for(
+        lambda: world.all_in(ids, JobState.SUCCEEDED),
+        "B to run A's 10 jobs",
+        timeout=BACK_WITHIN,
+        on_timeout=lambda: world.describe(ids),
+    )
+
+
 def test_a_running_worker_takes_a_killed_neighbours_jobs_and_maintenance_at_once(
     world: World, workers: Workers
 ) -> None:
@@ -64,16 +82,8 @@ def test_a_running_worker_takes_a_killed_neighbours_jobs_and_maintenance_at_once
     b = workers.start("B", concurrency=10, env=LONG_ENV)
     [a_id] = [w.id for w in world.app.workers() if w.pid == a.pid]
 
-    (world.tmp / "release").touch()
-    killed_at = time.time()
-    a.send(signal.SIGKILL)
-    assert a.wait_exit() == -signal.SIGKILL
-    wait_for(
-        lambda: world.all_in(ids, JobState.SUCCEEDED),
-        "B to run A's 10 jobs",
-        timeout=BACK_WITHIN,
-        on_timeout=lambda: world.describe(ids),
-    )
+    killed_at = _release_and_kill(world, a)
+    _wait_all_succeeded(world, ids)
 
     assert_rerun_once_by(world, ids, b.pid, killed_at)
     assert f"declared worker(s) {a_id} dead (process gone)" in b.log()
@@ -92,17 +102,9 @@ def test_a_restarted_worker_releases_its_dead_predecessors_jobs_before_it_claims
     wait_for(lambda: len({e.job_id for e in world.effects("start")}) == 10, "10 jobs to start")
     [a_id] = [w.id for w in world.app.workers()]
 
-    (world.tmp / "release").touch()
-    killed_at = time.time()
-    a.send(signal.SIGKILL)
-    assert a.wait_exit() == -signal.SIGKILL
+    killed_at = _release_and_kill(world, a)
     b = workers.start("B", concurrency=10, env=LONG_ENV)
-    wait_for(
-        lambda: world.all_in(ids, JobState.SUCCEEDED),
-        "B to run A's 10 jobs",
-        timeout=BACK_WITHIN,
-        on_timeout=lambda: world.describe(ids),
-    )
+    _wait_all_succeeded(world, ids)
 
     assert_rerun_once_by(world, ids, b.pid, killed_at)
     log = b.log()
