@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from conveyor.backends.postgres import PostgresBackend
 from conveyor.backends.postgres.connection import Q
-from tests.postgres.factory import postgres_backend
+from conveyor.backends.sql import parse_queries
+from tests.postgres.factory import postgres_backend, session_database
 from tests.support import FakeClock
 
 Connection = psycopg.Connection[tuple[object, ...]]
+
+_SHOP = parse_queries((Path(__file__).parent / "transactional.sql").read_text(encoding="utf-8"))
 
 
 @pytest.fixture
@@ -36,3 +42,19 @@ def inspect(backend: PostgresBackend) -> Connection:
         Q["configure_session"], {"schema": backend.settings.postgres_schema, "lock_timeout": "5000"}
     )
     return conn
+
+
+@pytest.fixture
+def app_schema() -> Iterator[str]:
+    """The application's own schema, with its orders table: not on Conveyor's search_path."""
+    database = session_database()
+    schema = f"shop_{secrets.token_hex(6)}"
+    with psycopg.connect(database.url, autocommit=True) as admin:
+        admin.execute(sql.SQL(_SHOP["create_app_schema"]).format(schema=sql.Identifier(schema)))
+        with admin.transaction():
+            admin.execute(_SHOP["set_local_search_path"], {"path": schema})
+            admin.execute(_SHOP["create_orders"])
+    try:
+        yield schema
+    finally:
+        database.drop_schema(schema)

@@ -3,7 +3,6 @@ back exactly as it was."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -24,22 +23,6 @@ T = {
     **parse_queries((Path(__file__).parent / "transactional.sql").read_text(encoding="utf-8")),
     **parse_queries((Path(__file__).parent / "lent_pool.sql").read_text(encoding="utf-8")),
 }
-
-
-@pytest.fixture
-def app_schema() -> Iterator[str]:
-    """The application's own schema, with its orders table."""
-    database = session_database()
-    schema = f"shop_{secrets.token_hex(6)}"
-    with psycopg.connect(database.url, autocommit=True) as admin:
-        admin.execute(sql.SQL(T["create_app_schema"]).format(schema=sql.Identifier(schema)))
-        with admin.transaction():
-            admin.execute(T["set_local_search_path"], {"path": schema})
-            admin.execute(T["create_orders"])
-    try:
-        yield schema
-    finally:
-        database.drop_schema(schema)
 
 
 @pytest.fixture

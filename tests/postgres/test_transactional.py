@@ -4,7 +4,6 @@ exists if and only if that transaction commits."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import sqlite3
 import threading
 import time
@@ -47,22 +46,6 @@ def app() -> Iterator[Conveyor]:
 @pytest.fixture
 def receipt(app: Conveyor) -> Task[..., Any]:
     return app.get_task("send_receipt")
-
-
-@pytest.fixture
-def app_schema() -> Iterator[str]:
-    """The application's own schema, with its orders table: not on Conveyor's search_path."""
-    database = session_database()
-    schema = f"shop_{secrets.token_hex(6)}"
-    with psycopg.connect(database.url, autocommit=True) as admin:
-        admin.execute(composed("create_app_schema", schema=schema))
-        with admin.transaction():
-            admin.execute(T["set_local_search_path"], {"path": schema})
-            admin.execute(T["create_orders"])
-    try:
-        yield schema
-    finally:
-        database.drop_schema(schema)
 
 
 @pytest.fixture
