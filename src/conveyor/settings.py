@@ -1,5 +1,6 @@
 """One validated settings object: values given in code win over CONVEYOR_* variables, which win
-over the defaults."""
+over the configuration file (conveyor.toml, or [tool.conveyor] in pyproject.toml), which wins over
+the defaults."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from conveyor.config_file import find_config
 from conveyor.errors import ConfigurationError
 
 DEFAULT_URL = "sqlite:///conveyor.db"
@@ -47,7 +49,8 @@ def _to_float(name: str, text: str) -> float:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every knob of Conveyor. Each field ``name`` has the environment twin ``CONVEYOR_NAME``."""
+    """Every knob of Conveyor. Each field ``name`` has the environment twin ``CONVEYOR_NAME``
+    and the key ``name`` in the configuration file."""
 
     url: str = DEFAULT_URL
     #: Seconds a claimed job stays leased to its worker without a heartbeat.
@@ -160,10 +163,18 @@ class Settings:
             raise ConfigurationError("postgres_prepare_threshold must be >= 0, or -1 for never")
 
     @classmethod
-    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then CONVEYOR_* variables from ``env``, then ``overrides`` (None = unset)."""
+    def load(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        config_dir: str | os.PathLike[str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Defaults, then the configuration file of ``config_dir`` (the working directory by
+        default), then CONVEYOR_* variables from ``env``, then ``overrides`` (None = unset)."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
+        config = find_config(config_dir)
+        values: dict[str, Any] = dict(config.settings) if config is not None else {}
         for f in fields(cls):
             raw = env.get(f"CONVEYOR_{f.name.upper()}")
             if raw is None or raw == "":
