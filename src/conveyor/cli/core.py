@@ -125,6 +125,10 @@ class Runtime:
         self._apps.append(app)
         return app
 
+    def _app_of_database(self) -> tuple[str, str] | None:
+        """The named app, if the database is the one it uses (not repointed by --url)."""
+        return None if self.url_from_command_line and self.url else self.app_source()
+
     def database_named(self) -> bool:
         """Whether an app or a URL says where the jobs are, rather than the default."""
         config = find_config()
@@ -136,7 +140,7 @@ class Runtime:
         """Like ``app()``, for commands that read or change jobs: a mistyped path must not
         create an empty database that then reports "no jobs"."""
         app = self.app()
-        require_database(app.settings.url)
+        require_database(app.settings.url, self._app_of_database())
         return app
 
     def schema_backend(self, *, existing: bool) -> Backend:
@@ -144,7 +148,7 @@ class Runtime:
         schema commands look at, or upgrade, the schema exactly as they find it."""
         settings = self.app().settings
         if existing:
-            require_database(settings.url)
+            require_database(settings.url, self._app_of_database())
         backend = open_backend(settings, check_schema=False)
         self._backends.append(backend)
         return backend
@@ -179,17 +183,24 @@ app_option = option(
 APP_HINT = "--app MODULE:ATTR (or CONVEYOR_APP, or app in conveyor.toml)"
 
 
-def require_database(url: str) -> None:
+def require_database(url: str, app: tuple[str, str] | None = None) -> None:
+    """A SQLite file must exist; ``app`` is the named app's ``(spec, where named)``."""
     if not url.lower().startswith("sqlite:"):
         return  # a server database exists or fails to connect with its own message
     from conveyor.backends.sqlite.connection import path_from_url
 
     path = path_from_url(url)
-    if path != ":memory:" and not Path(path).exists():
+    if path == ":memory:" or Path(path).exists():
+        return
+    if app is not None:
         raise UserError(
-            f"no database at {path}: name the app with {APP_HINT}, or the database with "
-            "--url/CONVEYOR_URL (`conveyor schema migrate` creates a new one)"
+            f"no database at {path}, the database of {app[1]}: nothing was enqueued there yet "
+            "(`conveyor schema migrate` creates it)"
         )
+    raise UserError(
+        f"no database at {path}: name the app with {APP_HINT}, or the database with "
+        "--url/CONVEYOR_URL (`conveyor schema migrate` creates a new one)"
+    )
 
 
 def same_database(first: str, second: str) -> bool:

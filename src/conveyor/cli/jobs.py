@@ -31,6 +31,7 @@ from .params import JOB_ID, JOB_STATE, JsonValue, Priority, Timestamp
 #: Rows per read when collecting every dead job for --all.
 PAGE = 1000
 
+
 @click.command()
 @click.argument("task")
 @option(
