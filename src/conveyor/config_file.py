@@ -10,7 +10,6 @@ type is a ConfigurationError naming the file and the key: a typo must not be ign
 from __future__ import annotations
 
 import dataclasses
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,22 +36,21 @@ class ConfigFile:
     settings: Mapping[str, Any]
 
 
-def find_config(directory: str | os.PathLike[str] | None = None) -> ConfigFile | None:
-    """The configuration file of ``directory`` (the working directory by default), or None."""
-    folder = Path(directory) if directory is not None else Path.cwd()
-    own, project = folder / CONFIG_FILE, folder / PYPROJECT
-    table = _read(project, PYPROJECT).get("tool", {}).get("conveyor") if project.is_file() else None
-    label = "" if directory is None else f"{folder}/"
+def find_config() -> ConfigFile | None:
+    """The configuration file of the working directory, or None."""
+    own, project = Path(CONFIG_FILE), Path(PYPROJECT)
+    tool = _read(project).get("tool") if project.is_file() else None
+    table = tool.get("conveyor") if isinstance(tool, dict) else None
     if own.is_file():
         if table is not None:
             raise ConfigurationError(
-                f"both {label}{CONFIG_FILE} and [tool.conveyor] in {label}{PYPROJECT} configure "
-                "Conveyor: keep one"
+                f"both {CONFIG_FILE} and [tool.conveyor] in {PYPROJECT} configure Conveyor: "
+                "keep one"
             )
-        return _parse(_read(own, CONFIG_FILE), f"{label}{CONFIG_FILE}")
+        return _parse(_read(own), CONFIG_FILE)
     if table is None:
         return None
-    source = f"{label}{PYPROJECT} [tool.conveyor]"
+    source = f"{PYPROJECT} [tool.conveyor]"
     if not isinstance(table, dict):
         raise ConfigurationError(f"{source}: expected a table")
     return _parse(table, source)
@@ -62,7 +60,7 @@ def find_config(directory: str | os.PathLike[str] | None = None) -> ConfigFile |
 _cache: dict[tuple[str, int, int], dict[str, Any]] = {}
 
 
-def _read(path: Path, name: str) -> dict[str, Any]:
+def _read(path: Path) -> dict[str, Any]:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _cache:

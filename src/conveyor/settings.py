@@ -163,17 +163,11 @@ class Settings:
             raise ConfigurationError("postgres_prepare_threshold must be >= 0, or -1 for never")
 
     @classmethod
-    def load(
-        cls,
-        env: Mapping[str, str] | None = None,
-        *,
-        config_dir: str | os.PathLike[str] | None = None,
-        **overrides: Any,
-    ) -> Settings:
-        """Defaults, then the configuration file of ``config_dir`` (the working directory by
-        default), then CONVEYOR_* variables from ``env``, then ``overrides`` (None = unset)."""
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then the configuration file of the working directory, then CONVEYOR_*
+        variables from ``env``, then ``overrides`` (None = unset)."""
         env = os.environ if env is None else env
-        config = find_config(config_dir)
+        config = find_config()
         values: dict[str, Any] = dict(config.settings) if config is not None else {}
         for f in fields(cls):
             raw = env.get(f"CONVEYOR_{f.name.upper()}")

@@ -198,6 +198,13 @@ def test_settings_are_immutable() -> None:
 # --- the configuration file ---------------------------------------------------------------
 
 
+@pytest.fixture
+def tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working directory, where the configuration file is looked for."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 def test_the_config_file_sets_any_setting(tmp_path: Path) -> None:
     (tmp_path / "conveyor.toml").write_text(
         'app = "tasks:app"\n'  # for the command line; not a setting
@@ -209,7 +216,7 @@ def test_the_config_file_sets_any_setting(tmp_path: Path) -> None:
         'sqlite_synchronous = "full"\n'
         "queue_limits = {default = 10000, urgent = 5}\n"
     )
-    settings = Settings.load(env={}, config_dir=tmp_path)
+    settings = Settings.load(env={})
     assert settings.url == "sqlite:///file.db"
     assert settings.lease == 60.0 and isinstance(settings.lease, float)
     assert settings.heartbeat == 12.5
@@ -222,21 +229,18 @@ def test_the_config_file_sets_any_setting(tmp_path: Path) -> None:
 def test_code_wins_over_environment_which_wins_over_the_file(tmp_path: Path) -> None:
     (tmp_path / "conveyor.toml").write_text("lease = 60\nbatch_size = 7\nretention = 5\n")
     env = {"CONVEYOR_BATCH_SIZE": "8", "CONVEYOR_RETENTION": "6"}
-    settings = Settings.load(env=env, config_dir=tmp_path, retention=9.0)
+    settings = Settings.load(env=env, retention=9.0)
     assert (settings.lease, settings.batch_size, settings.retention) == (60.0, 8, 9.0)
 
 
 def test_pyproject_tool_conveyor_is_read(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.conveyor]\nlease = 44\n')
-    assert Settings.load(env={}, config_dir=tmp_path).lease == 44.0
+    assert Settings.load(env={}).lease == 44.0
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.ruff]\nfix = true\n')
-    assert Settings.load(env={}, config_dir=tmp_path) == Settings()
+    assert Settings.load(env={}) == Settings()
 
 
-def test_the_working_directory_is_the_default(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_conveyor_reads_it_below_its_code(tmp_path: Path) -> None:
     (tmp_path / "conveyor.toml").write_text(f'url = "sqlite:///{tmp_path / "here.db"}"\n')
     with Conveyor() as app:
         assert app.settings.url == f"sqlite:///{tmp_path / 'here.db'}"
@@ -270,28 +274,28 @@ def test_a_bad_config_file_names_the_file_and_the_key(
 ) -> None:
     (tmp_path / name).write_text(text)
     with pytest.raises(ConfigurationError) as caught:
-        Settings.load(env={}, config_dir=tmp_path)
+        Settings.load(env={})
     assert message in str(caught.value)
 
 
 def test_values_from_the_file_are_validated_like_any_other(tmp_path: Path) -> None:
     (tmp_path / "conveyor.toml").write_text("lease = 10\n")
     with pytest.raises(ConfigurationError, match="at most half the lease"):
-        Settings.load(env={}, config_dir=tmp_path)
+        Settings.load(env={})
 
 
 def test_two_config_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "conveyor.toml").write_text("lease = 60\n")
     (tmp_path / "pyproject.toml").write_text("[tool.conveyor]\nlease = 40\n")
     with pytest.raises(ConfigurationError, match="keep one"):
-        Settings.load(env={}, config_dir=tmp_path)
+        Settings.load(env={})
     (tmp_path / "pyproject.toml").write_text("[tool.other]\nx = 1\n")
-    assert Settings.load(env={}, config_dir=tmp_path).lease == 60.0
+    assert Settings.load(env={}).lease == 60.0
 
 
 def test_an_edited_file_is_read_again(tmp_path: Path) -> None:
     path = tmp_path / "conveyor.toml"
     path.write_text("lease = 60\n")
-    assert Settings.load(env={}, config_dir=tmp_path).lease == 60.0
+    assert Settings.load(env={}).lease == 60.0
     path.write_text("lease = 120\n")
-    assert Settings.load(env={}, config_dir=tmp_path).lease == 120.0
+    assert Settings.load(env={}).lease == 120.0
