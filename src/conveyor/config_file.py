@@ -20,7 +20,7 @@ from conveyor.errors import ConfigurationError
 
 CONFIG_FILE = "conveyor.toml"
 PYPROJECT = "pyproject.toml"
-#: The keys that are not settings of the app.
+#: The one key that is not a setting: the app, for the command line.
 APP_KEY = "app"
 
 
@@ -29,7 +29,7 @@ class ConfigFile:
     """What a configuration file says, its values checked against the settings' types."""
 
     #: Where it was read, as shown in messages: ``conveyor.toml`` or ``pyproject.toml
-    #: [tool.conveyor]`` (with its directory when that is not the working directory).
+    #: [tool.conveyor]``.
     source: str
     #: ``module:attribute`` of the app, for the command line.
     app: str | None
