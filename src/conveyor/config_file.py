@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConfigurationError
+from conveyor.settings import Settings
 
 CONFIG_FILE = "conveyor.toml"
 PYPROJECT = "pyproject.toml"
@@ -75,9 +76,6 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _parse(table: Mapping[str, Any], source: str) -> ConfigFile:
-    # Imported here: settings imports this module.
-    from conveyor.settings import Settings
-
     types = {f.name: f.type for f in dataclasses.fields(Settings)}
     app: str | None = None
     settings: dict[str, Any] = {}

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from conveyor.config_file import find_config
 from conveyor.errors import ConfigurationError
 
 DEFAULT_URL = "sqlite:///conveyor.db"
@@ -166,6 +165,10 @@ class Settings:
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then the configuration file of the working directory, then CONVEYOR_*
         variables from ``env``, then ``overrides`` (None = unset)."""
+        # Imported here: the heartbeat process builds Settings without loading, and must not
+        # pay for tomllib at every worker start.
+        from conveyor.config_file import find_config
+
         env = os.environ if env is None else env
         config = find_config()
         values: dict[str, Any] = dict(config.settings) if config is not None else {}
