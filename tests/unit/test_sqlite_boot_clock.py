@@ -25,7 +25,7 @@ from conveyor.backends.sqlite.backend import MIGRATIONS, split_statements
 from conveyor.boottime import boot_clock
 from conveyor.job import JobState
 from conveyor.settings import Settings
-from conveyor.worker_info import WorkerRegistration, WorkerState
+from conveyor.worker_info import WorkerHealth, WorkerRegistration, WorkerState
 from tests.support import FakeBootClock, FakeClock, new_job
 
 LEASE = 30.0
@@ -244,3 +244,14 @@ def test_the_default_clock_is_the_machines_boot_clock(url: str) -> None:
         assert reading.seconds + LEASE <= row[1] <= reading.seconds + LEASE + 60.0
     finally:
         store.close()
+
+
+def test_the_age_of_a_beat_is_read_on_the_boot_clock(
+    backend: SQLiteBackend, wall: FakeClock, boot: FakeBootClock
+) -> None:
+    backend.register_worker(registration("w"))
+    wall.advance(STEP)
+    boot.advance(2.0)
+    [worker] = backend.list_workers()
+    assert worker.last_beat_age == pytest.approx(2.0)
+    assert worker.health is WorkerHealth.ALIVE

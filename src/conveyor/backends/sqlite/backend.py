@@ -30,7 +30,7 @@ from conveyor.backends.sql import load_migrations
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
 from conveyor.backends.sqlite.enqueue import insert_jobs
 from conveyor.backends.turns import claim_in_turns
-from conveyor.boottime import BootClock, boot_clock
+from conveyor.boottime import BootClock, BootTime, boot_clock
 from conveyor.errors import (
     IdempotencyConflict,
     InvalidTransition,
@@ -493,7 +493,8 @@ class SQLiteBackend(Backend):
         with self._reader.read() as db:
             rows = db.execute(Q["list_workers"]).fetchall()
         now = self.now()
-        return [_row_to_worker(row, now) for row in rows]
+        boot = self._boot()
+        return [_row_to_worker(row, now, boot) for row in rows]
 
     def request_worker_stop(self, worker_ids: Sequence[str] | None) -> list[str]:
         with self._writer.write() as db:
@@ -630,7 +631,11 @@ def _no_boot_clock() -> None:
     return None
 
 
-def _row_to_worker(row: sqlite3.Row, now: float) -> WorkerInfo:
+def _row_to_worker(row: sqlite3.Row, now: float, boot: BootTime | None) -> WorkerInfo:
+    if boot is not None and row["beat_boot"] == boot.boot:
+        # The age of the last beat on the boot clock, as the registry judges it: a step of the
+        # wall clock since that beat must not make the worker look silent (or fresh).
+        now = row["last_beat_at"] + boot.seconds - row["last_beat_uptime"]
     return WorkerInfo(
         id=row["id"],
         host=row["host"],

@@ -413,7 +413,7 @@ DELETE FROM conveyor_leaders WHERE holder IN (SELECT value FROM json_each(:worke
 
 -- name: list_workers
 SELECT id, host, pid, machine, queues, concurrency, state, stop_requested, started_at,
-       last_beat_at, beat_interval, dead_after
+       last_beat_at, beat_interval, dead_after, beat_boot, last_beat_uptime
 FROM conveyor_workers
 ORDER BY started_at, id
 
