@@ -10,7 +10,9 @@ a lease written under another boot is void (the machine restarted, every process
 is gone).
 
 Where either is unknown (not Linux, no /proc), ``boot_clock`` returns None and leases fall back
-to the wall clock, as before.
+to the wall clock, as before. Not covered: processes on one file in different Linux time
+namespaces (a container restored by CRIU may be one), whose boot clocks are offset from each
+other under the same boot id.
 """
 
 from __future__ import annotations
