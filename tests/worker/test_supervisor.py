@@ -113,6 +113,26 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(
     assert "conveyor.supervisor: all workers exited\n" in sup.log()
 
 
+def test_processes_1_supervises_its_one_worker(
+    world: World, workers: Workers, supervisors: list[SupervisorProcess]
+) -> None:
+    """Issue 9: ``--processes 1`` restarts the worker that dies, like any other count."""
+    sup = start_supervisor(world, workers, supervisors, "--processes", "1")
+    (first,) = sup.wait_ready_workers(1)
+    assert first != sup.popen.pid
+
+    os.kill(first, signal.SIGKILL)
+    sup.wait_log(f"(pid {first}) died (killed by SIGKILL), restarting")
+    replacement = sup.wait_ready_workers(2)[1]
+    quick = world.app.get_task("sample.quick")
+    ids = [job.id for job in world.app.enqueue_many([quick.job(n) for n in range(5)])]
+    wait_for(lambda: world.all_in(ids, JobState.SUCCEEDED), "the replacement to run the jobs")
+
+    sup.send(signal.SIGTERM)
+    assert sup.wait_exit() == 0, sup.log()
+    assert pid_gone(replacement)
+
+
 def test_a_second_signal_kills_the_workers(
     world: World, workers: Workers, supervisors: list[SupervisorProcess]
 ) -> None:

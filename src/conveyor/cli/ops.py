@@ -83,12 +83,15 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 @option(
     "--processes",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
+    default=None,
     envvar="CONVEYOR_PROCESSES",
-    help="Worker processes to run and supervise, each with these options; one that dies is "
-    "restarted.",
+    metavar="N",
+    help="Run N worker processes, each with these options, under a supervisor that restarts "
+    "one that dies (1 too).  [default: one worker in this process, not supervised; for a "
+    "service manager that restarts it]",
 )
+# How the supervisor starts each of its workers: in the child process, never supervised again.
+@click.option("--supervised", is_flag=True, hidden=True, allow_from_autoenv=False)
 @pass_runtime
 def worker(
     runtime: Runtime,
@@ -99,7 +102,8 @@ def worker(
     burst: bool,
     grace: float,
     log_level: str,
-    processes: int,
+    processes: int | None,
+    supervised: bool,
 ) -> None:
     """Run a worker: claim jobs and run them.
 
@@ -107,13 +111,13 @@ def worker(
     is ready. Logs go to stderr.
     """
     app = runtime.load_app(app_spec)  # with --processes too: a bad --app fails once, here
-    if processes > 1:
-        # Each child runs this command with --processes 1; the supervisor restarts it if it dies.
+    if processes is not None and not supervised:
+        # Each child runs this command with --supervised; the supervisor restarts it if it dies.
         argv = [sys.executable, "-m", "conveyor.cli"]
         argv += ["--url", runtime.url] if runtime.url_from_command_line and runtime.url else []
         argv += ["--debug"] if runtime.debug else []
         argv += ["worker", "--app", app_spec, "--concurrency", format_concurrency(concurrency)]
-        argv += ["--grace", repr(grace), "--log-level", log_level, "--processes", "1"]
+        argv += ["--grace", repr(grace), "--log-level", log_level, "--supervised"]
         argv += ["--queues", format_pool_spec(queues)] if queues else []
         argv += ["--burst"] if burst else []
         argv += ["--prefetch", str(prefetch)] if prefetch is not None else []

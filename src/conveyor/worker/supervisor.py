@@ -1,10 +1,10 @@
 """Run and supervise N worker processes: ``conveyor worker --processes N``.
 
-Each child is a full worker (the same command with ``--processes 1``). One that dies is started
-again after a short backoff that doubles up to a cap, so a worker that crashes at start does not
-spin; a child that ran for a while before dying restarts after the shortest wait again. A child
-that exits with status 0 (burst mode found nothing to do, or it was stopped on its own) stays
-down.
+Each child is a full worker (the same command with the hidden ``--supervised`` flag instead of
+``--processes``); ``--processes 1`` supervises one. One that dies is started again after a short
+backoff that doubles up to a cap, so a worker that crashes at start does not spin; a child that
+ran for a while before dying restarts after the shortest wait again. A child that exits with
+status 0 (burst mode found nothing to do, or it was stopped on its own) stays down.
 
 SIGTERM or SIGINT is forwarded once to every child, which then shuts down gracefully; a second
 signal SIGKILLs them all. Each child runs in its own process group so that Ctrl-C, which the
