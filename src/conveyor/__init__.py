@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         WorkerNotFound,
     )
     from conveyor.job import Job, JobError, JobState
-    from conveyor.retry import Exponential, Fixed, Linear, RetryBudget
+    from conveyor.retry import Exponential, Fibonacci, Fixed, Immediate, Linear, RetryBudget
     from conveyor.settings import Settings
     from conveyor.task import JobSpec, NonRetryable, Task
     from conveyor.worker import JobContext, Pool, Worker
@@ -37,7 +37,9 @@ __all__ = [
     "Conveyor",
     "ConveyorError",
     "Exponential",
+    "Fibonacci",
     "Fixed",
+    "Immediate",
     "InvalidArguments",
     "Job",
     "JobCancelled",
@@ -79,7 +81,9 @@ _SOURCES = {
     "JobError": "conveyor.job",
     "JobState": "conveyor.job",
     "Exponential": "conveyor.retry",
+    "Fibonacci": "conveyor.retry",
     "Fixed": "conveyor.retry",
+    "Immediate": "conveyor.retry",
     "Linear": "conveyor.retry",
     "RetryBudget": "conveyor.retry",
     "Settings": "conveyor.settings",
