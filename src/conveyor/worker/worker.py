@@ -292,6 +292,8 @@ class Worker:
             fetcher.in_flight -= 1
             self.completer.submit(task)
             return
+        if self.app.hooks.runs:
+            run.hooks = self.executor.hook_info(run)
         self.runs[job.lease_token] = run
         self._runs_done.clear()
         if not self.executor.runs_in_thread(task):
@@ -351,6 +353,8 @@ class Worker:
 
     def _abandon(self, run: Run, outcome: Outcome | None) -> None:
         run.abandoned = True
+        if run.hooks is not None:
+            self.executor.ended(run, outcome)
         self._forget(run)
         if outcome is None:
             self._lost(run)
@@ -367,6 +371,10 @@ class Worker:
         self.counters.lost += 1
 
     async def _execute(self, run: Run, task: Task[..., Any]) -> Outcome | None:
+        if run.hooks is not None:
+            # Here, not in the executor: this asyncio task's context is the run's, and the
+            # end below sees every way out of the run, a cancel included.
+            self.executor.before(run)
         started = time.monotonic()
         try:
             outcome = await self.executor.execute(run, task)
@@ -387,6 +395,8 @@ class Worker:
                 )
             else:
                 run.fetcher.slot_freed()
+        if run.hooks is not None:
+            self.executor.ended(run, outcome, time.monotonic() - started)
         if outcome is None:
             self._lost(run)
         else:
@@ -401,6 +411,9 @@ class Worker:
 
     def _on_written(self, outcomes: Sequence[Outcome], results: Sequence[FinishResult]) -> None:
         self.heartbeater.release(outcome.token for outcome in outcomes)
+        if self.executor.dead_watch:
+            for outcome, result in zip(outcomes, results, strict=True):
+                self.executor.written(outcome, result)
         for outcome, result in zip(outcomes, results, strict=True):
             if not result.applied:
                 self.counters.lost += 1
