@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         UnknownTask,
         WorkerNotFound,
     )
+    from conveyor.hooks import RunInfo
     from conveyor.job import Job, JobError, JobState
     from conveyor.retry import Exponential, Fibonacci, Fixed, Immediate, Linear, RetryBudget
     from conveyor.settings import Settings
@@ -54,6 +55,7 @@ __all__ = [
     "Pool",
     "QueueFull",
     "RetryBudget",
+    "RunInfo",
     "Settings",
     "Task",
     "UnknownTask",
@@ -77,6 +79,7 @@ _SOURCES = {
     "QueueFull": "conveyor.errors",
     "UnknownTask": "conveyor.errors",
     "WorkerNotFound": "conveyor.errors",
+    "RunInfo": "conveyor.hooks",
     "Job": "conveyor.job",
     "JobError": "conveyor.job",
     "JobState": "conveyor.job",
