@@ -12,6 +12,7 @@ import click
 
 from conveyor.backends.script import schema_script
 from conveyor.errors import SchemaError
+from conveyor.jsonlog import FORMATS, WorkerIdFilter, formatter, log_each_run
 from conveyor.settings import Settings
 from conveyor.worker.pools import Concurrency, format_concurrency, format_pool_spec
 from conveyor.worker.supervisor import Supervisor
@@ -81,6 +82,15 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
     envvar="CONVEYOR_LOG_LEVEL",
 )
 @option(
+    "--log-format",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    default="text",
+    show_default=True,
+    envvar="CONVEYOR_LOG_FORMAT",
+    help="text for people; json for one JSON object per line (time, level, logger, message, "
+    "and fields such as job_id and worker_id).",
+)
+@option(
     "--processes",
     type=click.IntRange(min=1),
     default=None,
@@ -102,13 +112,15 @@ def worker(
     burst: bool,
     grace: float,
     log_level: str,
+    log_format: str,
     processes: int | None,
     supervised: bool,
 ) -> None:
     """Run a worker: claim jobs and run them.
 
     It runs until SIGINT/SIGTERM (a second signal exits at once), or with --burst until no job
-    is ready. Logs go to stderr.
+    is ready. Logs go to stderr (unless the app configured logging itself), as text or as JSON
+    lines.
     """
     app = runtime.load_app(app_spec)  # with --processes too: a bad --app fails once, here
     if processes is not None and not supervised:
@@ -117,17 +129,20 @@ def worker(
         argv += ["--url", runtime.url] if runtime.url_from_command_line and runtime.url else []
         argv += ["--debug"] if runtime.debug else []
         argv += ["worker", "--app", app_spec, "--concurrency", format_concurrency(concurrency)]
-        argv += ["--grace", repr(grace), "--log-level", log_level, "--supervised"]
+        argv += ["--grace", repr(grace), "--log-level", log_level, "--log-format", log_format]
+        argv += ["--supervised"]
         argv += ["--queues", format_pool_spec(queues)] if queues else []
         argv += ["--burst"] if burst else []
         argv += ["--prefetch", str(prefetch)] if prefetch is not None else []
-        with _stderr_logging(log_level.upper()):
+        with _stderr_logging(log_level.upper(), log_format.lower()):
             code = Supervisor(argv, processes).run()
         click.get_current_context().exit(code)
     runner = app.worker(
         queues=queues, concurrency=concurrency, prefetch=prefetch, burst=burst, grace=grace
     )
-    with _stderr_logging(log_level.upper()):
+    if log_level.lower() == "debug":
+        log_each_run(app)
+    with _stderr_logging(log_level.upper(), log_format.lower(), runner.id):
         log.info(
             "conveyor worker: app %s (%d tasks) on %s",
             app_spec,
@@ -140,13 +155,15 @@ def worker(
 
 
 @contextlib.contextmanager
-def _stderr_logging(level: str) -> Iterator[None]:
+def _stderr_logging(level: str, log_format: str, worker_id: str | None = None) -> Iterator[None]:
     """Log to stderr for the life of the worker, unless the app configured logging itself."""
     root = logging.getLogger()
     handler: logging.Handler | None = None
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(formatter(log_format))
+        if worker_id is not None:
+            handler.addFilter(WorkerIdFilter(worker_id))
         root.addHandler(handler)
     previous = root.level
     root.setLevel(level)

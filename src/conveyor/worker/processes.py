@@ -48,6 +48,7 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ChildProcessDied, ConfigurationError, CPULimitExceeded, JobTimeout
+from conveyor.jsonlog import job_fields
 from conveyor.worker.child import (
     ChildSpec,
     child_main,
@@ -331,10 +332,19 @@ class _Child:
         if process is None:
             return
         if self._exitcode(EXIT_GRACE) is None:
-            log.warning("job %s: its process did not exit, killing it", self.run.job.id)
+            log.warning(
+                "job %s: its process did not exit, killing it",
+                self.run.job.id,
+                extra=job_fields(self.run.job),
+            )
             self._signal(signal.SIGKILL)
             if self._exitcode(5.0) is None:
-                log.error("job %s: its process %s survived SIGKILL", self.run.job.id, process.pid)
+                log.error(
+                    "job %s: its process %s survived SIGKILL",
+                    self.run.job.id,
+                    process.pid,
+                    extra=job_fields(self.run.job),
+                )
                 return
         with _MP_LOCK, contextlib.suppress(ValueError):
             process.close()

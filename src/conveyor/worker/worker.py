@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from conveyor.backends.base import ClaimedJob, FinishResult, LeaseReport, Outcome, OutcomeKind
 from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.job import JobState
+from conveyor.jsonlog import job_fields
 from conveyor.worker.completer import Completer
 from conveyor.worker.context import JobContext
 from conveyor.worker.executor import Executor, Run
@@ -382,7 +383,11 @@ class Worker:
         except asyncio.CancelledError:
             outcome = None if run.context.lost else self.executor.released(run)
         except Exception:  # an executor bug must not leak a slot or lose the job
-            log.exception("internal error running job %s; it will be retried", run.job.id)
+            log.exception(
+                "internal error running job %s; it will be retried",
+                run.job.id,
+                extra=job_fields(run.job),
+            )
             outcome = None
         finally:
             self._forget(run)
@@ -421,6 +426,7 @@ class Worker:
                     "job %s: lease lost before its outcome was written; another run "
                     "owns it now, outcome dropped",
                     outcome.job_id,
+                    extra={"job_id": outcome.job_id},
                 )
                 continue
             state = result.state
@@ -450,7 +456,9 @@ class Worker:
             if run is None:
                 continue
             log.warning(
-                "job %s: lease lost (another worker may run it); abandoning the run", run.job.id
+                "job %s: lease lost (another worker may run it); abandoning the run",
+                run.job.id,
+                extra=job_fields(run.job),
             )
             run.context._mark_lost()
             if run.in_thread:
