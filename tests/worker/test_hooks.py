@@ -198,6 +198,22 @@ def test_enqueue_hook_gets_the_jobs_written(world: World) -> None:
     assert seen == [[one.id], [job.id for job in many]]
 
 
+def test_a_removed_hook_is_no_longer_called(world: World) -> None:
+    app = world.app
+    seen: list[int] = []
+
+    def hook(run: RunInfo) -> None:
+        seen.append(run.job_id)
+
+    app.on("after_run", hook)
+    assert app.hooks.runs
+    app.hooks.remove("after_run", hook)
+    assert not app.hooks.runs
+    app.get_task("sample.quick").enqueue(1)
+    run_burst(app, concurrency=1)
+    assert seen == []
+
+
 def test_unknown_events_and_non_callables_are_refused(world: World) -> None:
     with pytest.raises(ConfigurationError, match="unknown hook event 'before'"):
         world.app.on("before", lambda run: None)  # type: ignore[call-overload]

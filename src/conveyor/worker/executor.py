@@ -112,11 +112,14 @@ class Executor:
         job = run.job
         args = (run.context, *job.args) if task.pass_context else job.args
         self.before(run)
+        assert run.hooks is not None
         started = time.monotonic()
         outcome: Outcome | None
         try:
             result = task.fn(*args, **job.kwargs)
             outcome = self._succeeded(run, task, result)
+            if run.hooks.outcome is None:  # not yet settled by the worker (a timeout)
+                run.hooks.result = result
         except BaseException as exc:
             outcome = self._settle(run, task, exc)
         self.ended(run, outcome, time.monotonic() - started)
@@ -127,7 +130,10 @@ class Executor:
         args: list[Any] = [run.context, *run.job.args] if task.pass_context else list(run.job.args)
         try:
             result = await self._call(run, task, args, run.job.kwargs, run.job.timeout)
-            return self._succeeded(run, task, result)
+            outcome = self._succeeded(run, task, result)
+            if run.hooks is not None:
+                run.hooks.result = result
+            return outcome
         except asyncio.CancelledError:
             if run.context.lost:
                 return None
@@ -198,8 +204,6 @@ class Executor:
 
     @staticmethod
     def _succeeded(run: Run, task: Task[..., Any], result: Any) -> Outcome:
-        if run.hooks is not None and run.hooks.outcome is None:
-            run.hooks.result = result
         return Outcome(
             run.job.id,
             run.job.lease_token,
