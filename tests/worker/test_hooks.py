@@ -7,6 +7,8 @@ import contextvars
 import logging
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from conveyor import Conveyor, Fixed, JobContext, JobState, RetryBudget
 from conveyor.errors import ConfigurationError, JobTimeout
 from conveyor.hooks import RunInfo
+from tests.support import enabled_backends
 from tests.worker.harness import World
 from tests.worker.test_burst import run_burst
 
@@ -145,29 +148,46 @@ def failing(ctx: JobContext) -> None:
     raise ValueError("fails")
 
 
-def test_a_retry_the_budget_refuses_calls_the_dead_hook(world: World) -> None:
-    app = world.app
-    app.task(
+@pytest.fixture(params=enabled_backends())
+def engine_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Conveyor]:
+    """A bare app on each engine: the dead hook follows what the database wrote."""
+    if request.param == "postgres":
+        from tests.postgres.apps import postgres_app
+
+        with postgres_app() as app:
+            yield app
+    else:
+        with Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}") as app:
+            yield app
+
+
+def test_a_retry_the_budget_refuses_calls_the_dead_hook(engine_app: Conveyor) -> None:
+    app = engine_app
+    task = app.task(
         name="hooks.budgeted",
         pass_context=True,
         retry=Fixed(0),
         max_attempts=5,
         retry_budget=RetryBudget(limit=0, window=60),
     )(failing)
+    exhausted = app.task(name="hooks.exhausted", pass_context=True, max_attempts=1)(failing)
     dead: list[RunInfo] = []
     failures: list[bool] = []
     app.on("dead", dead.append)
     app.on("failure", lambda run: failures.append(run.will_retry))
-    job_id = app.get_task("hooks.budgeted").enqueue().id
+    budgeted_id = task.enqueue().id
+    run_burst(app, concurrency=1)
+    exhausted_id = exhausted.enqueue().id
     run_burst(app, concurrency=1)
 
-    job = app.get_job(job_id)
+    job = app.get_job(budgeted_id)
     assert (job.state, job.attempts) == (JobState.DEAD, 1)
     assert job.dead_reason is not None and job.dead_reason.startswith("retry budget exhausted")
     # The task's policy would retry; the budget, applied as the outcome is written, did not.
-    assert failures == [True]
+    assert failures == [True, False]
     assert [(run.job_id, run.outcome, run.dead_reason) for run in dead] == [
-        (job_id, "dead", "retry budget exhausted")
+        (budgeted_id, "dead", "retry budget exhausted"),
+        (exhausted_id, "dead", app.get_job(exhausted_id).dead_reason),
     ]
 
 
