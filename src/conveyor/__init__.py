@@ -23,8 +23,9 @@ if TYPE_CHECKING:
         UnknownTask,
         WorkerNotFound,
     )
+    from conveyor.hooks import RunInfo
     from conveyor.job import Job, JobError, JobState
-    from conveyor.retry import Exponential, Fixed, Linear, RetryBudget
+    from conveyor.retry import Exponential, Fibonacci, Fixed, Immediate, Linear, RetryBudget
     from conveyor.settings import Settings
     from conveyor.task import JobSpec, NonRetryable, Task
     from conveyor.worker import JobContext, Pool, Worker
@@ -37,7 +38,9 @@ __all__ = [
     "Conveyor",
     "ConveyorError",
     "Exponential",
+    "Fibonacci",
     "Fixed",
+    "Immediate",
     "InvalidArguments",
     "Job",
     "JobCancelled",
@@ -52,6 +55,7 @@ __all__ = [
     "Pool",
     "QueueFull",
     "RetryBudget",
+    "RunInfo",
     "Settings",
     "Task",
     "UnknownTask",
@@ -75,11 +79,14 @@ _SOURCES = {
     "QueueFull": "conveyor.errors",
     "UnknownTask": "conveyor.errors",
     "WorkerNotFound": "conveyor.errors",
+    "RunInfo": "conveyor.hooks",
     "Job": "conveyor.job",
     "JobError": "conveyor.job",
     "JobState": "conveyor.job",
     "Exponential": "conveyor.retry",
+    "Fibonacci": "conveyor.retry",
     "Fixed": "conveyor.retry",
+    "Immediate": "conveyor.retry",
     "Linear": "conveyor.retry",
     "RetryBudget": "conveyor.retry",
     "Settings": "conveyor.settings",

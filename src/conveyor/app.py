@@ -13,6 +13,7 @@ from conveyor.backends import open_backend
 from conveyor.backends.base import Backend, EnqueueResult, NewJob
 from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.gcpause import pause_for
+from conveyor.hooks import Event, Hooks, register
 from conveyor.job import Job, JobState
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from conveyor.worker.pools import Concurrency
 
 F = TypeVar("F", bound=Callable[..., Any])
+H = TypeVar("H", bound=Callable[..., Any])
 _ARGUMENTS = attrgetter("args", "kwargs")
 
 
@@ -54,6 +56,8 @@ class Conveyor:
             self._pool, url = url, _pool_url(url)
         self.settings = settings or Settings.load(url=url, **overrides)
         self.tasks: dict[str, Task[..., Any]] = {}
+        #: Functions called on job events; see ``on`` and conveyor.hooks.
+        self.hooks = Hooks()
         self._clock = clock
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
@@ -114,6 +118,7 @@ class Conveyor:
         idempotency: str = "live",
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
+        cpu_limit_s: int | None = None,
     ) -> Callable[[F], Task[..., Any]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -128,6 +133,21 @@ class Conveyor:
             return task
 
         return register(fn) if fn is not None else register
+
+    @overload
+    def on(self, event: Event, fn: H, /) -> H: ...
+    @overload
+    def on(self, event: Event, fn: None = None, /) -> Callable[[H], H]: ...
+    def on(self, event: Event, fn: H | None = None, /) -> H | Callable[[H], H]:
+        """Register a hook (as a decorator, or with the function): ``"enqueue"``,
+        ``"before_run"``, ``"after_run"``, ``"failure"`` or ``"dead"``. See conveyor.hooks for
+        when each runs, with what, and in which thread."""
+        return register(self.hooks, event, fn)
+
+    def _enqueued(self, jobs: list[Job]) -> list[Job]:
+        if self.hooks["enqueue"]:
+            self.hooks.fire("enqueue", jobs)
+        return jobs
 
     def get_task(self, name: str) -> Task[..., Any]:
         try:
@@ -161,10 +181,10 @@ class Conveyor:
             if connection is None:
                 # No local name for the records: they are freed before the collector resumes,
                 # which then has only the returned jobs to look at.
-                return self._write(build_jobs(specs), specs)
+                return self._enqueued(self._write(build_jobs(specs), specs))
             new_jobs = build_jobs(specs)
             results = self.backend.enqueue_many_in(connection, new_jobs)
-            return self._snapshots(new_jobs, results, specs)
+            return self._enqueued(self._snapshots(new_jobs, results, specs))
 
     async def enqueue_many_async(
         self, specs: Iterable[JobSpec], *, connection: Any = None
@@ -180,14 +200,14 @@ class Conveyor:
                 backend = await asyncio.to_thread(lambda: self.backend)
             results = await backend.enqueue_many_in_async(connection, new_jobs)
             with pause_for(len(new_jobs)):
-                return self._snapshots(new_jobs, results, specs)
-        return await asyncio.to_thread(self._write, new_jobs, specs)
+                return self._enqueued(self._snapshots(new_jobs, results, specs))
+        return self._enqueued(await asyncio.to_thread(self._write, new_jobs, specs))
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
         other services). Build them with ``conveyor.task.encode_job``, which checks the JSON,
         the payload size and the options; the arguments cannot be checked against a signature."""
-        return self._write(list(jobs))
+        return self._enqueued(self._write(list(jobs)))
 
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:
         early: list[tuple[list[EnqueueResult], list[Job]]] = []

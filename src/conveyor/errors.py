@@ -146,3 +146,8 @@ class ChildProcessDied(ConveyorError):
 
     def __reduce__(self) -> tuple[type[ChildProcessDied], tuple[str, int | None]]:
         return (type(self), (str(self), self.exitcode))
+
+
+class CPULimitExceeded(ConveyorError):
+    """The process of an ``isolation="process"`` task used up its CPU time (``cpu_limit_s``,
+    ``RLIMIT_CPU``): it was stopped at the limit, or killed a second after it."""

@@ -183,8 +183,14 @@ def quickstart_ran(folder: Path) -> None:
     assert {job.result for job in jobs} >= {3, "HELLO"}
 
 
+def hooks_ran(folder: Path) -> None:
+    with Conveyor(f"sqlite:///{folder / 'hooks.db'}") as app:
+        states = sorted(job.state for job in app.list_jobs())
+    assert states == [JobState.DEAD, JobState.SUCCEEDED]
+
+
 #: What each run must leave in its folder, beyond every command exiting 0.
-CHECKS: dict[str, Callable[[Path], None]] = {"quickstart": quickstart_ran}
+CHECKS: dict[str, Callable[[Path], None]] = {"quickstart": quickstart_ran, "hooks": hooks_ran}
 
 
 @pytest.mark.parametrize("name", RUNS)
