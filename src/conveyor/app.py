@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from conveyor import results
 from conveyor.backends import open_backend
 from conveyor.backends.base import Backend, EnqueueResult, NewJob
 from conveyor.errors import ConfigurationError, UnknownTask
@@ -220,7 +221,9 @@ class Conveyor:
         jobs: list[Job] = []
         for new, result, (args, kwargs) in zip(new_jobs, results, arguments, strict=True):
             if not result.created:
-                jobs.append(result.existing or self.backend.get(result.job_id))
+                existing = result.existing or self.backend.get(result.job_id)
+                existing._app = self
+                jobs.append(existing)
                 continue
             # Built from what was written rather than read back: enqueue stays one round trip.
             # Positional, in the field order of Job: half the cost of keywords, once per job.
@@ -245,16 +248,38 @@ class Conveyor:
                     new.timeout,
                 )
             )
+            jobs[-1]._app = self  # for job.wait()
         return jobs
 
     # --- jobs -----------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job:
-        return self.backend.get(job_id)
+        return self._own(self.backend.get(job_id))
+
+    def result(self, job_id: int, *, timeout: float | None = None) -> Any:
+        """Wait until the job ends and return its result.
+
+        Raises JobDead (dead-lettered) or JobWasCancelled, both JobFailed carrying the job,
+        its ``state``, ``dead_reason`` and ``last_error``; ResultTimeout (a TimeoutError) when
+        it has not ended within ``timeout`` seconds (None: no limit; the job goes on). Woken
+        by the job's finish, not by polling it (see conveyor.results)."""
+        return results.outcome(self._own(results.wait_for(self.backend, job_id, timeout)))
+
+    async def result_async(self, job_id: int, *, timeout: float | None = None) -> Any:
+        """``result`` from async code."""
+        # Opening the backend (connect, migrate) blocks: not on the event loop.
+        backend = self._backend
+        if backend is None:
+            backend = await asyncio.to_thread(lambda: self.backend)
+        return results.outcome(self._own(await results.wait_for_async(backend, job_id, timeout)))
+
+    def _own(self, job: Job) -> Job:
+        job._app = self  # for job.wait()
+        return job
 
     def cancel(self, job_id: int) -> Job:
         """Cancel a waiting job now; ask the worker of a running job to stop it."""
-        return self.backend.cancel(job_id)
+        return self._own(self.backend.cancel(job_id))
 
     def requeue(self, job_id: int, *, reset_attempts: bool = False) -> Job:
         """Put a dead or cancelled job back in its queue."""
