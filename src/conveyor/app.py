@@ -35,6 +35,9 @@ class Conveyor:
 
     ``Conveyor()`` reads CONVEYOR_URL, else uses ``sqlite:///conveyor.db`` in the working
     directory. Settings given here win over CONVEYOR_* variables.
+
+    ``eager=True`` (for tests; see conveyor.testing) makes every enqueue run, in the calling
+    process, each job that is ready once it is written, and return the jobs as they ended.
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class Conveyor:
         *,
         settings: Settings | None = None,
         clock: Callable[[], float] | None = None,
+        eager: bool = False,
         **overrides: Any,
     ) -> None:
         if settings is not None and (url is not None or overrides):
@@ -54,6 +58,8 @@ class Conveyor:
         self.settings = settings or Settings.load(url=url, **overrides)
         self.tasks: dict[str, Task[..., Any]] = {}
         self._clock = clock
+        #: Enqueue runs ready jobs at once, in process (conveyor.testing.runner).
+        self.eager = bool(eager)
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
 
@@ -83,7 +89,12 @@ class Conveyor:
     def configure(self, **changes: Any) -> None:
         """Change settings (validated) and close the open connection, so the next use opens
         the database they name. For tools that import an app and are told where its jobs live,
-        like ``conveyor --url URL worker --app module:app``; call it before any worker runs."""
+        like ``conveyor --url URL worker --app module:app``; call it before any worker runs.
+        ``eager`` (not a setting) turns eager mode on or off."""
+        if "eager" in changes:
+            self.eager = bool(changes.pop("eager"))
+            if not changes:
+                return
         settings = self.settings.replace(**changes)
         self.close()
         self.settings = settings
@@ -198,8 +209,16 @@ class Conveyor:
         with pause_for(len(new_jobs)):
             results = self.backend.enqueue_many(new_jobs, snapshot_early)
             if early and early[0][0] is results:
-                return early[0][1]
-            return self._snapshots(new_jobs, results, specs)
+                jobs = early[0][1]
+            else:
+                jobs = self._snapshots(new_jobs, results, specs)
+        return self._run_eagerly(jobs) if self.eager else jobs
+
+    def _run_eagerly(self, jobs: list[Job]) -> list[Job]:
+        from conveyor.testing.runner import runner_for
+
+        runner_for(self).run_ready()
+        return [self.get_job(job.id) for job in jobs]
 
     def _snapshots(
         self,
