@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 
 from conveyor import JobState
@@ -31,7 +31,7 @@ def test_fixtures(conveyor_app, conveyor_clock, tmp_path):
 
 def test_each_test_has_a_database_of_its_own(conveyor_app):
     assert conveyor_app.list_jobs() == []
-'''
+"""
 
 
 def readme_example() -> str:
@@ -39,7 +39,7 @@ def readme_example() -> str:
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
     [example] = [block for block in blocks if block.startswith("# test_billing.py")]
-    return example
+    return str(example)
 
 
 def run_pytest(folder: Path) -> subprocess.CompletedProcess[str]:

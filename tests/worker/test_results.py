@@ -11,6 +11,7 @@ import pickle
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +65,14 @@ def returns_generator_in_process() -> Any:
     return (n for n in range(3))
 
 
-RETRIED = {"max_attempts": 3, "retry": Fixed(0)}
+RETRIED: dict[str, Any] = {"max_attempts": 3, "retry": Fixed(0)}
 
 
 def register(app: Conveyor) -> Conveyor:
     app.task(name="answer")(answer)
     app.task(name="returns_set", **RETRIED)(returns_set)
     app.task(name="returns_set_async", **RETRIED)(returns_set_async)
-    app.task(name="returns_set_in_process", isolation="process", **RETRIED)(
-        returns_set_in_process
-    )
+    app.task(name="returns_set_in_process", isolation="process", **RETRIED)(returns_set_in_process)
     app.task(name="returns_generator_in_process", isolation="process", **RETRIED)(
         returns_generator_in_process
     )
@@ -122,7 +121,7 @@ def finish_when_told(
         backend.close()
 
 
-def finished_elsewhere(app: Conveyor, job_id: int) -> tuple[multiprocessing.Process, Any]:
+def finished_elsewhere(app: Conveyor, job_id: int) -> tuple[BaseProcess, Any]:
     """Start a process that claims ``job_id``; returns it and the event that makes it finish
     the job (with the result {"a": 42}) once set."""
     ctx = multiprocessing.get_context("spawn")
@@ -190,7 +189,11 @@ def test_a_dead_job_raises_job_dead_with_its_last_error(app: Conveyor) -> None:
         job.wait(timeout=60)
     failure = caught.value
     assert isinstance(failure, JobFailed)
-    assert (failure.job_id, failure.state, failure.dead_reason) == (job.id, JobState.DEAD, "gave up")
+    assert (failure.job_id, failure.state, failure.dead_reason) == (
+        job.id,
+        JobState.DEAD,
+        "gave up",
+    )
     assert failure.last_error is not None
     assert (failure.last_error.type, failure.last_error.message) == ("ValueError", "bad input")
     assert failure.job.attempts == 1
@@ -212,7 +215,7 @@ def test_only_jobs_an_app_returned_can_wait(app: Conveyor) -> None:
     assert app.get_job(job.id)._app is app
     copy = pickle.loads(pickle.dumps(job))
     assert copy == job
-    with pytest.raises(ConfigurationError, match="app.result"):
+    with pytest.raises(ConfigurationError, match=r"app\.result"):
         copy.wait(timeout=0)
     with pytest.raises(ConfigurationError, match="timeout"):
         app.result(job.id, timeout=-1)
@@ -240,7 +243,9 @@ def test_a_result_that_is_not_json_fails_the_job_without_retrying(
     assert ended.attempts == 1, "not retried: it would fail the same way"
     assert len(ended.errors) == 1
     assert ended.errors[0].type == NOT_JSON
-    assert f"task {task} returned a result that is not JSON ({offending})" in ended.errors[0].message
+    assert (
+        f"task {task} returned a result that is not JSON ({offending})" in ended.errors[0].message
+    )
     assert ended.dead_reason is not None and ended.dead_reason.startswith("non-retryable error")
     with pytest.raises(JobDead) as caught:
         job.wait(timeout=0)

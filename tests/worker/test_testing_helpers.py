@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,7 +61,7 @@ def register(app: Conveyor) -> Conveyor:
 
 
 @pytest.fixture(params=enabled_backends())
-def url_and_schema(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+def url_and_schema(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
     if request.param == "sqlite":
         yield {"url": f"sqlite:///{tmp_path / 'jobs.db'}"}
         return
@@ -79,13 +80,13 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def app(url_and_schema: dict[str, str], clock: Clock) -> Iterator[Conveyor]:
+def app(url_and_schema: dict[str, Any], clock: Clock) -> Iterator[Conveyor]:
     with register(Conveyor(clock=clock, **url_and_schema)) as conveyor:
         yield conveyor
 
 
 @pytest.fixture
-def eager_app(url_and_schema: dict[str, str], clock: Clock) -> Iterator[Conveyor]:
+def eager_app(url_and_schema: dict[str, Any], clock: Clock) -> Iterator[Conveyor]:
     with register(Conveyor(clock=clock, eager=True, **url_and_schema)) as conveyor:
         yield conveyor
 
@@ -140,7 +141,7 @@ def test_drain_runs_process_isolated_tasks_and_jobs_that_runs_enqueue(app: Conve
 
 
 def test_drain_without_a_movable_clock_leaves_later_jobs_waiting(
-    url_and_schema: dict[str, str],
+    url_and_schema: dict[str, Any],
 ) -> None:
     with register(Conveyor(**url_and_schema)) as app:
         app.get_task("add").options(delay=3600).enqueue(1, 2)

@@ -21,7 +21,6 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from conveyor.backends.base import FinishResult, Outcome
-from conveyor.job import JobState
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
