@@ -302,10 +302,12 @@ class Conveyor:
 
     def requeue(self, job_id: int, *, reset_attempts: bool = False) -> Job:
         """Put a dead or cancelled job back in its queue."""
-        return self.backend.requeue([job_id], reset_attempts=reset_attempts)[0]
+        return self.requeue_many([job_id], reset_attempts=reset_attempts)[0]
 
     def requeue_many(self, job_ids: Sequence[int], *, reset_attempts: bool = False) -> list[Job]:
-        return self.backend.requeue(job_ids, reset_attempts=reset_attempts)
+        return [
+            self._own(job) for job in self.backend.requeue(job_ids, reset_attempts=reset_attempts)
+        ]
 
     def discard(self, job_ids: Sequence[int]) -> int:
         """Delete dead jobs from the dead-letter queue for good."""
@@ -327,9 +329,10 @@ class Conveyor:
             states = [JobState(state)]
         else:
             states = [JobState(s) for s in state]
-        return self.backend.list_jobs(
+        jobs = self.backend.list_jobs(
             states=states, queue=queue, task=task, limit=limit, before_id=before_id
         )
+        return [self._own(job) for job in jobs]
 
     def dead_letters(
         self, *, queue: str | None = None, task: str | None = None, limit: int = 100

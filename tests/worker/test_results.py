@@ -213,6 +213,7 @@ def test_a_cancelled_job_raises_job_was_cancelled(app: Conveyor) -> None:
 def test_only_jobs_an_app_returned_can_wait(app: Conveyor) -> None:
     job = app.get_task("answer").enqueue()
     assert app.get_job(job.id)._app is app
+    assert [j._app for j in app.list_jobs()] == [app]
     copy = pickle.loads(pickle.dumps(job))
     assert copy == job
     with pytest.raises(ConfigurationError, match=r"app\.result"):

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from conveyor.backends.base import FinishResult, Outcome
+from conveyor.backends.base import ClaimedJob, FinishResult, Outcome
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -64,7 +64,7 @@ class InlineRunner:
                 finished.extend(backend.finish_many([outcome]))
         return finished
 
-    def run(self, job: Any) -> Outcome | None:
+    def run(self, job: ClaimedJob) -> Outcome | None:
         """One claimed job, as the worker runs it; None if the run was lost."""
         from conveyor.worker.context import JobContext
         from conveyor.worker.executor import Run
