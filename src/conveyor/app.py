@@ -33,8 +33,10 @@ _ARGUMENTS = attrgetter("args", "kwargs")
 class Conveyor:
     """A job queue application.
 
-    ``Conveyor()`` reads CONVEYOR_URL, else uses ``sqlite:///conveyor.db`` in the working
-    directory. Settings given here win over CONVEYOR_* variables.
+    ``Conveyor()`` reads CONVEYOR_URL, else the ``url`` of the configuration file
+    (``conveyor.toml`` or ``[tool.conveyor]`` in ``pyproject.toml``, in the working directory),
+    else uses ``sqlite:///conveyor.db`` in the working directory. Settings given here win over
+    CONVEYOR_* variables, which win over the file.
 
     ``eager=True`` (for tests; see conveyor.testing) makes every enqueue run, in the calling
     process, each job that is ready once it is written, and return the jobs as they ended.

@@ -12,11 +12,19 @@ import click
 
 from conveyor.backends.script import schema_script
 from conveyor.errors import SchemaError
-from conveyor.settings import Settings
 from conveyor.worker.pools import Concurrency, format_concurrency, format_pool_spec
 from conveyor.worker.supervisor import Supervisor
 
-from .core import Runtime, json_option, option, pass_runtime, redact_url
+from .core import (
+    APP_HINT,
+    Runtime,
+    UserError,
+    app_option,
+    json_option,
+    option,
+    pass_runtime,
+    redact_url,
+)
 from .output import echo_json
 from .params import ConcurrencyRange, QueueSpec
 
@@ -26,14 +34,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @click.command()
-@option(
-    "--app",
-    "app_spec",
-    required=True,
-    envvar="CONVEYOR_APP",
-    metavar="MODULE:ATTR",
-    help="The app whose tasks to run, e.g. tasks:app (the working directory is importable).",
-)
+@app_option
 @option(
     "--queues",
     type=QueueSpec(),
@@ -92,7 +93,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 @pass_runtime
 def worker(
     runtime: Runtime,
-    app_spec: str,
     queues: list[str] | dict[str, Concurrency] | None,
     concurrency: Concurrency,
     prefetch: int | None,
@@ -106,7 +106,11 @@ def worker(
     It runs until SIGINT/SIGTERM (a second signal exits at once), or with --burst until no job
     is ready. Logs go to stderr.
     """
-    app = runtime.load_app(app_spec)  # with --processes too: a bad --app fails once, here
+    app = runtime.user_app()  # with --processes too: a bad --app fails once, here
+    named = runtime.app_source()
+    if app is None or named is None:
+        raise UserError(f"no app to run: name it with {APP_HINT}")
+    app_spec = named[0]
     if processes > 1:
         # Each child runs this command with --processes 1; the supervisor restarts it if it dies.
         argv = [sys.executable, "-m", "conveyor.cli"]
@@ -163,6 +167,7 @@ def schema() -> None:
 
 
 @schema.command("migrate")
+@app_option
 @json_option
 @pass_runtime
 def migrate(runtime: Runtime, as_json: bool) -> None:
@@ -180,6 +185,7 @@ def migrate(runtime: Runtime, as_json: bool) -> None:
 
 
 @schema.command("verify")
+@app_option
 @json_option
 @pass_runtime
 def verify(runtime: Runtime, as_json: bool) -> None:
@@ -225,15 +231,18 @@ def verify(runtime: Runtime, as_json: bool) -> None:
     help="Print only the migrations after this schema version (the one `schema verify` "
     "reports); 0 is an empty database.",
 )
+@app_option
 @pass_runtime
 def sql(runtime: Runtime, postgres_schema: str | None, from_version: int) -> None:
     """Print the DDL without connecting, for a DBA to review and apply.
 
     Every migration in order, with the bookkeeping `schema migrate` does around them, as one
-    transaction. --url (or CONVEYOR_URL) only picks the engine: PostgreSQL (apply with
-    psql -v ON_ERROR_STOP=1 -f FILE) or SQLite (apply with sqlite3 FILE.db < FILE).
+    transaction. The database (--url, the app's, ...) only picks the engine: PostgreSQL (apply
+    with psql -v ON_ERROR_STOP=1 -f FILE) or SQLite (apply with sqlite3 FILE.db < FILE).
     """
-    settings = Settings.load(url=runtime.url, postgres_schema=postgres_schema)
+    settings = runtime.app().settings
+    if postgres_schema is not None:
+        settings = settings.replace(postgres_schema=postgres_schema)
     click.echo(schema_script(settings, from_version), nl=False)
 
 
