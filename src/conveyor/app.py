@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from conveyor import results
 from conveyor.backends import open_backend
 from conveyor.backends.base import Backend, EnqueueResult, NewJob
 from conveyor.errors import ConfigurationError, UnknownTask
@@ -38,6 +39,9 @@ class Conveyor:
     (``conveyor.toml`` or ``[tool.conveyor]`` in ``pyproject.toml``, in the working directory),
     else uses ``sqlite:///conveyor.db`` in the working directory. Settings given here win over
     CONVEYOR_* variables, which win over the file.
+
+    ``eager=True`` (for tests; see conveyor.testing) makes every enqueue run, in the calling
+    process, each job that is ready once it is written, and return the jobs as they ended.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class Conveyor:
         *,
         settings: Settings | None = None,
         clock: Callable[[], float] | None = None,
+        eager: bool = False,
         **overrides: Any,
     ) -> None:
         if settings is not None and (url is not None or overrides):
@@ -59,6 +64,8 @@ class Conveyor:
         #: Functions called on job events; see ``on`` and conveyor.hooks.
         self.hooks = Hooks()
         self._clock = clock
+        #: Enqueue runs ready jobs at once, in process (conveyor.testing.runner).
+        self.eager = bool(eager)
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
 
@@ -88,7 +95,12 @@ class Conveyor:
     def configure(self, **changes: Any) -> None:
         """Change settings (validated) and close the open connection, so the next use opens
         the database they name. For tools that import an app and are told where its jobs live,
-        like ``conveyor --url URL worker --app module:app``; call it before any worker runs."""
+        like ``conveyor --url URL worker --app module:app``; call it before any worker runs.
+        ``eager`` (not a setting) turns eager mode on or off."""
+        if "eager" in changes:
+            self.eager = bool(changes.pop("eager"))
+            if not changes:
+                return
         settings = self.settings.replace(**changes)
         self.close()
         self.settings = settings
@@ -219,8 +231,16 @@ class Conveyor:
         with pause_for(len(new_jobs)):
             results = self.backend.enqueue_many(new_jobs, snapshot_early)
             if early and early[0][0] is results:
-                return early[0][1]
-            return self._snapshots(new_jobs, results, specs)
+                jobs = early[0][1]
+            else:
+                jobs = self._snapshots(new_jobs, results, specs)
+        return self._run_eagerly(jobs) if self.eager else jobs
+
+    def _run_eagerly(self, jobs: list[Job]) -> list[Job]:
+        from conveyor.testing.runner import runner_for
+
+        runner_for(self).run_ready()
+        return [self.get_job(job.id) for job in jobs]
 
     def _snapshots(
         self,
@@ -242,7 +262,9 @@ class Conveyor:
         jobs: list[Job] = []
         for new, result, (args, kwargs) in zip(new_jobs, results, arguments, strict=True):
             if not result.created:
-                jobs.append(result.existing or self.backend.get(result.job_id))
+                existing = result.existing or self.backend.get(result.job_id)
+                existing._app = self
+                jobs.append(existing)
                 continue
             # Built from what was written rather than read back: enqueue stays one round trip.
             # Positional, in the field order of Job: half the cost of keywords, once per job.
@@ -267,23 +289,47 @@ class Conveyor:
                     new.timeout,
                 )
             )
+            jobs[-1]._app = self  # for job.wait()
         return jobs
 
     # --- jobs -----------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job:
-        return self.backend.get(job_id)
+        return self._own(self.backend.get(job_id))
+
+    def result(self, job_id: int, *, timeout: float | None = None) -> Any:
+        """Wait until the job ends and return its result.
+
+        Raises JobDead (dead-lettered) or JobWasCancelled, both JobFailed carrying the job,
+        its ``state``, ``dead_reason`` and ``last_error``; ResultTimeout (a TimeoutError) when
+        it has not ended within ``timeout`` seconds (None: no limit; the job goes on). Woken
+        by the job's finish, not by polling it (see conveyor.results)."""
+        return results.outcome(self._own(results.wait_for(self.backend, job_id, timeout)))
+
+    async def result_async(self, job_id: int, *, timeout: float | None = None) -> Any:
+        """``result`` from async code."""
+        # Opening the backend (connect, migrate) blocks: not on the event loop.
+        backend = self._backend
+        if backend is None:
+            backend = await asyncio.to_thread(lambda: self.backend)
+        return results.outcome(self._own(await results.wait_for_async(backend, job_id, timeout)))
+
+    def _own(self, job: Job) -> Job:
+        job._app = self  # for job.wait()
+        return job
 
     def cancel(self, job_id: int) -> Job:
         """Cancel a waiting job now; ask the worker of a running job to stop it."""
-        return self.backend.cancel(job_id)
+        return self._own(self.backend.cancel(job_id))
 
     def requeue(self, job_id: int, *, reset_attempts: bool = False) -> Job:
         """Put a dead or cancelled job back in its queue."""
-        return self.backend.requeue([job_id], reset_attempts=reset_attempts)[0]
+        return self.requeue_many([job_id], reset_attempts=reset_attempts)[0]
 
     def requeue_many(self, job_ids: Sequence[int], *, reset_attempts: bool = False) -> list[Job]:
-        return self.backend.requeue(job_ids, reset_attempts=reset_attempts)
+        return [
+            self._own(job) for job in self.backend.requeue(job_ids, reset_attempts=reset_attempts)
+        ]
 
     def discard(self, job_ids: Sequence[int]) -> int:
         """Delete dead jobs from the dead-letter queue for good."""
@@ -305,9 +351,10 @@ class Conveyor:
             states = [JobState(state)]
         else:
             states = [JobState(s) for s in state]
-        return self.backend.list_jobs(
+        jobs = self.backend.list_jobs(
             states=states, queue=queue, task=task, limit=limit, before_id=before_id
         )
+        return [self._own(job) for job in jobs]
 
     def dead_letters(
         self, *, queue: str | None = None, task: str | None = None, limit: int = 100

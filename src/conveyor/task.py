@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from conveyor import payload
 from conveyor.backends.base import NewJob, Outcome, OutcomeKind
-from conveyor.errors import ArgumentsMismatch, ConfigurationError, PayloadTooLarge
+from conveyor.errors import (
+    ArgumentsMismatch,
+    ConfigurationError,
+    PayloadTooLarge,
+    ResultNotSerializable,
+)
 from conveyor.job import JobError
 from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
 
@@ -456,7 +461,8 @@ class Task(Generic[P, R]):
         base = Outcome(
             job_id, token, OutcomeKind.DEAD, error=error, checkpoint_json=checkpoint_json
         )
-        if isinstance(exc, (NonRetryable, self.dont_retry)):
+        # A result that is not JSON would not be JSON the next time either.
+        if isinstance(exc, (NonRetryable, ResultNotSerializable, self.dont_retry)):
             return replace(base, dead_reason=f"non-retryable error: {summary}")
         if attempt >= max_attempts:
             return replace(

@@ -225,6 +225,9 @@ def child_main(conn: Connection, spec: ChildSpec) -> None:
         result = fn(*args, **spec.kwargs)
         if inspect.iscoroutine(result):
             result = asyncio.run(result)
+        # Checked here, where the value still is what the task returned: one that cannot
+        # cross the pipe (a generator, a lock) is not JSON either, and fails the same way.
+        payload.encode_result(result, spec.task)
         message = ("result", result)
     except BaseException as exc:
         if isinstance(exc, MemoryError) and spec.memory_limit_mb is not None:

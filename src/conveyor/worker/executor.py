@@ -208,7 +208,7 @@ class Executor:
             run.job.id,
             run.job.lease_token,
             OutcomeKind.SUCCEEDED,
-            result_json=payload.dumps(result, f"result of {task.name}"),
+            result_json=payload.encode_result(result, task.name),
         )
 
     def _settle(self, run: Run, task: Task[..., Any], exc: BaseException) -> Outcome | None:

@@ -356,6 +356,7 @@ class SQLiteBackend(Backend):
         for outcome in outcomes:
             state = ended.pop((outcome.job_id, outcome.token), None)
             results.append(FinishResult(outcome.job_id, state is not None, state))
+        self._finished_local()
         return results
 
     @staticmethod
@@ -540,6 +541,7 @@ class SQLiteBackend(Backend):
                 db.execute(Q["request_cancel"], {"id": job_id})
             elif state is not JobState.CANCELLED:
                 raise InvalidTransition(job_id, state, "cancel")
+        self._finished_local()
         return self.get(job_id)
 
     def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
