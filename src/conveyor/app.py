@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -16,9 +17,21 @@ from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.hooks import Event, Hooks, register
 from conveyor.job import Job, JobState
+from conveyor.limits import QueueGate, QuietHours, RateLimit
+from conveyor.limits.rates import parse_rate
+from conveyor.limits.times import moment
+from conveyor.limits.why import Context as WhyContext
+from conveyor.limits.why import Hold, why
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
-from conveyor.task import JobSpec, Task, build_jobs, check_concurrency_limit, default_task_name
+from conveyor.task import (
+    JobSpec,
+    Task,
+    build_jobs,
+    check_concurrency_limit,
+    check_queue,
+    default_task_name,
+)
 from conveyor.worker_info import WorkerInfo
 
 if TYPE_CHECKING:
@@ -377,6 +390,56 @@ class Conveyor:
     def concurrency_limits(self) -> dict[str, int]:
         """Every capped queue, with its cap on running jobs."""
         return self.backend.concurrency_limits()
+
+    # --- flow control: pause, quiet hours, rate limits (conveyor/limits/) -----------------
+
+    def pause_queue(self, queue: str, until: dt.datetime | float | None = None) -> None:
+        """Start no job of ``queue`` on any worker until ``until`` (an aware datetime or UNIX
+        seconds; None: until ``resume_queue``). Running jobs finish and enqueue goes on;
+        workers of other processes follow within about a second."""
+        check_queue(queue)
+        self.backend.pause_queue(queue, moment(until))
+
+    def resume_queue(self, queue: str) -> None:
+        """Let ``queue`` start jobs again; idle workers take them within about a second."""
+        check_queue(queue)
+        self.backend.resume_queue(queue)
+
+    def set_quiet_hours(
+        self,
+        queue: str,
+        windows: str | None,
+        *,
+        days: str | None = None,
+        timezone: str = "UTC",
+    ) -> None:
+        """Start no job of ``queue`` during ``windows`` of local time (``"08:00-18:00"``,
+        several separated by commas, ``"22:00-06:00"`` across midnight) on ``days``
+        (``"mon-fri"``, ``"sat,sun"``; None: every day) in ``timezone``; None removes them.
+        See conveyor/limits/quiet.py for daylight saving time."""
+        check_queue(queue)
+        quiet = None if windows is None else QuietHours.parse(windows, days=days, timezone=timezone)
+        self.backend.set_quiet_hours(queue, quiet)
+
+    def set_rate_limit(self, queue: str, rate: RateLimit | str | None) -> None:
+        """Start at most so many jobs of ``queue`` per period across every worker:
+        ``"100/m"``, ``"5/s"``, ``"1000/h"``, ``RateLimit(100, per=60)``; None removes it.
+        Starts are spaced evenly (see conveyor/limits/rates.py)."""
+        check_queue(queue)
+        self.backend.set_rate_limit(queue, None if rate is None else parse_rate(rate))
+
+    def queue_gates(self) -> list[QueueGate]:
+        """The gates of every queue that has some: cap, pause, quiet hours, rate limit."""
+        return self.backend.queue_gates()
+
+    def why(self, job_id: int) -> list[Hold]:
+        """Every gate holding waiting job ``job_id``: its run_at, its dependencies, its queue
+        paused or quiet, a cap reached, a rate limit, no live worker serving its queue. Empty
+        when the job is not waiting, or nothing holds it."""
+        job = self.backend.get(job_id)
+        gates = {gate.queue: gate for gate in self.backend.queue_gates()}
+        context = WhyContext(job, self.backend.now(), gates.get(job.queue), self.workers())
+        return why(context)
 
     # --- workers --------------------------------------------------------------------------
 

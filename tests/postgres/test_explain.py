@@ -167,7 +167,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     # Caps: the queues with ready jobs by a loose scan, the running jobs of a capped queue
     # from the index of running jobs keyed by queue, and the global claim around capped queues.
     ("ready_queues", {}, "conveyor_jobs_ready_by_queue"),
-    ("queue_rooms", {"queues": ["q3"]}, "conveyor_jobs_leases"),
+    ("queue_gates", {**NOW, "queues": ["q3"]}, "conveyor_jobs_leases"),
     (
         "claim_any_except",
         {**NOW, "lease": 30.0, "worker_id": "w", "limit": 10, "capped": ["q3"]},

@@ -21,6 +21,7 @@ from typing import Any
 
 from conveyor.errors import ConfigurationError
 from conveyor.job import Job, JobError, JobState
+from conveyor.limits import QueueGate, QuietHours, RateLimit
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -293,6 +294,47 @@ class Backend(ABC):
         entry per such queue, however many jobs wait. A burst worker whose claim came back
         empty asks it to tell a queue held back by its cap from one with nothing ready.
         Scheduled and retrying jobs count only once promoted (a claim promotes those due)."""
+
+    # --- queue gates: pause, quiet hours, rate limits (conveyor/limits/) --------------------
+
+    @abstractmethod
+    def pause_queue(self, queue: str, until: float | None) -> None:
+        """Start no job of ``queue`` until ``until`` (None: until resumed), on any worker.
+        Running jobs finish; enqueue goes on. Claims through this backend follow at once,
+        claims in other processes within ``caps.CAPS_TTL`` seconds."""
+
+    @abstractmethod
+    def resume_queue(self, queue: str) -> None:
+        """Lift a pause of ``queue`` (nothing happens if it was not paused)."""
+
+    @abstractmethod
+    def set_quiet_hours(self, queue: str, quiet: QuietHours | None) -> None:
+        """Start no job of ``queue`` during the windows of ``quiet``; None removes them."""
+
+    @abstractmethod
+    def set_rate_limit(self, queue: str, rate: RateLimit | None) -> None:
+        """Start at most ``rate.count`` jobs of ``queue`` per ``rate.per`` seconds across
+        every worker (see conveyor/limits/rates.py); None removes the limit."""
+
+    @abstractmethod
+    def queue_gates(self) -> list[QueueGate]:
+        """The gates of every queue that has some (a cap, a pause, quiet hours, a rate
+        limit), by queue name, running jobs counted for capped queues."""
+
+    def gates_open_at(self, queues: Sequence[str] | None) -> float | None:
+        """When a gate held shut by time (a pause with an end, quiet hours, a rate limit)
+        next lets a job of ``queues`` (None: any queue) through: the earliest such moment,
+        ``inf`` when the only such gates are pauses until resumed, None when none holds a
+        queue now. A worker whose claim came back empty sleeps until then, not polling."""
+        now = self.now()
+        wanted = None if queues is None else set(queues)
+        moments = [
+            moment
+            for gate in self.queue_gates()
+            if wanted is None or gate.queue in wanted
+            if (moment := gate.opens_at(now)) is not None
+        ]
+        return min(moments, default=None)
 
     # --- maintenance ----------------------------------------------------------------------
 

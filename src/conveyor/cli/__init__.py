@@ -16,6 +16,7 @@ from conveyor import __version__
 from conveyor.settings import DEFAULT_URL, Settings
 
 from .core import ConveyorGroup, Runtime, option, pass_runtime
+from .flow import list_gates, pause, quiet, rate, resume, why
 from .jobs import dlq, enqueue, jobs, stats
 from .ops import demo, schema, worker
 from .queues import queues
@@ -72,6 +73,11 @@ cli.help = (cli.help or "").format(default=DEFAULT_URL)
 
 for command in (worker, workers, enqueue, jobs, dlq, stats, queues, schema, demo):
     cli.add_command(command)
+
+# Flow control (cli/flow.py) joins the groups it belongs to.
+for command in (list_gates, pause, resume, quiet, rate):
+    queues.add_command(command)
+jobs.add_command(why)
 
 
 def main() -> None:

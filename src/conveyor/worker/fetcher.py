@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -79,7 +80,8 @@ class Fetcher:
         self._scale_down_after = scale_down_after
         self._clock = clock
         self._idle_since: float | None = None
-        #: Whether a queue this pool serves has a cap on its running jobs (read every second).
+        #: Whether a queue this pool serves has gates: a cap on its running jobs, a pause,
+        #: quiet hours or a rate limit (read every second).
         self._capped = False
         self._capped_read_at: float | None = None
         self._room = asyncio.Event()
@@ -237,7 +239,10 @@ class Fetcher:
                         # Written outcomes may have made a retry ready at once: look again.
                         await self._completer.drain()
                     elif await self._held_back_by_caps():
-                        await signal.wait(None)
+                        opens = await self._gates_open_at()
+                        if opens is not None and math.isinf(opens):
+                            return  # held by a pause that lasts until someone resumes it
+                        await signal.wait(opens)
                     else:
                         return
                 else:
@@ -247,7 +252,22 @@ class Fetcher:
                 next_due = await self._db(self._backend.next_due)
             except ConveyorError:
                 next_due = None
+            opens = await self._gates_open_at()
+            if opens is not None and not math.isinf(opens):
+                next_due = opens if next_due is None else min(next_due, opens)
             await signal.wait(next_due)
+
+    async def _gates_open_at(self) -> float | None:
+        """When a gate shut by time (a rate limit's next start, quiet hours, a timed pause)
+        next lets a job of this pool's queues through, so that the pool sleeps until then
+        rather than polling. Asked only while one of its queues has gates."""
+        if not self._capped:
+            return None
+        try:
+            opens: float | None = await self._db(self._backend.gates_open_at, self.queues)
+        except ConveyorError:
+            return None
+        return opens
 
     async def _check_caps(self) -> None:
         read_at = self._capped_read_at

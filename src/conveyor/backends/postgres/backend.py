@@ -49,6 +49,8 @@ from conveyor.backends.postgres.transactional import async_cursor, in_transactio
 from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound, WorkerNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
+from conveyor.limits import QueueGate, QuietHours, RateLimit
+from conveyor.limits.gates import rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -200,8 +202,8 @@ class PostgresBackend(Backend):
         limit: int,
         capped: frozenset[str],
     ) -> list[tuple[Any, ...]]:
-        """A claim from several queues, or from capped ones: queue after queue, each capped one
-        up to the room its cap leaves."""
+        """A claim from several queues, or from gated ones: queue after queue, each gated one
+        up to the room its gates leave."""
         cur.execute(Q["claim_plan"])
         cur.execute(Q["promote_due"], {"now": params["now"]})
         if queues is None:
@@ -211,19 +213,28 @@ class PostgresBackend(Backend):
                 query_params = {**params, "limit": limit, "capped": sorted(capped)}
                 return list(cur.execute(Q["claim_any_except"], query_params).fetchall())
         wanted = sorted(capped.intersection(queues))
-        rooms: dict[str, int] = {}
+        # --- queue gates (conveyor/limits/gates.py): caps, pauses, quiet hours, rates ---
+        gates: list[QueueGate] = []
+        now = 0.0
         if wanted:
             cur.execute(Q["lock_queue_limits"], {"queues": wanted})
-            rooms = dict(cur.execute(Q["queue_rooms"], {"queues": wanted}).fetchall())
-        return claim_in_turns(
+            gate_params = {"queues": wanted, "now": params["now"]}
+            rows = cur.execute(Q["queue_gates"], gate_params).fetchall()
+            gates = [QueueGate.from_row(row) for row in rows]
+            now = float(rows[0][8]) if rows else 0.0
+        claimed = claim_in_turns(
             queues,
             next(self._queue_turn),
             limit,
-            rooms,
+            rooms(gates, now),
             lambda queue, take: list(
                 cur.execute(Q["claim_queue"], {**params, "queue": queue, "limit": take}).fetchall()
             ),
         )
+        for queue, rate_next in rate_updates(gates, started_by_queue(claimed), now):
+            cur.execute(Q["take_rate"], {"queue": queue, "rate_next": rate_next})
+        # --- end of queue gates ---
+        return claimed
 
     def capped_queues(self) -> frozenset[str]:
         return self._capped.get(self._capped_queues)
@@ -321,6 +332,40 @@ class PostgresBackend(Backend):
             idempotent=True,
         )
         return {str(queue): int(cap) for queue, cap in rows}
+
+    # --- queue gates: pause, quiet hours, rate limits -------------------------------------
+
+    def _set_gate(self, query: str, queue: str, **params: Any) -> None:
+        def body(cur: Cursor) -> None:
+            cur.execute(Q[query], {"queue": queue, **params})
+            # A lifted gate may leave room for jobs that idle workers could take.
+            self._notify(cur, [queue])
+
+        self._db.run(body)
+        self._capped.forget()
+        self._notify_local([queue])
+
+    def pause_queue(self, queue: str, until: float | None) -> None:
+        self._set_gate("pause_queue", queue, until=until)
+
+    def resume_queue(self, queue: str) -> None:
+        self._set_gate("resume_queue", queue)
+
+    def set_quiet_hours(self, queue: str, quiet: QuietHours | None) -> None:
+        self._set_gate("set_quiet_hours", queue, quiet=None if quiet is None else quiet.to_json())
+
+    def set_rate_limit(self, queue: str, rate: RateLimit | None) -> None:
+        count, per = (None, None) if rate is None else (rate.count, rate.per)
+        self._set_gate("set_rate_limit", queue, count=count, per=per)
+
+    def queue_gates(self) -> list[QueueGate]:
+        params = {"now": self._now_param()}
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["every_queue_gate"], params).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return [QueueGate.from_row(row) for row in rows]
 
     # --- maintenance ----------------------------------------------------------------------
 

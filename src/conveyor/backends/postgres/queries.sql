@@ -364,8 +364,11 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
           timeout, checkpoint, date_part('epoch', run_at)
 
 -- name: capped_queues
--- Which queues have a cap (see backends/caps.py: read about once a second, not per claim).
-SELECT queue FROM conveyor_queue_limits WHERE max_running IS NOT NULL
+-- Which queues have a gate -- a cap, a pause, quiet hours or a rate limit -- and so take the
+-- claim's gated path (see backends/caps.py: read about once a second, not per claim).
+SELECT queue FROM conveyor_queue_limits
+WHERE max_running IS NOT NULL OR paused_until IS NOT NULL OR quiet IS NOT NULL
+   OR rate_count IS NOT NULL
 
 -- name: ready_queues
 -- The queues holding ready jobs, in name order, for a claim from every queue while some queue
@@ -383,20 +386,12 @@ SELECT queue FROM ready WHERE queue IS NOT NULL
 -- name: lock_queue_limits
 -- A claim from capped queues first locks their rows until it commits, in name order (so two
 -- claims never wait for each other crosswise): claims of one capped queue take turns. A
--- statement of its own: the count in queue_rooms must take its snapshot after the locks are
+-- statement of its own: the count in queue_gates must take its snapshot after the locks are
 -- granted, to see the jobs that the claim before this one started.
 SELECT queue FROM conveyor_queue_limits
 WHERE queue = ANY(%(queues)b::text[])
 ORDER BY queue
 FOR UPDATE
-
--- name: queue_rooms
--- How many more jobs each of the given capped queues may start now: its cap less its running
--- jobs (from conveyor_jobs_leases, keyed by queue). Uncapped queues are not listed.
-SELECT l.queue, l.max_running - (
-    SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
-FROM conveyor_queue_limits AS l
-WHERE l.queue = ANY(%(queues)b::text[]) AND l.max_running IS NOT NULL
 
 -- name: extend_leases
 UPDATE conveyor_jobs
@@ -755,7 +750,8 @@ INSERT INTO conveyor_queue_limits (queue, max_running) VALUES (%(queue)s, %(max_
 ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running
 
 -- name: remove_concurrency_limit
-DELETE FROM conveyor_queue_limits WHERE queue = %(queue)s
+-- The row stays: it may hold the queue's other gates (see queue_gates).
+UPDATE conveyor_queue_limits SET max_running = NULL WHERE queue = %(queue)s
 
 -- name: queue_limits
 SELECT queue, max_running FROM conveyor_queue_limits
@@ -790,3 +786,59 @@ RESET vacuum_cost_delay
 
 -- name: vacuum_unwatch_client
 RESET client_connection_check_interval
+
+-- ===== Queue gates: pause, quiet hours, rate limits (conveyor/limits/) ======================
+
+-- name: queue_gates
+-- The gates of the given queues, as conveyor.limits.QueueGate reads them (the running jobs are
+-- counted for capped queues only, from conveyor_jobs_leases), and the time of the claim. Read
+-- after lock_queue_limits in the claim, so it sees the starts of the claims before it.
+SELECT l.queue, l.max_running,
+       CASE WHEN l.max_running IS NOT NULL THEN (
+           SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
+       END,
+       date_part('epoch', l.paused_until), l.quiet, l.rate_count, l.rate_per,
+       date_part('epoch', l.rate_next),
+       date_part('epoch', coalesce(to_timestamp(%(now)s::float8), now()))
+FROM conveyor_queue_limits AS l
+WHERE l.queue = ANY(%(queues)b::text[])
+
+-- name: every_queue_gate
+-- queue_gates for every queue that has a row, for people (queues list, jobs why).
+SELECT l.queue, l.max_running,
+       CASE WHEN l.max_running IS NOT NULL THEN (
+           SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
+       END,
+       date_part('epoch', l.paused_until), l.quiet, l.rate_count, l.rate_per,
+       date_part('epoch', l.rate_next),
+       date_part('epoch', coalesce(to_timestamp(%(now)s::float8), now()))
+FROM conveyor_queue_limits AS l
+ORDER BY l.queue
+
+-- name: take_rate
+-- Where a claim that started jobs of a rate-limited queue moves its next start (the row is
+-- locked by lock_queue_limits since before it was read).
+UPDATE conveyor_queue_limits SET rate_next = to_timestamp(%(rate_next)s::float8)
+WHERE queue = %(queue)s
+
+-- name: pause_queue
+-- No :until: paused until resumed.
+INSERT INTO conveyor_queue_limits (queue, paused_until)
+VALUES (%(queue)s, coalesce(to_timestamp(%(until)s::float8), 'infinity'))
+ON CONFLICT (queue) DO UPDATE SET paused_until = excluded.paused_until
+
+-- name: resume_queue
+UPDATE conveyor_queue_limits SET paused_until = NULL WHERE queue = %(queue)s
+
+-- name: set_quiet_hours
+INSERT INTO conveyor_queue_limits (queue, quiet) VALUES (%(queue)s, %(quiet)s)
+ON CONFLICT (queue) DO UPDATE SET quiet = excluded.quiet
+
+-- name: set_rate_limit
+-- A changed limit keeps the next start already promised; a removed one forgets it.
+INSERT INTO conveyor_queue_limits (queue, rate_count, rate_per)
+VALUES (%(queue)s, %(count)s, %(per)s)
+ON CONFLICT (queue) DO UPDATE
+SET rate_count = excluded.rate_count, rate_per = excluded.rate_per,
+    rate_next = CASE WHEN excluded.rate_count IS NULL THEN NULL
+                     ELSE conveyor_queue_limits.rate_next END

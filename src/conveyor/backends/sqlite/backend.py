@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,8 @@ from conveyor.errors import (
     WorkerNotFound,
 )
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobError, JobState
+from conveyor.limits import QueueGate, QuietHours, RateLimit
+from conveyor.limits.gates import rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -268,20 +271,26 @@ class SQLiteBackend(Backend):
         limit: int,
         capped: frozenset[str],
     ) -> list[tuple[Any, ...]]:
-        """Queue after queue, each capped one up to the room its cap leaves."""
+        """Queue after queue, each gated one up to the room its gates leave."""
         wanted = sorted(capped.intersection(queues))
-        rooms: dict[str, int] = {}
+        # --- queue gates (conveyor/limits/gates.py): caps, pauses, quiet hours, rates ---
+        gates: list[QueueGate] = []
         if wanted:
-            rooms = dict(db.execute(Q["queue_rooms"], {"queues": json.dumps(wanted)}).fetchall())
-        return claim_in_turns(
+            gate_params = {"queues": json.dumps(wanted), "now": params["now"]}
+            gates = [QueueGate.from_row(r) for r in db.execute(Q["queue_gates"], gate_params)]
+        rows = claim_in_turns(
             queues,
             next(self._queue_turn),
             limit,
-            rooms,
+            rooms(gates, params["now"]),
             lambda queue, take: list(
                 db.execute(Q["claim_queue"], {**params, "queue": queue, "limit": take}).fetchall()
             ),
         )
+        for queue, rate_next in rate_updates(gates, started_by_queue(rows), params["now"]):
+            db.execute(Q["take_rate"], {"queue": queue, "rate_next": rate_next})
+        # --- end of queue gates ---
+        return rows
 
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
         if not tokens:
@@ -399,6 +408,33 @@ class SQLiteBackend(Backend):
     def concurrency_limits(self) -> dict[str, int]:
         with self._reader.read() as db:
             return {queue: int(cap) for queue, cap in db.execute(Q["queue_limits"])}
+
+    # --- queue gates: pause, quiet hours, rate limits -------------------------------------
+
+    def _set_gate(self, query: str, queue: str, **params: Any) -> None:
+        with self._writer.write() as db:
+            db.execute(Q[query], {"queue": queue, **params})
+        self._capped.forget()
+        # A lifted gate may leave room for jobs that idle workers here could take.
+        self._notify_local([queue])
+
+    def pause_queue(self, queue: str, until: float | None) -> None:
+        self._set_gate("pause_queue", queue, until=math.inf if until is None else until)
+
+    def resume_queue(self, queue: str) -> None:
+        self._set_gate("resume_queue", queue)
+
+    def set_quiet_hours(self, queue: str, quiet: QuietHours | None) -> None:
+        self._set_gate("set_quiet_hours", queue, quiet=None if quiet is None else quiet.to_json())
+
+    def set_rate_limit(self, queue: str, rate: RateLimit | None) -> None:
+        count, per = (None, None) if rate is None else (rate.count, rate.per)
+        self._set_gate("set_rate_limit", queue, count=count, per=per)
+
+    def queue_gates(self) -> list[QueueGate]:
+        with self._reader.read() as db:
+            rows = db.execute(Q["every_queue_gate"], {"now": self.now()}).fetchall()
+        return [QueueGate.from_row(tuple(row)) for row in rows]
 
     # --- maintenance ----------------------------------------------------------------------
 

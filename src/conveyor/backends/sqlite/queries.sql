@@ -137,8 +137,11 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
           timeout, checkpoint, run_at
 
 -- name: capped_queues
--- Which queues have a cap (see backends/caps.py: read about once a second, not per claim).
-SELECT queue FROM conveyor_queue_limits WHERE max_running IS NOT NULL
+-- Which queues have a gate -- a cap, a pause, quiet hours or a rate limit -- and so take the
+-- claim's gated path (see backends/caps.py: read about once a second, not per claim).
+SELECT queue FROM conveyor_queue_limits
+WHERE max_running IS NOT NULL OR paused_until IS NOT NULL OR quiet IS NOT NULL
+   OR rate_count IS NOT NULL
 
 -- name: ready_queues
 -- The queues holding ready jobs, in name order, for a claim from every queue while some queue
@@ -155,16 +158,6 @@ WITH RECURSIVE ready (queue) AS (
     FROM ready WHERE ready.queue IS NOT NULL
 )
 SELECT queue FROM ready WHERE queue IS NOT NULL
-
--- name: queue_rooms
--- How many more jobs each capped queue of the JSON array :queues may start now: its cap less
--- its running jobs, counted from conveyor_jobs_leases (keyed by queue). Uncapped queues are not
--- listed. Exact because the claim asks inside its write transaction, which no other writer
--- shares.
-SELECT l.queue, l.max_running - (
-    SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
-FROM conveyor_queue_limits AS l
-WHERE l.queue IN (SELECT value FROM json_each(:queues)) AND l.max_running IS NOT NULL
 
 -- name: extend_leases
 -- Walks the running jobs (a few thousand at most: the concurrency of all workers) rather than
@@ -450,9 +443,57 @@ INSERT INTO conveyor_queue_limits (queue, max_running) VALUES (:queue, :max_runn
 ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running
 
 -- name: remove_concurrency_limit
-DELETE FROM conveyor_queue_limits WHERE queue = :queue
+-- The row stays: it may hold the queue's other gates (see queue_gates).
+UPDATE conveyor_queue_limits SET max_running = NULL WHERE queue = :queue
 
 -- name: queue_limits
 SELECT queue, max_running FROM conveyor_queue_limits
 WHERE max_running IS NOT NULL
 ORDER BY queue
+
+-- ===== Queue gates: pause, quiet hours, rate limits (conveyor/limits/) ======================
+
+-- name: queue_gates
+-- The gates of the queues in the JSON array :queues, as conveyor.limits.QueueGate reads them
+-- (the running jobs are counted for capped queues only, from conveyor_jobs_leases), and :now.
+-- Exact inside the claim's write transaction, which no other writer shares.
+SELECT l.queue, l.max_running,
+       CASE WHEN l.max_running IS NOT NULL THEN (
+           SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
+       END,
+       l.paused_until, l.quiet, l.rate_count, l.rate_per, l.rate_next, :now
+FROM conveyor_queue_limits AS l
+WHERE l.queue IN (SELECT value FROM json_each(:queues))
+
+-- name: every_queue_gate
+-- queue_gates for every queue that has a row, for people (queues list, jobs why).
+SELECT l.queue, l.max_running,
+       CASE WHEN l.max_running IS NOT NULL THEN (
+           SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
+       END,
+       l.paused_until, l.quiet, l.rate_count, l.rate_per, l.rate_next, :now
+FROM conveyor_queue_limits AS l
+ORDER BY l.queue
+
+-- name: take_rate
+-- Where a claim that started jobs of a rate-limited queue moves its next start.
+UPDATE conveyor_queue_limits SET rate_next = :rate_next WHERE queue = :queue
+
+-- name: pause_queue
+-- :until is 9e999 (infinity) for a pause that lasts until resumed.
+INSERT INTO conveyor_queue_limits (queue, paused_until) VALUES (:queue, :until)
+ON CONFLICT (queue) DO UPDATE SET paused_until = excluded.paused_until
+
+-- name: resume_queue
+UPDATE conveyor_queue_limits SET paused_until = NULL WHERE queue = :queue
+
+-- name: set_quiet_hours
+INSERT INTO conveyor_queue_limits (queue, quiet) VALUES (:queue, :quiet)
+ON CONFLICT (queue) DO UPDATE SET quiet = excluded.quiet
+
+-- name: set_rate_limit
+-- A changed limit keeps the next start already promised; a removed one forgets it.
+INSERT INTO conveyor_queue_limits (queue, rate_count, rate_per) VALUES (:queue, :count, :per)
+ON CONFLICT (queue) DO UPDATE
+SET rate_count = excluded.rate_count, rate_per = excluded.rate_per,
+    rate_next = CASE WHEN excluded.rate_count IS NULL THEN NULL ELSE rate_next END
