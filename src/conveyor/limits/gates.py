@@ -81,6 +81,8 @@ class QueueGate:
             before = moment
             if self.quiet is not None:
                 moment = self.quiet.opens_at(moment)
+                if math.isinf(moment):
+                    return moment
             if self.rate is not None and self.rate_next is not None:
                 moment = max(moment, self.rate_next)
             if moment == before:
