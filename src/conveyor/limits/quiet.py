@@ -166,14 +166,34 @@ class QuietHours:
             for days_ahead in (0, 1):
                 day = local.date() + dt.timedelta(days=days_ahead)
                 wall = dt.datetime.combine(day, dt.time()) + dt.timedelta(minutes=end)
-                # In a skipped hour, fold=0 reads the time with the offset before the jump,
-                # which lands just after it: the window ends at the jump. In a repeated hour
-                # the wall time happens twice (fold 0 and 1): either may be the next end.
-                for fold in (0, 1):
-                    moment = wall.replace(tzinfo=zone, fold=fold).timestamp()
-                    if moment > at:
-                        ends.append(moment)
+                # In a repeated hour the wall time happens twice (fold 0 and 1): either may be
+                # the next end. In a skipped hour it never happens: the window ends at the jump.
+                early, late = (wall.replace(tzinfo=zone, fold=f).timestamp() for f in (1, 0))
+                if _exists(wall, zone):
+                    candidates = [early, late]
+                else:
+                    candidates = [_jump(min(early, late), max(early, late), zone)]
+                ends.extend(moment for moment in candidates if moment > at)
         return min(ends) if ends else at + 60.0
+
+
+def _exists(wall: dt.datetime, zone: ZoneInfo) -> bool:
+    """Whether the local wall time ``wall`` happens at all (it does not in a skipped hour)."""
+    moment = wall.replace(tzinfo=zone).timestamp()
+    return dt.datetime.fromtimestamp(moment, zone).replace(tzinfo=None) == wall
+
+
+def _jump(before: float, after: float, zone: ZoneInfo) -> float:
+    """The instant, to the second, at which the zone's offset changes between two moments."""
+    offset = dt.datetime.fromtimestamp(before, zone).utcoffset()
+    low, high = math.floor(before), math.ceil(after)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if dt.datetime.fromtimestamp(middle, zone).utcoffset() == offset:
+            low = middle
+        else:
+            high = middle
+    return float(high)
 
 
 def _clock(minutes: int) -> str:

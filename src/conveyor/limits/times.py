@@ -48,6 +48,6 @@ def parse_moment(text: str, now: float) -> float:
 def show(at: float) -> str:
     """A moment for people: UTC, to the second."""
     if math.isinf(at):
-        return "resumed by hand"
+        return "resumed"
     text = dt.datetime.fromtimestamp(at, dt.UTC).isoformat(sep=" ", timespec="milliseconds")
     return text.replace("+00:00", " UTC")
