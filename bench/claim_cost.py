@@ -8,6 +8,11 @@ PostgreSQL server on this machine, also the CPU time of the server processes ser
 
 --cap other puts a cap on a queue that holds no jobs (a worker serving every queue must respect
 it); --cap queue caps the measured queue itself, high enough never to bind.
+
+--gates (conveyor/limits/): "rate" puts a rate limit on the measured queue, high enough never to
+bind (a rate-limited claim takes one job per token: compare it with --batches 1); "other" a rate
+limit and a pause on a queue that holds no jobs; "many" 1,000 other queues, each paused or rate
+limited, that hold no jobs.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ def main() -> None:
     p.add_argument("--batches", default="1,100,500")
     p.add_argument("--queues", choices=["all", "one"], default="all")
     p.add_argument("--cap", choices=["none", "other", "queue"], default="none")
+    p.add_argument("--gates", choices=["none", "rate", "other", "many"], default="none")
     args = p.parse_args()
     queues = None if args.queues == "all" else ["default"]
     described = ""
@@ -94,12 +100,23 @@ def main() -> None:
                 app.set_concurrency_limit("capped", 5)
             elif args.cap == "queue":
                 app.set_concurrency_limit("default", 10 * batch)
+            if args.gates == "rate":
+                app.set_rate_limit("default", "1000000/s")
+            elif args.gates == "other":
+                app.set_rate_limit("limited", "100/s")
+                app.pause_queue("limited")
+            elif args.gates == "many":
+                for n in range(1000):
+                    if n % 2:
+                        app.set_rate_limit(f"tenant-{n}", "10/s")
+                    else:
+                        app.pause_queue(f"tenant-{n}")
             results.setdefault(batch, []).append(one_run(app, session, args.jobs, batch, queues))
             described = engine(app)
             finish(app)
     print(
         f"claim cost, {args.jobs} no-op jobs, {machine()}, {described}, "
-        f"queues={args.queues}, cap={args.cap}"
+        f"queues={args.queues}, cap={args.cap}, gates={args.gates}"
     )
     for batch, runs in results.items():
         names = ["claim wall", "finish wall", "cpu"] + ["server cpu"] * is_postgres(args.url)

@@ -22,7 +22,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def at(*fields: int, zone: dt.tzinfo = BERLIN, fold: int = 0) -> float:
-    return dt.datetime(*fields, tzinfo=zone, fold=fold).timestamp()  # type: ignore[misc]
+    return dt.datetime(*fields, tzinfo=zone, fold=fold).timestamp()  # type: ignore[arg-type,misc]
 
 
 # --- rate limits -----------------------------------------------------------------------------
@@ -56,7 +56,8 @@ def test_describe() -> None:
 
 def test_starts_spaced_by_the_interval_never_exceed_the_limit_in_any_window() -> None:
     rate = RateLimit(20, per=1.0)
-    now, rate_next, starts = 1_800_000_000.123456, None, []
+    now, rate_next = 1_800_000_000.123456, None
+    starts: list[float] = []
     while len(starts) < 200:
         if RateLimit.allows(rate_next, now):
             starts.append(now)
