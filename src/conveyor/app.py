@@ -144,6 +144,7 @@ class Conveyor:
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
+        rate_limit: RateLimit | str | None = None,
     ) -> Callable[[F], Task[..., Any]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -438,7 +439,8 @@ class Conveyor:
         when the job is not waiting, or nothing holds it."""
         job = self.backend.get(job_id)
         gates = {gate.queue: gate for gate in self.backend.queue_gates()}
-        context = WhyContext(job, self.backend.now(), gates.get(job.queue), self.workers())
+        extra = {"bucket": self.backend.rate_bucket_of(job_id)}
+        context = WhyContext(job, self.backend.now(), gates.get(job.queue), self.workers(), extra)
         return why(context)
 
     # --- workers --------------------------------------------------------------------------

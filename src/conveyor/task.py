@@ -21,6 +21,7 @@ from conveyor.errors import (
     ResultNotSerializable,
 )
 from conveyor.job import JobError
+from conveyor.limits.rates import RateLimit, parse_rate
 from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class JobOptions:
     idempotency_key: str | None = None
     max_attempts: int | None = None
     timeout: float | None = None
+    #: The key of the task's rate limit bucket: each key gets the task's limit of its own.
+    rate_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.delay is not None and self.run_at is not None:
@@ -108,6 +111,10 @@ class JobOptions:
             not isinstance(self.idempotency_key, str) or not self.idempotency_key
         ):
             raise ConfigurationError("idempotency_key must be a non-empty string")
+        if self.rate_key is not None and (
+            not isinstance(self.rate_key, str) or not 1 <= len(self.rate_key) <= 200
+        ):
+            raise ConfigurationError("rate_key must be a string of 1-200 characters")
 
 
 #: The options of a job enqueued without any: every field means "the task's default".
@@ -188,6 +195,8 @@ class _Head:
     timeout: float | None
     idempotency_key: str | None
     idempotency_scope: str
+    rate_key: str | None = None
+    rate_limit: RateLimit | None = None
 
     def job(self, args_json: str, kwargs_json: str) -> NewJob:
         # Positional: half the cost of keywords, on a path that builds one per job.
@@ -203,6 +212,8 @@ class _Head:
             self.timeout,
             self.idempotency_key,
             self.idempotency_scope,
+            self.rate_key,
+            self.rate_limit,
         )
 
 
@@ -214,8 +225,14 @@ def _head(
     max_attempts: int,
     timeout: float | None,
     idempotency: str,
+    rate_limit: RateLimit | None = None,
 ) -> _Head:
     """``options`` over the given defaults."""
+    if options.rate_key is not None and rate_limit is None:
+        raise ConfigurationError(
+            f"rate_key= needs a rate limit on task {task}: declare it with "
+            f"@app.task(rate_limit='100/m')"
+        )
     return _Head(
         task=task,
         queue=options.queue or queue,
@@ -226,6 +243,8 @@ def _head(
         timeout=options.timeout or timeout,
         idempotency_key=options.idempotency_key,
         idempotency_scope=idempotency,
+        rate_key=None if rate_limit is None else (options.rate_key or ""),
+        rate_limit=rate_limit,
     )
 
 
@@ -339,6 +358,7 @@ class Task(Generic[P, R]):
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
+        rate_limit: RateLimit | str | None = None,
     ) -> None:
         check_task_name(name)
         check_queue(queue)
@@ -363,11 +383,21 @@ class Task(Generic[P, R]):
         self.isolation = isolation
         self.memory_limit_mb = memory_limit_mb
         self.cpu_limit_s = cpu_limit_s
+        #: At most so many starts per period across every worker, per rate_key (see
+        #: conveyor/limits/buckets.py).
+        self.rate_limit = None if rate_limit is None else parse_rate(rate_limit)
         _check_isolation(fn, isolation, memory_limit_mb)
         _check_limit("cpu_limit_s", cpu_limit_s, isolation)
         self._arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
         self._default_head = _head(
-            name, DEFAULT_OPTIONS, queue, self.priority, max_attempts, timeout, idempotency
+            name,
+            DEFAULT_OPTIONS,
+            queue,
+            self.priority,
+            max_attempts,
+            timeout,
+            idempotency,
+            self.rate_limit,
         )
 
     @staticmethod
@@ -393,7 +423,8 @@ class Task(Generic[P, R]):
 
     def options(self, **options: Any) -> BoundTask[P, R]:
         """Override options for the next enqueue: queue, priority, delay, run_at,
-        idempotency_key, max_attempts, timeout."""
+        idempotency_key, max_attempts, timeout, rate_key (a task with a rate limit: the key
+        whose own limit the job counts against, e.g. a tenant id)."""
         try:
             return BoundTask(self, JobOptions(**options))
         except TypeError as exc:
@@ -430,6 +461,7 @@ class Task(Generic[P, R]):
             self.max_attempts,
             self.timeout,
             self.idempotency,
+            self.rate_limit,
         )
 
     def build(self, args: Sequence[Any], kwargs: dict[str, Any], options: JobOptions) -> NewJob:

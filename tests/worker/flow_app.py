@@ -11,3 +11,8 @@ app = Conveyor()
 @app.task(name="flow.tick", queue="api")
 def tick(n: int) -> int:
     return n
+
+
+@app.task(name="flow.call", queue="api", rate_limit="20/s")
+def call(n: int) -> int:
+    return n

@@ -27,6 +27,7 @@ from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 if TYPE_CHECKING:
     # Annotations only: the heartbeat process imports this module and none of the limits.
     from conveyor.limits import QueueGate, QuietHours, RateLimit
+    from conveyor.limits.buckets import Bucket
 
 # The records below are built once per job on hot paths: plain slotted dataclasses, because
 # frozen ones cost ten times as much to construct.
@@ -51,6 +52,10 @@ class NewJob:
     #: "live": the key is held while the job is live; "any": also while a finished job with it
     #: is still stored (until pruned).
     idempotency_scope: str = "live"
+    #: For a task with a rate limit: the key of the job's bucket ("" when enqueued without
+    #: rate_key=), and the task's limit (see conveyor/limits/buckets.py). None otherwise.
+    rate_key: str | None = None
+    rate_limit: RateLimit | None = None
 
 
 @dataclass(slots=True)
@@ -324,11 +329,26 @@ class Backend(ABC):
         """The gates of every queue that has some (a cap, a pause, quiet hours, a rate
         limit), by queue name, running jobs counted for capped queues."""
 
+    @abstractmethod
+    def rate_limited(self) -> bool:
+        """Whether any task has a rate limit bucket (kept for about a second, like the gated
+        queues): only then do claims look for rate-limited jobs."""
+
+    @abstractmethod
+    def next_rate_token(self, queues: Sequence[str] | None) -> float | None:
+        """The earliest next start of a task's rate limit bucket that holds a queued job of
+        ``queues`` (None: any queue), if one is ahead."""
+
+    @abstractmethod
+    def rate_bucket_of(self, job_id: int) -> Bucket | None:
+        """The rate limit bucket of a job of a rate-limited task, None for other jobs."""
+
     def gates_open_at(self, queues: Sequence[str] | None) -> float | None:
-        """When a gate held shut by time (a pause with an end, quiet hours, a rate limit)
-        next lets a job of ``queues`` (None: any queue) through: the earliest such moment,
-        ``inf`` when the only such gates are pauses until resumed, None when none holds a
-        queue now. A worker whose claim came back empty sleeps until then, not polling."""
+        """When a gate held shut by time (a pause with an end, quiet hours, a rate limit of a
+        queue or of a task) next lets a job of ``queues`` (None: any queue) through: the
+        earliest such moment, ``inf`` when the only such gates are pauses until resumed, None
+        when none holds a queue now. A worker whose claim came back empty sleeps until then,
+        not polling."""
         now = self.now()
         wanted = None if queues is None else set(queues)
         moments = [
@@ -337,6 +357,9 @@ class Backend(ABC):
             if wanted is None or gate.queue in wanted
             if (moment := gate.opens_at(now)) is not None
         ]
+        token = self.next_rate_token(queues)
+        if token is not None:
+            moments.append(token)
         return min(moments, default=None)
 
     # --- maintenance ----------------------------------------------------------------------

@@ -64,11 +64,11 @@ class RateLimit:
         return f"{self.count}/{self.per:g}s"
 
     def next_after(self, rate_next: float | None, now: float, starts: int) -> float:
-        """``rate_next`` once ``starts`` more jobs started at ``now``: rounded up past the
-        next whole microsecond, the precision PostgreSQL keeps, so that no rounding of a float
-        lets two starts come closer than the interval."""
+        """``rate_next`` once ``starts`` more jobs started at ``now``, rounded up to a whole
+        microsecond, the precision PostgreSQL keeps times in: starts come at least the
+        interval apart, to the microsecond."""
         value = max(rate_next if rate_next is not None else now, now) + starts * self.interval
-        return (math.floor(value * 1e6) + 1) / 1e6
+        return math.ceil(value * 1e6) / 1e6
 
     @staticmethod
     def allows(rate_next: float | None, now: float) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.job import Job, JobState
+from conveyor.limits.buckets import Bucket
 from conveyor.limits.gates import QueueGate
 from conveyor.limits.times import show
 from conveyor.worker_info import WorkerHealth, WorkerInfo, WorkerState
@@ -133,6 +134,20 @@ def rate(context: Context) -> Hold | None:
     )
 
 
+def task_rate(context: Context) -> Hold | None:
+    bucket = context.extra.get("bucket")
+    if not isinstance(bucket, Bucket) or bucket.rate.allows(bucket.rate_next, context.now):
+        return None
+    assert bucket.rate_next is not None
+    key = f" for key {bucket.key}" if bucket.key else ""
+    return Hold(
+        "rate",
+        f"task {bucket.task} is rate limited to {bucket.rate.describe()}{key}: next start at "
+        f"{show(bucket.rate_next)}",
+        bucket.rate_next,
+    )
+
+
 def no_worker(context: Context) -> Hold | None:
     queue = context.job.queue
     serving = [
@@ -155,6 +170,7 @@ for _name, _check in (
     ("quiet", quiet),
     ("cap", cap),
     ("rate", rate),
+    ("task rate", task_rate),
     ("no worker", no_worker),
 ):
     register(_name, _check)

@@ -80,8 +80,8 @@ class Fetcher:
         self._scale_down_after = scale_down_after
         self._clock = clock
         self._idle_since: float | None = None
-        #: Whether a queue this pool serves has gates: a cap on its running jobs, a pause,
-        #: quiet hours or a rate limit (read every second).
+        #: Whether a queue this pool serves has gates -- a cap on its running jobs, a pause,
+        #: quiet hours, a rate limit -- or tasks have rate limits (read every second).
         self._capped = False
         self._capped_read_at: float | None = None
         self._room = asyncio.Event()
@@ -244,7 +244,11 @@ class Fetcher:
                             return  # held by a pause that lasts until someone resumes it
                         await signal.wait(opens)
                     else:
-                        return
+                        # Jobs of rate-limited tasks wait for their next token, not in a queue.
+                        opens = await self._gates_open_at()
+                        if opens is None or math.isinf(opens):
+                            return
+                        await signal.wait(opens)
                 else:
                     await self._wait_for_room()
                 continue
@@ -282,6 +286,11 @@ class Fetcher:
             return
         queues = self.queues
         self._capped = bool(capped) if queues is None else any(q in capped for q in queues)
+        if not self._capped:
+            try:
+                self._capped = await self._db(self._backend.rate_limited)
+            except ConveyorError:
+                return
 
     async def _held_back_by_caps(self) -> bool:
         """Whether ready jobs wait in this pool's queues after a claim that took none: runs

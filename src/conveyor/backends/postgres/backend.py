@@ -50,6 +50,7 @@ from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound, WorkerNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
 from conveyor.limits import QueueGate, QuietHours, RateLimit
+from conveyor.limits.buckets import Bucket, bucket_updates, picked
 from conveyor.limits.gates import rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
@@ -95,6 +96,8 @@ class PostgresBackend(Backend):
         )
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
+        #: Whether any rate limit bucket of a task exists (the same cache, of one name).
+        self._limited = CappedQueues(self.now)
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -122,6 +125,8 @@ class PostgresBackend(Backend):
 
         # The plain batch (no keys, no limits, not COPYed) is one statement: one round trip.
         results = self._db.run(body, transaction=needs_transaction(jobs, limits))
+        if any(job.rate_key is not None for job in jobs):
+            self._limited.forget()  # this process's claims look for rate-limited jobs at once
         self._notify_local(sorted({job.queue for job in jobs}))
         return results
 
@@ -165,7 +170,10 @@ class PostgresBackend(Backend):
             "worker_id": worker_id,
         }
         capped = self._capped.get(self._capped_queues)
-        if queues is None:
+        limited = self.rate_limited()
+        if limited:
+            one_statement = False
+        elif queues is None:
             one_statement = not capped
         else:
             one_statement = len(queues) == 1 and queues[0] not in capped
@@ -189,7 +197,7 @@ class PostgresBackend(Backend):
             # An explicit transaction: it holds the locks of capped queues until the claimed
             # runs are committed, and a failure cannot strand the runs already claimed.
             rows = self._db.run(
-                lambda cur: self._claim_in_transaction(cur, params, queues, limit, capped)
+                lambda cur: self._claim_in_transaction(cur, params, queues, limit, capped, limited)
             )
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
         return [claimed_from_row(row) for row in rows]
@@ -201,17 +209,35 @@ class PostgresBackend(Backend):
         queues: Sequence[str] | None,
         limit: int,
         capped: frozenset[str],
+        limited: bool = False,
     ) -> list[tuple[Any, ...]]:
         """A claim from several queues, or from gated ones: queue after queue, each gated one
-        up to the room its gates leave."""
+        up to the room its gates leave; first, while tasks have rate limits, one job from each
+        of their buckets whose next start has come."""
         cur.execute(Q["claim_plan"])
         cur.execute(Q["promote_due"], {"now": params["now"]})
+        # --- rate limits of tasks (conveyor/limits/buckets.py) ---
+        taken: list[tuple[Any, ...]] = []
+        if limited:
+            taken = self._claim_rate_limited(cur, params, queues, limit)
+            limit -= len(taken)
+            if limit <= 0:
+                return taken
+            if not capped and (queues is None or len(queues) == 1):
+                # The one-statement claim of the other jobs, in this transaction.
+                if queues is None:
+                    rest = cur.execute(Q["claim_any"], {**params, "limit": limit})
+                else:
+                    query_params = {**params, "queue": queues[0], "limit": limit}
+                    rest = cur.execute(Q["claim_queue"], query_params)
+                return taken + rest.fetchall()
+        # --- end of rate limits of tasks ---
         if queues is None:
             queues = [row[0] for row in cur.execute(Q["ready_queues"])]
             if capped.isdisjoint(queues):
                 # Global order as usual; a job that reaches a capped queue meanwhile waits.
                 query_params = {**params, "limit": limit, "capped": sorted(capped)}
-                return list(cur.execute(Q["claim_any_except"], query_params).fetchall())
+                return taken + cur.execute(Q["claim_any_except"], query_params).fetchall()
         wanted = sorted(capped.intersection(queues))
         # --- queue gates (conveyor/limits/gates.py): caps, pauses, quiet hours, rates ---
         gates: list[QueueGate] = []
@@ -234,7 +260,35 @@ class PostgresBackend(Backend):
         for queue, rate_next in rate_updates(gates, started_by_queue(claimed), now):
             cur.execute(Q["take_rate"], {"queue": queue, "rate_next": rate_next})
         # --- end of queue gates ---
-        return claimed
+        return taken + claimed
+
+    def _claim_rate_limited(
+        self, cur: Cursor, params: dict[str, Any], queues: Sequence[str] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """One job from each bucket whose next start has come, up to ``limit``."""
+        pick_params = {
+            "now": params["now"],
+            "any_queue": queues is None,
+            "queues": [] if queues is None else list(queues),
+            "limit": limit,
+        }
+        rows = cur.execute(Q["pick_rate_limited"], pick_params).fetchall()
+        picks = picked(rows)
+        if not picks:
+            return []
+        now = float(rows[0][6])
+        claimed = cur.execute(Q["claim_ids"], {**params, "ids": sorted(picks)}).fetchall()
+        updates = bucket_updates(picks, (int(r[0]) for r in claimed), now)
+        if updates:
+            cur.execute(
+                Q["take_bucket"],
+                {
+                    "tasks": [task for task, _, _ in updates],
+                    "keys": [key for _, key, _ in updates],
+                    "nexts": [rate_next for _, _, rate_next in updates],
+                },
+            )
+        return list(claimed)
 
     def capped_queues(self) -> frozenset[str]:
         return self._capped.get(self._capped_queues)
@@ -357,6 +411,40 @@ class PostgresBackend(Backend):
     def set_rate_limit(self, queue: str, rate: RateLimit | None) -> None:
         count, per = (None, None) if rate is None else (rate.count, rate.per)
         self._set_gate("set_rate_limit", queue, count=count, per=per)
+
+    def rate_limited(self) -> bool:
+        def read() -> list[str]:
+            rows = self._db.run(
+                lambda cur: cur.execute(Q["rate_buckets_exist"]).fetchall(),
+                transaction=False,
+                idempotent=True,
+            )
+            return [str(row[0]) for row in rows]
+
+        return bool(self._limited.get(read))
+
+    def next_rate_token(self, queues: Sequence[str] | None) -> float | None:
+        if not self.rate_limited():
+            return None
+        params = {
+            "now": self._now_param(),
+            "any_queue": queues is None,
+            "queues": [] if queues is None else list(queues),
+        }
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["next_rate_token"], params).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    def rate_bucket_of(self, job_id: int) -> Bucket | None:
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["rate_bucket_of"], {"id": job_id}).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return Bucket.from_row(rows[0]) if rows else None
 
     def queue_gates(self) -> list[QueueGate]:
         params = {"now": self._now_param()}

@@ -274,10 +274,15 @@ SELECT pg_advisory_xact_lock(hashtext('conveyor queue ' || current_schema()), ha
 
 -- name: queue_depth
 -- Waiting jobs of one queue: the queued ones from the ready index, the others from the small
--- index of jobs waiting for a time or a dependency.
-SELECT (SELECT count(*) FROM conveyor_jobs WHERE queue = %(queue)s AND state = 'queued')
+-- index of jobs waiting for a time or a dependency, and the queued jobs of rate-limited tasks
+-- from conveyor_jobs_rate_ready (not keyed by queue: a walk of the rate-limited backlog, paid
+-- only by enqueues into queues with queue_limits).
+SELECT (SELECT count(*) FROM conveyor_jobs
+        WHERE queue = %(queue)s AND state = 'queued' AND rate_key IS NULL)
      + (SELECT count(*) FROM conveyor_jobs
         WHERE queue = %(queue)s AND state IN ('blocked', 'scheduled', 'retrying'))
+     + (SELECT count(*) FROM conveyor_jobs
+        WHERE queue = %(queue)s AND state = 'queued' AND rate_key IS NOT NULL)
 
 -- name: promote_due
 -- SKIP LOCKED: two workers promoting at once share the rows instead of queueing on row locks.
@@ -313,7 +318,7 @@ SET state = 'running',
     cancel_requested = false
 WHERE id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued'
+    WHERE state = 'queued' AND rate_key IS NULL
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -333,7 +338,7 @@ SET state = 'running',
     cancel_requested = false
 WHERE id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND queue = %(queue)s
+    WHERE state = 'queued' AND rate_key IS NULL AND queue = %(queue)s
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -355,7 +360,7 @@ SET state = 'running',
     cancel_requested = false
 WHERE id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND queue <> ALL(%(capped)b::text[])
+    WHERE state = 'queued' AND rate_key IS NULL AND queue <> ALL(%(capped)b::text[])
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -375,10 +380,12 @@ WHERE max_running IS NOT NULL OR paused_until IS NOT NULL OR quiet IS NOT NULL
 -- is capped, and for a burst worker that claimed nothing from capped queues: one probe of
 -- conveyor_jobs_ready_by_queue per queue (a loose index scan), however many jobs wait.
 WITH RECURSIVE ready (queue) AS (
-    SELECT (SELECT queue FROM conveyor_jobs WHERE state = 'queued' ORDER BY queue LIMIT 1)
+    SELECT (SELECT queue FROM conveyor_jobs
+            WHERE state = 'queued' AND rate_key IS NULL ORDER BY queue LIMIT 1)
     UNION ALL
     SELECT (SELECT j.queue FROM conveyor_jobs AS j
-            WHERE j.state = 'queued' AND j.queue > ready.queue ORDER BY j.queue LIMIT 1)
+            WHERE j.state = 'queued' AND j.rate_key IS NULL AND j.queue > ready.queue
+            ORDER BY j.queue LIMIT 1)
     FROM ready WHERE ready.queue IS NOT NULL
 )
 SELECT queue FROM ready WHERE queue IS NOT NULL
@@ -842,3 +849,82 @@ ON CONFLICT (queue) DO UPDATE
 SET rate_count = excluded.rate_count, rate_per = excluded.rate_per,
     rate_next = CASE WHEN excluded.rate_count IS NULL THEN NULL
                      ELSE conveyor_queue_limits.rate_next END
+
+-- ===== Rate limits of tasks, per key (conveyor/limits/rates.py) =============================
+
+-- name: rate_buckets_exist
+-- Whether any task has a rate limit bucket: claims look at rate-limited jobs only then (read
+-- about once a second, see backends/caps.py).
+SELECT 'buckets' FROM conveyor_rate_buckets LIMIT 1
+
+-- name: upsert_rate_bucket
+-- At enqueue: the buckets of rate-limited tasks and keys (each once), with the limits the tasks
+-- declare now.
+INSERT INTO conveyor_rate_buckets (task, key, rate_count, rate_per)
+SELECT * FROM unnest(%(tasks)b::text[], %(keys)b::text[], %(counts)b::int4[], %(pers)b::float8[])
+ON CONFLICT (task, key) DO UPDATE
+SET rate_count = excluded.rate_count, rate_per = excluded.rate_per
+
+-- name: mark_rate_key
+-- At enqueue, in the same transaction: the new jobs take their bucket's key, which moves them
+-- out of the ready indexes before any claim can see them.
+UPDATE conveyor_jobs AS j SET rate_key = u.key
+FROM unnest(%(ids)b::int8[], %(keys)b::text[]) AS u (id, key)
+WHERE j.id = u.id
+
+-- name: pick_rate_limited
+-- For the claim: the buckets whose next start has come and that hold a queued job in the
+-- given queues (any queue when any_queue), each with its first job, the bucket waiting longest
+-- first. Locks the buckets it returns until commit and skips those another claim holds, so two
+-- claims never spend one token. One probe of conveyor_jobs_rate_ready per such bucket.
+SELECT b.task, b.key, b.rate_count, b.rate_per, date_part('epoch', b.rate_next), j.id,
+       date_part('epoch', coalesce(to_timestamp(%(now)s::float8), now()))
+FROM conveyor_rate_buckets AS b
+CROSS JOIN LATERAL (
+    SELECT id FROM conveyor_jobs
+    WHERE state = 'queued' AND rate_key IS NOT NULL AND task = b.task AND rate_key = b.key
+      AND (%(any_queue)s OR queue = ANY(%(queues)b::text[]))
+    ORDER BY priority DESC, run_at, id
+    LIMIT 1
+) AS j
+WHERE b.rate_next IS NULL OR b.rate_next <= coalesce(to_timestamp(%(now)s::float8), now())
+ORDER BY b.rate_next NULLS FIRST, b.task, b.key
+LIMIT %(limit)s
+FOR UPDATE OF b SKIP LOCKED
+
+-- name: claim_ids
+-- claim_any for the given jobs that are still queued.
+UPDATE conveyor_jobs
+SET state = 'running',
+    attempts = attempts + 1,
+    lease_token = gen_random_uuid()::text,
+    lease_expires_at = coalesce(to_timestamp(%(now)s::float8), now())
+                       + %(lease)s::float8 * interval '1 second',
+    worker_id = %(worker_id)s,
+    started_at = coalesce(to_timestamp(%(now)s::float8), now()),
+    cancel_requested = false
+WHERE id = ANY(%(ids)b::int8[]) AND state = 'queued'
+RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
+          timeout, checkpoint, date_part('epoch', run_at)
+
+-- name: take_bucket
+UPDATE conveyor_rate_buckets AS b SET rate_next = to_timestamp(u.rate_next)
+FROM unnest(%(tasks)b::text[], %(keys)b::text[], %(nexts)b::float8[]) AS u (task, key, rate_next)
+WHERE b.task = u.task AND b.key = u.key
+
+-- name: next_rate_token
+-- The earliest next start of a bucket that holds a queued job in the given queues (any queue
+-- when any_queue): when a worker whose claim found no token should look again.
+SELECT date_part('epoch', min(b.rate_next)) FROM conveyor_rate_buckets AS b
+WHERE b.rate_next > coalesce(to_timestamp(%(now)s::float8), now()) AND EXISTS (
+    SELECT 1 FROM conveyor_jobs AS j
+    WHERE j.state = 'queued' AND j.rate_key IS NOT NULL
+      AND j.task = b.task AND j.rate_key = b.key
+      AND (%(any_queue)s OR j.queue = ANY(%(queues)b::text[])))
+
+-- name: rate_bucket_of
+-- The bucket of a job, for `jobs why`.
+SELECT b.task, b.key, b.rate_count, b.rate_per, date_part('epoch', b.rate_next)
+FROM conveyor_jobs AS j
+JOIN conveyor_rate_buckets AS b ON b.task = j.task AND b.key = j.rate_key
+WHERE j.id = %(id)s

@@ -41,6 +41,7 @@ from conveyor.errors import (
 )
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobError, JobState
 from conveyor.limits import QueueGate, QuietHours, RateLimit
+from conveyor.limits.buckets import Bucket, bucket_updates, picked
 from conveyor.limits.gates import rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
@@ -138,6 +139,8 @@ class SQLiteBackend(Backend):
         self._reader.raw.row_factory = sqlite3.Row
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
+        #: Whether any rate limit bucket of a task exists (the same cache, of one name).
+        self._limited = CappedQueues(self.now)
         if check_schema:
             self._check_schema(settings.auto_migrate if auto_migrate is None else auto_migrate)
 
@@ -214,6 +217,8 @@ class SQLiteBackend(Backend):
         now = self.now()
         with self._writer.write() as db:
             results = insert_jobs(db, jobs, now, self.settings.queue_limits)
+        if any(job.rate_key is not None for job in jobs):
+            self._limited.forget()  # this process's claims look for rate-limited jobs at once
         self._notify_local(sorted({job.queue for job in jobs}))
         return results
 
@@ -235,16 +240,26 @@ class SQLiteBackend(Backend):
                 **self._boot_params(),
             }
             db.execute(Q["promote_due"], {"now": now})
+            # --- rate limits of tasks (conveyor/limits/buckets.py) ---
+            rows: list[tuple[Any, ...]] = []
+            if self._limited.get(lambda: [r[0] for r in db.execute(Q["rate_buckets_exist"])]):
+                rows = self._claim_rate_limited(db, params, queues, limit)
+                limit -= len(rows)
+            # --- end of rate limits of tasks ---
             capped = self._capped.get(lambda: [row[0] for row in db.execute(Q["capped_queues"])])
-            if queues is None and capped:
-                ready = [row[0] for row in db.execute(Q["ready_queues"])]
-                # No other writer can fill a capped queue before this transaction ends.
-                if not capped.isdisjoint(ready):
-                    queues = ready
-            if queues is None:
-                rows = db.execute(Q["claim_any"], {**params, "limit": limit}).fetchall()
+            if limit <= 0:
+                pass
+            elif queues is None:
+                if capped:
+                    ready = [row[0] for row in db.execute(Q["ready_queues"])]
+                    # No other writer can fill a capped queue before this transaction ends.
+                    if not capped.isdisjoint(ready):
+                        rows += self._claim_in_turn(db, params, ready, limit, capped)
+                        limit = 0
+                if limit > 0:
+                    rows += db.execute(Q["claim_any"], {**params, "limit": limit}).fetchall()
             else:
-                rows = self._claim_in_turn(db, params, queues, limit, capped)
+                rows += self._claim_in_turn(db, params, queues, limit, capped)
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
         return [
             ClaimedJob(
@@ -290,6 +305,25 @@ class SQLiteBackend(Backend):
         for queue, rate_next in rate_updates(gates, started_by_queue(rows), params["now"]):
             db.execute(Q["take_rate"], {"queue": queue, "rate_next": rate_next})
         # --- end of queue gates ---
+        return rows
+
+    def _claim_rate_limited(
+        self,
+        db: sqlite3.Connection,
+        params: dict[str, Any],
+        queues: Sequence[str] | None,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        """One job from each bucket whose next start has come, up to ``limit``."""
+        wanted = None if queues is None else json.dumps(list(queues))
+        pick_params = {"now": params["now"], "queues": wanted, "limit": limit}
+        picks = picked(db.execute(Q["pick_rate_limited"], pick_params).fetchall())
+        if not picks:
+            return []
+        ids = json.dumps(sorted(picks))
+        rows = list(db.execute(Q["claim_ids"], {**params, "ids": ids}).fetchall())
+        for task, key, rate_next in bucket_updates(picks, (r[0] for r in rows), params["now"]):
+            db.execute(Q["take_bucket"], {"task": task, "key": key, "rate_next": rate_next})
         return rows
 
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
@@ -435,6 +469,26 @@ class SQLiteBackend(Backend):
         with self._reader.read() as db:
             rows = db.execute(Q["every_queue_gate"], {"now": self.now()}).fetchall()
         return [QueueGate.from_row(tuple(row)) for row in rows]
+
+    def rate_limited(self) -> bool:
+        def read() -> list[str]:
+            with self._reader.read() as db:
+                return [row[0] for row in db.execute(Q["rate_buckets_exist"])]
+
+        return bool(self._limited.get(read))
+
+    def next_rate_token(self, queues: Sequence[str] | None) -> float | None:
+        if not self.rate_limited():
+            return None
+        params = {"now": self.now(), "queues": None if queues is None else json.dumps(queues)}
+        with self._reader.read() as db:
+            value = db.execute(Q["next_rate_token"], params).fetchone()[0]
+        return None if value is None else float(value)
+
+    def rate_bucket_of(self, job_id: int) -> Bucket | None:
+        with self._reader.read() as db:
+            row = db.execute(Q["rate_bucket_of"], {"id": job_id}).fetchone()
+        return None if row is None else Bucket.from_row(tuple(row))
 
     # --- maintenance ----------------------------------------------------------------------
 

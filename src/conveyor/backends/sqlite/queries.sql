@@ -87,10 +87,15 @@ SELECT last_insert_rowid()
 
 -- name: queue_depth
 -- Waiting jobs of one queue: the queued ones from the ready index, the others from the small
--- index of jobs waiting for a time or a dependency (each predicate as its index states it).
-SELECT (SELECT count(*) FROM conveyor_jobs WHERE queue = :queue AND state = 'queued')
+-- index of jobs waiting for a time or a dependency (each predicate as its index states it), and
+-- the queued jobs of rate-limited tasks from conveyor_jobs_rate_ready (not keyed by queue: a
+-- walk of the rate-limited backlog, paid only by enqueues into queues with queue_limits).
+SELECT (SELECT count(*) FROM conveyor_jobs
+        WHERE queue = :queue AND state = 'queued' AND rate_key IS NULL)
      + (SELECT count(*) FROM conveyor_jobs
         WHERE queue = :queue AND (state = 'blocked' OR state = 'scheduled' OR state = 'retrying'))
+     + (SELECT count(*) FROM conveyor_jobs
+        WHERE queue = :queue AND state = 'queued' AND rate_key IS NOT NULL)
 
 -- name: promote_due
 UPDATE conveyor_jobs SET state = 'queued'
@@ -109,7 +114,7 @@ SET state = 'running',
     cancel_requested = 0
 WHERE id IN (
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued'
+    WHERE state = 'queued' AND rate_key IS NULL
     ORDER BY priority DESC, run_at, id
     LIMIT :limit
 )
@@ -129,7 +134,7 @@ SET state = 'running',
     cancel_requested = 0
 WHERE id IN (
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND queue = :queue
+    WHERE state = 'queued' AND rate_key IS NULL AND queue = :queue
     ORDER BY priority DESC, run_at, id
     LIMIT :limit
 )
@@ -151,10 +156,11 @@ WHERE max_running IS NOT NULL OR paused_until IS NOT NULL OR quiet IS NOT NULL
 -- finished jobs.
 WITH RECURSIVE ready (queue) AS (
     SELECT (SELECT queue FROM conveyor_jobs INDEXED BY conveyor_jobs_ready_by_queue
-            WHERE state = 'queued' ORDER BY queue LIMIT 1)
+            WHERE state = 'queued' AND rate_key IS NULL ORDER BY queue LIMIT 1)
     UNION ALL
     SELECT (SELECT j.queue FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_ready_by_queue
-            WHERE j.state = 'queued' AND j.queue > ready.queue ORDER BY j.queue LIMIT 1)
+            WHERE j.state = 'queued' AND j.rate_key IS NULL AND j.queue > ready.queue
+            ORDER BY j.queue LIMIT 1)
     FROM ready WHERE ready.queue IS NOT NULL
 )
 SELECT queue FROM ready WHERE queue IS NOT NULL
@@ -497,3 +503,78 @@ INSERT INTO conveyor_queue_limits (queue, rate_count, rate_per) VALUES (:queue, 
 ON CONFLICT (queue) DO UPDATE
 SET rate_count = excluded.rate_count, rate_per = excluded.rate_per,
     rate_next = CASE WHEN excluded.rate_count IS NULL THEN NULL ELSE rate_next END
+
+-- ===== Rate limits of tasks, per key (conveyor/limits/rates.py) =============================
+
+-- name: rate_buckets_exist
+-- Whether any task has a rate limit bucket: claims look at rate-limited jobs only then (read
+-- about once a second, see backends/caps.py).
+SELECT 'buckets' FROM conveyor_rate_buckets LIMIT 1
+
+-- name: upsert_rate_bucket
+-- At enqueue: the bucket of a rate-limited task and key, with the limit the task declares now.
+INSERT INTO conveyor_rate_buckets (task, key, rate_count, rate_per)
+VALUES (:task, :key, :count, :per)
+ON CONFLICT (task, key) DO UPDATE
+SET rate_count = excluded.rate_count, rate_per = excluded.rate_per
+
+-- name: mark_rate_key
+-- At enqueue, in the same transaction: the new jobs of the JSON array :ids take their bucket's
+-- key, which moves them out of the ready indexes before any claim can see them.
+UPDATE conveyor_jobs SET rate_key = :key WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: pick_rate_limited
+-- For the claim: the buckets whose next start has come and that hold a queued job in the JSON
+-- array :queues (NULL: any queue), each with its first job, the bucket waiting longest first.
+-- One probe of conveyor_jobs_rate_ready per such bucket.
+SELECT task, key, rate_count, rate_per, rate_next, job FROM (
+    SELECT b.task, b.key, b.rate_count, b.rate_per, b.rate_next, (
+        SELECT j.id FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_rate_ready
+        WHERE j.state = 'queued' AND j.rate_key IS NOT NULL
+          AND j.task = b.task AND j.rate_key = b.key
+          AND (:queues IS NULL OR j.queue IN (SELECT value FROM json_each(:queues)))
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT 1
+    ) AS job
+    FROM conveyor_rate_buckets AS b
+    WHERE b.rate_next IS NULL OR b.rate_next <= :now
+)
+WHERE job IS NOT NULL
+ORDER BY coalesce(rate_next, 0), task, key
+LIMIT :limit
+
+-- name: claim_ids
+-- claim_any for the jobs of the JSON array :ids that are still queued.
+UPDATE conveyor_jobs
+SET state = 'running',
+    attempts = attempts + 1,
+    lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = :now + :lease,
+    lease_boot = :boot,
+    lease_expires_uptime = :uptime + :lease,
+    worker_id = :worker_id,
+    started_at = :now,
+    cancel_requested = 0
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'queued'
+RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
+          timeout, checkpoint, run_at
+
+-- name: take_bucket
+UPDATE conveyor_rate_buckets SET rate_next = :rate_next WHERE task = :task AND key = :key
+
+-- name: next_rate_token
+-- The earliest next start of a bucket that holds a queued job in :queues (NULL: any queue):
+-- when a worker whose claim found no token should look again.
+SELECT min(b.rate_next) FROM conveyor_rate_buckets AS b
+WHERE b.rate_next > :now AND EXISTS (
+    SELECT 1 FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_rate_ready
+    WHERE j.state = 'queued' AND j.rate_key IS NOT NULL
+      AND j.task = b.task AND j.rate_key = b.key
+      AND (:queues IS NULL OR j.queue IN (SELECT value FROM json_each(:queues))))
+
+-- name: rate_bucket_of
+-- The bucket of job :id, for `jobs why`.
+SELECT b.task, b.key, b.rate_count, b.rate_per, b.rate_next
+FROM conveyor_jobs AS j
+JOIN conveyor_rate_buckets AS b ON b.task = j.task AND b.key = j.rate_key
+WHERE j.id = :id
