@@ -78,13 +78,35 @@ def one_run(
     return [claim / jobs * 1e6, done / jobs * 1e6, cpu / jobs * 1e6, server / jobs * 1e6]
 
 
+def thousand_keys(app: Conveyor, *, idle: bool) -> None:
+    """A task limited to one start an hour per key, and 1,000 keys: each with a job waiting
+    for its next token, or (``idle``) with its token ready and no job."""
+
+    @app.task(name="limited", rate_limit="1/h")
+    def limited() -> None:
+        return None
+
+    specs = [limited.options(rate_key=f"tenant-{n}").job() for n in range(1000)]
+    if idle:
+        for job in app.enqueue_many(specs):
+            app.cancel(job.id)
+        return
+    app.enqueue_many(specs)
+    runs = app.backend.claim("setup", None, 1000, 30.0)
+    assert len(runs) == 1000, len(runs)
+    app.backend.finish_many([Outcome(r.id, r.lease_token, OutcomeKind.SUCCEEDED) for r in runs])
+    app.enqueue_many(specs)
+
+
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--jobs", type=int, default=10_000)
     p.add_argument("--batches", default="1,100,500")
     p.add_argument("--queues", choices=["all", "one"], default="all")
     p.add_argument("--cap", choices=["none", "other", "queue"], default="none")
-    p.add_argument("--gates", choices=["none", "rate", "other", "many"], default="none")
+    p.add_argument(
+        "--gates", choices=["none", "rate", "other", "many", "keys", "idle-keys"], default="none"
+    )
     args = p.parse_args()
     queues = None if args.queues == "all" else ["default"]
     described = ""
@@ -111,6 +133,8 @@ def main() -> None:
                         app.set_rate_limit(f"tenant-{n}", "10/s")
                     else:
                         app.pause_queue(f"tenant-{n}")
+            elif args.gates in ("keys", "idle-keys"):
+                thousand_keys(app, idle=args.gates == "idle-keys")
             results.setdefault(batch, []).append(one_run(app, session, args.jobs, batch, queues))
             described = engine(app)
             finish(app)

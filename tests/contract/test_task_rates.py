@@ -116,7 +116,23 @@ def test_a_queue_rate_and_a_task_rate_both_hold(backend: Backend, clock: FakeClo
     backend.set_rate_limit("api", RateLimit(1, per=10.0))
     limited(backend, 3)
     free(backend, 3)
-    # The task's bucket gives one; the queue's rate gives one more of the others.
-    assert len(backend.claim("w", ["api"], 10, LEASE)) == 2
-    clock.advance(1)
+    # One start of the queue's rate: the task's job, which had a token of its own too.
     assert len(backend.claim("w", ["api"], 10, LEASE)) == 1
+    clock.advance(1)  # the task's next token, not the queue's
+    assert backend.claim("w", ["api"], 10, LEASE) == []
+    clock.advance(9)
+    assert len(backend.claim("w", ["api"], 10, LEASE)) == 1
+
+
+def test_the_gates_of_the_queue_hold_rate_limited_jobs_too(
+    backend: Backend, clock: FakeClock
+) -> None:
+    limited(backend, 1, "tenant-1")
+    limited(backend, 1, "tenant-2")
+    backend.pause_queue("api", None)
+    assert backend.claim("w", None, 10, LEASE) == []
+    assert backend.claim("w", ["api"], 10, LEASE) == []
+    backend.resume_queue("api")
+    backend.set_concurrency_limit("api", 1)
+    assert len(backend.claim("w", None, 10, LEASE)) == 1  # the cap lets one of the two start
+    assert backend.claim("w", None, 10, LEASE) == []

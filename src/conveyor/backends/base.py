@@ -256,7 +256,11 @@ class Backend(ABC):
         A claim never takes a capped queue (``set_concurrency_limit``) over its cap, counting
         the jobs of that queue running on every worker. With ``None``, while a capped queue has
         ready jobs, the queues that have ready jobs take turns as a list of queues does (the
-        global order would walk the capped queue's whole backlog to skip it)."""
+        global order would walk the capped queue's whole backlog to skip it).
+
+        Nor does it start a job another gate holds (conveyor/limits/): a paused queue, one in
+        its quiet hours, a queue or a task (per key) whose rate limit has no token yet. Such
+        jobs stay queued and are charged no attempt."""
 
     @abstractmethod
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:

@@ -42,6 +42,23 @@ def picked(rows: Iterable[Sequence[Any]]) -> dict[int, Bucket]:
     return {int(row[5]): Bucket.from_row(row) for row in rows}
 
 
+def admit(
+    picks: Mapping[int, Bucket], queue_of: Mapping[int, str], rooms: Mapping[str, int]
+) -> list[int]:
+    """The picked jobs the gates of their queues let start (``gates.rooms``: the room of each
+    gated queue), in the order picked: a paused queue, or one at its cap, starts none."""
+    left = dict(rooms)
+    admitted = []
+    for job_id in picks:
+        queue = queue_of.get(job_id)
+        if queue in left:
+            if left[queue] <= 0:
+                continue
+            left[queue] -= 1
+        admitted.append(job_id)
+    return admitted
+
+
 def bucket_updates(
     picks: Mapping[int, Bucket], claimed: Iterable[int], now: float
 ) -> list[tuple[str, str, float]]:

@@ -50,7 +50,7 @@ from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound, WorkerNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
 from conveyor.limits import QueueGate, QuietHours, RateLimit
-from conveyor.limits.buckets import Bucket, bucket_updates, picked
+from conveyor.limits.buckets import Bucket, admit, bucket_updates, picked
 from conveyor.limits.gates import rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
@@ -219,7 +219,7 @@ class PostgresBackend(Backend):
         # --- rate limits of tasks (conveyor/limits/buckets.py) ---
         taken: list[tuple[Any, ...]] = []
         if limited:
-            taken = self._claim_rate_limited(cur, params, queues, limit)
+            taken = self._claim_rate_limited(cur, params, queues, limit, capped)
             limit -= len(taken)
             if limit <= 0:
                 return taken
@@ -263,9 +263,15 @@ class PostgresBackend(Backend):
         return taken + claimed
 
     def _claim_rate_limited(
-        self, cur: Cursor, params: dict[str, Any], queues: Sequence[str] | None, limit: int
+        self,
+        cur: Cursor,
+        params: dict[str, Any],
+        queues: Sequence[str] | None,
+        limit: int,
+        capped: frozenset[str],
     ) -> list[tuple[Any, ...]]:
-        """One job from each bucket whose next start has come, up to ``limit``."""
+        """One job from each bucket whose next start has come, up to ``limit``, as far as the
+        gates of their queues let them start."""
         pick_params = {
             "now": params["now"],
             "any_queue": queues is None,
@@ -277,7 +283,22 @@ class PostgresBackend(Backend):
         if not picks:
             return []
         now = float(rows[0][6])
-        claimed = cur.execute(Q["claim_ids"], {**params, "ids": sorted(picks)}).fetchall()
+        ids = list(picks)
+        gates: list[QueueGate] = []
+        if capped:
+            queue_of = {int(i): str(q) for i, q in cur.execute(Q["queues_of"], {"ids": ids})}
+            gated = sorted(capped.intersection(queue_of.values()))
+            if gated:
+                cur.execute(Q["lock_queue_limits"], {"queues": gated})
+                gate_params = {"queues": gated, "now": params["now"]}
+                gates = [QueueGate.from_row(r) for r in cur.execute(Q["queue_gates"], gate_params)]
+                ids = admit(picks, queue_of, rooms(gates, now))
+                if not ids:
+                    return []
+        claimed = cur.execute(Q["claim_ids"], {**params, "ids": ids}).fetchall()
+        # Later gated claims of this transaction read the queues' rate tokens as moved here.
+        for queue, rate_next in rate_updates(gates, started_by_queue(claimed), now):
+            cur.execute(Q["take_rate"], {"queue": queue, "rate_next": rate_next})
         updates = bucket_updates(picks, (int(r[0]) for r in claimed), now)
         if updates:
             cur.execute(

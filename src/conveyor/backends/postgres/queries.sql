@@ -928,3 +928,7 @@ SELECT b.task, b.key, b.rate_count, b.rate_per, date_part('epoch', b.rate_next)
 FROM conveyor_jobs AS j
 JOIN conveyor_rate_buckets AS b ON b.task = j.task AND b.key = j.rate_key
 WHERE j.id = %(id)s
+
+-- name: queues_of
+-- The queues of the given jobs (rate-limited jobs a claim picked, whose queues may have gates).
+SELECT id, queue FROM conveyor_jobs WHERE id = ANY(%(ids)b::int8[])

@@ -41,7 +41,7 @@ from conveyor.errors import (
 )
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobError, JobState
 from conveyor.limits import QueueGate, QuietHours, RateLimit
-from conveyor.limits.buckets import Bucket, bucket_updates, picked
+from conveyor.limits.buckets import Bucket, admit, bucket_updates, picked
 from conveyor.limits.gates import rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
@@ -242,11 +242,11 @@ class SQLiteBackend(Backend):
             db.execute(Q["promote_due"], {"now": now})
             # --- rate limits of tasks (conveyor/limits/buckets.py) ---
             rows: list[tuple[Any, ...]] = []
+            capped = self._capped.get(lambda: [row[0] for row in db.execute(Q["capped_queues"])])
             if self._limited.get(lambda: [r[0] for r in db.execute(Q["rate_buckets_exist"])]):
-                rows = self._claim_rate_limited(db, params, queues, limit)
+                rows = self._claim_rate_limited(db, params, queues, limit, capped)
                 limit -= len(rows)
             # --- end of rate limits of tasks ---
-            capped = self._capped.get(lambda: [row[0] for row in db.execute(Q["capped_queues"])])
             if limit <= 0:
                 pass
             elif queues is None:
@@ -313,17 +313,31 @@ class SQLiteBackend(Backend):
         params: dict[str, Any],
         queues: Sequence[str] | None,
         limit: int,
+        capped: frozenset[str],
     ) -> list[tuple[Any, ...]]:
-        """One job from each bucket whose next start has come, up to ``limit``."""
+        """One job from each bucket whose next start has come, up to ``limit``, as far as the
+        gates of their queues let them start."""
+        now = params["now"]
         wanted = None if queues is None else json.dumps(list(queues))
-        pick_params = {"now": params["now"], "queues": wanted, "limit": limit}
+        pick_params = {"now": now, "queues": wanted, "limit": limit}
         picks = picked(db.execute(Q["pick_rate_limited"], pick_params).fetchall())
-        if not picks:
+        ids = list(picks)
+        gates: list[QueueGate] = []
+        if ids and capped:
+            queue_of = dict(db.execute(Q["queues_of"], {"ids": json.dumps(ids)}).fetchall())
+            gated = sorted(capped.intersection(queue_of.values()))
+            if gated:
+                gate_params = {"queues": json.dumps(gated), "now": now}
+                gates = [QueueGate.from_row(r) for r in db.execute(Q["queue_gates"], gate_params)]
+                ids = admit(picks, queue_of, rooms(gates, now))
+        if not ids:
             return []
-        ids = json.dumps(sorted(picks))
-        rows = list(db.execute(Q["claim_ids"], {**params, "ids": ids}).fetchall())
-        for task, key, rate_next in bucket_updates(picks, (r[0] for r in rows), params["now"]):
+        rows = list(db.execute(Q["claim_ids"], {**params, "ids": json.dumps(ids)}).fetchall())
+        for task, key, rate_next in bucket_updates(picks, (r[0] for r in rows), now):
             db.execute(Q["take_bucket"], {"task": task, "key": key, "rate_next": rate_next})
+        # Later gated claims of this transaction read the queues' rate tokens as moved here.
+        for queue, rate_next in rate_updates(gates, started_by_queue(rows), now):
+            db.execute(Q["take_rate"], {"queue": queue, "rate_next": rate_next})
         return rows
 
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:

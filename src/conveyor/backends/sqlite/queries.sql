@@ -578,3 +578,8 @@ SELECT b.task, b.key, b.rate_count, b.rate_per, b.rate_next
 FROM conveyor_jobs AS j
 JOIN conveyor_rate_buckets AS b ON b.task = j.task AND b.key = j.rate_key
 WHERE j.id = :id
+
+-- name: queues_of
+-- The queues of the jobs of the JSON array :ids (rate-limited jobs a claim picked, whose queues
+-- may have gates).
+SELECT id, queue FROM conveyor_jobs WHERE id IN (SELECT value FROM json_each(:ids))
