@@ -173,6 +173,20 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         {**NOW, "lease": 30.0, "worker_id": "w", "limit": 10, "capped": ["q3"]},
         "conveyor_jobs_ready",
     ),
+    # Rate limits of tasks: the jobs of a bucket from their own index, those a claim picked
+    # by primary key.
+    (
+        "pick_rate_limited",
+        {**NOW, "any_queue": True, "queues": [], "limit": 10},
+        "conveyor_jobs_rate_ready",
+    ),
+    ("next_rate_token", {**NOW, "any_queue": False, "queues": ["q3"]}, "conveyor_jobs_rate_ready"),
+    ("queues_of", {"ids": [5, 7]}, "conveyor_jobs_pkey"),
+    (
+        "claim_ids",
+        {**NOW, "lease": 30.0, "worker_id": "w", "ids": [5, 7]},
+        "conveyor_jobs_pkey",
+    ),
 ]
 
 
