@@ -112,6 +112,7 @@ class Conveyor:
         idempotency: str = "live",
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
+        typecheck: bool = True,
     ) -> Callable[[F], Task[..., Any]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor import payload
 from conveyor.backends.base import ClaimedJob, Outcome, OutcomeKind
-from conveyor.errors import JobCancelled, JobTimeout, LeaseLost, UnknownTask
-from conveyor.task import describe_error
+from conveyor.errors import ArgumentsMismatch, JobCancelled, JobTimeout, LeaseLost, UnknownTask
+from conveyor.task import NonRetryable, describe_error
 from conveyor.worker.context import JobContext
 from conveyor.worker.processes import ProcessRunner
 from conveyor.worker.threads import DaemonThreadPool
@@ -26,6 +26,7 @@ from conveyor.worker.threads import DaemonThreadPool
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.task import Task
+    from conveyor.typecheck import ArgumentTypes
     from conveyor.worker.fetcher import Fetcher
 
 
@@ -86,20 +87,28 @@ class Executor:
     def run_in_thread(self, run: Run, task: Task[..., Any]) -> Outcome | None:
         """Call a plain function on this (pool) thread; None means the run was lost."""
         job = run.job
-        args = (run.context, *job.args) if task.pass_context else job.args
         try:
+            args, kwargs = job.args, job.kwargs
+            if task.types is not None and task.types.rebuilds:
+                args, kwargs = rebuilt_arguments(task.types, args, kwargs)
+            if task.pass_context:
+                args = [run.context, *args]
             # A copy of the worker's context per job: context variables a task sets do not
             # leak into the next job on this thread.
-            result = self._context.copy().run(task.fn, *args, **job.kwargs)
+            result = self._context.copy().run(task.fn, *args, **kwargs)
             return self._succeeded(run, task, result)
         except BaseException as exc:  # a task's SystemExit is its failure too
             return self._settle(run, task, exc)
 
     async def execute(self, run: Run, task: Task[..., Any]) -> Outcome | None:
         """Run an async or process-isolated job; None means the run was lost."""
-        args: list[Any] = [run.context, *run.job.args] if task.pass_context else list(run.job.args)
         try:
-            result = await self._call(run, task, args, run.job.kwargs, run.job.timeout)
+            args, kwargs = run.job.args, run.job.kwargs
+            # A process-isolated task rebuilds its arguments in its own process.
+            if task.types is not None and task.types.rebuilds and task.isolation != "process":
+                args, kwargs = rebuilt_arguments(task.types, args, kwargs)
+            args = [run.context, *args] if task.pass_context else list(args)
+            result = await self._call(run, task, args, kwargs, run.job.timeout)
             return self._succeeded(run, task, result)
         except asyncio.CancelledError:
             if run.context.lost:
@@ -219,4 +228,16 @@ class Executor:
         )
 
 
-__all__ = ["Executor", "Run"]
+def rebuilt_arguments(
+    types: ArgumentTypes, args: list[Any], kwargs: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """The stored arguments as the function declared them (dataclasses, models ...). Ones that
+    do not fit (written without the check: ``enqueue_raw``, older code) never will: the job
+    goes to the dead-letter queue at once."""
+    try:
+        return types.decode(args, kwargs)
+    except ArgumentsMismatch as exc:
+        raise NonRetryable(str(exc)) from None
+
+
+__all__ = ["Executor", "Run", "rebuilt_arguments"]

@@ -214,6 +214,7 @@ class _Child:
             self.task.memory_limit_mb,
             # The fork server's environment is the one of its start; a job sees the worker's.
             dict(os.environ),
+            rebuild=self.task.types is not None and self.task.types.rebuilds,
         )
 
     def _serve(self, conn: Connection) -> tuple[str, Any]:
