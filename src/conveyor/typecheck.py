@@ -9,7 +9,7 @@ returns None for it). The rules, which the README states for users:
   takes ``int`` but not ``bool``; ``str``, ``bool`` and ``None`` are exact.
 - ``list[X]``, ``Sequence[X]`` and ``tuple[X, ...]`` / ``tuple[X, Y]`` are JSON arrays (a list or
   a tuple at enqueue; a tuple parameter gets a tuple back at run time); ``dict[str, X]`` and
-  ``Mapping[str, X]`` are JSON objects (keys must be ``str``).
+  ``Mapping[str, X]`` are JSON objects (other keys, e.g. ``dict[int, X]``, only through Pydantic).
 - ``Literal`` compares type and value (``Literal[1]`` refuses ``True``); unions take the first
   member that accepts the value.
 - A TypedDict needs its required keys and refuses keys it does not declare.
@@ -22,12 +22,14 @@ returns None for it). The rules, which the README states for users:
   ``UUID``, ``Decimal`` ...) goes through a ``TypeAdapter`` the same way, when Pydantic is
   installed.
 - ``Any``, ``object``, type variables and unannotated parameters take any JSON value.
-- Anything else (``set[int]``, ``dict[int, str]``, a class that is none of the above) is a
-  ``ConfigurationError`` when the task is registered: it could never hold a JSON value.
+- A hint the checker cannot express in JSON and Pydantic (absent, or unable) cannot validate --
+  a protocol, an arbitrary class, ``ctx: JobContext`` on a task without ``pass_context`` --
+  leaves that part unchecked, as every hint was before: registering a task never fails because
+  of its hints.
 - A hint naming something not defined yet (a forward reference, e.g. a model defined below the
-  task) is resolved on first use instead, from the function's module; if it is still undefined
-  then, that enqueue raises ``ConfigurationError``. Names must be reachable from the module's
-  globals: a class local to a function cannot be named by a string annotation.
+  task) is looked up again on first use, from the function's module (its globals: a class local
+  to a function cannot be named by a string annotation). Still undefined then (an import under
+  ``TYPE_CHECKING``), that part is unchecked.
 
 A mismatch raises ``ArgumentsMismatch`` naming the task, the path into the argument
 (``items[3].price``) and the expected type, before anything is written.
