@@ -50,7 +50,7 @@ class TypeNode:
     """One compiled type: ``encode`` checks a value and returns its JSON form (the value itself
     unless ``converts``); ``decode`` rebuilds a stored JSON form (None: it is already right)."""
 
-    __slots__ = ("converts", "decode", "encode", "name")
+    __slots__ = ("by_type", "converts", "decode", "encode", "name")
 
     def __init__(
         self,
@@ -58,11 +58,14 @@ class TypeNode:
         encode: Callable[[Any], Any],
         decode: Callable[[Any], Any] | None = None,
         converts: bool = False,
+        by_type: bool = False,
     ) -> None:
         self.name = name
         self.encode = encode
         self.decode = decode
         self.converts = converts
+        #: Whether the value's type alone decides (int, str ...: not a list, not a Literal).
+        self.by_type = by_type
 
 
 # --- scalars -------------------------------------------------------------------------------------
@@ -98,11 +101,11 @@ def _encode_none(value: Any) -> Any:
     raise Mismatch("None", value)
 
 
-_INT = TypeNode("int", _encode_int)
-_FLOAT = TypeNode("float", _encode_float)
-_STR = TypeNode("str", _encode_str)
-_BOOL = TypeNode("bool", _encode_bool)
-_NONE = TypeNode("None", _encode_none)
+_INT = TypeNode("int", _encode_int, by_type=True)
+_FLOAT = TypeNode("float", _encode_float, by_type=True)
+_STR = TypeNode("str", _encode_str, by_type=True)
+_BOOL = TypeNode("bool", _encode_bool, by_type=True)
+_NONE = TypeNode("None", _encode_none, by_type=True)
 
 
 # --- compiling ------------------------------------------------------------------------------------
@@ -292,7 +295,7 @@ class Compiler:
         name = _type_name(tp)
         members = [self.compile(arg) for arg in args]
         if any(member is None for member in members):
-            return TypeNode(name, lambda value: value)  # X | Any takes anything
+            return TypeNode(name, lambda value: value, by_type=True)  # X | Any takes anything
         checked = [member for member in members if member is not None]
         # With one member besides None, its own error (with its path) says more than the union.
         others = [member for member in checked if member is not _NONE]
@@ -329,7 +332,9 @@ class Compiler:
                     return value if member.decode is None else member.decode(value)
                 raise Mismatch(name, value)
 
-        return TypeNode(name, encode, decode, any(member.converts for member in checked))
+        converts = any(member.converts for member in checked)
+        by_type = all(member.by_type for member in checked)
+        return TypeNode(name, encode, decode, converts, by_type)
 
     def _hints(self, cls: type) -> dict[str, Any]:
         """The field hints of a dataclass or TypedDict, each resolved on its own: with

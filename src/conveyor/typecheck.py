@@ -52,6 +52,9 @@ class ArgumentTypes:
     ``encode`` checks arguments that already bind to the signature and returns their JSON forms;
     ``decode`` turns stored arguments back into what the function declared."""
 
+    #: The argument type tuples remembered per task (each way of calling it is one).
+    MAX_KNOWN = 64
+
     def __init__(self, task: str, fn: Callable[..., Any], signature: inspect.Signature) -> None:
         self.task = task
         self._fn = fn
@@ -63,6 +66,8 @@ class ArgumentTypes:
         self.rebuilds = False
         self._positional: list[tuple[str, TypeNode | None]] = []
         self._checks: list[Callable[[Any], Any] | None] = []
+        #: With scalar parameters only, the tuples of argument types seen to pass.
+        self._known_types: set[tuple[type, ...]] | None = None
         self._by_name: dict[str, TypeNode | None] = {}
         self._star: TypeNode | None = None
         self._star_name = ""
@@ -101,6 +106,8 @@ class ArgumentTypes:
         self.converts = any(node.converts for node in present)
         self.rebuilds = any(node.decode is not None for node in present)
         self._checks = [node.encode if node else None for _, node in positional]
+        scalars = all(n is None or n.by_type for n in (*(n for _, n in positional), star))
+        self._known_types = set() if scalars else None
         self._compiled = True
 
     def _hint(self, param: inspect.Parameter) -> Any:
@@ -129,6 +136,11 @@ class ArgumentTypes:
             self._compile(final=True)
         if self.converts:
             return self._walk(args, kwargs, encoding=True)
+        known = self._known_types
+        if known is not None and not kwargs:
+            # Scalars only: the types of the arguments decide, and these ones passed before.
+            if tuple(map(type, args)) in known:
+                return args, kwargs
         # The common case, kept lean: check each value, return the arguments as they are.
         try:
             for check, value in zip(self._checks, args):  # noqa: B905  (*args may add more)
@@ -145,6 +157,8 @@ class ArgumentTypes:
                         node.encode(value)
         except Mismatch:
             self._walk(args, kwargs, encoding=True)  # raises, naming the argument
+        if known is not None and not kwargs and len(known) < self.MAX_KNOWN:
+            known.add(tuple(map(type, args)))
         return args, kwargs
 
     def decode(
