@@ -137,10 +137,9 @@ class ArgumentTypes:
         if self.converts:
             return self._walk(args, kwargs, encoding=True)
         known = self._known_types
-        if known is not None and not kwargs:
-            # Scalars only: the types of the arguments decide, and these ones passed before.
-            if tuple(map(type, args)) in known:
-                return args, kwargs
+        # Scalars only: the types of the arguments decide, and these ones passed before.
+        if known is not None and not kwargs and tuple(map(type, args)) in known:
+            return args, kwargs
         # The common case, kept lean: check each value, return the arguments as they are.
         try:
             for check, value in zip(self._checks, args):  # noqa: B905  (*args may add more)
