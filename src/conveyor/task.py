@@ -248,7 +248,10 @@ def _too_large(args_json: str, kwargs_json: str, max_payload_bytes: int) -> bool
 
 @dataclass(slots=True)
 class JobSpec:
-    """A job described but not yet enqueued: pass a list of them to ``app.enqueue_many``."""
+    """A job described but not yet enqueued: pass a list of them to ``app.enqueue_many``.
+
+    Enqueueing checks the arguments against the task's type hints and, where the hints convert
+    them (dataclasses, models, enums), leaves their JSON form here: what the job stores."""
 
     task: Task[..., Any]
     args: tuple[Any, ...]
