@@ -131,10 +131,13 @@ class Conveyor:
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
+        typecheck: bool = True,
     ) -> Callable[[F], Task[..., Any]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-        """Register a function (plain or ``async def``) as a task."""
+        """Register a function (plain or ``async def``) as a task. Its type hints are checked
+        at enqueue and its dataclass and model arguments rebuilt at run time (see
+        conveyor.typecheck); ``typecheck=False`` turns both off."""
 
         def register(function: Callable[..., Any]) -> Task[..., Any]:
             name = options.pop("name", None) or default_task_name(function)

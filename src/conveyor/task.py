@@ -22,6 +22,7 @@ from conveyor.errors import (
 )
 from conveyor.job import JobError
 from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
+from conveyor.typecheck import ArgumentTypes, compile_arguments
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -252,7 +253,10 @@ def _too_large(args_json: str, kwargs_json: str, max_payload_bytes: int) -> bool
 
 @dataclass(slots=True)
 class JobSpec:
-    """A job described but not yet enqueued: pass a list of them to ``app.enqueue_many``."""
+    """A job described but not yet enqueued: pass a list of them to ``app.enqueue_many``.
+
+    Enqueueing checks the arguments against the task's type hints and, where the hints convert
+    them (dataclasses, models, enums), leaves their JSON form here: what the job stores."""
 
     task: Task[..., Any]
     args: tuple[Any, ...]
@@ -261,7 +265,7 @@ class JobSpec:
     options: JobOptions = DEFAULT_OPTIONS
 
     def to_new_job(self) -> NewJob:
-        return self.task.build(self.args, self.kwargs, self.options)
+        return self.task.build(self.args, self.kwargs, self.options, self)
 
 
 def build_jobs(specs: Sequence[JobSpec]) -> list[NewJob]:
@@ -290,10 +294,16 @@ def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
             limit = task.app.settings.max_payload_bytes
             arguments = task._arguments
             binding = arguments.binding
+            types = task.types
         args, kwargs = spec.args, spec.kwargs
         shape = (len(args), *kwargs) if kwargs else len(args)
         if shape not in binding and not arguments.binds(args, kwargs):
             return None
+        if types is not None:
+            try:
+                args, kwargs = _typed(spec, types)
+            except ArgumentsMismatch:
+                return None  # the exact path raises it, in the order of the batch
         job = head.job("[]", "{}")
         jobs.append(job)
         if args or kwargs:
@@ -318,6 +328,15 @@ def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
     return jobs
 
 
+def _typed(spec: JobSpec, types: ArgumentTypes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments of ``spec`` checked against the task's hints, in their JSON form. The spec
+    keeps that form: the Job built from it then shows what was written, as reading it would."""
+    args, kwargs = types.encode(spec.args, spec.kwargs)
+    if args is not spec.args or kwargs is not spec.kwargs:
+        spec.args, spec.kwargs = tuple(args), dict(kwargs)
+    return spec.args, spec.kwargs
+
+
 class Task(Generic[P, R]):
     """A registered task. Call it to run the function directly; ``enqueue`` to run it later."""
 
@@ -339,6 +358,7 @@ class Task(Generic[P, R]):
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
+        typecheck: bool = True,
     ) -> None:
         check_task_name(name)
         check_queue(queue)
@@ -366,6 +386,8 @@ class Task(Generic[P, R]):
         _check_isolation(fn, isolation, memory_limit_mb)
         _check_limit("cpu_limit_s", cpu_limit_s, isolation)
         self._arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
+        #: The compiled type hints (see conveyor.typecheck), None without any to check.
+        self.types = compile_arguments(name, fn, self._arguments.signature) if typecheck else None
         self._default_head = _head(
             name, DEFAULT_OPTIONS, queue, self.priority, max_attempts, timeout, idempotency
         )
@@ -432,14 +454,23 @@ class Task(Generic[P, R]):
             self.idempotency,
         )
 
-    def build(self, args: Sequence[Any], kwargs: dict[str, Any], options: JobOptions) -> NewJob:
+    def build(
+        self,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        options: JobOptions,
+        spec: JobSpec | None = None,
+    ) -> NewJob:
         """Validate and encode one job; raises before anything is written."""
         try:
             self._arguments.check(args, kwargs)
         except TypeError as exc:
             raise ArgumentsMismatch(f"arguments do not match task {self.name}: {exc}") from None
+        values: tuple[Sequence[Any], Mapping[str, Any]] = (args, kwargs)
+        if self.types is not None:
+            values = self.types.encode(args, kwargs) if spec is None else _typed(spec, self.types)
         args_json, kwargs_json = encode_arguments(
-            self.name, args, kwargs, self.app.settings.max_payload_bytes
+            self.name, *values, self.app.settings.max_payload_bytes
         )
         return self._head_for(options).job(args_json, kwargs_json)
 
