@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from conveyor import bounds
 from conveyor.backends import open_backend
 from conveyor.backends.base import Backend, EnqueueResult, NewJob
 from conveyor.errors import ConfigurationError, UnknownTask
@@ -16,7 +17,14 @@ from conveyor.gcpause import pause_for
 from conveyor.job import Job, JobState
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
-from conveyor.task import JobSpec, Task, build_jobs, check_concurrency_limit, default_task_name
+from conveyor.task import (
+    JobSpec,
+    Task,
+    build_jobs,
+    check_concurrency_limit,
+    check_task_options,
+    default_task_name,
+)
 from conveyor.worker_info import WorkerInfo
 
 if TYPE_CHECKING:
@@ -116,6 +124,7 @@ class Conveyor:
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Register a function (plain or ``async def``) as a task."""
+        check_task_options(options)
 
         def register(function: Callable[..., Any]) -> Task[..., Any]:
             name = options.pop("name", None) or default_task_name(function)
@@ -250,22 +259,22 @@ class Conveyor:
     # --- jobs -----------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job:
-        return self.backend.get(job_id)
+        return self.backend.get(bounds.job_id(job_id))
 
     def cancel(self, job_id: int) -> Job:
         """Cancel a waiting job now; ask the worker of a running job to stop it."""
-        return self.backend.cancel(job_id)
+        return self.backend.cancel(bounds.job_id(job_id))
 
     def requeue(self, job_id: int, *, reset_attempts: bool = False) -> Job:
         """Put a dead or cancelled job back in its queue."""
-        return self.backend.requeue([job_id], reset_attempts=reset_attempts)[0]
+        return self.backend.requeue([bounds.job_id(job_id)], reset_attempts=reset_attempts)[0]
 
     def requeue_many(self, job_ids: Sequence[int], *, reset_attempts: bool = False) -> list[Job]:
-        return self.backend.requeue(job_ids, reset_attempts=reset_attempts)
+        return self.backend.requeue(bounds.job_ids(job_ids), reset_attempts=reset_attempts)
 
     def discard(self, job_ids: Sequence[int]) -> int:
         """Delete dead jobs from the dead-letter queue for good."""
-        return self.backend.discard(job_ids)
+        return self.backend.discard(bounds.job_ids(job_ids))
 
     def list_jobs(
         self,
@@ -277,14 +286,22 @@ class Conveyor:
         before_id: int | None = None,
     ) -> list[Job]:
         states: list[JobState] | None
-        if state is None:
-            states = None
-        elif isinstance(state, str):
-            states = [JobState(state)]
-        else:
-            states = [JobState(s) for s in state]
+        try:
+            if state is None:
+                states = None
+            elif isinstance(state, str):
+                states = [JobState(state)]
+            else:
+                states = [JobState(s) for s in state]
+        except ValueError:
+            names = ", ".join(s.value for s in JobState)
+            raise ConfigurationError(f"unknown state in {state!r}: use {names}") from None
         return self.backend.list_jobs(
-            states=states, queue=queue, task=task, limit=limit, before_id=before_id
+            states=states,
+            queue=None if queue is None else bounds.queue_name(queue),
+            task=None if task is None else bounds.task_name(task),
+            limit=bounds.limit(limit),
+            before_id=None if before_id is None else bounds.before_id(before_id),
         )
 
     def dead_letters(
@@ -321,6 +338,7 @@ class Conveyor:
         dead). Each learns it within about a second. All named workers or none
         (``WorkerNotFound``); returns the ids asked."""
         ids = [worker_ids] if isinstance(worker_ids, str) else list(worker_ids)
+        ids = [bounds.worker_id(worker_id) for worker_id in ids]
         if every == bool(ids):
             raise ConfigurationError("name the workers to stop, or pass every=True (not both)")
         return self.backend.request_worker_stop(None if every else ids)

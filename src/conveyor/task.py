@@ -4,15 +4,14 @@ and the retry decision when a run fails."""
 from __future__ import annotations
 
 import inspect
-import math
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from conveyor import payload
+from conveyor import bounds, payload
 from conveyor.backends.base import NewJob, Outcome, OutcomeKind
 from conveyor.errors import ArgumentsMismatch, ConfigurationError, PayloadTooLarge
 from conveyor.job import JobError
@@ -31,9 +30,9 @@ IDEMPOTENCY_SCOPES = ("live", "any")
 #: ``async def``) or "process" (a child process per job; see conveyor.worker.processes).
 ISOLATION_MODES = ("thread", "process")
 #: The longest task name the schemas store.
-MAX_TASK_NAME = 500
+MAX_TASK_NAME = bounds.MAX_TASK_NAME
 #: The largest cap on the running jobs of a queue that the schemas store (a 32-bit integer).
-MAX_CAP = 2**31 - 1
+MAX_CAP = bounds.MAX_CAP
 
 
 class NonRetryable(Exception):
@@ -44,10 +43,7 @@ def resolve_priority(priority: int | str) -> int:
     if isinstance(priority, bool):
         raise ConfigurationError(f"priority must be an integer or a level name, got {priority!r}")
     if isinstance(priority, int):
-        # Every engine stores it as a 32-bit integer (PostgreSQL ``integer``).
-        if not -(2**31) <= priority < 2**31:
-            raise ConfigurationError(f"priority must fit in 32 bits, got {priority}")
-        return priority
+        return bounds.priority(priority)
     if isinstance(priority, str) and priority in PRIORITY_LEVELS:
         return PRIORITY_LEVELS[priority]
     raise ConfigurationError(
@@ -56,22 +52,16 @@ def resolve_priority(priority: int | str) -> int:
 
 
 def _to_seconds(name: str, value: float | timedelta | None) -> float | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigurationError(f"{name} must be a finite number >= 0, got {seconds:g}")
-    return seconds
+    return None if value is None else bounds.seconds(name, value, bounds.MAX_DELAY)
 
 
 def _to_timestamp(value: float | datetime | None) -> float | None:
-    if value is None or isinstance(value, int | float):
-        if value is not None and not math.isfinite(value):
-            raise ConfigurationError(f"run_at must be a finite timestamp, got {value}")
-        return None if value is None else float(value)
-    if value.tzinfo is None:
-        raise ConfigurationError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
-    return value.timestamp()
+    return None if value is None else bounds.timestamp("run_at", value)
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None:
+        bounds.seconds("timeout", timeout, bounds.MAX_TIMEOUT, positive=True)
 
 
 @dataclass(frozen=True)
@@ -97,12 +87,9 @@ class JobOptions:
         _to_timestamp(self.run_at)
         if self.max_attempts is not None:
             _check_max_attempts(self.max_attempts)
-        if self.timeout is not None and not 0 < self.timeout < math.inf:
-            raise ConfigurationError(f"timeout must be > 0, got {self.timeout}")
-        if self.idempotency_key is not None and (
-            not isinstance(self.idempotency_key, str) or not self.idempotency_key
-        ):
-            raise ConfigurationError("idempotency_key must be a non-empty string")
+        _check_timeout(self.timeout)
+        if self.idempotency_key is not None:
+            bounds.idempotency_key(self.idempotency_key)
 
 
 #: The options of a job enqueued without any: every field means "the task's default".
@@ -110,35 +97,23 @@ DEFAULT_OPTIONS = JobOptions()
 
 
 def check_task_name(name: str) -> None:
-    if not isinstance(name, str) or not 1 <= len(name) <= MAX_TASK_NAME or "\x00" in name:
-        raise ConfigurationError(f"task name must be 1-{MAX_TASK_NAME} characters, got {name!r}")
+    bounds.task_name(name)
 
 
 def check_queue(queue: str) -> None:
-    if not isinstance(queue, str) or not 1 <= len(queue) <= 200 or "\x00" in queue:
-        raise ConfigurationError(f"queue name must be 1-200 characters, got {queue!r}")
+    bounds.queue_name(queue)
 
 
 def check_concurrency_limit(queue: str, max_running: int | None) -> None:
     """A cap on the running jobs of a queue: a queue name, and a whole number of at least 1,
     or None for no cap."""
     check_queue(queue)
-    if max_running is None:
-        return
-    if (
-        not isinstance(max_running, int)
-        or isinstance(max_running, bool)
-        or not 1 <= max_running <= MAX_CAP
-    ):
-        raise ConfigurationError(
-            f"max_running must be a whole number from 1 to {MAX_CAP} (or None for no cap), "
-            f"got {max_running!r}"
-        )
+    if max_running is not None:
+        bounds.whole_number("max_running", max_running, 1, MAX_CAP)
 
 
 def _check_max_attempts(value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"max_attempts must be an integer >= 1, got {value!r}")
+    bounds.max_attempts(value)
 
 
 def encode_job(
@@ -337,8 +312,7 @@ class Task(Generic[P, R]):
         check_task_name(name)
         check_queue(queue)
         _check_max_attempts(max_attempts)
-        if timeout is not None and not 0 < timeout < math.inf:
-            raise ConfigurationError(f"timeout must be > 0, got {timeout}")
+        _check_timeout(timeout)
         if idempotency not in IDEMPOTENCY_SCOPES:
             raise ConfigurationError(f"idempotency must be 'live' or 'any', got {idempotency!r}")
         self.app = app
@@ -386,10 +360,8 @@ class Task(Generic[P, R]):
     def options(self, **options: Any) -> BoundTask[P, R]:
         """Override options for the next enqueue: queue, priority, delay, run_at,
         idempotency_key, max_attempts, timeout."""
-        try:
-            return BoundTask(self, JobOptions(**options))
-        except TypeError as exc:
-            raise ConfigurationError(str(exc)) from None
+        _refuse_unknown("option", options, [f.name for f in fields(JobOptions)])
+        return BoundTask(self, JobOptions(**options))
 
     def job(self, *args: P.args, **kwargs: P.kwargs) -> JobSpec:
         return JobSpec(self, args, kwargs)
@@ -466,6 +438,21 @@ class Task(Generic[P, R]):
             kind=OutcomeKind.RETRY,
             retry_in=delay,
             retry_budget=None if budget is None else (self.name, budget.limit, budget.window),
+        )
+
+
+def check_task_options(options: Mapping[str, Any]) -> None:
+    """Refuse what ``@app.task(...)`` does not take, naming what it does."""
+    accepted = list(inspect.signature(Task.__init__).parameters)[3:]  # after self, app, fn
+    _refuse_unknown("task option", options, accepted)
+
+
+def _refuse_unknown(what: str, given: Mapping[str, Any], accepted: Sequence[str]) -> None:
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+            f"use {', '.join(accepted)}"
         )
 
 
