@@ -45,15 +45,17 @@ MAX_WORKER_ID = 500
 #: Jobs a worker runs at once (per pool) and claims ahead of a free slot.
 MAX_CONCURRENCY = 10_000
 MAX_PREFETCH = 100_000
+#: Worker processes one ``conveyor worker --processes`` supervises.
+MAX_PROCESSES = 1_000
 
 
 def whole_number(name: str, value: Any, low: int, high: int) -> int:
     """``value`` if it is an integer (not a bool) from ``low`` to ``high``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigurationError(
-            f"{name} must be a whole number from {low:,} to {high:,}, got {value!r}"
-        )
-    return value
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    raise ConfigurationError(
+        f"{name} must be a whole number from {low:,} to {high:,}, got {value!r}"
+    )
 
 
 def text(name: str, value: Any, max_length: int) -> str:
@@ -148,11 +150,11 @@ def timestamp(name: str, value: Any) -> float:
 
 def job_id(value: Any) -> int:
     """A job id: an integer; one outside the range any engine stores names no job."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"a job id must be an integer, got {value!r}")
-    if not 1 <= value <= MAX_JOB_ID:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 1 <= value <= MAX_JOB_ID:
+            return value
         raise JobNotFound(value)
-    return value
+    raise ConfigurationError(f"a job id must be an integer, got {value!r}")
 
 
 def job_ids(values: Sequence[Any]) -> list[int]:

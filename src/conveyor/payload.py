@@ -120,7 +120,8 @@ def _many_brackets(texts: list[str]) -> bool:
     """Whether a text has more opening brackets than ``MAX_DEPTH``: only then can its value nest
     too deep (``dumps`` measures it). Counted without a Python loop: this runs on bulk paths."""
     opened = map(add, map(str.count, texts, repeat("[")), map(str.count, texts, repeat("{")))
-    return max(opened) > MAX_DEPTH
+    most: int = max(opened)
+    return most > MAX_DEPTH
 
 
 def _too_deep(value: Any) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import click
 
 from conveyor.backends.script import schema_script
+from conveyor.bounds import MAX_PROCESSES
 from conveyor.errors import SchemaError
 from conveyor.settings import Settings
 from conveyor.worker.pools import Concurrency, format_concurrency, format_pool_spec
@@ -82,7 +83,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 )
 @option(
     "--processes",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_PROCESSES),
     default=1,
     show_default=True,
     envvar="CONVEYOR_PROCESSES",
