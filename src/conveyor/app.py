@@ -22,6 +22,7 @@ from conveyor.task import (
     Task,
     build_jobs,
     check_concurrency_limit,
+    check_encoded,
     check_task_options,
     default_task_name,
 )
@@ -194,7 +195,10 @@ class Conveyor:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
         other services). Build them with ``conveyor.task.encode_job``, which checks the JSON,
         the payload size and the options; the arguments cannot be checked against a signature."""
-        return self._write(list(jobs))
+        jobs = list(jobs)
+        for job in jobs:
+            check_encoded(job, self.settings.max_payload_bytes)
+        return self._write(jobs)
 
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:
         early: list[tuple[list[EnqueueResult], list[Job]]] = []

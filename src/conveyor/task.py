@@ -4,6 +4,7 @@ and the retry decision when a run fails."""
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -13,7 +14,12 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from conveyor import bounds, payload
 from conveyor.backends.base import NewJob, Outcome, OutcomeKind
-from conveyor.errors import ArgumentsMismatch, ConfigurationError, PayloadTooLarge
+from conveyor.errors import (
+    ArgumentsMismatch,
+    ConfigurationError,
+    InvalidArguments,
+    PayloadTooLarge,
+)
 from conveyor.job import JobError
 from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
 
@@ -142,6 +148,43 @@ def encode_job(
     )
     args_json, kwargs_json = encode_arguments(task, args, kwargs, max_payload_bytes)
     return head.job(args_json, kwargs_json)
+
+
+def check_encoded(job: NewJob, max_payload_bytes: int) -> None:
+    """Check a NewJob built by hand (``Conveyor.enqueue_raw``) as ``encode_job`` checks its
+    own: every field in range, the arguments strict JSON of the right kinds within the limit."""
+    check_task_name(job.task)
+    check_queue(job.queue)
+    bounds.priority(job.priority)
+    if job.run_at is not None:
+        bounds.timestamp("run_at", job.run_at)
+    bounds.seconds("delay", job.delay, bounds.MAX_DELAY)
+    _check_max_attempts(job.max_attempts)
+    _check_timeout(job.timeout)
+    if job.idempotency_key is not None:
+        bounds.idempotency_key(job.idempotency_key)
+    if job.idempotency_scope not in IDEMPOTENCY_SCOPES:
+        raise ConfigurationError(
+            f"idempotency_scope must be 'live' or 'any', got {job.idempotency_scope!r}"
+        )
+    for text, kind, what in (
+        (job.args_json, list, f"arguments of {job.task}"),
+        (job.kwargs_json, dict, f"keyword arguments of {job.task}"),
+    ):
+        try:
+            value = json.loads(text, parse_constant=_not_json)
+        except (TypeError, ValueError, RecursionError):
+            raise InvalidArguments(f"{what} are not a JSON text: {text[:80]!r}") from None
+        if not isinstance(value, kind):
+            raise InvalidArguments(f"{what} must be a JSON {kind.__name__}, got {text[:80]!r}")
+        payload.dumps(value, what)  # NUL, lone surrogates, nesting
+    if _too_large(job.args_json, job.kwargs_json, max_payload_bytes):
+        size = len(job.args_json.encode()) + len(job.kwargs_json.encode())
+        raise PayloadTooLarge(size, max_payload_bytes)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 @dataclass(frozen=True, slots=True)
