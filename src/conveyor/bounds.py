@@ -45,6 +45,9 @@ MAX_WORKER_ID = 500
 #: Jobs a worker runs at once (per pool) and claims ahead of a free slot.
 MAX_CONCURRENCY = 10_000
 MAX_PREFETCH = 100_000
+#: Jobs waiting in a limited queue (``queue_limits``), and jobs claimed in one statement.
+MAX_QUEUE_LIMIT = 2**31 - 1
+MAX_BATCH = 100_000
 #: Worker processes one ``conveyor worker --processes`` supervises.
 MAX_PROCESSES = 1_000
 

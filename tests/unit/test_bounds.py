@@ -16,6 +16,7 @@ from conveyor import bounds as b
 from conveyor.backends.base import NewJob
 from conveyor.errors import ConfigurationError, InvalidArguments, JobNotFound
 from conveyor.payload import MAX_DEPTH
+from conveyor.settings import Settings
 from tests.engines import Engine, engine
 from tests.support import enabled_backends
 
@@ -244,3 +245,21 @@ def test_worker_options_have_upper_bounds(
 ) -> None:
     with pytest.raises(ConfigurationError, match=named):
         app.worker(**options)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"lease": 1e300}, "lease"),
+        ({"poll_interval": 1e12}, "poll_interval"),
+        ({"retention": 1e300}, "retention"),
+        ({"batch_size": 10**20}, "batch_size"),
+        ({"queue_limits": {"a": 10**30}}, "queue limit of 'a'"),
+        ({"queue_limits": {"a\x00": 3}}, "queue name"),
+    ],
+)
+def test_settings_that_reach_the_database_have_upper_bounds(
+    overrides: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        Settings.load(env={}, **overrides)
