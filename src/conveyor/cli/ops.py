@@ -244,7 +244,7 @@ def sql(runtime: Runtime, postgres_schema: str | None, from_version: int) -> Non
 @click.command()
 @option(
     "--jobs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=10_000),
     default=40,
     show_default=True,
     help="How many jobs to run.",
