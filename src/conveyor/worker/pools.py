@@ -68,8 +68,8 @@ def _check_concurrency(value: object) -> Concurrency:
         if low <= high:
             return (low, high) if low != high else low
     raise ConfigurationError(
-        f"concurrency must be an integer from 1 to {MAX_CONCURRENCY:,} or a (minimum, maximum) "
-        f"pair with 1 <= minimum <= maximum <= {MAX_CONCURRENCY:,}, got {value!r}"
+        f"concurrency must be an integer >= 1 (at most {MAX_CONCURRENCY:,}) or a (minimum, "
+        f"maximum) pair with 1 <= minimum <= maximum <= {MAX_CONCURRENCY:,}, got {value!r}"
     )
 
 
