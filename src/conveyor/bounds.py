@@ -65,18 +65,24 @@ def text(name: str, value: Any, max_length: int) -> str:
     """``value`` if it is a string of 1 to ``max_length`` characters that every engine stores
     as given: no NUL (PostgreSQL refuses it), no lone surrogate (not valid Unicode)."""
     if not isinstance(value, str) or not 1 <= len(value) <= max_length:
-        shown = repr(value) if len(repr(value)) <= 80 else f"{len(value):,} characters"
+        shown = f"{len(value):,} characters" if isinstance(value, str) and value else _shown(value)
         raise ConfigurationError(f"{name} must be 1-{max_length} characters, got {shown}")
     if "\x00" in value:
-        raise ConfigurationError(f"{name} must not contain a NUL character, got {value!r}")
+        raise ConfigurationError(f"{name} must not contain a NUL character, got {_shown(value)}")
     if not value.isascii():
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ConfigurationError(
-                f"{name} contains a lone surrogate, which is not valid Unicode: {value!r}"
+                f"{name} contains a lone surrogate, which is not valid Unicode: {_shown(value)}"
             ) from None
     return value
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, shortened: an error message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
 def task_name(value: Any) -> str:
