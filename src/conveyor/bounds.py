@@ -57,7 +57,7 @@ def whole_number(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
         return value
     raise ConfigurationError(
-        f"{name} must be a whole number from {low:,} to {high:,}, got {value!r}"
+        f"{name} must be a whole number from {low:,} to {high:,}, got {_shown(value)}"
     )
 
 
@@ -81,7 +81,10 @@ def text(name: str, value: Any, max_length: int) -> str:
 
 def _shown(value: object) -> str:
     """``repr(value)``, shortened: an error message stays one readable line."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more digits than Python turns into text
+        return f"an integer of {value.bit_length() if isinstance(value, int) else '?'} bits"
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
@@ -117,12 +120,14 @@ def seconds(name: str, value: Any, maximum: float, *, positive: bool = False) ->
     """A duration in seconds (a number or a ``timedelta``): finite, >= 0 (or > 0), at most
     ``maximum``."""
     if isinstance(value, bool):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+        raise ConfigurationError(f"{name} must be a number of seconds, got {_shown(value)}")
     total = getattr(value, "total_seconds", None)
     try:
         number = float(total() if callable(total) else value)
     except (TypeError, ValueError, OverflowError):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}") from None
+        raise ConfigurationError(
+            f"{name} must be a number of seconds, got {_shown(value)}"
+        ) from None
     low_ok = number > 0 if positive else number >= 0
     if not (math.isfinite(number) and low_ok and number <= maximum):
         bound = "> 0" if positive else ">= 0"
@@ -150,7 +155,7 @@ def timestamp(name: str, value: Any) -> float:
             f"{name} must be a UNIX timestamp or a timezone-aware datetime, got {value!r}"
         )
     if not (math.isfinite(number) and MIN_RUN_AT <= number <= MAX_RUN_AT):
-        shown = value.isoformat() if isinstance(value, datetime) else repr(value)
+        shown = value.isoformat() if isinstance(value, datetime) else _shown(value)
         raise ConfigurationError(
             f"{name} must be between 1970-01-01 and 9999-12-31 (UTC), got {shown}"
         )
@@ -162,8 +167,11 @@ def job_id(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         if 1 <= value <= MAX_JOB_ID:
             return value
-        raise JobNotFound(value)
-    raise ConfigurationError(f"a job id must be an integer, got {value!r}")
+        if value.bit_length() <= 256:
+            raise JobNotFound(value)
+    raise ConfigurationError(
+        f"a job id must be an integer from 1 to {MAX_JOB_ID:,}, got {_shown(value)}"
+    )
 
 
 def job_ids(values: Sequence[Any]) -> list[int]:
