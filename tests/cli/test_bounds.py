@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -19,6 +20,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conveyor.cli import cli
+from conveyor.errors import ConfigurationError
+from conveyor.task import JobOptions
 from tests.cli.support import assert_user_error, output_json
 from tests.engines import Engine, engine
 from tests.support import enabled_backends, new_job
@@ -291,3 +294,44 @@ def test_the_fuzz_values_reach_the_database_when_valid(every_engine: list[Engine
             "\U0001f600" * 500
         )
         assert_readable(db)
+
+
+# --- the command line and the Python API refuse the same values ---------------------------
+
+FLOAT_OPTIONS = {"--delay": "delay", "--timeout": "timeout"}
+INT_OPTIONS = {"--max-attempts": "max_attempts", "--priority": "priority"}
+
+
+def python_verdict(field: str, value: Any) -> str | None:
+    """None if the Python API takes ``value`` for ``field``, else its error message."""
+    try:
+        JobOptions(**{field: value})
+    except ConfigurationError as exc:
+        return str(exc)
+    return None
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    choice=st.one_of(
+        st.tuples(st.sampled_from(sorted(FLOAT_OPTIONS)), st.floats()),
+        st.tuples(
+            st.sampled_from(sorted(INT_OPTIONS)),
+            st.integers(min_value=-(2**70), max_value=2**70)
+            | st.sampled_from([0, 1, 2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 10**6, 10**6 + 1]),
+        ),
+    )
+)
+def test_the_cli_refuses_exactly_what_the_python_api_refuses(
+    choice: tuple[str, float | int],
+) -> None:
+    flag, value = choice
+    field = FLOAT_OPTIONS.get(flag) or INT_OPTIONS[flag]
+    expected = python_verdict(field, value)
+    with tempfile.TemporaryDirectory() as folder:
+        db = Engine("sqlite", f"sqlite:///{folder}/jobs.db")
+        result = run(db, "enqueue", "t", f"{flag}={value!r}")
+    if expected is None:
+        assert result.exit_code == 0, (flag, value, result.output)
+    else:
+        assert_user_error(result, expected)
