@@ -317,7 +317,7 @@ def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
                 values.append(kwargs)
     if not encoding:
         return jobs
-    encoded = payload.dumps_many(values)
+    encoded = payload.dumps_many(values, containers=True)
     if encoded is None:
         return None
     texts = iter(encoded)

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from conveyor import Conveyor, Task
+from conveyor import Conveyor, Task, payload
 from conveyor import bounds as b
 from conveyor.backends.base import NewJob
 from conveyor.errors import ConfigurationError, InvalidArguments, JobNotFound
@@ -263,3 +265,29 @@ def test_settings_that_reach_the_database_have_upper_bounds(
 ) -> None:
     with pytest.raises(ConfigurationError, match=named):
         Settings.load(env={}, **overrides)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    shapes=st.lists(
+        st.tuples(st.integers(min_value=1, max_value=MAX_DEPTH + 3), st.booleans()), max_size=30
+    )
+)
+def test_a_batch_screens_nesting_exactly_as_one_job_does(shapes: list[tuple[int, bool]]) -> None:
+    """Batches of job arguments (lists and dicts) around the depth limit: the batch encoder
+    gives up exactly when one of them alone would be refused, and otherwise agrees with it."""
+    values = [
+        nested(depth - 1) if not as_dict else {"k": nested(depth - 2)} for depth, as_dict in shapes
+    ]
+    values = [value if isinstance(value, dict | list) else [value] for value in values]
+    single: list[str | None] = []
+    for value in values:
+        try:
+            single.append(payload.dumps(value))
+        except InvalidArguments:
+            single.append(None)
+    batch = payload.dumps_many(values, containers=True)
+    if None in single:
+        assert batch is None
+    else:
+        assert batch == single
