@@ -29,7 +29,8 @@ MAX_CAP = 2**31 - 1
 #: ``run_at`` lies between the UNIX epoch and the end of year 9999 (UTC): later than that,
 #: neither Python's datetime nor most tools can show the job.
 MIN_RUN_AT = 0.0
-MAX_RUN_AT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+#: The first moment of year 10,000 (excluded).
+MAX_RUN_AT = datetime(9999, 12, 31, tzinfo=UTC).timestamp() + 86400
 #: ``delay``: at most 100 years (a delay from now must stay a showable date).
 MAX_DELAY = 100 * 365.25 * 86400
 #: ``timeout``: at most 30 days (asyncio and thread waits refuse far larger numbers).
@@ -124,7 +125,9 @@ def seconds(name: str, value: Any, maximum: float, *, positive: bool = False) ->
     total = getattr(value, "total_seconds", None)
     try:
         number = float(total() if callable(total) else value)
-    except (TypeError, ValueError, OverflowError):
+    except OverflowError:  # an integer beyond any float
+        number = math.inf
+    except (TypeError, ValueError):
         raise ConfigurationError(
             f"{name} must be a number of seconds, got {_shown(value)}"
         ) from None
@@ -144,7 +147,10 @@ def timestamp(name: str, value: Any) -> float:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ConfigurationError(f"{name} must be timezone-aware (e.g. datetime.now(UTC))")
-        number = value.timestamp()
+        try:
+            number = value.timestamp()
+        except (OverflowError, ValueError):  # year 1 or 9999 shifted past the edge by its offset
+            number = math.inf
     elif isinstance(value, int | float) and not isinstance(value, bool):
         try:
             number = float(value)
@@ -152,9 +158,9 @@ def timestamp(name: str, value: Any) -> float:
             number = math.inf
     else:
         raise ConfigurationError(
-            f"{name} must be a UNIX timestamp or a timezone-aware datetime, got {value!r}"
+            f"{name} must be a UNIX timestamp or a timezone-aware datetime, got {_shown(value)}"
         )
-    if not (math.isfinite(number) and MIN_RUN_AT <= number <= MAX_RUN_AT):
+    if not (math.isfinite(number) and MIN_RUN_AT <= number < MAX_RUN_AT):
         shown = value.isoformat() if isinstance(value, datetime) else _shown(value)
         raise ConfigurationError(
             f"{name} must be between 1970-01-01 and 9999-12-31 (UTC), got {shown}"
