@@ -21,6 +21,7 @@ from conveyor.task import (
     JobSpec,
     Task,
     build_jobs,
+    check_argument_shapes,
     check_concurrency_limit,
     check_encoded,
     check_task_options,
@@ -153,6 +154,7 @@ class Conveyor:
         **options: Any,
     ) -> Job:
         """Enqueue a registered task by name (validated against its signature)."""
+        check_argument_shapes(task, args, kwargs)
         # Through Task.options, so an unknown option is a ConfigurationError, not a TypeError.
         spec = self.get_task(task).options(**options).job(*args, **dict(kwargs or {}))
         return self.enqueue_many([spec])[0]

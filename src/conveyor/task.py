@@ -102,6 +102,19 @@ class JobOptions:
 DEFAULT_OPTIONS = JobOptions()
 
 
+def check_argument_shapes(task: str, args: object, kwargs: object) -> None:
+    """Positional arguments are a list or tuple (a string would be split into characters),
+    keyword arguments a mapping of names."""
+    if isinstance(args, str | bytes) or not isinstance(args, Sequence):
+        raise ArgumentsMismatch(
+            f"args of {task} must be a list or tuple, got {type(args).__name__}"
+        )
+    if not isinstance(kwargs, Mapping | None) or any(not isinstance(k, str) for k in kwargs or ()):
+        raise ArgumentsMismatch(
+            f"kwargs of {task} must map names to values, got {type(kwargs).__name__}"
+        )
+
+
 def check_task_name(name: str) -> None:
     bounds.task_name(name)
 
@@ -143,6 +156,7 @@ def encode_job(
     directly and passes the result to ``Conveyor.enqueue_raw``.
     """
     check_task_name(task)
+    check_argument_shapes(task, args, kwargs)
     head = _head(
         task, options or DEFAULT_OPTIONS, queue, priority, max_attempts, timeout, idempotency
     )

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from conveyor import Conveyor, Task, payload
 from conveyor import bounds as b
 from conveyor.backends.base import NewJob
-from conveyor.errors import ConfigurationError, InvalidArguments, JobNotFound
+from conveyor.errors import ArgumentsMismatch, ConfigurationError, InvalidArguments, JobNotFound
 from conveyor.payload import MAX_DEPTH
 from conveyor.settings import Settings
+from conveyor.task import encode_job
 from tests.engines import Engine, engine
 from tests.support import enabled_backends
 
@@ -291,3 +292,22 @@ def test_a_batch_screens_nesting_exactly_as_one_job_does(shapes: list[tuple[int,
         assert batch is None
     else:
         assert batch == single
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "named"),
+    [
+        (5, None, "args of tests.echo must be a list or tuple, got int"),
+        ("ab", None, "args of tests.echo must be a list or tuple, got str"),
+        ([1], [("value", 1)], "kwargs of tests.echo must map names to values, got list"),
+        ([], {1: 2}, "kwargs of tests.echo must map names to values, got dict"),
+    ],
+)
+def test_arguments_of_the_wrong_shape_are_refused_by_name(
+    app: Conveyor, echo: Task[..., Any], args: Any, kwargs: Any, named: str
+) -> None:
+    with pytest.raises(ArgumentsMismatch, match=named):
+        app.enqueue("tests.echo", args, kwargs)
+    with pytest.raises(ArgumentsMismatch, match=named):
+        encode_job("tests.echo", args, kwargs, max_payload_bytes=1000)
+    assert nothing_written(app)
