@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from conveyor import bounds
 from conveyor.backends.base import ClaimedJob, FinishResult, LeaseReport, Outcome, OutcomeKind
 from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.job import JobState
@@ -76,8 +77,7 @@ class Worker:
         maximum) range to scale within), None for every queue, or a mapping of queue name to
         its own concurrency (one pool per queue). ``pools`` gives the pools explicitly."""
         self.pools = build_pools(queues, concurrency, prefetch, pools)
-        if grace < 0:
-            raise ConfigurationError(f"grace must be >= 0, got {grace}")
+        bounds.seconds("grace", grace, bounds.MAX_TIMEOUT)
         if scale_down_after < 0:
             raise ConfigurationError(f"scale_down_after must be >= 0, got {scale_down_after}")
         refuse_worker_in_task_process()
