@@ -34,6 +34,7 @@ from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.pools import Concurrency, Pool, build_pools
 from conveyor.worker.processes import refuse_worker_in_task_process
 from conveyor.worker.registry import Registry
+from conveyor.worker.solo import Solo
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -163,6 +164,7 @@ class Worker:
         backend = self.app.backend
         self.executor = Executor(self.app, threads=self.concurrency)
         self.completer = Completer(backend, self._db, self._on_written)
+        self.solo = Solo()
         self.fetchers = [
             Fetcher(
                 pool,
@@ -176,6 +178,8 @@ class Worker:
                 completer=self.completer,
                 burst=self.burst,
                 scale_down_after=self.scale_down_after,
+                solo=self.solo,
+                holds_nothing=self._holds_nothing,
             )
             for pool in self.pools
         ]
@@ -262,6 +266,12 @@ class Worker:
         """Slots taken across every pool (threads that outlived their run included)."""
         return sum(fetcher.in_flight for fetcher in self.fetchers)
 
+    def _holds_nothing(self) -> bool:
+        """No run, no thread that outlived one, no prefetched job, in any pool."""
+        return not self.runs and all(
+            fetcher.in_flight == 0 and not fetcher.buffer for fetcher in self.fetchers
+        )
+
     def _wake_fetchers(self) -> None:
         for fetcher in self.fetchers:
             fetcher.wake()
@@ -283,6 +293,7 @@ class Worker:
 
     def _unhold(self, token: str) -> None:
         self.heartbeater.release([token])
+        self.solo.settled(token)
 
     def _start(self, job: ClaimedJob, fetcher: Fetcher) -> None:
         """Run a job in a slot ``fetcher`` has just taken for it."""
@@ -402,6 +413,7 @@ class Worker:
     def _on_written(self, outcomes: Sequence[Outcome], results: Sequence[FinishResult]) -> None:
         self.heartbeater.release(outcome.token for outcome in outcomes)
         for outcome, result in zip(outcomes, results, strict=True):
+            self.solo.settled(outcome.token)
             if not result.applied:
                 self.counters.lost += 1
                 log.warning(
