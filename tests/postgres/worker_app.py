@@ -163,6 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--queue", action="append", dest="queues")
+    parser.add_argument("--grace", type=float, default=30.0)
     options = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO,
@@ -170,7 +171,9 @@ def main() -> None:
     )
     app = build_app()
     try:
-        app.worker(queues=options.queues, concurrency=options.concurrency).run()
+        app.worker(
+            queues=options.queues, concurrency=options.concurrency, grace=options.grace
+        ).run()
     finally:
         app.close()
     logging.getLogger("conveyor.worker").info("worker process exiting normally")
