@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 from conveyor.backends.base import Backend, NewJob
+from conveyor.boottime import BootTime
 from conveyor.settings import Settings
 
 
@@ -28,6 +29,25 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class FakeBootClock:
+    """An injectable boot clock (conveyor/boottime.py) for SQLite's leases: it moves only when a
+    test moves it, and a reboot starts it again under another boot id."""
+
+    def __init__(self, boot: str = "boot-1", start: float = 1000.0) -> None:
+        self.boot = boot
+        self.now = start
+
+    def __call__(self) -> BootTime:
+        return BootTime(self.boot, self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def reboot(self, boot: str) -> None:
+        self.boot = boot
+        self.now = 5.0
 
 
 BackendFactory = Callable[

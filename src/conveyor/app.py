@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from conveyor import results
 from conveyor.backends import open_backend
 from conveyor.backends.base import Backend, EnqueueResult, NewJob
 from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.gcpause import pause_for
+from conveyor.hooks import Event, Hooks, register
 from conveyor.job import Job, JobState
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
@@ -26,14 +28,20 @@ if TYPE_CHECKING:
     from conveyor.worker.pools import Concurrency
 
 F = TypeVar("F", bound=Callable[..., Any])
+H = TypeVar("H", bound=Callable[..., Any])
 _ARGUMENTS = attrgetter("args", "kwargs")
 
 
 class Conveyor:
     """A job queue application.
 
-    ``Conveyor()`` reads CONVEYOR_URL, else uses ``sqlite:///conveyor.db`` in the working
-    directory. Settings given here win over CONVEYOR_* variables.
+    ``Conveyor()`` reads CONVEYOR_URL, else the ``url`` of the configuration file
+    (``conveyor.toml`` or ``[tool.conveyor]`` in ``pyproject.toml``, in the working directory),
+    else uses ``sqlite:///conveyor.db`` in the working directory. Settings given here win over
+    CONVEYOR_* variables, which win over the file.
+
+    ``eager=True`` (for tests; see conveyor.testing) makes every enqueue run, in the calling
+    process, each job that is ready once it is written, and return the jobs as they ended.
     """
 
     def __init__(
@@ -42,6 +50,7 @@ class Conveyor:
         *,
         settings: Settings | None = None,
         clock: Callable[[], float] | None = None,
+        eager: bool = False,
         **overrides: Any,
     ) -> None:
         if settings is not None and (url is not None or overrides):
@@ -52,7 +61,11 @@ class Conveyor:
             self._pool, url = url, _pool_url(url)
         self.settings = settings or Settings.load(url=url, **overrides)
         self.tasks: dict[str, Task[..., Any]] = {}
+        #: Functions called on job events; see ``on`` and conveyor.hooks.
+        self.hooks = Hooks()
         self._clock = clock
+        #: Enqueue runs ready jobs at once, in process (conveyor.testing.runner).
+        self.eager = bool(eager)
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
 
@@ -82,7 +95,12 @@ class Conveyor:
     def configure(self, **changes: Any) -> None:
         """Change settings (validated) and close the open connection, so the next use opens
         the database they name. For tools that import an app and are told where its jobs live,
-        like ``conveyor --url URL worker --app module:app``; call it before any worker runs."""
+        like ``conveyor --url URL worker --app module:app``; call it before any worker runs.
+        ``eager`` (not a setting) turns eager mode on or off."""
+        if "eager" in changes:
+            self.eager = bool(changes.pop("eager"))
+            if not changes:
+                return
         settings = self.settings.replace(**changes)
         self.close()
         self.settings = settings
@@ -112,6 +130,7 @@ class Conveyor:
         idempotency: str = "live",
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
+        cpu_limit_s: int | None = None,
     ) -> Callable[[F], Task[..., Any]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -126,6 +145,21 @@ class Conveyor:
             return task
 
         return register(fn) if fn is not None else register
+
+    @overload
+    def on(self, event: Event, fn: H, /) -> H: ...
+    @overload
+    def on(self, event: Event, fn: None = None, /) -> Callable[[H], H]: ...
+    def on(self, event: Event, fn: H | None = None, /) -> H | Callable[[H], H]:
+        """Register a hook (as a decorator, or with the function): ``"enqueue"``,
+        ``"before_run"``, ``"after_run"``, ``"failure"`` or ``"dead"``. See conveyor.hooks for
+        when each runs, with what, and in which thread."""
+        return register(self.hooks, event, fn)
+
+    def _enqueued(self, jobs: list[Job]) -> list[Job]:
+        if self.hooks["enqueue"]:
+            self.hooks.fire("enqueue", jobs)
+        return jobs
 
     def get_task(self, name: str) -> Task[..., Any]:
         try:
@@ -159,10 +193,10 @@ class Conveyor:
             if connection is None:
                 # No local name for the records: they are freed before the collector resumes,
                 # which then has only the returned jobs to look at.
-                return self._write(build_jobs(specs), specs)
+                return self._enqueued(self._write(build_jobs(specs), specs))
             new_jobs = build_jobs(specs)
             results = self.backend.enqueue_many_in(connection, new_jobs)
-            return self._snapshots(new_jobs, results, specs)
+            return self._enqueued(self._snapshots(new_jobs, results, specs))
 
     async def enqueue_many_async(
         self, specs: Iterable[JobSpec], *, connection: Any = None
@@ -178,14 +212,14 @@ class Conveyor:
                 backend = await asyncio.to_thread(lambda: self.backend)
             results = await backend.enqueue_many_in_async(connection, new_jobs)
             with pause_for(len(new_jobs)):
-                return self._snapshots(new_jobs, results, specs)
-        return await asyncio.to_thread(self._write, new_jobs, specs)
+                return self._enqueued(self._snapshots(new_jobs, results, specs))
+        return self._enqueued(await asyncio.to_thread(self._write, new_jobs, specs))
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
         other services). Build them with ``conveyor.task.encode_job``, which checks the JSON,
         the payload size and the options; the arguments cannot be checked against a signature."""
-        return self._write(list(jobs))
+        return self._enqueued(self._write(list(jobs)))
 
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:
         early: list[tuple[list[EnqueueResult], list[Job]]] = []
@@ -197,8 +231,16 @@ class Conveyor:
         with pause_for(len(new_jobs)):
             results = self.backend.enqueue_many(new_jobs, snapshot_early)
             if early and early[0][0] is results:
-                return early[0][1]
-            return self._snapshots(new_jobs, results, specs)
+                jobs = early[0][1]
+            else:
+                jobs = self._snapshots(new_jobs, results, specs)
+        return self._run_eagerly(jobs) if self.eager else jobs
+
+    def _run_eagerly(self, jobs: list[Job]) -> list[Job]:
+        from conveyor.testing.runner import runner_for
+
+        runner_for(self).run_ready()
+        return [self.get_job(job.id) for job in jobs]
 
     def _snapshots(
         self,
@@ -220,7 +262,9 @@ class Conveyor:
         jobs: list[Job] = []
         for new, result, (args, kwargs) in zip(new_jobs, results, arguments, strict=True):
             if not result.created:
-                jobs.append(result.existing or self.backend.get(result.job_id))
+                existing = result.existing or self.backend.get(result.job_id)
+                existing._app = self
+                jobs.append(existing)
                 continue
             # Built from what was written rather than read back: enqueue stays one round trip.
             # Positional, in the field order of Job: half the cost of keywords, once per job.
@@ -245,23 +289,47 @@ class Conveyor:
                     new.timeout,
                 )
             )
+            jobs[-1]._app = self  # for job.wait()
         return jobs
 
     # --- jobs -----------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job:
-        return self.backend.get(job_id)
+        return self._own(self.backend.get(job_id))
+
+    def result(self, job_id: int, *, timeout: float | None = None) -> Any:
+        """Wait until the job ends and return its result.
+
+        Raises JobDead (dead-lettered) or JobWasCancelled, both JobFailed carrying the job,
+        its ``state``, ``dead_reason`` and ``last_error``; ResultTimeout (a TimeoutError) when
+        it has not ended within ``timeout`` seconds (None: no limit; the job goes on). Woken
+        by the job's finish, not by polling it (see conveyor.results)."""
+        return results.outcome(self._own(results.wait_for(self.backend, job_id, timeout)))
+
+    async def result_async(self, job_id: int, *, timeout: float | None = None) -> Any:
+        """``result`` from async code."""
+        # Opening the backend (connect, migrate) blocks: not on the event loop.
+        backend = self._backend
+        if backend is None:
+            backend = await asyncio.to_thread(lambda: self.backend)
+        return results.outcome(self._own(await results.wait_for_async(backend, job_id, timeout)))
+
+    def _own(self, job: Job) -> Job:
+        job._app = self  # for job.wait()
+        return job
 
     def cancel(self, job_id: int) -> Job:
         """Cancel a waiting job now; ask the worker of a running job to stop it."""
-        return self.backend.cancel(job_id)
+        return self._own(self.backend.cancel(job_id))
 
     def requeue(self, job_id: int, *, reset_attempts: bool = False) -> Job:
         """Put a dead or cancelled job back in its queue."""
-        return self.backend.requeue([job_id], reset_attempts=reset_attempts)[0]
+        return self.requeue_many([job_id], reset_attempts=reset_attempts)[0]
 
     def requeue_many(self, job_ids: Sequence[int], *, reset_attempts: bool = False) -> list[Job]:
-        return self.backend.requeue(job_ids, reset_attempts=reset_attempts)
+        return [
+            self._own(job) for job in self.backend.requeue(job_ids, reset_attempts=reset_attempts)
+        ]
 
     def discard(self, job_ids: Sequence[int]) -> int:
         """Delete dead jobs from the dead-letter queue for good."""
@@ -283,9 +351,10 @@ class Conveyor:
             states = [JobState(state)]
         else:
             states = [JobState(s) for s in state]
-        return self.backend.list_jobs(
+        jobs = self.backend.list_jobs(
             states=states, queue=queue, task=task, limit=limit, before_id=before_id
         )
+        return [self._own(job) for job in jobs]
 
     def dead_letters(
         self, *, queue: str | None = None, task: str | None = None, limit: int = 100

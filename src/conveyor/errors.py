@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conveyor.job import Job, JobError
+
 
 class ConveyorError(Exception):
     """Base class of every error Conveyor raises on purpose."""
@@ -85,6 +90,58 @@ class IdempotencyConflict(InvalidTransition):
         self.key = key
 
 
+# --- waiting for results ----------------------------------------------------------------
+
+
+class JobFailed(ConveyorError):
+    """The job ended without a result (``app.result``, ``job.wait``): it is dead or cancelled.
+
+    ``job`` is the job as it ended; ``state``, ``dead_reason`` and ``last_error`` (a
+    ``JobError``: type, message, traceback of its last failed attempt, or None) come from it.
+    """
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.job_id = job.id
+        self.state = job.state
+        self.dead_reason = job.dead_reason
+        self.last_error: JobError | None = job.last_error
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        error = self.last_error
+        detail = f": {error.type}: {error.message}" if error is not None else ""
+        return f"job {self.job_id} ({self.job.task}) ended {self.state.value}{detail}"
+
+    def __reduce__(self) -> tuple[type[JobFailed], tuple[Job]]:
+        return (type(self), (self.job,))
+
+
+class JobDead(JobFailed):
+    """The job is in the dead-letter queue: attempts exhausted, or a non-retryable error."""
+
+    def _describe(self) -> str:
+        reason = self.dead_reason or "dead"
+        return f"job {self.job_id} ({self.job.task}) is dead: {reason}"
+
+
+class JobWasCancelled(JobFailed):
+    """Someone cancelled the job before it succeeded."""
+
+
+class ResultTimeout(ConveyorError, TimeoutError):
+    """The job had not ended when the wait for its result ran out (the job goes on)."""
+
+    def __init__(self, job_id: int, timeout: float, state: str) -> None:
+        super().__init__(f"job {job_id} is still {state} after waiting {timeout:g}s for it")
+        self.job_id = job_id
+        self.timeout = timeout
+        self.state = state
+
+    def __reduce__(self) -> tuple[type[ResultTimeout], tuple[int, float, str]]:
+        return (type(self), (self.job_id, self.timeout, self.state))
+
+
 # --- workers ------------------------------------------------------------------------------
 
 
@@ -146,3 +203,23 @@ class ChildProcessDied(ConveyorError):
 
     def __reduce__(self) -> tuple[type[ChildProcessDied], tuple[str, int | None]]:
         return (type(self), (str(self), self.exitcode))
+
+
+class CPULimitExceeded(ConveyorError):
+    """The process of an ``isolation="process"`` task used up its CPU time (``cpu_limit_s``,
+    ``RLIMIT_CPU``): it was stopped at the limit, or killed a second after it."""
+
+
+class ResultNotSerializable(ConveyorError, TypeError):
+    """A task returned a value that is not plain JSON (a set, bytes, an object, NaN ...).
+
+    Returning it again would fail again: the job is dead-lettered at once, without retries."""
+
+    def __init__(self, task: str, type_name: str, detail: str) -> None:
+        super().__init__(f"task {task} returned a result that is not JSON ({type_name}): {detail}")
+        self.task = task
+        self.type_name = type_name
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[ResultNotSerializable], tuple[str, str, str]]:
+        return (type(self), (self.task, self.type_name, self.detail))

@@ -30,9 +30,12 @@ or cancelled job; a succeeded job never changes again.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
 
 
 class JobState(enum.StrEnum):
@@ -152,6 +155,34 @@ class Job:
     lease_expires_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    #: The app that returned this snapshot, for ``wait``; not part of the record.
+    _app: Conveyor | None = field(default=None, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[type[Job], tuple[Any, ...]]:
+        # The app (connections, locks) does not travel with a pickled job.
+        return (type(self), tuple(getattr(self, f.name) for f in fields(self) if f.name != "_app"))
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait until the job ends and return its result (``app.result(job.id, timeout=)``).
+
+        Raises JobDead or JobWasCancelled (both JobFailed, carrying the job, its state,
+        ``dead_reason`` and ``last_error``) if it ended without one, and ResultTimeout (a
+        TimeoutError) if it has not ended within ``timeout`` seconds (None: no limit)."""
+        return self._owner().result(self.id, timeout=timeout)
+
+    async def wait_async(self, timeout: float | None = None) -> Any:
+        """``wait`` from async code."""
+        return await self._owner().result_async(self.id, timeout=timeout)
+
+    def _owner(self) -> Conveyor:
+        if self._app is None:
+            from conveyor.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"job {self.id} was not returned by an app (enqueue, get_job ...): "
+                "wait with app.result(job_id) instead"
+            )
+        return self._app
 
     @property
     def last_error(self) -> JobError | None:

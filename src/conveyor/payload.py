@@ -8,11 +8,12 @@ them and most consumers truncate at them).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from itertools import repeat
 from typing import Any
 
-from conveyor.errors import InvalidArguments
+from conveyor.errors import InvalidArguments, ResultNotSerializable
 
 _encoder = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
 
@@ -111,6 +112,43 @@ def _has_non_string_keys(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(isinstance(v, dict | list | tuple) and _has_non_string_keys(v) for v in value)
     return False
+
+
+def encode_result(value: Any, task: str) -> str:
+    """A task's result as JSON, or ResultNotSerializable naming the task and the offending type
+    (a deterministic failure: the worker dead-letters the job instead of retrying it)."""
+    try:
+        return dumps(value, f"result of {task}")
+    except InvalidArguments as exc:
+        raise ResultNotSerializable(task, _offending_type(value), str(exc)) from None
+
+
+def _offending_type(value: Any) -> str:
+    found = _find_bad_type(value)
+    return found if found is not None else type(value).__qualname__
+
+
+def _find_bad_type(value: Any) -> str | None:
+    """The name of the first type inside ``value`` that JSON cannot hold as it is, if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "float (NaN or infinity)"
+    if value is None or isinstance(value, str | int | bool):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{type(key).__qualname__} key"
+            found = _find_bad_type(item)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for item in value:
+            found = _find_bad_type(item)
+            if found is not None:
+                return found
+        return None
+    return type(value).__qualname__
 
 
 def loads(text: str | bytes | None) -> Any:

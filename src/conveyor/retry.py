@@ -88,6 +88,52 @@ class Fixed:
 
 
 @dataclass(frozen=True)
+class Fibonacci:
+    """``base * F(attempt)`` with F = 1, 1, 2, 3, 5, 8 ..., capped at ``cap``, with full jitter
+    of ``jitter`` (as in ``Exponential``).
+
+    Gentler than doubling: about 1 s, 1 s, 2 s, 3 s, 5 s, 8 s ... up to 1 hour with the
+    defaults, reaching a minute at the tenth attempt where ``Exponential`` takes seven.
+    """
+
+    base: float = 1.0
+    cap: float = 3600.0
+    jitter: float = 0.1
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _positive("base", self.base)
+        _positive("cap", self.cap)
+        if not 0 <= self.jitter <= 1:
+            raise ConfigurationError(f"jitter must be within [0, 1], got {self.jitter}")
+
+    def raw(self, attempt: int) -> float:
+        if self.base == 0:
+            return 0.0
+        previous, current = 0.0, self.base
+        # F grows by about 1.6 a step, so this stops after a few dozen steps at the cap.
+        for _ in range(max(attempt, 1) - 1):
+            if current >= self.cap:
+                break
+            previous, current = current, previous + current
+        return float(min(current, self.cap))
+
+    def __call__(self, attempt: int, error: BaseException | None = None) -> float:
+        delay = self.raw(attempt)
+        spread = delay * self.jitter
+        return max(0.0, delay + self.rng.uniform(-spread, spread))
+
+
+@dataclass(frozen=True)
+class Immediate:
+    """No wait: the next attempt is ready at once (for failures a retry fixes by itself, such
+    as a lost race)."""
+
+    def __call__(self, attempt: int, error: BaseException | None = None) -> float:
+        return 0.0
+
+
+@dataclass(frozen=True)
 class RetryBudget:
     """At most ``limit`` retries of one task per ``window`` seconds, across all workers.
 
@@ -114,8 +160,13 @@ def resolve_policy(policy: BackoffPolicy | str | None) -> BackoffPolicy:
         return Linear()
     if policy == "fixed":
         return Fixed()
+    if policy == "fibonacci":
+        return Fibonacci()
+    if policy == "immediate":
+        return Immediate()
     if callable(policy):
         return policy
     raise ConfigurationError(
-        f"unknown retry policy {policy!r}: use 'exponential', 'linear', 'fixed' or a callable"
+        f"unknown retry policy {policy!r}: use 'exponential', 'fibonacci', 'linear', 'fixed', "
+        "'immediate' or a callable"
     )

@@ -1,5 +1,6 @@
 """One validated settings object: values given in code win over CONVEYOR_* variables, which win
-over the defaults."""
+over the configuration file (conveyor.toml, or [tool.conveyor] in pyproject.toml), which wins over
+the defaults."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def _to_float(name: str, text: str) -> float:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every knob of Conveyor. Each field ``name`` has the environment twin ``CONVEYOR_NAME``."""
+    """Every knob of Conveyor. Each field ``name`` has the environment twin ``CONVEYOR_NAME``
+    and the key ``name`` in the configuration file."""
 
     url: str = DEFAULT_URL
     #: Seconds a claimed job stays leased to its worker without a heartbeat.
@@ -161,9 +163,15 @@ class Settings:
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then CONVEYOR_* variables from ``env``, then ``overrides`` (None = unset)."""
+        """Defaults, then the configuration file of the working directory, then CONVEYOR_*
+        variables from ``env``, then ``overrides`` (None = unset)."""
+        # Imported here: the heartbeat process builds Settings without loading, and must not
+        # pay for tomllib at every worker start.
+        from conveyor.config_file import find_config
+
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
+        config = find_config()
+        values: dict[str, Any] = dict(config.settings) if config is not None else {}
         for f in fields(cls):
             raw = env.get(f"CONVEYOR_{f.name.upper()}")
             if raw is None or raw == "":

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from conveyor import payload
 from conveyor.backends.base import NewJob, Outcome, OutcomeKind
-from conveyor.errors import ArgumentsMismatch, ConfigurationError, PayloadTooLarge
+from conveyor.errors import (
+    ArgumentsMismatch,
+    ConfigurationError,
+    PayloadTooLarge,
+    ResultNotSerializable,
+)
 from conveyor.job import JobError
 from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
 
@@ -333,6 +338,7 @@ class Task(Generic[P, R]):
         idempotency: str = "live",
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
+        cpu_limit_s: int | None = None,
     ) -> None:
         check_task_name(name)
         check_queue(queue)
@@ -356,7 +362,9 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.isolation = isolation
         self.memory_limit_mb = memory_limit_mb
+        self.cpu_limit_s = cpu_limit_s
         _check_isolation(fn, isolation, memory_limit_mb)
+        _check_limit("cpu_limit_s", cpu_limit_s, isolation)
         self._arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
         self._default_head = _head(
             name, DEFAULT_OPTIONS, queue, self.priority, max_attempts, timeout, idempotency
@@ -453,7 +461,8 @@ class Task(Generic[P, R]):
         base = Outcome(
             job_id, token, OutcomeKind.DEAD, error=error, checkpoint_json=checkpoint_json
         )
-        if isinstance(exc, (NonRetryable, self.dont_retry)):
+        # A result that is not JSON would not be JSON the next time either.
+        if isinstance(exc, (NonRetryable, ResultNotSerializable, self.dont_retry)):
             return replace(base, dead_reason=f"non-retryable error: {summary}")
         if attempt >= max_attempts:
             return replace(
@@ -467,6 +476,16 @@ class Task(Generic[P, R]):
             retry_in=delay,
             retry_budget=None if budget is None else (self.name, budget.limit, budget.window),
         )
+
+
+def _check_limit(name: str, value: int | None, isolation: str) -> None:
+    """A resource limit of a child process: a whole number >= 1, with isolation='process'."""
+    if value is None:
+        return
+    if isolation != "process":
+        raise ConfigurationError(f"{name} needs isolation='process'")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _check_isolation(fn: Callable[..., Any], isolation: str, memory_limit_mb: int | None) -> None:

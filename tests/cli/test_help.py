@@ -33,7 +33,11 @@ def test_every_option_shows_its_environment_twin(
 ) -> None:
     """Named after the flag: CONVEYOR_<FLAG> for process-wide options (URL, app, worker), else
     CONVEYOR_<COMMAND PATH>_<FLAG>."""
-    options = [p for p in command.params if isinstance(p, click.Option) and p.name not in ESCAPES]
+    options = [
+        p
+        for p in command.params
+        if isinstance(p, click.Option) and p.name not in ESCAPES and not p.hidden
+    ]
     for opt in options:
         flag = max(opt.opts, key=len).lstrip("-").replace("-", "_").upper()
         names = {f"CONVEYOR_{flag}", f"{ctx.auto_envvar_prefix}_{flag}"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.job import JobState
+from conveyor.task import encode_job
 from conveyor.worker.worker import wait_until
 from tests.cli.support import APP_SOURCE
 
@@ -99,3 +101,55 @@ def test_worker_process_runs_jobs_and_stops_on_sigterm(tmp_path: Path) -> None:
     text = log.read_text()
     assert "INFO" in text and "ready" in text and "worker stopped" in text
     assert "Traceback" not in text
+
+
+def worker_log_lines(tmp_path: Path, *options: str, **env: str) -> list[str]:
+    """Enqueue a job that succeeds and one that fails, run a burst worker; its stderr lines."""
+    (tmp_path / "tasks.py").write_text(APP_SOURCE)
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with Conveyor(url) as app:
+        app.enqueue_raw(
+            [
+                encode_job("tasks.add", [1, 2], {}, max_payload_bytes=10_000, queue="math"),
+                encode_job(
+                    "tasks.explode", [], {}, max_payload_bytes=10_000, queue="math", max_attempts=1
+                ),
+            ]
+        )
+    done = subprocess.run(
+        [CONVEYOR, "--url", url, "worker", "--app", "tasks:app", "--burst", *options],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
+        env=clean_env(**env),
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr.splitlines()
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_worker_logs_json_lines(tmp_path: Path, how: str) -> None:
+    """Issue 9: --log-format json (or CONVEYOR_LOG_FORMAT=json): every line one JSON object."""
+    if how == "option":
+        lines = worker_log_lines(tmp_path, "--log-format", "json", "--log-level", "debug")
+    else:
+        lines = worker_log_lines(tmp_path, CONVEYOR_LOG_FORMAT="json", CONVEYOR_LOG_LEVEL="debug")
+    records = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    ready = next(r for r in records if " ready: " in r["message"])
+    assert ready["level"] == "INFO" and ready["logger"] == "conveyor.worker"
+    assert ready["worker_id"] in ready["message"]
+    runs = {r["task"]: r for r in records if r["logger"] == "conveyor.jobs"}
+    assert runs["tasks.add"]["outcome"] == "succeeded"
+    assert runs["tasks.explode"]["outcome"] == "dead"
+    assert runs["tasks.explode"]["error"] == "RuntimeError: boom"
+    for run in runs.values():
+        assert run["queue"] == "math" and run["attempt"] == 1 and run["duration"] >= 0
+        assert isinstance(run["job_id"], int) and run["worker_id"] == ready["worker_id"]
+
+
+def test_worker_logs_text_by_default(tmp_path: Path) -> None:
+    lines = worker_log_lines(tmp_path)
+    assert lines and not any(line.startswith("{") for line in lines)
+    assert any(" INFO    conveyor.worker: worker " in line for line in lines)

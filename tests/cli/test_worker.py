@@ -51,11 +51,12 @@ def test_url_on_the_command_line_replaces_the_apps_own(tmp_path: Path, write_app
     )
     runner = CliRunner()
     args = ["enqueue", f"{module}.noop", "--app", f"{module}:app"]
-    # CONVEYOR_URL does not override a URL written in code (as in Conveyor(url) itself) ...
+    # CONVEYOR_URL does not override a URL written in code (as in Conveyor(url) itself), and
+    # is not silently ignored either ...
     result = runner.invoke(cli, args, env={"CONVEYOR_URL": f"sqlite:///{given}"})
-    assert result.exit_code == 0, result.output
-    assert own.exists() and not given.exists()
-    # ... but --url typed on the command line does.
+    assert_user_error(result, "CONVEYOR_URL names", "in its code", "choose with --url")
+    assert not own.exists() and not given.exists()
+    # ... while --url typed on the command line does.
     result = runner.invoke(cli, ["--url", f"sqlite:///{given}", *args])
     assert result.exit_code == 0, result.output
     with Conveyor(f"sqlite:///{given}") as app:
@@ -81,7 +82,7 @@ def test_bad_app_is_a_user_error(
 
 
 def test_missing_app_option(invoke: Invoke) -> None:
-    assert_user_error(invoke("worker"), "Missing option '--app'", "conveyor worker --help")
+    assert_user_error(invoke("worker"), "no app to run", "--app MODULE:ATTR", "conveyor.toml")
 
 
 def test_empty_queue_list(invoke: Invoke, write_app: WriteApp) -> None:

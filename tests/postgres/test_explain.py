@@ -153,7 +153,13 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("worker_stop_requested", {"id": "w"}, "conveyor_workers_pkey"),
     (
         "finish_succeeded",
-        {**NOW, "ids": [5, 7], "tokens": ["a", "b"], "results": ["1", "2"]},
+        {
+            **NOW,
+            "ids": [5, 7],
+            "tokens": ["a", "b"],
+            "results": ["1", "2"],
+            "finished_channel": "explain_finished",
+        },
         "conveyor_jobs_pkey|conveyor_jobs_lease_token",
     ),
     ("find_idempotent_any", {"keys": ["k1", "k2"]}, "conveyor_jobs_idempotency_any"),

@@ -148,6 +148,8 @@ def test_claims_around_caps_use_small_indexes(busy_store: SQLiteBackend, analyze
     assert "SCAN conveyor_jobs USING INDEX conveyor_jobs_ready_by_queue" in listing
     rooms = plan(busy_store, "queue_rooms", {"queues": '["busy"]'})
     assert "SEARCH j USING INDEX conveyor_jobs_leases (queue=?)" in rooms
-    rescue = plan(busy_store, "rescue_expired", {"now": 0.0, "exclude": None})
+    rescue = plan(
+        busy_store, "rescue_expired", {"now": 0.0, "exclude": None, "boot": "b", "uptime": 0.0}
+    )
     # A walk of the whole index, or after ANALYZE a skip-scan of it by queue.
     assert "conveyor_jobs USING INDEX conveyor_jobs_leases" in rescue

@@ -10,7 +10,15 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.errors import ConfigurationError
-from conveyor.retry import Exponential, Fixed, Linear, RetryBudget, resolve_policy
+from conveyor.retry import (
+    Exponential,
+    Fibonacci,
+    Fixed,
+    Immediate,
+    Linear,
+    RetryBudget,
+    resolve_policy,
+)
 
 ERR = RuntimeError("boom")
 
@@ -96,6 +104,38 @@ class TestFixed:
             Fixed(delay)
 
 
+class TestFibonacci:
+    def test_defaults_follow_the_sequence_from_one_second(self) -> None:
+        policy = Fibonacci(jitter=0.0)
+        assert [policy(a, ERR) for a in range(1, 9)] == [1, 1, 2, 3, 5, 8, 13, 21]
+
+    def test_base_and_cap(self) -> None:
+        policy = Fibonacci(base=2.0, cap=15.0, jitter=0.0)
+        assert [policy(a, ERR) for a in range(1, 7)] == [2, 2, 4, 6, 10, 15]
+        assert policy.raw(10**9) == 15.0
+        assert Fibonacci(base=0.0).raw(5000) == 0.0
+        assert Fibonacci().raw(0) == Fibonacci().raw(-2) == 1.0
+
+    def test_jitter_stays_within_bounds(self) -> None:
+        policy = Fibonacci(base=100.0, jitter=0.1, rng=random.Random(5))
+        delays = [policy(1, ERR) for _ in range(200)]
+        assert all(90.0 <= d <= 110.0 for d in delays)
+        assert len(set(delays)) > 150
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"base": -1.0}, {"cap": -1.0}, {"jitter": 1.5}, {"base": float("nan")}],
+        ids=str,
+    )
+    def test_bad_parameters(self, kwargs: dict[str, Any]) -> None:
+        with pytest.raises(ConfigurationError):
+            Fibonacci(**kwargs)
+
+
+def test_immediate_never_waits() -> None:
+    assert [Immediate()(a, ERR) for a in (1, 2, 10**6)] == [0.0, 0.0, 0.0]
+
+
 class TestRetryBudget:
     def test_valid(self) -> None:
         assert RetryBudget(0, 1.0).limit == 0
@@ -112,6 +152,14 @@ class TestResolvePolicy:
         assert isinstance(resolve_policy("exponential"), Exponential)
         assert isinstance(resolve_policy("linear"), Linear)
         assert isinstance(resolve_policy("fixed"), Fixed)
+        assert isinstance(resolve_policy("fibonacci"), Fibonacci)
+        assert isinstance(resolve_policy("immediate"), Immediate)
+
+    def test_the_names_are_public(self) -> None:
+        import conveyor
+
+        assert conveyor.Fibonacci is Fibonacci
+        assert conveyor.Immediate is Immediate
 
     def test_callables_pass_through(self) -> None:
         def policy(attempt: int, exc: BaseException) -> float:
@@ -126,7 +174,7 @@ class TestResolvePolicy:
         with pytest.raises(ConfigurationError) as caught:
             resolve_policy(bad)
         assert "unknown retry policy" in str(caught.value)
-        assert "'exponential', 'linear', 'fixed' or a callable" in str(caught.value)
+        assert "'fibonacci', 'linear', 'fixed', 'immediate' or a callable" in str(caught.value)
 
 
 class TestTaskRetryOption:

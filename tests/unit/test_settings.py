@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+from conveyor import Conveyor
 from conveyor.errors import ConfigurationError
 from conveyor.settings import DEFAULT_URL, Settings
 
@@ -191,3 +193,109 @@ def test_settings_are_immutable() -> None:
     # Cast to Any: mypy refuses the assignment already; the runtime refusal is what is tested.
     with pytest.raises(AttributeError):
         cast(Any, settings).lease = 5.0
+
+
+# --- the configuration file ---------------------------------------------------------------
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working directory, where the configuration file is looked for."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_config_file_sets_any_setting(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text(
+        'app = "tasks:app"\n'  # for the command line; not a setting
+        'url = "sqlite:///file.db"\n'
+        "lease = 60\n"
+        "heartbeat = 12.5\n"
+        "batch_size = 7\n"
+        "auto_migrate = false\n"
+        'sqlite_synchronous = "full"\n'
+        "queue_limits = {default = 10000, urgent = 5}\n"
+    )
+    settings = Settings.load(env={})
+    assert settings.url == "sqlite:///file.db"
+    assert settings.lease == 60.0 and isinstance(settings.lease, float)
+    assert settings.heartbeat == 12.5
+    assert settings.batch_size == 7
+    assert settings.auto_migrate is False
+    assert settings.sqlite_synchronous == "FULL"
+    assert dict(settings.queue_limits) == {"default": 10000, "urgent": 5}
+
+
+def test_code_wins_over_environment_which_wins_over_the_file(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text("lease = 60\nbatch_size = 7\nretention = 5\n")
+    env = {"CONVEYOR_BATCH_SIZE": "8", "CONVEYOR_RETENTION": "6"}
+    settings = Settings.load(env=env, retention=9.0)
+    assert (settings.lease, settings.batch_size, settings.retention) == (60.0, 8, 9.0)
+
+
+def test_pyproject_tool_conveyor_is_read(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.conveyor]\nlease = 44\n')
+    assert Settings.load(env={}).lease == 44.0
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.ruff]\nfix = true\n')
+    assert Settings.load(env={}) == Settings()
+
+
+def test_conveyor_reads_it_below_its_code(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text(f'url = "sqlite:///{tmp_path / "here.db"}"\n')
+    with Conveyor() as app:
+        assert app.settings.url == f"sqlite:///{tmp_path / 'here.db'}"
+    with Conveyor("sqlite:///code.db") as app:
+        assert app.settings.url == "sqlite:///code.db"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("conveyor.toml", "leese = 5\n", "conveyor.toml: unknown key 'leese'"),
+        ("conveyor.toml", "[worker]\nconcurrency = 5\n", "conveyor.toml: unknown key 'worker'"),
+        (
+            "pyproject.toml",
+            "[tool.conveyor]\nleese = 5\n",
+            "pyproject.toml [tool.conveyor]: unknown key 'leese'",
+        ),
+        ("conveyor.toml", "lease = '30'\n", "conveyor.toml: lease must be a number, got '30'"),
+        ("conveyor.toml", "lease = true\n", "lease must be a number"),
+        ("conveyor.toml", "batch_size = 1.5\n", "batch_size must be an integer"),
+        ("conveyor.toml", "auto_migrate = 'no'\n", "auto_migrate must be true or false"),
+        ("conveyor.toml", "url = 5\n", "url must be a string"),
+        ("conveyor.toml", "queue_limits = 'a=1'\n", "queue_limits must be a table of integers"),
+        ("conveyor.toml", "app = ['x']\n", "app must be a string"),
+        ("conveyor.toml", "lease = \n", "conveyor.toml: not valid TOML"),
+        ("pyproject.toml", "tool = {conveyor = 5}\n", "[tool.conveyor]: expected a table"),
+    ],
+)
+def test_a_bad_config_file_names_the_file_and_the_key(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load(env={})
+    assert message in str(caught.value)
+
+
+def test_values_from_the_file_are_validated_like_any_other(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text("lease = 10\n")
+    with pytest.raises(ConfigurationError, match="at most half the lease"):
+        Settings.load(env={})
+
+
+def test_two_config_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text("lease = 60\n")
+    (tmp_path / "pyproject.toml").write_text("[tool.conveyor]\nlease = 40\n")
+    with pytest.raises(ConfigurationError, match="keep one"):
+        Settings.load(env={})
+    (tmp_path / "pyproject.toml").write_text("[tool.other]\nx = 1\n")
+    assert Settings.load(env={}).lease == 60.0
+
+
+def test_an_edited_file_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "conveyor.toml"
+    path.write_text("lease = 60\n")
+    assert Settings.load(env={}).lease == 60.0
+    path.write_text("lease = 120\n")
+    assert Settings.load(env={}).lease == 120.0

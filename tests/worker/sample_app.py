@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import Conveyor, Fixed, JobContext, NonRetryable
+from conveyor.errors import CPULimitExceeded
 
 EFFECTS_ENV = "SAMPLE_EFFECTS_DB"
 
@@ -320,6 +321,19 @@ def memory_hog(ctx: JobContext, megabytes: int) -> int:
     return len(block)
 
 
+def cpu_hog(ctx: JobContext, deaf: bool) -> None:
+    """Busy-loops until its CPU limit of 1 s stops it; ``deaf`` swallows the error, as code
+    that never returns to Python would, so that only the kernel's SIGKILL stops it."""
+    record("start", ctx)
+    while True:
+        try:
+            while True:
+                pass
+        except CPULimitExceeded:
+            if not deaf:
+                raise
+
+
 def spin(ctx: JobContext) -> None:
     """CPU-bound and deaf to cancellation: only killing its process stops it."""
     record("start", ctx)
@@ -381,6 +395,7 @@ TASKS += [
     (crash_exit, {**PROCESS, "max_attempts": 2}),
     (memory_hog, {**PROCESS, "max_attempts": 1, "memory_limit_mb": 200}),
     (spin, {**PROCESS, "max_attempts": 2}),
+    (cpu_hog, {**PROCESS, "max_attempts": 1, "cpu_limit_s": 1}),
     (process_add, PROCESS),
     (process_add_async, PROCESS),
     (process_resume, {**PROCESS, "max_attempts": 2}),

@@ -65,8 +65,16 @@ def test_registration_rejects_what_a_child_process_cannot_run(tmp_path: Path) ->
         with pytest.raises(ConfigurationError, match="memory_limit_mb must be"):
             app.task(isolation="process", memory_limit_mb=bad)(top_level)
 
+    with pytest.raises(ConfigurationError, match="cpu_limit_s needs isolation='process'"):
+        app.task(cpu_limit_s=10)(top_level)
+    for bad in (0, -1, cast(Any, 1.5), True):
+        with pytest.raises(ConfigurationError, match="cpu_limit_s must be"):
+            app.task(isolation="process", cpu_limit_s=bad)(top_level)
+
     task = app.task(isolation="process", memory_limit_mb=64, pass_context=True)(top_level)
     assert (task.isolation, task.memory_limit_mb) == ("process", 64)
+    task = app.task(name="cpu", isolation="process", cpu_limit_s=10)(top_level)
+    assert task.cpu_limit_s == 10
     assert app.task(isolation="process")(top_level_async).is_async
     assert app.task(name="plain")(top_level).isolation == "thread"
 
@@ -125,6 +133,25 @@ def test_memory_limit_ends_the_job_with_a_memory_error(world: World) -> None:
     # The limit leaves room for real work below it.
     job = world.app.get_job(under)
     assert (job.state, job.result) == (JobState.SUCCEEDED, 50 * 1024 * 1024)
+
+
+def test_cpu_limit_stops_a_busy_loop_with_a_typed_error(world: World) -> None:
+    """Issue 9: RLIMIT_CPU in the child; SIGXCPU raises in the task, and a task deaf to it is
+    killed a second later, reported the same way."""
+    hog = world.app.get_task("sample.cpu_hog")
+    stopped = hog.enqueue(False).id
+    killed = hog.enqueue(True).id
+    fine = world.app.get_task("sample.process_add").enqueue(1, 2).id
+    run_burst(world.app, concurrency=3)
+
+    for job_id, how in ((stopped, "(RLIMIT_CPU)"), (killed, "its process was killed (SIGKILL)")):
+        job = world.app.get_job(job_id)
+        assert (job.state, job.attempts) == (JobState.DEAD, 1), job
+        assert [e.type for e in job.errors] == ["conveyor.errors.CPULimitExceeded"]
+        message = job.errors[0].message
+        assert message.startswith("CPU time limit exceeded (1 s): task sample.cpu_hog"), message
+        assert how in message, message
+    assert world.app.get_job(fine).result["sum"] == 3
 
 
 def test_exceptions_cross_the_process_boundary(world: World) -> None:

@@ -168,6 +168,7 @@ class SchemaStatus:
 FORGET_DEAD_WORKERS_AFTER = 3600.0
 
 WakeupListener = Callable[[Sequence[str]], None]
+FinishListener = Callable[[], None]
 
 
 class Backend(ABC):
@@ -184,6 +185,9 @@ class Backend(ABC):
     def __init__(self) -> None:
         self._listeners: list[WakeupListener] = []
         self._listeners_lock = threading.Lock()
+        #: Called after this process ended jobs (see ``add_finish_listener``); a tuple, so
+        #: that the finish path reads it without a lock and pays nothing while it is empty.
+        self._finish_listeners: tuple[FinishListener, ...] = ()
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -460,6 +464,33 @@ class Backend(ABC):
             listeners = list(self._listeners)
         for listener in listeners:
             listener(queues)
+
+    # --- finishes, for those waiting on a result ---------------------------------------
+
+    def finish_marker(self) -> int:
+        """A value that changes whenever a job may have ended (succeeded, dead, cancelled) in
+        another process, cheap to poll. By default ``change_marker()``, which moves on any
+        commit elsewhere; an engine that announces finishes (PostgreSQL's NOTIFY) moves it on
+        those alone, and also calls the finish listeners when one arrives."""
+        return self.change_marker()
+
+    def add_finish_listener(self, listener: FinishListener) -> None:
+        """Call ``listener()`` (from any thread) after jobs may have ended: finishes and cancels
+        through this backend, and on engines that announce finishes (PostgreSQL), those of
+        other processes as well once ``finish_marker`` has been read."""
+        with self._listeners_lock:
+            self._finish_listeners = (*self._finish_listeners, listener)
+
+    def remove_finish_listener(self, listener: FinishListener) -> None:
+        with self._listeners_lock:
+            listeners = list(self._finish_listeners)
+            if listener in listeners:
+                listeners.remove(listener)
+            self._finish_listeners = tuple(listeners)
+
+    def _finished_local(self, *_: object) -> None:
+        for listener in self._finish_listeners:
+            listener()
 
     @abstractmethod
     def close(self) -> None: ...

@@ -32,21 +32,34 @@ _SETTINGS = ", ".join(f"CONVEYOR_{f.name.upper()}" for f in fields(Settings) if 
         "help_option_names": ["-h", "--help"],
         "max_content_width": 100,
     },
-    epilog=f"Engine settings come from the environment too: {_SETTINGS}.",
+    epilog=f"Engine settings come from the environment too: {_SETTINGS}; or from the config "
+    "file, under their own names (lease = 60).",
 )
 @option(
     "--url",
     envvar="CONVEYOR_URL",
     metavar="URL",
-    show_default=DEFAULT_URL,
-    help="Database: sqlite:///path.db or postgresql://user@host/db. With --app, a --url typed "
-    "on the command line replaces the app's own.",
+    help="Database: sqlite:///path.db or postgresql://user@host/db. Typed here, it wins over "
+    "everything, the app's own URL included; from CONVEYOR_URL, it loses to the app's code "
+    "(see above).",
 )
 @option("--debug", is_flag=True, envvar="CONVEYOR_DEBUG", help="Show tracebacks of errors.")
 @click.version_option(__version__, "--version", prog_name="conveyor")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, debug: bool) -> None:
-    """Conveyor: a durable job queue. Run workers, enqueue jobs, inspect and repair queues."""
+    """Conveyor: a durable job queue. Run workers, enqueue jobs, inspect and repair queues.
+
+    \b
+    Which database, the first that applies:
+      1. --url typed on the command line;
+      2. the app's (--app, else CONVEYOR_APP, else app in the config file), as its code names it;
+      3. CONVEYOR_URL;
+      4. url in the config file;
+      5. {default}.
+    The config file is conveyor.toml in the working directory, else [tool.conveyor] in its
+    pyproject.toml; it may also hold any setting. A CONVEYOR_URL or config url that the app's
+    code overrides is an error, not ignored.
+    """
     runtime = ctx.ensure_object(Runtime)
     runtime.url = url
     runtime.url_from_command_line = (
@@ -54,6 +67,8 @@ def cli(ctx: click.Context, url: str | None, debug: bool) -> None:
     )
     runtime.debug = debug
 
+
+cli.help = (cli.help or "").format(default=DEFAULT_URL)
 
 for command in (worker, workers, enqueue, jobs, dlq, stats, queues, schema, demo):
     cli.add_command(command)

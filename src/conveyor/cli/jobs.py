@@ -12,21 +12,24 @@ from conveyor.app import Conveyor
 from conveyor.job import JobState
 from conveyor.task import JobOptions, encode_job
 
-from .core import FC, Runtime, UserError, confirm, json_option, option, pass_runtime
+from .core import (
+    APP_HINT,
+    FC,
+    Runtime,
+    UserError,
+    app_option,
+    confirm,
+    json_option,
+    option,
+    pass_runtime,
+    redact_url,
+    require_database,
+)
 from .output import dead_table, echo_json, job_details, jobs_table, stats_json, stats_table
 from .params import JOB_ID, JOB_STATE, JsonValue, Priority, Timestamp
 
 #: Rows per read when collecting every dead job for --all.
 PAGE = 1000
-
-app_option = option(
-    "--app",
-    "app_spec",
-    envvar="CONVEYOR_APP",
-    metavar="MODULE:ATTR",
-    help="Import this app and enqueue through its registered task, so an unknown task or "
-    "arguments that do not fit its signature are refused.",
-)
 
 
 @click.command()
@@ -69,14 +72,16 @@ def enqueue(
     idempotency_key: str | None,
     max_attempts: int | None,
     timeout: float | None,
-    app_spec: str | None,
     as_json: bool,
 ) -> None:
     """Enqueue one job of TASK and print its id.
 
-    Without --app the task is not imported, so only the JSON, the payload size and the options
-    are checked, and the task's own defaults (queue, priority, attempts) are unknown: give
-    them as options.
+    With the app (--app, CONVEYOR_APP or conveyor.toml), the job goes to the app's database
+    through its registered task: an unknown task or arguments that do not fit its signature
+    are refused, and the task's defaults (queue, priority, attempts) apply. Without one, only
+    the JSON, the payload size and the options are checked (give the task's defaults as
+    options), a task of which the database holds no job is enqueued with a warning, and the
+    default database sqlite:///conveyor.db must already exist.
     """
     options: dict[str, Any] = {
         "queue": queue,
@@ -87,10 +92,14 @@ def enqueue(
         "max_attempts": max_attempts,
         "timeout": timeout,
     }
-    if app_spec:
-        job = runtime.load_app(app_spec).enqueue(task, args, kwargs, **options)
+    user_app = runtime.user_app()
+    if user_app is not None:
+        job = user_app.enqueue(task, args, kwargs, **options)
     else:
         app = runtime.app()
+        if not runtime.database_named():
+            # A job in a ./conveyor.db that nothing named would wait where no worker looks.
+            require_database(app.settings.url)
         new_job = encode_job(
             task,
             args,
@@ -98,6 +107,13 @@ def enqueue(
             JobOptions(**options),
             max_payload_bytes=app.settings.max_payload_bytes,
         )
+        if not app.list_jobs(task=task, limit=1):
+            click.echo(
+                f"conveyor: warning: {redact_url(app.settings.url)} holds no job of task "
+                f"{task!r} and no app was named to check it: if no worker has a task of that "
+                f"name, the job fails (name the app with {APP_HINT})",
+                err=True,
+            )
         job = app.enqueue_raw([new_job])[0]
     if as_json:
         echo_json(job.to_dict())
@@ -119,6 +135,7 @@ def jobs() -> None:
 @option("--task", help="Only this task.")
 @option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @option("--before-id", type=JOB_ID, metavar="ID", help="Page: only jobs older than job ID.")
+@app_option
 @json_option
 @pass_runtime
 def list_jobs(
@@ -147,6 +164,7 @@ def list_jobs(
 
 @jobs.command("show")
 @click.argument("job_id", type=JOB_ID, metavar="ID")
+@app_option
 @json_option
 @pass_runtime
 def show_job(runtime: Runtime, job_id: int, as_json: bool) -> None:
@@ -160,6 +178,7 @@ def show_job(runtime: Runtime, job_id: int, as_json: bool) -> None:
 
 @jobs.command("cancel")
 @click.argument("job_id", type=JOB_ID, metavar="ID")
+@app_option
 @json_option
 @pass_runtime
 def cancel_job(runtime: Runtime, job_id: int, as_json: bool) -> None:
@@ -185,6 +204,7 @@ def dlq() -> None:
 @option("--queue", help="Only this queue.")
 @option("--task", help="Only this task.")
 @option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@app_option
 @json_option
 @pass_runtime
 def list_dead(
@@ -202,6 +222,7 @@ def list_dead(
 
 @dlq.command("show")
 @click.argument("job_id", type=JOB_ID, metavar="ID")
+@app_option
 @json_option
 @pass_runtime
 def show_dead(runtime: Runtime, job_id: int, as_json: bool) -> None:
@@ -268,6 +289,7 @@ def _dead_ids(app: Conveyor, queue: str | None) -> list[int]:
 @all_queue_option
 @option("--reset-attempts", is_flag=True, help="Start counting attempts from zero again.")
 @yes_option
+@app_option
 @json_option
 @pass_runtime
 def requeue(
@@ -299,6 +321,7 @@ def requeue(
 @all_option("discard")
 @all_queue_option
 @yes_option
+@app_option
 @json_option
 @pass_runtime
 def discard(
@@ -323,6 +346,7 @@ def discard(
 
 
 @click.command()
+@app_option
 @json_option
 @pass_runtime
 def stats(runtime: Runtime, as_json: bool) -> None:

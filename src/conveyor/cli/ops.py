@@ -12,11 +12,20 @@ import click
 
 from conveyor.backends.script import schema_script
 from conveyor.errors import SchemaError
-from conveyor.settings import Settings
+from conveyor.jsonlog import FORMATS, WorkerIdFilter, formatter, log_each_run
 from conveyor.worker.pools import Concurrency, format_concurrency, format_pool_spec
 from conveyor.worker.supervisor import Supervisor
 
-from .core import Runtime, json_option, option, pass_runtime, redact_url
+from .core import (
+    APP_HINT,
+    Runtime,
+    UserError,
+    app_option,
+    json_option,
+    option,
+    pass_runtime,
+    redact_url,
+)
 from .output import echo_json
 from .params import ConcurrencyRange, QueueSpec
 
@@ -26,14 +35,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @click.command()
-@option(
-    "--app",
-    "app_spec",
-    required=True,
-    envvar="CONVEYOR_APP",
-    metavar="MODULE:ATTR",
-    help="The app whose tasks to run, e.g. tasks:app (the working directory is importable).",
-)
+@app_option
 @option(
     "--queues",
     type=QueueSpec(),
@@ -81,49 +83,70 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
     envvar="CONVEYOR_LOG_LEVEL",
 )
 @option(
+    "--log-format",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    default="text",
+    show_default=True,
+    envvar="CONVEYOR_LOG_FORMAT",
+    help="text for people; json for one JSON object per line (time, level, logger, message, "
+    "and fields such as job_id and worker_id).",
+)
+@option(
     "--processes",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
+    default=None,
     envvar="CONVEYOR_PROCESSES",
-    help="Worker processes to run and supervise, each with these options; one that dies is "
-    "restarted.",
+    metavar="N",
+    help="Run N worker processes, each with these options, under a supervisor that restarts "
+    "one that dies (1 too).  [default: one worker in this process, not supervised; for a "
+    "service manager that restarts it]",
 )
+# How the supervisor starts each of its workers: in the child process, never supervised again.
+@click.option("--supervised", is_flag=True, hidden=True, allow_from_autoenv=False)
 @pass_runtime
 def worker(
     runtime: Runtime,
-    app_spec: str,
     queues: list[str] | dict[str, Concurrency] | None,
     concurrency: Concurrency,
     prefetch: int | None,
     burst: bool,
     grace: float,
     log_level: str,
-    processes: int,
+    log_format: str,
+    processes: int | None,
+    supervised: bool,
 ) -> None:
     """Run a worker: claim jobs and run them.
 
     It runs until SIGINT/SIGTERM (a second signal exits at once), or with --burst until no job
-    is ready. Logs go to stderr.
+    is ready. Logs go to stderr (unless the app configured logging itself), as text or as JSON
+    lines.
     """
-    app = runtime.load_app(app_spec)  # with --processes too: a bad --app fails once, here
-    if processes > 1:
-        # Each child runs this command with --processes 1; the supervisor restarts it if it dies.
+    app = runtime.user_app()  # with --processes too: a bad --app fails once, here
+    named = runtime.app_source()
+    if app is None or named is None:
+        raise UserError(f"no app to run: name it with {APP_HINT}")
+    app_spec = named[0]
+    if processes is not None and not supervised:
+        # Each child runs this command with --supervised; the supervisor restarts it if it dies.
         argv = [sys.executable, "-m", "conveyor.cli"]
         argv += ["--url", runtime.url] if runtime.url_from_command_line and runtime.url else []
         argv += ["--debug"] if runtime.debug else []
         argv += ["worker", "--app", app_spec, "--concurrency", format_concurrency(concurrency)]
-        argv += ["--grace", repr(grace), "--log-level", log_level, "--processes", "1"]
+        argv += ["--grace", repr(grace), "--log-level", log_level, "--log-format", log_format]
+        argv += ["--supervised"]
         argv += ["--queues", format_pool_spec(queues)] if queues else []
         argv += ["--burst"] if burst else []
         argv += ["--prefetch", str(prefetch)] if prefetch is not None else []
-        with _stderr_logging(log_level.upper()):
+        with _stderr_logging(log_level.upper(), log_format.lower()):
             code = Supervisor(argv, processes).run()
         click.get_current_context().exit(code)
     runner = app.worker(
         queues=queues, concurrency=concurrency, prefetch=prefetch, burst=burst, grace=grace
     )
-    with _stderr_logging(log_level.upper()):
+    if log_level.lower() == "debug":
+        log_each_run(app)
+    with _stderr_logging(log_level.upper(), log_format.lower(), runner.id):
         log.info(
             "conveyor worker: app %s (%d tasks) on %s",
             app_spec,
@@ -136,13 +159,15 @@ def worker(
 
 
 @contextlib.contextmanager
-def _stderr_logging(level: str) -> Iterator[None]:
+def _stderr_logging(level: str, log_format: str, worker_id: str | None = None) -> Iterator[None]:
     """Log to stderr for the life of the worker, unless the app configured logging itself."""
     root = logging.getLogger()
     handler: logging.Handler | None = None
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(formatter(log_format))
+        if worker_id is not None:
+            handler.addFilter(WorkerIdFilter(worker_id))
         root.addHandler(handler)
     previous = root.level
     root.setLevel(level)
@@ -163,6 +188,7 @@ def schema() -> None:
 
 
 @schema.command("migrate")
+@app_option
 @json_option
 @pass_runtime
 def migrate(runtime: Runtime, as_json: bool) -> None:
@@ -180,6 +206,7 @@ def migrate(runtime: Runtime, as_json: bool) -> None:
 
 
 @schema.command("verify")
+@app_option
 @json_option
 @pass_runtime
 def verify(runtime: Runtime, as_json: bool) -> None:
@@ -225,15 +252,18 @@ def verify(runtime: Runtime, as_json: bool) -> None:
     help="Print only the migrations after this schema version (the one `schema verify` "
     "reports); 0 is an empty database.",
 )
+@app_option
 @pass_runtime
 def sql(runtime: Runtime, postgres_schema: str | None, from_version: int) -> None:
     """Print the DDL without connecting, for a DBA to review and apply.
 
     Every migration in order, with the bookkeeping `schema migrate` does around them, as one
-    transaction. --url (or CONVEYOR_URL) only picks the engine: PostgreSQL (apply with
-    psql -v ON_ERROR_STOP=1 -f FILE) or SQLite (apply with sqlite3 FILE.db < FILE).
+    transaction. The database (--url, the app's, ...) only picks the engine: PostgreSQL (apply
+    with psql -v ON_ERROR_STOP=1 -f FILE) or SQLite (apply with sqlite3 FILE.db < FILE).
     """
-    settings = Settings.load(url=runtime.url, postgres_schema=postgres_schema)
+    settings = runtime.app().settings
+    if postgres_schema is not None:
+        settings = settings.replace(postgres_schema=postgres_schema)
     click.echo(schema_script(settings, from_version), nl=False)
 
 

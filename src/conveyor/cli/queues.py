@@ -6,11 +6,12 @@ import click
 
 from conveyor.task import MAX_CAP
 
-from .core import Runtime, json_option, option, pass_runtime
+from .core import Runtime, app_option, json_option, option, pass_runtime
 from .output import cell, echo_json, queues_json, queues_table
 
 
 @click.group(invoke_without_command=True)
+@app_option
 @json_option
 @click.pass_context
 def queues(ctx: click.Context, as_json: bool) -> None:
@@ -20,6 +21,7 @@ def queues(ctx: click.Context, as_json: bool) -> None:
 
 
 @queues.command("list")
+@app_option
 @json_option
 @pass_runtime
 def list_queues(runtime: Runtime, as_json: bool) -> None:
@@ -47,6 +49,7 @@ def list_queues(runtime: Runtime, as_json: bool) -> None:
     envvar="CONVEYOR_QUEUES_LIMIT_NONE",  # named after the flag, as the others are
     help="Remove the cap of queue NAME.",
 )
+@app_option
 @json_option
 @pass_runtime
 def limit_queue(

@@ -6,11 +6,12 @@ import click
 
 from conveyor.worker_info import WorkerState
 
-from .core import Runtime, confirm, json_option, option, pass_runtime
+from .core import Runtime, app_option, confirm, json_option, option, pass_runtime
 from .output import echo_json, workers_table
 
 
 @click.group(invoke_without_command=True)
+@app_option
 @json_option
 @click.pass_context
 def workers(ctx: click.Context, as_json: bool) -> None:
@@ -20,6 +21,7 @@ def workers(ctx: click.Context, as_json: bool) -> None:
 
 
 @workers.command("list")
+@app_option
 @json_option
 @pass_runtime
 def list_workers(runtime: Runtime, as_json: bool) -> None:
@@ -48,6 +50,7 @@ def list_workers(runtime: Runtime, as_json: bool) -> None:
     help="Every worker that is not dead.",
 )
 @option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@app_option
 @json_option
 @pass_runtime
 def stop_workers(

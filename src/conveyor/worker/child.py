@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib
 import inspect
+import math
 import multiprocessing
 import os
 import pickle
@@ -25,7 +26,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from conveyor import payload
-from conveyor.errors import LeaseLost
+from conveyor.errors import CPULimitExceeded, LeaseLost
 from conveyor.worker.context import JobContext
 
 
@@ -41,6 +42,7 @@ class ChildSpec:
     context: dict[str, Any] | None
     memory_limit_mb: int | None
     env: dict[str, str]
+    cpu_limit_s: int | None = None
 
 
 # --- errors across the pipe -------------------------------------------------------------------
@@ -166,6 +168,32 @@ def _limit_memory(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
+def cpu_limit_message(task: str, seconds: int) -> str:
+    return f"CPU time limit exceeded ({seconds} s): task {task} may use {seconds} s of CPU time"
+
+
+def _limit_cpu(task: str, seconds: int) -> None:
+    """``RLIMIT_CPU``: at ``seconds`` of CPU time from now the kernel sends SIGXCPU, which
+    raises CPULimitExceeded in the task; one second later (code deaf to signals, such as a long
+    C call, or a task that swallowed the error) it sends SIGKILL."""
+    import resource
+
+    def on_limit(signum: int, frame: object) -> None:
+        raise CPULimitExceeded(cpu_limit_message(task, seconds) + " (RLIMIT_CPU)")
+
+    # The fork server's child has already spent a little CPU time: the task gets all of its own.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft = math.ceil(usage.ru_utime + usage.ru_stime) + seconds
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+        hard = min(soft + 1, hard)
+    else:
+        hard = soft + 1
+    signal.signal(signal.SIGXCPU, on_limit)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
 def _resolve(module: str, qualname: str) -> Callable[..., Any]:
     from conveyor.task import Task
 
@@ -189,12 +217,17 @@ def child_main(conn: Connection, spec: ChildSpec) -> None:
         fn = _resolve(spec.module, spec.qualname)
         if spec.memory_limit_mb is not None:
             _limit_memory(spec.memory_limit_mb)
+        if spec.cpu_limit_s is not None:
+            _limit_cpu(spec.task, spec.cpu_limit_s)
         args = list(spec.args)
         if spec.context is not None:
             args.insert(0, ChildContext(spec.context, conn))
         result = fn(*args, **spec.kwargs)
         if inspect.iscoroutine(result):
             result = asyncio.run(result)
+        # Checked here, where the value still is what the task returned: one that cannot
+        # cross the pipe (a generator, a lock) is not JSON either, and fails the same way.
+        payload.encode_result(result, spec.task)
         message = ("result", result)
     except BaseException as exc:
         if isinstance(exc, MemoryError) and spec.memory_limit_mb is not None:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from conveyor import payload
-from conveyor.backends.base import ClaimedJob, Outcome, OutcomeKind
+from conveyor.backends.base import ClaimedJob, FinishResult, Outcome, OutcomeKind
 from conveyor.errors import JobCancelled, JobTimeout, LeaseLost, UnknownTask
+from conveyor.hooks import RunInfo
+from conveyor.job import JobState
 from conveyor.task import describe_error
 from conveyor.worker.context import JobContext
 from conveyor.worker.processes import ProcessRunner
@@ -50,6 +53,8 @@ class Run:
     #: runs: whatever the thread returns later is dropped.
     abandoned: bool = False
     deadline: asyncio.TimerHandle | None = field(default=None, repr=False)
+    #: What the app's hooks see of this run; None when the app has no run hooks.
+    hooks: RunInfo | None = field(default=None, repr=False)
 
     @property
     def token(self) -> str:
@@ -67,6 +72,10 @@ class Executor:
         self.pool = DaemonThreadPool(threads)
         self.processes = ProcessRunner(app, self.pool)
         self._context = contextvars.copy_context()
+        self.hooks = app.hooks
+        #: Runs whose outcome may write the job dead, by token, while ``dead`` hooks listen:
+        #: the worker calls them once the database says so (see ``written``).
+        self.dead_watch: dict[str, RunInfo] = {}
 
     def shutdown(self) -> None:
         self.processes.shutdown()
@@ -85,6 +94,8 @@ class Executor:
 
     def run_in_thread(self, run: Run, task: Task[..., Any]) -> Outcome | None:
         """Call a plain function on this (pool) thread; None means the run was lost."""
+        if run.hooks is not None:
+            return self._context.copy().run(self._run_in_thread_with_hooks, run, task)
         job = run.job
         args = (run.context, *job.args) if task.pass_context else job.args
         try:
@@ -95,12 +106,34 @@ class Executor:
         except BaseException as exc:  # a task's SystemExit is its failure too
             return self._settle(run, task, exc)
 
+    def _run_in_thread_with_hooks(self, run: Run, task: Task[..., Any]) -> Outcome | None:
+        """``run_in_thread`` between the hooks, all in one copy of the worker's context: what
+        ``before_run`` sets there (a current span) the task and ``after_run`` see."""
+        job = run.job
+        args = (run.context, *job.args) if task.pass_context else job.args
+        self.before(run)
+        assert run.hooks is not None
+        started = time.monotonic()
+        outcome: Outcome | None
+        try:
+            result = task.fn(*args, **job.kwargs)
+            outcome = self._succeeded(run, task, result)
+            if run.hooks.outcome is None:  # not yet settled by the worker (a timeout)
+                run.hooks.result = result
+        except BaseException as exc:
+            outcome = self._settle(run, task, exc)
+        self.ended(run, outcome, time.monotonic() - started)
+        return outcome
+
     async def execute(self, run: Run, task: Task[..., Any]) -> Outcome | None:
         """Run an async or process-isolated job; None means the run was lost."""
         args: list[Any] = [run.context, *run.job.args] if task.pass_context else list(run.job.args)
         try:
             result = await self._call(run, task, args, run.job.kwargs, run.job.timeout)
-            return self._succeeded(run, task, result)
+            outcome = self._succeeded(run, task, result)
+            if run.hooks is not None:
+                run.hooks.result = result
+            return outcome
         except asyncio.CancelledError:
             if run.context.lost:
                 return None
@@ -112,16 +145,75 @@ class Executor:
         except Exception as exc:
             return self._settle(run, task, exc)
 
+    # --- hooks (only for runs with ``hooks``: see conveyor.hooks) ---------------------------
+
+    def hook_info(self, run: Run) -> RunInfo:
+        job = run.job
+        return RunInfo(
+            job.id,
+            job.task,
+            job.queue,
+            job.attempt,
+            job.max_attempts,
+            run.context.worker_id,
+            job.args,
+            job.kwargs,
+        )
+
+    def before(self, run: Run) -> None:
+        assert run.hooks is not None
+        if self.hooks["before_run"]:
+            self.hooks.fire("before_run", run.hooks)
+
+    def ended(self, run: Run, outcome: Outcome | None, duration: float | None = None) -> None:
+        """Call the hooks of a run's end, once, whoever gets there first (the thread that ran
+        it, or the worker that settled it earlier on a timeout, a lost lease or shutdown)."""
+        info = run.hooks
+        if info is None:
+            return
+        kind = "lost" if outcome is None else _OUTCOMES[outcome.kind]
+        if not self.hooks.end(info, kind):
+            return
+        info.duration = duration
+        if outcome is not None and outcome.kind in (OutcomeKind.RETRY, OutcomeKind.DEAD):
+            if outcome.kind is OutcomeKind.RETRY:
+                info.retry_in = outcome.retry_in
+            else:
+                info.dead_reason = outcome.dead_reason
+            if self.hooks["dead"] and (
+                outcome.kind is OutcomeKind.DEAD or outcome.retry_budget is not None
+            ):
+                self.dead_watch[outcome.token] = info
+            if info.exception is not None and self.hooks["failure"]:
+                self.hooks.fire("failure", info)
+        if self.hooks["after_run"]:
+            self.hooks.fire("after_run", info)
+
+    def written(self, outcome: Outcome, result: FinishResult) -> None:
+        """An outcome of a watched run was written: call ``dead`` if the job is dead now."""
+        info = self.dead_watch.pop(outcome.token, None)
+        if info is None or not result.applied or result.state is not JobState.DEAD:
+            return
+        info.outcome = "dead"
+        info.retry_in = None
+        # A retry that the retry budget refused is written dead by the database.
+        info.dead_reason = outcome.dead_reason or "retry budget exhausted"
+        self.hooks.fire("dead", info)
+
+    # --- outcomes ---------------------------------------------------------------------------
+
     @staticmethod
     def _succeeded(run: Run, task: Task[..., Any], result: Any) -> Outcome:
         return Outcome(
             run.job.id,
             run.job.lease_token,
             OutcomeKind.SUCCEEDED,
-            result_json=payload.dumps(result, f"result of {task.name}"),
+            result_json=payload.encode_result(result, task.name),
         )
 
     def _settle(self, run: Run, task: Task[..., Any], exc: BaseException) -> Outcome | None:
+        if run.hooks is not None and run.hooks.outcome is None:
+            run.hooks.exception = exc
         if isinstance(exc, JobCancelled):
             # Shutdown sets ctx.cancelled too, so tasks stop at a safe point: that job goes back
             # to the queue; only a cancel request ends it cancelled.
@@ -134,7 +226,10 @@ class Executor:
 
     def timed_out(self, run: Run, task: Task[..., Any]) -> Outcome:
         """The outcome of a thread run still running at its deadline."""
-        return self._failure(run, task, self._timeout(task, run.job.timeout))
+        exc = self._timeout(task, run.job.timeout)
+        if run.hooks is not None:
+            run.hooks.exception = exc
+        return self._failure(run, task, exc)
 
     async def _call(
         self,
@@ -218,5 +313,13 @@ class Executor:
             checkpoint_json=run.context.saved_checkpoint_json,
         )
 
+
+_OUTCOMES = {
+    OutcomeKind.SUCCEEDED: "succeeded",
+    OutcomeKind.RETRY: "retrying",
+    OutcomeKind.DEAD: "dead",
+    OutcomeKind.CANCELLED: "cancelled",
+    OutcomeKind.RELEASED: "released",
+}
 
 __all__ = ["Executor", "Run"]

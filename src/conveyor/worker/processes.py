@@ -7,8 +7,9 @@ One fresh process per job rather than a pool of reusable ones, because:
 - a child is stopped only by killing it (timeout, cancel, shutdown, lost lease) and a crash
   kills it anyway. With a pool each of those paths would also have to replace the child; with a
   process per job they are one path: the process ends, so does the run.
-- ``memory_limit_mb`` is ``RLIMIT_AS`` of the process; a fresh child gets exactly its task's
-  limit, and nothing one job leaks or changes (globals, heap, threads) reaches the next.
+- ``memory_limit_mb`` is ``RLIMIT_AS`` of the process and ``cpu_limit_s`` its ``RLIMIT_CPU``;
+  a fresh child gets exactly its task's limits, and nothing one job leaks or changes (globals,
+  heap, threads, CPU time) reaches the next.
 - the price is one fork per job. Children come from multiprocessing's fork server -- never a
   plain fork of this threaded worker -- which imports conveyor and the tasks' modules once
   (preload), so a child costs a fork, not a new interpreter and its imports: about 12 ms of
@@ -46,8 +47,15 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
-from conveyor.errors import ChildProcessDied, ConfigurationError, JobTimeout
-from conveyor.worker.child import ChildSpec, child_main, decode_error, encode_error
+from conveyor.errors import ChildProcessDied, ConfigurationError, CPULimitExceeded, JobTimeout
+from conveyor.jsonlog import job_fields
+from conveyor.worker.child import (
+    ChildSpec,
+    child_main,
+    cpu_limit_message,
+    decode_error,
+    encode_error,
+)
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -149,6 +157,7 @@ class _Child:
         self.done = threading.Event()
         self._stop_grace: float | None = None
         self._process: BaseProcess | None = None
+        self._started = 0.0
         self._exited = False
         # A socket pair, not os.pipe: writing to a closed socket object fails, while a closed
         # fd number may already belong to another file.
@@ -181,6 +190,7 @@ class _Child:
                 )
                 process.start()
                 self._process = process
+                self._started = time.monotonic()
             child_conn.close()  # else the child's death would not close the pipe
             return self._serve(conn)
         finally:
@@ -214,6 +224,7 @@ class _Child:
             self.task.memory_limit_mb,
             # The fork server's environment is the one of its start; a job sees the worker's.
             dict(os.environ),
+            cpu_limit_s=self.task.cpu_limit_s,
         )
 
     def _serve(self, conn: Connection) -> tuple[str, Any]:
@@ -267,8 +278,14 @@ class _Child:
             return "raise", encode_error(exc)
         return "ok", None
 
-    def _died(self) -> ChildProcessDied:
+    def _died(self) -> ChildProcessDied | CPULimitExceeded:
         code = self._exitcode(timeout=1.0)
+        if self._hit_cpu_limit(code):
+            assert self.task.cpu_limit_s is not None and code is not None
+            return CPULimitExceeded(
+                f"{cpu_limit_message(self.task.name, self.task.cpu_limit_s)}; its process was "
+                f"killed ({signal.Signals(-code).name})"
+            )
         if code is None:
             detail = "exit code unknown"
         elif code < 0:
@@ -281,6 +298,18 @@ class _Child:
         return ChildProcessDied(
             f"{detail}: the process of task {self.task.name} died without a result{hint}", code
         )
+
+    def _hit_cpu_limit(self, code: int | None) -> bool:
+        """Killed by the kernel at its CPU limit: SIGXCPU (the signal's own action), or the
+        SIGKILL of the hard limit, unless the worker sent that SIGKILL to stop the run. And a
+        process cannot use more CPU time than it has existed (it is the fork server's child,
+        not ours: its rusage is out of reach)."""
+        limit = self.task.cpu_limit_s
+        if limit is None or code not in (-signal.SIGXCPU, -signal.SIGKILL):
+            return False
+        if self._stop_grace is not None:
+            return False
+        return code == -signal.SIGXCPU or time.monotonic() - self._started >= limit
 
     def _exitcode(self, timeout: float) -> int | None:
         process = self._process
@@ -303,10 +332,19 @@ class _Child:
         if process is None:
             return
         if self._exitcode(EXIT_GRACE) is None:
-            log.warning("job %s: its process did not exit, killing it", self.run.job.id)
+            log.warning(
+                "job %s: its process did not exit, killing it",
+                self.run.job.id,
+                extra=job_fields(self.run.job),
+            )
             self._signal(signal.SIGKILL)
             if self._exitcode(5.0) is None:
-                log.error("job %s: its process %s survived SIGKILL", self.run.job.id, process.pid)
+                log.error(
+                    "job %s: its process %s survived SIGKILL",
+                    self.run.job.id,
+                    process.pid,
+                    extra=job_fields(self.run.job),
+                )
                 return
         with _MP_LOCK, contextlib.suppress(ValueError):
             process.close()

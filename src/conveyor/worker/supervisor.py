@@ -1,16 +1,21 @@
 """Run and supervise N worker processes: ``conveyor worker --processes N``.
 
-Each child is a full worker (the same command with ``--processes 1``). One that dies is started
-again after a short backoff that doubles up to a cap, so a worker that crashes at start does not
-spin; a child that ran for a while before dying restarts after the shortest wait again. A child
-that exits with status 0 (burst mode found nothing to do, or it was stopped on its own) stays
-down.
+Each child is a full worker (the same command with the hidden ``--supervised`` flag instead of
+``--processes``); ``--processes 1`` supervises one. One that dies is started again after a short
+backoff that doubles up to a cap, so a worker that crashes at start does not spin; a child that
+ran for a while before dying restarts after the shortest wait again. A child that exits with
+status 0 (burst mode found nothing to do, or it was stopped on its own) stays down.
 
 SIGTERM or SIGINT is forwarded once to every child, which then shuts down gracefully; a second
 signal SIGKILLs them all. Each child runs in its own process group so that Ctrl-C, which the
 terminal sends to the whole foreground group, reaches the workers once (through us) instead of
-twice -- a worker takes a second signal as "exit at once". The supervisor exits 0 once every
-child has exited with status 0.
+twice -- a worker takes a second signal as "exit at once".
+
+After a requested stop (SIGTERM/SIGINT) the supervisor exits 0 unless a worker failed during
+the stop: a slot that was waiting to restart a worker that crashed earlier counts as stopped,
+not failed, so a service manager records a clean stop as one. A second signal (workers killed)
+exits 128 + the signal number; without any stop request, it exits 0 once every child has exited
+with status 0, else 1.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class Supervisor:
         self.install_signal_handlers = install_signal_handlers
         #: (slot, pid, loop time) of every start, for logs and tests.
         self.starts: list[tuple[int, int, float]] = []
+        #: Slots whose worker died and that wait (backoff) to start the next one.
+        self.waiting: set[int] = set()
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._signal: int | None = None
         self._forced = False
@@ -109,10 +116,10 @@ class Supervisor:
             child.send_signal(signum)
 
     async def _keep(self, slot: int) -> int:
-        """Keep one worker running in ``slot``; its last exit status."""
+        """Keep one worker running in ``slot``; the exit status of its last worker, or 0 if
+        the slot was stopped while waiting to restart one."""
         assert self._loop is not None and self._stop_event is not None
         backoff = self.min_backoff
-        code = 0
         while self._signal is None:
             started = self._loop.time()
             try:
@@ -122,7 +129,6 @@ class Supervisor:
                 )
             except OSError as exc:
                 log.error("cannot start worker %d: %s", slot + 1, exc)
-                code = 1
             else:
                 self._children[slot] = child
                 self.starts.append((slot, child.pid, started))
@@ -150,10 +156,16 @@ class Supervisor:
                     describe_exit(code),
                     backoff,
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_event.wait(), backoff)
+            self.waiting.add(slot)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_event.wait(), backoff)
+            finally:
+                self.waiting.discard(slot)
             backoff = min(backoff * 2, self.max_backoff)
-        return code
+        # Stopped while waiting to restart: the crash before the stop was already reported
+        # (and acted on); the stop itself went cleanly for this slot.
+        return 0
 
 
 __all__ = ["Supervisor", "describe_exit"]

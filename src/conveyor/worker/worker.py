@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from conveyor.backends.base import ClaimedJob, FinishResult, LeaseReport, Outcome, OutcomeKind
 from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.job import JobState
+from conveyor.jsonlog import job_fields
 from conveyor.worker.completer import Completer
 from conveyor.worker.context import JobContext
 from conveyor.worker.executor import Executor, Run
@@ -322,6 +323,8 @@ class Worker:
             fetcher.in_flight -= 1
             self.completer.submit(task)
             return
+        if self.app.hooks.runs:
+            run.hooks = self.executor.hook_info(run)
         self.runs[job.lease_token] = run
         self._runs_done.clear()
         if not self.executor.runs_in_thread(task):
@@ -381,6 +384,8 @@ class Worker:
 
     def _abandon(self, run: Run, outcome: Outcome | None) -> None:
         run.abandoned = True
+        if run.hooks is not None:
+            self.executor.ended(run, outcome)
         self._forget(run)
         if outcome is None:
             self._lost(run)
@@ -397,6 +402,10 @@ class Worker:
         self.counters.lost += 1
 
     async def _execute(self, run: Run, task: Task[..., Any]) -> Outcome | None:
+        if run.hooks is not None:
+            # Here, not in the executor: this asyncio task's context is the run's, and the
+            # end below sees every way out of the run, a cancel included.
+            self.executor.before(run)
         started = time.monotonic()
         try:
             outcome = await self.executor.execute(run, task)
@@ -404,7 +413,11 @@ class Worker:
         except asyncio.CancelledError:
             outcome = None if run.context.lost else self.executor.released(run)
         except Exception:  # an executor bug must not leak a slot or lose the job
-            log.exception("internal error running job %s; it will be retried", run.job.id)
+            log.exception(
+                "internal error running job %s; it will be retried",
+                run.job.id,
+                extra=job_fields(run.job),
+            )
             outcome = None
         finally:
             self._forget(run)
@@ -417,6 +430,8 @@ class Worker:
                 )
             else:
                 run.fetcher.slot_freed()
+        if run.hooks is not None:
+            self.executor.ended(run, outcome, time.monotonic() - started)
         if outcome is None:
             self._lost(run)
         else:
@@ -431,6 +446,9 @@ class Worker:
 
     def _on_written(self, outcomes: Sequence[Outcome], results: Sequence[FinishResult]) -> None:
         self.heartbeater.release(outcome.token for outcome in outcomes)
+        if self.executor.dead_watch:
+            for outcome, result in zip(outcomes, results, strict=True):
+                self.executor.written(outcome, result)
         for outcome, result in zip(outcomes, results, strict=True):
             self.solo.settled(outcome.token)
             if not result.applied:
@@ -439,6 +457,7 @@ class Worker:
                     "job %s: lease lost before its outcome was written; another run "
                     "owns it now, outcome dropped",
                     outcome.job_id,
+                    extra={"job_id": outcome.job_id},
                 )
                 continue
             state = result.state
@@ -468,7 +487,9 @@ class Worker:
             if run is None:
                 continue
             log.warning(
-                "job %s: lease lost (another worker may run it); abandoning the run", run.job.id
+                "job %s: lease lost (another worker may run it); abandoning the run",
+                run.job.id,
+                extra=job_fields(run.job),
             )
             run.context._mark_lost()
             if run.in_thread:

@@ -85,6 +85,12 @@ class PostgresBackend(Backend):
         self._channel = f"{settings.postgres_schema}_jobs"
         # A NOTIFY wakes this process's idle workers at once, as a local enqueue does.
         self._listener = Listener(self._connect_listener, self._channel, self._notify_local)
+        # Jobs ending, for those waiting on results: a channel of its own, so that finishes do
+        # not wake idle workers. Its listener starts when someone first waits.
+        self._finished_channel = f"{settings.postgres_schema}_finished"
+        self._finish_listener = Listener(
+            self._connect_listener, self._finished_channel, self._finished_local
+        )
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
 
@@ -304,14 +310,16 @@ class PostgresBackend(Backend):
         now = self._now_param()
 
         def body(cur: Cursor) -> list[FinishResult]:
-            finished = finish_outcomes(cur, outcomes, now)
+            finished = finish_outcomes(cur, outcomes, now, self._finished_channel)
             self._notify(cur, finished.queues)
             return finished.results
 
         # The common batch, all successes, is a single UPDATE: it needs no transaction block
         # (one round trip instead of three).
         single = all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes)
-        return self._db.run(body, transaction=not single)
+        results = self._db.run(body, transaction=not single)
+        self._finished_local()
+        return results
 
     # --- caps on running jobs -------------------------------------------------------------
 
@@ -347,6 +355,7 @@ class PostgresBackend(Backend):
             params = {"now": now, "exclude": exclude_worker}
             rows = cur.execute(Q["rescue_expired"], params).fetchall()
             self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
+            self._notify_finished(cur, rows)
             return rows
 
         return RescueReport(**rescued_by_state(self._db.run(body)))
@@ -376,6 +385,7 @@ class PostgresBackend(Backend):
                 rows = cur.execute(Q["rescue_dead_workers"], rescue).fetchall()
                 cur.execute(Q["release_dead_leaderships"], {"workers": workers})
                 self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
+                self._notify_finished(cur, rows)
             cur.execute(Q["forget_dead_workers"], {"now": now, "forget_after": float(forget_after)})
             return workers, rows
 
@@ -520,12 +530,14 @@ class PostgresBackend(Backend):
             state = self._locked_state(cur, job_id)
             if state in CANCELLABLE_STATES:
                 cur.execute(Q["cancel_waiting"], params)
+                self._notify_finished(cur)
             elif state is JobState.RUNNING:
                 cur.execute(Q["request_cancel"], {"id": job_id})
             elif state is not JobState.CANCELLED:
                 raise InvalidTransition(job_id, state, "cancel")
 
         self._db.run(body)
+        self._finished_local()
         return self.get(job_id)
 
     def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
@@ -624,6 +636,17 @@ class PostgresBackend(Backend):
         if names:
             cur.execute(Q["notify_queues"], {"channel": self._channel, "queues": names})
 
+    def finish_marker(self) -> int:
+        # As change_marker: the first call waits briefly for LISTEN to be in place.
+        self._finish_listener.start(wait=_FIRST_LISTEN_WAIT)
+        return self._finish_listener.marker
+
+    def _notify_finished(self, cur: Cursor, rows: Iterable[Sequence[Any]] | None = None) -> None:
+        """NOTIFY those waiting on results (at commit), unless ``rows`` (id, state, ...) of a
+        rescue ended no job."""
+        if rows is None or any(row[1] != "retrying" for row in rows):
+            cur.execute(Q["notify_finished"], {"finished_channel": self._finished_channel})
+
     def _connect_listener(self) -> Connection:
         # "conveyor-listener", or "<the URL's application_name>-listener" (63 bytes at most).
         name = f"{self._db.application_name[:54]}-listener"
@@ -644,5 +667,6 @@ class PostgresBackend(Backend):
         return float(row[0])
 
     def close(self) -> None:
+        self._finish_listener.stop()
         self._listener.stop()
         self._db.close()

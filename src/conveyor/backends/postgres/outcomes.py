@@ -25,7 +25,11 @@ class Finished:
     queues: set[str] = field(default_factory=set)
 
 
-def finish_outcomes(cur: Cursor, outcomes: Sequence[Outcome], now: float | None) -> Finished:
+def finish_outcomes(
+    cur: Cursor, outcomes: Sequence[Outcome], now: float | None, finished_channel: str
+) -> Finished:
+    """Apply the outcomes; the queries that end jobs also NOTIFY ``finished_channel`` (once per
+    transaction), for those waiting on results."""
     # A run can be finished once: a repeated (id, token) in the batch is never applied.
     firsts: dict[Run, Outcome] = {}
     for outcome in outcomes:
@@ -38,12 +42,15 @@ def finish_outcomes(cur: Cursor, outcomes: Sequence[Outcome], now: float | None)
         group = [o for o in batch if o.kind is kind]
         if not group:
             continue
-        params = {"now": now, **_params(kind, group)}
+        params = {"now": now, "finished_channel": finished_channel, **_params(kind, group)}
         rows = cur.execute(Q[f"finish_{kind.value}"], params).fetchall()
         for job_id, token, queue, state in rows:
             ended[(int(job_id), token)] = JobState(state)
             if kind in _WAKING:
                 queues.add(queue)
+        if kind is OutcomeKind.RELEASED and any(row[3] == "cancelled" for row in rows):
+            # A release that met a cancel request ended the job (finish_released).
+            cur.execute(Q["notify_finished"], {"finished_channel": finished_channel})
 
     results: list[FinishResult] = []
     for outcome in outcomes:

@@ -47,6 +47,11 @@ LISTEN {channel}
 -- Delivered at commit, once per queue: the payload tells listeners which queue has work.
 SELECT pg_notify(%(channel)s, queue) FROM unnest(%(queues)b::text[]) AS queue
 
+-- name: notify_finished
+-- Delivered at commit, once per transaction however many jobs it ended (PostgreSQL folds
+-- identical notifications of one transaction): those waiting for results read theirs again.
+SELECT pg_notify(%(finished_channel)s, '')
+
 -- name: migration_lock
 -- Concurrent workers starting at once: the first migrates, the others wait and find nothing to do.
 SELECT pg_advisory_xact_lock(hashtext('conveyor migrate'), hashtext(%(schema)s))
@@ -457,13 +462,20 @@ WHERE j.state = 'running'
 FOR UPDATE OF j
 
 -- name: finish_succeeded
-UPDATE conveyor_jobs AS j
-SET state = 'succeeded', result = o.result::json,
-    finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
-    lease_token = NULL, lease_expires_at = NULL
-FROM unnest(%(ids)b::int8[], %(tokens)b::text[], %(results)b::text[]) AS o (id, token, result)
-WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue, j.state
+WITH done AS (
+    UPDATE conveyor_jobs AS j
+    SET state = 'succeeded', result = o.result::json,
+        finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
+        lease_token = NULL, lease_expires_at = NULL
+    FROM unnest(%(ids)b::int8[], %(tokens)b::text[], %(results)b::text[]) AS o (id, token, result)
+    WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
+    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
+),
+told AS (
+    -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
+    SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
+)
+SELECT id, token, queue, state FROM done, told
 
 -- name: finish_retry
 UPDATE conveyor_jobs AS j
@@ -483,33 +495,47 @@ WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
 RETURNING j.id, o.token, j.queue, j.state
 
 -- name: finish_dead
-UPDATE conveyor_jobs AS j
-SET state = 'dead', dead_reason = o.reason,
-    finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
-    errors = CASE WHEN o.error IS NULL THEN j.errors
-                  ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
-    checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
-    lease_token = NULL, lease_expires_at = NULL
-FROM unnest(
-    %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(reasons)b::text[],
-    %(checkpoints)b::text[]
-) AS o (id, token, error, reason, checkpoint)
-WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue, j.state
+WITH done AS (
+    UPDATE conveyor_jobs AS j
+    SET state = 'dead', dead_reason = o.reason,
+        finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
+        errors = CASE WHEN o.error IS NULL THEN j.errors
+                      ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
+        checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
+        lease_token = NULL, lease_expires_at = NULL
+    FROM unnest(
+        %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(reasons)b::text[],
+        %(checkpoints)b::text[]
+    ) AS o (id, token, error, reason, checkpoint)
+    WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
+    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
+),
+told AS (
+    -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
+    SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
+)
+SELECT id, token, queue, state FROM done, told
 
 -- name: finish_cancelled
-UPDATE conveyor_jobs AS j
-SET state = 'cancelled',
-    finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
-    errors = CASE WHEN o.error IS NULL THEN j.errors
-                  ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
-    checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
-    lease_token = NULL, lease_expires_at = NULL
-FROM unnest(
-    %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(checkpoints)b::text[]
-) AS o (id, token, error, checkpoint)
-WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue, j.state
+WITH done AS (
+    UPDATE conveyor_jobs AS j
+    SET state = 'cancelled',
+        finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
+        errors = CASE WHEN o.error IS NULL THEN j.errors
+                      ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
+        checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
+        lease_token = NULL, lease_expires_at = NULL
+    FROM unnest(
+        %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(checkpoints)b::text[]
+    ) AS o (id, token, error, checkpoint)
+    WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
+    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
+),
+told AS (
+    -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
+    SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
+)
+SELECT id, token, queue, state FROM done, told
 
 -- name: finish_released
 -- Back in the queue without charging the attempt, unless someone asked to cancel the job

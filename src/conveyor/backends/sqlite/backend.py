@@ -30,6 +30,7 @@ from conveyor.backends.sql import load_migrations
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
 from conveyor.backends.sqlite.enqueue import insert_jobs
 from conveyor.backends.turns import claim_in_turns
+from conveyor.boottime import BootClock, BootTime, boot_clock
 from conveyor.errors import (
     IdempotencyConflict,
     InvalidTransition,
@@ -116,11 +117,17 @@ def _row_to_job(row: sqlite3.Row) -> Job:
 
 
 class SQLiteBackend(Backend):
+    """``clock``: the wall clock ("now": run_at, created_at, finished_at ...); ``boot``: the
+    clock leases, beats and leaderships are measured on (see conveyor/boottime.py). By default
+    the machine's boot clock -- unless a wall clock is injected, which then measures leases too
+    (``boot`` None), as every process on the file did before leases used the boot clock."""
+
     def __init__(
         self,
         settings: Settings,
         clock: Callable[[], float] | None = None,
         *,
+        boot: BootClock | None = None,
         auto_migrate: bool | None = None,
         check_schema: bool = True,
     ) -> None:
@@ -128,6 +135,7 @@ class SQLiteBackend(Backend):
         self.settings = settings
         self.path = path_from_url(settings.url)
         self._clock = clock or time.time
+        self._boot: BootClock = boot or (boot_clock if clock is None else _no_boot_clock)
 
         def connect() -> Connection:
             return Connection(
@@ -234,7 +242,12 @@ class SQLiteBackend(Backend):
             # Read the clock once the write lock is ours: a claim that waited for another
             # process must not hand out leases that expired while it waited.
             now = self.now()
-            params: dict[str, Any] = {"now": now, "lease": lease, "worker_id": worker_id}
+            params: dict[str, Any] = {
+                "now": now,
+                "lease": lease,
+                "worker_id": worker_id,
+                **self._boot_params(),
+            }
             db.execute(Q["promote_due"], {"now": now})
             capped = self._capped.get(lambda: [row[0] for row in db.execute(Q["capped_queues"])])
             if queues is None and capped:
@@ -267,7 +280,13 @@ class SQLiteBackend(Backend):
             picked = db.execute(Q["pick_suspect"], {"now": now, "queues": names}).fetchone()
             if picked is None:
                 return None
-            params = {"now": now, "lease": lease, "worker_id": worker_id, "id": picked[0]}
+            params = {
+                "now": now,
+                "lease": lease,
+                "worker_id": worker_id,
+                "id": picked[0],
+                **self._boot_params(),
+            }
             row = db.execute(Q["claim_suspect"], params).fetchone()
         return None if row is None else _claimed(row)
 
@@ -300,7 +319,12 @@ class SQLiteBackend(Backend):
         with self._writer.write() as db:
             rows = db.execute(
                 Q["extend_leases"],
-                {"now": self.now(), "lease": lease, "tokens": json.dumps(list(tokens))},
+                {
+                    "now": self.now(),
+                    "lease": lease,
+                    "tokens": json.dumps(list(tokens)),
+                    **self._boot_params(),
+                },
             ).fetchall()
         extended = frozenset(r[0] for r in rows)
         return LeaseReport(
@@ -362,6 +386,7 @@ class SQLiteBackend(Backend):
         for outcome in outcomes:
             state = ended.pop((outcome.job_id, outcome.token), None)
             results.append(FinishResult(outcome.job_id, state is not None, state))
+        self._finished_local()
         return results
 
     @staticmethod
@@ -409,7 +434,7 @@ class SQLiteBackend(Backend):
 
     def rescue_expired(self, exclude_worker: str | None = None) -> RescueReport:
         with self._writer.write() as db:
-            params = {"now": self.now(), "exclude": exclude_worker}
+            params = {"now": self.now(), "exclude": exclude_worker, **self._boot_params()}
             rows = db.execute(Q["rescue_expired"], params).fetchall()
         return RescueReport(**rescued_by_state(rows))
 
@@ -423,11 +448,18 @@ class SQLiteBackend(Backend):
         rows: list[tuple[Any, ...]] = []
         with self._writer.write() as db:
             now = self.now()
+            boot = self._boot_params()
+            # The sweeper's own "since" is wall time: moved onto the boot clock by its age.
+            since_uptime = None
+            if reachable_since is not None and boot["uptime"] is not None:
+                since_uptime = boot["uptime"] - (now - reachable_since)
             params = {
                 "now": now,
                 "exclude": exclude_worker,
                 "since": reachable_since,
+                "since_uptime": since_uptime,
                 "known_dead": json.dumps(list(known_dead)),
+                **boot,
             }
             workers = [r[0] for r in db.execute(Q["mark_dead_workers"], params).fetchall()]
             if workers:
@@ -465,11 +497,16 @@ class SQLiteBackend(Backend):
             "dead_after": worker.dead_after,
         }
         with self._writer.write() as db:
-            db.execute(Q["register_worker"], {**params, "now": self.now()})
+            db.execute(Q["register_worker"], {**params, "now": self.now(), **self._boot_params()})
 
     def beat_worker(self, worker_id: str, state: WorkerState) -> bool | None:
         with self._writer.write() as db:
-            params = {"id": worker_id, "state": WorkerState(state).value, "now": self.now()}
+            params = {
+                "id": worker_id,
+                "state": WorkerState(state).value,
+                "now": self.now(),
+                **self._boot_params(),
+            }
             row = db.execute(Q["beat_worker"], params).fetchone()
         return None if row is None else bool(row[0])
 
@@ -487,7 +524,8 @@ class SQLiteBackend(Backend):
         with self._reader.read() as db:
             rows = db.execute(Q["list_workers"]).fetchall()
         now = self.now()
-        return [_row_to_worker(row, now) for row in rows]
+        boot = self._boot()
+        return [_row_to_worker(row, now, boot) for row in rows]
 
     def request_worker_stop(self, worker_ids: Sequence[str] | None) -> list[str]:
         with self._writer.write() as db:
@@ -503,7 +541,13 @@ class SQLiteBackend(Backend):
 
     def acquire_leadership(self, name: str, holder: str, ttl: float) -> bool:
         with self._writer.write() as db:
-            params = {"name": name, "holder": holder, "ttl": ttl, "now": self.now()}
+            params = {
+                "name": name,
+                "holder": holder,
+                "ttl": ttl,
+                "now": self.now(),
+                **self._boot_params(),
+            }
             return db.execute(Q["acquire_leadership"], params).fetchone() is not None
 
     def release_leadership(self, name: str, holder: str) -> None:
@@ -527,6 +571,7 @@ class SQLiteBackend(Backend):
                 db.execute(Q["request_cancel"], {"id": job_id})
             elif state is not JobState.CANCELLED:
                 raise InvalidTransition(job_id, state, "cancel")
+        self._finished_local()
         return self.get(job_id)
 
     def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
@@ -595,6 +640,13 @@ class SQLiteBackend(Backend):
     def now(self) -> float:
         return self._clock()
 
+    def _boot_params(self) -> dict[str, Any]:
+        """:boot and :uptime of the queries that write or judge leases and beats."""
+        reading = self._boot()
+        if reading is None:
+            return {"boot": None, "uptime": None}
+        return {"boot": reading.boot, "uptime": reading.seconds}
+
     def change_marker(self) -> int:
         with self._poller.lock:
             try:
@@ -607,7 +659,15 @@ class SQLiteBackend(Backend):
             connection.close()
 
 
-def _row_to_worker(row: sqlite3.Row, now: float) -> WorkerInfo:
+def _no_boot_clock() -> None:
+    return None
+
+
+def _row_to_worker(row: sqlite3.Row, now: float, boot: BootTime | None) -> WorkerInfo:
+    if boot is not None and row["beat_boot"] == boot.boot:
+        # The age of the last beat on the boot clock, as the registry judges it: a step of the
+        # wall clock since that beat must not make the worker look silent (or fresh).
+        now = row["last_beat_at"] + boot.seconds - row["last_beat_uptime"]
     return WorkerInfo(
         id=row["id"],
         host=row["host"],

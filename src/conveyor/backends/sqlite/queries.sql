@@ -1,5 +1,9 @@
 -- Named queries of the SQLite engine. Parameters are :named; times are UNIX seconds passed in
--- as :now by the backend's clock.
+-- as :now by the backend's clock. Leases, beats and leaderships are measured on the machine's
+-- boot clock as well (see conveyor/boottime.py): :boot is the boot id and :uptime the seconds
+-- since that boot, both NULL where the machine has no boot clock. A deadline is judged on the
+-- boot clock when it was written under this boot, is void when written under another (the
+-- machine restarted since), and is judged on the wall clock when either side has no boot id.
 
 -- name: pragma_wal
 PRAGMA journal_mode = WAL
@@ -89,7 +93,7 @@ SELECT (SELECT count(*) FROM conveyor_jobs WHERE queue = :queue AND state = 'que
         WHERE queue = :queue AND (state = 'blocked' OR state = 'scheduled' OR state = 'retrying'))
 
 -- name: promote_due
--- Suspects stay waiting for claim_suspect (migration 6); the predicate is the due index's.
+-- Suspects stay waiting for claim_suspect (migration 7); the predicate is the due index's.
 UPDATE conveyor_jobs SET state = 'queued'
 WHERE (state = 'scheduled' OR state = 'retrying') AND suspect = 0 AND run_at <= :now
 
@@ -99,6 +103,8 @@ SET state = 'running',
     attempts = attempts + 1,
     lease_token = lower(hex(randomblob(16))),
     lease_expires_at = :now + :lease,
+    lease_boot = :boot,
+    lease_expires_uptime = :uptime + :lease,
     worker_id = :worker_id,
     started_at = :now,
     cancel_requested = 0
@@ -117,6 +123,8 @@ SET state = 'running',
     attempts = attempts + 1,
     lease_token = lower(hex(randomblob(16))),
     lease_expires_at = :now + :lease,
+    lease_boot = :boot,
+    lease_expires_uptime = :uptime + :lease,
     worker_id = :worker_id,
     started_at = :now,
     cancel_requested = 0
@@ -130,7 +138,7 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
           timeout, checkpoint, run_at
 
 -- name: pick_suspect
--- The suspect (migration 6) claim_suspect should take: the best one that is due, in one of
+-- The suspect (migration 7) claim_suspect should take: the best one that is due, in one of
 -- :queues (a JSON array, NULL for all) and in a queue whose cap, if any, leaves room.
 SELECT j.id, j.queue FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_suspects
 WHERE j.state = 'retrying' AND j.suspect = 1 AND j.run_at <= :now
@@ -150,6 +158,8 @@ SET state = 'running',
     attempts = attempts + 1,
     lease_token = lower(hex(randomblob(16))),
     lease_expires_at = :now + :lease,
+    lease_boot = :boot,
+    lease_expires_uptime = :uptime + :lease,
     worker_id = :worker_id,
     started_at = :now,
     cancel_requested = 0
@@ -194,7 +204,7 @@ WHERE l.queue IN (SELECT value FROM json_each(:queues)) AND l.max_running IS NOT
 -- Walks the running jobs (a few thousand at most: the concurrency of all workers) rather than
 -- keeping an index on tokens that every claim and finish would have to maintain.
 UPDATE conveyor_jobs INDEXED BY conveyor_jobs_leases
-SET lease_expires_at = :now + :lease
+SET lease_expires_at = :now + :lease, lease_boot = :boot, lease_expires_uptime = :uptime + :lease
 WHERE state = 'running' AND lease_token IN (SELECT value FROM json_each(:tokens))
 RETURNING lease_token, cancel_requested
 
@@ -276,7 +286,7 @@ WHERE task = :task AND used < :limit
 RETURNING used
 
 -- name: rescue_expired
--- Runs whose lease expired go back to wait, as suspects (migration 6). Only a run that was the
+-- Runs whose lease expired go back to wait, as suspects (migration 7). Only a run that was the
 -- only one its worker held (alone) is charged: it keeps its attempt and, with none left, the
 -- job ends dead. Any other run gets its attempt back: the death cannot be told apart from its
 -- neighbours'. Walks the running jobs (the index is keyed by queue first, for caps), never the
@@ -289,7 +299,10 @@ WITH held (worker_id, alone) AS (
 lost (id, alone) AS (
     SELECT j.id, held.alone FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_leases
     JOIN held ON held.worker_id IS j.worker_id
-    WHERE j.state = 'running' AND j.lease_expires_at < :now
+    WHERE j.state = 'running'
+      AND CASE WHEN j.lease_boot IS NULL OR :boot IS NULL THEN j.lease_expires_at < :now
+               WHEN j.lease_boot = :boot THEN j.lease_expires_uptime < :uptime
+               ELSE 1 END
       AND (:exclude IS NULL OR j.worker_id IS NOT :exclude)
 )
 UPDATE conveyor_jobs
@@ -386,11 +399,17 @@ RETURNING conveyor_jobs.id
 
 -- name: mark_dead_workers
 -- Workers that went dead_after seconds without a beat, counted from :since at the earliest (the
--- sweeper's view of the database was broken before), and those the sweeper knows are dead
--- (:known_dead, a JSON array of ids). Whoever sweeps is alive: :exclude.
+-- sweeper's view of the database was broken before; :since_uptime on the boot clock), those
+-- that last beat under another boot, and those the sweeper knows are dead (:known_dead, a JSON
+-- array of ids). Whoever sweeps is alive: :exclude.
 UPDATE conveyor_workers SET state = 'dead'
 WHERE (state = 'running' OR state = 'stopping')
-  AND (max(last_beat_at, coalesce(:since, last_beat_at)) + dead_after < :now
+  AND (CASE WHEN beat_boot IS NULL OR :boot IS NULL
+                THEN max(last_beat_at, coalesce(:since, last_beat_at)) + dead_after < :now
+            WHEN beat_boot = :boot
+                THEN max(last_beat_uptime, coalesce(:since_uptime, last_beat_uptime))
+                     + dead_after < :uptime
+            ELSE 1 END
        OR id IN (SELECT value FROM json_each(:known_dead)))
   AND (:exclude IS NULL OR id IS NOT :exclude)
 RETURNING id
@@ -439,17 +458,19 @@ DELETE FROM conveyor_workers WHERE state = 'dead' AND last_beat_at < :now - :for
 -- name: register_worker
 INSERT INTO conveyor_workers (
     id, host, pid, machine, queues, concurrency, state, started_at, last_beat_at, beat_interval,
-    dead_after
+    dead_after, beat_boot, last_beat_uptime
 ) VALUES (
     :id, :host, :pid, :machine, :queues, :concurrency, 'running', :now, :now, :beat_interval,
-    :dead_after
+    :dead_after, :boot, :uptime
 )
 ON CONFLICT (id) DO UPDATE SET
     state = 'running', last_beat_at = excluded.last_beat_at,
+    beat_boot = excluded.beat_boot, last_beat_uptime = excluded.last_beat_uptime,
     beat_interval = excluded.beat_interval, dead_after = excluded.dead_after
 
 -- name: beat_worker
-UPDATE conveyor_workers SET last_beat_at = :now, state = :state
+UPDATE conveyor_workers
+SET last_beat_at = :now, beat_boot = :boot, last_beat_uptime = :uptime, state = :state
 WHERE id = :id AND state <> 'dead'
 RETURNING stop_requested
 
@@ -468,7 +489,7 @@ DELETE FROM conveyor_leaders WHERE holder IN (SELECT value FROM json_each(:worke
 
 -- name: list_workers
 SELECT id, host, pid, machine, queues, concurrency, state, stop_requested, started_at,
-       last_beat_at, beat_interval, dead_after
+       last_beat_at, beat_interval, dead_after, beat_boot, last_beat_uptime
 FROM conveyor_workers
 ORDER BY started_at, id
 
@@ -485,9 +506,16 @@ RETURNING id
 -- name: acquire_leadership
 -- Taken when free or lapsed, renewed by its holder; otherwise nothing changes and nothing is
 -- returned.
-INSERT INTO conveyor_leaders (name, holder, expires_at) VALUES (:name, :holder, :now + :ttl)
-ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-WHERE conveyor_leaders.holder = excluded.holder OR conveyor_leaders.expires_at < :now
+INSERT INTO conveyor_leaders (name, holder, expires_at, boot, expires_uptime)
+VALUES (:name, :holder, :now + :ttl, :boot, :uptime + :ttl)
+ON CONFLICT (name) DO UPDATE SET
+    holder = excluded.holder, expires_at = excluded.expires_at,
+    boot = excluded.boot, expires_uptime = excluded.expires_uptime
+WHERE conveyor_leaders.holder = excluded.holder
+   OR CASE WHEN conveyor_leaders.boot IS NULL OR :boot IS NULL
+               THEN conveyor_leaders.expires_at < :now
+           WHEN conveyor_leaders.boot = :boot THEN conveyor_leaders.expires_uptime < :uptime
+           ELSE 1 END
 RETURNING holder
 
 -- name: release_leadership
