@@ -295,7 +295,7 @@ class Fetcher:
             solo.suspect_claim_ended(None if job is None else job.lease_token)
         if job is None:
             return False
-        log.info("job %s runs alone: its worker died while it ran beside others", job.id)
+        log.info("job %s runs alone (a suspect: a worker died while it ran)", job.id)
         self._idle_since = None
         self._hold([job.lease_token])
         self.buffer.append(job)
