@@ -198,3 +198,17 @@ def test_queue_gates_lists_every_gate(backend: Backend, clock: FakeClock) -> Non
     assert gates["c"].quiet == QuietHours(((22 * 60, 6 * 60),), frozenset(range(7)), "UTC")
     assert gates["d"].rate == RateLimit(5, per=60)
     assert backend.concurrency_limits() == {"a": 3}
+
+
+def test_a_suspect_waits_for_the_gates_of_its_queue(backend: Backend, clock: FakeClock) -> None:
+    """Poison isolation's own claim of a suspect (claim_suspect) obeys pauses and rates too."""
+    fill(backend, "reports", 2)
+    backend.claim("w1", ["reports"], 2, LEASE)
+    clock.advance(LEASE + 1.0)
+    backend.rescue_expired()  # two runs lost side by side: both are suspects now
+    backend.pause_queue("reports", None)
+    assert backend.claim_suspect("w2", None, LEASE) is None
+    backend.resume_queue("reports")
+    backend.set_rate_limit("reports", RateLimit(1, per=60))
+    assert backend.claim_suspect("w2", None, LEASE) is not None
+    assert backend.claim_suspect("w3", None, LEASE) is None  # the next token is a minute away

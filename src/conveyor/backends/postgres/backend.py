@@ -213,15 +213,23 @@ class PostgresBackend(Backend):
             if picked is None:
                 return None
             queue = str(picked[1])
+            gates: list[QueueGate] = []
+            at = 0.0
             if queue in self._capped.get(self._capped_queues):
                 # pick_suspect counted without the queue's lock: count again holding it, as
-                # every claim from a capped queue does.
+                # every claim from a gated queue does, and ask its other gates too.
                 cur.execute(Q["lock_queue_limits"], {"queues": [queue]})
-                rooms = dict(cur.execute(Q["queue_rooms"], {"queues": [queue]}).fetchall())
-                if rooms.get(queue, 1) <= 0:
+                found = cur.execute(Q["queue_gates"], {"queues": [queue], "now": now}).fetchall()
+                gates = [QueueGate.from_row(r) for r in found]
+                at = float(found[0][8]) if found else 0.0
+                if rooms(gates, at).get(queue, 1) <= 0:
                     return None
             params = {"now": now, "lease": float(lease), "worker_id": worker_id, "id": picked[0]}
-            return cur.execute(Q["claim_suspect"], params).fetchone()
+            row: tuple[Any, ...] | None = cur.execute(Q["claim_suspect"], params).fetchone()
+            if row is not None:
+                for name, rate_next in rate_updates(gates, {queue: 1}, at):
+                    cur.execute(Q["take_rate"], {"queue": name, "rate_next": rate_next})
+            return row
 
         row = self._db.run(body)
         return None if row is None else claimed_from_row(row)

@@ -298,6 +298,14 @@ class SQLiteBackend(Backend):
             picked = db.execute(Q["pick_suspect"], {"now": now, "queues": names}).fetchone()
             if picked is None:
                 return None
+            # The queue's other gates (conveyor/limits/gates.py): a pause, quiet hours, a rate.
+            gates: list[QueueGate] = []
+            queue = str(picked[1])
+            if queue in self._capped.get(lambda: [r[0] for r in db.execute(Q["capped_queues"])]):
+                gate_params = {"queues": json.dumps([queue]), "now": now}
+                gates = [QueueGate.from_row(r) for r in db.execute(Q["queue_gates"], gate_params)]
+                if rooms(gates, now).get(queue, 1) <= 0:
+                    return None
             params = {
                 "now": now,
                 "lease": lease,
@@ -306,6 +314,9 @@ class SQLiteBackend(Backend):
                 **self._boot_params(),
             }
             row = db.execute(Q["claim_suspect"], params).fetchone()
+            if row is not None:
+                for name, rate_next in rate_updates(gates, {queue: 1}, now):
+                    db.execute(Q["take_rate"], {"queue": name, "rate_next": rate_next})
         return None if row is None else _claimed(row)
 
     def _claim_in_turn(
