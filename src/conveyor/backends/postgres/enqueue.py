@@ -2,7 +2,9 @@
 on the pool's connections and inside an application's own transaction, sync or async.
 
 - Small batches are one INSERT that takes one array per column, returns the new ids and sends
-  one NOTIFY per queue (``insert_jobs``): a plain batch is that single statement.
+  one NOTIFY per queue (``insert_jobs``): a plain batch is that single statement. A batch of
+  one job (the single enqueue) takes its values one by one instead (``insert_job``), which
+  spares the arrays on both sides.
 - Large batches without idempotency keys are COPYed straight into the jobs table: one statement
   reserves their ids from the table's own sequence (and sends the NOTIFYs, delivered at commit),
   then the rows travel as one text COPY. States and due times are computed here from the
@@ -165,7 +167,10 @@ def _insert(
         return []
     conflicts = "\n" + Q["skip_held_keys"] if keyed else ""
     params: dict[str, Any] = {"now": now, "channel": channel}
-    if len(jobs) < STAGE_FROM:
+    if len(jobs) == 1:
+        query = Q["insert_job"] + conflicts + "\n" + Q["new_jobs_notify"]
+        rows = yield Statement(query, {**params, **_values(jobs[0])})
+    elif len(jobs) < STAGE_FROM:
         query = Q["insert_jobs"] + conflicts + "\n" + Q["new_jobs_notify"]
         rows = yield Statement(query, {**params, **_columns(jobs)})
     else:
@@ -303,6 +308,22 @@ def _stage_rows(jobs: Sequence[NewJob]) -> str:
         f"{_nullable(j.idempotency_key)}\n"
         for j in jobs
     )
+
+
+def _values(job: NewJob) -> dict[str, Any]:
+    """The parameters of insert_job, typed as _columns types them."""
+    return {
+        "queue": job.queue,
+        "task": job.task,
+        "args": job.args_json,
+        "kwargs": job.kwargs_json,
+        "priority": int(job.priority),
+        "run_at": None if job.run_at is None else float(job.run_at),
+        "delay": float(job.delay),
+        "max_attempts": int(job.max_attempts),
+        "timeout": None if job.timeout is None else float(job.timeout),
+        "idempotency_key": job.idempotency_key,
+    }
 
 
 def _columns(jobs: Sequence[NewJob]) -> dict[str, list[Any]]:

@@ -28,7 +28,7 @@ from conveyor.backends.base import (
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.sql import load_migrations
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
-from conveyor.backends.sqlite.enqueue import insert_jobs
+from conveyor.backends.sqlite.enqueue import insert_jobs, insert_single
 from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import (
     IdempotencyConflict,
@@ -201,8 +201,13 @@ class SQLiteBackend(Backend):
         if not jobs:
             return []
         now = self.now()
-        with self._writer.write() as db:
-            results = insert_jobs(db, jobs, now, self.settings.queue_limits)
+        limits = self.settings.queue_limits
+        job = jobs[0]
+        if len(jobs) == 1 and job.idempotency_key is None and job.queue not in limits:
+            results = [self._writer.write_one(lambda db: insert_single(db, job, now))]
+        else:
+            with self._writer.write() as db:
+                results = insert_jobs(db, jobs, now, limits)
         self._notify_local(sorted({job.queue for job in jobs}))
         return results
 

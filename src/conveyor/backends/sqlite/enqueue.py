@@ -6,6 +6,8 @@
   numbered parameter that every row names, and only the columns that differ are bound row by
   row. A batch of one task's jobs, whose queue, task and options agree, binds its arguments
   alone; jobs that take no arguments bind nothing per row.
+- A single job without a key, in a queue without a limit, is one INSERT ... RETURNING that
+  commits on its own (``insert_single``): a third of the statements of a transaction around it.
 - A keyed job first looks for a job holding its key, and is inserted on its own if none does.
 - Queue limits are counted after inserting, in the same transaction: a job that an idempotency
   key resolved to an existing one takes no room, and raising rolls the batch back.
@@ -43,6 +45,7 @@ _TIMEOUT = attrgetter("timeout")
 _RUN_AT = attrgetter("run_at")
 _DELAY = attrgetter("delay")
 _KEY = attrgetter("idempotency_key")
+_INSERT_SINGLE = Q["insert_job"] + "\n" + Q["returning_id"]
 
 
 def insert_jobs(
@@ -134,6 +137,30 @@ def _insert_statement(uniform: tuple[bool, ...], rows: int) -> str:
         [f"?{1 + sum(uniform)}"] + [f"?{next(shared)}" if same else "?" for same in uniform]
     )
     return Q["insert_jobs_head"] + "\n" + ",\n".join([f"({row})"] * rows)
+
+
+def insert_single(db: sqlite3.Connection, job: NewJob, now: float) -> EnqueueResult:
+    """One job without a key: one statement, run outside any transaction (it is one of its
+    own, see Connection.write_one): the usual single enqueue."""
+    run_at = now + job.delay if job.run_at is None else job.run_at
+    state = _SCHEDULED if run_at > now else _QUEUED
+    row = db.execute(
+        _INSERT_SINGLE,
+        {
+            "queue": job.queue,
+            "task": job.task,
+            "args": job.args_json,
+            "kwargs": job.kwargs_json,
+            "state": state.value,
+            "priority": job.priority,
+            "run_at": run_at,
+            "max_attempts": job.max_attempts,
+            "timeout": job.timeout,
+            "idempotency_key": None,
+            "now": now,
+        },
+    ).fetchone()
+    return EnqueueResult(int(row[0]), state, True, at=now)
 
 
 def _insert_keyed(db: sqlite3.Connection, job: NewJob, key: str, now: float) -> EnqueueResult:

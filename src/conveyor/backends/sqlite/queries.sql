@@ -68,6 +68,10 @@ INSERT INTO conveyor_jobs (
     :idempotency_key, :now
 )
 
+-- name: returning_id
+-- Completes insert_job into one statement that commits on its own (see enqueue.insert_single).
+RETURNING id
+
 -- name: insert_jobs_head
 -- The bulk path: one statement inserts a chunk of jobs, this head followed by one row of
 -- placeholders per job, joined by commas; the rows take a parameter of their own only for the
