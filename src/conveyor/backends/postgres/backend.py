@@ -35,7 +35,12 @@ from conveyor.backends.base import (
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.postgres.clock import DatabaseClock
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
-from conveyor.backends.postgres.enqueue import enqueue_steps, needs_transaction
+from conveyor.backends.postgres.enqueue import (
+    enqueue_steps,
+    insert_single,
+    is_single,
+    needs_transaction,
+)
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.outcomes import finish_outcomes
 from conveyor.backends.postgres.rows import (
@@ -108,6 +113,13 @@ class PostgresBackend(Backend):
         now = self._now_param()
 
         limits = self.settings.queue_limits
+        if is_single(jobs, limits):
+            job, channel = jobs[0], self._channel
+            single = self._db.run(
+                lambda cur: insert_single(cur, job, now, channel), transaction=False
+            )
+            self._notify_local([job.queue])
+            return [single]
 
         def body(cur: Cursor) -> list[EnqueueResult]:
             return drive(cur, enqueue_steps(jobs, now, limits, self._channel, None, meanwhile))

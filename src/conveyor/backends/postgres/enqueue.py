@@ -27,7 +27,7 @@ from typing import Any
 
 from conveyor.backends.base import EnqueueResult, NewJob
 from conveyor.backends.postgres.connection import Q
-from conveyor.backends.postgres.steps import CopyIn, Statement, Steps
+from conveyor.backends.postgres.steps import CopyIn, Cursor, Statement, Steps
 from conveyor.errors import BackendError, QueueFull
 from conveyor.job import JobState
 
@@ -36,6 +36,7 @@ from conveyor.job import JobState
 STAGE_FROM = 500
 
 _STATES = {state.value: state for state in JobState}
+_INSERT_SINGLE = Q["insert_job"] + "\n" + Q["new_job_notify"]
 #: Rows per COPY message: the server stores one chunk while the next is formatted.
 _CHUNK = 1000
 #: COPY's text format: these characters are escaped inside a field; NULL is \N.
@@ -78,6 +79,20 @@ def enqueue_steps(
         results = [EnqueueResult(int(job_id), _STATES[state], True) for job_id, state, _ in rows]
     yield from _check_queue_limits(jobs, results, queue_limits)
     return results
+
+
+def is_single(jobs: Sequence[NewJob], queue_limits: Mapping[str, int]) -> bool:
+    """One job without a key, in a queue without a limit: ``insert_single`` writes it."""
+    return len(jobs) == 1 and not needs_transaction(jobs, queue_limits)
+
+
+def insert_single(cur: Cursor, job: NewJob, now: float | None, channel: str) -> EnqueueResult:
+    """The usual single enqueue, which enqueue_steps would do in the same one statement
+    (insert_job, NOTIFY included): run straight on ``cur``, without the steps machinery, for
+    a tenth of the client's time per call."""
+    row = cur.execute(_INSERT_SINGLE, {"now": now, "channel": channel, **_values(job)}).fetchone()
+    assert row is not None
+    return EnqueueResult(int(row[0]), _STATES[row[1]], True)
 
 
 def _enqueue_keyed(
@@ -168,8 +183,9 @@ def _insert(
     conflicts = "\n" + Q["skip_held_keys"] if keyed else ""
     params: dict[str, Any] = {"now": now, "channel": channel}
     if len(jobs) == 1:
-        query = Q["insert_job"] + conflicts + "\n" + Q["new_jobs_notify"]
+        query = Q["insert_job"] + conflicts + "\n" + Q["new_job_notify"]
         rows = yield Statement(query, {**params, **_values(jobs[0])})
+        rows = [row[:3] for row in rows]
     elif len(jobs) < STAGE_FROM:
         query = Q["insert_jobs"] + conflicts + "\n" + Q["new_jobs_notify"]
         rows = yield Statement(query, {**params, **_columns(jobs)})

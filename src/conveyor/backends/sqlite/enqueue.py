@@ -45,7 +45,6 @@ _TIMEOUT = attrgetter("timeout")
 _RUN_AT = attrgetter("run_at")
 _DELAY = attrgetter("delay")
 _KEY = attrgetter("idempotency_key")
-_INSERT_SINGLE = Q["insert_job"] + "\n" + Q["returning_id"]
 
 
 def insert_jobs(
@@ -142,25 +141,7 @@ def _insert_statement(uniform: tuple[bool, ...], rows: int) -> str:
 def insert_single(db: sqlite3.Connection, job: NewJob, now: float) -> EnqueueResult:
     """One job without a key: one statement, run outside any transaction (it is one of its
     own, see Connection.write_one): the usual single enqueue."""
-    run_at = now + job.delay if job.run_at is None else job.run_at
-    state = _SCHEDULED if run_at > now else _QUEUED
-    row = db.execute(
-        _INSERT_SINGLE,
-        {
-            "queue": job.queue,
-            "task": job.task,
-            "args": job.args_json,
-            "kwargs": job.kwargs_json,
-            "state": state.value,
-            "priority": job.priority,
-            "run_at": run_at,
-            "max_attempts": job.max_attempts,
-            "timeout": job.timeout,
-            "idempotency_key": None,
-            "now": now,
-        },
-    ).fetchone()
-    return EnqueueResult(int(row[0]), state, True, at=now)
+    return _insert_one(db, job, None, now)
 
 
 def _insert_keyed(db: sqlite3.Connection, job: NewJob, key: str, now: float) -> EnqueueResult:
@@ -168,9 +149,13 @@ def _insert_keyed(db: sqlite3.Connection, job: NewJob, key: str, now: float) -> 
     found = db.execute(Q[query], {"key": key}).fetchone()
     if found is not None:
         return EnqueueResult(found[0], JobState(found[1]), False, at=now)
+    return _insert_one(db, job, key, now)
+
+
+def _insert_one(db: sqlite3.Connection, job: NewJob, key: str | None, now: float) -> EnqueueResult:
     run_at = now + job.delay if job.run_at is None else job.run_at
-    state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
-    db.execute(
+    state = _SCHEDULED if run_at > now else _QUEUED
+    row = db.execute(
         Q["insert_job"],
         {
             "queue": job.queue,
@@ -185,9 +170,8 @@ def _insert_keyed(db: sqlite3.Connection, job: NewJob, key: str, now: float) -> 
             "idempotency_key": key,
             "now": now,
         },
-    )
-    job_id = int(db.execute(Q["last_insert_id"]).fetchone()[0])
-    return EnqueueResult(job_id, state, True, at=now)
+    ).fetchone()
+    return EnqueueResult(int(row[0]), state, True, at=now)
 
 
 def _check_queue_limits(

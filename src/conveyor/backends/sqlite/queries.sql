@@ -60,6 +60,8 @@ ORDER BY id DESC
 LIMIT 1
 
 -- name: insert_job
+-- One job, its id returned: outside a transaction, the statement is one of its own (see
+-- enqueue.insert_single).
 INSERT INTO conveyor_jobs (
     queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout,
     idempotency_key, created_at
@@ -67,9 +69,6 @@ INSERT INTO conveyor_jobs (
     :queue, :task, :args, :kwargs, :state, :priority, :run_at, :max_attempts, :timeout,
     :idempotency_key, :now
 )
-
--- name: returning_id
--- Completes insert_job into one statement that commits on its own (see enqueue.insert_single).
 RETURNING id
 
 -- name: insert_jobs_head
