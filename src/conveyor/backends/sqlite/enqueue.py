@@ -155,7 +155,7 @@ def _insert_keyed(db: sqlite3.Connection, job: NewJob, key: str, now: float) -> 
 def _insert_one(db: sqlite3.Connection, job: NewJob, key: str | None, now: float) -> EnqueueResult:
     run_at = now + job.delay if job.run_at is None else job.run_at
     state = _SCHEDULED if run_at > now else _QUEUED
-    row = db.execute(
+    cursor = db.execute(
         Q["insert_job"],
         {
             "queue": job.queue,
@@ -170,8 +170,11 @@ def _insert_one(db: sqlite3.Connection, job: NewJob, key: str | None, now: float
             "idempotency_key": key,
             "now": now,
         },
-    ).fetchone()
-    return EnqueueResult(int(row[0]), state, True, at=now)
+    )
+    # No rows to step through: execute ran the statement to its end (and so committed it,
+    # outside a transaction), and the id is known without a query.
+    assert cursor.lastrowid is not None
+    return EnqueueResult(cursor.lastrowid, state, True, at=now)
 
 
 def _check_queue_limits(

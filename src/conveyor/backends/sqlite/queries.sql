@@ -60,8 +60,8 @@ ORDER BY id DESC
 LIMIT 1
 
 -- name: insert_job
--- One job, its id returned: outside a transaction, the statement is one of its own (see
--- enqueue.insert_single).
+-- One job (its id is the cursor's lastrowid). Outside a transaction, the statement is one of
+-- its own (see enqueue.insert_single).
 INSERT INTO conveyor_jobs (
     queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout,
     idempotency_key, created_at
@@ -69,7 +69,6 @@ INSERT INTO conveyor_jobs (
     :queue, :task, :args, :kwargs, :state, :priority, :run_at, :max_attempts, :timeout,
     :idempotency_key, :now
 )
-RETURNING id
 
 -- name: insert_jobs_head
 -- The bulk path: one statement inserts a chunk of jobs, this head followed by one row of
