@@ -14,6 +14,7 @@ from conveyor.backends.base import Backend, EnqueueResult, NewJob
 from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.job import Job, JobState
+from conveyor.offload import OFFLOAD
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
 from conveyor.task import JobSpec, Task, build_jobs, check_concurrency_limit, default_task_name
@@ -179,7 +180,7 @@ class Conveyor:
             results = await backend.enqueue_many_in_async(connection, new_jobs)
             with pause_for(len(new_jobs)):
                 return self._snapshots(new_jobs, results, specs)
-        return await asyncio.to_thread(self._write, new_jobs, specs)
+        return await OFFLOAD.run(lambda: self._write(new_jobs, specs))
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
