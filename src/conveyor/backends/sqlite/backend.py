@@ -28,7 +28,8 @@ from conveyor.backends.base import (
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.sql import load_migrations
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
-from conveyor.backends.sqlite.enqueue import insert_jobs, insert_single
+from conveyor.backends.sqlite.enqueue import insert_jobs
+from conveyor.backends.sqlite.group import GroupCommit
 from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import (
     IdempotencyConflict,
@@ -120,6 +121,8 @@ class SQLiteBackend(Backend):
             )
 
         self._writer = connect()
+        #: Single enqueues of this process's threads, sharing commits (see group.py).
+        self._group = GroupCommit(self._writer)
         in_memory = self.path == ":memory:"
         self.shared = not in_memory
         self._reader = self._writer if in_memory else connect()
@@ -204,7 +207,7 @@ class SQLiteBackend(Backend):
         limits = self.settings.queue_limits
         job = jobs[0]
         if len(jobs) == 1 and job.idempotency_key is None and job.queue not in limits:
-            results = [self._writer.write_one(lambda db: insert_single(db, job, now))]
+            results = [self._group.insert(job, now)]
         else:
             with self._writer.write() as db:
                 results = insert_jobs(db, jobs, now, limits)
