@@ -26,6 +26,7 @@ from functools import partial
 from conveyor.backends.base import EnqueueResult, NewJob
 from conveyor.backends.sqlite.connection import Connection
 from conveyor.backends.sqlite.enqueue import insert_single
+from conveyor.errors import BackendError
 
 #: Jobs per shared transaction, so that one commit does not keep its callers waiting long.
 GROUP_LIMIT = 256
@@ -85,7 +86,9 @@ class GroupCommit:
         finally:
             for call in group:
                 if not call.settled:  # only if _write itself failed to finish
-                    call.error = call.error or RuntimeError("the shared enqueue was interrupted")
+                    call.error = call.error or BackendError(
+                        "the write shared with this enqueue was interrupted; enqueue again"
+                    )
                     call.settled = True
             with self._mutex:
                 following = self._queue[0] if self._queue else None
