@@ -10,9 +10,13 @@ import pytest
 from psycopg import pq
 
 from conveyor.backends.postgres import PostgresBackend
+from conveyor.backends.sql import parse_queries
 from conveyor.job import JobState
+from tests.postgres.conftest import inspect
 from tests.postgres.factory import postgres_backend
 from tests.support import FakeClock, new_job
+
+T = parse_queries((Path(__file__).parent / "connection.sql").read_text(encoding="utf-8"))
 
 
 @pytest.fixture
@@ -86,3 +90,28 @@ def test_a_single_enqueue_is_one_round_trip(tmp_path: Path, clock: FakeClock) ->
     sent = [line.split("\t")[2] for line in lines if line.startswith("F\t")]
     assert sent.count("Sync") + sent.count("Query") == 1, sent
     assert "Bind" in sent and "Parse" not in sent, "a prepared statement, bound again"
+
+
+def test_the_wake_up_survives_a_dropped_notifier_session(
+    pg: PostgresBackend, other: PostgresBackend
+) -> None:
+    before = _listening(pg)
+    other.enqueue_many([new_job()])
+    assert _settled(pg, before) == before + 1
+    assert other._notifier.idle.wait(5)
+    session = other._notifier._session
+    assert session is not None
+    with inspect(pg) as admin:  # the server ends the notifier's session
+        admin.execute(T["terminate_pid"], {"pid": session.info.backend_pid})
+
+    marker = pg.change_marker()
+    other.enqueue_many([new_job()])
+    assert _settled(pg, marker) == marker + 1, "sent again on a new session"
+
+
+def test_close_sends_the_wake_ups_still_pending(pg: PostgresBackend, clock: FakeClock) -> None:
+    before = _listening(pg)
+    leaving = PostgresBackend(pg.settings, clock=clock)
+    leaving.enqueue_many([new_job()])
+    leaving.close()
+    assert _settled(pg, before) == before + 1

@@ -42,6 +42,7 @@ from conveyor.backends.postgres.enqueue import (
     needs_transaction,
 )
 from conveyor.backends.postgres.listener import Listener
+from conveyor.backends.postgres.notifier import Notifier
 from conveyor.backends.postgres.outcomes import finish_outcomes
 from conveyor.backends.postgres.rows import (
     claimed_from_row,
@@ -90,6 +91,7 @@ class PostgresBackend(Backend):
         self._channel = f"{settings.postgres_schema}_jobs"
         # A NOTIFY wakes this process's idle workers at once, as a local enqueue does.
         self._listener = Listener(self._connect_listener, self._channel, self._notify_local)
+        self._notifier = Notifier(self._connect_notifier, self._channel)
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
 
@@ -114,10 +116,10 @@ class PostgresBackend(Backend):
 
         limits = self.settings.queue_limits
         if is_single(jobs, limits):
-            job, channel = jobs[0], self._channel
-            single = self._db.run(
-                lambda cur: insert_single(cur, job, now, channel), transaction=False
-            )
+            job = jobs[0]
+            single = self._db.run(lambda cur: insert_single(cur, job, now), transaction=False)
+            # Committed: now the wake-up, from a session of its own (see notifier.py).
+            self._notifier.notify([job.queue])
             self._notify_local([job.queue])
             return [single]
 
@@ -619,6 +621,9 @@ class PostgresBackend(Backend):
         # silently dropped session.
         return self._db.connect(application_name=name)
 
+    def _connect_notifier(self) -> Connection:
+        return self._db.connect(application_name=f"{self._db.application_name[:54]}-notifier")
+
     # --- plumbing -------------------------------------------------------------------------
 
     def _now_param(self) -> float | None:
@@ -632,5 +637,6 @@ class PostgresBackend(Backend):
         return float(row[0])
 
     def close(self) -> None:
+        self._notifier.close()
         self._listener.stop()
         self._db.close()

@@ -47,6 +47,11 @@ LISTEN {channel}
 -- Delivered at commit, once per queue: the payload tells listeners which queue has work.
 SELECT pg_notify(%(channel)s, queue) FROM unnest(%(queues)b::text[]) AS queue
 
+-- name: notifier_session
+-- The session that sends the wake-ups of single enqueues (notifier.py): its transactions write
+-- nothing that must survive a crash, so their commits need not wait for a disk flush.
+SET synchronous_commit TO off
+
 -- name: migration_lock
 -- Concurrent workers starting at once: the first migrates, the others wait and find nothing to do.
 SELECT pg_advisory_xact_lock(hashtext('conveyor migrate'), hashtext(%(schema)s))
@@ -287,6 +292,12 @@ SELECT id, state, idempotency_key FROM new, woken ORDER BY id
     RETURNING id, state, idempotency_key, queue
 )
 SELECT id, state, idempotency_key, pg_notify(%(channel)s, queue) FROM new
+
+-- name: new_job
+-- The end of insert_job for a single enqueue, whose wake-up the notifier sends after the commit.
+    RETURNING id, state
+)
+SELECT id, state FROM new
 
 -- name: lock_queue
 -- Serializes enqueues into one limited queue until commit, so two of them cannot both see room
