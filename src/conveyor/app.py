@@ -16,6 +16,7 @@ from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.hooks import Event, Hooks, register
 from conveyor.job import Job, JobState
+from conveyor.offload import OFFLOAD
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
 from conveyor.task import (
@@ -227,7 +228,7 @@ class Conveyor:
             results = await backend.enqueue_many_in_async(connection, new_jobs)
             with pause_for(len(new_jobs)):
                 return self._enqueued(self._snapshots(new_jobs, results, specs))
-        return self._enqueued(await asyncio.to_thread(self._write, new_jobs, specs))
+        return self._enqueued(await OFFLOAD.run(lambda: self._write(new_jobs, specs)))
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
