@@ -24,3 +24,11 @@ SET search_path TO {schema}
 -- name: sessions
 -- The server processes of one application's connections (claim_cost.py reads their CPU time).
 SELECT pid FROM pg_stat_activity WHERE application_name = %(name)s
+
+-- name: ceiling_insert_job
+-- W1s's ceiling (w1s_ceiling.py): the row a single enqueue writes, as one prepared INSERT
+-- that commits on its own (autocommit): the fewest round trips a job can cost.
+INSERT INTO conveyor_jobs (
+    queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout, created_at
+) VALUES (%s, %s, %s::json, '{}', 'queued', 0, now(), 3, NULL, now())
+RETURNING id

@@ -22,6 +22,7 @@ from conveyor.limits.rates import parse_rate
 from conveyor.limits.times import moment
 from conveyor.limits.why import Context as WhyContext
 from conveyor.limits.why import Hold, why
+from conveyor.offload import OFFLOAD
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
 from conveyor.task import (
@@ -235,7 +236,7 @@ class Conveyor:
             results = await backend.enqueue_many_in_async(connection, new_jobs)
             with pause_for(len(new_jobs)):
                 return self._enqueued(self._snapshots(new_jobs, results, specs))
-        return self._enqueued(await asyncio.to_thread(self._write, new_jobs, specs))
+        return self._enqueued(await OFFLOAD.run(lambda: self._write(new_jobs, specs)))
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in

@@ -109,12 +109,18 @@ def test_every_named_query_parses_against_the_schema(pg: PostgresBackend) -> Non
     """Each query of queries.sql is sent to the server to be parsed and planned (not run)."""
     tail = "\n" + Q["skip_held_keys"] + "\n" + Q["new_jobs_notify"]
     parts = {"skip_held_keys", "new_jobs_notify", "insert_jobs_staged", "copy_enqueue_stage"}
+    parts |= {"new_job", "new_job_notify"}
     with inspect(pg) as conn:
         for name, text in Q.items():
             if "-- composed" in text or name in parts:
                 continue
             if name == "insert_jobs":
                 text += tail
+            if name == "insert_job":
+                text += "\n" + Q["skip_held_keys"] + "\n" + Q["new_job_notify"]
+                single = _number_placeholders(Q["insert_job"] + "\n" + Q["new_job"])
+                result = conn.pgconn.prepare(b"check_insert_job_alone", single.encode())
+                assert result.error_message == b"", result.error_message.decode()
             numbered = _number_placeholders(text)
             result = conn.pgconn.prepare(f"check_{name}".encode(), numbered.encode())
             assert result.error_message == b"", f"{name}: {result.error_message.decode()}"

@@ -35,8 +35,14 @@ from conveyor.backends.base import (
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.postgres.clock import DatabaseClock
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
-from conveyor.backends.postgres.enqueue import enqueue_steps, needs_transaction
+from conveyor.backends.postgres.enqueue import (
+    enqueue_steps,
+    insert_single,
+    is_single,
+    needs_transaction,
+)
 from conveyor.backends.postgres.listener import Listener
+from conveyor.backends.postgres.notifier import Notifier
 from conveyor.backends.postgres.outcomes import finish_outcomes
 from conveyor.backends.postgres.rows import (
     claimed_from_row,
@@ -94,6 +100,7 @@ class PostgresBackend(Backend):
         self._finish_listener = Listener(
             self._connect_listener, self._finished_channel, self._finished_local
         )
+        self._notifier = Notifier(self._connect_notifier, self._channel)
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
         #: Whether any rate limit bucket of a task exists (the same cache, of one name).
@@ -119,6 +126,13 @@ class PostgresBackend(Backend):
         now = self._now_param()
 
         limits = self.settings.queue_limits
+        if is_single(jobs, limits):
+            job = jobs[0]
+            single = self._db.run(lambda cur: insert_single(cur, job, now), transaction=False)
+            # Committed: now the wake-up, from a session of its own (see notifier.py).
+            self._notifier.notify([job.queue])
+            self._notify_local([job.queue])
+            return [single]
 
         def body(cur: Cursor) -> list[EnqueueResult]:
             return drive(cur, enqueue_steps(jobs, now, limits, self._channel, None, meanwhile))
@@ -816,6 +830,9 @@ class PostgresBackend(Backend):
         # silently dropped session.
         return self._db.connect(application_name=name)
 
+    def _connect_notifier(self) -> Connection:
+        return self._db.connect(application_name=f"{self._db.application_name[:54]}-notifier")
+
     # --- plumbing -------------------------------------------------------------------------
 
     def _now_param(self) -> float | None:
@@ -830,5 +847,6 @@ class PostgresBackend(Backend):
 
     def close(self) -> None:
         self._finish_listener.stop()
+        self._notifier.close()
         self._listener.stop()
         self._db.close()

@@ -30,6 +30,7 @@ from conveyor.backends.caps import CappedQueues
 from conveyor.backends.sql import load_migrations
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
 from conveyor.backends.sqlite.enqueue import insert_jobs
+from conveyor.backends.sqlite.group import GroupCommit
 from conveyor.backends.turns import claim_in_turns
 from conveyor.boottime import BootClock, BootTime, boot_clock
 from conveyor.errors import (
@@ -149,6 +150,8 @@ class SQLiteBackend(Backend):
             )
 
         self._writer = connect()
+        #: Single enqueues of this process's threads, sharing commits (see group.py).
+        self._group = GroupCommit(self._writer)
         in_memory = self.path == ":memory:"
         self.shared = not in_memory
         self._reader = self._writer if in_memory else connect()
@@ -232,10 +235,20 @@ class SQLiteBackend(Backend):
         if not jobs:
             return []
         now = self.now()
-        with self._writer.write() as db:
-            results = insert_jobs(db, jobs, now, self.settings.queue_limits)
-        if any(job.rate_key is not None for job in jobs):
-            self._limited.forget()  # this process's claims look for rate-limited jobs at once
+        limits = self.settings.queue_limits
+        job = jobs[0]
+        if (
+            len(jobs) == 1
+            and job.idempotency_key is None
+            and job.rate_key is None
+            and job.queue not in limits
+        ):
+            results = [self._group.insert(job, now)]
+        else:
+            with self._writer.write() as db:
+                results = insert_jobs(db, jobs, now, limits)
+            if any(job.rate_key is not None for job in jobs):
+                self._limited.forget()  # this process's claims look for rate-limited jobs at once
         self._notify_local(sorted({job.queue for job in jobs}))
         return results
 

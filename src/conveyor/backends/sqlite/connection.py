@@ -162,6 +162,17 @@ class Connection:
                     raise translate(exc, self.path) from None
                 raise
 
+    def write_one(self, action: Callable[[sqlite3.Connection], T]) -> T:
+        """A write of one statement, which SQLite makes a transaction of its own: the write
+        lock is taken as the statement starts, as BEGIN IMMEDIATE would, without the two
+        statements around it. ``action`` runs again while the file is busy: a statement that
+        failed with BUSY wrote nothing."""
+        with self.lock:
+            try:
+                return self._retry(lambda: action(self.raw))
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from None
+
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for multi-statement reads."""

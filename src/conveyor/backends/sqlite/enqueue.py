@@ -6,6 +6,8 @@
   numbered parameter that every row names, and only the columns that differ are bound row by
   row. A batch of one task's jobs, whose queue, task and options agree, binds its arguments
   alone; jobs that take no arguments bind nothing per row.
+- A single job without a key, in a queue without a limit, is one INSERT ... RETURNING that
+  commits on its own (``insert_single``): a third of the statements of a transaction around it.
 - A keyed job first looks for a job holding its key, and is inserted on its own if none does.
 - Queue limits are counted after inserting, in the same transaction: a job that an idempotency
   key resolved to an existing one takes no room, and raising rolls the batch back.
@@ -158,14 +160,24 @@ def _insert_statement(uniform: tuple[bool, ...], rows: int) -> str:
     return Q["insert_jobs_head"] + "\n" + ",\n".join([f"({row})"] * rows)
 
 
+def insert_single(db: sqlite3.Connection, job: NewJob, now: float) -> EnqueueResult:
+    """One job without a key: one statement, run outside any transaction (it is one of its
+    own, see Connection.write_one): the usual single enqueue."""
+    return _insert_one(db, job, None, now)
+
+
 def _insert_keyed(db: sqlite3.Connection, job: NewJob, key: str, now: float) -> EnqueueResult:
     query = "find_idempotent_any" if job.idempotency_scope == "any" else "find_idempotent_live"
     found = db.execute(Q[query], {"key": key}).fetchone()
     if found is not None:
         return EnqueueResult(found[0], JobState(found[1]), False, at=now)
+    return _insert_one(db, job, key, now)
+
+
+def _insert_one(db: sqlite3.Connection, job: NewJob, key: str | None, now: float) -> EnqueueResult:
     run_at = now + job.delay if job.run_at is None else job.run_at
-    state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
-    db.execute(
+    state = _SCHEDULED if run_at > now else _QUEUED
+    cursor = db.execute(
         Q["insert_job"],
         {
             "queue": job.queue,
@@ -181,8 +193,10 @@ def _insert_keyed(db: sqlite3.Connection, job: NewJob, key: str, now: float) -> 
             "now": now,
         },
     )
-    job_id = int(db.execute(Q["last_insert_id"]).fetchone()[0])
-    return EnqueueResult(job_id, state, True, at=now)
+    # No rows to step through: execute ran the statement to its end (and so committed it,
+    # outside a transaction), and the id is known without a query.
+    assert cursor.lastrowid is not None
+    return EnqueueResult(cursor.lastrowid, state, True, at=now)
 
 
 def _check_queue_limits(

@@ -64,6 +64,8 @@ ORDER BY id DESC
 LIMIT 1
 
 -- name: insert_job
+-- One job (its id is the cursor's lastrowid). Outside a transaction, the statement is one of
+-- its own (see enqueue.insert_single).
 INSERT INTO conveyor_jobs (
     queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout,
     idempotency_key, created_at
