@@ -16,7 +16,13 @@ from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.hooks import Event, Hooks, register
 from conveyor.job import Job, JobState
-from conveyor.limits.breakers import Breaker, BreakerPolicy, BreakerStatus, breaker_statuses
+from conveyor.limits.breakers import (
+    Breaker,
+    BreakerPolicy,
+    BreakerStatus,
+    breaker_statuses,
+    known_breaker,
+)
 from conveyor.limits.breakers import status as breaker_status
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
@@ -427,13 +433,14 @@ class Conveyor:
         return breaker_statuses(self)
 
     def open_breaker(self, name: str) -> BreakerStatus:
-        """Open a declared breaker by hand, fleet-wide, until ``close_breaker``: no probe."""
-        row = self.backend.set_breaker(self.declared_breaker(name), opened=True)
+        """Open a breaker by hand, fleet-wide, until ``close_breaker``: no probe meanwhile.
+        A breaker this app does not declare must be stored already (it names its tasks)."""
+        row = self.backend.set_breaker(known_breaker(self, name), opened=True)
         return breaker_status(row, self.backend.now())
 
     def close_breaker(self, name: str) -> BreakerStatus:
-        """Close a declared breaker by hand: its jobs run again, its failures are forgotten."""
-        row = self.backend.set_breaker(self.declared_breaker(name), opened=False)
+        """Close a breaker by hand: its jobs run again, its failures are forgotten."""
+        row = self.backend.set_breaker(known_breaker(self, name), opened=False)
         return breaker_status(row, self.backend.now())
 
     # --- workers --------------------------------------------------------------------------

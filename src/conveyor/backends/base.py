@@ -17,13 +17,15 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigurationError
 from conveyor.job import Job, JobError, JobState
-from conveyor.limits.breakers import Breaker, BreakerHit, BreakerRow
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
+
+if TYPE_CHECKING:
+    from conveyor.limits.breakers import Breaker, BreakerHit, BreakerRow
 
 # The records below are built once per job on hot paths: plain slotted dataclasses, because
 # frozen ones cost ten times as much to construct.

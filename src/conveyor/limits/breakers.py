@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from conveyor.errors import ConfigurationError
+from conveyor.errors import ConfigurationError, UnknownBreaker
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -400,3 +400,16 @@ def breaker_statuses(app: Conveyor) -> list[BreakerStatus]:
         if name not in found:
             found[name] = status(BreakerRow(name, tasks=list(declared.tasks)), now)
     return [found[name] for name in sorted(found)]
+
+
+def known_breaker(app: Conveyor, name: str) -> Breaker:
+    """The breaker ``app`` declares as ``name``, else the one stored under that name (for the
+    CLI without the app: the row names its tasks)."""
+    check_breaker_name(name)
+    if name in app.declared_breakers:
+        return app.declared_breakers[name]
+    stored = app.backend.breakers()
+    for row in stored:
+        if row.name == name:
+            return Breaker(BreakerPolicy(name, window=row.window), list(row.tasks))
+    raise UnknownBreaker(name, sorted({*app.declared_breakers, *(row.name for row in stored)}))
