@@ -381,17 +381,6 @@ def breaker_gate(app: Conveyor, job: Job) -> str | None:
     return None
 
 
-__all__ = [
-    "BREAKERS_TTL",
-    "Breaker",
-    "BreakerHit",
-    "BreakerPolicy",
-    "BreakerRow",
-    "BreakerStatus",
-    "breaker_gate",
-]
-
-
 def breaker_statuses(app: Conveyor) -> list[BreakerStatus]:
     """The stored breakers, and the declared ones without a row (closed), by name."""
     now = app.backend.now()
@@ -413,3 +402,16 @@ def known_breaker(app: Conveyor, name: str) -> Breaker:
         if row.name == name:
             return Breaker(BreakerPolicy(name, window=row.window), list(row.tasks))
     raise UnknownBreaker(name, sorted({*app.declared_breakers, *(row.name for row in stored)}))
+
+
+__all__ = [
+    "BREAKERS_TTL",
+    "Breaker",
+    "BreakerHit",
+    "BreakerPolicy",
+    "BreakerRow",
+    "BreakerStatus",
+    "breaker_gate",
+    "breaker_statuses",
+    "known_breaker",
+]
