@@ -190,3 +190,32 @@ def test_an_unknown_breaker_is_a_typed_error(app: Conveyor) -> None:
     app.breaker("known")
     with pytest.raises(UnknownBreaker, match="unknown breaker 'nope' \\(known: known\\)"):
         app.open_breaker("nope")
+
+
+# --- the queries ----------------------------------------------------------------------------
+
+
+def test_every_sqlite_breaker_query_compiles_and_postgres_has_the_same() -> None:
+    import re
+    import sqlite3
+
+    from conveyor.backends.sql import load_queries
+    from conveyor.backends.sqlite.backend import MIGRATIONS, split_statements
+
+    sqlite_queries = load_queries("conveyor.backends.sqlite", "breakers.sql")
+    postgres_queries = load_queries("conveyor.backends.postgres", "breakers.sql")
+    # PostgreSQL adds what its row locks and its clock need (create_breaker, breaker_now ...).
+    assert set(sqlite_queries) <= set(postgres_queries)
+    db = sqlite3.connect(":memory:")
+    try:
+        for _, _, script in MIGRATIONS:
+            for statement in split_statements(script):
+                db.execute(statement)
+        for name, sql in sqlite_queries.items():
+            params = {p: None for p in re.findall(r":(\w+)", sql)}
+            try:
+                db.execute(f"EXPLAIN {sql}", params)
+            except sqlite3.Error as exc:  # pragma: no cover - the message shows it
+                pytest.fail(f"query {name} does not compile: {exc}")
+    finally:
+        db.close()
