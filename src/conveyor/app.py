@@ -405,7 +405,8 @@ class Conveyor:
         min_calls=20``, that share of at least that many runs) it opens across the fleet and
         their jobs wait, burning no attempt; after ``cooldown`` seconds one probe job runs,
         whose success closes it and whose failure opens it again for twice as long (up to
-        ``max_cooldown``). ``counts``/``ignore``: the exception types that count (default:
+        ``max_cooldown``; ``cooldown`` is at least 1 s, the age of the list of open breakers a
+        process keeps). ``counts``/``ignore``: the exception types that count (default:
         every Exception; never NonRetryable nor the task's dont_retry). See
         conveyor.limits.breakers."""
         try:
