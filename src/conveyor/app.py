@@ -16,6 +16,14 @@ from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.hooks import Event, Hooks, register
 from conveyor.job import Job, JobState
+from conveyor.limits.breakers import (
+    Breaker,
+    BreakerPolicy,
+    BreakerStatus,
+    breaker_statuses,
+    known_breaker,
+)
+from conveyor.limits.breakers import status as breaker_status
 from conveyor.offload import OFFLOAD
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
@@ -78,6 +86,8 @@ class Conveyor:
         self.eager = bool(eager)
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
+        #: Circuit breakers declared with ``breaker``, by name.
+        self.declared_breakers: dict[str, Breaker] = {}
 
     def __repr__(self) -> str:
         return f"<Conveyor {self.settings.url} tasks={len(self.tasks)}>"
@@ -142,6 +152,7 @@ class Conveyor:
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
         typecheck: bool = True,
+        breaker: str | None = None,
     ) -> Callable[[F], Task[..., Any]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -408,6 +419,61 @@ class Conveyor:
     def concurrency_limits(self) -> dict[str, int]:
         """Every capped queue, with its cap on running jobs."""
         return self.backend.concurrency_limits()
+
+    # --- circuit breakers -----------------------------------------------------------------
+
+    def breaker(
+        self,
+        name: str,
+        *,
+        failures: int = 5,
+        window: float = 60.0,
+        cooldown: float = 30.0,
+        **options: Any,
+    ) -> Breaker:
+        """Declare a circuit breaker that tasks share with ``@app.task(breaker=name)``: after
+        ``failures`` failed runs within ``window`` seconds (or, with ``ratio=0.5,
+        min_calls=20``, that share of at least that many runs) it opens across the fleet and
+        their jobs wait, burning no attempt; after ``cooldown`` seconds one probe job runs,
+        whose success closes it and whose failure opens it again for twice as long (up to
+        ``max_cooldown``; ``cooldown`` is at least 1 s, the age of the list of open breakers a
+        process keeps). ``counts``/``ignore``: the exception types that count (default:
+        every Exception; never NonRetryable nor the task's dont_retry). See
+        conveyor.limits.breakers."""
+        try:
+            policy = BreakerPolicy(
+                name, failures=failures, window=window, cooldown=cooldown, **options
+            )
+        except TypeError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if name in self.declared_breakers:
+            raise ConfigurationError(f"breaker {name!r} is declared twice")
+        declared = self.declared_breakers[name] = Breaker(policy)
+        return declared
+
+    def declared_breaker(self, name: str) -> Breaker:
+        try:
+            return self.declared_breakers[name]
+        except KeyError:
+            raise ConfigurationError(
+                f"unknown breaker {name!r}: declare it first with app.breaker({name!r}, ...)"
+            ) from None
+
+    def breakers(self) -> list[BreakerStatus]:
+        """Every breaker, declared here or stored, with its state, its failures in the window,
+        when it opened and when its next probe may start."""
+        return breaker_statuses(self)
+
+    def open_breaker(self, name: str) -> BreakerStatus:
+        """Open a breaker by hand, fleet-wide, until ``close_breaker``: no probe meanwhile.
+        A breaker this app does not declare must be stored already (it names its tasks)."""
+        row = self.backend.set_breaker(known_breaker(self, name), opened=True)
+        return breaker_status(row, self.backend.now())
+
+    def close_breaker(self, name: str) -> BreakerStatus:
+        """Close a breaker by hand: its jobs run again, its failures are forgotten."""
+        row = self.backend.set_breaker(known_breaker(self, name), opened=False)
+        return breaker_status(row, self.backend.now())
 
     # --- workers --------------------------------------------------------------------------
 

@@ -142,6 +142,16 @@ class ResultTimeout(ConveyorError, TimeoutError):
         return (type(self), (self.job_id, self.timeout, self.state))
 
 
+# --- circuit breakers -----------------------------------------------------------------------
+
+
+class UnknownBreaker(ConfigurationError, LookupError):
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f" (known: {', '.join(known)})" if known else " (none declared or stored)"
+        super().__init__(f"unknown breaker {name!r}{hint}")
+        self.name = name
+
+
 # --- workers ------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from conveyor.errors import (
     ResultNotSerializable,
 )
 from conveyor.job import JobError
+from conveyor.limits.breakers import BreakerHit
 from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
 from conveyor.typecheck import ArgumentTypes, compile_arguments
 
@@ -387,6 +388,7 @@ class Task(Generic[P, R]):
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
         typecheck: bool = True,
+        breaker: str | None = None,
     ) -> None:
         check_task_name(name)
         check_queue(queue)
@@ -415,6 +417,13 @@ class Task(Generic[P, R]):
         self._arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
         #: The compiled type hints (see conveyor.typecheck), None without any to check.
         self.types = compile_arguments(name, fn, self._arguments.signature) if typecheck else None
+        #: The name of the circuit breaker this task's runs report to (see app.breaker).
+        self.breaker = breaker
+        declared = None if breaker is None else app.declared_breaker(breaker)
+        #: What a success reports to the breaker (None: no breaker).
+        self.success_hit = None if declared is None else BreakerHit(declared, failed=False)
+        if declared is not None and name not in declared.tasks:
+            declared.tasks.append(name)
         self._default_head = _head(
             name, DEFAULT_OPTIONS, queue, self.priority, max_attempts, timeout, idempotency
         )
@@ -519,7 +528,11 @@ class Task(Generic[P, R]):
         )
         # A result that is not JSON would not be JSON the next time either.
         if isinstance(exc, (NonRetryable, ResultNotSerializable, self.dont_retry)):
+            # Bad input says nothing about the resource behind a breaker: not counted.
             return replace(base, dead_reason=f"non-retryable error: {summary}")
+        hit = self.success_hit
+        if hit is not None and hit.breaker.policy.counts_failure(exc):
+            base.breaker = BreakerHit(hit.breaker, failed=True)
         if attempt >= max_attempts:
             return replace(
                 base, dead_reason=f"attempts exhausted ({attempt}/{max_attempts}): {summary}"

@@ -17,12 +17,15 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigurationError
 from conveyor.job import Job, JobError, JobState
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
+
+if TYPE_CHECKING:
+    from conveyor.limits.breakers import Breaker, BreakerHit, BreakerRow
 
 # The records below are built once per job on hot paths: plain slotted dataclasses, because
 # frozen ones cost ten times as much to construct.
@@ -104,6 +107,8 @@ class Outcome:
     #: For RETRY: (task, limit, window seconds) — the task's retry budget, if it has one.
     retry_budget: tuple[str, int, float] | None = None
     checkpoint_json: str | None = None
+    #: The run's task is behind a circuit breaker: whether this end counts as its failure.
+    breaker: BreakerHit | None = None
 
 
 @dataclass(slots=True)
@@ -247,7 +252,11 @@ class Backend(ABC):
         A claim never takes a capped queue (``set_concurrency_limit``) over its cap, counting
         the jobs of that queue running on every worker. With ``None``, while a capped queue has
         ready jobs, the queues that have ready jobs take turns as a list of queues does (the
-        global order would walk the capped queue's whole backlog to skip it)."""
+        global order would walk the capped queue's whole backlog to skip it).
+
+        Jobs of tasks behind a circuit breaker that is not closed are skipped, except for one
+        probe job per breaker whose cool-down is over, taken fleet-wide by one claim only (see
+        conveyor.limits.breakers)."""
 
     @abstractmethod
     def claim_suspect(
@@ -285,7 +294,8 @@ class Backend(ABC):
 
     @abstractmethod
     def finish_many(self, outcomes: Sequence[Outcome]) -> list[FinishResult]:
-        """Apply outcomes, each fenced by its token, in one transaction."""
+        """Apply outcomes, each fenced by its token, in one transaction, with the circuit
+        breakers they report to (only outcomes applied count)."""
 
     # --- caps on running jobs -------------------------------------------------------------
 
@@ -310,6 +320,23 @@ class Backend(ABC):
         entry per such queue, however many jobs wait. A burst worker whose claim came back
         empty asks it to tell a queue held back by its cap from one with nothing ready.
         Scheduled and retrying jobs count only once promoted (a claim promotes those due)."""
+
+    # --- circuit breakers -----------------------------------------------------------------
+
+    #: When the earliest breaker that held back this process's last claim lets a probe start
+    #: (None: none did): an idle worker wakes then rather than polling.
+    breaker_probe_at: float | None = None
+
+    @abstractmethod
+    def breakers(self) -> list[BreakerRow]:
+        """Every stored breaker, by name (a declared breaker without a row is closed)."""
+
+    @abstractmethod
+    def set_breaker(self, breaker: Breaker, opened: bool) -> BreakerRow:
+        """Open ``breaker`` by hand (until closed by hand: no probe meanwhile) or close it
+        (its failures forgotten, its cool-down back to the declared one). Claims through this
+        backend follow at once, claims in other processes within
+        ``conveyor.limits.breakers.BREAKERS_TTL`` seconds."""
 
     # --- maintenance ----------------------------------------------------------------------
 

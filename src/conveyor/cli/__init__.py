@@ -15,6 +15,7 @@ import click
 from conveyor import __version__
 from conveyor.settings import DEFAULT_URL, Settings
 
+from .breakers import breakers
 from .core import ConveyorGroup, Runtime, option, pass_runtime
 from .jobs import dlq, enqueue, jobs, stats
 from .ops import demo, schema, worker
@@ -70,7 +71,7 @@ def cli(ctx: click.Context, url: str | None, debug: bool) -> None:
 
 cli.help = (cli.help or "").format(default=DEFAULT_URL)
 
-for command in (worker, workers, enqueue, jobs, dlq, stats, queues, schema, demo):
+for command in (worker, workers, enqueue, jobs, dlq, stats, queues, breakers, schema, demo):
     cli.add_command(command)
 
 

@@ -10,6 +10,7 @@ import click
 
 from conveyor.app import Conveyor
 from conveyor.job import JobState
+from conveyor.limits.breakers import breaker_gate
 from conveyor.task import JobOptions, encode_job
 
 from .core import (
@@ -189,12 +190,16 @@ def list_jobs(
 @json_option
 @pass_runtime
 def show_job(runtime: Runtime, job_id: int, as_json: bool) -> None:
-    """Show one job: arguments, attempts, errors and result."""
-    job = runtime.existing_app().get_job(job_id)
+    """Show one job: arguments, attempts, errors and result, and what holds it if it waits."""
+    app = runtime.existing_app()
+    job = app.get_job(job_id)
+    waiting = breaker_gate(app, job)
     if as_json:
-        echo_json(job.to_dict())
+        echo_json(job.to_dict() if waiting is None else {**job.to_dict(), "waiting": waiting})
     else:
         click.echo(job_details(job))
+        if waiting is not None:
+            click.echo(waiting)
 
 
 @jobs.command("cancel")

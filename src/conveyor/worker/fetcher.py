@@ -271,6 +271,10 @@ class Fetcher:
                 next_due = await self._db(self._backend.next_due)
             except ConveyorError:
                 next_due = None
+            # Jobs held by an open breaker are not due before its next probe may start.
+            probe_at = self._backend.breaker_probe_at
+            if probe_at is not None and (next_due is None or probe_at < next_due):
+                next_due = probe_at
             await signal.wait(next_due)
 
     def _may_claim_suspect(self) -> bool:

@@ -32,7 +32,9 @@ from conveyor.backends.base import (
     SchemaStatus,
     rescued_by_state,
 )
+from conveyor.backends.breakers import claim_gate, record_outcomes
 from conveyor.backends.caps import CappedQueues
+from conveyor.backends.postgres.breakers import QB, PostgresBreakers, list_breakers
 from conveyor.backends.postgres.clock import DatabaseClock
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
 from conveyor.backends.postgres.enqueue import (
@@ -55,6 +57,7 @@ from conveyor.backends.postgres.transactional import async_cursor, in_transactio
 from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound, WorkerNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
+from conveyor.limits.breakers import Breaker, BreakerRow, closed_by_hand, opened_by_hand
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -100,6 +103,8 @@ class PostgresBackend(Backend):
         self._notifier = Notifier(self._connect_notifier, self._channel)
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
+        #: The breakers that are not closed, kept like the capped queues.
+        self._unsettled = CappedQueues(self.now)
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -181,7 +186,11 @@ class PostgresBackend(Backend):
             one_statement = not capped
         else:
             one_statement = len(queues) == 1 and queues[0] not in capped
-        if one_statement:
+        # Circuit breakers that are not closed: the claim reads them in its transaction.
+        unsettled = bool(self._unsettled.get(self._unsettled_breakers))
+        if not unsettled:
+            self.breaker_probe_at = None
+        if one_statement and not unsettled:
             # Promotion and claim in one pipeline: one round trip, and their implicit
             # transaction needs no BEGIN/COMMIT round trips.
             def body(cur: Cursor) -> list[tuple[Any, ...]]:
@@ -201,7 +210,9 @@ class PostgresBackend(Backend):
             # An explicit transaction: it holds the locks of capped queues until the claimed
             # runs are committed, and a failure cannot strand the runs already claimed.
             rows = self._db.run(
-                lambda cur: self._claim_in_transaction(cur, params, queues, limit, capped)
+                lambda cur: self._claim_in_transaction(
+                    cur, params, queues, limit, capped, unsettled
+                )
             )
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
         return [claimed_from_row(row) for row in rows]
@@ -237,11 +248,18 @@ class PostgresBackend(Backend):
         queues: Sequence[str] | None,
         limit: int,
         capped: frozenset[str],
+        unsettled: bool = False,
     ) -> list[tuple[Any, ...]]:
         """A claim from several queues, or from capped ones: queue after queue, each capped one
-        up to the room its cap leaves."""
+        up to the room its cap leaves. With ``unsettled`` breakers, their probes first, and the
+        tasks behind them skipped."""
         cur.execute(Q["claim_plan"])
         cur.execute(Q["promote_due"], {"now": params["now"]})
+        if unsettled:
+            probes, held = self._breaker_gate(cur, params, queues, limit, capped)
+            if held:
+                rows = self._claim_held(cur, params, queues, limit - len(probes), capped, held)
+                return probes + rows
         if queues is None:
             queues = [row[0] for row in cur.execute(Q["ready_queues"])]
             if capped.isdisjoint(queues):
@@ -262,6 +280,85 @@ class PostgresBackend(Backend):
                 cur.execute(Q["claim_queue"], {**params, "queue": queue, "limit": take}).fetchall()
             ),
         )
+
+    # --- circuit breakers in the claim ---------------------------------------------------
+
+    def _breaker_gate(
+        self,
+        cur: Cursor,
+        params: dict[str, Any],
+        queues: Sequence[str] | None,
+        limit: int,
+        capped: frozenset[str],
+    ) -> tuple[list[tuple[Any, ...]], list[str]]:
+        """The probes this claim took, and the tasks it must skip."""
+        store = PostgresBreakers(cur, params)
+        gate = claim_gate(store, store.now(params["now"]), queues, capped, limit)
+        self.breaker_probe_at = gate.next_probe_at
+        return gate.probes, gate.held
+
+    def _claim_held(
+        self,
+        cur: Cursor,
+        params: dict[str, Any],
+        queues: Sequence[str] | None,
+        limit: int,
+        capped: frozenset[str],
+        held: list[str],
+    ) -> list[tuple[Any, ...]]:
+        """The claim, skipping the tasks ``held`` by breakers."""
+        if limit <= 0:
+            return []
+        held_params = {**params, "held": held}
+        if queues is None and not capped:
+            query_params = {**held_params, "limit": limit}
+            return list(cur.execute(QB["claim_any_held"], query_params).fetchall())
+        if queues is None:
+            queues = [row[0] for row in cur.execute(Q["ready_queues"])]
+        wanted = sorted(capped.intersection(queues))
+        rooms: dict[str, int] = {}
+        if wanted:
+            cur.execute(Q["lock_queue_limits"], {"queues": wanted})
+            rooms = dict(cur.execute(Q["queue_rooms"], {"queues": wanted}).fetchall())
+        return claim_in_turns(
+            queues,
+            next(self._queue_turn),
+            limit,
+            rooms,
+            lambda queue, take: list(
+                cur.execute(
+                    QB["claim_queue_held"], {**held_params, "queue": queue, "limit": take}
+                ).fetchall()
+            ),
+        )
+
+    def _unsettled_breakers(self) -> list[str]:
+        rows = self._db.run(
+            lambda cur: cur.execute(QB["unsettled_breakers"]).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return [str(row[0]) for row in rows]
+
+    def breakers(self) -> list[BreakerRow]:
+        return self._db.run(list_breakers, transaction=False, idempotent=True)
+
+    def set_breaker(self, breaker: Breaker, opened: bool) -> BreakerRow:
+        def body(cur: Cursor) -> BreakerRow:
+            store = PostgresBreakers(cur)
+            now = store.now(self._now_param())
+            store.ensure([breaker], now)
+            [before] = store.lock([breaker.name], wait=True)
+            if opened:
+                row = opened_by_hand(before, breaker, now)
+            else:
+                row = closed_by_hand(before, breaker)
+            store.save(row, now)
+            return row
+
+        row = self._db.run(body)
+        self._unsettled.forget()
+        return row
 
     def capped_queues(self) -> frozenset[str]:
         return self._capped.get(self._capped_queues)
@@ -323,15 +420,29 @@ class PostgresBackend(Backend):
             return []
         now = self._now_param()
 
+        reporting = any(o.breaker is not None for o in outcomes)
+        changed = False
+
         def body(cur: Cursor) -> list[FinishResult]:
+            nonlocal changed
             finished = finish_outcomes(cur, outcomes, now, self._finished_channel)
             self._notify(cur, finished.queues)
+            if reporting:
+                applied = [
+                    o
+                    for o, r in zip(outcomes, finished.results, strict=True)
+                    if r.applied and o.breaker is not None
+                ]
+                store = PostgresBreakers(cur)
+                changed = record_outcomes(store, applied, store.now(now)) if applied else False
             return finished.results
 
         # The common batch, all successes, is a single UPDATE: it needs no transaction block
         # (one round trip instead of three).
-        single = all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes)
+        single = not reporting and all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes)
         results = self._db.run(body, transaction=not single)
+        if changed:
+            self._unsettled.forget()
         self._finished_local()
         return results
 

@@ -25,8 +25,10 @@ from conveyor.backends.base import (
     SchemaStatus,
     rescued_by_state,
 )
+from conveyor.backends.breakers import claim_gate, record_outcomes
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.sql import load_migrations
+from conveyor.backends.sqlite.breakers import QB, SQLiteBreakers, list_breakers
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
 from conveyor.backends.sqlite.enqueue import insert_jobs
 from conveyor.backends.sqlite.group import GroupCommit
@@ -40,6 +42,7 @@ from conveyor.errors import (
     WorkerNotFound,
 )
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobError, JobState
+from conveyor.limits.breakers import Breaker, BreakerRow, closed_by_hand, opened_by_hand
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -155,6 +158,8 @@ class SQLiteBackend(Backend):
         self._reader.raw.row_factory = sqlite3.Row
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
+        #: The breakers that are not closed, kept like the capped queues.
+        self._unsettled = CappedQueues(self.now)
         if check_schema:
             self._check_schema(settings.auto_migrate if auto_migrate is None else auto_migrate)
 
@@ -258,15 +263,31 @@ class SQLiteBackend(Backend):
             }
             db.execute(Q["promote_due"], {"now": now})
             capped = self._capped.get(lambda: [row[0] for row in db.execute(Q["capped_queues"])])
+            # --- circuit breakers: skip the tasks behind open ones, take the probes due.
+            held: list[str] = []
+            probes: list[tuple[Any, ...]] = []
+            if self._unsettled.get(lambda: [r[0] for r in db.execute(QB["unsettled_breakers"])]):
+                store = SQLiteBreakers(db, params)
+                breakers = claim_gate(store, now, queues, capped, limit)
+                held, probes, limit = breakers.held, breakers.probes, limit - len(breakers.probes)
+                params["held"] = json.dumps(held)
+                self.breaker_probe_at = breakers.next_probe_at
+            else:
+                self.breaker_probe_at = None
+            # --- end of circuit breakers
             if queues is None and capped:
                 ready = [row[0] for row in db.execute(Q["ready_queues"])]
                 # No other writer can fill a capped queue before this transaction ends.
                 if not capped.isdisjoint(ready):
                     queues = ready
-            if queues is None:
-                rows = db.execute(Q["claim_any"], {**params, "limit": limit}).fetchall()
+            if limit <= 0:
+                rows = []
+            elif queues is None:
+                query = QB["claim_any_held"] if held else Q["claim_any"]
+                rows = db.execute(query, {**params, "limit": limit}).fetchall()
             else:
-                rows = self._claim_in_turn(db, params, queues, limit, capped)
+                rows = self._claim_in_turn(db, params, queues, limit, capped, held)
+            rows += probes
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
         return [_claimed(r) for r in rows]
 
@@ -305,8 +326,10 @@ class SQLiteBackend(Backend):
         queues: Sequence[str],
         limit: int,
         capped: frozenset[str],
+        held: Sequence[str] = (),
     ) -> list[tuple[Any, ...]]:
         """Queue after queue, each capped one up to the room its cap leaves."""
+        query = QB["claim_queue_held"] if held else Q["claim_queue"]
         wanted = sorted(capped.intersection(queues))
         rooms: dict[str, int] = {}
         if wanted:
@@ -317,7 +340,7 @@ class SQLiteBackend(Backend):
             limit,
             rooms,
             lambda queue, take: list(
-                db.execute(Q["claim_queue"], {**params, "queue": queue, "limit": take}).fetchall()
+                db.execute(query, {**params, "queue": queue, "limit": take}).fetchall()
             ),
         )
 
@@ -390,6 +413,11 @@ class SQLiteBackend(Backend):
                 row = db.execute(query, _outcome_params(outcome, now)).fetchone()
                 if row is not None:
                     ended[(outcome.job_id, outcome.token)] = JobState(row[0])
+            reporting = [
+                o for o in firsts if o.breaker is not None and (o.job_id, o.token) in ended
+            ]
+            if reporting and record_outcomes(SQLiteBreakers(db), reporting, now):
+                self._unsettled.forget()
         results: list[FinishResult] = []
         for outcome in outcomes:
             state = ended.pop((outcome.job_id, outcome.token), None)
@@ -437,6 +465,28 @@ class SQLiteBackend(Backend):
     def concurrency_limits(self) -> dict[str, int]:
         with self._reader.read() as db:
             return {queue: int(cap) for queue, cap in db.execute(Q["queue_limits"])}
+
+    # --- circuit breakers -----------------------------------------------------------------
+
+    def breakers(self) -> list[BreakerRow]:
+        with self._reader.read() as db:
+            return list_breakers(db)
+
+    def set_breaker(self, breaker: Breaker, opened: bool) -> BreakerRow:
+        with self._writer.write() as db:
+            now = self.now()
+            store = SQLiteBreakers(db)
+            found = store.lock([breaker.name], wait=True)
+            before = found[0] if found else None
+            if opened:
+                row = opened_by_hand(before, breaker, now)
+            else:
+                row = closed_by_hand(before, breaker)
+            store.save(row, now)
+        self._unsettled.forget()
+        if not opened:
+            self._notify_local(sorted({*self.ready_queues()}))
+        return row
 
     # --- maintenance ----------------------------------------------------------------------
 
