@@ -1,0 +1,100 @@
+"""The scheduler of periodic jobs: enqueues each schedule's ticks (conveyor/limits/schedules.py).
+
+Every worker runs it, as part of maintenance; the database makes sure each tick gets one job
+(``Backend.enqueue_tick``). The worker holding maintenance tries a tick as soon as it comes;
+the others wake ``standby`` seconds after it, read the schedules' state (one read) and try only
+the ticks still without a job: a killed leader delays ticks by about ``standby`` seconds, not
+by its lease, and a healthy fleet pays one write per tick plus a read per standby worker.
+
+It sleeps until the next tick (or ``interval`` at most, to follow a change of leadership, a
+pause or a resume), on the database's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from conveyor.backends.base import Backend
+from conveyor.errors import ConveyorError
+from conveyor.limits.schedules import Schedule
+
+log = logging.getLogger("conveyor.worker")
+
+#: Seconds after a tick that workers not holding maintenance try it.
+STANDBY = 1.0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        backend: Backend,
+        db_call: Callable[..., Awaitable[Any]],
+        schedules: Sequence[Schedule],
+        *,
+        leading: Callable[[], bool],
+        interval: float,
+        standby: float = STANDBY,
+    ) -> None:
+        self._backend = backend
+        self._db_call = db_call
+        self._schedules = list(schedules)
+        self._leading = leading
+        self._interval = interval
+        self._standby = standby
+        self._registered = False
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        #: Jobs this scheduler enqueued (for tests and logs).
+        self.enqueued = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="scheduler")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def tick(self) -> float:
+        """Enqueue what is due now; returns the seconds until there may be more."""
+        if not self._registered:
+            names = [schedule.name for schedule in self._schedules]
+            await self._db_call(self._backend.register_schedules, names)
+            self._registered = True
+        states = {state.name: state for state in await self._db_call(self._backend.schedule_states)}
+        leading = self._leading()
+        now = self._backend.now()
+        wake = now + self._interval
+        for schedule in self._schedules:
+            state = states.get(schedule.name)
+            if state is None:  # forgotten meanwhile (a restored database): record it again
+                self._registered = False
+                continue
+            lag = 0.0 if leading else self._standby
+            if not state.paused:
+                for tick in schedule.due(now - lag, state.last_tick, state.since):
+                    await self._enqueue(schedule, tick)
+            wake = min(wake, schedule.next_after(now - lag) + lag)
+        return max(0.0, wake - self._backend.now())
+
+    async def _enqueue(self, schedule: Schedule, tick: float) -> None:
+        job = schedule.job(tick)
+        result = await self._db_call(self._backend.enqueue_tick, schedule.name, tick, job)
+        if result is not None:
+            self.enqueued += 1
+            label = schedule.label(tick)
+            log.info("schedule %s: enqueued job %d for %s", schedule.name, result.job_id, label)
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                delay = await self.tick()
+            except ConveyorError as exc:
+                log.warning("scheduler pass failed, will retry: %s", exc)
+                delay = self._interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
