@@ -1,0 +1,115 @@
+"""Periodic jobs under fire: four worker processes run the scheduler of a schedule ticking every
+second while the one holding maintenance is SIGKILLed every few seconds (and replaced). Every
+tick must get exactly one job, none missing, each enqueued within ``BOUND`` seconds of its tick
+-- well under the maintenance lease a new holder would wait out, since the workers standing by
+enqueue a tick the holder did not one second (``STANDBY``) after it."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from conveyor import Conveyor
+from conveyor.worker.maintenance import leader_ttl
+from conveyor.worker.scheduler import STANDBY
+from tests.support import enabled_backends
+from tests.worker.harness import WorkerProcess, spawn_logged, wait_for
+
+SWEEP = 0.2
+#: How long the workers run, and how many times the holder of maintenance is killed at least.
+DURATION = 40.0
+KILLS = 5
+#: Latest a tick's job may be enqueued after its tick: the standby delay plus room for a
+#: loaded machine, and under the lease a new holder of maintenance waits for.
+BOUND = STANDBY + 2.0
+SETTINGS = {"lease": 2.0, "heartbeat": 0.5, "sweep_interval": SWEEP}
+
+
+@contextlib.contextmanager
+def database(engine: str, tmp: Path) -> Iterator[tuple[Conveyor, dict[str, str]]]:
+    env = {f"CONVEYOR_{name.upper()}": str(value) for name, value in SETTINGS.items()}
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp / 'jobs.db'}"
+        with Conveyor(url, **SETTINGS) as app:
+            app.backend  # noqa: B018  (migrated before any worker opens it)
+            yield app, {**env, "CONVEYOR_URL": url}
+        return
+    from tests.postgres.factory import new_schema, session_database
+
+    db = session_database()
+    schema = new_schema()
+    try:
+        with Conveyor(db.url, postgres_schema=schema, **SETTINGS) as app:
+            app.backend  # noqa: B018
+            yield app, {**env, "CONVEYOR_URL": db.url, "CONVEYOR_POSTGRES_SCHEMA": schema}
+    finally:
+        db.drop_schema(schema)
+
+
+def holds_maintenance(proc: WorkerProcess) -> bool:
+    if not proc.alive():
+        return False
+    said = [line for line in proc.log().splitlines() if " maintenance" in line]
+    return bool(said) and "now runs maintenance" in said[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", enabled_backends())
+def test_every_tick_gets_one_job_while_the_scheduler_leader_is_killed(
+    engine: str, tmp_path: Path
+) -> None:
+    assert leader_ttl(SWEEP) > BOUND, "the bound must not allow waiting out the lease"
+    procs: list[WorkerProcess] = []
+
+    def start(n: int) -> WorkerProcess:
+        log = tmp_path / f"worker-{n}.stderr"
+        argv = [sys.executable, "-m", "tests.chaos.periodic_app"]
+        proc = WorkerProcess(str(n), spawn_logged(argv, env, log), log, time.time())
+        procs.append(proc)
+        return proc
+
+    with database(engine, tmp_path) as (app, env):
+        try:
+            for n in range(4):
+                start(n)
+            for proc in procs:
+                proc.wait_ready(60)
+            begin = time.monotonic()
+            kills = 0
+            while time.monotonic() - begin < DURATION or kills < KILLS:
+                leader = wait_for(
+                    lambda: next((p for p in procs if holds_maintenance(p)), None),
+                    "a worker to run maintenance",
+                    timeout=30,
+                )
+                time.sleep(2.5)  # let it enqueue a few ticks as the holder
+                leader.kill()
+                kills += 1
+                start(len(procs))
+            time.sleep(2 * BOUND)  # the last ticks get their jobs
+        finally:
+            for proc in procs:
+                with contextlib.suppress(OSError):
+                    proc.kill()
+        logs = "\n".join(f"--- worker {p.name} ---\n{p.log()[-3000:]}" for p in procs)
+        jobs = app.list_jobs(task="chaos.beat", limit=100_000)
+
+    ticks = sorted(datetime.fromisoformat(job.kwargs["scheduled_at"]).timestamp() for job in jobs)
+    assert len(ticks) == len(set(ticks)), "a tick got two jobs"
+    assert ticks == [ticks[0] + i for i in range(len(ticks))], f"ticks missing: {ticks}\n{logs}"
+    assert len(ticks) >= DURATION
+    late = {
+        job.id: job.created_at - datetime.fromisoformat(job.kwargs["scheduled_at"]).timestamp()
+        for job in jobs
+    }
+    worst = max(late.values())
+    print(
+        f"{engine}: {len(ticks)} ticks, {kills} kills, latest enqueue {worst:.2f}s after its tick"
+    )
+    assert worst <= BOUND, f"a tick enqueued {worst:.2f}s late\n{logs}"
