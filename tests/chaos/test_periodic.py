@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ KILLS = 5
 #: Latest a tick's job may be enqueued after its tick: the standby delay plus room for a
 #: loaded machine, and under the lease a new holder of maintenance waits for.
 BOUND = STANDBY + 2.0
-SETTINGS = {"lease": 2.0, "heartbeat": 0.5, "sweep_interval": SWEEP}
+SETTINGS: dict[str, Any] = {"lease": 2.0, "heartbeat": 0.5, "sweep_interval": SWEEP}
 
 
 @contextlib.contextmanager
