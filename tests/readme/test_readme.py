@@ -189,8 +189,21 @@ def hooks_ran(folder: Path) -> None:
     assert states == [JobState.DEAD, JobState.SUCCEEDED]
 
 
+def periodic_ran(folder: Path) -> None:
+    with Conveyor(f"sqlite:///{folder / 'periodic.db'}") as app:
+        jobs = app.list_jobs(task="periodic_example.heartbeat")
+        [beat] = [s for s in app.backend.schedule_states() if s.name == "heartbeat"]
+    assert len(jobs) >= 2  # a tick a second for 4 seconds
+    assert len({job.idempotency_key for job in jobs}) == len(jobs)
+    assert not beat.paused  # paused, then resumed
+
+
 #: What each run must leave in its folder, beyond every command exiting 0.
-CHECKS: dict[str, Callable[[Path], None]] = {"quickstart": quickstart_ran, "hooks": hooks_ran}
+CHECKS: dict[str, Callable[[Path], None]] = {
+    "quickstart": quickstart_ran,
+    "hooks": hooks_ran,
+    "periodic": periodic_ran,
+}
 
 
 @pytest.mark.parametrize("name", RUNS)

@@ -87,7 +87,7 @@ class Scheduler:
         if result is not None:
             self.enqueued += 1
             label = schedule.label(tick)
-            log.info("schedule %s: enqueued job %d for %s", schedule.name, result.job_id, label)
+            log.debug("schedule %s: enqueued job %d for %s", schedule.name, result.job_id, label)
 
     async def _run(self) -> None:
         while not self._stop.is_set():
