@@ -96,5 +96,9 @@ class Scheduler:
             except ConveyorError as exc:
                 log.warning("scheduler pass failed, will retry: %s", exc)
                 delay = self._interval
+            except Exception:
+                # A bug must not end the schedules of this worker, nor its shutdown.
+                log.exception("scheduler pass failed unexpectedly, will retry")
+                delay = self._interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
