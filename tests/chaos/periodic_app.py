@@ -8,6 +8,11 @@ import logging
 import os
 
 from conveyor import Conveyor
+from conveyor.worker import scheduler
+
+#: Seconds this worker waits before trying a tick while another holds maintenance: 0 makes it
+#: race the holder for every tick (then only the database keeps each tick to one job).
+STANDBY_ENV = "CHAOS_SCHEDULER_STANDBY"
 
 app = Conveyor()
 
@@ -23,6 +28,8 @@ def main() -> None:
         level=logging.INFO,
         format=f"%(asctime)s pid={os.getpid()} %(levelname)s %(name)s: %(message)s",
     )
+    if os.environ.get(STANDBY_ENV):
+        scheduler.STANDBY = float(os.environ[STANDBY_ENV])
     try:
         app.worker(concurrency=2).run()
     finally:

@@ -37,14 +37,14 @@ class Scheduler:
         *,
         leading: Callable[[], bool],
         interval: float,
-        standby: float = STANDBY,
+        standby: float | None = None,
     ) -> None:
         self._backend = backend
         self._db_call = db_call
         self._schedules = list(schedules)
         self._leading = leading
         self._interval = interval
-        self._standby = standby
+        self._standby = STANDBY if standby is None else standby
         self._registered = False
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
