@@ -25,7 +25,7 @@ def beat(scheduled_at: str) -> None:
 
 def main() -> None:
     logging.basicConfig(
-        level=logging.INFO,
+        level=os.environ.get("CHAOS_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s pid={os.getpid()} %(levelname)s %(name)s: %(message)s",
     )
     if os.environ.get(STANDBY_ENV):

@@ -31,7 +31,7 @@ def scheduler(backend: Backend, leading: bool, interval: float = 100.0) -> Sched
         return None
 
     schedule = Schedule(report, every=10, name="report")
-    return Scheduler(backend, call, [schedule], leading=lambda: leading, interval=interval)
+    return Scheduler(backend, [schedule], leading=lambda: leading, interval=interval, db_call=call)
 
 
 def ticks(backend: Backend) -> list[str]:
@@ -82,3 +82,21 @@ def test_a_paused_schedule_is_held_on_every_worker(backend: Backend, clock: Fake
     clock.now = T0 + 40
     asyncio.run(leader.tick())
     assert ticks(backend) == ["2027-01-15T08:00:40+00:00"]
+
+
+def test_by_default_it_calls_the_database_on_a_thread_of_its_own(
+    backend: Backend, clock: FakeClock
+) -> None:
+    app = Conveyor("sqlite:///:memory:")
+    task = app.task(name="tests.beat")(lambda: None)
+    own = Scheduler(backend, [Schedule(task, every=10)], leading=lambda: True, interval=1.0)
+
+    async def two_ticks() -> None:
+        clock.now = T0 + 3
+        await own.tick()
+        clock.now = T0 + 10
+        await own.tick()
+        await own.stop()
+
+    asyncio.run(two_ticks())
+    assert [job.task for job in backend.list_jobs()] == ["tests.beat"]

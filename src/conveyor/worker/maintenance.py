@@ -96,7 +96,7 @@ class Maintenance:
         self.scheduler: Scheduler | None = None
         if schedules:
             self.scheduler = Scheduler(
-                backend, db_call, schedules, leading=lambda: self.leading, interval=interval
+                backend, schedules, leading=lambda: self.leading, interval=interval
             )
 
     def start(self) -> None:

@@ -14,33 +14,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from conveyor.backends.base import Backend
 from conveyor.errors import ConveyorError
 from conveyor.limits.schedules import Schedule
 
 log = logging.getLogger("conveyor.worker")
+T = TypeVar("T")
 
 #: Seconds after a tick that workers not holding maintenance try it.
 STANDBY = 1.0
 
 
 class Scheduler:
+    """``db_call`` runs a blocking backend call off the event loop; by default on a thread of
+    the scheduler's own, so that ticks never wait behind the worker's claims, outcomes or
+    sweeps (a sweep blocked on a lock would hold them up)."""
+
     def __init__(
         self,
         backend: Backend,
-        db_call: Callable[..., Awaitable[Any]],
         schedules: Sequence[Schedule],
         *,
         leading: Callable[[], bool],
         interval: float,
         standby: float | None = None,
+        db_call: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         self._backend = backend
-        self._db_call = db_call
+        self._thread: ThreadPoolExecutor | None = None
+        self._db_call = db_call or self._on_own_thread
         self._schedules = list(schedules)
         self._leading = leading
         self._interval = interval
@@ -58,6 +66,14 @@ class Scheduler:
         self._stop.set()
         if self._task is not None:
             await self._task
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+
+    async def _on_own_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-scheduler")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, functools.partial(fn, *args))
 
     async def tick(self) -> float:
         """Enqueue what is due now; returns the seconds until there may be more."""
