@@ -233,6 +233,7 @@ def test_app_periodic_registers_the_task_and_the_schedule(app: Conveyor) -> None
         ({}, "either cron= or every="),
         ({"cron": "* * * * *", "every": 5}, "either cron= or every="),
         ({"cron": "every minute"}, "not a cron expression"),
+        ({"cron": "0 0 30 2 *"}, "never fires"),
         ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "unknown time zone"),
         ({"every": 0.5}, "at least 1s"),
         ({"every": -1}, "> 0"),

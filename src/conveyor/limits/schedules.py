@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -106,6 +107,13 @@ class Schedule:
             )
         # The arguments bind and encode now, at declaration, rather than at the first tick.
         self.job(0.0)
+        if cron is not None:
+            try:
+                self.next_after(time.time())
+            except Exception:  # croniter's search gives up on a date that never comes
+                raise ConfigurationError(
+                    f"schedule {self.name}: {cron!r} never fires (a date that does not exist?)"
+                ) from None
 
     def __repr__(self) -> str:
         return f"<Schedule {self.name} {self.describe()} task={self.task.name}>"
