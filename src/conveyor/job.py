@@ -5,15 +5,19 @@ Allowed transitions (the only ones any backend performs):
     (new)      -> blocked | scheduled | queued     enqueue
     blocked    -> queued                            every dependency succeeded
     scheduled  -> queued                            run_at reached (promotion)
-    retrying   -> queued                            run_at reached (promotion)
+    retrying   -> queued                            run_at reached (promotion), unless suspect
+    retrying   -> running                           claim of a suspect, alone (poison isolation)
     queued     -> running                           claim: new run, fresh lease token
     running    -> succeeded                         fenced success
     running    -> retrying                          fenced failure with attempts left, or lease
-                                                    expired or worker declared dead (rescue),
-                                                    or released at shutdown
+                                                    expired or worker declared dead (rescue:
+                                                    the job becomes a suspect, and gets its
+                                                    attempt back unless it ran alone), or a
+                                                    suspect released at shutdown
     running    -> queued                            released before it started (no attempt charged)
     running    -> dead                              fenced failure, attempts exhausted,
-                                                    non-retryable error, or rescue with attempts
+                                                    non-retryable error, or rescue of a run that
+                                                    was alone in its worker with attempts
                                                     exhausted (the job keeps killing its worker)
     running    -> cancelled                         cancellation observed by the worker
     blocked | scheduled | queued | retrying -> cancelled     cancel
@@ -64,7 +68,7 @@ ALLOWED_TRANSITIONS: dict[JobState | None, frozenset[JobState]] = {
     None: frozenset({JobState.BLOCKED, JobState.SCHEDULED, JobState.QUEUED}),
     JobState.BLOCKED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
-    JobState.RETRYING: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.RETRYING: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.CANCELLED}),
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
     JobState.RUNNING: frozenset(
         {
@@ -143,6 +147,9 @@ class Job:
     progress: Any = None
     checkpoint: Any = None
     cancel_requested: bool = False
+    #: Its worker died while it ran beside other jobs: it runs alone until it returns (see
+    #: ``Backend.claim_suspect``).
+    suspect: bool = False
     worker_id: str | None = None
     lease_token: str | None = None
     lease_expires_at: float | None = None
@@ -212,6 +219,7 @@ class Job:
             "progress": self.progress,
             "checkpoint": self.checkpoint,
             "cancel_requested": self.cancel_requested,
+            "suspect": self.suspect,
             "worker_id": self.worker_id,
             "lease_expires_at": self.lease_expires_at,
         }

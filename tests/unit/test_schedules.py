@@ -240,7 +240,10 @@ def test_app_periodic_registers_the_task_and_the_schedule(app: Conveyor) -> None
         ({"every": "30"}, "must be seconds"),
         ({"every": 5, "missed": "all"}, "'skip' or 'once'"),
         ({"every": 5, "grace": 0}, "> 0"),
-        ({"every": 5, "name": ""}, "1 to 100 characters"),
+        ({"every": 5, "name": ""}, "1-100 characters"),
+        ({"every": 5, "name": "a\x00b"}, "NUL"),
+        ({"every": 5, "grace": 10**9}, "at most 2.592e\\+06 seconds"),
+        ({"every": float("inf")}, "> 0 and at most"),
     ],
 )
 def test_bad_schedules_are_refused(

@@ -38,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from conveyor import bounds
+from conveyor.bounds import MAX_DELAY, MAX_TIMEOUT
 from conveyor.errors import ConfigurationError
 from conveyor.task import JobOptions
 
@@ -75,15 +77,11 @@ class Schedule:
         grace: float | timedelta = DEFAULT_GRACE,
     ) -> None:
         self.task = task
-        self.name = task.name if name is None else name
-        if not isinstance(self.name, str) or not 1 <= len(self.name) <= MAX_NAME:
-            raise ConfigurationError(
-                f"a schedule name must be a string of 1 to {MAX_NAME} characters, got {self.name!r}"
-            )
+        self.name = bounds.text("schedule name", task.name if name is None else name, MAX_NAME)
         if (cron is None) == (every is None):
             raise ConfigurationError(f"schedule {self.name}: give either cron= or every=")
         self.cron = cron
-        self.every = None if every is None else _seconds(self.name, "every", every)
+        self.every = None if every is None else _seconds(self.name, "every", every, MAX_DELAY)
         if self.every is not None and self.every < MIN_EVERY:
             raise ConfigurationError(
                 f"schedule {self.name}: every must be at least {MIN_EVERY:g}s, got {self.every:g}"
@@ -97,7 +95,7 @@ class Schedule:
                 f"schedule {self.name}: missed must be 'skip' or 'once', got {missed!r}"
             )
         self.missed = missed
-        self.grace = _seconds(self.name, "grace", grace)
+        self.grace = _seconds(self.name, "grace", grace, MAX_TIMEOUT)
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
         self.wants_scheduled_at = SCHEDULED_AT in inspect.signature(task.fn).parameters
@@ -242,12 +240,14 @@ def _zone(name: str, timezone: str) -> ZoneInfo:
         ) from None
 
 
-def _seconds(name: str, what: str, value: float | timedelta) -> float:
+def _seconds(name: str, what: str, value: float | timedelta, most: float) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise ConfigurationError(f"schedule {name}: {what} must be seconds, got {value!r}")
-    if not 0 < seconds < math.inf:
-        raise ConfigurationError(f"schedule {name}: {what} must be > 0, got {value!r}")
+    if not 0 < seconds <= most:
+        raise ConfigurationError(
+            f"schedule {name}: {what} must be > 0 and at most {most:g} seconds, got {value!r}"
+        )
     return float(seconds)
 
 

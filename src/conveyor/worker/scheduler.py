@@ -17,12 +17,12 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from conveyor.backends.base import Backend
 from conveyor.errors import ConveyorError
 from conveyor.limits.schedules import Schedule
+from conveyor.worker.threads import DaemonThreadPool
 
 log = logging.getLogger("conveyor.worker")
 T = TypeVar("T")
@@ -47,7 +47,7 @@ class Scheduler:
         db_call: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         self._backend = backend
-        self._thread: ThreadPoolExecutor | None = None
+        self._thread: DaemonThreadPool | None = None
         self._db_call = db_call or self._on_own_thread
         self._schedules = list(schedules)
         self._leading = leading
@@ -67,13 +67,14 @@ class Scheduler:
         if self._task is not None:
             await self._task
         if self._thread is not None:
-            self._thread.shutdown(wait=False)
+            self._thread.shutdown()
 
     async def _on_own_thread(self, fn: Callable[..., T], *args: Any) -> T:
         if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-scheduler")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, functools.partial(fn, *args))
+            # A daemon: a call stuck on an unreachable database does not hold up the exit.
+            self._thread = DaemonThreadPool(1, name="conveyor-scheduler")
+        result: T = await asyncio.wrap_future(self._thread.submit(functools.partial(fn, *args)))
+        return result
 
     async def tick(self) -> float:
         """Enqueue what is due now; returns the seconds until there may be more."""
