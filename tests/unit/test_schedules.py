@@ -288,3 +288,12 @@ def test_schedules_info_merges_declared_and_recorded(task: Task[..., None]) -> N
     assert infos["b"].paused and infos["b"].next_tick is None
     assert infos["gone"].task is None and infos["gone"].spec is None
     assert infos["a"].to_dict()["spec"] == "every 10s"
+
+
+def test_both_engines_name_the_same_schedule_queries() -> None:
+    from conveyor.backends.sql import load_queries
+
+    sqlite = load_queries("conveyor.backends.sqlite", "schedules.sql")
+    postgres = load_queries("conveyor.backends.postgres", "schedules.sql")
+    assert sorted(sqlite) == sorted(postgres)
+    assert set(sqlite) >= {"register_schedule", "schedule_states", "take_tick"}
