@@ -6,13 +6,14 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from conveyor import bounds, results
 from conveyor.backends import open_backend
 from conveyor.backends.base import Backend, EnqueueResult, NewJob
-from conveyor.errors import ConfigurationError, UnknownTask
+from conveyor.errors import ConfigurationError, ScheduleNotFound, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.hooks import Event, Hooks, register
 from conveyor.job import Job, JobState
@@ -24,6 +25,7 @@ from conveyor.limits.breakers import (
     known_breaker,
 )
 from conveyor.limits.breakers import status as breaker_status
+from conveyor.limits.schedules import DEFAULT_GRACE, Schedule, ScheduleInfo, schedules_info
 from conveyor.offload import OFFLOAD
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
@@ -79,6 +81,8 @@ class Conveyor:
             self._pool, url = url, _pool_url(url)
         self.settings = settings or Settings.load(url=url, **overrides)
         self.tasks: dict[str, Task[..., Any]] = {}
+        #: Schedules of periodic jobs, by name; see ``periodic``.
+        self.schedules: dict[str, Schedule] = {}
         #: Functions called on job events; see ``on`` and conveyor.hooks.
         self.hooks = Hooks()
         self._clock = clock
@@ -170,6 +174,69 @@ class Conveyor:
             return task
 
         return register(fn) if fn is not None else register
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        timezone: str = "UTC",
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        missed: str = "skip",
+        grace: float | timedelta = DEFAULT_GRACE,
+    ) -> Callable[[Callable[..., Any]], Task[..., Any]]:
+        """Enqueue a job of the decorated task on every tick of a schedule: ``cron`` (in
+        ``timezone``; needs croniter) or ``every`` seconds. Put it above ``@app.task``, or on
+        a plain function (registered as a task with the default options). Workers enqueue the
+        ticks, one job per tick across the fleet; ``args``/``kwargs`` are fixed arguments, and
+        a function taking ``scheduled_at`` gets its tick. ``name`` (default: the task's) names
+        the schedule; ``missed`` ("skip" or "once") and ``grace``: see conveyor.limits.schedules.
+        """
+
+        def register(target: Callable[..., Any]) -> Task[..., Any]:
+            task = target if isinstance(target, Task) else self.task(target)
+            schedule = Schedule(
+                task,
+                cron=cron,
+                every=every,
+                timezone=timezone,
+                name=name,
+                args=args,
+                kwargs=kwargs,
+                missed=missed,
+                grace=grace,
+            )
+            if schedule.name in self.schedules:
+                raise ConfigurationError(
+                    f"a schedule named {schedule.name!r} exists already: give this one name="
+                )
+            self.schedules[schedule.name] = schedule
+            return task
+
+        return register
+
+    def schedules_info(self) -> list[ScheduleInfo]:
+        """Every schedule, declared here or recorded in the database, with its last tick (and
+        job) and its next one."""
+        backend = self.backend
+        return schedules_info(self.schedules, backend.schedule_states(), backend.now())
+
+    def pause_schedule(self, name: str) -> None:
+        """Stop enqueueing ticks of schedule ``name``, fleet-wide, until ``resume_schedule``;
+        jobs already enqueued still run. Ticks that pass while paused are dropped."""
+        self._set_schedule_paused(name, True)
+
+    def resume_schedule(self, name: str) -> None:
+        self._set_schedule_paused(name, False)
+
+    def _set_schedule_paused(self, name: str, paused: bool) -> None:
+        if name not in self.schedules:
+            known = [state.name for state in self.backend.schedule_states()]
+            if name not in known:
+                raise ScheduleNotFound(name, sorted({*known, *self.schedules}))
+        self.backend.set_schedule_paused(name, paused)
 
     @overload
     def on(self, event: Event, fn: H, /) -> H: ...

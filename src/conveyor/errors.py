@@ -161,6 +161,13 @@ class WorkerNotFound(ConveyorError, LookupError):
         self.worker_id = worker_id
 
 
+class ScheduleNotFound(ConveyorError, LookupError):
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f" (known: {', '.join(sorted(known))})" if known else ""
+        super().__init__(f"no schedule named {name!r}{hint}")
+        self.name = name
+
+
 # --- storage ------------------------------------------------------------------------------
 
 

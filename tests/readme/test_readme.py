@@ -189,6 +189,15 @@ def hooks_ran(folder: Path) -> None:
     assert states == [JobState.DEAD, JobState.SUCCEEDED]
 
 
+def periodic_ran(folder: Path) -> None:
+    with Conveyor(f"sqlite:///{folder / 'periodic.db'}") as app:
+        jobs = app.list_jobs(task="periodic_example.heartbeat")
+        [beat] = [s for s in app.backend.schedule_states() if s.name == "heartbeat"]
+    assert len(jobs) >= 2  # a tick a second for 4 seconds
+    assert len({job.idempotency_key for job in jobs}) == len(jobs)
+    assert not beat.paused  # paused, then resumed
+
+
 def typed_ran(folder: Path) -> None:
     with Conveyor(f"sqlite:///{folder / 'jobs.db'}") as app:
         jobs = app.list_jobs()
@@ -199,6 +208,7 @@ def typed_ran(folder: Path) -> None:
 CHECKS: dict[str, Callable[[Path], None]] = {
     "quickstart": quickstart_ran,
     "hooks": hooks_ran,
+    "periodic": periodic_ran,
     "typed": typed_ran,
 }
 

@@ -159,6 +159,21 @@ def rescued_by_state(rows: Iterable[Sequence[Any]]) -> dict[str, list[int]]:
 
 
 @dataclass(frozen=True)
+class ScheduleState:
+    """What the database holds of one schedule of periodic jobs (conveyor/limits/schedules.py).
+    Times are UNIX seconds."""
+
+    name: str
+    paused: bool
+    #: When a worker first saw the schedule, or it was last resumed: no tick before is due.
+    since: float
+    #: The latest tick that got its job, the job, and when it was enqueued.
+    last_tick: float | None = None
+    last_job_id: int | None = None
+    last_enqueued_at: float | None = None
+
+
+@dataclass(frozen=True)
 class SchemaStatus:
     current: int
     latest: int
@@ -430,6 +445,27 @@ class Backend(ABC):
     @abstractmethod
     def release_leadership(self, name: str, holder: str) -> None:
         """Give up the lease ``name`` if ``holder`` holds it, so another can take it at once."""
+
+    # --- schedules of periodic jobs -------------------------------------------------------
+
+    @abstractmethod
+    def register_schedules(self, names: Sequence[str]) -> None:
+        """Record the schedules not yet known, as first seen now; known ones are unchanged."""
+
+    @abstractmethod
+    def schedule_states(self) -> list[ScheduleState]:
+        """Every recorded schedule, by name."""
+
+    @abstractmethod
+    def enqueue_tick(self, name: str, tick: float, job: NewJob) -> EnqueueResult | None:
+        """Enqueue ``job`` for the tick ``tick`` of schedule ``name`` and make it the schedule's
+        last tick, in one transaction -- only if the schedule is recorded, not paused, and its
+        last tick is earlier. Otherwise (another scheduler took this tick or a later one) write
+        nothing and return None: each tick gets at most one job, however many call this."""
+
+    @abstractmethod
+    def set_schedule_paused(self, name: str, paused: bool) -> ScheduleState:
+        """Pause or resume a schedule (recorded now if it was not yet); returns its state."""
 
     # --- operator actions -----------------------------------------------------------------
 

@@ -221,6 +221,7 @@ class Worker:
             machine=self.registry.registration.machine,
             interval=self.settings.sweep_interval,
             retention=self.settings.retention,
+            schedules=list(self.app.schedules.values()),
         )
         installed = self._install_signals(loop)
         try:

@@ -29,6 +29,7 @@ from conveyor.backends.base import (
     OutcomeKind,
     ReapReport,
     RescueReport,
+    ScheduleState,
     SchemaStatus,
     rescued_by_state,
 )
@@ -54,6 +55,7 @@ from conveyor.backends.postgres.rows import (
 from conveyor.backends.postgres.schema import Migrator
 from conveyor.backends.postgres.steps import Steps, drive, drive_async
 from conveyor.backends.postgres.transactional import async_cursor, in_transaction, sync_cursor
+from conveyor.backends.sql import load_queries
 from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound, WorkerNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
@@ -64,6 +66,8 @@ from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 #: Seconds the first change_marker() call waits for the LISTEN session (connecting is a few ms;
 #: with the server down it gives up and the listener keeps trying in the background).
 _FIRST_LISTEN_WAIT = 2.0
+#: The queries of schedules (periodic jobs).
+S = load_queries("conveyor.backends.postgres", "schedules.sql")
 
 
 class PostgresBackend(Backend):
@@ -639,6 +643,47 @@ class PostgresBackend(Backend):
         params = {"name": name, "holder": holder}
         self._db.run(lambda cur: cur.execute(Q["release_leadership"], params), transaction=False)
 
+    # --- schedules of periodic jobs -------------------------------------------------------
+
+    def register_schedules(self, names: Sequence[str]) -> None:
+        now = self._now_param()
+
+        def body(cur: Cursor) -> None:
+            cur.executemany(S["register_schedule"], [{"name": n, "now": now} for n in names])
+
+        self._db.run(body)
+
+    def schedule_states(self) -> list[ScheduleState]:
+        rows = self._db.run(
+            lambda cur: cur.execute(S["schedule_states"]).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return [_schedule_from_row(row) for row in rows]
+
+    def enqueue_tick(self, name: str, tick: float, job: NewJob) -> EnqueueResult | None:
+        now = self._now_param()
+        limits = self.settings.queue_limits
+
+        def body(cur: Cursor) -> EnqueueResult | None:
+            params = {"name": name, "tick": tick, "now": now}
+            if cur.execute(S["take_tick"], params).fetchone() is None:
+                return None
+            result = drive(cur, enqueue_steps([job], now, limits, self._channel))[0]
+            cur.execute(S["record_tick_job"], {"name": name, "job_id": result.job_id})
+            return result
+
+        result = self._db.run(body)
+        if result is not None:
+            self._notify_local([job.queue])
+        return result
+
+    def set_schedule_paused(self, name: str, paused: bool) -> ScheduleState:
+        params = {"name": name, "now": self._now_param(), "paused": paused}
+        row = self._db.run(lambda cur: cur.execute(S["set_schedule_paused"], params).fetchone())
+        assert row is not None  # an upsert returns its row
+        return _schedule_from_row(row)
+
     # --- operator actions -----------------------------------------------------------------
 
     @staticmethod
@@ -799,3 +844,15 @@ class PostgresBackend(Backend):
         self._notifier.close()
         self._listener.stop()
         self._db.close()
+
+
+def _schedule_from_row(row: Sequence[Any]) -> ScheduleState:
+    name, paused, since, last_tick, last_job_id, last_enqueued_at = row
+    return ScheduleState(
+        name,
+        bool(paused),
+        float(since),
+        None if last_tick is None else float(last_tick),
+        None if last_job_id is None else int(last_job_id),
+        None if last_enqueued_at is None else float(last_enqueued_at),
+    )

@@ -22,12 +22,13 @@ from conveyor.backends.base import (
     OutcomeKind,
     ReapReport,
     RescueReport,
+    ScheduleState,
     SchemaStatus,
     rescued_by_state,
 )
 from conveyor.backends.breakers import claim_gate, record_outcomes
 from conveyor.backends.caps import CappedQueues
-from conveyor.backends.sql import load_migrations
+from conveyor.backends.sql import load_migrations, load_queries
 from conveyor.backends.sqlite.breakers import QB, SQLiteBreakers, list_breakers
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
 from conveyor.backends.sqlite.enqueue import insert_jobs
@@ -47,6 +48,8 @@ from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
 MIGRATIONS = load_migrations("conveyor.backends.sqlite")
+#: The queries of schedules (periodic jobs).
+S = load_queries("conveyor.backends.sqlite", "schedules.sql")
 LATEST_VERSION = MIGRATIONS[-1][0]
 _WAITING = ("blocked", "scheduled", "queued", "retrying")
 
@@ -612,6 +615,33 @@ class SQLiteBackend(Backend):
         with self._writer.write() as db:
             db.execute(Q["release_leadership"], {"name": name, "holder": holder})
 
+    # --- schedules of periodic jobs -------------------------------------------------------
+
+    def register_schedules(self, names: Sequence[str]) -> None:
+        with self._writer.write() as db:
+            now = self.now()
+            db.executemany(S["register_schedule"], [{"name": n, "now": now} for n in names])
+
+    def schedule_states(self) -> list[ScheduleState]:
+        with self._reader.read() as db:
+            return [_row_to_schedule(row) for row in db.execute(S["schedule_states"])]
+
+    def enqueue_tick(self, name: str, tick: float, job: NewJob) -> EnqueueResult | None:
+        now = self.now()
+        with self._writer.write() as db:
+            params = {"name": name, "tick": tick, "now": now}
+            if db.execute(S["take_tick"], params).fetchone() is None:
+                return None
+            result = insert_jobs(db, [job], now, self.settings.queue_limits)[0]
+            db.execute(S["record_tick_job"], {"name": name, "job_id": result.job_id})
+        self._notify_local([job.queue])
+        return result
+
+    def set_schedule_paused(self, name: str, paused: bool) -> ScheduleState:
+        with self._writer.write() as db:
+            params = {"name": name, "now": self.now(), "paused": int(paused)}
+            return _row_to_schedule(db.execute(S["set_schedule_paused"], params).fetchone())
+
     # --- operator actions -----------------------------------------------------------------
 
     def _state_of(self, db: sqlite3.Connection, job_id: int) -> JobState:
@@ -741,6 +771,11 @@ def _row_to_worker(row: sqlite3.Row, now: float, boot: BootTime | None) -> Worke
         observed_at=now,
         machine=row["machine"],
     )
+
+
+def _row_to_schedule(row: sqlite3.Row | tuple[Any, ...]) -> ScheduleState:
+    name, paused, since, last_tick, last_job_id, last_enqueued_at = tuple(row)
+    return ScheduleState(name, bool(paused), since, last_tick, last_job_id, last_enqueued_at)
 
 
 def _one_success_per_job(outcomes: Sequence[Outcome]) -> dict[int, Outcome]:
