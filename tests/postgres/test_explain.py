@@ -158,7 +158,6 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
             "ids": [5, 7],
             "tokens": ["a", "b"],
             "results": ["1", "2"],
-            "finished_channel": "explain_finished",
         },
         "conveyor_jobs_pkey|conveyor_jobs_lease_token",
     ),

@@ -4,7 +4,9 @@ Every method is one transaction (or one autocommitted statement) on a pooled con
 SQL is in queries.sql, under the same names as the SQLite engine's. Claims lock with
 ``FOR UPDATE SKIP LOCKED`` so any number of workers claim side by side; every write of a run is
 fenced by (id, lease token, state = 'running'); all times are the database's. Wake-ups across
-processes travel by LISTEN/NOTIFY (see listener.py).
+processes travel by LISTEN/NOTIFY (see listener.py); transactions on the hot paths, single
+enqueues and those that end jobs, send theirs through the notifier after they commit (see
+notifier.py).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from conveyor.backends.postgres.enqueue import (
 )
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.notifier import Notifier
-from conveyor.backends.postgres.outcomes import finish_outcomes
+from conveyor.backends.postgres.outcomes import Finished, finish_outcomes
 from conveyor.backends.postgres.rows import (
     claimed_from_row,
     job_from_row,
@@ -104,7 +106,7 @@ class PostgresBackend(Backend):
         self._finish_listener = Listener(
             self._connect_listener, self._finished_channel, self._finished_local
         )
-        self._notifier = Notifier(self._connect_notifier, self._channel)
+        self._notifier = Notifier(self._connect_notifier)
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
         #: The breakers that are not closed, kept like the capped queues.
@@ -134,7 +136,7 @@ class PostgresBackend(Backend):
             job = jobs[0]
             single = self._db.run(lambda cur: insert_single(cur, job, now), transaction=False)
             # Committed: now the wake-up, from a session of its own (see notifier.py).
-            self._notifier.notify([job.queue])
+            self._after_commit([job.queue])
             self._notify_local([job.queue])
             return [single]
 
@@ -427,10 +429,9 @@ class PostgresBackend(Backend):
         reporting = any(o.breaker is not None for o in outcomes)
         changed = False
 
-        def body(cur: Cursor) -> list[FinishResult]:
+        def body(cur: Cursor) -> Finished:
             nonlocal changed
-            finished = finish_outcomes(cur, outcomes, now, self._finished_channel)
-            self._notify(cur, finished.queues)
+            finished = finish_outcomes(cur, outcomes, now)
             if reporting:
                 applied = [
                     o
@@ -439,16 +440,19 @@ class PostgresBackend(Backend):
                 ]
                 store = PostgresBreakers(cur)
                 changed = record_outcomes(store, applied, store.now(now)) if applied else False
-            return finished.results
+            return finished
 
         # The common batch, all successes, is a single UPDATE: it needs no transaction block
         # (one round trip instead of three).
         single = not reporting and all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes)
-        results = self._db.run(body, transaction=not single)
+        finished = self._db.run(body, transaction=not single)
         if changed:
             self._unsettled.forget()
+        # Committed: the wake-ups of retries and releases, and the word to those waiting on
+        # results, from the notifier (see notifier.py).
+        self._after_commit(finished.queues, ended=finished.ended)
         self._finished_local()
-        return results
+        return finished.results
 
     # --- caps on running jobs -------------------------------------------------------------
 
@@ -482,12 +486,11 @@ class PostgresBackend(Backend):
 
         def body(cur: Cursor) -> list[tuple[Any, ...]]:
             params = {"now": now, "exclude": exclude_worker}
-            rows = cur.execute(Q["rescue_expired"], params).fetchall()
-            self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
-            self._notify_finished(cur, rows)
-            return rows
+            return list(cur.execute(Q["rescue_expired"], params).fetchall())
 
-        return RescueReport(**rescued_by_state(self._db.run(body)))
+        rows = self._db.run(body)
+        self._after_rescue(rows)
+        return RescueReport(**rescued_by_state(rows))
 
     def reap_dead_workers(
         self,
@@ -513,12 +516,11 @@ class PostgresBackend(Backend):
                 rescue = {"now": now, "workers": workers}
                 rows = cur.execute(Q["rescue_dead_workers"], rescue).fetchall()
                 cur.execute(Q["release_dead_leaderships"], {"workers": workers})
-                self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
-                self._notify_finished(cur, rows)
             cur.execute(Q["forget_dead_workers"], {"now": now, "forget_after": float(forget_after)})
             return workers, rows
 
         workers, rows = self._db.run(body)
+        self._after_rescue(rows)
         return ReapReport(workers=sorted(workers), **rescued_by_state(rows))
 
     def promote_due(self) -> int:
@@ -696,17 +698,20 @@ class PostgresBackend(Backend):
     def cancel(self, job_id: int) -> Job:
         params = {"id": job_id, "now": self._now_param()}
 
-        def body(cur: Cursor) -> None:
+        def body(cur: Cursor) -> bool:
+            """Whether the cancel ended the job."""
             state = self._locked_state(cur, job_id)
             if state in CANCELLABLE_STATES:
                 cur.execute(Q["cancel_waiting"], params)
-                self._notify_finished(cur)
-            elif state is JobState.RUNNING:
+                return True
+            if state is JobState.RUNNING:
                 cur.execute(Q["request_cancel"], {"id": job_id})
             elif state is not JobState.CANCELLED:
                 raise InvalidTransition(job_id, state, "cancel")
+            return False
 
-        self._db.run(body)
+        if self._db.run(body):
+            self._after_commit(ended=True)
         self._finished_local()
         return self.get(job_id)
 
@@ -811,11 +816,19 @@ class PostgresBackend(Backend):
         self._finish_listener.start(wait=_FIRST_LISTEN_WAIT)
         return self._finish_listener.marker
 
-    def _notify_finished(self, cur: Cursor, rows: Iterable[Sequence[Any]] | None = None) -> None:
-        """NOTIFY those waiting on results (at commit), unless ``rows`` (id, state, ...) of a
-        rescue ended no job."""
-        if rows is None or any(row[1] != "retrying" for row in rows):
-            cur.execute(Q["notify_finished"], {"finished_channel": self._finished_channel})
+    def _after_commit(self, queues: Iterable[str] = (), *, ended: bool = False) -> None:
+        """Once a transaction has committed: have the notifier wake the workers of ``queues``
+        and, when it ``ended`` jobs, tell those waiting on results (see notifier.py)."""
+        notifications = [(self._channel, queue) for queue in queues]
+        if ended:
+            notifications.append((self._finished_channel, ""))
+        if notifications:
+            self._notifier.notify(notifications)
+
+    def _after_rescue(self, rows: Sequence[Sequence[Any]]) -> None:
+        """_after_commit for the rows (id, state, queue) a rescue returned."""
+        retrying = [queue for _, state, queue in rows if state == "retrying"]
+        self._after_commit(retrying, ended=len(retrying) < len(rows))
 
     def _connect_listener(self) -> Connection:
         # "conveyor-listener", or "<the URL's application_name>-listener" (63 bytes at most).

@@ -1,5 +1,6 @@
 """finish_many on PostgreSQL: one fenced UPDATE ... FROM unnest(...) per kind of outcome, never
-a round trip per job, with retry budgets spent in the same transaction."""
+a round trip per job, with retry budgets spent in the same transaction. It sends no NOTIFY:
+what it returns tells the caller which to have the notifier send once it has committed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from conveyor.backends.base import FinishResult, Outcome, OutcomeKind
 from conveyor.backends.postgres.connection import Cursor, Q
-from conveyor.job import JobState
+from conveyor.job import TERMINAL_STATES, JobState
 
 #: Outcomes after which the job is ready again (at once or later): other workers should look.
 _WAKING = (OutcomeKind.RETRY, OutcomeKind.RELEASED)
@@ -21,15 +22,14 @@ Run = tuple[int, str]  # (job id, lease token): one run of one job
 @dataclass
 class Finished:
     results: list[FinishResult]
-    #: Queues that got jobs back (retries, releases): to be notified in the same transaction.
+    #: Queues that got jobs back (retries, releases): their workers to be woken.
     queues: set[str] = field(default_factory=set)
+    #: Whether some job ended (succeeded, dead, cancelled): those waiting on results to be told.
+    ended: bool = False
 
 
-def finish_outcomes(
-    cur: Cursor, outcomes: Sequence[Outcome], now: float | None, finished_channel: str
-) -> Finished:
-    """Apply the outcomes; the queries that end jobs also NOTIFY ``finished_channel`` (once per
-    transaction), for those waiting on results."""
+def finish_outcomes(cur: Cursor, outcomes: Sequence[Outcome], now: float | None) -> Finished:
+    """Apply the outcomes."""
     # A run can be finished once: a repeated (id, token) in the batch is never applied.
     firsts: dict[Run, Outcome] = {}
     for outcome in outcomes:
@@ -42,15 +42,12 @@ def finish_outcomes(
         group = [o for o in batch if o.kind is kind]
         if not group:
             continue
-        params = {"now": now, "finished_channel": finished_channel, **_params(kind, group)}
+        params = {"now": now, **_params(kind, group)}
         rows = cur.execute(Q[f"finish_{kind.value}"], params).fetchall()
         for job_id, token, queue, state in rows:
             ended[(int(job_id), token)] = JobState(state)
             if kind in _WAKING:
                 queues.add(queue)
-        if kind is OutcomeKind.RELEASED and any(row[3] == "cancelled" for row in rows):
-            # A release that met a cancel request ended the job (finish_released).
-            cur.execute(Q["notify_finished"], {"finished_channel": finished_channel})
 
     results: list[FinishResult] = []
     for outcome in outcomes:
@@ -59,7 +56,8 @@ def finish_outcomes(
             results.append(FinishResult(outcome.job_id, True, ended[run]))
         else:
             results.append(FinishResult(outcome.job_id, False))
-    return Finished(results, queues)
+    # A release that met a cancel request ended its job too (finish_released).
+    return Finished(results, queues, any(state in TERMINAL_STATES for state in ended.values()))
 
 
 def _spend_retry_budgets(cur: Cursor, outcomes: list[Outcome], now: float | None) -> list[Outcome]:

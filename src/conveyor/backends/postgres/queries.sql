@@ -47,14 +47,17 @@ LISTEN {channel}
 -- Delivered at commit, once per queue: the payload tells listeners which queue has work.
 SELECT pg_notify(%(channel)s, queue) FROM unnest(%(queues)b::text[]) AS queue
 
--- name: notify_finished
--- Delivered at commit, once per transaction however many jobs it ended (PostgreSQL folds
--- identical notifications of one transaction): those waiting for results read theirs again.
-SELECT pg_notify(%(finished_channel)s, '')
+-- name: notify_pending
+-- The notifier's send (notifier.py), after the commits it tells of: the wake-ups of single
+-- enqueues (channel <schema>_jobs, payload the queue) and one notification of the transactions
+-- that ended jobs meanwhile (channel <schema>_finished, payload ''), on which those waiting for
+-- results read theirs again.
+SELECT pg_notify(c, p) FROM unnest(%(channels)b::text[], %(payloads)b::text[]) AS t (c, p)
 
 -- name: notifier_session
--- The session that sends the wake-ups of single enqueues (notifier.py): its transactions write
--- nothing that must survive a crash, so their commits need not wait for a disk flush.
+-- The session that sends the notifications after their commits (notifier.py): its
+-- transactions write nothing that must survive a crash, so their commits need not wait for a
+-- disk flush.
 SET synchronous_commit TO off
 
 -- name: migration_lock
@@ -500,20 +503,15 @@ WHERE j.state = 'running'
 FOR UPDATE OF j
 
 -- name: finish_succeeded
-WITH done AS (
-    UPDATE conveyor_jobs AS j
-    SET state = 'succeeded', result = o.result::json,
-        finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
-        lease_token = NULL, lease_expires_at = NULL
-    FROM unnest(%(ids)b::int8[], %(tokens)b::text[], %(results)b::text[]) AS o (id, token, result)
-    WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
-),
-told AS (
-    -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
-    SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
-)
-SELECT id, token, queue, state FROM done, told
+-- No NOTIFY here nor in the other finishes: the notifier tells those waiting for results once
+-- the batch has committed (notifier.py).
+UPDATE conveyor_jobs AS j
+SET state = 'succeeded', result = o.result::json,
+    finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
+    lease_token = NULL, lease_expires_at = NULL
+FROM unnest(%(ids)b::int8[], %(tokens)b::text[], %(results)b::text[]) AS o (id, token, result)
+WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
+RETURNING j.id, o.token, j.queue, j.state
 
 -- name: finish_retry
 UPDATE conveyor_jobs AS j
@@ -533,47 +531,33 @@ WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
 RETURNING j.id, o.token, j.queue, j.state
 
 -- name: finish_dead
-WITH done AS (
-    UPDATE conveyor_jobs AS j
-    SET state = 'dead', dead_reason = o.reason,
-        finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
-        errors = CASE WHEN o.error IS NULL THEN j.errors
-                      ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
-        checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
-        lease_token = NULL, lease_expires_at = NULL
-    FROM unnest(
-        %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(reasons)b::text[],
-        %(checkpoints)b::text[]
-    ) AS o (id, token, error, reason, checkpoint)
-    WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
-),
-told AS (
-    -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
-    SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
-)
-SELECT id, token, queue, state FROM done, told
+UPDATE conveyor_jobs AS j
+SET state = 'dead', dead_reason = o.reason,
+    finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
+    errors = CASE WHEN o.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
+    checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
+    lease_token = NULL, lease_expires_at = NULL
+FROM unnest(
+    %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(reasons)b::text[],
+    %(checkpoints)b::text[]
+) AS o (id, token, error, reason, checkpoint)
+WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
+RETURNING j.id, o.token, j.queue, j.state
 
 -- name: finish_cancelled
-WITH done AS (
-    UPDATE conveyor_jobs AS j
-    SET state = 'cancelled',
-        finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
-        errors = CASE WHEN o.error IS NULL THEN j.errors
-                      ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
-        checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
-        lease_token = NULL, lease_expires_at = NULL
-    FROM unnest(
-        %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(checkpoints)b::text[]
-    ) AS o (id, token, error, checkpoint)
-    WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
-),
-told AS (
-    -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
-    SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
-)
-SELECT id, token, queue, state FROM done, told
+UPDATE conveyor_jobs AS j
+SET state = 'cancelled',
+    finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
+    errors = CASE WHEN o.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
+    checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
+    lease_token = NULL, lease_expires_at = NULL
+FROM unnest(
+    %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(checkpoints)b::text[]
+) AS o (id, token, error, checkpoint)
+WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
+RETURNING j.id, o.token, j.queue, j.state
 
 -- name: finish_released
 -- Back in the queue without charging the attempt, unless someone asked to cancel the job
