@@ -22,6 +22,7 @@ from conveyor.errors import (
 )
 from conveyor.job import JobError
 from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
+from conveyor.workflows.links import check_dependency_options, link_batch, link_job
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -90,6 +91,14 @@ class JobOptions:
     idempotency_key: str | None = None
     max_attempts: int | None = None
     timeout: float | None = None
+    #: Parents: ids of stored jobs, Job snapshots, or JobSpecs of the same enqueue_many batch
+    #: (see conveyor.workflows). The job is blocked until every parent succeeded.
+    depends_on: Sequence[Any] | None = None
+    #: What a parent ending dead or cancelled does to this job: "cancel" (the default),
+    #: "run" or "dead" (see conveyor.workflows.rules).
+    on_parent_failure: str | None = None
+    #: The workflow the job belongs to (``app.workflow(id)``); composition sets it.
+    workflow_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.delay is not None and self.run_at is not None:
@@ -108,6 +117,12 @@ class JobOptions:
             not isinstance(self.idempotency_key, str) or not self.idempotency_key
         ):
             raise ConfigurationError("idempotency_key must be a non-empty string")
+        if self.depends_on is not None or self.on_parent_failure is not None:
+            object.__setattr__(self, "depends_on", check_dependency_options(self))
+        if self.workflow_id is not None and (
+            not isinstance(self.workflow_id, str) or not 1 <= len(self.workflow_id) <= 200
+        ):
+            raise ConfigurationError("workflow_id must be a string of 1-200 characters")
 
 
 #: The options of a job enqueued without any: every field means "the task's default".
@@ -171,7 +186,10 @@ def encode_job(
         task, options or DEFAULT_OPTIONS, queue, priority, max_attempts, timeout, idempotency
     )
     args_json, kwargs_json = encode_arguments(task, args, kwargs, max_payload_bytes)
-    return head.job(args_json, kwargs_json)
+    job = head.job(args_json, kwargs_json)
+    if options is not None and options is not DEFAULT_OPTIONS:
+        link_job(job, options, None)
+    return job
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +288,12 @@ def build_jobs(specs: Sequence[JobSpec]) -> list[NewJob]:
     find anything to look at closely, every job takes the exact path of ``JobSpec.to_new_job``,
     which raises the same error, naming the task, as enqueueing that job alone would."""
     built = _build_batch(specs)
-    return [spec.to_new_job() for spec in specs] if built is None else built
+    jobs = [spec.to_new_job() for spec in specs] if built is None else built
+    for spec in specs:
+        if spec.options is not DEFAULT_OPTIONS:
+            link_batch(specs, jobs)
+            break
+    return jobs
 
 
 def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
@@ -393,7 +416,7 @@ class Task(Generic[P, R]):
 
     def options(self, **options: Any) -> BoundTask[P, R]:
         """Override options for the next enqueue: queue, priority, delay, run_at,
-        idempotency_key, max_attempts, timeout."""
+        idempotency_key, max_attempts, timeout, depends_on, on_parent_failure, workflow_id."""
         try:
             return BoundTask(self, JobOptions(**options))
         except TypeError as exc:

@@ -47,6 +47,13 @@ class NewJob:
     #: "live": the key is held while the job is live; "any": also while a finished job with it
     #: is still stored (until pruned).
     idempotency_scope: str = "live"
+    #: Ids of stored jobs this one waits for (see conveyor.workflows).
+    depends_on: tuple[int, ...] = ()
+    #: Positions, in the same enqueue_many batch, of the jobs this one waits for.
+    depends_on_batch: tuple[int, ...] = ()
+    #: What a parent's failure does to this job: None (cancel), "run" or "dead".
+    on_parent_failure: str | None = None
+    workflow_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -151,6 +158,15 @@ def rescued_by_state(rows: Iterable[Sequence[Any]]) -> dict[str, list[int]]:
         "dead": sorted(by_state["dead"]),
         "cancelled": sorted(by_state["cancelled"]),
     }
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """The edges of one job: its parents (id, state, result -- None unless succeeded) and its
+    children (id, state), by id."""
+
+    parents: list[tuple[int, JobState, Any]] = field(default_factory=list)
+    children: list[tuple[int, JobState]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -268,7 +284,11 @@ class Backend(ABC):
 
     @abstractmethod
     def finish_many(self, outcomes: Sequence[Outcome]) -> list[FinishResult]:
-        """Apply outcomes, each fenced by its token, in one transaction."""
+        """Apply outcomes, each fenced by its token, in one transaction. A job that ends with
+        children (see conveyor.workflows.rules) settles them in that same transaction: the
+        last parent's success makes a child queued (scheduled if its run_at is later), a
+        failure applies the child's policy down the graph. A job without children pays one
+        flag read for it."""
 
     # --- caps on running jobs -------------------------------------------------------------
 
@@ -394,8 +414,13 @@ class Backend(ABC):
         """Cancel a waiting job at once; ask the worker to cancel a running one."""
 
     @abstractmethod
-    def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
-        """dead/cancelled -> queued. Without ``reset_attempts`` the job gets one more attempt."""
+    def requeue(
+        self, job_ids: Sequence[int], reset_attempts: bool = False, revive_children: bool = False
+    ) -> list[Job]:
+        """dead/cancelled -> queued. Without ``reset_attempts`` the job gets one more attempt.
+        Its children still blocked wait for it again; with ``revive_children`` the descendants
+        that its failure ended (cancelled or dead by their ``on_parent_failure`` policy) are
+        blocked again on their parents, in the same transaction."""
 
     @abstractmethod
     def discard(self, job_ids: Sequence[int]) -> int:
@@ -417,6 +442,14 @@ class Backend(ABC):
         before_id: int | None = None,
     ) -> list[Job]:
         """Newest first; page with ``before_id``."""
+
+    @abstractmethod
+    def dependencies(self, job_id: int) -> Dependencies:
+        """The parents and children of a job (JobNotFound if there is no such job)."""
+
+    @abstractmethod
+    def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        """Every job enqueued under ``workflow_id``, oldest first."""
 
     @abstractmethod
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:

@@ -21,6 +21,7 @@ from conveyor.backends.base import (
     FORGET_DEAD_WORKERS_AFTER,
     Backend,
     ClaimedJob,
+    Dependencies,
     EnqueueResult,
     FinishResult,
     LeaseReport,
@@ -33,8 +34,10 @@ from conveyor.backends.base import (
     rescued_by_state,
 )
 from conveyor.backends.caps import CappedQueues
+from conveyor.backends.dependencies import Settlement, requeue_links, settle_rows
 from conveyor.backends.postgres.clock import DatabaseClock
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
+from conveyor.backends.postgres.deps import run_sql
 from conveyor.backends.postgres.enqueue import enqueue_steps, needs_transaction
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.outcomes import finish_outcomes
@@ -286,7 +289,7 @@ class PostgresBackend(Backend):
         now = self._now_param()
 
         def body(cur: Cursor) -> list[FinishResult]:
-            finished = finish_outcomes(cur, outcomes, now, self._finished_channel)
+            finished = finish_outcomes(cur, outcomes, now, self._finished_channel, self._channel)
             self._notify(cur, finished.queues)
             return finished.results
 
@@ -330,8 +333,9 @@ class PostgresBackend(Backend):
         def body(cur: Cursor) -> list[tuple[Any, ...]]:
             params = {"now": now, "exclude": exclude_worker}
             rows = cur.execute(Q["rescue_expired"], params).fetchall()
-            self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
+            self._notify(cur, (row[2] for row in rows if row[1] == "retrying"))
             self._notify_finished(cur, rows)
+            self._settle(cur, [(r[0], r[1], r[3]) for r in rows], now)
             return rows
 
         return RescueReport(**rescued_by_state(self._db.run(body)))
@@ -360,8 +364,9 @@ class PostgresBackend(Backend):
                 rescue = {"now": now, "workers": workers}
                 rows = cur.execute(Q["rescue_dead_workers"], rescue).fetchall()
                 cur.execute(Q["release_dead_leaderships"], {"workers": workers})
-                self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
+                self._notify(cur, (row[2] for row in rows if row[1] == "retrying"))
                 self._notify_finished(cur, rows)
+                self._settle(cur, [(r[0], r[1], r[3]) for r in rows], now)
             cur.execute(Q["forget_dead_workers"], {"now": now, "forget_after": float(forget_after)})
             return workers, rows
 
@@ -386,10 +391,10 @@ class PostgresBackend(Backend):
 
     def prune(self, older_than: float, batch: int = 1000) -> int:
         params = {"now": self._now_param(), "older_than": float(older_than), "batch": batch}
-        rowcount = self._db.run(
-            lambda cur: cur.execute(Q["prune"], params).rowcount, transaction=False
+        row = self._db.run(
+            lambda cur: cur.execute(Q["prune"], params).fetchone(), transaction=False
         )
-        return int(rowcount)
+        return 0 if row is None else int(row[0])
 
     def upkeep(self) -> bool:
         """VACUUM (ANALYZE) the jobs table when autovacuum will not: it is off for the server
@@ -505,8 +510,10 @@ class PostgresBackend(Backend):
         def body(cur: Cursor) -> None:
             state = self._locked_state(cur, job_id)
             if state in CANCELLABLE_STATES:
-                cur.execute(Q["cancel_waiting"], params)
+                row = cur.execute(Q["cancel_waiting"], params).fetchone()
                 self._notify_finished(cur)
+                if row is not None and row[0]:
+                    self._settle(cur, [(job_id, "cancelled", True)], params["now"])
             elif state is JobState.RUNNING:
                 cur.execute(Q["request_cancel"], {"id": job_id})
             elif state is not JobState.CANCELLED:
@@ -516,7 +523,9 @@ class PostgresBackend(Backend):
         self._finished_local()
         return self.get(job_id)
 
-    def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
+    def requeue(
+        self, job_ids: Sequence[int], reset_attempts: bool = False, revive_children: bool = False
+    ) -> list[Job]:
         now = self._now_param()
 
         def body(cur: Cursor) -> set[str]:
@@ -532,6 +541,7 @@ class PostgresBackend(Backend):
                     raise IdempotencyConflict(job_id) from None
                 if row is not None:
                     queues.add(row[0])
+                run_sql(cur, requeue_links(job_id, revive_children))
             self._notify(cur, queues)
             return queues
 
@@ -548,6 +558,7 @@ class PostgresBackend(Backend):
                 if state is not JobState.DEAD:
                     raise InvalidTransition(job_id, state, "discard")
                 deleted += cur.execute(Q["discard"], {"id": job_id}).rowcount
+            cur.execute(Q["forget_edges"], {"ids": list(job_ids)})
             return deleted
 
         return self._db.run(body)
@@ -586,6 +597,24 @@ class PostgresBackend(Backend):
         }
         return self._read_jobs("list_jobs", params)
 
+    def dependencies(self, job_id: int) -> Dependencies:
+        def body(cur: Cursor) -> tuple[Any, list[Any], list[Any]]:
+            found = cur.execute(Q["get_job"], {"id": job_id}).fetchone()
+            parents = cur.execute(Q["job_parents"], {"id": job_id}).fetchall()
+            children = cur.execute(Q["job_children"], {"id": job_id}).fetchall()
+            return found, parents, children
+
+        found, parents, children = self._db.run(body, transaction=False, idempotent=True)
+        if found is None:
+            raise JobNotFound(job_id)
+        return Dependencies(
+            parents=[(int(p), JobState(s), r if s == "succeeded" else None) for p, s, r in parents],
+            children=[(int(c), JobState(s)) for c, s in children],
+        )
+
+    def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        return self._read_jobs("workflow_jobs", {"workflow_id": workflow_id})
+
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:
         rows = self._db.run(
             lambda cur: cur.execute(Q["stats"]).fetchall(), transaction=False, idempotent=True
@@ -616,6 +645,14 @@ class PostgresBackend(Backend):
         # As change_marker: the first call waits briefly for LISTEN to be in place.
         self._finish_listener.start(wait=_FIRST_LISTEN_WAIT)
         return self._finish_listener.marker
+
+    def _settle(self, cur: Cursor, rows: Sequence[Sequence[Any]], now: float | None) -> None:
+        """Children of the jobs in ``rows`` (id, state, has_children) that just ended, in the
+        transaction of ``cur``."""
+        settlement: Settlement = run_sql(cur, settle_rows(rows, now))
+        self._notify(cur, settlement.queues)
+        if settlement.ended:
+            self._notify_finished(cur)
 
     def _notify_finished(self, cur: Cursor, rows: Iterable[Sequence[Any]] | None = None) -> None:
         """NOTIFY those waiting on results (at commit), unless ``rows`` (id, state, ...) of a

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.backends.base import FinishResult, Outcome, OutcomeKind
+from conveyor.backends.dependencies import Settlement, settle_ends
 from conveyor.backends.postgres.connection import Cursor, Q
+from conveyor.backends.postgres.deps import run_sql
 from conveyor.job import JobState
 
 #: Outcomes after which the job is ready again (at once or later): other workers should look.
@@ -21,15 +23,20 @@ Run = tuple[int, str]  # (job id, lease token): one run of one job
 @dataclass
 class Finished:
     results: list[FinishResult]
-    #: Queues that got jobs back (retries, releases): to be notified in the same transaction.
+    #: Queues that got jobs back (retries, releases, children unblocked): to be notified in
+    #: the same transaction.
     queues: set[str] = field(default_factory=set)
+    #: Children that a parent's failure ended (they need the finished NOTIFY too).
+    settlement: Settlement = field(default_factory=Settlement)
 
 
 def finish_outcomes(
-    cur: Cursor, outcomes: Sequence[Outcome], now: float | None, finished_channel: str
+    cur: Cursor, outcomes: Sequence[Outcome], now: float | None, finished_channel: str, channel: str
 ) -> Finished:
     """Apply the outcomes; the queries that end jobs also NOTIFY ``finished_channel`` (once per
-    transaction), for those waiting on results."""
+    transaction), for those waiting on results. Successes settle their children in their own
+    statement (NOTIFYing ``channel`` for the queues that get ready jobs); failures settle theirs
+    here, in the same transaction."""
     # A run can be finished once: a repeated (id, token) in the batch is never applied.
     firsts: dict[Run, Outcome] = {}
     for outcome in outcomes:
@@ -38,18 +45,30 @@ def finish_outcomes(
 
     ended: dict[Run, JobState] = {}
     queues: set[str] = set()
+    failed: dict[int, str] = {}
     for kind in OutcomeKind:
         group = [o for o in batch if o.kind is kind]
         if not group:
             continue
         params = {"now": now, "finished_channel": finished_channel, **_params(kind, group)}
+        if kind is OutcomeKind.SUCCEEDED:
+            params["channel"] = channel
         rows = cur.execute(Q[f"finish_{kind.value}"], params).fetchall()
-        for job_id, token, queue, state in rows:
+        for job_id, token, queue, state, has_children in rows:
             ended[(int(job_id), token)] = JobState(state)
             if kind in _WAKING:
                 queues.add(queue)
+            if has_children and state in ("dead", "cancelled"):
+                failed[int(job_id)] = state
         if kind is OutcomeKind.RELEASED and any(row[3] == "cancelled" for row in rows):
             # A release that met a cancel request ended the job (finish_released).
+            cur.execute(Q["notify_finished"], {"finished_channel": finished_channel})
+
+    settlement = Settlement()
+    if failed:
+        settlement = run_sql(cur, settle_ends((), failed, now))
+        queues |= settlement.queues
+        if settlement.ended:
             cur.execute(Q["notify_finished"], {"finished_channel": finished_channel})
 
     results: list[FinishResult] = []
@@ -59,7 +78,7 @@ def finish_outcomes(
             results.append(FinishResult(outcome.job_id, True, ended[run]))
         else:
             results.append(FinishResult(outcome.job_id, False))
-    return Finished(results, queues)
+    return Finished(results, queues, settlement)
 
 
 def _spend_retry_budgets(cur: Cursor, outcomes: list[Outcome], now: float | None) -> list[Outcome]:

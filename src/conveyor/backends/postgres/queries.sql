@@ -434,13 +434,21 @@ WITH done AS (
         lease_token = NULL, lease_expires_at = NULL
     FROM unnest(%(ids)b::int8[], %(tokens)b::text[], %(results)b::text[]) AS o (id, token, result)
     WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
+    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state,
+              j.has_children AS has_children
 ),
 told AS (
     -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
     SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
+),
+released AS (
+    -- Children of the jobs that succeeded, settled in this statement (see the function in
+    -- migration 7); a batch without children never calls it.
+    SELECT conveyor_release_children(
+        array_agg(id), coalesce(to_timestamp(%(now)s::float8), now()), %(channel)s) AS n
+    FROM done WHERE has_children HAVING count(*) > 0
 )
-SELECT id, token, queue, state FROM done, told
+SELECT id, token, queue, state, false FROM done CROSS JOIN told LEFT JOIN released ON true
 
 -- name: finish_retry
 UPDATE conveyor_jobs AS j
@@ -455,7 +463,7 @@ FROM unnest(
     %(checkpoints)b::text[]
 ) AS o (id, token, error, retry_in, checkpoint)
 WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue, j.state
+RETURNING j.id, o.token, j.queue, j.state, j.has_children
 
 -- name: finish_dead
 WITH done AS (
@@ -471,13 +479,14 @@ WITH done AS (
         %(checkpoints)b::text[]
     ) AS o (id, token, error, reason, checkpoint)
     WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
+    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state,
+              j.has_children AS has_children
 ),
 told AS (
     -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
     SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
 )
-SELECT id, token, queue, state FROM done, told
+SELECT id, token, queue, state, has_children FROM done, told
 
 -- name: finish_cancelled
 WITH done AS (
@@ -492,13 +501,14 @@ WITH done AS (
         %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(checkpoints)b::text[]
     ) AS o (id, token, error, checkpoint)
     WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
+    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state,
+              j.has_children AS has_children
 ),
 told AS (
     -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
     SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
 )
-SELECT id, token, queue, state FROM done, told
+SELECT id, token, queue, state, has_children FROM done, told
 
 -- name: finish_released
 -- Back in the queue without charging the attempt, unless someone asked to cancel the job
@@ -513,7 +523,7 @@ SET state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'queued' END,
 FROM unnest(%(ids)b::int8[], %(tokens)b::text[], %(checkpoints)b::text[])
     AS o (id, token, checkpoint)
 WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue, j.state
+RETURNING j.id, o.token, j.queue, j.state, j.has_children
 
 -- name: budget_open_window
 INSERT INTO conveyor_retry_budgets AS b (task, window_start, used)
@@ -556,7 +566,7 @@ WHERE id = ANY(ARRAY(
       AND (%(exclude)s::text IS NULL OR worker_id IS DISTINCT FROM %(exclude)s::text)
     FOR UPDATE SKIP LOCKED
 ))
-RETURNING id, state, queue
+RETURNING id, state, queue, has_children
 
 -- name: job_state
 SELECT state FROM conveyor_jobs WHERE id = %(id)s FOR UPDATE
@@ -565,6 +575,7 @@ SELECT state FROM conveyor_jobs WHERE id = %(id)s FOR UPDATE
 UPDATE conveyor_jobs
 SET state = 'cancelled', finished_at = coalesce(to_timestamp(%(now)s::float8), now())
 WHERE id = %(id)s AND state IN ('blocked', 'scheduled', 'queued', 'retrying')
+RETURNING has_children
 
 -- name: request_cancel
 UPDATE conveyor_jobs SET cancel_requested = true
@@ -573,7 +584,7 @@ WHERE id = %(id)s AND state = 'running'
 -- name: requeue
 UPDATE conveyor_jobs
 SET state = 'queued', run_at = coalesce(to_timestamp(%(now)s::float8), now()),
-    finished_at = NULL, dead_reason = NULL, cancel_requested = false,
+    finished_at = NULL, dead_reason = NULL, cancel_requested = false, stopped_by = NULL,
     max_attempts = CASE WHEN %(reset)s::boolean THEN max_attempts
                         ELSE greatest(max_attempts, attempts + 1) END,
     attempts = CASE WHEN %(reset)s::boolean THEN 0 ELSE attempts END,
@@ -590,7 +601,7 @@ SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
        worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
-       date_part('epoch', finished_at) AS finished_at
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id
 FROM conveyor_jobs WHERE id = %(id)s
 
 -- name: get_jobs
@@ -600,7 +611,7 @@ SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
        worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
-       date_part('epoch', finished_at) AS finished_at
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id
 FROM conveyor_jobs WHERE id = ANY(%(ids)b::int8[])
 
 -- name: list_jobs
@@ -609,7 +620,7 @@ SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
        worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
-       date_part('epoch', finished_at) AS finished_at
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id
 FROM conveyor_jobs
 WHERE (%(states)b::text[] IS NULL OR state = ANY(%(states)b::text[]))
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
@@ -622,16 +633,28 @@ LIMIT %(limit)s
 SELECT queue, state, count(*) FROM conveyor_jobs GROUP BY queue, state
 
 -- name: prune
-DELETE FROM conveyor_jobs
-WHERE id = ANY(ARRAY(
-    SELECT id FROM conveyor_jobs
-    WHERE finished_at IS NOT NULL
-      AND finished_at < coalesce(to_timestamp(%(now)s::float8), now())
-                        - %(older_than)s::float8 * interval '1 second'
-      AND state IN ('succeeded', 'cancelled')
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-))
+-- A parent stays while a child of its is live: the child may read its result. The edges of
+-- pruned children go with them.
+WITH gone AS (
+    DELETE FROM conveyor_jobs
+    WHERE id = ANY(ARRAY(
+        SELECT j.id FROM conveyor_jobs AS j
+        WHERE j.finished_at IS NOT NULL
+          AND j.finished_at < coalesce(to_timestamp(%(now)s::float8), now())
+                              - %(older_than)s::float8 * interval '1 second'
+          AND j.state IN ('succeeded', 'cancelled')
+          AND NOT (j.has_children AND EXISTS (
+              SELECT 1 FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+              WHERE e.parent_id = j.id
+                AND c.state IN ('blocked', 'scheduled', 'queued', 'running', 'retrying')))
+        LIMIT %(batch)s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING id
+), edges AS (
+    DELETE FROM conveyor_job_edges WHERE child_id IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone
 
 -- name: next_due
 SELECT date_part('epoch', min(run_at)) FROM conveyor_jobs
@@ -676,7 +699,7 @@ WHERE id = ANY(ARRAY(
     WHERE state = 'running' AND worker_id = ANY(%(workers)b::text[])
     FOR UPDATE
 ))
-RETURNING id, state, queue
+RETURNING id, state, queue, has_children
 
 -- name: forget_dead_workers
 DELETE FROM conveyor_workers
@@ -790,3 +813,131 @@ RESET vacuum_cost_delay
 
 -- name: vacuum_unwatch_client
 RESET client_connection_check_interval
+
+-- Dependencies (conveyor/workflows/). Parallel arrays pair by position; %(rows)s is a JSON
+-- array of rows.
+
+-- name: lock_parents
+-- Marks the parents of jobs being enqueued (their finish will look for children from now on)
+-- and reads their states. The row locks order this enqueue with a concurrent finish of a
+-- parent: that finish waits for this commit, then sees has_children and (through
+-- conveyor_release_children's fresh snapshot) the edges.
+UPDATE conveyor_jobs SET has_children = true
+WHERE id = ANY(%(ids)b::int8[])
+RETURNING id, state
+
+-- name: insert_edges
+INSERT INTO conveyor_job_edges (parent_id, child_id)
+SELECT * FROM unnest(%(parents)b::int8[], %(children)b::int8[])
+ON CONFLICT DO NOTHING
+
+-- name: set_dependency_states
+UPDATE conveyor_jobs AS j
+SET state = coalesce(d.state, j.state),
+    pending_parents = d.pending,
+    on_parent_failure = d.policy,
+    dead_reason = d.reason,
+    stopped_by = d.stopped_by,
+    finished_at = CASE WHEN d.state IN ('dead', 'cancelled')
+                       THEN coalesce(to_timestamp(%(now)s::float8), now()) END
+FROM (
+    SELECT (r->>0)::int8 AS id, r->>1 AS state, (r->>2)::integer AS pending, r->>3 AS policy,
+           r->>4 AS reason, (r->>5)::int8 AS stopped_by
+    FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+) AS d
+WHERE j.id = d.id
+
+-- name: set_workflow
+UPDATE conveyor_jobs SET workflow_id = %(workflow_id)s
+WHERE id = ANY(%(ids)b::int8[])
+
+-- name: release_children
+UPDATE conveyor_jobs AS c
+SET pending_parents = c.pending_parents - e.n,
+    state = CASE WHEN c.pending_parents - e.n > 0 THEN 'blocked'
+                 WHEN c.run_at > coalesce(to_timestamp(%(now)s::float8), now()) THEN 'scheduled'
+                 ELSE 'queued' END
+FROM (SELECT child_id, count(*)::integer AS n FROM conveyor_job_edges
+      WHERE parent_id = ANY(%(parents)b::int8[]) GROUP BY child_id) AS e
+WHERE c.id = e.child_id AND c.state = 'blocked'
+RETURNING c.id, c.queue, c.state
+
+-- name: unblock
+UPDATE conveyor_jobs AS c
+SET pending_parents = c.pending_parents - e.n,
+    state = CASE WHEN c.pending_parents - e.n > 0 THEN 'blocked'
+                 WHEN c.run_at > coalesce(to_timestamp(%(now)s::float8), now()) THEN 'scheduled'
+                 ELSE 'queued' END
+FROM unnest(%(ids)b::int8[], %(counts)b::int8[]) AS e (id, n)
+WHERE c.id = e.id AND c.state = 'blocked'
+RETURNING c.id, c.queue, c.state
+
+-- name: blocked_children
+-- Locked in id order (as every settlement locks them), so concurrent settlements queue up
+-- instead of deadlocking.
+SELECT c.id, e.parent_id, c.on_parent_failure
+FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE e.parent_id = ANY(%(parents)b::int8[]) AND c.state = 'blocked'
+ORDER BY c.id, e.parent_id
+FOR UPDATE OF c
+
+-- name: stop_children
+UPDATE conveyor_jobs AS j
+SET state = d.state, dead_reason = d.reason, stopped_by = d.stopped_by,
+    finished_at = coalesce(to_timestamp(%(now)s::float8), now())
+FROM (
+    SELECT (r->>0)::int8 AS id, r->>1 AS state, r->>2 AS reason, (r->>3)::int8 AS stopped_by
+    FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+) AS d
+WHERE j.id = d.id AND j.state = 'blocked'
+RETURNING j.id, j.state, j.has_children
+
+-- name: reblock_children
+UPDATE conveyor_jobs
+SET pending_parents = pending_parents + 1
+WHERE state = 'blocked' AND id IN (
+    SELECT child_id FROM conveyor_job_edges WHERE parent_id = %(id)s)
+
+-- name: stopped_children
+SELECT c.id FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE e.parent_id = ANY(%(parents)b::int8[])
+  AND c.stopped_by = e.parent_id AND c.state IN ('dead', 'cancelled')
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_job_edges AS o JOIN conveyor_jobs AS p ON p.id = o.parent_id
+      WHERE o.child_id = c.id AND o.parent_id <> e.parent_id
+        AND p.state IN ('dead', 'cancelled'))
+ORDER BY c.id
+
+-- name: revive_children
+UPDATE conveyor_jobs AS j
+SET state = 'blocked', finished_at = NULL, dead_reason = NULL, stopped_by = NULL,
+    cancel_requested = false,
+    pending_parents = (
+        SELECT count(*) FROM conveyor_job_edges AS e JOIN conveyor_jobs AS p
+          ON p.id = e.parent_id
+        WHERE e.child_id = j.id AND p.state <> 'succeeded')
+WHERE j.id = ANY(%(ids)b::int8[]) AND j.state IN ('dead', 'cancelled')
+
+-- name: job_parents
+SELECT p.id, p.state, p.result FROM conveyor_job_edges AS e JOIN conveyor_jobs AS p
+  ON p.id = e.parent_id
+WHERE e.child_id = %(id)s
+ORDER BY p.id
+
+-- name: job_children
+SELECT c.id, c.state FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE e.parent_id = %(id)s
+ORDER BY c.id
+
+-- name: workflow_jobs
+SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at) AS run_at,
+       attempts, max_attempts, date_part('epoch', created_at) AS created_at, idempotency_key,
+       lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
+       worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
+       date_part('epoch', started_at) AS started_at,
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id
+FROM conveyor_jobs WHERE workflow_id = %(workflow_id)s
+ORDER BY id
+
+-- name: forget_edges
+DELETE FROM conveyor_job_edges WHERE child_id = ANY(%(ids)b::int8[])

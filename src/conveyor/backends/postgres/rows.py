@@ -46,6 +46,9 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         lease_expires_at=_seconds(row["lease_expires_at"]),
         started_at=_seconds(row["started_at"]),
         finished_at=_seconds(row["finished_at"]),
+        pending_parents=row["pending_parents"],
+        stopped_by=row["stopped_by"],
+        workflow_id=row["workflow_id"],
     )
 
 

@@ -193,7 +193,7 @@ UPDATE conveyor_jobs
 SET state = 'succeeded', result = :result, finished_at = :now,
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING state
+RETURNING state, has_children
 
 -- name: finish_retry
 UPDATE conveyor_jobs
@@ -202,7 +202,7 @@ SET state = 'retrying', run_at = :now + :retry_in,
     checkpoint = coalesce(:checkpoint, checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING state
+RETURNING state, has_children
 
 -- name: finish_dead
 UPDATE conveyor_jobs
@@ -212,7 +212,7 @@ SET state = 'dead', dead_reason = :reason, finished_at = :now,
     checkpoint = coalesce(:checkpoint, checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING state
+RETURNING state, has_children
 
 -- name: finish_cancelled
 UPDATE conveyor_jobs
@@ -222,7 +222,7 @@ SET state = 'cancelled', finished_at = :now,
     checkpoint = coalesce(:checkpoint, checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING state
+RETURNING state, has_children
 
 -- name: finish_released
 -- Back in the queue without charging the attempt, unless someone asked to cancel the job
@@ -234,7 +234,7 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END,
     checkpoint = coalesce(:checkpoint, checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING state
+RETURNING state, has_children
 
 -- name: budget_open_window
 INSERT INTO conveyor_retry_budgets (task, window_start, used) VALUES (:task, :now, 0)
@@ -269,11 +269,12 @@ WHERE state = 'running'
            WHEN lease_boot = :boot THEN lease_expires_uptime < :uptime
            ELSE 1 END
   AND (:exclude IS NULL OR worker_id IS NOT :exclude)
-RETURNING id, state
+RETURNING id, state, has_children
 
 -- name: cancel_waiting
 UPDATE conveyor_jobs SET state = 'cancelled', finished_at = :now
 WHERE id = :id AND state IN ('blocked', 'scheduled', 'queued', 'retrying')
+RETURNING has_children
 
 -- name: request_cancel
 UPDATE conveyor_jobs SET cancel_requested = 1
@@ -282,7 +283,7 @@ WHERE id = :id AND state = 'running'
 -- name: requeue
 UPDATE conveyor_jobs
 SET state = 'queued', run_at = :now, finished_at = NULL, dead_reason = NULL,
-    cancel_requested = 0,
+    cancel_requested = 0, stopped_by = NULL,
     max_attempts = CASE WHEN :reset THEN max_attempts ELSE max(max_attempts, attempts + 1) END,
     attempts = CASE WHEN :reset THEN 0 ELSE attempts END,
     lost_runs = CASE WHEN :reset THEN 0 ELSE lost_runs END
@@ -307,13 +308,19 @@ LIMIT :limit
 SELECT queue, state, count(*) FROM conveyor_jobs GROUP BY queue, state
 
 -- name: prune
+-- A parent stays while a child of its is live: the child may read its result.
 DELETE FROM conveyor_jobs
 WHERE id IN (
-    SELECT id FROM conveyor_jobs
-    WHERE finished_at IS NOT NULL AND finished_at < :cutoff
-      AND state IN ('succeeded', 'cancelled')
+    SELECT j.id FROM conveyor_jobs AS j
+    WHERE j.finished_at IS NOT NULL AND j.finished_at < :cutoff
+      AND j.state IN ('succeeded', 'cancelled')
+      AND NOT (j.has_children = 1 AND EXISTS (
+          SELECT 1 FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+          WHERE e.parent_id = j.id
+            AND c.state IN ('blocked', 'scheduled', 'queued', 'running', 'retrying')))
     LIMIT :batch
 )
+RETURNING id
 
 -- name: next_due
 SELECT min(run_at) FROM conveyor_jobs WHERE (state = 'scheduled' OR state = 'retrying')
@@ -335,7 +342,7 @@ FROM (
 ) AS o
 WHERE conveyor_jobs.id = o.id AND conveyor_jobs.lease_token = o.token
   AND conveyor_jobs.state = 'running'
-RETURNING conveyor_jobs.id
+RETURNING conveyor_jobs.id, conveyor_jobs.has_children
 
 -- name: mark_dead_workers
 -- Workers that went dead_after seconds without a beat, counted from :since at the earliest (the
@@ -374,7 +381,7 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
     lease_token = NULL,
     lease_expires_at = NULL
 WHERE state = 'running' AND worker_id IN (SELECT value FROM json_each(:workers))
-RETURNING id, state
+RETURNING id, state, has_children
 
 -- name: forget_dead_workers
 DELETE FROM conveyor_workers WHERE state = 'dead' AND last_beat_at < :now - :forget_after
@@ -456,3 +463,135 @@ DELETE FROM conveyor_queue_limits WHERE queue = :queue
 SELECT queue, max_running FROM conveyor_queue_limits
 WHERE max_running IS NOT NULL
 ORDER BY queue
+
+-- Dependencies (conveyor/workflows/). Lists are JSON arrays; parallel arrays pair by index.
+
+-- name: lock_parents
+-- Marks the parents of jobs being enqueued (their finish will look for children from now on)
+-- and reads their states.
+UPDATE conveyor_jobs SET has_children = 1
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id, state
+
+-- name: insert_edges
+INSERT OR IGNORE INTO conveyor_job_edges (parent_id, child_id)
+SELECT p.value, c.value FROM json_each(:parents) AS p JOIN json_each(:children) AS c
+  ON p.key = c.key
+
+-- name: set_dependency_states
+-- The jobs of an enqueue that have parents, once the parents' states are known: blocked with
+-- their count of parents not yet ended, or already ended by a parent's failure, or left as
+-- inserted (every parent succeeded) with only their policy recorded.
+UPDATE conveyor_jobs
+SET state = coalesce(d.state, conveyor_jobs.state),
+    pending_parents = d.pending,
+    on_parent_failure = d.policy,
+    dead_reason = d.reason,
+    stopped_by = d.stopped_by,
+    finished_at = CASE WHEN d.state = 'dead' OR d.state = 'cancelled' THEN :now END
+FROM (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS state,
+           json_extract(value, '$[2]') AS pending, json_extract(value, '$[3]') AS policy,
+           json_extract(value, '$[4]') AS reason, json_extract(value, '$[5]') AS stopped_by
+    FROM json_each(:rows)
+) AS d
+WHERE conveyor_jobs.id = d.id
+
+-- name: set_workflow
+UPDATE conveyor_jobs SET workflow_id = :workflow_id
+WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: release_children
+-- The children of parents that just succeeded: one parent fewer to wait for each, ready (or
+-- scheduled) once none is left.
+UPDATE conveyor_jobs
+SET pending_parents = pending_parents - e.n,
+    state = CASE WHEN pending_parents - e.n > 0 THEN 'blocked'
+                 WHEN run_at > :now THEN 'scheduled'
+                 ELSE 'queued' END
+FROM (
+    SELECT child_id, count(*) AS n FROM conveyor_job_edges
+    WHERE parent_id IN (SELECT value FROM json_each(:parents))
+    GROUP BY child_id
+) AS e
+WHERE conveyor_jobs.id = e.child_id AND conveyor_jobs.state = 'blocked'
+RETURNING conveyor_jobs.id, conveyor_jobs.queue, conveyor_jobs.state
+
+-- name: unblock
+-- One parent fewer (:counts of them) for each of :ids, whose policy runs them whatever their
+-- parents' outcome.
+UPDATE conveyor_jobs
+SET pending_parents = pending_parents - e.n,
+    state = CASE WHEN pending_parents - e.n > 0 THEN 'blocked'
+                 WHEN run_at > :now THEN 'scheduled'
+                 ELSE 'queued' END
+FROM (
+    SELECT i.value AS id, n.value AS n FROM json_each(:ids) AS i JOIN json_each(:counts) AS n
+      ON i.key = n.key
+) AS e
+WHERE conveyor_jobs.id = e.id AND conveyor_jobs.state = 'blocked'
+RETURNING conveyor_jobs.id, conveyor_jobs.queue, conveyor_jobs.state
+
+-- name: blocked_children
+-- The blocked children of parents that just ended dead or cancelled, with their policy.
+SELECT c.id, e.parent_id, c.on_parent_failure
+FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE e.parent_id IN (SELECT value FROM json_each(:parents)) AND c.state = 'blocked'
+ORDER BY c.id, e.parent_id
+
+-- name: stop_children
+-- Blocked children ended by a parent's failure, as their policy says (cancelled or dead).
+UPDATE conveyor_jobs
+SET state = d.state, dead_reason = d.reason, stopped_by = d.stopped_by, finished_at = :now
+FROM (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS state,
+           json_extract(value, '$[2]') AS reason, json_extract(value, '$[3]') AS stopped_by
+    FROM json_each(:rows)
+) AS d
+WHERE conveyor_jobs.id = d.id AND conveyor_jobs.state = 'blocked'
+RETURNING conveyor_jobs.id, conveyor_jobs.state, conveyor_jobs.has_children
+
+-- name: reblock_children
+-- A requeued parent is unfinished again: its still-blocked children wait for it once more.
+UPDATE conveyor_jobs
+SET pending_parents = pending_parents + 1
+WHERE state = 'blocked' AND id IN (
+    SELECT child_id FROM conveyor_job_edges WHERE parent_id = :id)
+
+-- name: stopped_children
+SELECT c.id FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE e.parent_id IN (SELECT value FROM json_each(:parents))
+  AND c.stopped_by = e.parent_id AND (c.state = 'dead' OR c.state = 'cancelled')
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_job_edges AS o JOIN conveyor_jobs AS p ON p.id = o.parent_id
+      WHERE o.child_id = c.id AND o.parent_id <> e.parent_id
+        AND (p.state = 'dead' OR p.state = 'cancelled'))
+ORDER BY c.id
+
+-- name: revive_children
+-- Children ended by a parent's failure, back to waiting for their parents not yet succeeded.
+UPDATE conveyor_jobs
+SET state = 'blocked', finished_at = NULL, dead_reason = NULL, stopped_by = NULL,
+    cancel_requested = 0,
+    pending_parents = (
+        SELECT count(*) FROM conveyor_job_edges AS e JOIN conveyor_jobs AS p
+          ON p.id = e.parent_id
+        WHERE e.child_id = conveyor_jobs.id AND p.state <> 'succeeded')
+WHERE id IN (SELECT value FROM json_each(:ids)) AND (state = 'dead' OR state = 'cancelled')
+
+-- name: job_parents
+SELECT p.id, p.state, p.result FROM conveyor_job_edges AS e JOIN conveyor_jobs AS p
+  ON p.id = e.parent_id
+WHERE e.child_id = :id
+ORDER BY p.id
+
+-- name: job_children
+SELECT c.id, c.state FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE e.parent_id = :id
+ORDER BY c.id
+
+-- name: workflow_jobs
+SELECT * FROM conveyor_jobs WHERE workflow_id = :workflow_id ORDER BY id
+
+-- name: forget_edges
+DELETE FROM conveyor_job_edges WHERE child_id IN (SELECT value FROM json_each(:ids))
