@@ -34,7 +34,6 @@ from conveyor.backends.dependencies import (
     has_dependencies,
     link_new_jobs,
     requeue_links,
-    settle_ends,
     settle_rows,
 )
 from conveyor.backends.sql import load_migrations
