@@ -15,7 +15,6 @@ from tests.contract.helpers import (
     kill,
     make_job_in,
     snapshot,
-    succeed,
     total,
 )
 from tests.support import FakeClock, new_job
