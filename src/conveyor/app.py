@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from conveyor import results
 from conveyor.backends import open_backend
-from conveyor.backends.base import Backend, EnqueueResult, NewJob
+from conveyor.backends.base import Backend, Dependencies, EnqueueResult, NewJob
 from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.hooks import Event, Hooks, register
@@ -322,14 +322,30 @@ class Conveyor:
         """Cancel a waiting job now; ask the worker of a running job to stop it."""
         return self._own(self.backend.cancel(job_id))
 
-    def requeue(self, job_id: int, *, reset_attempts: bool = False) -> Job:
-        """Put a dead or cancelled job back in its queue."""
-        return self.requeue_many([job_id], reset_attempts=reset_attempts)[0]
+    def requeue(
+        self, job_id: int, *, reset_attempts: bool = False, revive_children: bool = False
+    ) -> Job:
+        """Put a dead or cancelled job back in its queue. With ``revive_children``, the jobs
+        that its failure ended (``on_parent_failure``, down the graph) wait for it again."""
+        return self.requeue_many(
+            [job_id], reset_attempts=reset_attempts, revive_children=revive_children
+        )[0]
 
-    def requeue_many(self, job_ids: Sequence[int], *, reset_attempts: bool = False) -> list[Job]:
-        return [
-            self._own(job) for job in self.backend.requeue(job_ids, reset_attempts=reset_attempts)
-        ]
+    def requeue_many(
+        self,
+        job_ids: Sequence[int],
+        *,
+        reset_attempts: bool = False,
+        revive_children: bool = False,
+    ) -> list[Job]:
+        jobs = self.backend.requeue(
+            job_ids, reset_attempts=reset_attempts, revive_children=revive_children
+        )
+        return [self._own(job) for job in jobs]
+
+    def dependencies(self, job_id: int) -> Dependencies:
+        """A job's parents (id, state, result) and children (id, state)."""
+        return self.backend.dependencies(job_id)
 
     def discard(self, job_ids: Sequence[int]) -> int:
         """Delete dead jobs from the dead-letter queue for good."""

@@ -47,6 +47,30 @@ class JobContext:
         """True once this worker learned that it no longer owns the run."""
         return self._lost
 
+    @property
+    def parent_results(self) -> dict[int, Any]:
+        """The results of this job's parents that succeeded, by parent id (``depends_on``,
+        chains and chords: see conveyor.workflows). Read from the database on first use; a
+        parent's result is kept while a child of its is waiting, whatever the retention."""
+        return {p: result for p, (state, result) in self._parents().items() if state == "succeeded"}
+
+    @property
+    def parent_states(self) -> dict[int, str]:
+        """The state of each parent, by id: with ``on_parent_failure="run"`` a job runs after
+        parents that ended dead or cancelled, and sees which here."""
+        return {p: state for p, (state, _) in self._parents().items()}
+
+    def _parents(self) -> dict[int, tuple[str, Any]]:
+        cached: dict[int, tuple[str, Any]] | None = getattr(self, "_parent_cache", None)
+        if cached is None:
+            cached = self._load_parents(None)
+            self._parent_cache = cached
+        return cached
+
+    def _load_parents(self, _: Any) -> dict[int, tuple[str, Any]]:
+        parents = self._backend.dependencies(self.job_id).parents
+        return {p: (state.value, result) for p, state, result in parents}
+
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
             raise JobCancelled(f"job {self.job_id} was cancelled")
