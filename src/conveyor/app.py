@@ -20,6 +20,14 @@ from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
 from conveyor.task import JobSpec, Task, build_jobs, check_concurrency_limit, default_task_name
 from conveyor.worker_info import WorkerInfo
+from conveyor.workflows.canvas import (
+    Chain,
+    Group,
+    Workflow,
+    cancel_workflow,
+    enqueue_workflow,
+    read_workflow,
+)
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -342,6 +350,26 @@ class Conveyor:
             job_ids, reset_attempts=reset_attempts, revive_children=revive_children
         )
         return [self._own(job) for job in jobs]
+
+    def enqueue_workflow(
+        self,
+        node: JobSpec | Chain | Group,
+        *,
+        workflow_id: str | None = None,
+        on_parent_failure: str | None = None,
+    ) -> Workflow:
+        """Enqueue a chain, group or chord (conveyor.workflows.canvas) in one transaction."""
+        return enqueue_workflow(
+            self, node, workflow_id=workflow_id, on_parent_failure=on_parent_failure
+        )
+
+    def workflow(self, workflow_id: str) -> Workflow:
+        """Every job of a workflow with its state (WorkflowNotFound if it has none)."""
+        return read_workflow(self, workflow_id)
+
+    def cancel_workflow(self, workflow_id: str) -> Workflow:
+        """Cancel every job of the workflow that has not ended (running ones are asked)."""
+        return cancel_workflow(self, workflow_id)
 
     def dependencies(self, job_id: int) -> Dependencies:
         """A job's parents (id, state, result) and children (id, state)."""

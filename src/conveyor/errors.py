@@ -86,6 +86,12 @@ class JobNotFound(ConveyorError, LookupError):
         self.job_id = job_id
 
 
+class WorkflowNotFound(ConveyorError, LookupError):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"no workflow with id {workflow_id!r} (or all its jobs were pruned)")
+        self.workflow_id = workflow_id
+
+
 class InvalidTransition(ConveyorError):
     """The job is in a state that does not allow the requested operation."""
 

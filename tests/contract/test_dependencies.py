@@ -21,7 +21,7 @@ from tests.support import FakeClock, new_job
 
 
 def child_of(backend: Backend, *parents: int, **fields: object) -> int:
-    return enqueue(backend, depends_on=tuple(parents), **fields)  # type: ignore[arg-type]
+    return enqueue(backend, depends_on=tuple(parents), **fields)
 
 
 def run_to_success(backend: Backend, job_id: int) -> None:

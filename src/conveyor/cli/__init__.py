@@ -20,6 +20,7 @@ from .jobs import dlq, enqueue, jobs, stats
 from .ops import demo, schema, worker
 from .queues import queues
 from .workers import workers
+from .workflows import workflows
 
 _SETTINGS = ", ".join(f"CONVEYOR_{f.name.upper()}" for f in fields(Settings) if f.name != "url")
 
@@ -70,7 +71,7 @@ def cli(ctx: click.Context, url: str | None, debug: bool) -> None:
 
 cli.help = (cli.help or "").format(default=DEFAULT_URL)
 
-for command in (worker, workers, enqueue, jobs, dlq, stats, queues, schema, demo):
+for command in (worker, workers, enqueue, jobs, dlq, stats, queues, schema, demo, workflows):
     cli.add_command(command)
 
 
