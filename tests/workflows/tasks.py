@@ -1,0 +1,35 @@
+"""Tasks of the workflow tests. Module level, so that process isolation can import them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor import Conveyor, JobContext
+
+
+def value(x: int) -> int:
+    return x
+
+
+def add_parents(ctx: JobContext, plus: int = 0) -> int:
+    return sum(ctx.parent_results.values()) + plus
+
+
+def report(ctx: JobContext) -> dict[str, Any]:
+    return {
+        "states": {str(k): v for k, v in sorted(ctx.parent_states.items())},
+        "results": {str(k): v for k, v in sorted(ctx.parent_results.items())},
+    }
+
+
+def fail() -> None:
+    raise ValueError("no")
+
+
+def register(app: Conveyor) -> Conveyor:
+    app.task(name="value")(value)
+    app.task(name="add_parents", pass_context=True)(add_parents)
+    app.task(name="add_in_process", pass_context=True, isolation="process")(add_parents)
+    app.task(name="report", pass_context=True)(report)
+    app.task(name="fail", max_attempts=1)(fail)
+    return app
