@@ -12,7 +12,7 @@ def value(x: int) -> int:
 
 
 def add_parents(ctx: JobContext, plus: int = 0) -> int:
-    return sum(ctx.parent_results.values()) + plus
+    return int(sum(ctx.parent_results.values())) + plus
 
 
 def report(ctx: JobContext) -> dict[str, Any]:
