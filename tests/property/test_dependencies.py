@@ -120,8 +120,10 @@ def test_random_graphs_end_correctly(engine: str) -> None:
     )
     @given(nodes=graphs(most), batches=st.integers(1, 4))
     def check(nodes: list[Node], batches: int) -> None:
-        with tempfile.TemporaryDirectory() as folder:
-            with FACTORIES[engine](Path(folder), FakeClock(), {}) as backend:
-                run_graph(backend, nodes, batches)
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            FACTORIES[engine](Path(folder), FakeClock(), {}) as backend,
+        ):
+            run_graph(backend, nodes, batches)
 
     check()

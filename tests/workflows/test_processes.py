@@ -19,7 +19,7 @@ from tests.postgres.worker_app import EFFECTS_DIR_ENV, read_effects
 from tests.worker.harness import WorkerProcess, spawn_logged, wait_for
 from tests.workflows.worker_app import build_app
 
-SHORT = {"lease": 2.0, "heartbeat": 0.5, "sweep_interval": 0.2}
+SHORT: dict[str, Any] = {"lease": 2.0, "heartbeat": 0.5, "sweep_interval": 0.2}
 
 
 @pytest.fixture
