@@ -20,7 +20,7 @@ def step(ctx: JobContext, n: int, release: str) -> int:
     while release and not os.path.exists(release):
         time.sleep(0.02)
     record("done", ctx)
-    return n + sum(ctx.parent_results.values())
+    return n + int(sum(ctx.parent_results.values()))
 
 
 def build_app(url: str | None = None, **overrides: Any) -> Conveyor:
