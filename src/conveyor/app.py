@@ -28,6 +28,7 @@ from conveyor.workflows.canvas import (
     enqueue_workflow,
     read_workflow,
 )
+from conveyor.workflows.escalation import Escalation, EscalationRules
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -69,6 +70,8 @@ class Conveyor:
             self._pool, url = url, _pool_url(url)
         self.settings = settings or Settings.load(url=url, **overrides)
         self.tasks: dict[str, Task[..., Any]] = {}
+        #: Escalation rules: the configuration's, then those given in code (``escalation``).
+        self.escalations = EscalationRules(self.settings.escalation)
         #: Functions called on job events; see ``on`` and conveyor.hooks.
         self.hooks = Hooks()
         self._clock = clock
@@ -139,6 +142,7 @@ class Conveyor:
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
+        escalate: Escalation | Mapping[str, Any] | None = None,
     ) -> Callable[[F], Task[..., Any]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -371,6 +375,12 @@ class Conveyor:
         """Cancel every job of the workflow that has not ended (running ones are asked)."""
         return cancel_workflow(self, workflow_id)
 
+    def escalation(self, rules: Mapping[str, Escalation | Mapping[str, Any]]) -> None:
+        """Add escalation rules by task name, e.g. ``{"aider": {"on_failure": "codex",
+        "on_timeout": "codex", "max_retries": 2}}`` (see conveyor.workflows.escalation). A loop
+        is refused here; a target that is not a registered task when a worker starts."""
+        self.escalations.add(rules)
+
     def dependencies(self, job_id: int) -> Dependencies:
         """A job's parents (id, state, result) and children (id, state)."""
         return self.backend.dependencies(job_id)
@@ -448,6 +458,7 @@ class Conveyor:
     ) -> Worker:
         from conveyor.worker import Worker
 
+        self.escalations.check_targets(self.tasks)
         return Worker(self, queues=queues, concurrency=concurrency, burst=burst, **options)
 
     def run_worker(

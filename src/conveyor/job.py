@@ -171,6 +171,9 @@ class Job:
     #: The parent whose failure ended this job (its on_parent_failure policy), if one did.
     stopped_by: int | None = None
     workflow_id: str | None = None
+    #: The job this one's failure was escalated to, and the job this one escalates.
+    escalated_to: int | None = None
+    escalated_from: int | None = None
     #: The app that returned this snapshot, for ``wait``; not part of the record.
     _app: Conveyor | None = field(default=None, repr=False, compare=False)
 
@@ -240,4 +243,6 @@ class Job:
             "pending_parents": self.pending_parents,
             "stopped_by": self.stopped_by,
             "workflow_id": self.workflow_id,
+            "escalated_to": self.escalated_to,
+            "escalated_from": self.escalated_from,
         }

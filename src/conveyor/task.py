@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from conveyor import payload
-from conveyor.backends.base import NewJob, Outcome, OutcomeKind
+from conveyor.backends.base import Escalate, NewJob, Outcome, OutcomeKind
 from conveyor.errors import (
     ArgumentsMismatch,
     ConfigurationError,
@@ -22,6 +22,7 @@ from conveyor.errors import (
 )
 from conveyor.job import JobError
 from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
+from conveyor.workflows.escalation import Escalation, escalation_for
 from conveyor.workflows.links import check_dependency_options, link_batch, link_job
 
 if TYPE_CHECKING:
@@ -362,6 +363,7 @@ class Task(Generic[P, R]):
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
+        escalate: Escalation | Mapping[str, Any] | None = None,
     ) -> None:
         check_task_name(name)
         check_queue(queue)
@@ -388,6 +390,8 @@ class Task(Generic[P, R]):
         self.cpu_limit_s = cpu_limit_s
         _check_isolation(fn, isolation, memory_limit_mb)
         _check_limit("cpu_limit_s", cpu_limit_s, isolation)
+        if escalate is not None:
+            app.escalations.add({name: escalate})
         self._arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
         self._default_head = _head(
             name, DEFAULT_OPTIONS, queue, self.priority, max_attempts, timeout, idempotency
@@ -478,7 +482,49 @@ class Task(Generic[P, R]):
         now: float,
         checkpoint_json: str | None = None,
     ) -> Outcome:
-        """What a failed run leads to: a retry after backoff, or the dead-letter queue."""
+        """What a failed run leads to: a retry after backoff, the dead-letter queue, or an
+        escalation (conveyor.workflows.escalation) written with the dead end."""
+        rule = self.app.escalations.rule_for(self.name)
+        if rule is not None and rule.max_retries is not None:
+            max_attempts = rule.max_retries + 1
+        outcome = self._failure_outcome(
+            job_id, token, attempt, max_attempts, exc, now, checkpoint_json
+        )
+        if rule is None:
+            return outcome
+        found = escalation_for(rule, exc, outcome.kind is OutcomeKind.DEAD)
+        if found is None:
+            return outcome
+        target, why = found
+        task = self.app.get_task(target.task or self.name)
+        priority = task.priority if target.priority is None else resolve_priority(target.priority)
+        reason = outcome.dead_reason or f"{why}: {outcome.error.type if outcome.error else ''}"
+        return replace(
+            outcome,
+            kind=OutcomeKind.DEAD,
+            dead_reason=reason,
+            retry_in=0.0,
+            retry_budget=None,
+            escalate=Escalate(
+                task.name,
+                target.queue or task.queue,
+                priority,
+                task.max_attempts,
+                task.timeout,
+                why,
+            ),
+        )
+
+    def _failure_outcome(
+        self,
+        job_id: int,
+        token: str,
+        attempt: int,
+        max_attempts: int,
+        exc: BaseException,
+        now: float,
+        checkpoint_json: str | None,
+    ) -> Outcome:
         error = describe_error(exc, attempt, now)
         summary = f"{error.type}: {error.message}" if error.message else error.type
         base = Outcome(

@@ -32,4 +32,23 @@ def register(app: Conveyor) -> Conveyor:
     app.task(name="add_in_process", pass_context=True, isolation="process")(add_parents)
     app.task(name="report", pass_context=True)(report)
     app.task(name="fail", max_attempts=1)(fail)
+    app.task(name="aider")(aider)
+    app.task(name="limited", max_attempts=5)(limited)
+    app.task(name="codex", pass_context=True, queue="premium")(codex)
     return app
+
+
+class RateLimited(Exception):
+    pass
+
+
+def aider(x: int) -> None:
+    raise ValueError(f"aider could not do {x}")
+
+
+def limited(x: int) -> None:
+    raise RateLimited("slow down")
+
+
+def codex(ctx: JobContext, x: int) -> dict[str, Any]:
+    return {"did": x, "escalation": ctx.escalation}

@@ -97,6 +97,20 @@ class OutcomeKind(enum.StrEnum):
 
 
 @dataclass(slots=True)
+class Escalate:
+    """A new job of ``task`` with the arguments of the job that failed, written with its end
+    (conveyor.workflows.escalation)."""
+
+    task: str
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    #: Why: "failure", "timeout" or "exception <name>".
+    why: str
+
+
+@dataclass(slots=True)
 class Outcome:
     """The end of one run, written back fenced by its token."""
 
@@ -111,6 +125,8 @@ class Outcome:
     #: For RETRY: (task, limit, window seconds) — the task's retry budget, if it has one.
     retry_budget: tuple[str, int, float] | None = None
     checkpoint_json: str | None = None
+    #: For DEAD: enqueue this instead of only dead-lettering, in the same transaction.
+    escalate: Escalate | None = None
 
 
 @dataclass(slots=True)

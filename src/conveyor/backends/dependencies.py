@@ -13,7 +13,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from conveyor.backends.base import EnqueueResult, NewJob
+from conveyor.backends.base import EnqueueResult, NewJob, Outcome
 from conveyor.errors import UnknownParent
 from conveyor.job import JobState
 from conveyor.workflows.rules import batch_order, loaded_policy, on_parents_failed, settle_new_job
@@ -146,3 +146,27 @@ def requeue_links(job_id: int, revive_children: bool) -> Sql[list[int]]:
             yield ("revive_children", {"ids": frontier})
             revived.extend(frontier)
     return revived
+
+
+def escalate(outcome: Outcome, now: float | None) -> Sql[str | None]:
+    """After ``outcome`` (dead, with ``escalate``) was applied: the new job and the links both
+    ways. Returns the new job's queue, or None when the rules say not to (see the query)."""
+    target = outcome.escalate
+    assert target is not None
+    rows = yield (
+        "escalate",
+        {
+            "from": outcome.job_id,
+            "task": target.task,
+            "queue": target.queue,
+            "priority": target.priority,
+            "max_attempts": target.max_attempts,
+            "timeout": target.timeout,
+            "now": now,
+        },
+    )
+    if not rows:
+        return None
+    link = {"from": outcome.job_id, "to": int(rows[0][0]), "task": target.task, "why": target.why}
+    yield ("link_escalation", link)
+    return target.queue

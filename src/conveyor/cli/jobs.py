@@ -255,10 +255,14 @@ def show_dead(runtime: Runtime, job_id: int, as_json: bool) -> None:
     job = runtime.existing_app().get_job(job_id)
     if job.state is not JobState.DEAD:
         raise UserError(f"job {job_id} is not in the dead-letter queue: it is {job.state}")
+    links = runtime.existing_app().dependencies(job_id)
     if as_json:
-        echo_json(job.to_dict())
+        echo_json({**job.to_dict(), **links_dict(links)})
     else:
         click.echo(job_details(job))
+        lines = links_lines(job, links)
+        if lines:
+            click.echo(lines)
 
 
 ids_argument = click.argument("job_ids", nargs=-1, type=JOB_ID, metavar="[ID]...")

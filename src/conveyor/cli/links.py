@@ -29,6 +29,10 @@ def links_lines(job: Job, links: Dependencies) -> str:
         )
     if job.stopped_by is not None:
         lines.append(f"ended by the failure of parent job {job.stopped_by}")
+    if job.escalated_to is not None:
+        lines.append(f"escalated to job {job.escalated_to}")
+    if job.escalated_from is not None:
+        lines.append(f"escalated from job {job.escalated_from}")
     if links.children:
         lines.append("children: " + ", ".join(f"{c} ({s})" for c, s in links.children))
     return "\n".join(lines)

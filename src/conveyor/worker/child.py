@@ -111,6 +111,10 @@ class ChildContext(JobContext):
         self._call("checkpoint", state)
         self.saved_checkpoint_json = encoded
 
+    def _load_escalation(self, _: Any) -> dict[str, Any] | None:
+        escalation: dict[str, Any] | None = self._call("_load_escalation", None)
+        return escalation
+
     def _load_parents(self, _: Any) -> dict[int, tuple[str, Any]]:
         parents: dict[int, tuple[str, Any]] = self._call("_load_parents", None)
         return parents

@@ -71,6 +71,26 @@ class JobContext:
         parents = self._backend.dependencies(self.job_id).parents
         return {p: (state.value, result) for p, state, result in parents}
 
+    @property
+    def escalation(self) -> dict[str, Any] | None:
+        """For a job enqueued by an escalation rule (conveyor.workflows.escalation), what
+        happened to the job it replaces: {"job_id", "task", "attempts", "reason", "error"}
+        (the last error as a dict); None for any other job."""
+        return self._load_escalation(None)
+
+    def _load_escalation(self, _: Any) -> dict[str, Any] | None:
+        origin_id = self._backend.get(self.job_id).escalated_from
+        if origin_id is None:
+            return None
+        origin = self._backend.get(origin_id)
+        return {
+            "job_id": origin.id,
+            "task": origin.task,
+            "attempts": origin.attempts,
+            "reason": origin.dead_reason,
+            "error": None if origin.last_error is None else origin.last_error.to_dict(),
+        }
+
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
             raise JobCancelled(f"job {self.job_id} was cancelled")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.backends.base import FinishResult, Outcome, OutcomeKind
-from conveyor.backends.dependencies import Settlement, settle_ends
+from conveyor.backends.dependencies import Settlement, escalate, settle_ends
 from conveyor.backends.postgres.connection import Cursor, Q
 from conveyor.backends.postgres.deps import run_sql
 from conveyor.job import JobState
@@ -60,6 +60,13 @@ def finish_outcomes(
                 queues.add(queue)
             if has_children and state in ("dead", "cancelled"):
                 failed[int(job_id)] = state
+        if kind is OutcomeKind.DEAD:
+            applied = {int(row[0]) for row in rows}
+            for outcome in group:
+                if outcome.escalate is not None and outcome.job_id in applied:
+                    queue = run_sql(cur, escalate(outcome, now))
+                    if queue is not None:
+                        queues.add(queue)
         if kind is OutcomeKind.RELEASED and any(row[3] == "cancelled" for row in rows):
             # A release that met a cancel request ended the job (finish_released).
             cur.execute(Q["notify_finished"], {"finished_channel": finished_channel})

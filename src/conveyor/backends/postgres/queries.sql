@@ -601,7 +601,8 @@ SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
        worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
-       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
+       escalated_to, escalated_from
 FROM conveyor_jobs WHERE id = %(id)s
 
 -- name: get_jobs
@@ -611,7 +612,8 @@ SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
        worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
-       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
+       escalated_to, escalated_from
 FROM conveyor_jobs WHERE id = ANY(%(ids)b::int8[])
 
 -- name: list_jobs
@@ -620,7 +622,8 @@ SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
        worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
-       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
+       escalated_to, escalated_from
 FROM conveyor_jobs
 WHERE (%(states)b::text[] IS NULL OR state = ANY(%(states)b::text[]))
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
@@ -935,9 +938,33 @@ SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
        worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
-       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
+       escalated_to, escalated_from
 FROM conveyor_jobs WHERE workflow_id = %(workflow_id)s
 ORDER BY id
 
 -- name: forget_edges
 DELETE FROM conveyor_job_edges WHERE child_id = ANY(%(ids)b::int8[])
+
+-- Escalation (conveyor/workflows/escalation.py), in the transaction that wrote the job dead.
+
+-- name: escalate
+-- A job of :task with the arguments of job :from; none when :from is itself an escalated copy
+-- of that same task (a task escalates to itself once).
+INSERT INTO conveyor_jobs (
+    queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout, created_at,
+    escalated_from
+)
+SELECT %(queue)s, %(task)s, args, kwargs, 'queued', %(priority)s,
+       coalesce(to_timestamp(%(now)s::float8), now()), %(max_attempts)s, %(timeout)s,
+       coalesce(to_timestamp(%(now)s::float8), now()), id
+FROM conveyor_jobs
+WHERE id = %(from)s AND NOT (task = %(task)s AND escalated_from IS NOT NULL)
+RETURNING id
+
+-- name: link_escalation
+UPDATE conveyor_jobs
+SET escalated_to = %(to)s,
+    dead_reason = 'escalated to job ' || %(to)s || ' (' || %(task)s || ', on ' || %(why)s
+                  || '): ' || coalesce(dead_reason, '')
+WHERE id = %(from)s

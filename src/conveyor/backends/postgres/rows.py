@@ -49,6 +49,8 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         pending_parents=row["pending_parents"],
         stopped_by=row["stopped_by"],
         workflow_id=row["workflow_id"],
+        escalated_to=row["escalated_to"],
+        escalated_from=row["escalated_from"],
     )
 
 

@@ -31,6 +31,7 @@ from conveyor.backends.dependencies import (
     Settlement,
     Sql,
     T,
+    escalate,
     has_dependencies,
     link_new_jobs,
     requeue_links,
@@ -109,6 +110,8 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         pending_parents=row["pending_parents"],
         stopped_by=row["stopped_by"],
         workflow_id=row["workflow_id"],
+        escalated_to=row["escalated_to"],
+        escalated_from=row["escalated_from"],
     )
 
 
@@ -346,6 +349,7 @@ class SQLiteBackend(Backend):
         ended: dict[tuple[int, str], JobState] = {}
         # Jobs ended with children: their children follow in this same transaction.
         parents: list[tuple[int, str]] = []
+        escalated: set[str] = set()
         settlement = Settlement()
         with self._writer.write() as db:
             now = self.now()
@@ -374,14 +378,18 @@ class SQLiteBackend(Backend):
                     ended[(outcome.job_id, outcome.token)] = JobState(row[0])
                     if row[1]:
                         parents.append((outcome.job_id, row[0]))
+                    if outcome.escalate is not None:
+                        queue = _run(db, escalate(outcome, now))
+                        if queue is not None:
+                            escalated.add(queue)
             if parents:
                 settlement = self._settle(db, [(i, s, True) for i, s in parents], now)
         results: list[FinishResult] = []
         for outcome in outcomes:
             state = ended.pop((outcome.job_id, outcome.token), None)
             results.append(FinishResult(outcome.job_id, state is not None, state))
-        if settlement.queues:
-            self._notify_local(sorted(settlement.queues))
+        if settlement.queues or escalated:
+            self._notify_local(sorted(settlement.queues | escalated))
         self._finished_local()
         return results
 

@@ -595,3 +595,24 @@ SELECT * FROM conveyor_jobs WHERE workflow_id = :workflow_id ORDER BY id
 
 -- name: forget_edges
 DELETE FROM conveyor_job_edges WHERE child_id IN (SELECT value FROM json_each(:ids))
+
+-- Escalation (conveyor/workflows/escalation.py), in the transaction that wrote the job dead.
+
+-- name: escalate
+-- A job of :task with the arguments of job :from; none when :from is itself an escalated copy
+-- of that same task (a task escalates to itself once).
+INSERT INTO conveyor_jobs (
+    queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout, created_at,
+    escalated_from
+)
+SELECT :queue, :task, args, kwargs, 'queued', :priority, :now, :max_attempts, :timeout, :now, id
+FROM conveyor_jobs
+WHERE id = :from AND NOT (task = :task AND escalated_from IS NOT NULL)
+RETURNING id
+
+-- name: link_escalation
+UPDATE conveyor_jobs
+SET escalated_to = :to,
+    dead_reason = 'escalated to job ' || :to || ' (' || :task || ', on ' || :why || '): '
+                  || coalesce(dead_reason, '')
+WHERE id = :from

@@ -10,7 +10,11 @@ ALTER TABLE conveyor_jobs
     ADD COLUMN has_children boolean NOT NULL DEFAULT false,
     ADD COLUMN on_parent_failure text COLLATE "C" CHECK (on_parent_failure IN ('run', 'dead')),
     ADD COLUMN stopped_by bigint,
-    ADD COLUMN workflow_id text COLLATE "C";
+    ADD COLUMN workflow_id text COLLATE "C",
+    -- Escalation (conveyor/workflows/escalation.py): the job a failure was escalated to, and
+    -- back.
+    ADD COLUMN escalated_to bigint,
+    ADD COLUMN escalated_from bigint;
 CREATE TABLE conveyor_job_edges (
     parent_id bigint NOT NULL,
     child_id  bigint NOT NULL,

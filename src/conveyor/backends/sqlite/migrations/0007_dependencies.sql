@@ -13,6 +13,9 @@ ALTER TABLE conveyor_jobs ADD COLUMN on_parent_failure TEXT
     CHECK (on_parent_failure IS NULL OR on_parent_failure = 'run' OR on_parent_failure = 'dead');
 ALTER TABLE conveyor_jobs ADD COLUMN stopped_by INTEGER;
 ALTER TABLE conveyor_jobs ADD COLUMN workflow_id TEXT;
+-- Escalation (conveyor/workflows/escalation.py): the job a failure was escalated to, and back.
+ALTER TABLE conveyor_jobs ADD COLUMN escalated_to INTEGER;
+ALTER TABLE conveyor_jobs ADD COLUMN escalated_from INTEGER;
 CREATE TABLE conveyor_job_edges (
     parent_id INTEGER NOT NULL,
     child_id  INTEGER NOT NULL,
