@@ -53,8 +53,7 @@ def link_new_jobs(
     if missing:
         raise UnknownParent(missing)
     settled_rows: list[list[Any]] = []
-    edge_parents: list[int] = []
-    edge_children: list[int] = []
+    edges: list[list[int]] = []
     for i in batch_order([job.depends_on_batch for job in jobs]):
         job, result, parents = jobs[i], results[i], parents_of[i]
         if not parents or not result.created:
@@ -75,9 +74,8 @@ def link_new_jobs(
                 settled.stopped_by,
             ]
         )
-        edge_parents.extend(unique)
-        edge_children.extend([result.job_id] * len(unique))
-    yield ("insert_edges", {"parents": edge_parents, "children": edge_children})
+        edges.extend([parent, result.job_id] for parent in unique)
+    yield ("insert_edges", {"rows": edges})
     yield ("set_dependency_states", {"rows": settled_rows, "now": now})
 
 
@@ -115,9 +113,8 @@ def settle_ends(
                 if has_children:
                     frontier[int(job_id)] = _STATES[state]
         if decided.ended_parents:
-            ids = sorted(decided.ended_parents)
-            counts = [decided.ended_parents[i] for i in ids]
-            rows = yield ("unblock", {"ids": ids, "counts": counts, "now": now})
+            counts = [[i, n] for i, n in sorted(decided.ended_parents.items())]
+            rows = yield ("unblock", {"rows": counts, "now": now})
             settlement.queues.update(queue for _, queue, state in rows if state == "queued")
     return settlement
 

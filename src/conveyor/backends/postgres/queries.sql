@@ -830,8 +830,9 @@ WHERE id = ANY(%(ids)b::int8[])
 RETURNING id, state
 
 -- name: insert_edges
+-- %(rows)s holds [parent, child] pairs.
 INSERT INTO conveyor_job_edges (parent_id, child_id)
-SELECT * FROM unnest(%(parents)b::int8[], %(children)b::int8[])
+SELECT (r->>0)::int8, (r->>1)::int8 FROM jsonb_array_elements(%(rows)s::jsonb) AS r
 ON CONFLICT DO NOTHING
 
 -- name: set_dependency_states
@@ -871,7 +872,8 @@ SET pending_parents = c.pending_parents - e.n,
     state = CASE WHEN c.pending_parents - e.n > 0 THEN 'blocked'
                  WHEN c.run_at > coalesce(to_timestamp(%(now)s::float8), now()) THEN 'scheduled'
                  ELSE 'queued' END
-FROM unnest(%(ids)b::int8[], %(counts)b::int8[]) AS e (id, n)
+FROM (SELECT (r->>0)::int8 AS id, (r->>1)::integer AS n
+      FROM jsonb_array_elements(%(rows)s::jsonb) AS r) AS e
 WHERE c.id = e.id AND c.state = 'blocked'
 RETURNING c.id, c.queue, c.state
 

@@ -474,9 +474,10 @@ WHERE id IN (SELECT value FROM json_each(:ids))
 RETURNING id, state
 
 -- name: insert_edges
+-- :rows holds [parent, child] pairs (one array: a join of two json_each by key would be
+-- quadratic).
 INSERT OR IGNORE INTO conveyor_job_edges (parent_id, child_id)
-SELECT p.value, c.value FROM json_each(:parents) AS p JOIN json_each(:children) AS c
-  ON p.key = c.key
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:rows)
 
 -- name: set_dependency_states
 -- The jobs of an enqueue that have parents, once the parents' states are known: blocked with
@@ -518,16 +519,16 @@ WHERE conveyor_jobs.id = e.child_id AND conveyor_jobs.state = 'blocked'
 RETURNING conveyor_jobs.id, conveyor_jobs.queue, conveyor_jobs.state
 
 -- name: unblock
--- One parent fewer (:counts of them) for each of :ids, whose policy runs them whatever their
--- parents' outcome.
+-- :rows holds [job id, n]: n parents fewer for each of those jobs, whose policy runs them
+-- whatever their parents' outcome.
 UPDATE conveyor_jobs
 SET pending_parents = pending_parents - e.n,
     state = CASE WHEN pending_parents - e.n > 0 THEN 'blocked'
                  WHEN run_at > :now THEN 'scheduled'
                  ELSE 'queued' END
 FROM (
-    SELECT i.value AS id, n.value AS n FROM json_each(:ids) AS i JOIN json_each(:counts) AS n
-      ON i.key = n.key
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS n
+    FROM json_each(:rows)
 ) AS e
 WHERE conveyor_jobs.id = e.id AND conveyor_jobs.state = 'blocked'
 RETURNING conveyor_jobs.id, conveyor_jobs.queue, conveyor_jobs.state
