@@ -27,6 +27,7 @@ from conveyor.workflows.canvas import (
     cancel_workflow,
     enqueue_workflow,
     read_workflow,
+    with_callbacks,
 )
 from conveyor.workflows.escalation import Escalation, EscalationRules
 
@@ -201,6 +202,13 @@ class Conveyor:
         they exist if and only if it commits.
         """
         specs = list(specs)
+        expanded = with_callbacks(specs)
+        if expanded is not specs:
+            # The on_success / on_failure jobs go in the same transaction, after the others.
+            return self._enqueue_many(expanded, connection)[: len(specs)]
+        return self._enqueue_many(specs, connection)
+
+    def _enqueue_many(self, specs: list[JobSpec], connection: Any) -> list[Job]:
         with pause_for(len(specs)):
             if connection is None:
                 # No local name for the records: they are freed before the collector resumes,
@@ -214,9 +222,11 @@ class Conveyor:
         self, specs: Iterable[JobSpec], *, connection: Any = None
     ) -> list[Job]:
         """``enqueue_many`` from async code; ``connection`` is a psycopg ``AsyncConnection``."""
-        specs = list(specs)
-        with pause_for(len(specs)):
-            new_jobs = build_jobs(specs)
+        given = list(specs)
+        # The on_success / on_failure jobs go in the same transaction, after the others.
+        every = with_callbacks(given)
+        with pause_for(len(every)):
+            new_jobs = build_jobs(every)
         if connection is not None:
             # Opening the backend (connect, migrate) blocks: not on the event loop.
             backend = self._backend
@@ -224,8 +234,10 @@ class Conveyor:
                 backend = await asyncio.to_thread(lambda: self.backend)
             results = await backend.enqueue_many_in_async(connection, new_jobs)
             with pause_for(len(new_jobs)):
-                return self._enqueued(self._snapshots(new_jobs, results, specs))
-        return self._enqueued(await asyncio.to_thread(self._write, new_jobs, specs))
+                jobs = self._enqueued(self._snapshots(new_jobs, results, every))
+        else:
+            jobs = self._enqueued(await asyncio.to_thread(self._write, new_jobs, every))
+        return jobs[: len(given)]
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
@@ -361,10 +373,17 @@ class Conveyor:
         *,
         workflow_id: str | None = None,
         on_parent_failure: str | None = None,
+        on_success: JobSpec | None = None,
+        on_failure: JobSpec | None = None,
     ) -> Workflow:
         """Enqueue a chain, group or chord (conveyor.workflows.canvas) in one transaction."""
         return enqueue_workflow(
-            self, node, workflow_id=workflow_id, on_parent_failure=on_parent_failure
+            self,
+            node,
+            workflow_id=workflow_id,
+            on_parent_failure=on_parent_failure,
+            on_success=on_success,
+            on_failure=on_failure,
         )
 
     def workflow(self, workflow_id: str) -> Workflow:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from conveyor.errors import ConfigurationError
-from conveyor.workflows.escalation import parse_rules
 
 DEFAULT_URL = "sqlite:///conveyor.db"
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
@@ -139,7 +138,11 @@ class Settings:
         for queue, limit in self.queue_limits.items():
             if limit <= 0:
                 raise ConfigurationError(f"queue limit for {queue!r} must be > 0, got {limit}")
-        parse_rules(self.escalation)
+        if self.escalation:
+            # Here, not at the top: the heartbeat process loads settings and nothing else.
+            from conveyor.workflows.escalation import parse_rules
+
+            parse_rules(self.escalation)
         self._check_postgres()
 
     def _check_postgres(self) -> None:

@@ -100,6 +100,11 @@ class JobOptions:
     on_parent_failure: str | None = None
     #: The workflow the job belongs to (``app.workflow(id)``); composition sets it.
     workflow_id: str | None = None
+    #: A JobSpec enqueued with this job, that runs once it succeeded (cancelled otherwise).
+    on_success: Any = None
+    #: A JobSpec enqueued with this job, that runs once it failed (dead or cancelled), and is
+    #: cancelled ("not needed") once it succeeded.
+    on_failure: Any = None
 
     def __post_init__(self) -> None:
         if self.delay is not None and self.run_at is not None:
@@ -120,6 +125,12 @@ class JobOptions:
             raise ConfigurationError("idempotency_key must be a non-empty string")
         if self.depends_on is not None or self.on_parent_failure is not None:
             object.__setattr__(self, "depends_on", check_dependency_options(self))
+        for name in ("on_success", "on_failure"):
+            callback = getattr(self, name)
+            if callback is not None and type(callback).__name__ != "JobSpec":
+                raise ConfigurationError(
+                    f"{name} takes a JobSpec (task.job(...)), got {callback!r}"
+                )
         if self.workflow_id is not None and (
             not isinstance(self.workflow_id, str) or not 1 <= len(self.workflow_id) <= 200
         ):
@@ -420,7 +431,8 @@ class Task(Generic[P, R]):
 
     def options(self, **options: Any) -> BoundTask[P, R]:
         """Override options for the next enqueue: queue, priority, delay, run_at,
-        idempotency_key, max_attempts, timeout, depends_on, on_parent_failure, workflow_id."""
+        idempotency_key, max_attempts, timeout, depends_on, on_parent_failure, workflow_id,
+        on_success, on_failure (see conveyor.workflows)."""
         try:
             return BoundTask(self, JobOptions(**options))
         except TypeError as exc:

@@ -303,3 +303,33 @@ def test_a_mixed_batch_settles_successes_and_failures_together(
     )
     assert state(backend, after_a) is JobState.QUEUED
     assert state(backend, after_b) is JobState.CANCELLED
+
+
+def test_a_failure_callback_runs_only_after_a_failure(backend: Backend, clock: FakeClock) -> None:
+    good, bad = enqueue(backend), enqueue(backend)
+    after_good = child_of(backend, good, on_parent_failure="run_only")
+    after_bad = child_of(backend, bad, good, on_parent_failure="run_only")
+    run_to_success(backend, good)
+    job = backend.get(after_good)
+    assert (job.state, job.dead_reason) == (
+        JobState.CANCELLED,
+        "not needed: every parent succeeded",
+    )
+    assert job.finished_at is not None
+    assert state(backend, after_bad) is JobState.BLOCKED
+    kill(backend, claim_one(backend), clock)
+    assert state(backend, after_bad) is JobState.QUEUED
+    assert backend.get(after_bad).stopped_by == bad
+
+
+def test_a_failure_callback_enqueued_after_its_parents_ended(
+    backend: Backend, clock: FakeClock
+) -> None:
+    succeeded = make_job_in(backend, clock, JobState.SUCCEEDED)
+    dead = make_job_in(backend, clock, JobState.DEAD)
+    assert state(backend, child_of(backend, succeeded, on_parent_failure="run_only")) is (
+        JobState.CANCELLED
+    )
+    assert state(backend, child_of(backend, dead, on_parent_failure="run_only")) is (
+        JobState.QUEUED
+    )

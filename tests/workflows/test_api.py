@@ -139,3 +139,44 @@ def test_compositions_are_checked(app: Conveyor) -> None:
         chain()
     with pytest.raises(ConfigurationError):
         group(app.get_task("value"))  # type: ignore[arg-type]
+
+
+def test_on_success_and_on_failure_of_a_job(app: Conveyor) -> None:
+    report = app.get_task("report")
+    good = app.get_task("value").options(
+        on_success=report.job(), on_failure=app.get_task("report").job()
+    )
+    bad = app.get_task("fail").options(on_success=report.job(), on_failure=report.job())
+    first, second = good.enqueue(4), bad.enqueue()
+    drain(app)
+    by_parent = {}
+    for job in app.list_jobs(task="report"):
+        [(parent, _, _)] = app.dependencies(job.id).parents
+        by_parent.setdefault(parent, []).append(job)
+    assert sorted((j.state, j.dead_reason or "") for j in by_parent[first.id]) == [
+        (JobState.CANCELLED, "not needed: every parent succeeded"),
+        (JobState.SUCCEEDED, ""),
+    ]
+    states = sorted(j.state for j in by_parent[second.id])
+    assert states == [JobState.CANCELLED, JobState.SUCCEEDED]
+    ran = next(j for j in by_parent[second.id] if j.state is JobState.SUCCEEDED)
+    assert ran.result == {"states": {str(second.id): "dead"}, "results": {}}
+
+
+def test_workflow_callbacks_run_once_the_whole_workflow_ended(app: Conveyor) -> None:
+    value, report = app.get_task("value"), app.get_task("report")
+    fine = app.enqueue_workflow(
+        group(value.job(1), value.job(2)), on_success=report.job(), on_failure=report.job()
+    )
+    broken = app.enqueue_workflow(
+        chain(value.job(1), group(app.get_task("fail").job(), value.job(2))),
+        on_success=report.job(),
+        on_failure=report.job(),
+    )
+    drain(app)
+    fine_jobs = app.workflow(fine.id).jobs
+    assert [j.state for j in fine_jobs[-2:]] == [JobState.SUCCEEDED, JobState.CANCELLED]
+    assert fine_jobs[-2].result["results"] == {str(fine_jobs[0].id): 1, str(fine_jobs[1].id): 2}
+    broken_jobs = app.workflow(broken.id).jobs
+    assert [j.state for j in broken_jobs[-2:]] == [JobState.CANCELLED, JobState.SUCCEEDED]
+    assert set(broken_jobs[-1].result["states"].values()) == {"dead", "succeeded"}

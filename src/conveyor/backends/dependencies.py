@@ -113,7 +113,9 @@ def settle_ends(
                 if has_children:
                     frontier[int(job_id)] = _STATES[state]
         if decided.ended_parents:
-            counts = [[i, n] for i, n in sorted(decided.ended_parents.items())]
+            counts = [
+                [i, n, decided.triggered.get(i)] for i, n in sorted(decided.ended_parents.items())
+            ]
             rows = yield ("unblock", {"rows": counts, "now": now})
             settlement.queues.update(queue for _, queue, state in rows if state == "queued")
     return settlement

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigurationError, ConveyorError, WorkflowNotFound
 from conveyor.job import Job, JobState
-from conveyor.task import JobSpec
+from conveyor.task import DEFAULT_OPTIONS, JobSpec
 from conveyor.workflows.rules import parent_failure_policy
 
 if TYPE_CHECKING:
@@ -128,8 +128,43 @@ class Workflow:
         return counts
 
 
+def callback(spec: JobSpec, parents: Sequence[JobSpec], policy: str | None) -> JobSpec:
+    """``spec`` as a job after ``parents``: on success (policy None: a failure cancels it) or
+    on failure ("run_only")."""
+    options = spec.options
+    return JobSpec(
+        spec.task,
+        spec.args,
+        spec.kwargs,
+        replace(
+            options,
+            depends_on=[*(options.depends_on or ()), *parents],
+            on_parent_failure=policy,
+            workflow_id=options.workflow_id or parents[0].options.workflow_id,
+        ),
+    )
+
+
+def with_callbacks(specs: list[JobSpec]) -> list[JobSpec]:
+    """The batch with the ``on_success`` / ``on_failure`` jobs of its jobs after them."""
+    extra: list[JobSpec] = []
+    for spec in specs:
+        options = spec.options
+        if options is DEFAULT_OPTIONS:
+            continue
+        if options.on_success is not None:
+            extra.append(callback(options.on_success, [spec], None))
+        if options.on_failure is not None:
+            extra.append(callback(options.on_failure, [spec], "run_only"))
+    return specs + with_callbacks(extra) if extra else specs
+
+
 def compile_workflow(
-    node: JobSpec | Chain | Group, workflow_id: str, on_parent_failure: str | None = None
+    node: JobSpec | Chain | Group,
+    workflow_id: str,
+    on_parent_failure: str | None = None,
+    on_success: JobSpec | None = None,
+    on_failure: JobSpec | None = None,
 ) -> tuple[list[JobSpec], list[JobSpec]]:
     """The JobSpecs to enqueue, parents before children, and the last steps among them."""
     if on_parent_failure is not None:
@@ -168,6 +203,12 @@ def compile_workflow(
         return tails
 
     last = add(node, [])
+    # The workflow's callbacks wait for its last steps; a failure anywhere reaches them, as
+    # every step after a failed one ends cancelled (unless its own policy says otherwise).
+    if on_success is not None:
+        specs.append(callback(on_success, last, None))
+    if on_failure is not None:
+        specs.append(callback(on_failure, last, "run_only"))
     return specs, last
 
 
@@ -177,11 +218,15 @@ def enqueue_workflow(
     *,
     workflow_id: str | None = None,
     on_parent_failure: str | None = None,
+    on_success: JobSpec | None = None,
+    on_failure: JobSpec | None = None,
 ) -> Workflow:
     """Enqueue every job of ``node`` in one transaction, under ``workflow_id`` (a new random
-    one by default)."""
+    one by default). ``on_success`` runs once every last step succeeded (reading their
+    results in ``ctx.parent_results``); ``on_failure`` once the workflow ended with a failure
+    (``ctx.parent_states`` says which last steps failed), and is cancelled otherwise."""
     workflow_id = workflow_id or uuid.uuid4().hex
-    specs, last = compile_workflow(node, workflow_id, on_parent_failure)
+    specs, last = compile_workflow(node, workflow_id, on_parent_failure, on_success, on_failure)
     jobs = app.enqueue_many(specs)
     by_spec = {id(spec): job for spec, job in zip(specs, jobs, strict=True)}
     return Workflow(workflow_id, jobs, [by_spec[id(spec)].id for spec in last])

@@ -12,6 +12,8 @@ zero. A parent that succeeds takes one off the count. A parent that ends ``dead`
   with its parent, ``requeue(..., revive_children=True)``) once the cause is fixed.
 - ``run``: the failed parent counts as ended like a success: the child runs once every parent
   ended, and reads which parents failed (``ctx.parent_states``).
+- ``run_only`` (a failure callback, ``on_failure=``): like ``run``, but the child runs only if
+  some parent failed; once every parent succeeded it ends ``cancelled`` ("not needed").
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class ParentFailure(enum.StrEnum):
     CANCEL = "cancel"
     RUN = "run"
     DEAD = "dead"
+    RUN_ONLY = "run_only"
 
 
 def parent_failure_policy(value: str | ParentFailure) -> ParentFailure:
@@ -37,7 +40,7 @@ def parent_failure_policy(value: str | ParentFailure) -> ParentFailure:
         return ParentFailure(value)
     except ValueError:
         raise ConfigurationError(
-            f"on_parent_failure must be 'cancel', 'run' or 'dead', got {value!r}"
+            f"on_parent_failure must be 'cancel', 'run', 'dead' or 'run_only', got {value!r}"
         ) from None
 
 
@@ -48,6 +51,10 @@ def stored_policy(policy: ParentFailure) -> str | None:
 
 def loaded_policy(value: str | None) -> ParentFailure:
     return ParentFailure.CANCEL if value is None else ParentFailure(value)
+
+
+#: Why a failure callback ended cancelled (the same text in the release queries).
+NOT_NEEDED = "not needed: every parent succeeded"
 
 
 def failure_reason(parent_id: int, state: JobState | str) -> str:
@@ -95,12 +102,20 @@ class Settled:
 
 def settle_new_job(policy: ParentFailure, parents: Sequence[tuple[int, JobState]]) -> Settled:
     """A job enqueued after ``parents`` (id, current state)."""
+    runs_anyway = policy in (ParentFailure.RUN, ParentFailure.RUN_ONLY)
+    failed = None
     for parent_id, state in parents:
-        if state in _FAILED and policy is not ParentFailure.RUN:
+        if state in _FAILED and not runs_anyway:
             stopped = JobState.CANCELLED if policy is ParentFailure.CANCEL else JobState.DEAD
             return Settled(stopped, 0, failure_reason(parent_id, state), parent_id)
+        if state in _FAILED and failed is None:
+            failed = parent_id
     pending = sum(1 for _, state in parents if not state.is_terminal)
-    return Settled(JobState.BLOCKED if pending else None, pending)
+    if policy is not ParentFailure.RUN_ONLY:
+        return Settled(JobState.BLOCKED if pending else None, pending)
+    if not pending and failed is None:
+        return Settled(JobState.CANCELLED, 0, NOT_NEEDED)
+    return Settled(JobState.BLOCKED if pending else None, pending, None, failed)
 
 
 @dataclass(slots=True)
@@ -117,6 +132,8 @@ class ParentFailures:
     stops: list[Stop]
     #: Children that run anyway: job id -> how many of their parents ended here.
     ended_parents: dict[int, int]
+    #: Failure callbacks among them: job id -> a parent that failed (what makes it run).
+    triggered: dict[int, int]
 
 
 def on_parents_failed(
@@ -126,12 +143,15 @@ def on_parents_failed(
     parents in ``failed`` (parent id -> dead or cancelled)."""
     stops: dict[int, Stop] = {}
     ended: dict[int, int] = {}
+    triggered: dict[int, int] = {}
     for child_id, parent_id, stored in children:
         policy = loaded_policy(stored)
-        if policy is ParentFailure.RUN:
+        if policy in (ParentFailure.RUN, ParentFailure.RUN_ONLY):
             ended[child_id] = ended.get(child_id, 0) + 1
+            if policy is ParentFailure.RUN_ONLY:
+                triggered.setdefault(child_id, parent_id)
         elif child_id not in stops:
             state = JobState.CANCELLED if policy is ParentFailure.CANCEL else JobState.DEAD
             reason = failure_reason(parent_id, failed[parent_id])
             stops[child_id] = Stop(child_id, state, reason, parent_id)
-    return ParentFailures(list(stops.values()), ended)
+    return ParentFailures(list(stops.values()), ended, triggered)

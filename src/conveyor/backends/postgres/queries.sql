@@ -859,8 +859,14 @@ WHERE id = ANY(%(ids)b::int8[])
 UPDATE conveyor_jobs AS c
 SET pending_parents = c.pending_parents - e.n,
     state = CASE WHEN c.pending_parents - e.n > 0 THEN 'blocked'
+                 WHEN c.on_parent_failure = 'run_only' AND c.stopped_by IS NULL THEN 'cancelled'
                  WHEN c.run_at > coalesce(to_timestamp(%(now)s::float8), now()) THEN 'scheduled'
-                 ELSE 'queued' END
+                 ELSE 'queued' END,
+    finished_at = CASE WHEN c.pending_parents - e.n = 0 AND c.on_parent_failure = 'run_only'
+                            AND c.stopped_by IS NULL
+                       THEN coalesce(to_timestamp(%(now)s::float8), now()) END,
+    dead_reason = CASE WHEN c.pending_parents - e.n = 0 AND c.on_parent_failure = 'run_only'
+                            AND c.stopped_by IS NULL THEN 'not needed: every parent succeeded' END
 FROM (SELECT child_id, count(*)::integer AS n FROM conveyor_job_edges
       WHERE parent_id = ANY(%(parents)b::int8[]) GROUP BY child_id) AS e
 WHERE c.id = e.child_id AND c.state = 'blocked'
@@ -869,10 +875,11 @@ RETURNING c.id, c.queue, c.state
 -- name: unblock
 UPDATE conveyor_jobs AS c
 SET pending_parents = c.pending_parents - e.n,
+    stopped_by = coalesce(c.stopped_by, e.failed),
     state = CASE WHEN c.pending_parents - e.n > 0 THEN 'blocked'
                  WHEN c.run_at > coalesce(to_timestamp(%(now)s::float8), now()) THEN 'scheduled'
                  ELSE 'queued' END
-FROM (SELECT (r->>0)::int8 AS id, (r->>1)::integer AS n
+FROM (SELECT (r->>0)::int8 AS id, (r->>1)::integer AS n, (r->>2)::int8 AS failed
       FROM jsonb_array_elements(%(rows)s::jsonb) AS r) AS e
 WHERE c.id = e.id AND c.state = 'blocked'
 RETURNING c.id, c.queue, c.state

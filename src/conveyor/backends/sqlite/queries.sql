@@ -508,8 +508,13 @@ WHERE id IN (SELECT value FROM json_each(:ids))
 UPDATE conveyor_jobs
 SET pending_parents = pending_parents - e.n,
     state = CASE WHEN pending_parents - e.n > 0 THEN 'blocked'
+                 WHEN on_parent_failure = 'run_only' AND stopped_by IS NULL THEN 'cancelled'
                  WHEN run_at > :now THEN 'scheduled'
-                 ELSE 'queued' END
+                 ELSE 'queued' END,
+    finished_at = CASE WHEN pending_parents - e.n = 0 AND on_parent_failure = 'run_only'
+                            AND stopped_by IS NULL THEN :now END,
+    dead_reason = CASE WHEN pending_parents - e.n = 0 AND on_parent_failure = 'run_only'
+                            AND stopped_by IS NULL THEN 'not needed: every parent succeeded' END
 FROM (
     SELECT child_id, count(*) AS n FROM conveyor_job_edges
     WHERE parent_id IN (SELECT value FROM json_each(:parents))
@@ -519,15 +524,18 @@ WHERE conveyor_jobs.id = e.child_id AND conveyor_jobs.state = 'blocked'
 RETURNING conveyor_jobs.id, conveyor_jobs.queue, conveyor_jobs.state
 
 -- name: unblock
--- :rows holds [job id, n]: n parents fewer for each of those jobs, whose policy runs them
--- whatever their parents' outcome.
+-- :rows holds [job id, n, failed]: n parents fewer for each of those jobs, whose policy runs
+-- them after a parent's failure; a failure callback ('run_only') records the parent that
+-- failed (failed, else NULL) in stopped_by, which makes it run rather than be cancelled.
 UPDATE conveyor_jobs
 SET pending_parents = pending_parents - e.n,
+    stopped_by = coalesce(stopped_by, e.failed),
     state = CASE WHEN pending_parents - e.n > 0 THEN 'blocked'
                  WHEN run_at > :now THEN 'scheduled'
                  ELSE 'queued' END
 FROM (
-    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS n
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS n,
+           json_extract(value, '$[2]') AS failed
     FROM json_each(:rows)
 ) AS e
 WHERE conveyor_jobs.id = e.id AND conveyor_jobs.state = 'blocked'

@@ -4,11 +4,12 @@
 -- ended (pending_parents), so the last parent's end unblocks it without looking at the others.
 -- has_children is the cheap check of the hot path: a finish looks for edges only when it is set.
 -- on_parent_failure is the child's policy when a parent ends dead or cancelled (NULL: cancel);
--- stopped_by names the parent whose failure ended the job (to revive it on requeue).
+-- stopped_by names the parent whose failure ended the job (to revive it on requeue), or, for
+-- a failure callback ('run_only': it runs only if a parent failed), the parent that failed.
 ALTER TABLE conveyor_jobs
     ADD COLUMN pending_parents integer NOT NULL DEFAULT 0 CHECK (pending_parents >= 0),
     ADD COLUMN has_children boolean NOT NULL DEFAULT false,
-    ADD COLUMN on_parent_failure text COLLATE "C" CHECK (on_parent_failure IN ('run', 'dead')),
+    ADD COLUMN on_parent_failure text COLLATE "C" CHECK (on_parent_failure IN ('run', 'dead', 'run_only')),
     ADD COLUMN stopped_by bigint,
     ADD COLUMN workflow_id text COLLATE "C",
     -- Escalation (conveyor/workflows/escalation.py): the job a failure was escalated to, and
@@ -38,8 +39,17 @@ BEGIN
         UPDATE conveyor_jobs AS c
         SET pending_parents = c.pending_parents - e.n,
             state = CASE WHEN c.pending_parents - e.n > 0 THEN 'blocked'
+                         WHEN c.on_parent_failure = 'run_only' AND c.stopped_by IS NULL
+                             THEN 'cancelled'
                          WHEN c.run_at > p_now THEN 'scheduled'
-                         ELSE 'queued' END
+                         ELSE 'queued' END,
+            finished_at = CASE WHEN c.pending_parents - e.n = 0
+                                    AND c.on_parent_failure = 'run_only'
+                                    AND c.stopped_by IS NULL THEN p_now END,
+            dead_reason = CASE WHEN c.pending_parents - e.n = 0
+                                    AND c.on_parent_failure = 'run_only'
+                                    AND c.stopped_by IS NULL
+                               THEN 'not needed: every parent succeeded' END
         FROM (SELECT child_id, count(*)::integer AS n FROM conveyor_job_edges
               WHERE parent_id = ANY(p_parents) GROUP BY child_id) AS e
         WHERE c.id = e.child_id AND c.state = 'blocked'

@@ -4,13 +4,15 @@
 -- ended (pending_parents), so the last parent's end unblocks it without looking at the others.
 -- has_children is the cheap check of the hot path: a finish looks for edges only when it is set.
 -- on_parent_failure is the child's policy when a parent ends dead or cancelled (NULL: cancel);
--- stopped_by names the parent whose failure ended the job (to revive it on requeue).
+-- stopped_by names the parent whose failure ended the job (to revive it on requeue), or, for
+-- a failure callback ('run_only': it runs only if a parent failed), the parent that failed.
 ALTER TABLE conveyor_jobs ADD COLUMN pending_parents INTEGER NOT NULL DEFAULT 0
     CHECK (pending_parents >= 0);
 ALTER TABLE conveyor_jobs ADD COLUMN has_children INTEGER NOT NULL DEFAULT 0
     CHECK (has_children = 0 OR has_children = 1);
 ALTER TABLE conveyor_jobs ADD COLUMN on_parent_failure TEXT
-    CHECK (on_parent_failure IS NULL OR on_parent_failure = 'run' OR on_parent_failure = 'dead');
+    CHECK (on_parent_failure IS NULL OR on_parent_failure = 'run' OR on_parent_failure = 'dead'
+           OR on_parent_failure = 'run_only');
 ALTER TABLE conveyor_jobs ADD COLUMN stopped_by INTEGER;
 ALTER TABLE conveyor_jobs ADD COLUMN workflow_id TEXT;
 -- Escalation (conveyor/workflows/escalation.py): the job a failure was escalated to, and back.
