@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor import Conveyor, JobState, chain, chord, group
+from conveyor import Conveyor, Job, JobState, chain, chord, group
 from conveyor.errors import (
     ConfigurationError,
     DependencyCycle,
@@ -149,7 +149,7 @@ def test_on_success_and_on_failure_of_a_job(app: Conveyor) -> None:
     bad = app.get_task("fail").options(on_success=report.job(), on_failure=report.job())
     first, second = good.enqueue(4), bad.enqueue()
     drain(app)
-    by_parent = {}
+    by_parent: dict[int, list[Job]] = {}
     for job in app.list_jobs(task="report"):
         [(parent, _, _)] = app.dependencies(job.id).parents
         by_parent.setdefault(parent, []).append(job)
