@@ -189,8 +189,29 @@ def hooks_ran(folder: Path) -> None:
     assert states == [JobState.DEAD, JobState.SUCCEEDED]
 
 
+def workflows_ran(folder: Path) -> None:
+    with Conveyor(f"sqlite:///{folder / 'pipeline.db'}") as app:
+        jobs = {job.id: job for job in app.list_jobs()}
+        nightly = app.workflow("nightly")
+    assert nightly.state == "failed"  # its on_failure callback ended cancelled: not needed
+    assert [j.state for j in nightly.jobs[:-1]] == [JobState.SUCCEEDED] * 4
+    assert nightly.jobs[-1].dead_reason == "not needed: every parent succeeded"
+    assert nightly.jobs[-2].result == 6
+    # The job of `conveyor enqueue ... --depends-on 1 --depends-on 2` ran after both.
+    last = max(jobs)
+    assert (jobs[last].task, jobs[last].state, jobs[last].result) == (
+        "pipeline.total",
+        JobState.SUCCEEDED,
+        jobs[1].result + jobs[2].result,
+    )
+
+
 #: What each run must leave in its folder, beyond every command exiting 0.
-CHECKS: dict[str, Callable[[Path], None]] = {"quickstart": quickstart_ran, "hooks": hooks_ran}
+CHECKS: dict[str, Callable[[Path], None]] = {
+    "quickstart": quickstart_ran,
+    "hooks": hooks_ran,
+    "workflows": workflows_ran,
+}
 
 
 @pytest.mark.parametrize("name", RUNS)
