@@ -193,7 +193,7 @@ def workflows_ran(folder: Path) -> None:
     with Conveyor(f"sqlite:///{folder / 'pipeline.db'}") as app:
         jobs = {job.id: job for job in app.list_jobs()}
         nightly = app.workflow("nightly")
-    assert nightly.state == "failed"  # its on_failure callback ended cancelled: not needed
+    assert nightly.state == "succeeded"
     assert [j.state for j in nightly.jobs[:-1]] == [JobState.SUCCEEDED] * 4
     assert nightly.jobs[-1].dead_reason == "not needed: every parent succeeded"
     assert nightly.jobs[-2].result == 6

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.errors import ConfigurationError, ConveyorError, WorkflowNotFound
 from conveyor.job import Job, JobState
 from conveyor.task import DEFAULT_OPTIONS, JobSpec
-from conveyor.workflows.rules import parent_failure_policy
+from conveyor.workflows.rules import NOT_NEEDED, parent_failure_policy
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -113,11 +113,13 @@ class Workflow:
 
     @property
     def state(self) -> str:
-        """ "running" while some job is live, else "succeeded" if every job succeeded, else
-        "failed"."""
+        """Running while some job is live; else succeeded if every job succeeded (a failure
+        callback that was not needed aside); else failed."""
         if any(job.state.is_live for job in self.jobs):
             return "running"
-        if all(job.state is JobState.SUCCEEDED for job in self.jobs):
+        if all(
+            job.state is JobState.SUCCEEDED or job.dead_reason == NOT_NEEDED for job in self.jobs
+        ):
             return "succeeded"
         return "failed"
 
