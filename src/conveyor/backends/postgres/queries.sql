@@ -886,10 +886,15 @@ RETURNING c.id, c.queue, c.state
 
 -- name: blocked_children
 -- Locked in id order (as every settlement locks them), so concurrent settlements queue up
--- instead of deadlocking.
+-- instead of deadlocking. The edges of the parents drive (MATERIALIZED): with few blocked
+-- jobs the planner would rather walk them all, a cost that grows with every blocked job.
+WITH e AS MATERIALIZED (
+    SELECT parent_id, child_id FROM conveyor_job_edges
+    WHERE parent_id = ANY(%(parents)b::int8[])
+)
 SELECT c.id, e.parent_id, c.on_parent_failure
-FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
-WHERE e.parent_id = ANY(%(parents)b::int8[]) AND c.state = 'blocked'
+FROM e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE c.state = 'blocked'
 ORDER BY c.id, e.parent_id
 FOR UPDATE OF c
 
