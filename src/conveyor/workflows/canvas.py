@@ -230,6 +230,8 @@ def enqueue_workflow(
     workflow_id = workflow_id or uuid.uuid4().hex
     specs, last = compile_workflow(node, workflow_id, on_parent_failure, on_success, on_failure)
     jobs = app.enqueue_many(specs)
+    for job in jobs:
+        job.workflow_id = workflow_id  # as written (the snapshots leave it out)
     by_spec = {id(spec): job for spec, job in zip(specs, jobs, strict=True)}
     return Workflow(workflow_id, jobs, [by_spec[id(spec)].id for spec in last])
 
