@@ -978,7 +978,7 @@ RETURNING id
 
 -- name: link_escalation
 UPDATE conveyor_jobs
-SET escalated_to = %(to)s,
-    dead_reason = 'escalated to job ' || %(to)s || ' (' || %(task)s || ', on ' || %(why)s
-                  || '): ' || coalesce(dead_reason, '')
-WHERE id = %(from)s
+SET escalated_to = %(to)s::int8,
+    dead_reason = 'escalated to job ' || %(to)s::int8 || ' (' || %(task)s::text || ', on '
+                  || %(why)s::text || '): ' || coalesce(dead_reason, '')
+WHERE id = %(from)s::int8
