@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from conveyor import results
+from conveyor import bounds, results
 from conveyor.backends import open_backend
 from conveyor.backends.base import Backend, Dependencies, EnqueueResult, NewJob
 from conveyor.errors import ConfigurationError, UnknownTask
@@ -18,7 +18,16 @@ from conveyor.hooks import Event, Hooks, register
 from conveyor.job import Job, JobState
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
-from conveyor.task import JobSpec, Task, build_jobs, check_concurrency_limit, default_task_name
+from conveyor.task import (
+    JobSpec,
+    Task,
+    build_jobs,
+    check_argument_shapes,
+    check_concurrency_limit,
+    check_encoded,
+    check_task_options,
+    default_task_name,
+)
 from conveyor.worker_info import WorkerInfo
 from conveyor.workflows.canvas import (
     Chain,
@@ -143,11 +152,15 @@ class Conveyor:
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
+        typecheck: bool = True,
         escalate: Escalation | Mapping[str, Any] | None = None,
     ) -> Callable[[F], Task[..., Any]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-        """Register a function (plain or ``async def``) as a task."""
+        """Register a function (plain or ``async def``) as a task. Its type hints are checked
+        at enqueue and its dataclass and model arguments rebuilt at run time (see
+        conveyor.typecheck); ``typecheck=False`` turns both off."""
+        check_task_options(options)
 
         def register(function: Callable[..., Any]) -> Task[..., Any]:
             name = options.pop("name", None) or default_task_name(function)
@@ -190,6 +203,7 @@ class Conveyor:
         **options: Any,
     ) -> Job:
         """Enqueue a registered task by name (validated against its signature)."""
+        check_argument_shapes(task, args, kwargs)
         # Through Task.options, so an unknown option is a ConfigurationError, not a TypeError.
         spec = self.get_task(task).options(**options).job(*args, **dict(kwargs or {}))
         return self.enqueue_many([spec])[0]
@@ -243,7 +257,10 @@ class Conveyor:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
         other services). Build them with ``conveyor.task.encode_job``, which checks the JSON,
         the payload size and the options; the arguments cannot be checked against a signature."""
-        return self._enqueued(self._write(list(jobs)))
+        jobs = list(jobs)
+        for job in jobs:
+            check_encoded(job, self.settings.max_payload_bytes)
+        return self._enqueued(self._write(jobs))
 
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:
         early: list[tuple[list[EnqueueResult], list[Job]]] = []
@@ -319,7 +336,7 @@ class Conveyor:
     # --- jobs -----------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job:
-        return self._own(self.backend.get(job_id))
+        return self._own(self.backend.get(bounds.job_id(job_id)))
 
     def result(self, job_id: int, *, timeout: float | None = None) -> Any:
         """Wait until the job ends and return its result.
@@ -328,7 +345,9 @@ class Conveyor:
         its ``state``, ``dead_reason`` and ``last_error``; ResultTimeout (a TimeoutError) when
         it has not ended within ``timeout`` seconds (None: no limit; the job goes on). Woken
         by the job's finish, not by polling it (see conveyor.results)."""
-        return results.outcome(self._own(results.wait_for(self.backend, job_id, timeout)))
+        return results.outcome(
+            self._own(results.wait_for(self.backend, bounds.job_id(job_id), timeout))
+        )
 
     async def result_async(self, job_id: int, *, timeout: float | None = None) -> Any:
         """``result`` from async code."""
@@ -336,7 +355,9 @@ class Conveyor:
         backend = self._backend
         if backend is None:
             backend = await asyncio.to_thread(lambda: self.backend)
-        return results.outcome(self._own(await results.wait_for_async(backend, job_id, timeout)))
+        return results.outcome(
+            self._own(await results.wait_for_async(backend, bounds.job_id(job_id), timeout))
+        )
 
     def _own(self, job: Job) -> Job:
         job._app = self  # for job.wait()
@@ -344,7 +365,7 @@ class Conveyor:
 
     def cancel(self, job_id: int) -> Job:
         """Cancel a waiting job now; ask the worker of a running job to stop it."""
-        return self._own(self.backend.cancel(job_id))
+        return self._own(self.backend.cancel(bounds.job_id(job_id)))
 
     def requeue(
         self, job_id: int, *, reset_attempts: bool = False, revive_children: bool = False
@@ -363,7 +384,7 @@ class Conveyor:
         revive_children: bool = False,
     ) -> list[Job]:
         jobs = self.backend.requeue(
-            job_ids, reset_attempts=reset_attempts, revive_children=revive_children
+            bounds.job_ids(job_ids), reset_attempts=reset_attempts, revive_children=revive_children
         )
         return [self._own(job) for job in jobs]
 
@@ -406,7 +427,7 @@ class Conveyor:
 
     def discard(self, job_ids: Sequence[int]) -> int:
         """Delete dead jobs from the dead-letter queue for good."""
-        return self.backend.discard(job_ids)
+        return self.backend.discard(bounds.job_ids(job_ids))
 
     def list_jobs(
         self,
@@ -418,14 +439,22 @@ class Conveyor:
         before_id: int | None = None,
     ) -> list[Job]:
         states: list[JobState] | None
-        if state is None:
-            states = None
-        elif isinstance(state, str):
-            states = [JobState(state)]
-        else:
-            states = [JobState(s) for s in state]
+        try:
+            if state is None:
+                states = None
+            elif isinstance(state, str):
+                states = [JobState(state)]
+            else:
+                states = [JobState(s) for s in state]
+        except ValueError:
+            names = ", ".join(s.value for s in JobState)
+            raise ConfigurationError(f"unknown state in {state!r}: use {names}") from None
         jobs = self.backend.list_jobs(
-            states=states, queue=queue, task=task, limit=limit, before_id=before_id
+            states=states,
+            queue=None if queue is None else bounds.queue_name(queue),
+            task=None if task is None else bounds.task_name(task),
+            limit=bounds.limit(limit),
+            before_id=None if before_id is None else bounds.before_id(before_id),
         )
         return [self._own(job) for job in jobs]
 
@@ -463,6 +492,7 @@ class Conveyor:
         dead). Each learns it within about a second. All named workers or none
         (``WorkerNotFound``); returns the ids asked."""
         ids = [worker_ids] if isinstance(worker_ids, str) else list(worker_ids)
+        ids = [bounds.worker_id(worker_id) for worker_id in ids]
         if every == bool(ids):
             raise ConfigurationError("name the workers to stop, or pass every=True (not both)")
         return self.backend.request_worker_stop(None if every else ids)

@@ -193,6 +193,10 @@ class StorageFull(BackendError):
     """The disk (or the database's size limit) is full; nothing was written."""
 
 
+class DatabaseNotWritable(BackendError, PermissionError):
+    """This process may not write the database file, or the folder it is (to be) created in."""
+
+
 class DatabaseCorrupt(BackendError):
     """The file is not a Conveyor database, or it is damaged."""
 

@@ -11,15 +11,19 @@ Allowed transitions (the only ones any backend performs):
     blocked    -> cancelled | dead                  a parent ended dead or cancelled (policy
                                                     "cancel" or "dead"), in that transaction
     scheduled  -> queued                            run_at reached (promotion)
-    retrying   -> queued                            run_at reached (promotion)
+    retrying   -> queued                            run_at reached (promotion), unless suspect
+    retrying   -> running                           claim of a suspect, alone (poison isolation)
     queued     -> running                           claim: new run, fresh lease token
     running    -> succeeded                         fenced success
     running    -> retrying                          fenced failure with attempts left, or lease
-                                                    expired or worker declared dead (rescue),
-                                                    or released at shutdown
+                                                    expired or worker declared dead (rescue:
+                                                    the job becomes a suspect, and gets its
+                                                    attempt back unless it ran alone), or a
+                                                    suspect released at shutdown
     running    -> queued                            released before it started (no attempt charged)
     running    -> dead                              fenced failure, attempts exhausted,
-                                                    non-retryable error, or rescue with attempts
+                                                    non-retryable error, or rescue of a run that
+                                                    was alone in its worker with attempts
                                                     exhausted (the job keeps killing its worker)
     running    -> cancelled                         cancellation observed by the worker
     blocked | scheduled | queued | retrying -> cancelled     cancel
@@ -82,7 +86,7 @@ ALLOWED_TRANSITIONS: dict[JobState | None, frozenset[JobState]] = {
         {JobState.QUEUED, JobState.SCHEDULED, JobState.CANCELLED, JobState.DEAD}
     ),
     JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
-    JobState.RETRYING: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.RETRYING: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.CANCELLED}),
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
     JobState.RUNNING: frozenset(
         {
@@ -161,6 +165,9 @@ class Job:
     progress: Any = None
     checkpoint: Any = None
     cancel_requested: bool = False
+    #: Its worker died while it ran beside other jobs: it runs alone until it returns (see
+    #: ``Backend.claim_suspect``).
+    suspect: bool = False
     worker_id: str | None = None
     lease_token: str | None = None
     lease_expires_at: float | None = None
@@ -238,6 +245,7 @@ class Job:
             "progress": self.progress,
             "checkpoint": self.checkpoint,
             "cancel_requested": self.cancel_requested,
+            "suspect": self.suspect,
             "worker_id": self.worker_id,
             "lease_expires_at": self.lease_expires_at,
             "pending_parents": self.pending_parents,

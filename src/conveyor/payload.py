@@ -2,7 +2,9 @@
 
 Only what survives a JSON round trip unchanged is accepted: no NaN/Infinity, no bytes, no
 arbitrary objects, no non-string keys, no NUL characters in strings (PostgreSQL cannot store
-them and most consumers truncate at them).
+them and most consumers truncate at them), and no more than ``MAX_DEPTH`` levels of nesting:
+Python decodes JSON recursively, so a value encoded near the interpreter's recursion limit
+could not be read back by a deeper caller (a worker, ``conveyor jobs list``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ import json
 import math
 from collections.abc import Sequence
 from itertools import repeat
+from operator import add
 from typing import Any
 
 from conveyor.errors import InvalidArguments, ResultNotSerializable
 
 _encoder = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+#: Levels of arrays and objects a value may nest.
+MAX_DEPTH = 200
 
 
 def _find_problem(value: Any, path: str) -> str | None:
@@ -40,6 +46,13 @@ def _find_problem(value: Any, path: str) -> str | None:
 def dumps(value: Any, what: str = "value") -> str:
     """Encode ``value`` as compact JSON or raise InvalidArguments naming the problem."""
     try:
+        return _dumps(value, what)
+    except RecursionError:
+        raise InvalidArguments(f"{what} nests deeper than {MAX_DEPTH} levels") from None
+
+
+def _dumps(value: Any, what: str) -> str:
+    try:
         text = _encoder.encode(value)
     except ValueError as exc:  # NaN / Infinity, circular references
         raise InvalidArguments(f"{what} is not valid JSON: {exc}") from None
@@ -51,6 +64,9 @@ def dumps(value: Any, what: str = "value") -> str:
         problem = _find_problem(value, what)
         if problem:
             raise InvalidArguments(problem)
+    # Nesting needs an opening bracket per level: only text with many of them is measured.
+    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(value):
+        raise InvalidArguments(f"{what} nests deeper than {MAX_DEPTH} levels")
     if not text.isascii():
         # Lone surrogates ("\ud800") encode to JSON but not to UTF-8: no store can keep them.
         try:
@@ -69,30 +85,71 @@ _BOUNDARY = "\x00"
 _BOUNDARY_TEXT = ',"\\u0000",'
 
 
-def dumps_many(values: Sequence[Any]) -> list[str] | None:
+def dumps_many(values: Sequence[Any], *, containers: bool = False) -> list[str] | None:
     """``dumps`` of each of ``values``, through one encoder call for all of them (building the
     encoder costs far more than encoding a job's few arguments).
 
     Returns None when any value needs ``dumps`` of its own: to name what is wrong with it, or
-    because the batch screens are inconclusive (a string holding the text ``\\u0000``)."""
+    because the batch screens are inconclusive (a string holding the text ``\\u0000``).
+    ``containers``: every value is a list, tuple or dict (a job's arguments), which lets the
+    nesting screen pass a batch of flat values without looking at each."""
     if not values:
         return []
     joined: list[Any] = [_BOUNDARY] * (2 * len(values) - 1)
     joined[::2] = values
     try:
         text = _encoder.encode(joined)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     if text.count("\\u0000") != len(values) - 1:
         return None
-    if "{" in text and _any_non_string_key(values, text):
+    try:
+        if "{" in text and _any_non_string_key(values, text):
+            return None
+    except RecursionError:  # nested too deep to walk: dumps says so
         return None
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             return None
-    return text[1:-1].split(_BOUNDARY_TEXT)
+    texts = text[1:-1].split(_BOUNDARY_TEXT)
+    if _maybe_too_deep(text, texts, len(values) if containers else 0):
+        return None
+    return texts
+
+
+def _maybe_too_deep(text: str, texts: list[str], containers: int) -> bool:
+    """Whether a value of the batch might nest deeper than ``MAX_DEPTH``. Such a value opens
+    more than ``MAX_DEPTH`` brackets, every other container at least one, and its text is
+    longer than twice that: C-speed counts that rule it out for almost every batch."""
+    opened = text.count("[") + text.count("{") - 1  # less the batch's own list
+    if opened <= MAX_DEPTH + max(containers - 1, 0):
+        return False
+    return max(map(len, texts)) > 2 * MAX_DEPTH and _many_brackets(texts)
+
+
+def _many_brackets(texts: list[str]) -> bool:
+    """Whether a text has more opening brackets than ``MAX_DEPTH``: only then can its value nest
+    too deep (``dumps`` measures it). Counted without a Python loop: this runs on bulk paths."""
+    opened = map(add, map(str.count, texts, repeat("[")), map(str.count, texts, repeat("{")))
+    most: int = max(opened)
+    return most > MAX_DEPTH
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests more than ``MAX_DEPTH`` arrays and objects (without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list | tuple):
+            continue
+        if depth >= MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list | tuple))
+    return False
 
 
 def _any_non_string_key(values: Sequence[Any], text: str) -> bool:

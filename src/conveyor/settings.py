@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from conveyor import bounds
 from conveyor.errors import ConfigurationError
 
 DEFAULT_URL = "sqlite:///conveyor.db"
@@ -138,12 +139,24 @@ class Settings:
         for queue, limit in self.queue_limits.items():
             if limit <= 0:
                 raise ConfigurationError(f"queue limit for {queue!r} must be > 0, got {limit}")
+        self._check_bounds()
         if self.escalation:
             # Here, not at the top: the heartbeat process loads settings and nothing else.
             from conveyor.workflows.escalation import parse_rules
 
             parse_rules(self.escalation)
         self._check_postgres()
+
+    def _check_bounds(self) -> None:
+        """Upper bounds (conveyor.bounds): each of these reaches the database, or a wait that
+        refuses huge numbers, and must mean the same on every engine."""
+        for name in ("lease", "heartbeat", "poll_interval", "sweep_interval", "lock_timeout"):
+            bounds.seconds(name, getattr(self, name), bounds.MAX_TIMEOUT, positive=True)
+        bounds.seconds("retention", self.retention, bounds.MAX_DELAY)
+        bounds.whole_number("batch_size", self.batch_size, 1, bounds.MAX_BATCH)
+        for queue, limit in self.queue_limits.items():
+            bounds.queue_name(queue)
+            bounds.whole_number(f"queue limit of {queue!r}", limit, 1, bounds.MAX_QUEUE_LIMIT)
 
     def _check_postgres(self) -> None:
         if not _POSTGRES_SCHEMA.fullmatch(self.postgres_schema):

@@ -4,24 +4,26 @@ and the retry decision when a run fails."""
 from __future__ import annotations
 
 import inspect
-import math
+import json
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from conveyor import payload
+from conveyor import bounds, payload
 from conveyor.backends.base import Escalate, NewJob, Outcome, OutcomeKind
 from conveyor.errors import (
     ArgumentsMismatch,
     ConfigurationError,
+    InvalidArguments,
     PayloadTooLarge,
     ResultNotSerializable,
 )
 from conveyor.job import JobError
 from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
+from conveyor.typecheck import ArgumentTypes, compile_arguments
 from conveyor.workflows.escalation import Escalation, escalation_for
 from conveyor.workflows.links import check_dependency_options, link_batch, link_job
 
@@ -38,9 +40,9 @@ IDEMPOTENCY_SCOPES = ("live", "any")
 #: ``async def``) or "process" (a child process per job; see conveyor.worker.processes).
 ISOLATION_MODES = ("thread", "process")
 #: The longest task name the schemas store.
-MAX_TASK_NAME = 500
+MAX_TASK_NAME = bounds.MAX_TASK_NAME
 #: The largest cap on the running jobs of a queue that the schemas store (a 32-bit integer).
-MAX_CAP = 2**31 - 1
+MAX_CAP = bounds.MAX_CAP
 
 
 class NonRetryable(Exception):
@@ -51,10 +53,7 @@ def resolve_priority(priority: int | str) -> int:
     if isinstance(priority, bool):
         raise ConfigurationError(f"priority must be an integer or a level name, got {priority!r}")
     if isinstance(priority, int):
-        # Every engine stores it as a 32-bit integer (PostgreSQL ``integer``).
-        if not -(2**31) <= priority < 2**31:
-            raise ConfigurationError(f"priority must fit in 32 bits, got {priority}")
-        return priority
+        return bounds.priority(priority)
     if isinstance(priority, str) and priority in PRIORITY_LEVELS:
         return PRIORITY_LEVELS[priority]
     raise ConfigurationError(
@@ -63,22 +62,16 @@ def resolve_priority(priority: int | str) -> int:
 
 
 def _to_seconds(name: str, value: float | timedelta | None) -> float | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigurationError(f"{name} must be a finite number >= 0, got {seconds:g}")
-    return seconds
+    return None if value is None else bounds.seconds(name, value, bounds.MAX_DELAY)
 
 
 def _to_timestamp(value: float | datetime | None) -> float | None:
-    if value is None or isinstance(value, int | float):
-        if value is not None and not math.isfinite(value):
-            raise ConfigurationError(f"run_at must be a finite timestamp, got {value}")
-        return None if value is None else float(value)
-    if value.tzinfo is None:
-        raise ConfigurationError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
-    return value.timestamp()
+    return None if value is None else bounds.timestamp("run_at", value)
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None:
+        bounds.seconds("timeout", timeout, bounds.MAX_TIMEOUT, positive=True)
 
 
 @dataclass(frozen=True)
@@ -117,12 +110,9 @@ class JobOptions:
         _to_timestamp(self.run_at)
         if self.max_attempts is not None:
             _check_max_attempts(self.max_attempts)
-        if self.timeout is not None and not 0 < self.timeout < math.inf:
-            raise ConfigurationError(f"timeout must be > 0, got {self.timeout}")
-        if self.idempotency_key is not None and (
-            not isinstance(self.idempotency_key, str) or not self.idempotency_key
-        ):
-            raise ConfigurationError("idempotency_key must be a non-empty string")
+        _check_timeout(self.timeout)
+        if self.idempotency_key is not None:
+            bounds.idempotency_key(self.idempotency_key)
         if self.depends_on is not None or self.on_parent_failure is not None:
             object.__setattr__(self, "depends_on", check_dependency_options(self))
         for name in ("on_success", "on_failure"):
@@ -141,36 +131,37 @@ class JobOptions:
 DEFAULT_OPTIONS = JobOptions()
 
 
+def check_argument_shapes(task: str, args: object, kwargs: object) -> None:
+    """Positional arguments are a list or tuple (a string would be split into characters),
+    keyword arguments a mapping of names."""
+    if isinstance(args, str | bytes) or not isinstance(args, Sequence):
+        raise ArgumentsMismatch(
+            f"args of {task} must be a list or tuple, got {type(args).__name__}"
+        )
+    if not isinstance(kwargs, Mapping | None) or any(not isinstance(k, str) for k in kwargs or ()):
+        raise ArgumentsMismatch(
+            f"kwargs of {task} must map names to values, got {type(kwargs).__name__}"
+        )
+
+
 def check_task_name(name: str) -> None:
-    if not isinstance(name, str) or not 1 <= len(name) <= MAX_TASK_NAME or "\x00" in name:
-        raise ConfigurationError(f"task name must be 1-{MAX_TASK_NAME} characters, got {name!r}")
+    bounds.task_name(name)
 
 
 def check_queue(queue: str) -> None:
-    if not isinstance(queue, str) or not 1 <= len(queue) <= 200 or "\x00" in queue:
-        raise ConfigurationError(f"queue name must be 1-200 characters, got {queue!r}")
+    bounds.queue_name(queue)
 
 
 def check_concurrency_limit(queue: str, max_running: int | None) -> None:
     """A cap on the running jobs of a queue: a queue name, and a whole number of at least 1,
     or None for no cap."""
     check_queue(queue)
-    if max_running is None:
-        return
-    if (
-        not isinstance(max_running, int)
-        or isinstance(max_running, bool)
-        or not 1 <= max_running <= MAX_CAP
-    ):
-        raise ConfigurationError(
-            f"max_running must be a whole number from 1 to {MAX_CAP} (or None for no cap), "
-            f"got {max_running!r}"
-        )
+    if max_running is not None:
+        bounds.whole_number("max_running", max_running, 1, MAX_CAP)
 
 
 def _check_max_attempts(value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"max_attempts must be an integer >= 1, got {value!r}")
+    bounds.max_attempts(value)
 
 
 def encode_job(
@@ -194,6 +185,7 @@ def encode_job(
     directly and passes the result to ``Conveyor.enqueue_raw``.
     """
     check_task_name(task)
+    check_argument_shapes(task, args, kwargs)
     head = _head(
         task, options or DEFAULT_OPTIONS, queue, priority, max_attempts, timeout, idempotency
     )
@@ -202,6 +194,43 @@ def encode_job(
     if options is not None and options is not DEFAULT_OPTIONS:
         link_job(job, options, None)
     return job
+
+
+def check_encoded(job: NewJob, max_payload_bytes: int) -> None:
+    """Check a NewJob built by hand (``Conveyor.enqueue_raw``) as ``encode_job`` checks its
+    own: every field in range, the arguments strict JSON of the right kinds within the limit."""
+    check_task_name(job.task)
+    check_queue(job.queue)
+    bounds.priority(job.priority)
+    if job.run_at is not None:
+        bounds.timestamp("run_at", job.run_at)
+    bounds.seconds("delay", job.delay, bounds.MAX_DELAY)
+    _check_max_attempts(job.max_attempts)
+    _check_timeout(job.timeout)
+    if job.idempotency_key is not None:
+        bounds.idempotency_key(job.idempotency_key)
+    if job.idempotency_scope not in IDEMPOTENCY_SCOPES:
+        raise ConfigurationError(
+            f"idempotency_scope must be 'live' or 'any', got {job.idempotency_scope!r}"
+        )
+    for text, kind, what in (
+        (job.args_json, list, f"arguments of {job.task}"),
+        (job.kwargs_json, dict, f"keyword arguments of {job.task}"),
+    ):
+        try:
+            value = json.loads(text, parse_constant=_not_json)
+        except (TypeError, ValueError, RecursionError):
+            raise InvalidArguments(f"{what} are not a JSON text: {text[:80]!r}") from None
+        if not isinstance(value, kind):
+            raise InvalidArguments(f"{what} must be a JSON {kind.__name__}, got {text[:80]!r}")
+        payload.dumps(value, what)  # NUL, lone surrogates, nesting
+    if _too_large(job.args_json, job.kwargs_json, max_payload_bytes):
+        size = len(job.args_json.encode()) + len(job.kwargs_json.encode())
+        raise PayloadTooLarge(size, max_payload_bytes)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +311,10 @@ def _too_large(args_json: str, kwargs_json: str, max_payload_bytes: int) -> bool
 
 @dataclass(slots=True)
 class JobSpec:
-    """A job described but not yet enqueued: pass a list of them to ``app.enqueue_many``."""
+    """A job described but not yet enqueued: pass a list of them to ``app.enqueue_many``.
+
+    Enqueueing checks the arguments against the task's type hints and, where the hints convert
+    them (dataclasses, models, enums), leaves their JSON form here: what the job stores."""
 
     task: Task[..., Any]
     args: tuple[Any, ...]
@@ -291,7 +323,7 @@ class JobSpec:
     options: JobOptions = DEFAULT_OPTIONS
 
     def to_new_job(self) -> NewJob:
-        return self.task.build(self.args, self.kwargs, self.options)
+        return self.task.build(self.args, self.kwargs, self.options, self)
 
 
 def build_jobs(specs: Sequence[JobSpec]) -> list[NewJob]:
@@ -325,10 +357,16 @@ def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
             limit = task.app.settings.max_payload_bytes
             arguments = task._arguments
             binding = arguments.binding
+            types = task.types
         args, kwargs = spec.args, spec.kwargs
         shape = (len(args), *kwargs) if kwargs else len(args)
         if shape not in binding and not arguments.binds(args, kwargs):
             return None
+        if types is not None:
+            try:
+                args, kwargs = _typed(spec, types)
+            except ArgumentsMismatch:
+                return None  # the exact path raises it, in the order of the batch
         job = head.job("[]", "{}")
         jobs.append(job)
         if args or kwargs:
@@ -339,7 +377,7 @@ def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
                 values.append(kwargs)
     if not encoding:
         return jobs
-    encoded = payload.dumps_many(values)
+    encoded = payload.dumps_many(values, containers=True)
     if encoded is None:
         return None
     texts = iter(encoded)
@@ -351,6 +389,15 @@ def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
         if _too_large(job.args_json, job.kwargs_json, limit):
             return None
     return jobs
+
+
+def _typed(spec: JobSpec, types: ArgumentTypes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments of ``spec`` checked against the task's hints, in their JSON form. The spec
+    keeps that form: the Job built from it then shows what was written, as reading it would."""
+    args, kwargs = types.encode(spec.args, spec.kwargs)
+    if args is not spec.args or kwargs is not spec.kwargs:
+        spec.args, spec.kwargs = tuple(args), dict(kwargs)
+    return spec.args, spec.kwargs
 
 
 class Task(Generic[P, R]):
@@ -374,13 +421,13 @@ class Task(Generic[P, R]):
         isolation: str = "thread",
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
+        typecheck: bool = True,
         escalate: Escalation | Mapping[str, Any] | None = None,
     ) -> None:
         check_task_name(name)
         check_queue(queue)
         _check_max_attempts(max_attempts)
-        if timeout is not None and not 0 < timeout < math.inf:
-            raise ConfigurationError(f"timeout must be > 0, got {timeout}")
+        _check_timeout(timeout)
         if idempotency not in IDEMPOTENCY_SCOPES:
             raise ConfigurationError(f"idempotency must be 'live' or 'any', got {idempotency!r}")
         self.app = app
@@ -404,6 +451,8 @@ class Task(Generic[P, R]):
         if escalate is not None:
             app.escalations.add({name: escalate})
         self._arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
+        #: The compiled type hints (see conveyor.typecheck), None without any to check.
+        self.types = compile_arguments(name, fn, self._arguments.signature) if typecheck else None
         self._default_head = _head(
             name, DEFAULT_OPTIONS, queue, self.priority, max_attempts, timeout, idempotency
         )
@@ -433,10 +482,8 @@ class Task(Generic[P, R]):
         """Override options for the next enqueue: queue, priority, delay, run_at,
         idempotency_key, max_attempts, timeout, depends_on, on_parent_failure, workflow_id,
         on_success, on_failure (see conveyor.workflows)."""
-        try:
-            return BoundTask(self, JobOptions(**options))
-        except TypeError as exc:
-            raise ConfigurationError(str(exc)) from None
+        _refuse_unknown("option", options, [f.name for f in fields(JobOptions)])
+        return BoundTask(self, JobOptions(**options))
 
     def job(self, *args: P.args, **kwargs: P.kwargs) -> JobSpec:
         return JobSpec(self, args, kwargs)
@@ -471,14 +518,23 @@ class Task(Generic[P, R]):
             self.idempotency,
         )
 
-    def build(self, args: Sequence[Any], kwargs: dict[str, Any], options: JobOptions) -> NewJob:
+    def build(
+        self,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        options: JobOptions,
+        spec: JobSpec | None = None,
+    ) -> NewJob:
         """Validate and encode one job; raises before anything is written."""
         try:
             self._arguments.check(args, kwargs)
         except TypeError as exc:
             raise ArgumentsMismatch(f"arguments do not match task {self.name}: {exc}") from None
+        values: tuple[Sequence[Any], Mapping[str, Any]] = (args, kwargs)
+        if self.types is not None:
+            values = self.types.encode(args, kwargs) if spec is None else _typed(spec, self.types)
         args_json, kwargs_json = encode_arguments(
-            self.name, args, kwargs, self.app.settings.max_payload_bytes
+            self.name, *values, self.app.settings.max_payload_bytes
         )
         return self._head_for(options).job(args_json, kwargs_json)
 
@@ -567,6 +623,21 @@ def _check_limit(name: str, value: int | None, isolation: str) -> None:
         raise ConfigurationError(f"{name} needs isolation='process'")
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def check_task_options(options: Mapping[str, Any]) -> None:
+    """Refuse what ``@app.task(...)`` does not take, naming what it does."""
+    accepted = list(inspect.signature(Task.__init__).parameters)[3:]  # after self, app, fn
+    _refuse_unknown("task option", options, accepted)
+
+
+def _refuse_unknown(what: str, given: Mapping[str, Any], accepted: Sequence[str]) -> None:
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+            f"use {', '.join(accepted)}"
+        )
 
 
 def _check_isolation(fn: Callable[..., Any], isolation: str, memory_limit_mb: int | None) -> None:

@@ -145,6 +145,15 @@ def test_arguments_that_do_not_fit_the_signature_are_refused(
     assert output_json(invoke("stats", "--json")) == {}
 
 
+def test_arguments_that_do_not_fit_the_type_hints_are_refused(
+    invoke: Invoke, migrated: None, write_app: WriteApp
+) -> None:
+    module = write_app()
+    result = invoke("enqueue", f"{module}.add", "--args", '[1, "2"]', "--app", f"{module}:app")
+    assert_user_error(result, f"task {module}.add: argument y must be int, got str '2'")
+    assert output_json(invoke("stats", "--json")) == {}
+
+
 def test_bad_setting_in_the_environment_is_a_user_error(invoke: Invoke) -> None:
     assert_user_error(invoke("enqueue", "t", env={"CONVEYOR_LEASE": "soon"}), "CONVEYOR_LEASE")
 

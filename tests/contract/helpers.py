@@ -34,6 +34,18 @@ def claim_one(
     return claimed[0]
 
 
+def claim_suspect_one(
+    backend: Backend,
+    worker: str = "worker-1",
+    queues: list[str] | None = None,
+    lease: float = LEASE,
+) -> ClaimedJob:
+    """Claim a rescued job: it waits as a suspect, for a worker that holds nothing else."""
+    claimed = backend.claim_suspect(worker, queues, lease)
+    assert claimed is not None, "expected a claimable suspect"
+    return claimed
+
+
 def error(attempt: int, at: float, message: str = "boom") -> JobError:
     return JobError(
         attempt=attempt,

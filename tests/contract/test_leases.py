@@ -11,6 +11,7 @@ from conveyor.job import JobState
 from tests.contract.helpers import (
     LEASE,
     claim_one,
+    claim_suspect_one,
     enqueue,
     error,
     fail,
@@ -107,8 +108,11 @@ def test_an_expired_lease_is_rescued_as_a_lost_run_not_an_error(
     assert job.lease_token is None
     assert job.finished_at is None
 
-    # Claimable at once, as a new run with a new token.
-    again = claim_one(backend)
+    # It ran alone, so the lost run cost it its attempt; it is a suspect now, claimable at
+    # once by a worker holding nothing else, as a new run with a new token.
+    assert job.suspect is True
+    assert backend.claim("w", None, 10, LEASE) == [], "a suspect is not claimed beside others"
+    again = claim_suspect_one(backend)
     assert again.id == job_id
     assert again.attempt == 2
     assert again.lease_token != run.lease_token
@@ -127,7 +131,7 @@ def test_a_job_that_keeps_losing_its_worker_ends_dead(backend: Backend, clock: F
     job_id = enqueue(backend, max_attempts=2)
     claim_one(backend)
     expire_and_rescue(backend, clock)
-    claim_one(backend)
+    claim_suspect_one(backend)
     clock.advance(LEASE + 1.0)
 
     report = backend.rescue_expired()
@@ -263,7 +267,7 @@ def test_the_new_run_wins_over_the_old_worker(backend: Backend, clock: FakeClock
 
     # The old worker stalls; its lease expires, the job is rescued and re-claimed elsewhere.
     expire_and_rescue(backend, clock)
-    new = claim_one(backend, worker="new-worker")
+    new = claim_suspect_one(backend, worker="new-worker")
     assert new.id == job_id
     assert new.lease_token != old.lease_token
     assert new.checkpoint == {"page": 1}
@@ -296,7 +300,7 @@ def test_an_old_failure_after_rescue_does_not_touch_the_new_run(
     job_id = enqueue(backend, max_attempts=5)
     old = claim_one(backend)
     expire_and_rescue(backend, clock)
-    new = claim_one(backend)
+    new = claim_suspect_one(backend)
 
     assert fail(backend, old, clock, message="old failure").applied is False
     job = backend.get(job_id)
@@ -341,10 +345,11 @@ def test_a_mixed_batch_reports_each_outcome_in_order(backend: Backend, clock: Fa
     ids = [enqueue(backend, max_attempts=5) for _ in range(6)]
     old = {r.id: r for r in backend.claim("old", None, 6, LEASE)}
     expire_and_rescue(backend, clock)
-    new = {r.id: r for r in backend.claim("new", None, 3, LEASE)}  # the first three again
-    assert sorted(new) == ids[:3]
-    second = {r.id: r for r in backend.claim("new-2", None, 3, LEASE)}
-    assert sorted(second) == ids[3:]
+    # Suspects now, each claimed by a worker of its own.
+    again = [claim_suspect_one(backend, worker=f"new-{n}") for n in range(6)]
+    assert [r.id for r in again] == ids
+    new = {r.id: r for r in again[:3]}
+    second = {r.id: r for r in again[3:]}
 
     def success(run: ClaimedJob, value: int) -> Outcome:
         return Outcome(run.id, run.lease_token, OutcomeKind.SUCCEEDED, result_json=str(value))
@@ -374,7 +379,7 @@ def test_a_mixed_batch_reports_each_outcome_in_order(backend: Backend, clock: Fa
     assert [backend.get(i).state for i in ids] == [
         JobState.SUCCEEDED,
         JobState.SUCCEEDED,
-        JobState.QUEUED,
+        JobState.RETRYING,  # a released suspect waits as a suspect again
         JobState.SUCCEEDED,
         JobState.RUNNING,
         JobState.SUCCEEDED,

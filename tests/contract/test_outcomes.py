@@ -10,6 +10,7 @@ from conveyor.job import JobState
 from tests.contract.helpers import (
     LEASE,
     claim_one,
+    claim_suspect_one,
     enqueue,
     error,
     fail,
@@ -306,7 +307,7 @@ def test_a_stale_retry_does_not_spend_the_budget(backend: Backend, clock: FakeCl
 
     # The budget's single retry is still there for a real failure.
     job_id = stale.job_id
-    run = claim_one(backend)
+    run = claim_suspect_one(backend)
     assert run.id == job_id
     outcome = Outcome(
         run.id, run.lease_token, OutcomeKind.RETRY, error=error(2, clock.now), retry_budget=budget

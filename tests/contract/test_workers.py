@@ -9,7 +9,7 @@ from conveyor.backends.base import Backend, Outcome, OutcomeKind
 from conveyor.errors import WorkerNotFound
 from conveyor.job import JobState
 from conveyor.worker_info import WorkerHealth, WorkerInfo, WorkerRegistration, WorkerState
-from tests.contract.helpers import claim_one, enqueue, error, snapshot
+from tests.contract.helpers import claim_one, claim_suspect_one, enqueue, error, snapshot
 from tests.support import FakeClock
 
 BEAT = 5.0
@@ -216,7 +216,8 @@ def test_a_silent_worker_is_declared_dead_and_its_jobs_released_at_once(
     assert (report.dead, report.cancelled) == ([], [])
     for job in map(backend.get, lost):
         assert job.state is JobState.RETRYING
-        assert (job.attempts, job.lost_runs, job.errors) == (1, 1, [])
+        # Three jobs died together: none is charged the run, each one is a suspect.
+        assert (job.attempts, job.lost_runs, job.errors, job.suspect) == (0, 1, [], True)
         assert job.lease_token is None and job.finished_at is None
         assert job.run_at == pytest.approx(clock.now), "runnable at once"
     for job_id in [*kept, *unregistered]:
@@ -228,16 +229,20 @@ def test_a_silent_worker_is_declared_dead_and_its_jobs_released_at_once(
     assert backend.reap_dead_workers("lives").workers == [], "declared dead once"
 
     again = backend.claim("lives", None, 10, LONG_LEASE)
-    assert sorted(c.id for c in again) == [*lost, waiting]
-    assert {c.attempt for c in again if c.id in lost} == {2}
+    assert [c.id for c in again] == [waiting], "suspects are not claimed beside others"
+    alone = [claim_suspect_one(backend, worker=f"next-{n}", lease=LONG_LEASE) for n in range(3)]
+    assert [c.id for c in alone] == lost
+    assert {c.attempt for c in alone} == {1}
 
 
 def test_a_dead_workers_jobs_end_as_rescued_ones_do(backend: Backend, clock: FakeClock) -> None:
-    backend.register_worker(registration("dies"))
     last_try = enqueue(backend, max_attempts=1)
     cancelled = enqueue(backend, max_attempts=5)
     requeued = enqueue(backend, max_attempts=5)
-    backend.claim("dies", None, 3, LONG_LEASE)
+    # One job a worker: each ran alone when its worker died, so the death is its own.
+    for n in range(3):
+        backend.register_worker(registration(f"dies-{n}"))
+        claim_one(backend, worker=f"dies-{n}", lease=LONG_LEASE)
     backend.cancel(cancelled)
     clock.advance(DEAD_AFTER + 1.0)
 
@@ -247,7 +252,9 @@ def test_a_dead_workers_jobs_end_as_rescued_ones_do(backend: Backend, clock: Fak
     assert dead.state is JobState.DEAD
     assert dead.lost_runs == 1 and dead.finished_at is not None
     assert dead.dead_reason is not None and dead.dead_reason.startswith("lost: ")
-    assert "worker died" in dead.dead_reason
+    assert "worker died" in dead.dead_reason and "alone" in dead.dead_reason
+    assert (dead.attempts, dead.suspect) == (1, False)
+    assert (backend.get(requeued).attempts, backend.get(requeued).suspect) == (1, True)
     gone = backend.get(cancelled)
     assert (gone.state, gone.lost_runs) == (JobState.CANCELLED, 1)
     assert gone.finished_at is not None
@@ -259,7 +266,7 @@ def test_a_dead_workers_late_writes_change_nothing(backend: Backend, clock: Fake
     stale = claim_one(backend, worker="dies", lease=LONG_LEASE)
     clock.advance(DEAD_AFTER + 1.0)
     assert backend.reap_dead_workers().requeued == [stale.id]
-    fresh = claim_one(backend, worker="next", lease=LONG_LEASE)
+    fresh = claim_suspect_one(backend, worker="next", lease=LONG_LEASE)
     assert fresh.id == stale.id
     before = backend.get(stale.id)
 
@@ -320,7 +327,7 @@ def test_a_worker_declared_dead_registers_again_and_keeps_its_new_runs(
     assert (shown.state, shown.health) == (WorkerState.RUNNING, WorkerHealth.ALIVE)
     assert shown.last_beat_at == pytest.approx(clock.now)
     assert backend.beat_worker("w1", WorkerState.RUNNING) is False
-    rerun = claim_one(backend, worker="w1", lease=LONG_LEASE)
+    rerun = claim_suspect_one(backend, worker="w1", lease=LONG_LEASE)
     assert rerun.id == first
     clock.advance(DEAD_AFTER - 1.0)
     assert backend.reap_dead_workers().workers == []
@@ -389,7 +396,7 @@ def test_a_worker_known_dead_is_declared_dead_and_its_jobs_released_at_once(
     assert report.requeued == lost
     for job in map(backend.get, lost):
         assert job.state is JobState.RETRYING
-        assert (job.attempts, job.lost_runs, job.lease_token) == (1, 1, None)
+        assert (job.attempts, job.lost_runs, job.lease_token, job.suspect) == (0, 1, None, True)
         assert job.run_at == pytest.approx(clock.now)
     assert {backend.get(job_id).state for job_id in kept} == {JobState.RUNNING}
     shown = workers(backend)
@@ -400,14 +407,18 @@ def test_a_worker_known_dead_is_declared_dead_and_its_jobs_released_at_once(
 def test_a_known_dead_workers_jobs_end_as_rescued_ones_do(
     backend: Backend, clock: FakeClock
 ) -> None:
-    backend.register_worker(registration("gone"))
     last_try = enqueue(backend, max_attempts=1)
     cancelled = enqueue(backend, max_attempts=5)
     requeued = enqueue(backend, max_attempts=5)
-    [stale, *_] = backend.claim("gone", None, 3, LONG_LEASE)
+    gone = [f"gone-{n}" for n in range(3)]
+    runs = []
+    for worker in gone:  # one job a worker: each death is the job's own
+        backend.register_worker(registration(worker))
+        runs.append(claim_one(backend, worker=worker, lease=LONG_LEASE))
+    stale = runs[0]
     backend.cancel(cancelled)
 
-    report = backend.reap_dead_workers(known_dead=["gone"])
+    report = backend.reap_dead_workers(known_dead=gone)
     assert (report.requeued, report.dead, report.cancelled) == ([requeued], [last_try], [cancelled])
     dead = backend.get(last_try)
     assert (dead.state, dead.lost_runs) == (JobState.DEAD, 1)

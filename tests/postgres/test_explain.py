@@ -131,6 +131,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "conveyor_jobs_ready_by_queue",
     ),
     ("promote_due", NOW, "conveyor_jobs_due"),
+    # Poison isolation: suspects from their own (almost always empty) index.
+    ("pick_suspect", {**NOW, "queues": None}, "conveyor_jobs_suspects"),
     ("next_due", {}, "conveyor_jobs_due"),
     ("rescue_expired", {**NOW, "exclude": None}, "conveyor_jobs_leases"),
     # Both indexes hold running jobs only.

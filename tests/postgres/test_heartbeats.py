@@ -62,7 +62,7 @@ def test_a_stopped_worker_loses_its_job_and_its_late_outcome_changes_nothing(
 ) -> None:
     world, workers = short
     a = workers.start("A", concurrency=2)
-    job_id = world.app.get_task("pg.first_attempt_hangs").enqueue(1.0).id
+    job_id = world.app.get_task("pg.first_run_hangs").enqueue(1.0).id
     wait_for(lambda: world.effects("start"), "the job to start in A")
     a.send(signal.SIGSTOP)
     b = workers.start("B", concurrency=2)

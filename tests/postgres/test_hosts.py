@@ -154,7 +154,7 @@ def test_a_host_cut_off_mid_job_loses_it_to_another_and_cannot_overwrite_it(
                     )
 
                 worker_a = start("A", host_a)
-                task = world.app.get_task("pg.first_attempt_hangs")
+                task = world.app.get_task("pg.first_run_hangs")
                 job_id = task.enqueue(8.0).id  # attempt 1 takes 8 s; later ones are quick
                 wait_for(lambda: world.effects("start"), "host A to start the job")
                 worker_b = start("B", host_b)

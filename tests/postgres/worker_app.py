@@ -100,11 +100,16 @@ def sleepy(ctx: JobContext, seconds: float) -> None:
     record("done", ctx)
 
 
-def first_attempt_hangs(ctx: JobContext, seconds: float) -> int:
-    """Sleeps ``seconds`` on its first attempt (long enough to be killed or cut off there);
-    quick after. Returns the pid of the worker that ran it."""
+def first_run_hangs(ctx: JobContext, seconds: float) -> int:
+    """Sleeps ``seconds`` on its first run (long enough to be killed or cut off there); quick
+    after. A run lost beside others gives its attempt back (poison isolation), so the attempt
+    number does not tell a first run: the effects recorded so far do. Returns the pid of the
+    worker that ran it."""
+    first = not any(
+        e.job_id == ctx.job_id for e in read_effects(Path(os.environ[EFFECTS_DIR_ENV]), "start")
+    )
     record("start", ctx)
-    if ctx.attempt == 1:
+    if first:
         time.sleep(seconds)
     record("done", ctx)
     return os.getpid()
@@ -143,7 +148,7 @@ def spin_process(ctx: JobContext) -> None:
 TASKS: list[tuple[Any, dict[str, Any]]] = [
     (work, {"max_attempts": 5, "retry": Fixed(0)}),
     (sleepy, {"max_attempts": 5, "retry": Fixed(0)}),
-    (first_attempt_hangs, {"max_attempts": 5, "retry": Fixed(0)}),
+    (first_run_hangs, {"max_attempts": 5, "retry": Fixed(0)}),
     (hold_gil, {"max_attempts": 5}),
     (wait_async, {"max_attempts": 5}),
     (wait_thread, {"max_attempts": 5}),
@@ -163,6 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--queue", action="append", dest="queues")
+    parser.add_argument("--grace", type=float, default=30.0)
     options = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO,
@@ -170,7 +176,9 @@ def main() -> None:
     )
     app = build_app()
     try:
-        app.worker(queues=options.queues, concurrency=options.concurrency).run()
+        app.worker(
+            queues=options.queues, concurrency=options.concurrency, grace=options.grace
+        ).run()
     finally:
         app.close()
     logging.getLogger("conveyor.worker").info("worker process exiting normally")

@@ -100,6 +100,7 @@ class PgWorkers:
         env: dict[str, str] | None = None,
         wait_ready: bool = True,
         prefix: Iterable[str] = (),
+        grace: float | None = None,
     ) -> WorkerProcess:
         stderr_path = self.world.tmp / f"worker-{name}.stderr"
         argv = [
@@ -112,6 +113,8 @@ class PgWorkers:
         ]
         for queue in queues:
             argv += ["--queue", queue]
+        if grace is not None:
+            argv += ["--grace", str(grace)]
         popen = spawn_logged(argv, {**self.world.env, **(env or {})}, stderr_path)
         proc = WorkerProcess(name, popen, stderr_path, 0.0)
         self.procs.append(proc)

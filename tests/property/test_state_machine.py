@@ -277,9 +277,17 @@ class QueueMachine(RuleBasedStateMachine):
         ]
         report = self.backend.rescue_expired()
         event(f"rescue of {min(len(expired), 2)}{'+' if len(expired) >= 2 else ''} expired runs")
+        # Poison isolation: a run is charged only if it was the one running job of its worker.
+        held: dict[str | None, int] = {}
+        for j in self.before.values():
+            if j.state is JobState.RUNNING:
+                held[j.worker_id] = held.get(j.worker_id, 0) + 1
+        alone = {j.id for j in expired if held[j.worker_id] == 1}
         cancelled = sorted(j.id for j in expired if j.cancel_requested)
         dead = sorted(
-            j.id for j in expired if not j.cancel_requested and j.attempts >= j.max_attempts
+            j.id
+            for j in expired
+            if not j.cancel_requested and j.id in alone and j.attempts >= j.max_attempts
         )
         requeued = sorted(j.id for j in expired if j.id not in cancelled and j.id not in dead)
         assert sorted(report.cancelled) == cancelled
@@ -290,12 +298,44 @@ class QueueMachine(RuleBasedStateMachine):
             rescued = after[j.id]
             assert rescued.lost_runs == j.lost_runs + 1
             assert rescued.errors == j.errors, "a lost run is not an error"
-            assert rescued.attempts == j.attempts
+            refunded = j.id in requeued and j.id not in alone
+            assert rescued.attempts == j.attempts - refunded
+            assert rescued.suspect is (j.id in requeued)
             assert rescued.lease_token is None
+            if refunded:
+                self.released.add(j.id)
         for job_id in dead:
             reason = after[job_id].dead_reason
             assert reason is not None
             assert "lease" in reason
+
+    @rule(worker=st.sampled_from(["worker", "alone"]))
+    def claim_suspect(self, worker: str) -> None:
+        now = self.clock.now
+        busy = any(
+            j.state is JobState.RUNNING and j.worker_id == worker for j in self.before.values()
+        )
+        suspects = sorted(
+            (
+                j
+                for j in self.before.values()
+                if j.state is JobState.RETRYING and j.suspect and j.run_at <= now
+            ),
+            key=lambda j: (-j.priority, j.run_at, j.id),
+        )
+        claimed = self.backend.claim_suspect(worker, None, LEASE)
+        event(f"claim of a suspect: {'none' if claimed is None else 'one'}")
+        if busy or not suspects:
+            assert claimed is None
+            self.assert_unchanged()
+            return
+        assert claimed is not None
+        assert claimed.id == suspects[0].id
+        assert claimed.attempt == suspects[0].attempts + 1
+        self.runs.append(Run(claimed.id, claimed.lease_token, claimed.attempt))
+        self.claimed = {claimed.id}
+        after = self.others_unchanged(claimed.id)[claimed.id]
+        assert (after.state, after.worker_id) == (JobState.RUNNING, worker)
 
     @rule()
     def promote(self) -> None:
@@ -303,7 +343,9 @@ class QueueMachine(RuleBasedStateMachine):
         due = {
             j.id
             for j in self.before.values()
-            if j.state in (JobState.SCHEDULED, JobState.RETRYING) and j.run_at <= now
+            if j.state in (JobState.SCHEDULED, JobState.RETRYING)
+            and j.run_at <= now
+            and not j.suspect
         }
         assert self.backend.promote_due() == len(due)
         after = self.others_unchanged(*due)
@@ -429,7 +471,11 @@ class QueueMachine(RuleBasedStateMachine):
             if (queues is None or j.queue in queues)
             and (
                 j.state is JobState.QUEUED
-                or (j.state in (JobState.SCHEDULED, JobState.RETRYING) and j.run_at <= now)
+                or (
+                    j.state in (JobState.SCHEDULED, JobState.RETRYING)
+                    and j.run_at <= now
+                    and not j.suspect
+                )
             )
         ]
         ready.sort(key=lambda j: (-j.priority, j.run_at, j.id))
@@ -499,7 +545,12 @@ class QueueMachine(RuleBasedStateMachine):
             OutcomeKind.DEAD: JobState.DEAD,
             OutcomeKind.CANCELLED: JobState.CANCELLED,
             # Released runs go back to the queue, unless a cancel was asked for meanwhile.
-            OutcomeKind.RELEASED: JobState.CANCELLED if job.cancel_requested else JobState.QUEUED,
+            # A suspect waits as one again.
+            OutcomeKind.RELEASED: JobState.CANCELLED
+            if job.cancel_requested
+            else JobState.RETRYING
+            if job.suspect
+            else JobState.QUEUED,
         }[kind]
         event(f"{kind.value} applied, ending {expected_state}")
         assert result.applied is True
@@ -515,6 +566,7 @@ class QueueMachine(RuleBasedStateMachine):
             assert after.result == "ok"
         if kind is OutcomeKind.RETRY:
             assert after.run_at == self.clock.now + retry_in
+            assert after.suspect is False, "a suspect that returned is cleared"
         if kind in (OutcomeKind.RETRY, OutcomeKind.DEAD):
             assert after.errors == [*job.errors, error]
         else:

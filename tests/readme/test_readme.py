@@ -206,11 +206,18 @@ def workflows_ran(folder: Path) -> None:
     )
 
 
+def typed_ran(folder: Path) -> None:
+    with Conveyor(f"sqlite:///{folder / 'jobs.db'}") as app:
+        jobs = app.list_jobs()
+    assert sorted(job.result for job in jobs) == [1.5, 2.5]  # the mismatched third never written
+
+
 #: What each run must leave in its folder, beyond every command exiting 0.
 CHECKS: dict[str, Callable[[Path], None]] = {
     "quickstart": quickstart_ran,
     "hooks": hooks_ran,
     "workflows": workflows_ran,
+    "typed": typed_ran,
 }
 
 

@@ -90,7 +90,7 @@ def test_a_read_that_began_before_forget_is_not_kept() -> None:
     [
         ("", 3, "queue name must be 1-200 characters"),
         ("q" * 201, 3, "queue name must be 1-200 characters"),
-        ("a\x00b", 3, "queue name must be 1-200 characters"),
+        ("a\x00b", 3, "queue name must not contain a NUL character"),
         (7, 3, "queue name must be 1-200 characters"),
         ("api", 0, "max_running must be a whole number from 1"),
         ("api", -1, "max_running must be a whole number from 1"),

@@ -281,3 +281,24 @@ def test_a_look_for_a_stop_request_probes_the_workers_primary_key(make: Any) -> 
     backend = make()
     expected = "SEARCH conveyor_workers USING INDEX sqlite_autoindex_conveyor_workers_1 (id=?)"
     assert _plan(backend, "worker_stop_requested", {"id": "w1"}) == expected
+
+
+def test_promotion_and_the_suspect_claim_probe_their_own_indexes(make: Any) -> None:
+    """Poison isolation must not slow the claim: promotion and next_due still use the index of
+    due jobs (which holds no suspect), and an idle worker's look for a suspect probes the small
+    index of suspects, whatever else the table holds."""
+    backend = make()
+    backend.enqueue_many([new_job() for _ in range(3000)])
+    done = backend.claim("w2", None, 2000, 30.0)
+    backend.finish_many([Outcome(r.id, r.lease_token, OutcomeKind.SUCCEEDED) for r in done])
+    backend.enqueue_many([new_job(delay=60.0) for _ in range(10)])
+    for analyzed in (False, True):
+        if analyzed:
+            backend._writer.raw.execute("ANALYZE")
+        promote = _plan(backend, "promote_due", {"now": 0.0})
+        assert "USING INDEX conveyor_jobs_due" in promote, promote
+        assert "USING INDEX conveyor_jobs_due" in _plan(backend, "next_due", {})
+        pick = _plan(backend, "pick_suspect", {"now": 0.0, "queues": None})
+        # A walk of the suspects alone, in claim order (no sort).
+        assert pick.startswith("SCAN j USING INDEX conveyor_jobs_suspects"), pick
+        assert "TEMP B-TREE" not in pick, pick

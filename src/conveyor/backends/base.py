@@ -282,6 +282,23 @@ class Backend(ABC):
         global order would walk the capped queue's whole backlog to skip it)."""
 
     @abstractmethod
+    def claim_suspect(
+        self, worker_id: str, queues: Sequence[str] | None, lease: float
+    ) -> ClaimedJob | None:
+        """retrying -> running for one *suspect*, or None. ``claim`` never takes a suspect.
+
+        Poison isolation: a rescue (``rescue_expired``, ``reap_dead_workers``) cannot tell which
+        of the jobs a dead worker held killed it, so it charges the lost run only to a job that
+        was the only one its worker held, and gives every other one its attempt back; all of
+        them become suspects, which wait in ``retrying`` (promotion leaves them there). A
+        suspect runs alone: it is claimed only by a worker that holds no running job, the best
+        due one of ``queues`` (None: any) whose queue cap leaves room, and that worker claims
+        nothing else until the run is settled (a worker rule: this call and ``claim`` take no
+        account of each other, so one worker must not make them at the same time). Its next
+        death is therefore its own. A suspect whose run returns an error is retried as any job
+        and is no longer a suspect; one that is released waits as a suspect again."""
+
+    @abstractmethod
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
         """Push the lease of every still-owned run to now + ``lease``. A run whose lease ran
         out but that no sweep has rescued yet is still owned: it may extend and finish."""

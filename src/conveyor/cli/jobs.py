@@ -27,14 +27,28 @@ from .core import (
 )
 from .links import links_dict, links_lines
 from .output import dead_table, echo_json, job_details, jobs_table, stats_json, stats_table
-from .params import JOB_ID, JOB_STATE, JsonValue, Priority, Timestamp
+from .params import (
+    BEFORE_ID,
+    DELAY,
+    IDEMPOTENCY_KEY,
+    JOB_ID,
+    JOB_STATE,
+    LIMIT,
+    MAX_ATTEMPTS,
+    QUEUE,
+    TASK,
+    TIMEOUT,
+    JsonValue,
+    Priority,
+    Timestamp,
+)
 
 #: Rows per read when collecting every dead job for --all.
 PAGE = 1000
 
 
 @click.command()
-@click.argument("task")
+@click.argument("task", type=TASK)
 @option(
     "--args",
     "args",
@@ -51,13 +65,20 @@ PAGE = 1000
     show_default=True,
     help="Keyword arguments, as a JSON object.",
 )
-@option("--queue", help="Queue to put the job in.  [default: the task's, else 'default']")
+@option(
+    "--queue", type=QUEUE, help="Queue to put the job in.  [default: the task's, else 'default']"
+)
 @option("--priority", type=Priority(), help="Higher runs first; a number or a level name.")
-@option("--delay", type=click.FloatRange(min=0), metavar="SECONDS", help="Run no sooner.")
+@option("--delay", type=DELAY, metavar="SECONDS", help="Run no sooner.")
 @option("--run-at", type=Timestamp(), help="Run no sooner than this time (with a UTC offset).")
-@option("--idempotency-key", metavar="KEY", help="While a job holds KEY, return it instead.")
-@option("--max-attempts", type=click.IntRange(min=1), help="Attempts before dead-lettering.")
-@option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS")
+@option(
+    "--idempotency-key",
+    type=IDEMPOTENCY_KEY,
+    metavar="KEY",
+    help="While a job holds KEY, return it instead.",
+)
+@option("--max-attempts", type=MAX_ATTEMPTS, help="Attempts before dead-lettering.")
+@option("--timeout", type=TIMEOUT, metavar="SECONDS")
 @option(
     "--depends-on",
     "depends_on",
@@ -152,8 +173,8 @@ def jobs() -> None:
 @option("--state", multiple=True, type=JOB_STATE, help="Only these states (repeat).")
 @option("--queue", help="Only this queue.")
 @option("--task", help="Only this task.")
-@option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-@option("--before-id", type=JOB_ID, metavar="ID", help="Page: only jobs older than job ID.")
+@option("--limit", type=LIMIT, default=100, show_default=True)
+@option("--before-id", type=BEFORE_ID, metavar="ID", help="Page: only jobs older than job ID.")
 @app_option
 @json_option
 @pass_runtime
@@ -228,7 +249,7 @@ def dlq() -> None:
 @dlq.command("list")
 @option("--queue", help="Only this queue.")
 @option("--task", help="Only this task.")
-@option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@option("--limit", type=LIMIT, default=100, show_default=True)
 @app_option
 @json_option
 @pass_runtime

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import click
 
 from conveyor.backends.script import schema_script
+from conveyor.bounds import MAX_PROCESSES
 from conveyor.errors import SchemaError
 from conveyor.jsonlog import FORMATS, WorkerIdFilter, formatter, log_each_run
 from conveyor.worker.pools import Concurrency, format_concurrency, format_pool_spec
@@ -93,7 +94,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 )
 @option(
     "--processes",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_PROCESSES),
     default=None,
     envvar="CONVEYOR_PROCESSES",
     metavar="N",
@@ -273,7 +274,7 @@ def sql(runtime: Runtime, postgres_schema: str | None, from_version: int) -> Non
 @click.command()
 @option(
     "--jobs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=10_000),
     default=40,
     show_default=True,
     help="How many jobs to run.",

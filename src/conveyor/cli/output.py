@@ -23,7 +23,11 @@ def echo_json(data: Any) -> None:
 def utc(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, OSError):
+        # Out of datetime's range: stored before Conveyor bounded run_at, still shown.
+        return f"{ts:.0f} (UNIX seconds)"
 
 
 def cell(value: object) -> str:

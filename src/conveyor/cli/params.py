@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from conveyor import bounds
 from conveyor.errors import ConfigurationError
 from conveyor.job import JobState
 from conveyor.task import PRIORITY_LEVELS, resolve_priority
@@ -90,6 +92,10 @@ class Timestamp(ParamType):
                 param,
                 ctx,
             )
+        try:
+            bounds.timestamp("run_at", moment)
+        except ConfigurationError as exc:
+            self.fail(str(exc), param, ctx)
         return moment
 
 
@@ -124,5 +130,33 @@ class ConcurrencyRange(ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class Checked(ParamType):
+    """``base``, then the check of ``conveyor.bounds`` that the Python API applies to the same
+    option: the command line refuses exactly what the library refuses, in its words."""
+
+    def __init__(self, base: ParamType, check: Callable[[Any], object]) -> None:
+        self.base = base
+        self.check = check
+        self.name = base.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        converted = self.base.convert(value, param, ctx)
+        try:
+            self.check(converted)
+        except ConfigurationError as exc:
+            self.fail(str(exc), param, ctx)
+        return converted
+
+
+DELAY = Checked(click.FLOAT, lambda value: bounds.seconds("delay", value, bounds.MAX_DELAY))
+TIMEOUT = Checked(
+    click.FLOAT, lambda value: bounds.seconds("timeout", value, bounds.MAX_TIMEOUT, positive=True)
+)
+MAX_ATTEMPTS = Checked(click.INT, bounds.max_attempts)
+QUEUE = Checked(click.STRING, bounds.queue_name)
+TASK = Checked(click.STRING, bounds.task_name)
+IDEMPOTENCY_KEY = Checked(click.STRING, bounds.idempotency_key)
+LIMIT = Checked(click.INT, bounds.limit)
+BEFORE_ID = Checked(click.INT, bounds.before_id)
 JOB_STATE = click.Choice([state.value for state in JobState], case_sensitive=False)
 JOB_ID = click.IntRange(min=1)

@@ -43,6 +43,9 @@ class ChildSpec:
     memory_limit_mb: int | None
     env: dict[str, str]
     cpu_limit_s: int | None = None
+    #: Whether the arguments are rebuilt from their JSON (dataclasses, models: see
+    #: conveyor.typecheck); the child does it, from the function it imported.
+    rebuild: bool = False
 
 
 # --- errors across the pipe -------------------------------------------------------------------
@@ -214,6 +217,24 @@ def _resolve(module: str, qualname: str) -> Callable[..., Any]:
     return fn
 
 
+def _rebuilt(
+    spec: ChildSpec, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """The arguments rebuilt as in the worker (``executor.rebuilt_arguments``)."""
+    from conveyor.errors import ArgumentsMismatch
+    from conveyor.task import NonRetryable
+    from conveyor.typecheck import compile_arguments
+
+    signature = inspect.signature(fn)
+    if spec.context is not None:  # the job context is no argument of the job
+        signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+    types = compile_arguments(spec.task, fn, signature)
+    try:
+        return (args, kwargs) if types is None else types.decode(args, kwargs)
+    except ArgumentsMismatch as exc:
+        raise NonRetryable(str(exc)) from None
+
+
 def child_main(conn: Connection, spec: ChildSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, _on_stop_request)
@@ -224,14 +245,16 @@ def child_main(conn: Connection, spec: ChildSpec) -> None:
     message: tuple[Any, ...]
     try:
         fn = _resolve(spec.module, spec.qualname)
+        args, kwargs = list(spec.args), spec.kwargs
+        if spec.rebuild:
+            args, kwargs = _rebuilt(spec, fn, args, kwargs)
         if spec.memory_limit_mb is not None:
             _limit_memory(spec.memory_limit_mb)
         if spec.cpu_limit_s is not None:
             _limit_cpu(spec.task, spec.cpu_limit_s)
-        args = list(spec.args)
         if spec.context is not None:
             args.insert(0, ChildContext(spec.context, conn))
-        result = fn(*args, **spec.kwargs)
+        result = fn(*args, **kwargs)
         if inspect.iscoroutine(result):
             result = asyncio.run(result)
         # Checked here, where the value still is what the task returned: one that cannot

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor import payload
 from conveyor.backends.base import ClaimedJob, FinishResult, Outcome, OutcomeKind
-from conveyor.errors import JobCancelled, JobTimeout, LeaseLost, UnknownTask
+from conveyor.errors import ArgumentsMismatch, JobCancelled, JobTimeout, LeaseLost, UnknownTask
 from conveyor.hooks import RunInfo
 from conveyor.job import JobState
-from conveyor.task import describe_error
+from conveyor.task import NonRetryable, describe_error
 from conveyor.worker.context import JobContext
 from conveyor.worker.processes import ProcessRunner
 from conveyor.worker.threads import DaemonThreadPool
@@ -29,6 +29,7 @@ from conveyor.worker.threads import DaemonThreadPool
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.task import Task
+    from conveyor.typecheck import ArgumentTypes
     from conveyor.worker.fetcher import Fetcher
 
 
@@ -96,12 +97,11 @@ class Executor:
         """Call a plain function on this (pool) thread; None means the run was lost."""
         if run.hooks is not None:
             return self._context.copy().run(self._run_in_thread_with_hooks, run, task)
-        job = run.job
-        args = (run.context, *job.args) if task.pass_context else job.args
         try:
+            args, kwargs = thread_arguments(run, task)
             # A copy of the worker's context per job: context variables a task sets do not
             # leak into the next job on this thread.
-            result = self._context.copy().run(task.fn, *args, **job.kwargs)
+            result = self._context.copy().run(task.fn, *args, **kwargs)
             return self._succeeded(run, task, result)
         except BaseException as exc:  # a task's SystemExit is its failure too
             return self._settle(run, task, exc)
@@ -109,14 +109,13 @@ class Executor:
     def _run_in_thread_with_hooks(self, run: Run, task: Task[..., Any]) -> Outcome | None:
         """``run_in_thread`` between the hooks, all in one copy of the worker's context: what
         ``before_run`` sets there (a current span) the task and ``after_run`` see."""
-        job = run.job
-        args = (run.context, *job.args) if task.pass_context else job.args
         self.before(run)
         assert run.hooks is not None
         started = time.monotonic()
         outcome: Outcome | None
         try:
-            result = task.fn(*args, **job.kwargs)
+            args, kwargs = thread_arguments(run, task)
+            result = task.fn(*args, **kwargs)
             outcome = self._succeeded(run, task, result)
             if run.hooks.outcome is None:  # not yet settled by the worker (a timeout)
                 run.hooks.result = result
@@ -127,9 +126,13 @@ class Executor:
 
     async def execute(self, run: Run, task: Task[..., Any]) -> Outcome | None:
         """Run an async or process-isolated job; None means the run was lost."""
-        args: list[Any] = [run.context, *run.job.args] if task.pass_context else list(run.job.args)
         try:
-            result = await self._call(run, task, args, run.job.kwargs, run.job.timeout)
+            args, kwargs = run.job.args, run.job.kwargs
+            # A process-isolated task rebuilds its arguments in its own process.
+            if task.types is not None and task.types.rebuilds and task.isolation != "process":
+                args, kwargs = rebuilt_arguments(task.types, args, kwargs)
+            args = [run.context, *args] if task.pass_context else list(args)
+            result = await self._call(run, task, args, kwargs, run.job.timeout)
             outcome = self._succeeded(run, task, result)
             if run.hooks is not None:
                 run.hooks.result = result
@@ -322,4 +325,26 @@ _OUTCOMES = {
     OutcomeKind.RELEASED: "released",
 }
 
-__all__ = ["Executor", "Run"]
+
+def thread_arguments(run: Run, task: Task[..., Any]) -> tuple[list[Any], dict[str, Any]]:
+    """What a plain function is called with: the job's arguments, rebuilt as declared, after
+    its context when it asks for one."""
+    args, kwargs = run.job.args, run.job.kwargs
+    if task.types is not None and task.types.rebuilds:
+        args, kwargs = rebuilt_arguments(task.types, args, kwargs)
+    return ([run.context, *args] if task.pass_context else list(args)), kwargs
+
+
+def rebuilt_arguments(
+    types: ArgumentTypes, args: list[Any], kwargs: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """The stored arguments as the function declared them (dataclasses, models ...). Ones that
+    do not fit (written without the check: ``enqueue_raw``, older code) never will: the job
+    goes to the dead-letter queue at once."""
+    try:
+        return types.decode(args, kwargs)
+    except ArgumentsMismatch as exc:
+        raise NonRetryable(str(exc)) from None
+
+
+__all__ = ["Executor", "Run", "rebuilt_arguments"]

@@ -5,6 +5,9 @@ It claims when its buffer runs low rather than for every slot that frees up, wak
 signal (a local enqueue, another process's commit, a job coming due) and polls as a fallback.
 A pool whose concurrency is a range grows one slot at a time while claimed jobs wait for a slot,
 and shrinks back once its slots have stood idle for ``scale_down_after`` seconds.
+
+Poison isolation (see ``solo``): while the worker holds nothing, a fetcher first asks for a
+suspect, which then runs alone: every fetcher of the worker waits until its run is settled.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from conveyor.errors import ConveyorError
 from conveyor.settings import Settings
 from conveyor.worker.completer import Completer
 from conveyor.worker.pools import Pool
+from conveyor.worker.solo import Solo
 from conveyor.worker.wakeup import WorkSignal
 
 log = logging.getLogger("conveyor.worker")
@@ -36,6 +40,8 @@ MAX_AUTO_PREFETCH = 1000
 RUN_TIME_WEIGHT = 0.1
 #: Seconds between two reads of which queues are capped.
 CAPS_READ_EVERY = 1.0
+#: Before looking for a suspect: at most this long (seconds) for outcomes still being written.
+OUTCOMES_WAIT = 1.0
 
 
 class Fetcher:
@@ -53,6 +59,8 @@ class Fetcher:
         completer: Completer,
         burst: bool,
         scale_down_after: float,
+        solo: Solo | None = None,
+        holds_nothing: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
@@ -77,6 +85,9 @@ class Fetcher:
         self._completer = completer
         self._burst = burst
         self._scale_down_after = scale_down_after
+        self._solo = Solo() if solo is None else solo
+        #: Whether the whole worker holds no job (every pool's slots and buffers are empty).
+        self._holds_nothing = holds_nothing or (lambda: self.in_flight == 0 and not self.buffer)
         self._clock = clock
         self._idle_since: float | None = None
         #: Whether a queue this pool serves has a cap on its running jobs (read every second).
@@ -174,6 +185,7 @@ class Fetcher:
         self.stopping = True
         self._room.set()
         self._stopped.set()
+        self._solo.wake()
         self.wake()
 
     async def run(self) -> None:
@@ -197,6 +209,10 @@ class Fetcher:
         while not self.stopping:
             self._scale_down_if_idle()
             await self._check_caps()
+            if self._solo.blocks_claims:
+                # A suspect is being claimed or runs: it must stay alone in this process.
+                await self._solo.changed()
+                continue
             prefetch = self.prefetch_now()
             room = self.limit + prefetch - self.in_flight - len(self.buffer)
             # Claim again once the buffer runs low, rather than for every slot that frees up.
@@ -204,7 +220,13 @@ class Fetcher:
                 filling = False
                 await self._wait_for_room()
                 continue
+            if self._may_claim_suspect():
+                if await self._claim_suspect():
+                    continue
+                if self.stopping:
+                    return
             wanted = min(room, self._settings.batch_size)
+            self._solo.claim_started()
             try:
                 jobs: list[ClaimedJob] = await self._db(
                     self._backend.claim,
@@ -218,6 +240,8 @@ class Fetcher:
                 await self._sleep_unless_stopping(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            finally:
+                self._solo.claim_ended()
             backoff = 0.05
             filling = len(jobs) == wanted < room
             if len(jobs) == wanted:
@@ -248,6 +272,36 @@ class Fetcher:
             except ConveyorError:
                 next_due = None
             await signal.wait(next_due)
+
+    def _may_claim_suspect(self) -> bool:
+        solo = self._solo
+        return solo.claims == 0 and not solo.blocks_claims and self._holds_nothing()
+
+    async def _claim_suspect(self) -> bool:
+        """Claim a suspect for this worker, which holds nothing; True if one was claimed."""
+        solo = self._solo
+        solo.suspect_claim_started()
+        job: ClaimedJob | None = None
+        try:
+            if not self._completer.idle:
+                # Runs whose outcome is not written yet still count as held by this worker.
+                await self._completer.drain(OUTCOMES_WAIT)
+            job = await self._db(
+                self._backend.claim_suspect, self._worker_id, self.queues, self._settings.lease
+            )
+        except ConveyorError as exc:
+            log.warning("could not look for suspect jobs: %s", exc)
+        finally:
+            solo.suspect_claim_ended(None if job is None else job.lease_token)
+        if job is None:
+            return False
+        log.info("job %s runs alone (a suspect: a worker died while it ran)", job.id)
+        self._idle_since = None
+        self._hold([job.lease_token])
+        self.buffer.append(job)
+        if not self.stopping:
+            self.dispatch()
+        return True
 
     async def _check_caps(self) -> None:
         read_at = self._capped_read_at

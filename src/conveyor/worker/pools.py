@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeGuard
 
+from conveyor.bounds import MAX_CONCURRENCY, MAX_PREFETCH, whole_number
 from conveyor.errors import ConfigurationError
 from conveyor.task import check_queue
 
@@ -37,11 +38,8 @@ class Pool:
             for queue in self.queues:
                 check_queue(queue)
         object.__setattr__(self, "concurrency", _check_concurrency(self.concurrency))
-        prefetch = self.prefetch
-        if prefetch is not None and (
-            isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0
-        ):
-            raise ConfigurationError(f"prefetch must be an integer >= 0, got {prefetch!r}")
+        if self.prefetch is not None:
+            whole_number("prefetch", self.prefetch, 0, MAX_PREFETCH)
 
     @property
     def minimum(self) -> int:
@@ -61,7 +59,7 @@ class Pool:
 
 def _check_concurrency(value: object) -> Concurrency:
     def whole(n: object) -> TypeGuard[int]:
-        return isinstance(n, int) and not isinstance(n, bool) and n >= 1
+        return isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_CONCURRENCY
 
     if whole(value):
         return value
@@ -70,8 +68,8 @@ def _check_concurrency(value: object) -> Concurrency:
         if low <= high:
             return (low, high) if low != high else low
     raise ConfigurationError(
-        f"concurrency must be an integer >= 1 or a (minimum, maximum) pair with "
-        f"1 <= minimum <= maximum, got {value!r}"
+        f"concurrency must be an integer >= 1 (at most {MAX_CONCURRENCY:,}) or a (minimum, "
+        f"maximum) pair with 1 <= minimum <= maximum <= {MAX_CONCURRENCY:,}, got {value!r}"
     )
 
 

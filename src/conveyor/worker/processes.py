@@ -225,6 +225,7 @@ class _Child:
             # The fork server's environment is the one of its start; a job sees the worker's.
             dict(os.environ),
             cpu_limit_s=self.task.cpu_limit_s,
+            rebuild=self.task.types is not None and self.task.types.rebuilds,
         )
 
     def _serve(self, conn: Connection) -> tuple[str, Any]:

@@ -3,6 +3,12 @@ shuts down without losing any of them.
 
 It owns small services with one life cycle each: the fetch loop (here), the executor, the
 completer, the heartbeater, the registry (its row in the database) and maintenance.
+
+A stop is bounded: running jobs get ``grace`` seconds from the signal; then every write-back
+(the release of what still runs, the outcomes, the maintenance hand-off, the deregistration)
+shares one deadline, ``SHUTDOWN_WRITE_BACK`` seconds later. What a gone database cannot take
+by then is left to the lease and to dead-worker detection, which rescue it anyway. Database
+calls run on daemon threads, so one stuck on an unreachable server does not hold up the exit.
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from conveyor import bounds
 from conveyor.backends.base import ClaimedJob, FinishResult, LeaseReport, Outcome, OutcomeKind
 from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.job import JobState
@@ -35,6 +41,8 @@ from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.pools import Concurrency, Pool, build_pools
 from conveyor.worker.processes import refuse_worker_in_task_process
 from conveyor.worker.registry import Registry
+from conveyor.worker.solo import Solo
+from conveyor.worker.threads import DaemonThreadPool
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -42,6 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("conveyor.worker")
 T = TypeVar("T")
+
+#: Seconds after the grace period for every write-back of a stop together (see above).
+SHUTDOWN_WRITE_BACK = 5.0
 
 
 @dataclass
@@ -76,8 +87,7 @@ class Worker:
         maximum) range to scale within), None for every queue, or a mapping of queue name to
         its own concurrency (one pool per queue). ``pools`` gives the pools explicitly."""
         self.pools = build_pools(queues, concurrency, prefetch, pools)
-        if grace < 0:
-            raise ConfigurationError(f"grace must be >= 0, got {grace}")
+        bounds.seconds("grace", grace, bounds.MAX_TIMEOUT)
         if scale_down_after < 0:
             raise ConfigurationError(f"scale_down_after must be >= 0, got {scale_down_after}")
         refuse_worker_in_task_process()
@@ -110,6 +120,8 @@ class Worker:
         self._finished_threads: list[tuple[Run, Outcome | None, float]] = []
         self._finished_lock = threading.Lock()
         self._stopping = False
+        #: Loop time of the stop request (the grace period counts from there).
+        self._stop_at: float | None = None
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = threading.Event()
@@ -137,6 +149,9 @@ class Worker:
         if not self._stopping:
             log.info("worker %s stopping: no new claims, finishing running jobs", self.id)
         self._stopping = True
+        if self._stop_at is None:
+            self._stop_at = asyncio.get_running_loop().time()
+            self._stop_requested.set()
         self.heartbeater.stopping()
         for fetcher in self.fetchers:
             fetcher.stop()
@@ -160,10 +175,12 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._runs_done = asyncio.Event()
-        self._db_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="conveyor-db")
+        self._stop_requested = asyncio.Event()
+        self._db_pool = DaemonThreadPool(2, name="conveyor-db")
         backend = self.app.backend
         self.executor = Executor(self.app, threads=self.concurrency)
         self.completer = Completer(backend, self._db, self._on_written)
+        self.solo = Solo()
         self.fetchers = [
             Fetcher(
                 pool,
@@ -177,6 +194,8 @@ class Worker:
                 completer=self.completer,
                 burst=self.burst,
                 scale_down_after=self.scale_down_after,
+                solo=self.solo,
+                holds_nothing=self._holds_nothing,
             )
             for pool in self.pools
         ]
@@ -222,8 +241,13 @@ class Worker:
             self.started.set()
             if self._stopping:
                 self._begin_stop()
-            await asyncio.gather(*(fetcher.run() for fetcher in self.fetchers))
-            await self._shutdown()
+            fetching: asyncio.Future[Any] = asyncio.ensure_future(
+                asyncio.gather(*(fetcher.run() for fetcher in self.fetchers))
+            )
+            stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop_requested.wait())
+            await asyncio.wait({fetching, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            await self._shutdown(fetching)
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
@@ -231,7 +255,7 @@ class Worker:
             # this worker still held once it counts as dead.
             self.heartbeater.stop()
             self.executor.shutdown()
-            self._db_pool.shutdown(wait=True)
+            self._db_pool.shutdown()
             self.stopped.set()
 
     async def _reap_gone_neighbours(self) -> None:
@@ -255,13 +279,18 @@ class Worker:
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking backend call off the event loop, on the worker's database thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db_pool, functools.partial(fn, *args))
+        return await asyncio.wrap_future(self._db_pool.submit(functools.partial(fn, *args)))
 
     @property
     def in_flight(self) -> int:
         """Slots taken across every pool (threads that outlived their run included)."""
         return sum(fetcher.in_flight for fetcher in self.fetchers)
+
+    def _holds_nothing(self) -> bool:
+        """No run, no thread that outlived one, no prefetched job, in any pool."""
+        return not self.runs and all(
+            fetcher.in_flight == 0 and not fetcher.buffer for fetcher in self.fetchers
+        )
 
     def _wake_fetchers(self) -> None:
         for fetcher in self.fetchers:
@@ -284,6 +313,7 @@ class Worker:
 
     def _unhold(self, token: str) -> None:
         self.heartbeater.release([token])
+        self.solo.settled(token)
 
     def _start(self, job: ClaimedJob, fetcher: Fetcher) -> None:
         """Run a job in a slot ``fetcher`` has just taken for it."""
@@ -420,6 +450,7 @@ class Worker:
             for outcome, result in zip(outcomes, results, strict=True):
                 self.executor.written(outcome, result)
         for outcome, result in zip(outcomes, results, strict=True):
+            self.solo.settled(outcome.token)
             if not result.applied:
                 self.counters.lost += 1
                 log.warning(
@@ -489,11 +520,26 @@ class Worker:
 
     # --- shutdown -------------------------------------------------------------------------
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, fetching: asyncio.Future[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        grace_end = (loop.time() if self._stop_at is None else self._stop_at) + self.grace
+        # A fetcher returns once its claim under way does (it then puts back what it holds):
+        # at once, unless the database is away.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(fetching), max(0.0, grace_end - loop.time()))
         if self.runs:
-            log.info("waiting up to %gs for %d running job(s)", self.grace, len(self.runs))
+            log.info(
+                "waiting up to %gs for %d running job(s)",
+                max(0.0, grace_end - loop.time()),
+                len(self.runs),
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._runs_done.wait(), self.grace)
+                await asyncio.wait_for(self._runs_done.wait(), max(0.0, grace_end - loop.time()))
+        deadline = loop.time() + SHUTDOWN_WRITE_BACK
+
+        def left() -> float:
+            return max(0.0, deadline - loop.time())
+
         if self.runs:
             log.warning(
                 "%d job(s) still running after the grace period: putting them back",
@@ -514,18 +560,37 @@ class Worker:
                     run.task.cancel()
                     tasks.append(run.task)
             if tasks:
-                await asyncio.wait(tasks, timeout=5)
-        await self.maintenance.stop()
-        if await self.completer.stop(timeout=max(self.settings.lock_timeout, 5.0)):
+                await asyncio.wait(tasks, timeout=left())
+        if not await self._before(deadline, self.maintenance.stop()):
+            log.warning("could not hand on maintenance in time: it passes on once its lease ends")
+        if await self.completer.stop(timeout=left()):
             # No beat may register the worker again once it has left.
             self.heartbeater.stop()
-            await self._db(self.registry.stop)
+            if not await self._before(deadline, self._db(self.registry.stop)):
+                log.warning(
+                    "could not deregister worker %s in time: it will be declared dead in %gs",
+                    self.id,
+                    self.registry.registration.dead_after,
+                )
         else:
             log.error(
                 "could not write %d outcome(s) before exiting; those jobs will run again "
                 "once this worker counts as dead or their lease expires",
                 self.completer.pending,
             )
+        if not fetching.done():
+            log.warning("a claim was still waiting for the database: its jobs return by lease")
+
+    @staticmethod
+    async def _before(deadline: float, step: Awaitable[Any]) -> bool:
+        """Run ``step`` until ``deadline`` (loop time); False if it had to be left running."""
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(step), max(0.0, deadline - asyncio.get_running_loop().time())
+            )
+        except TimeoutError:
+            return False
+        return True
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:

@@ -195,6 +195,30 @@ class PostgresBackend(Backend):
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
         return [claimed_from_row(row) for row in rows]
 
+    def claim_suspect(
+        self, worker_id: str, queues: Sequence[str] | None, lease: float
+    ) -> ClaimedJob | None:
+        now = self._now_param()
+
+        def body(cur: Cursor) -> tuple[Any, ...] | None:
+            queue_names = None if queues is None else list(queues)
+            picked = cur.execute(Q["pick_suspect"], {"now": now, "queues": queue_names}).fetchone()
+            if picked is None:
+                return None
+            queue = str(picked[1])
+            if queue in self._capped.get(self._capped_queues):
+                # pick_suspect counted without the queue's lock: count again holding it, as
+                # every claim from a capped queue does.
+                cur.execute(Q["lock_queue_limits"], {"queues": [queue]})
+                rooms = dict(cur.execute(Q["queue_rooms"], {"queues": [queue]}).fetchall())
+                if rooms.get(queue, 1) <= 0:
+                    return None
+            params = {"now": now, "lease": float(lease), "worker_id": worker_id, "id": picked[0]}
+            return cur.execute(Q["claim_suspect"], params).fetchone()
+
+        row = self._db.run(body)
+        return None if row is None else claimed_from_row(row)
+
     def _claim_in_transaction(
         self,
         cur: Cursor,

@@ -281,11 +281,12 @@ SELECT (SELECT count(*) FROM conveyor_jobs WHERE queue = %(queue)s AND state = '
 
 -- name: promote_due
 -- SKIP LOCKED: two workers promoting at once share the rows instead of queueing on row locks.
+-- Suspects stay waiting for claim_suspect (migration 7); the predicate is the due index's.
 WITH promoted AS (
     UPDATE conveyor_jobs SET state = 'queued'
     WHERE id = ANY(ARRAY(
         SELECT id FROM conveyor_jobs
-        WHERE state IN ('scheduled', 'retrying')
+        WHERE state IN ('scheduled', 'retrying') AND NOT suspect
           AND run_at <= coalesce(to_timestamp(%(now)s::float8), now())
         FOR UPDATE SKIP LOCKED
     ))
@@ -360,6 +361,40 @@ WHERE id = ANY(ARRAY(
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ))
+RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
+          timeout, checkpoint, date_part('epoch', run_at)
+
+-- name: pick_suspect
+-- The suspect (migration 7) claim_suspect should take, locked: the best one that is due, in
+-- one of the queues given (NULL for all) and in a queue whose cap, if any, leaves room (the
+-- backend checks that again under the queue's lock).
+SELECT j.id, j.queue FROM conveyor_jobs AS j
+WHERE j.state = 'retrying' AND j.suspect
+  AND j.run_at <= coalesce(to_timestamp(%(now)s::float8), now())
+  AND (%(queues)b::text[] IS NULL OR j.queue = ANY(%(queues)b::text[]))
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_queue_limits AS l
+      WHERE l.queue = j.queue AND l.max_running <= (
+          SELECT count(*) FROM conveyor_jobs AS r WHERE r.queue = j.queue AND r.state = 'running'))
+ORDER BY j.priority DESC, j.run_at, j.id
+LIMIT 1
+FOR UPDATE OF j SKIP LOCKED
+
+-- name: claim_suspect
+-- retrying -> running for the suspect picked, alone: only for a worker that holds no running
+-- job (prefetched ones included), which then claims nothing else until this run is settled.
+UPDATE conveyor_jobs
+SET state = 'running',
+    attempts = attempts + 1,
+    lease_token = gen_random_uuid()::text,
+    lease_expires_at = coalesce(to_timestamp(%(now)s::float8), now())
+                       + %(lease)s::float8 * interval '1 second',
+    worker_id = %(worker_id)s,
+    started_at = coalesce(to_timestamp(%(now)s::float8), now()),
+    cancel_requested = false
+WHERE id = %(id)s AND state = 'retrying' AND suspect
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_jobs WHERE state = 'running' AND worker_id = %(worker_id)s)
 RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
           timeout, checkpoint, date_part('epoch', run_at)
 
@@ -443,7 +478,7 @@ told AS (
 ),
 released AS (
     -- Children of the jobs that succeeded, settled in this statement (see the function in
-    -- migration 7); a batch without children never calls it.
+    -- migration 8); a batch without children never calls it.
     SELECT conveyor_release_children(
         array_agg(id), coalesce(to_timestamp(%(now)s::float8), now()), %(channel)s) AS n
     FROM done WHERE has_children HAVING count(*) > 0
@@ -457,6 +492,8 @@ SET state = 'retrying',
     errors = CASE WHEN o.error IS NULL THEN j.errors
                   ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
     checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
+    -- it returned, so it did not kill its worker: it may run beside others again
+    suspect = false,
     lease_token = NULL, lease_expires_at = NULL
 FROM unnest(
     %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(retry_in)b::float8[],
@@ -512,9 +549,12 @@ SELECT id, token, queue, state, has_children FROM done, told
 
 -- name: finish_released
 -- Back in the queue without charging the attempt, unless someone asked to cancel the job
--- meanwhile: then it ends cancelled instead of running again.
+-- meanwhile: then it ends cancelled instead of running again. A suspect goes back to wait for
+-- claim_suspect.
 UPDATE conveyor_jobs AS j
-SET state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'queued' END,
+SET state = CASE WHEN j.cancel_requested THEN 'cancelled'
+                 WHEN j.suspect THEN 'retrying'
+                 ELSE 'queued' END,
     finished_at = CASE WHEN j.cancel_requested
                        THEN coalesce(to_timestamp(%(now)s::float8), now()) END,
     attempts = j.attempts - 1,
@@ -543,30 +583,44 @@ WHERE b.task = %(task)s
 RETURNING b.used - before.used
 
 -- name: rescue_expired
-UPDATE conveyor_jobs
-SET state = CASE WHEN cancel_requested THEN 'cancelled'
-                 WHEN attempts >= max_attempts THEN 'dead'
+-- Runs whose lease expired go back to wait, as suspects (migration 7). Only a run that was the
+-- only one its worker held (alone) is charged: it keeps its attempt and, with none left, the
+-- job ends dead. Any other run gets its attempt back: the death cannot be told apart from its
+-- neighbours'. held counts the running jobs of every worker from the index of running jobs.
+UPDATE conveyor_jobs AS j
+SET state = CASE WHEN j.cancel_requested THEN 'cancelled'
+                 WHEN held.alone AND j.attempts >= j.max_attempts THEN 'dead'
                  ELSE 'retrying' END,
-    dead_reason = CASE WHEN cancel_requested THEN dead_reason
-                       WHEN attempts >= max_attempts THEN
-                           'lost: the lease expired on ' || (lost_runs + 1)
-                           || ' run(s) without the worker finishing; the job may be killing'
-                           || ' or hanging its worker'
-                       ELSE dead_reason END,
-    finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
+    dead_reason = CASE WHEN j.cancel_requested THEN j.dead_reason
+                       WHEN held.alone AND j.attempts >= j.max_attempts THEN
+                           'lost: the lease expired on run ' || j.attempts
+                           || ' while the job ran alone in its worker, ' || (j.lost_runs + 1)
+                           || ' run(s) lost in all; the job may be killing or hanging its'
+                           || ' worker'
+                       ELSE j.dead_reason END,
+    finished_at = CASE WHEN j.cancel_requested OR (held.alone AND j.attempts >= j.max_attempts)
                        THEN coalesce(to_timestamp(%(now)s::float8), now()) END,
-    lost_runs = lost_runs + 1,
+    attempts = CASE WHEN held.alone OR j.cancel_requested THEN j.attempts
+                    ELSE j.attempts - 1 END,
+    suspect = NOT (j.cancel_requested OR (held.alone AND j.attempts >= j.max_attempts)),
+    lost_runs = j.lost_runs + 1,
     run_at = coalesce(to_timestamp(%(now)s::float8), now()),
     lease_token = NULL,
     lease_expires_at = NULL
-WHERE id = ANY(ARRAY(
+FROM (
+    SELECT worker_id, count(*) = 1 AS alone FROM conveyor_jobs
+    WHERE state = 'running'
+    GROUP BY worker_id
+) AS held
+WHERE j.id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
     WHERE state = 'running'
       AND lease_expires_at < coalesce(to_timestamp(%(now)s::float8), now())
       AND (%(exclude)s::text IS NULL OR worker_id IS DISTINCT FROM %(exclude)s::text)
     FOR UPDATE SKIP LOCKED
 ))
-RETURNING id, state, queue, has_children
+  AND held.worker_id IS NOT DISTINCT FROM j.worker_id
+RETURNING j.id, j.state, j.queue, j.has_children
 
 -- name: job_state
 SELECT state FROM conveyor_jobs WHERE id = %(id)s FOR UPDATE
@@ -599,7 +653,7 @@ DELETE FROM conveyor_jobs WHERE id = %(id)s AND state = 'dead'
 SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at) AS run_at,
        attempts, max_attempts, date_part('epoch', created_at) AS created_at, idempotency_key,
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
-       worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
+       suspect, worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
        date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
        escalated_to, escalated_from
@@ -610,7 +664,7 @@ FROM conveyor_jobs WHERE id = %(id)s
 SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at) AS run_at,
        attempts, max_attempts, date_part('epoch', created_at) AS created_at, idempotency_key,
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
-       worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
+       suspect, worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
        date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
        escalated_to, escalated_from
@@ -620,7 +674,7 @@ FROM conveyor_jobs WHERE id = ANY(%(ids)b::int8[])
 SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at) AS run_at,
        attempts, max_attempts, date_part('epoch', created_at) AS created_at, idempotency_key,
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
-       worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
+       suspect, worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
        date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
        escalated_to, escalated_from
@@ -661,7 +715,7 @@ SELECT count(*) FROM gone
 
 -- name: next_due
 SELECT date_part('epoch', min(run_at)) FROM conveyor_jobs
-WHERE state IN ('scheduled', 'retrying')
+WHERE state IN ('scheduled', 'retrying') AND NOT suspect
 
 -- name: mark_dead_workers
 -- Workers that went dead_after seconds without a beat, counted from %(since)s at the earliest
@@ -681,28 +735,38 @@ RETURNING id
 -- rescue_expired for the runs of the workers just declared dead, whatever their lease says:
 -- the same outcomes, and their tokens are void from here on. Rows locked by another
 -- transaction are waited for (not skipped): a skipped run would wait for its whole lease.
-UPDATE conveyor_jobs
-SET state = CASE WHEN cancel_requested THEN 'cancelled'
-                 WHEN attempts >= max_attempts THEN 'dead'
+UPDATE conveyor_jobs AS j
+SET state = CASE WHEN j.cancel_requested THEN 'cancelled'
+                 WHEN held.alone AND j.attempts >= j.max_attempts THEN 'dead'
                  ELSE 'retrying' END,
-    dead_reason = CASE WHEN cancel_requested THEN dead_reason
-                       WHEN attempts >= max_attempts THEN
-                           'lost: its worker died during run ' || attempts
-                           || ', ' || (lost_runs + 1) || ' run(s) lost in all; the job may be'
-                           || ' killing or hanging its worker'
-                       ELSE dead_reason END,
-    finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
+    dead_reason = CASE WHEN j.cancel_requested THEN j.dead_reason
+                       WHEN held.alone AND j.attempts >= j.max_attempts THEN
+                           'lost: its worker died during run ' || j.attempts
+                           || ' while the job ran alone in it, ' || (j.lost_runs + 1)
+                           || ' run(s) lost in all; the job may be killing or hanging its'
+                           || ' worker'
+                       ELSE j.dead_reason END,
+    finished_at = CASE WHEN j.cancel_requested OR (held.alone AND j.attempts >= j.max_attempts)
                        THEN coalesce(to_timestamp(%(now)s::float8), now()) END,
-    lost_runs = lost_runs + 1,
+    attempts = CASE WHEN held.alone OR j.cancel_requested THEN j.attempts
+                    ELSE j.attempts - 1 END,
+    suspect = NOT (j.cancel_requested OR (held.alone AND j.attempts >= j.max_attempts)),
+    lost_runs = j.lost_runs + 1,
     run_at = coalesce(to_timestamp(%(now)s::float8), now()),
     lease_token = NULL,
     lease_expires_at = NULL
-WHERE id = ANY(ARRAY(
+FROM (
+    SELECT worker_id, count(*) = 1 AS alone FROM conveyor_jobs
+    WHERE state = 'running' AND worker_id = ANY(%(workers)b::text[])
+    GROUP BY worker_id
+) AS held
+WHERE j.id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
     WHERE state = 'running' AND worker_id = ANY(%(workers)b::text[])
     FOR UPDATE
 ))
-RETURNING id, state, queue, has_children
+  AND held.worker_id = j.worker_id
+RETURNING j.id, j.state, j.queue, j.has_children
 
 -- name: forget_dead_workers
 DELETE FROM conveyor_workers
@@ -950,7 +1014,7 @@ ORDER BY c.id
 SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at) AS run_at,
        attempts, max_attempts, date_part('epoch', created_at) AS created_at, idempotency_key,
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
-       worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
+       suspect, worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
        date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
        escalated_to, escalated_from

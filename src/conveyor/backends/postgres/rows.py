@@ -41,6 +41,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         progress=row["progress"],
         checkpoint=row["checkpoint"],
         cancel_requested=bool(row["cancel_requested"]),
+        suspect=bool(row["suspect"]),
         worker_id=row["worker_id"],
         lease_token=row["lease_token"],
         lease_expires_at=_seconds(row["lease_expires_at"]),

@@ -80,6 +80,22 @@ def _normalize_sql(sql: str | None) -> str:
     return " ".join((sql or "").split())
 
 
+def _claimed(r: tuple[Any, ...]) -> ClaimedJob:
+    return ClaimedJob(
+        id=r[0],
+        task=r[1],
+        queue=r[2],
+        args=[] if r[3] == "[]" else json.loads(r[3]),
+        kwargs={} if r[4] == "{}" else json.loads(r[4]),
+        priority=r[5],
+        attempt=r[6],
+        max_attempts=r[7],
+        lease_token=r[8],
+        timeout=r[9],
+        checkpoint=None if r[10] is None else json.loads(r[10]),
+    )
+
+
 def _row_to_job(row: sqlite3.Row) -> Job:
     return Job(
         id=row["id"],
@@ -102,6 +118,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         progress=None if row["progress"] is None else json.loads(row["progress"]),
         checkpoint=None if row["checkpoint"] is None else json.loads(row["checkpoint"]),
         cancel_requested=bool(row["cancel_requested"]),
+        suspect=bool(row["suspect"]),
         worker_id=row["worker_id"],
         lease_token=row["lease_token"],
         lease_expires_at=row["lease_expires_at"],
@@ -261,22 +278,35 @@ class SQLiteBackend(Backend):
             else:
                 rows = self._claim_in_turn(db, params, queues, limit, capped)
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
-        return [
-            ClaimedJob(
-                id=r[0],
-                task=r[1],
-                queue=r[2],
-                args=[] if r[3] == "[]" else json.loads(r[3]),
-                kwargs={} if r[4] == "{}" else json.loads(r[4]),
-                priority=r[5],
-                attempt=r[6],
-                max_attempts=r[7],
-                lease_token=r[8],
-                timeout=r[9],
-                checkpoint=None if r[10] is None else json.loads(r[10]),
-            )
-            for r in rows
-        ]
+        return [_claimed(r) for r in rows]
+
+    def claim_suspect(
+        self, worker_id: str, queues: Sequence[str] | None, lease: float
+    ) -> ClaimedJob | None:
+        names = None if queues is None else json.dumps(list(queues))
+        # An idle worker asks at every poll, and there is almost never a suspect: look without
+        # the write lock first.
+        with self._reader.read() as db:
+            if (
+                db.execute(Q["pick_suspect"], {"now": self.now(), "queues": names}).fetchone()
+                is None
+            ):
+                return None
+        with self._writer.write() as db:
+            # Caps are counted inside the write transaction: pick_suspect's check is exact.
+            now = self.now()
+            picked = db.execute(Q["pick_suspect"], {"now": now, "queues": names}).fetchone()
+            if picked is None:
+                return None
+            params = {
+                "now": now,
+                "lease": lease,
+                "worker_id": worker_id,
+                "id": picked[0],
+                **self._boot_params(),
+            }
+            row = db.execute(Q["claim_suspect"], params).fetchone()
+        return None if row is None else _claimed(row)
 
     def _claim_in_turn(
         self,

@@ -4,6 +4,7 @@ translated into Conveyor's typed errors naming the file."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -18,6 +19,7 @@ from conveyor.errors import (
     ConfigurationError,
     DatabaseBusy,
     DatabaseCorrupt,
+    DatabaseNotWritable,
     StorageFull,
 )
 
@@ -56,11 +58,35 @@ def translate(exc: sqlite3.Error, path: str) -> BackendError:
             f"{path} is not a usable SQLite database ({message}); "
             "point CONVEYOR_URL at a Conveyor database or a new file"
         )
+    if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+        denied = _permission_problem(path)
+        if denied:
+            return DatabaseNotWritable(denied)
     if code == sqlite3.SQLITE_CANTOPEN:
         return BackendError(f"cannot open {path}: {message} (does the directory exist?)")
     if code == sqlite3.SQLITE_READONLY:
         return BackendError(f"{path} is read-only: {message}")
     return BackendError(f"{path}: {message}")
+
+
+def _permission_problem(path: str) -> str | None:
+    """Why this process may not write the database at ``path``, if permissions are why: SQLite
+    itself only says "unable to open database file" or "readonly database"."""
+    if path == _MEMORY:
+        return None
+    file = Path(path)
+    folder = file.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        if not file.exists():
+            return f"cannot create database at {path}: folder {folder} is not writable"
+        # In WAL mode SQLite creates the -wal and -shm files next to the database.
+        return (
+            f"cannot open database {path}: folder {folder} is not writable "
+            "(SQLite keeps its -wal and -shm files beside the database)"
+        )
+    if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+        return f"cannot open database {path}: the file is not writable by this user"
+    return None
 
 
 def is_busy(exc: sqlite3.Error) -> bool:

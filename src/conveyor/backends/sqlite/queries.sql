@@ -93,8 +93,9 @@ SELECT (SELECT count(*) FROM conveyor_jobs WHERE queue = :queue AND state = 'que
         WHERE queue = :queue AND (state = 'blocked' OR state = 'scheduled' OR state = 'retrying'))
 
 -- name: promote_due
+-- Suspects stay waiting for claim_suspect (migration 7); the predicate is the due index's.
 UPDATE conveyor_jobs SET state = 'queued'
-WHERE (state = 'scheduled' OR state = 'retrying') AND run_at <= :now
+WHERE (state = 'scheduled' OR state = 'retrying') AND suspect = 0 AND run_at <= :now
 
 -- name: claim_any
 UPDATE conveyor_jobs
@@ -133,6 +134,39 @@ WHERE id IN (
     ORDER BY priority DESC, run_at, id
     LIMIT :limit
 )
+RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
+          timeout, checkpoint, run_at
+
+-- name: pick_suspect
+-- The suspect (migration 7) claim_suspect should take: the best one that is due, in one of
+-- :queues (a JSON array, NULL for all) and in a queue whose cap, if any, leaves room.
+SELECT j.id, j.queue FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_suspects
+WHERE j.state = 'retrying' AND j.suspect = 1 AND j.run_at <= :now
+  AND (:queues IS NULL OR j.queue IN (SELECT value FROM json_each(:queues)))
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_queue_limits AS l
+      WHERE l.queue = j.queue AND l.max_running <= (
+          SELECT count(*) FROM conveyor_jobs AS r WHERE r.queue = j.queue AND r.state = 'running'))
+ORDER BY j.priority DESC, j.run_at, j.id
+LIMIT 1
+
+-- name: claim_suspect
+-- retrying -> running for the suspect :id, alone: only for a worker that holds no running job
+-- (prefetched ones included), which then claims nothing else until this run is settled.
+UPDATE conveyor_jobs
+SET state = 'running',
+    attempts = attempts + 1,
+    lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = :now + :lease,
+    lease_boot = :boot,
+    lease_expires_uptime = :uptime + :lease,
+    worker_id = :worker_id,
+    started_at = :now,
+    cancel_requested = 0
+WHERE id = :id AND state = 'retrying' AND suspect = 1
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_jobs INDEXED BY conveyor_jobs_leases
+      WHERE state = 'running' AND worker_id = :worker_id)
 RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
           timeout, checkpoint, run_at
 
@@ -200,6 +234,8 @@ UPDATE conveyor_jobs
 SET state = 'retrying', run_at = :now + :retry_in,
     errors = json_insert(errors, '$[#]', json(:error)),
     checkpoint = coalesce(:checkpoint, checkpoint),
+    -- it returned, so it did not kill its worker: it may run beside others again
+    suspect = 0,
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
 RETURNING state, has_children
@@ -226,9 +262,12 @@ RETURNING state, has_children
 
 -- name: finish_released
 -- Back in the queue without charging the attempt, unless someone asked to cancel the job
--- meanwhile: then it ends cancelled instead of running again.
+-- meanwhile: then it ends cancelled instead of running again. A suspect goes back to wait for
+-- claim_suspect.
 UPDATE conveyor_jobs
-SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END,
+SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
+                 WHEN suspect = 1 THEN 'retrying'
+                 ELSE 'queued' END,
     finished_at = CASE WHEN cancel_requested = 1 THEN :now ELSE NULL END,
     attempts = attempts - 1,
     checkpoint = coalesce(:checkpoint, checkpoint),
@@ -247,29 +286,49 @@ WHERE task = :task AND used < :limit
 RETURNING used
 
 -- name: rescue_expired
--- Walks the running jobs (the index is keyed by queue first, for caps), never the table.
-UPDATE conveyor_jobs INDEXED BY conveyor_jobs_leases
+-- Runs whose lease expired go back to wait, as suspects (migration 7). Only a run that was the
+-- only one its worker held (alone) is charged: it keeps its attempt and, with none left, the
+-- job ends dead. Any other run gets its attempt back: the death cannot be told apart from its
+-- neighbours'. Walks the running jobs (the index is keyed by queue first, for caps), never the
+-- table.
+WITH held (worker_id, alone) AS (
+    SELECT worker_id, count(*) = 1 FROM conveyor_jobs INDEXED BY conveyor_jobs_leases
+    WHERE state = 'running'
+    GROUP BY worker_id
+),
+lost (id, alone) AS (
+    SELECT j.id, held.alone FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_leases
+    JOIN held ON held.worker_id IS j.worker_id
+    WHERE j.state = 'running'
+      AND CASE WHEN j.lease_boot IS NULL OR :boot IS NULL THEN j.lease_expires_at < :now
+               WHEN j.lease_boot = :boot THEN j.lease_expires_uptime < :uptime
+               ELSE 1 END
+      AND (:exclude IS NULL OR j.worker_id IS NOT :exclude)
+)
+UPDATE conveyor_jobs
 SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                 WHEN attempts >= max_attempts THEN 'dead'
+                 WHEN lost.alone AND attempts >= max_attempts THEN 'dead'
                  ELSE 'retrying' END,
     dead_reason = CASE WHEN cancel_requested = 1 THEN dead_reason
-                       WHEN attempts >= max_attempts THEN
-                           'lost: the lease expired on ' || (lost_runs + 1)
-                           || ' run(s) without the worker finishing; the job may be killing'
-                           || ' or hanging its worker'
+                       WHEN lost.alone AND attempts >= max_attempts THEN
+                           'lost: the lease expired on run ' || attempts
+                           || ' while the job ran alone in its worker, ' || (lost_runs + 1)
+                           || ' run(s) lost in all; the job may be killing or hanging its'
+                           || ' worker'
                        ELSE dead_reason END,
-    finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now
-                       ELSE NULL END,
+    finished_at = CASE WHEN cancel_requested = 1 OR (lost.alone AND attempts >= max_attempts)
+                       THEN :now ELSE NULL END,
+    attempts = CASE WHEN lost.alone OR cancel_requested = 1 THEN attempts
+                    ELSE attempts - 1 END,
+    suspect = CASE WHEN cancel_requested = 1 OR (lost.alone AND attempts >= max_attempts)
+                   THEN 0 ELSE 1 END,
     lost_runs = lost_runs + 1,
     run_at = :now,
     lease_token = NULL,
     lease_expires_at = NULL
-WHERE state = 'running'
-  AND CASE WHEN lease_boot IS NULL OR :boot IS NULL THEN lease_expires_at < :now
-           WHEN lease_boot = :boot THEN lease_expires_uptime < :uptime
-           ELSE 1 END
-  AND (:exclude IS NULL OR worker_id IS NOT :exclude)
-RETURNING id, state, has_children
+FROM lost
+WHERE conveyor_jobs.id = lost.id
+RETURNING conveyor_jobs.id, conveyor_jobs.state, conveyor_jobs.has_children
 
 -- name: cancel_waiting
 UPDATE conveyor_jobs SET state = 'cancelled', finished_at = :now
@@ -323,7 +382,8 @@ WHERE id IN (
 RETURNING id
 
 -- name: next_due
-SELECT min(run_at) FROM conveyor_jobs WHERE (state = 'scheduled' OR state = 'retrying')
+SELECT min(run_at) FROM conveyor_jobs
+WHERE (state = 'scheduled' OR state = 'retrying') AND suspect = 0
 
 -- name: job_state
 SELECT state FROM conveyor_jobs WHERE id = :id
@@ -364,24 +424,40 @@ RETURNING id
 -- name: rescue_dead_workers
 -- rescue_expired for the runs of the workers just declared dead (:workers, a JSON array of ids),
 -- whatever their lease says: the same outcomes, and their tokens are void from here on.
-UPDATE conveyor_jobs INDEXED BY conveyor_jobs_leases
+WITH held (worker_id, alone) AS (
+    SELECT worker_id, count(*) = 1 FROM conveyor_jobs INDEXED BY conveyor_jobs_leases
+    WHERE state = 'running' AND worker_id IN (SELECT value FROM json_each(:workers))
+    GROUP BY worker_id
+),
+lost (id, alone) AS (
+    SELECT j.id, held.alone FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_leases
+    JOIN held ON held.worker_id = j.worker_id
+    WHERE j.state = 'running'
+)
+UPDATE conveyor_jobs
 SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                 WHEN attempts >= max_attempts THEN 'dead'
+                 WHEN lost.alone AND attempts >= max_attempts THEN 'dead'
                  ELSE 'retrying' END,
     dead_reason = CASE WHEN cancel_requested = 1 THEN dead_reason
-                       WHEN attempts >= max_attempts THEN
+                       WHEN lost.alone AND attempts >= max_attempts THEN
                            'lost: its worker died during run ' || attempts
-                           || ', ' || (lost_runs + 1) || ' run(s) lost in all; the job may be'
-                           || ' killing or hanging its worker'
+                           || ' while the job ran alone in it, ' || (lost_runs + 1)
+                           || ' run(s) lost in all; the job may be killing or hanging its'
+                           || ' worker'
                        ELSE dead_reason END,
-    finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now
-                       ELSE NULL END,
+    finished_at = CASE WHEN cancel_requested = 1 OR (lost.alone AND attempts >= max_attempts)
+                       THEN :now ELSE NULL END,
+    attempts = CASE WHEN lost.alone OR cancel_requested = 1 THEN attempts
+                    ELSE attempts - 1 END,
+    suspect = CASE WHEN cancel_requested = 1 OR (lost.alone AND attempts >= max_attempts)
+                   THEN 0 ELSE 1 END,
     lost_runs = lost_runs + 1,
     run_at = :now,
     lease_token = NULL,
     lease_expires_at = NULL
-WHERE state = 'running' AND worker_id IN (SELECT value FROM json_each(:workers))
-RETURNING id, state, has_children
+FROM lost
+WHERE conveyor_jobs.id = lost.id
+RETURNING conveyor_jobs.id, conveyor_jobs.state, conveyor_jobs.has_children
 
 -- name: forget_dead_workers
 DELETE FROM conveyor_workers WHERE state = 'dead' AND last_beat_at < :now - :forget_after
