@@ -108,6 +108,10 @@ class JobFields(TypedDict, total=False):
     timeout: float | None
     idempotency_key: str | None
     idempotency_scope: str
+    depends_on: tuple[int, ...]
+    depends_on_batch: tuple[int, ...]
+    on_parent_failure: str | None
+    workflow_id: str | None
 
 
 def new_job(

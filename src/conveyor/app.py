@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from conveyor import bounds, results
 from conveyor.backends import open_backend
-from conveyor.backends.base import Backend, EnqueueResult, NewJob
+from conveyor.backends.base import Backend, Dependencies, EnqueueResult, NewJob
 from conveyor.errors import ConfigurationError, ScheduleNotFound, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.hooks import Event, Hooks, register
@@ -40,6 +40,16 @@ from conveyor.task import (
     default_task_name,
 )
 from conveyor.worker_info import WorkerInfo
+from conveyor.workflows.canvas import (
+    Chain,
+    Group,
+    Workflow,
+    cancel_workflow,
+    enqueue_workflow,
+    read_workflow,
+    with_callbacks,
+)
+from conveyor.workflows.escalation import Escalation, EscalationRules
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -83,6 +93,8 @@ class Conveyor:
         self.tasks: dict[str, Task[..., Any]] = {}
         #: Schedules of periodic jobs, by name; see ``periodic``.
         self.schedules: dict[str, Schedule] = {}
+        #: Escalation rules: the configuration's, then those given in code (``escalation``).
+        self.escalations = EscalationRules(self.settings.escalation)
         #: Functions called on job events; see ``on`` and conveyor.hooks.
         self.hooks = Hooks()
         self._clock = clock
@@ -157,6 +169,7 @@ class Conveyor:
         cpu_limit_s: int | None = None,
         typecheck: bool = True,
         breaker: str | None = None,
+        escalate: Escalation | Mapping[str, Any] | None = None,
     ) -> Callable[[F], Task[..., Any]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -282,6 +295,13 @@ class Conveyor:
         they exist if and only if it commits.
         """
         specs = list(specs)
+        expanded = with_callbacks(specs)
+        if expanded is not specs:
+            # The on_success / on_failure jobs go in the same transaction, after the others.
+            return self._enqueue_many(expanded, connection)[: len(specs)]
+        return self._enqueue_many(specs, connection)
+
+    def _enqueue_many(self, specs: list[JobSpec], connection: Any) -> list[Job]:
         with pause_for(len(specs)):
             if connection is None:
                 # No local name for the records: they are freed before the collector resumes,
@@ -295,9 +315,11 @@ class Conveyor:
         self, specs: Iterable[JobSpec], *, connection: Any = None
     ) -> list[Job]:
         """``enqueue_many`` from async code; ``connection`` is a psycopg ``AsyncConnection``."""
-        specs = list(specs)
-        with pause_for(len(specs)):
-            new_jobs = build_jobs(specs)
+        given = list(specs)
+        # The on_success / on_failure jobs go in the same transaction, after the others.
+        every = with_callbacks(given)
+        with pause_for(len(every)):
+            new_jobs = build_jobs(every)
         if connection is not None:
             # Opening the backend (connect, migrate) blocks: not on the event loop.
             backend = self._backend
@@ -305,8 +327,10 @@ class Conveyor:
                 backend = await asyncio.to_thread(lambda: self.backend)
             results = await backend.enqueue_many_in_async(connection, new_jobs)
             with pause_for(len(new_jobs)):
-                return self._enqueued(self._snapshots(new_jobs, results, specs))
-        return self._enqueued(await OFFLOAD.run(lambda: self._write(new_jobs, specs)))
+                jobs = self._enqueued(self._snapshots(new_jobs, results, every))
+        else:
+            jobs = self._enqueued(await OFFLOAD.run(lambda: self._write(new_jobs, every)))
+        return jobs[: len(given)]
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
@@ -422,15 +446,63 @@ class Conveyor:
         """Cancel a waiting job now; ask the worker of a running job to stop it."""
         return self._own(self.backend.cancel(bounds.job_id(job_id)))
 
-    def requeue(self, job_id: int, *, reset_attempts: bool = False) -> Job:
-        """Put a dead or cancelled job back in its queue."""
-        return self.requeue_many([job_id], reset_attempts=reset_attempts)[0]
+    def requeue(
+        self, job_id: int, *, reset_attempts: bool = False, revive_children: bool = False
+    ) -> Job:
+        """Put a dead or cancelled job back in its queue. With ``revive_children``, the jobs
+        that its failure ended (``on_parent_failure``, down the graph) wait for it again."""
+        return self.requeue_many(
+            [job_id], reset_attempts=reset_attempts, revive_children=revive_children
+        )[0]
 
-    def requeue_many(self, job_ids: Sequence[int], *, reset_attempts: bool = False) -> list[Job]:
-        return [
-            self._own(job)
-            for job in self.backend.requeue(bounds.job_ids(job_ids), reset_attempts=reset_attempts)
-        ]
+    def requeue_many(
+        self,
+        job_ids: Sequence[int],
+        *,
+        reset_attempts: bool = False,
+        revive_children: bool = False,
+    ) -> list[Job]:
+        jobs = self.backend.requeue(
+            bounds.job_ids(job_ids), reset_attempts=reset_attempts, revive_children=revive_children
+        )
+        return [self._own(job) for job in jobs]
+
+    def enqueue_workflow(
+        self,
+        node: JobSpec | Chain | Group,
+        *,
+        workflow_id: str | None = None,
+        on_parent_failure: str | None = None,
+        on_success: JobSpec | None = None,
+        on_failure: JobSpec | None = None,
+    ) -> Workflow:
+        """Enqueue a chain, group or chord (conveyor.workflows.canvas) in one transaction."""
+        return enqueue_workflow(
+            self,
+            node,
+            workflow_id=workflow_id,
+            on_parent_failure=on_parent_failure,
+            on_success=on_success,
+            on_failure=on_failure,
+        )
+
+    def workflow(self, workflow_id: str) -> Workflow:
+        """Every job of a workflow with its state (WorkflowNotFound if it has none)."""
+        return read_workflow(self, workflow_id)
+
+    def cancel_workflow(self, workflow_id: str) -> Workflow:
+        """Cancel every job of the workflow that has not ended (running ones are asked)."""
+        return cancel_workflow(self, workflow_id)
+
+    def escalation(self, rules: Mapping[str, Escalation | Mapping[str, Any]]) -> None:
+        """Add escalation rules by task name, e.g. ``{"aider": {"on_failure": "codex",
+        "on_timeout": "codex", "max_retries": 2}}`` (see conveyor.workflows.escalation). A loop
+        is refused here; a target that is not a registered task when a worker starts."""
+        self.escalations.add(rules)
+
+    def dependencies(self, job_id: int) -> Dependencies:
+        """A job's parents (id, state, result) and children (id, state)."""
+        return self.backend.dependencies(job_id)
 
     def discard(self, job_ids: Sequence[int]) -> int:
         """Delete dead jobs from the dead-letter queue for good."""
@@ -569,6 +641,7 @@ class Conveyor:
     ) -> Worker:
         from conveyor.worker import Worker
 
+        self.escalations.check_targets(self.tasks)
         return Worker(self, queues=queues, concurrency=concurrency, burst=burst, **options)
 
     def run_worker(

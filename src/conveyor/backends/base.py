@@ -50,6 +50,13 @@ class NewJob:
     #: "live": the key is held while the job is live; "any": also while a finished job with it
     #: is still stored (until pruned).
     idempotency_scope: str = "live"
+    #: Ids of stored jobs this one waits for (see conveyor.workflows).
+    depends_on: tuple[int, ...] = ()
+    #: Positions, in the same enqueue_many batch, of the jobs this one waits for.
+    depends_on_batch: tuple[int, ...] = ()
+    #: What a parent's failure does to this job: None (cancel), "run" or "dead".
+    on_parent_failure: str | None = None
+    workflow_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -93,6 +100,20 @@ class OutcomeKind(enum.StrEnum):
 
 
 @dataclass(slots=True)
+class Escalate:
+    """A new job of ``task`` with the arguments of the job that failed, written with its end
+    (conveyor.workflows.escalation)."""
+
+    task: str
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    #: Why: "failure", "timeout" or "exception <name>".
+    why: str
+
+
+@dataclass(slots=True)
 class Outcome:
     """The end of one run, written back fenced by its token."""
 
@@ -109,6 +130,8 @@ class Outcome:
     checkpoint_json: str | None = None
     #: The run's task is behind a circuit breaker: whether this end counts as its failure.
     breaker: BreakerHit | None = None
+    #: For DEAD: enqueue this instead of only dead-lettering, in the same transaction.
+    escalate: Escalate | None = None
 
 
 @dataclass(slots=True)
@@ -171,6 +194,15 @@ class ScheduleState:
     last_tick: float | None = None
     last_job_id: int | None = None
     last_enqueued_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """The edges of one job: its parents (id, state, result -- None unless succeeded) and its
+    children (id, state), by id."""
+
+    parents: list[tuple[int, JobState, Any]] = field(default_factory=list)
+    children: list[tuple[int, JobState]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -310,7 +342,11 @@ class Backend(ABC):
     @abstractmethod
     def finish_many(self, outcomes: Sequence[Outcome]) -> list[FinishResult]:
         """Apply outcomes, each fenced by its token, in one transaction, with the circuit
-        breakers they report to (only outcomes applied count)."""
+        breakers they report to (only outcomes applied count). A job that ends with
+        children (see conveyor.workflows.rules) settles them in that same transaction: the
+        last parent's success makes a child queued (scheduled if its run_at is later), a
+        failure applies the child's policy down the graph. A job without children pays one
+        flag read for it."""
 
     # --- caps on running jobs -------------------------------------------------------------
 
@@ -474,8 +510,13 @@ class Backend(ABC):
         """Cancel a waiting job at once; ask the worker to cancel a running one."""
 
     @abstractmethod
-    def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
-        """dead/cancelled -> queued. Without ``reset_attempts`` the job gets one more attempt."""
+    def requeue(
+        self, job_ids: Sequence[int], reset_attempts: bool = False, revive_children: bool = False
+    ) -> list[Job]:
+        """dead/cancelled -> queued. Without ``reset_attempts`` the job gets one more attempt.
+        Its children still blocked wait for it again; with ``revive_children`` the descendants
+        that its failure ended (cancelled or dead by their ``on_parent_failure`` policy) are
+        blocked again on their parents, in the same transaction."""
 
     @abstractmethod
     def discard(self, job_ids: Sequence[int]) -> int:
@@ -497,6 +538,14 @@ class Backend(ABC):
         before_id: int | None = None,
     ) -> list[Job]:
         """Newest first; page with ``before_id``."""
+
+    @abstractmethod
+    def dependencies(self, job_id: int) -> Dependencies:
+        """The parents and children of a job (JobNotFound if there is no such job)."""
+
+    @abstractmethod
+    def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        """Every job enqueued under ``workflow_id``, oldest first."""
 
     @abstractmethod
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:

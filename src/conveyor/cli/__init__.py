@@ -22,6 +22,7 @@ from .ops import demo, schema, worker
 from .queues import queues
 from .schedules import schedules
 from .workers import workers
+from .workflows import workflows
 
 _SETTINGS = ", ".join(f"CONVEYOR_{f.name.upper()}" for f in fields(Settings) if f.name != "url")
 
@@ -84,6 +85,7 @@ for command in (
     schedules,
     schema,
     demo,
+    workflows,
 ):
     cli.add_command(command)
 

@@ -23,6 +23,7 @@ from conveyor.backends.base import (
     FORGET_DEAD_WORKERS_AFTER,
     Backend,
     ClaimedJob,
+    Dependencies,
     EnqueueResult,
     FinishResult,
     LeaseReport,
@@ -37,9 +38,11 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.breakers import claim_gate, record_outcomes
 from conveyor.backends.caps import CappedQueues
+from conveyor.backends.dependencies import Settlement, requeue_links, settle_rows
 from conveyor.backends.postgres.breakers import QB, PostgresBreakers, list_breakers
 from conveyor.backends.postgres.clock import DatabaseClock
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
+from conveyor.backends.postgres.deps import run_sql
 from conveyor.backends.postgres.enqueue import (
     enqueue_steps,
     insert_single,
@@ -431,7 +434,7 @@ class PostgresBackend(Backend):
 
         def body(cur: Cursor) -> Finished:
             nonlocal changed
-            finished = finish_outcomes(cur, outcomes, now)
+            finished = finish_outcomes(cur, outcomes, now, self._channel)
             if reporting:
                 applied = [
                     o
@@ -484,12 +487,13 @@ class PostgresBackend(Backend):
     def rescue_expired(self, exclude_worker: str | None = None) -> RescueReport:
         now = self._now_param()
 
-        def body(cur: Cursor) -> list[tuple[Any, ...]]:
+        def body(cur: Cursor) -> tuple[list[tuple[Any, ...]], Settlement]:
             params = {"now": now, "exclude": exclude_worker}
-            return list(cur.execute(Q["rescue_expired"], params).fetchall())
+            rows = cur.execute(Q["rescue_expired"], params).fetchall()
+            return rows, self._settle(cur, [(r[0], r[1], r[3]) for r in rows], now)
 
-        rows = self._db.run(body)
-        self._after_rescue(rows)
+        rows, settlement = self._db.run(body)
+        self._after_rescue(rows, settlement)
         return RescueReport(**rescued_by_state(rows))
 
     def reap_dead_workers(
@@ -502,7 +506,7 @@ class PostgresBackend(Backend):
         now = self._now_param()
         since = None if reachable_since is None else float(reachable_since)
 
-        def body(cur: Cursor) -> tuple[list[str], list[tuple[Any, ...]]]:
+        def body(cur: Cursor) -> tuple[list[str], list[tuple[Any, ...]], Settlement]:
             params = {
                 "now": now,
                 "exclude": exclude_worker,
@@ -512,15 +516,17 @@ class PostgresBackend(Backend):
             marked = cur.execute(Q["mark_dead_workers"], params)
             workers = [str(r[0]) for r in marked.fetchall()]
             rows: list[tuple[Any, ...]] = []
+            settlement = Settlement()
             if workers:
                 rescue = {"now": now, "workers": workers}
                 rows = cur.execute(Q["rescue_dead_workers"], rescue).fetchall()
                 cur.execute(Q["release_dead_leaderships"], {"workers": workers})
+                settlement = self._settle(cur, [(r[0], r[1], r[3]) for r in rows], now)
             cur.execute(Q["forget_dead_workers"], {"now": now, "forget_after": float(forget_after)})
-            return workers, rows
+            return workers, rows, settlement
 
-        workers, rows = self._db.run(body)
-        self._after_rescue(rows)
+        workers, rows, settlement = self._db.run(body)
+        self._after_rescue(rows, settlement)
         return ReapReport(workers=sorted(workers), **rescued_by_state(rows))
 
     def promote_due(self) -> int:
@@ -541,10 +547,10 @@ class PostgresBackend(Backend):
 
     def prune(self, older_than: float, batch: int = 1000) -> int:
         params = {"now": self._now_param(), "older_than": float(older_than), "batch": batch}
-        rowcount = self._db.run(
-            lambda cur: cur.execute(Q["prune"], params).rowcount, transaction=False
+        row = self._db.run(
+            lambda cur: cur.execute(Q["prune"], params).fetchone(), transaction=False
         )
-        return int(rowcount)
+        return 0 if row is None else int(row[0])
 
     def upkeep(self) -> bool:
         """VACUUM (ANALYZE) the jobs table when autovacuum will not: it is off for the server
@@ -698,24 +704,29 @@ class PostgresBackend(Backend):
     def cancel(self, job_id: int) -> Job:
         params = {"id": job_id, "now": self._now_param()}
 
-        def body(cur: Cursor) -> bool:
-            """Whether the cancel ended the job."""
+        def body(cur: Cursor) -> Settlement | None:
+            """What the cancel settled, when it ended the job (None: it did not)."""
             state = self._locked_state(cur, job_id)
             if state in CANCELLABLE_STATES:
-                cur.execute(Q["cancel_waiting"], params)
-                return True
+                row = cur.execute(Q["cancel_waiting"], params).fetchone()
+                if row is not None and row[0]:
+                    return self._settle(cur, [(job_id, "cancelled", True)], params["now"])
+                return Settlement()
             if state is JobState.RUNNING:
                 cur.execute(Q["request_cancel"], {"id": job_id})
             elif state is not JobState.CANCELLED:
                 raise InvalidTransition(job_id, state, "cancel")
-            return False
+            return None
 
-        if self._db.run(body):
-            self._after_commit(ended=True)
+        settlement = self._db.run(body)
+        if settlement is not None:
+            self._after_commit(settlement.queues, ended=True)
         self._finished_local()
         return self.get(job_id)
 
-    def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
+    def requeue(
+        self, job_ids: Sequence[int], reset_attempts: bool = False, revive_children: bool = False
+    ) -> list[Job]:
         now = self._now_param()
 
         def body(cur: Cursor) -> set[str]:
@@ -731,6 +742,7 @@ class PostgresBackend(Backend):
                     raise IdempotencyConflict(job_id) from None
                 if row is not None:
                     queues.add(row[0])
+                run_sql(cur, requeue_links(job_id, revive_children))
             self._notify(cur, queues)
             return queues
 
@@ -747,6 +759,7 @@ class PostgresBackend(Backend):
                 if state is not JobState.DEAD:
                     raise InvalidTransition(job_id, state, "discard")
                 deleted += cur.execute(Q["discard"], {"id": job_id}).rowcount
+            cur.execute(Q["forget_edges"], {"ids": list(job_ids)})
             return deleted
 
         return self._db.run(body)
@@ -784,6 +797,24 @@ class PostgresBackend(Backend):
             "before_id": before_id,
         }
         return self._read_jobs("list_jobs", params)
+
+    def dependencies(self, job_id: int) -> Dependencies:
+        def body(cur: Cursor) -> tuple[Any, list[Any], list[Any]]:
+            found = cur.execute(Q["get_job"], {"id": job_id}).fetchone()
+            parents = cur.execute(Q["job_parents"], {"id": job_id}).fetchall()
+            children = cur.execute(Q["job_children"], {"id": job_id}).fetchall()
+            return found, parents, children
+
+        found, parents, children = self._db.run(body, transaction=False, idempotent=True)
+        if found is None:
+            raise JobNotFound(job_id)
+        return Dependencies(
+            parents=[(int(p), JobState(s), r if s == "succeeded" else None) for p, s, r in parents],
+            children=[(int(c), JobState(s)) for c, s in children],
+        )
+
+    def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        return self._read_jobs("workflow_jobs", {"workflow_id": workflow_id})
 
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:
         rows = self._db.run(
@@ -825,10 +856,19 @@ class PostgresBackend(Backend):
         if notifications:
             self._notifier.notify(notifications)
 
-    def _after_rescue(self, rows: Sequence[Sequence[Any]]) -> None:
-        """_after_commit for the rows (id, state, queue) a rescue returned."""
-        retrying = [queue for _, state, queue in rows if state == "retrying"]
-        self._after_commit(retrying, ended=len(retrying) < len(rows))
+    def _after_rescue(self, rows: Sequence[Sequence[Any]], settlement: Settlement) -> None:
+        """_after_commit for the rows (id, state, queue, ...) a rescue returned, and the
+        children their ends settled."""
+        retrying = [row[2] for row in rows if row[1] == "retrying"]
+        ended = len(retrying) < len(rows) or bool(settlement.ended)
+        self._after_commit([*retrying, *settlement.queues], ended=ended)
+
+    @staticmethod
+    def _settle(cur: Cursor, rows: Sequence[Sequence[Any]], now: float | None) -> Settlement:
+        """Children of the jobs in ``rows`` (id, state, has_children) that just ended, settled
+        in the transaction of ``cur``; the caller notifies after the commit."""
+        settlement: Settlement = run_sql(cur, settle_rows(rows, now))
+        return settlement
 
     def _connect_listener(self) -> Connection:
         # "conveyor-listener", or "<the URL's application_name>-listener" (63 bytes at most).

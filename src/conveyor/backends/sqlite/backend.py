@@ -14,6 +14,7 @@ from conveyor.backends.base import (
     FORGET_DEAD_WORKERS_AFTER,
     Backend,
     ClaimedJob,
+    Dependencies,
     EnqueueResult,
     FinishResult,
     LeaseReport,
@@ -28,6 +29,16 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.breakers import claim_gate, record_outcomes
 from conveyor.backends.caps import CappedQueues
+from conveyor.backends.dependencies import (
+    Settlement,
+    Sql,
+    T,
+    escalate,
+    has_dependencies,
+    link_new_jobs,
+    requeue_links,
+    settle_rows,
+)
 from conveyor.backends.sql import load_migrations, load_queries
 from conveyor.backends.sqlite.breakers import QB, SQLiteBreakers, list_breakers
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
@@ -120,6 +131,11 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         lease_expires_at=row["lease_expires_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        pending_parents=row["pending_parents"],
+        stopped_by=row["stopped_by"],
+        workflow_id=row["workflow_id"],
+        escalated_to=row["escalated_to"],
+        escalated_from=row["escalated_from"],
     )
 
 
@@ -239,11 +255,14 @@ class SQLiteBackend(Backend):
         now = self.now()
         limits = self.settings.queue_limits
         job = jobs[0]
-        if len(jobs) == 1 and job.idempotency_key is None and job.queue not in limits:
+        single = len(jobs) == 1 and job.idempotency_key is None and job.queue not in limits
+        if single and not has_dependencies(jobs):
             results = [self._group.insert(job, now)]
         else:
             with self._writer.write() as db:
                 results = insert_jobs(db, jobs, now, limits)
+                if has_dependencies(jobs):
+                    _run(db, link_new_jobs(jobs, results, now))
         self._notify_local(sorted({job.queue for job in jobs}))
         return results
 
@@ -393,15 +412,21 @@ class SQLiteBackend(Backend):
         # A run is finished once: a repeated (id, token) in the batch is never applied twice.
         firsts = list({(o.job_id, o.token): o for o in reversed(outcomes)}.values())[::-1]
         ended: dict[tuple[int, str], JobState] = {}
+        # Jobs ended with children: their children follow in this same transaction.
+        parents: list[tuple[int, str]] = []
+        escalated: set[str] = set()
+        settlement = Settlement()
         with self._writer.write() as db:
             now = self.now()
             bulk = _one_success_per_job(firsts)
             if bulk:
                 batch = json.dumps([[o.job_id, o.token, o.result_json] for o in bulk.values()])
-                for (job_id,) in db.execute(
+                for job_id, has_children in db.execute(
                     Q["finish_succeeded_many"], {"now": now, "outcomes": batch}
                 ):
                     ended[(job_id, bulk[job_id].token)] = JobState.SUCCEEDED
+                    if has_children:
+                        parents.append((job_id, "succeeded"))
             for outcome in firsts:
                 if bulk.get(outcome.job_id) is outcome:
                     continue
@@ -416,6 +441,14 @@ class SQLiteBackend(Backend):
                 row = db.execute(query, _outcome_params(outcome, now)).fetchone()
                 if row is not None:
                     ended[(outcome.job_id, outcome.token)] = JobState(row[0])
+                    if row[1]:
+                        parents.append((outcome.job_id, row[0]))
+                    if outcome.escalate is not None:
+                        queue = _run(db, escalate(outcome, now))
+                        if queue is not None:
+                            escalated.add(queue)
+            if parents:
+                settlement = self._settle(db, [(i, s, True) for i, s in parents], now)
             reporting = [
                 o for o in firsts if o.breaker is not None and (o.job_id, o.token) in ended
             ]
@@ -425,8 +458,15 @@ class SQLiteBackend(Backend):
         for outcome in outcomes:
             state = ended.pop((outcome.job_id, outcome.token), None)
             results.append(FinishResult(outcome.job_id, state is not None, state))
+        if settlement.queues or escalated:
+            self._notify_local(sorted(settlement.queues | escalated))
         self._finished_local()
         return results
+
+    @staticmethod
+    def _settle(db: sqlite3.Connection, rows: Sequence[Sequence[Any]], now: float) -> Settlement:
+        """Children of the jobs in ``rows`` (id, state, has_children) that just ended."""
+        return _run(db, settle_rows(rows, now))
 
     @staticmethod
     def _spend_retry_budget(db: sqlite3.Connection, outcome: Outcome, now: float) -> Outcome:
@@ -497,6 +537,9 @@ class SQLiteBackend(Backend):
         with self._writer.write() as db:
             params = {"now": self.now(), "exclude": exclude_worker, **self._boot_params()}
             rows = db.execute(Q["rescue_expired"], params).fetchall()
+            settlement = self._settle(db, rows, params["now"])
+        if settlement.queues:
+            self._notify_local(sorted(settlement.queues))
         return RescueReport(**rescued_by_state(rows))
 
     def reap_dead_workers(
@@ -507,6 +550,7 @@ class SQLiteBackend(Backend):
         known_dead: Sequence[str] = (),
     ) -> ReapReport:
         rows: list[tuple[Any, ...]] = []
+        settlement = Settlement()
         with self._writer.write() as db:
             now = self.now()
             boot = self._boot_params()
@@ -526,8 +570,11 @@ class SQLiteBackend(Backend):
             if workers:
                 dead = {"now": now, "workers": json.dumps(workers)}
                 rows = db.execute(Q["rescue_dead_workers"], dead).fetchall()
+                settlement = self._settle(db, rows, now)
                 db.execute(Q["release_dead_leaderships"], dead)
             db.execute(Q["forget_dead_workers"], {"now": now, "forget_after": forget_after})
+        if settlement.queues:
+            self._notify_local(sorted(settlement.queues))
         return ReapReport(workers=sorted(workers), **rescued_by_state(rows))
 
     def promote_due(self) -> int:
@@ -541,8 +588,11 @@ class SQLiteBackend(Backend):
 
     def prune(self, older_than: float, batch: int = 1000) -> int:
         with self._writer.write() as db:
-            cursor = db.execute(Q["prune"], {"cutoff": self.now() - older_than, "batch": batch})
-            return cursor.rowcount
+            params = {"cutoff": self.now() - older_than, "batch": batch}
+            pruned = [row[0] for row in db.execute(Q["prune"], params).fetchall()]
+            if pruned:
+                db.execute(Q["forget_edges"], {"ids": json.dumps(pruned)})
+            return len(pruned)
 
     # --- workers and leadership -----------------------------------------------------------
 
@@ -651,18 +701,26 @@ class SQLiteBackend(Backend):
         return JobState(row[0])
 
     def cancel(self, job_id: int) -> Job:
+        settlement = Settlement()
         with self._writer.write() as db:
             state = self._state_of(db, job_id)
             if state in CANCELLABLE_STATES:
-                db.execute(Q["cancel_waiting"], {"id": job_id, "now": self.now()})
+                now = self.now()
+                row = db.execute(Q["cancel_waiting"], {"id": job_id, "now": now}).fetchone()
+                if row is not None and row[0]:
+                    settlement = self._settle(db, [(job_id, "cancelled", True)], now)
             elif state is JobState.RUNNING:
                 db.execute(Q["request_cancel"], {"id": job_id})
             elif state is not JobState.CANCELLED:
                 raise InvalidTransition(job_id, state, "cancel")
+        if settlement.queues:
+            self._notify_local(sorted(settlement.queues))
         self._finished_local()
         return self.get(job_id)
 
-    def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
+    def requeue(
+        self, job_ids: Sequence[int], reset_attempts: bool = False, revive_children: bool = False
+    ) -> list[Job]:
         with self._writer.write() as db:
             for job_id in job_ids:
                 state = self._state_of(db, job_id)
@@ -674,6 +732,7 @@ class SQLiteBackend(Backend):
                     )
                 except sqlite3.IntegrityError:
                     raise IdempotencyConflict(job_id) from None
+                _run(db, requeue_links(job_id, revive_children))
         if job_ids:
             self._notify_local(sorted({job.queue for job in map(self.get, job_ids)}))
         return [self.get(job_id) for job_id in job_ids]
@@ -686,6 +745,7 @@ class SQLiteBackend(Backend):
                 if state is not JobState.DEAD:
                     raise InvalidTransition(job_id, state, "discard")
                 deleted += db.execute(Q["discard"], {"id": job_id}).rowcount
+            db.execute(Q["forget_edges"], {"ids": json.dumps(list(job_ids))})
             return deleted
 
     # --- reads ----------------------------------------------------------------------------
@@ -715,6 +775,25 @@ class SQLiteBackend(Backend):
         }
         with self._reader.read() as db:
             rows = db.execute(Q["list_jobs"], params).fetchall()
+        return [_row_to_job(row) for row in rows]
+
+    def dependencies(self, job_id: int) -> Dependencies:
+        with self._reader.read() as db:
+            if db.execute(Q["job_state"], {"id": job_id}).fetchone() is None:
+                raise JobNotFound(job_id)
+            parents = db.execute(Q["job_parents"], {"id": job_id}).fetchall()
+            children = db.execute(Q["job_children"], {"id": job_id}).fetchall()
+        return Dependencies(
+            parents=[
+                (p, JobState(s), None if r is None or s != "succeeded" else json.loads(r))
+                for p, s, r in parents
+            ],
+            children=[(c, JobState(s)) for c, s in children],
+        )
+
+    def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        with self._reader.read() as db:
+            rows = db.execute(Q["workflow_jobs"], {"workflow_id": workflow_id}).fetchall()
         return [_row_to_job(row) for row in rows]
 
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:
@@ -749,6 +828,19 @@ class SQLiteBackend(Backend):
 
 def _no_boot_clock() -> None:
     return None
+
+
+def _run(db: sqlite3.Connection, steps: Sql[T]) -> T:
+    """Run the statements of a dependency step generator (backends/dependencies.py)."""
+    try:
+        name, params = next(steps)
+        while True:
+            bound = {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
+            rows = db.execute(Q[name], bound).fetchall()
+            name, params = steps.send(rows)
+    except StopIteration as done:
+        result: T = done.value
+        return result
 
 
 def _row_to_worker(row: sqlite3.Row, now: float, boot: BootTime | None) -> WorkerInfo:
