@@ -8,6 +8,8 @@ and shrinks back once its slots have stood idle for ``scale_down_after`` seconds
 
 Poison isolation (see ``solo``): while the worker holds nothing, a fetcher first asks for a
 suspect, which then runs alone: every fetcher of the worker waits until its run is settled.
+While the worker drains for suspects (``conveyor.worker.drain``) a fetcher claims nothing
+ordinary and hands back its prefetched jobs; once the worker holds nothing it claims suspects.
 """
 
 from __future__ import annotations
@@ -153,6 +155,10 @@ class Fetcher:
     def dispatch(self) -> None:
         """Start buffered jobs while there are free slots (growing a scaling pool)."""
         buffer = self.buffer
+        if self._solo.draining and self._solo.token is None:
+            # Prefetched jobs go back (see _loop); a run that ends may leave the worker empty.
+            self._solo.wake()
+            return
         while buffer and not self.stopping:
             if self.in_flight >= self.limit:
                 if not self.scales or self.limit >= self.pool.maximum:
@@ -180,6 +186,11 @@ class Fetcher:
         """Look for work now (jobs were rescued, a cap changed, the worker is stopping)."""
         if self._signal is not None:
             self._signal.notify()
+
+    def make_room(self) -> None:
+        """The worker began draining for suspects: stop waiting for room."""
+        self._room.set()
+        self.wake()
 
     def stop(self) -> None:
         self.stopping = True
@@ -212,6 +223,9 @@ class Fetcher:
             if self._solo.blocks_claims:
                 # A suspect is being claimed or runs: it must stay alone in this process.
                 await self._solo.changed()
+                continue
+            if self._solo.draining:
+                await self._make_room()
                 continue
             prefetch = self.prefetch_now()
             room = self.limit + prefetch - self.in_flight - len(self.buffer)
@@ -272,6 +286,24 @@ class Fetcher:
             except ConveyorError:
                 next_due = None
             await signal.wait(next_due)
+
+    async def _make_room(self) -> None:
+        """Draining for suspects: hand back the prefetched jobs, and once the worker holds
+        nothing, claim the next suspect; else wait for a change (a run ending, a look)."""
+        if self.buffer:
+            self._release(list(self.buffer))
+            self.buffer.clear()
+        solo = self._solo
+        if not self._may_claim_suspect():
+            if not self.stopping and solo.draining:
+                await solo.changed()
+            return
+        looks = solo.looks
+        if await self._claim_suspect():
+            return
+        # None for this pool now: wait for the next look rather than ask again at once.
+        while not self.stopping and solo.draining and solo.looks == looks:
+            await solo.changed()
 
     def _may_claim_suspect(self) -> bool:
         solo = self._solo

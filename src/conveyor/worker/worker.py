@@ -41,6 +41,7 @@ from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.pools import Concurrency, Pool, build_pools
 from conveyor.worker.processes import refuse_worker_in_task_process
 from conveyor.worker.registry import Registry
+from conveyor.worker.drain import Drain
 from conveyor.worker.solo import Solo
 from conveyor.worker.threads import DaemonThreadPool
 
@@ -117,6 +118,8 @@ class Worker:
         self.counters = WorkerCounters()
         self.runs: dict[str, Run] = {}
         self.fetchers: list[Fetcher] = []
+        #: Makes room for suspects while this worker is busy (see conveyor/worker/drain.py).
+        self.drain: Drain | None = None
         self._finished_threads: list[tuple[Run, Outcome | None, float]] = []
         self._finished_lock = threading.Lock()
         self._stopping = False
@@ -153,6 +156,8 @@ class Worker:
             self._stop_at = asyncio.get_running_loop().time()
             self._stop_requested.set()
         self.heartbeater.stopping()
+        if self.drain is not None:
+            self.drain.stop()
         for fetcher in self.fetchers:
             fetcher.stop()
 
@@ -222,6 +227,15 @@ class Worker:
             interval=self.settings.sweep_interval,
             retention=self.settings.retention,
         )
+        self.drain = Drain(
+            backend,
+            self._db,
+            self.solo,
+            worker_id=self.id,
+            queues=self.queues,
+            holds_nothing=self._holds_nothing,
+            on_drain=self._make_room,
+        )
         installed = self._install_signals(loop)
         try:
             self.completer.start()
@@ -229,6 +243,7 @@ class Worker:
             self.heartbeater.start()
             await self._reap_gone_neighbours()
             self.maintenance.start()
+            self.drain.start()
             log.info(
                 "worker %s ready: %s",
                 self.id,
@@ -251,6 +266,7 @@ class Worker:
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
+            self.drain.stop()
             # Left without deregistering only on a failure: maintenance releases whatever
             # this worker still held once it counts as dead.
             self.heartbeater.stop()
@@ -295,6 +311,10 @@ class Worker:
     def _wake_fetchers(self) -> None:
         for fetcher in self.fetchers:
             fetcher.wake()
+
+    def _make_room(self) -> None:
+        for fetcher in self.fetchers:
+            fetcher.make_room()
 
     def _release(self, jobs: list[ClaimedJob]) -> None:
         """Put back claimed jobs that have not started, for any worker to claim at once."""
