@@ -98,6 +98,8 @@ class Fetcher:
         self._room = asyncio.Event()
         self._stopped = asyncio.Event()
         self._signal: WorkSignal | None = None
+        #: The last ordinary claim found nothing (or none was made yet): suspects first.
+        self._nothing_ready = True
 
     def __repr__(self) -> str:
         return f"<Fetcher {self.pool.describe()} limit={self.limit} in_flight={self.in_flight}>"
@@ -234,8 +236,11 @@ class Fetcher:
                 filling = False
                 await self._wait_for_room()
                 continue
-            if self._may_claim_suspect():
+            if self._nothing_ready and self._may_claim_suspect():
                 if await self._claim_suspect():
+                    # Back to ordinary claims before the next one: a suspect waits for a
+                    # worker with nothing else to do, or for the one draining for suspects.
+                    self._nothing_ready = False
                     continue
                 if self.stopping:
                     return
@@ -257,6 +262,7 @@ class Fetcher:
             finally:
                 self._solo.claim_ended()
             backoff = 0.05
+            self._nothing_ready = not jobs
             filling = len(jobs) == wanted < room
             if len(jobs) == wanted:
                 self._idle_since = None
