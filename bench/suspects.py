@@ -2,8 +2,9 @@
 
 A worker holding N jobs dies (simulated: a registered worker claims N noop jobs and is declared
 dead, which is what a SIGKILLed worker's rescue does) while ``conveyor worker --processes 2``
-works through a backlog of short jobs (each sleeps ``--sleep`` seconds, suspects too). The dead worker's jobs become suspects, which run one at
-a time, alone, on one worker that drains for them while the other keeps working.
+works through a backlog of short jobs (each sleeps ``--sleep`` seconds, suspects too). The dead
+worker's jobs become suspects, which run one at a time, alone, on the one worker that drains for
+them while the other keeps working.
 
 - suspects: seconds from the death until every suspect has succeeded.
 - throughput meanwhile: the other jobs finished per second over that same time, with suspects
@@ -38,7 +39,8 @@ WARM = 500
 
 def start_workers(app: Conveyor, concurrency: int) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "conveyor.cli", "worker", "--app", "bench_app:app"]
-    argv += ["--processes", "2", "--concurrency", str(concurrency), "--log-level", os.environ.get("BENCH_LOG_LEVEL", "warning")]
+    argv += ["--processes", "2", "--concurrency", str(concurrency)]
+    argv += ["--log-level", os.environ.get("BENCH_LOG_LEVEL", "warning")]
     env = {
         **os.environ,
         "PYTHONPATH": str(HERE),
@@ -72,9 +74,8 @@ def one_run(
     """(seconds until every suspect ran, or ``window``; others finished per second then;
     others finished per second until the backlog is done)."""
     task = app.task(name="io_sleep")(io_sleep.fn)
-    ids: list[int] = []
     if suspects:
-        ids = [job.id for job in app.enqueue_many([task.options(queue="suspects").job(sleep) for _ in range(suspects)])]
+        app.enqueue_many([task.options(queue="suspects").job(sleep) for _ in range(suspects)])
         app.backend.register_worker(
             WorkerRegistration(
                 id=GHOST,
@@ -130,7 +131,9 @@ def main() -> None:
         app, _folder = fresh_app(args.url, args.synchronous)
         label = label or engine(app)
         try:
-            seconds, rate, overall = one_run(app, args.suspects, args.backlog, args.concurrency, args.sleep, None)
+            seconds, rate, overall = one_run(
+                app, args.suspects, args.backlog, args.concurrency, args.sleep, None
+            )
         finally:
             finish(app)
         took.append(seconds)
@@ -145,8 +148,8 @@ def main() -> None:
             finish(app)
     print(f"{label}; {machine()}")
     print(
-        f"{args.suspects} suspects, backlog {args.backlog:,} jobs of {args.sleep:g} s, 2 worker processes "
-        f"x {args.concurrency}"
+        f"{args.suspects} suspects, backlog {args.backlog:,} jobs of {args.sleep:g} s, "
+        f"2 worker processes x {args.concurrency}"
     )
     report("every suspect has run after", took, "s", lambda v: f"{v:.2f}")
     report("others meanwhile, with suspects", with_suspects, "jobs/s")

@@ -50,9 +50,7 @@ def _ghost_holds(app: Conveyor, ids: list[int]) -> None:
 
 
 @pytest.mark.parametrize("engine", enabled_backends())
-def test_suspects_run_while_a_backlog_keeps_every_worker_busy(
-    engine: str, tmp_path: Path
-) -> None:
+def test_suspects_run_while_a_backlog_keeps_every_worker_busy(engine: str, tmp_path: Path) -> None:
     runs, stop = tmp_path / "runs", tmp_path / "stop"
     with engine_app(engine, tmp_path) as (app, env):
         register(app)

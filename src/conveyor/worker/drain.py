@@ -105,7 +105,5 @@ class Drain:
 
     async def _lead(self) -> bool:
         return bool(
-            await self._db(
-                self._backend.acquire_leadership, LEADERSHIP, self._worker_id, self._ttl
-            )
+            await self._db(self._backend.acquire_leadership, LEADERSHIP, self._worker_id, self._ttl)
         )

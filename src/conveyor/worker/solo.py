@@ -12,7 +12,8 @@ too (see ``Backend.claim_suspect``). What a crash takes with it depends on where
   job is touched. Such a job never becomes a suspect through its own crash.
 
 So "alone" means: the only job this worker process holds. The fetchers claim a suspect only
-while the process holds nothing (no run, no prefetched job, no claim under way), and claim
+while the process holds nothing (no run, no prefetched job, no claim under way) and either
+found nothing ready at their last claim or drain for suspects (below), and claim
 nothing else until the suspect's run is settled (its outcome written, or its lease lost): if
 the process dies meanwhile, the death is the suspect's own, and the rescue charges it.
 

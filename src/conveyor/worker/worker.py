@@ -34,6 +34,7 @@ from conveyor.job import JobState
 from conveyor.jsonlog import job_fields
 from conveyor.worker.completer import Completer
 from conveyor.worker.context import JobContext
+from conveyor.worker.drain import Drain
 from conveyor.worker.executor import Executor, Run
 from conveyor.worker.fetcher import Fetcher
 from conveyor.worker.heartbeater import Heartbeater
@@ -41,7 +42,6 @@ from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.pools import Concurrency, Pool, build_pools
 from conveyor.worker.processes import refuse_worker_in_task_process
 from conveyor.worker.registry import Registry
-from conveyor.worker.drain import Drain
 from conveyor.worker.solo import Solo
 from conveyor.worker.threads import DaemonThreadPool
 
