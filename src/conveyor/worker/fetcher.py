@@ -219,6 +219,8 @@ class Fetcher:
         # Set while a claim came back full only because of the batch size: claim again at
         # once to fill the room left, instead of waiting for the buffer to run low.
         filling = False
+        # A suspect ran since the last ordinary claim.
+        after_suspect = False
         while not self.stopping:
             self._scale_down_if_idle()
             await self._check_caps()
@@ -241,6 +243,7 @@ class Fetcher:
                     # Back to ordinary claims before the next one: a suspect waits for a
                     # worker with nothing else to do, or for the one draining for suspects.
                     self._nothing_ready = False
+                    after_suspect = True
                     continue
                 if self.stopping:
                     return
@@ -263,6 +266,7 @@ class Fetcher:
                 self._solo.claim_ended()
             backoff = 0.05
             self._nothing_ready = not jobs
+            followed_suspect, after_suspect = after_suspect, False
             filling = len(jobs) == wanted < room
             if len(jobs) == wanted:
                 self._idle_since = None
@@ -273,7 +277,8 @@ class Fetcher:
             if self.stopping:
                 return
             self.dispatch()
-            if jobs:
+            if jobs or followed_suspect:
+                # Nothing ready after a suspect: the next suspect, if any, before waiting.
                 continue
             if self._burst:
                 if self.in_flight == 0 and not self.buffer:
