@@ -24,9 +24,9 @@ own, almost always empty, index; see ``conveyor.worker.drain``). If one does, it
 the fleet's ``suspects`` lease in the database; the one worker holding it *drains*: it claims
 nothing ordinary, hands its prefetched jobs back, lets its running jobs finish, then claims
 suspects one after another, alone each time, for as long as any waits; then it gives the lease
-up and fills up again. The other workers keep working all along. So a suspect starts within
-the longest run the draining worker had under way, plus about a second, while one worker of the
-fleet runs suspects one at a time (a worker that goes idle claims one at once, lease or not).
+up and fills up again. The other workers keep working all along. So suspects start within the
+longest run the draining worker had under way plus about a second, then run one after another
+on that one worker of the fleet (a worker that goes idle claims one at once, lease or not).
 A draining worker that dies loses its lease with its life: another takes the lease over.
 """
 
