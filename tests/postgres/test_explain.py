@@ -133,6 +133,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("promote_due", NOW, "conveyor_jobs_due"),
     # Poison isolation: suspects from their own (almost always empty) index.
     ("pick_suspect", {**NOW, "queues": None}, "conveyor_jobs_suspects"),
+    # Busy workers ask about once a second whether a suspect waits: the same index.
+    ("peek_suspect", {**NOW, "queues": None}, "conveyor_jobs_suspects"),
     ("next_due", {}, "conveyor_jobs_due"),
     ("rescue_expired", {**NOW, "exclude": None}, "conveyor_jobs_leases"),
     # Both indexes hold running jobs only.

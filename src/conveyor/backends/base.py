@@ -323,6 +323,13 @@ class Backend(ABC):
         and is no longer a suspect; one that is released waits as a suspect again."""
 
     @abstractmethod
+    def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
+        """Whether ``claim_suspect`` would find a suspect in ``queues`` (None: any) now: due,
+        its queue's cap leaving room. A read of the suspects' own index, which is almost always
+        empty: a busy worker asks about once a second, to decide whether to make room for one
+        (see ``conveyor.worker.solo``)."""
+
+    @abstractmethod
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
         """Push the lease of every still-owned run to now + ``lease``. A run whose lease ran
         out but that no sweep has rescued yet is still owned: it may extend and finish."""

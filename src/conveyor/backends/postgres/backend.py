@@ -250,6 +250,15 @@ class PostgresBackend(Backend):
         row = self._db.run(body)
         return None if row is None else claimed_from_row(row)
 
+    def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
+        params = {"now": self._now_param(), "queues": None if queues is None else list(queues)}
+        row = self._db.run(
+            lambda cur: cur.execute(Q["peek_suspect"], params).fetchone(),
+            transaction=False,
+            idempotent=True,
+        )
+        return row is not None
+
     def _claim_in_transaction(
         self,
         cur: Cursor,

@@ -421,6 +421,19 @@ ORDER BY j.priority DESC, j.run_at, j.id
 LIMIT 1
 FOR UPDATE OF j SKIP LOCKED
 
+-- name: peek_suspect
+-- Whether pick_suspect would find a suspect, without locking it (a lock would hide it from a
+-- claim_suspect under way): a busy worker asks about once a second whether to make room.
+SELECT 1 FROM conveyor_jobs AS j
+WHERE j.state = 'retrying' AND j.suspect
+  AND j.run_at <= coalesce(to_timestamp(%(now)s::float8), now())
+  AND (%(queues)b::text[] IS NULL OR j.queue = ANY(%(queues)b::text[]))
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_queue_limits AS l
+      WHERE l.queue = j.queue AND l.max_running <= (
+          SELECT count(*) FROM conveyor_jobs AS r WHERE r.queue = j.queue AND r.state = 'running'))
+LIMIT 1
+
 -- name: claim_suspect
 -- retrying -> running for the suspect picked, alone: only for a worker that holds no running
 -- job (prefetched ones included), which then claims nothing else until this run is settled.

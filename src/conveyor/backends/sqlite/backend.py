@@ -316,15 +316,11 @@ class SQLiteBackend(Backend):
     def claim_suspect(
         self, worker_id: str, queues: Sequence[str] | None, lease: float
     ) -> ClaimedJob | None:
-        names = None if queues is None else json.dumps(list(queues))
         # An idle worker asks at every poll, and there is almost never a suspect: look without
         # the write lock first.
-        with self._reader.read() as db:
-            if (
-                db.execute(Q["pick_suspect"], {"now": self.now(), "queues": names}).fetchone()
-                is None
-            ):
-                return None
+        if not self.suspect_waiting(queues):
+            return None
+        names = None if queues is None else json.dumps(list(queues))
         with self._writer.write() as db:
             # Caps are counted inside the write transaction: pick_suspect's check is exact.
             now = self.now()
@@ -340,6 +336,12 @@ class SQLiteBackend(Backend):
             }
             row = db.execute(Q["claim_suspect"], params).fetchone()
         return None if row is None else _claimed(row)
+
+    def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
+        names = None if queues is None else json.dumps(list(queues))
+        with self._reader.read() as db:
+            params = {"now": self.now(), "queues": names}
+            return db.execute(Q["pick_suspect"], params).fetchone() is not None
 
     def _claim_in_turn(
         self,
