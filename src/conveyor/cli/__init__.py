@@ -19,6 +19,7 @@ from .core import ConveyorGroup, Runtime, option, pass_runtime
 from .jobs import dlq, enqueue, jobs, stats
 from .ops import demo, schema, worker
 from .queues import queues
+from .serve import serve
 from .workers import workers
 
 _SETTINGS = ", ".join(f"CONVEYOR_{f.name.upper()}" for f in fields(Settings) if f.name != "url")
@@ -70,7 +71,7 @@ def cli(ctx: click.Context, url: str | None, debug: bool) -> None:
 
 cli.help = (cli.help or "").format(default=DEFAULT_URL)
 
-for command in (worker, workers, enqueue, jobs, dlq, stats, queues, schema, demo):
+for command in (worker, workers, enqueue, jobs, dlq, stats, queues, serve, schema, demo):
     cli.add_command(command)
 
 
