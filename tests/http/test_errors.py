@@ -77,34 +77,29 @@ def test_one_bad_job_writes_none_of_the_batch(client: TestClient, app: Conveyor)
     assert app.list_jobs() == []
 
 
-def test_a_payload_over_the_limit_is_a_413(database: Any) -> None:
-    with Conveyor(database.url, max_payload_bytes=1000, **_schema(database)) as app:
-        with TestClient(app.asgi(tokens_from_environment=False)) as client:
-            document = problem(
-                client.post("/api/jobs", json={"task": "t", "args": ["x" * 2000]}), 413
-            )
-            assert document["limit"] == 1000
-            # The body itself over the cap: refused before anything parses it.
-            huge = client.post(
-                "/api/jobs",
-                content=b'{"task": "t", "args": ["' + b"x" * 200_000 + b'"]}',
-                headers={"content-type": "application/json"},
-            )
-            problem(huge, 413)
-            assert app.list_jobs() == []
+def test_a_payload_over_the_limit_is_a_413(bare_app: Conveyor) -> None:
+    app = bare_app
+    app.configure(max_payload_bytes=1000)
+    with TestClient(app.asgi(tokens_from_environment=False)) as client:
+        document = problem(client.post("/api/jobs", json={"task": "t", "args": ["x" * 2000]}), 413)
+        assert document["limit"] == 1000
+        # The body itself over the cap: refused before anything parses it.
+        huge = client.post(
+            "/api/jobs",
+            content=b'{"task": "t", "args": ["' + b"x" * 200_000 + b'"]}',
+            headers={"content-type": "application/json"},
+        )
+        problem(huge, 413)
+        assert app.list_jobs() == []
 
 
-def _schema(database: Any) -> dict[str, str]:
-    schema = database.env.get("CONVEYOR_POSTGRES_SCHEMA")
-    return {} if schema is None else {"postgres_schema": schema}
-
-
-def test_a_full_queue_is_a_429_with_its_depth(database: Any) -> None:
-    with Conveyor(database.url, queue_limits={"default": 1}, **_schema(database)) as app:
-        with TestClient(app.asgi(tokens_from_environment=False)) as client:
-            assert client.post("/api/jobs", json={"task": "t"}).status_code == 201
-            document = problem(client.post("/api/jobs", json={"task": "t"}), 429, "queue")
-            assert (document["depth"], document["limit"]) == (1, 1)
+def test_a_full_queue_is_a_429_with_its_depth(bare_app: Conveyor) -> None:
+    app = bare_app
+    app.configure(queue_limits={"default": 1})
+    with TestClient(app.asgi(tokens_from_environment=False)) as client:
+        assert client.post("/api/jobs", json={"task": "t"}).status_code == 201
+        document = problem(client.post("/api/jobs", json={"task": "t"}), 429, "queue")
+        assert (document["depth"], document["limit"]) == (1, 1)
 
 
 def test_missing_jobs_are_404_and_wrong_states_409(client: TestClient) -> None:
