@@ -91,3 +91,30 @@ def test_token_settings_that_make_no_sense_are_refused() -> None:
 )
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_a_page_of_another_site_cannot_change_anything(client: TestClient, app: Conveyor) -> None:
+    job = app.enqueue("add", [1, 2])
+    for headers in (
+        {"Origin": "https://attacker.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ):
+        refused = client.post(f"/api/jobs/{job.id}/cancel", headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["type"] == "urn:conveyor:problem:cross-site"
+    assert app.get_job(job.id).state.value == "queued"
+    # Reading is harmless (a browser keeps the answer from the other site's page).
+    assert client.get("/api/stats", headers={"Origin": "https://attacker.example"}).is_success
+    # The server's own origin may.
+    same = client.post(f"/api/jobs/{job.id}/cancel", headers={"Origin": "http://testserver"})
+    assert same.status_code == 200
+
+
+def test_only_the_allowed_host_names_are_answered(app: Conveyor) -> None:
+    client = TestClient(app.asgi(tokens_from_environment=False, hosts=["localhost", "::1"]))
+    for host in ("localhost:8000", "localhost", "[::1]:8000"):
+        assert client.get("/api/stats", headers={"Host": host}).status_code == 200, host
+    rebound = client.get("/api/stats", headers={"Host": "attacker.example:8000"})
+    assert rebound.status_code == 403
+    assert rebound.json()["type"] == "urn:conveyor:problem:forbidden-host"

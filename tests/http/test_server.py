@@ -136,6 +136,10 @@ def test_without_the_app_it_still_manages_jobs(database: Engine, project: Path) 
         assert created.json()["arguments_checked"] is False
         listed = httpx.get(f"{base}/api/jobs").json()["jobs"]
         assert [job["id"] for job in listed] == [created.json()["id"]]
+        # Without a token, only the loopback names: no page can reach it by DNS rebinding.
+        rebound = httpx.get(f"{base}/api/jobs", headers={"Host": "attacker.example"})
+        assert rebound.status_code == 403
+        assert httpx.get(f"{base}/api/jobs", headers={"Host": "localhost"}).status_code == 200
 
 
 def test_tokens_on_every_address(database: Engine, project: Path) -> None:

@@ -50,7 +50,7 @@ def serve(runtime: Runtime, host: str, port: int, log_level: str) -> None:
     try:
         import uvicorn
 
-        from conveyor.http import Tokens, create_app, is_loopback
+        from conveyor.http import LOOPBACK_HOSTS, Tokens, create_app, is_loopback
     except ImportError as exc:
         raise UserError(
             f"conveyor serve needs the server extra ({exc.name or 'fastapi'} is missing): "
@@ -70,7 +70,14 @@ def serve(runtime: Runtime, host: str, port: int, log_level: str) -> None:
             err=True,
         )
     try:
-        asgi = create_app(app, token=tokens.token, read_token=tokens.read_token)
+        asgi = create_app(
+            app,
+            token=tokens.token,
+            read_token=tokens.read_token,
+            # Without a token, only this machine may call: by its loopback names alone, which
+            # no other site's page can obtain by rebinding its own name to 127.0.0.1.
+            hosts=None if tokens.required else [*LOOPBACK_HOSTS, host.strip("[]")],
+        )
     except ConfigurationError as exc:
         raise UserError(str(exc)) from None
     # uvicorn handles SIGINT/SIGTERM: it stops accepting, lets requests in flight finish.

@@ -14,7 +14,9 @@ nothing below it imports this package.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -28,7 +30,7 @@ from . import jobs, observe
 from .auth import Access, Tokens, is_loopback
 from .bodylimit import BodyLimit
 from .metrics import CONTENT_TYPE, exposition, registry_for
-from .problems import install, problem_response
+from .problems import Problem, install, problem_response
 
 #: Room for the JSON around a job's arguments (task name, options, escapes).
 BODY_MARGIN = 64 * 1024
@@ -44,6 +46,7 @@ def create_app(
     read_token: str | None = None,
     tokens_from_environment: bool = True,
     max_body_bytes: int | None = None,
+    hosts: Sequence[str] | None = None,
 ) -> Any:
     """The ASGI application serving ``app``'s jobs.
 
@@ -54,7 +57,10 @@ def create_app(
     bearer token, and the read-only token may only read. Without one, anyone who reaches the
     server may do anything: keep it on loopback (``conveyor serve`` refuses otherwise).
     ``max_body_bytes`` (default: the payload limit plus 64 KiB) caps a request body before
-    it is parsed.
+    it is parsed. ``hosts``: the only names the API answers to in the Host header (``conveyor
+    serve`` without a token allows the loopback names alone, so that a web page cannot reach
+    it by DNS rebinding). A browser's cross-site request to change something (a form posted
+    by another site) is refused whatever the tokens (403).
     """
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
         raise ConfigurationError(f"prefix must start with / and not end with one, got {prefix!r}")
@@ -69,6 +75,17 @@ def create_app(
             request: Request,
             _: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
         ) -> None:
+            if hosts is not None and _host_name(request.headers.get("host", "")) not in hosts:
+                raise Problem(
+                    403, "forbidden-host", "Forbidden", "this server does not answer to that host"
+                )
+            if access is Access.WRITE and _cross_site(request):
+                raise Problem(
+                    403,
+                    "cross-site",
+                    "Forbidden",
+                    "a request from another site's page may not change jobs, queues or workers",
+                )
             tokens.check(request.headers.get("authorization"), access)
 
         return Depends(check)
@@ -121,4 +138,25 @@ def create_app(
     return BodyLimit(api, limit)
 
 
-__all__ = ["Tokens", "create_app", "is_loopback"]
+def _host_name(host: str) -> str:
+    """The Host header without its port ("[::1]:8000" -> "::1")."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _cross_site(request: Request) -> bool:
+    """Whether a browser sent this request from a page of another origin. Browsers send
+    Origin with every POST, PUT and DELETE; HTTP clients such as curl send none."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    return origin == "null" or urlsplit(origin).netloc != request.headers.get("host", "")
+
+
+#: What ``hosts`` holds for a server on loopback: the names a browser uses to reach it.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+__all__ = ["LOOPBACK_HOSTS", "Tokens", "create_app", "is_loopback"]
