@@ -250,7 +250,8 @@ class Conveyor:
                 check_encoded(job, self.settings.max_payload_bytes)
         with pause_for(len(new_jobs)):
             written = self.backend.enqueue_many(new_jobs)
-            jobs = self._enqueued(self._snapshots(new_jobs, written, specs))
+            jobs = self._snapshots(new_jobs, written, specs)
+        jobs = self._enqueued(self._run_eagerly(jobs) if self.eager else jobs)
         return [(job, result.created) for job, result in zip(jobs, written, strict=True)]
 
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:

@@ -247,3 +247,10 @@ def submit_at(client: TestClient, path: str, **body: Any) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     document: dict[str, Any] = response.json()
     return document
+
+
+def test_an_eager_app_runs_the_job_before_answering(app: Conveyor) -> None:
+    app.configure(eager=True)  # conveyor.testing's mode: a test of a service that calls the API
+    with TestClient(app.asgi(tokens_from_environment=False)) as client:
+        job = submit(client, task="add", args=[4, 5])
+    assert (job["state"], job["result"]) == ("succeeded", 9)
