@@ -254,3 +254,15 @@ def test_an_eager_app_runs_the_job_before_answering(app: Conveyor) -> None:
     with TestClient(app.asgi(tokens_from_environment=False)) as client:
         job = submit(client, task="add", args=[4, 5])
     assert (job["state"], job["result"]) == ("succeeded", 9)
+
+
+def test_counts_are_read_once_per_interval_and_shared(app: Conveyor) -> None:
+    from conveyor.http.counts import CountsCache
+
+    now = [100.0]
+    counts = CountsCache(app, max_age=1.0, clock=lambda: now[0])
+    assert counts.get().jobs == {}
+    app.enqueue("add", [1, 2])
+    assert counts.get().jobs == {}  # still the count of a moment ago
+    now[0] += 1.0
+    assert counts.get().jobs == {"math": {JobState.QUEUED: 1}}

@@ -29,6 +29,7 @@ from conveyor.errors import ConfigurationError, ConveyorError
 from . import jobs, observe
 from .auth import Access, Tokens, is_loopback
 from .bodylimit import BodyLimit
+from .counts import CountsCache
 from .metrics import CONTENT_TYPE, exposition, registry_for
 from .problems import Problem, install, problem_response
 
@@ -100,14 +101,12 @@ def create_app(
     )
     install(api)
 
-    for routes in (jobs.router, observe.router):
-        api.include_router(
-            routes(app, [needs(Access.WRITE)]),
-            prefix=f"{prefix}/api",
-            dependencies=[needs(Access.READ)],
-        )
+    counts = CountsCache(app)
+    write = [needs(Access.WRITE)]
+    for router in (jobs.router(app, write), observe.router(app, write, counts)):
+        api.include_router(router, prefix=f"{prefix}/api", dependencies=[needs(Access.READ)])
 
-    registry = registry_for(app)
+    registry = registry_for(app, counts)
 
     @api.get(f"{prefix}/metrics", tags=["probes"], dependencies=[needs(Access.READ)])
     def metrics() -> Response:

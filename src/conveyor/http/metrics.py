@@ -16,17 +16,20 @@ from conveyor.app import Conveyor
 from conveyor.job import JobState
 from conveyor.worker_info import WorkerHealth
 
+from .counts import CountsCache
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ConveyorCollector(Collector):
     """Gauges read from the database at each scrape."""
 
-    def __init__(self, app: Conveyor) -> None:
+    def __init__(self, app: Conveyor, counts: CountsCache) -> None:
         self.app = app
+        self.counts = counts
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        counts = self.app.stats()
+        counts = self.counts.get().jobs
         caps = self.app.concurrency_limits()
         jobs = GaugeMetricFamily(
             "conveyor_jobs", "Jobs in the database, by queue and state.", labels=["queue", "state"]
@@ -54,10 +57,10 @@ class ConveyorCollector(Collector):
         yield workers
 
 
-def registry_for(app: Conveyor) -> CollectorRegistry:
+def registry_for(app: Conveyor, counts: CountsCache) -> CollectorRegistry:
     """A registry of this app's own: two apps in one process do not mix their figures."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ConveyorCollector(app))
+    registry.register(ConveyorCollector(app, counts))
     return registry
 
 

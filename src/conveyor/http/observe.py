@@ -14,17 +14,18 @@ from fastapi import APIRouter
 from conveyor.app import Conveyor
 from conveyor.job import JobState
 
+from .counts import Counts, CountsCache
 from .models import LimitIn, StopIn
 from .problems import Problem
 
 
-def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
+def router(app: Conveyor, write: Sequence[Any], counts: CountsCache) -> APIRouter:
     """The routes; ``write`` are the dependencies of those that change something."""
     api = APIRouter()
 
     @api.get("/queues", tags=["queues"], summary="Every queue: jobs by state and caps")
     def list_queues() -> dict[str, Any]:
-        return {"queues": queues_document(app)}
+        return {"queues": queues_document(app, counts.get())}
 
     @api.put(
         dependencies=write,
@@ -73,7 +74,7 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
 
     @api.get("/stats", tags=["stats"], summary="Jobs in each state, per queue, and workers")
     def stats() -> dict[str, Any]:
-        return stats_document(app)
+        return stats_document(app, counts.get())
 
     return api
 
@@ -83,8 +84,8 @@ def _counts(counts: Mapping[JobState, int]) -> dict[str, int]:
     return {state.value: counts.get(state, 0) for state in JobState}
 
 
-def queues_document(app: Conveyor) -> list[dict[str, Any]]:
-    counts, caps = app.stats(), app.concurrency_limits()
+def queues_document(app: Conveyor, counted: Counts) -> list[dict[str, Any]]:
+    counts, caps = counted.jobs, app.concurrency_limits()
     waiting_limits = app.settings.queue_limits
     return [
         {
@@ -98,11 +99,11 @@ def queues_document(app: Conveyor) -> list[dict[str, Any]]:
     ]
 
 
-def stats_document(app: Conveyor) -> dict[str, Any]:
+def stats_document(app: Conveyor, counted: Counts) -> dict[str, Any]:
     """What the app can count now: jobs by state (all queues, and per queue), the dead-letter
     queue's size, workers by health. Figures over time (throughput, run times) belong in a
     key of their own beside these, from per-minute aggregates."""
-    counts = app.stats()
+    counts = counted.jobs
     totals = {state.value: 0 for state in JobState}
     for per_queue in counts.values():
         for state, number in per_queue.items():
@@ -115,5 +116,5 @@ def stats_document(app: Conveyor) -> dict[str, Any]:
         "dead_letters": totals[JobState.DEAD.value],
         "queues": {queue: _counts(counts[queue]) for queue in sorted(counts)},
         "workers": health,
-        "at": app.backend.now(),
+        "counted_at": counted.counted_at,
     }
