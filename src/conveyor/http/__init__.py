@@ -6,7 +6,7 @@ server or to mount in your FastAPI/Starlette application. Needs the ``server`` e
 (``pip install 'conveyor-jobs[server]'``).
 
 Paths (under ``prefix``): the JSON API under ``/api`` (its OpenAPI schema at
-``/api/openapi.json``, browsable at ``/api/docs``), ``/metrics``, ``/healthz``, ``/readyz``.
+``/api/openapi.json``), ``/metrics``, ``/healthz``, ``/readyz``.
 ``/`` is left free. Like the CLI, it reads and acts through the app and the backend contract;
 nothing below it imports this package.
 """
@@ -96,7 +96,9 @@ def create_app(
         version=__version__,
         description="Submit, inspect and steer the jobs of a Conveyor queue.",
         openapi_url=f"{prefix}/api/openapi.json",
-        docs_url=f"{prefix}/api/docs",
+        # FastAPI's documentation pages load their scripts from a CDN: none, so that nothing
+        # this server serves needs the internet. Any OpenAPI viewer reads the schema.
+        docs_url=None,
         redoc_url=None,
     )
     install(api)
