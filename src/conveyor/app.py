@@ -341,6 +341,22 @@ class Conveyor:
             check_encoded(job, self.settings.max_payload_bytes)
         return self._enqueued(self._write(jobs))
 
+    def enqueue_reporting(
+        self, new_jobs: Sequence[NewJob], specs: Sequence[JobSpec] | None = None
+    ) -> list[tuple[Job, bool]]:
+        """Write jobs built by ``build_jobs(specs)`` (or by ``encode_job``, without specs) in
+        one transaction, and tell for each whether it was created: False when a live job
+        already held its idempotency key and is returned instead (the HTTP API's 200/201)."""
+        new_jobs = list(new_jobs)
+        if specs is None:
+            for job in new_jobs:
+                check_encoded(job, self.settings.max_payload_bytes)
+        with pause_for(len(new_jobs)):
+            written = self.backend.enqueue_many(new_jobs)
+            jobs = self._snapshots(new_jobs, written, specs)
+        jobs = self._enqueued(self._run_eagerly(jobs) if self.eager else jobs)
+        return [(job, result.created) for job, result in zip(jobs, written, strict=True)]
+
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:
         early: list[tuple[list[EnqueueResult], list[Job]]] = []
 
@@ -613,6 +629,16 @@ class Conveyor:
         """Close a breaker by hand: its jobs run again, its failures are forgotten."""
         row = self.backend.set_breaker(known_breaker(self, name), opened=False)
         return breaker_status(row, self.backend.now())
+
+    # --- HTTP -----------------------------------------------------------------------------
+
+    def asgi(self, *, prefix: str = "", **options: Any) -> Any:
+        """The HTTP API of this app as an ASGI application (needs the ``server`` extra): mount
+        it in your FastAPI or Starlette app, or serve it with any ASGI server. See
+        ``conveyor.http.create_app`` for ``prefix`` and the token options."""
+        from conveyor.http import create_app
+
+        return create_app(self, prefix=prefix, **options)
 
     # --- workers --------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from .jobs import dlq, enqueue, jobs, stats
 from .ops import demo, schema, worker
 from .queues import queues
 from .schedules import schedules
+from .serve import serve
 from .workers import workers
 from .workflows import workflows
 
@@ -83,6 +84,7 @@ for command in (
     queues,
     breakers,
     schedules,
+    serve,
     schema,
     demo,
     workflows,
