@@ -5,9 +5,13 @@ PostgreSQL server on this machine, also the CPU time of the server processes ser
 
     python bench/claim_cost.py [--url URL] [--jobs 10000] [--batches 1,100,500]
                                [--queues all|one] [--cap none|other|queue] [--runs 3]
+                               [--breaker none|open] [--held 1000]
+                               [--gates none|rate|other|many|keys|idle-keys]
 
 --cap other puts a cap on a queue that holds no jobs (a worker serving every queue must respect
-it); --cap queue caps the measured queue itself, high enough never to bind.
+it); --cap queue caps the measured queue itself, high enough never to bind. --breaker open
+enqueues --held jobs of a task behind a circuit breaker opened by hand, ahead of the measured
+jobs in the claim order (the worst place: every claim walks past them).
 
 --gates (conveyor/limits/): "rate" puts a rate limit on the measured queue, high enough never to
 bind (a rate-limited claim takes one job per token: compare it with --batches 1); "other" a rate
@@ -49,11 +53,26 @@ def server_cpu(app: Conveyor, session: str | None) -> dict[int, float]:
 
 
 def one_run(
-    app: Conveyor, session: str | None, jobs: int, batch: int, queues: list[str] | None
+    app: Conveyor,
+    session: str | None,
+    jobs: int,
+    batch: int,
+    queues: list[str] | None,
+    held: int = 0,
 ) -> list[float]:
     @app.task(name="noop")
     def noop() -> None:
         return None
+
+    if held:
+        app.breaker("partner")
+
+        @app.task(name="held", breaker="partner")
+        def call_partner() -> None:
+            return None
+
+        app.enqueue_many([call_partner.job() for _ in range(held)])
+        app.open_breaker("partner")
 
     app.enqueue_many([noop.job() for _ in range(jobs)])
     backend = app.backend
@@ -107,6 +126,8 @@ def main() -> None:
     p.add_argument(
         "--gates", choices=["none", "rate", "other", "many", "keys", "idle-keys"], default="none"
     )
+    p.add_argument("--breaker", choices=["none", "open"], default="none")
+    p.add_argument("--held", type=int, default=1000)
     args = p.parse_args()
     queues = None if args.queues == "all" else ["default"]
     described = ""
@@ -135,12 +156,15 @@ def main() -> None:
                         app.pause_queue(f"tenant-{n}")
             elif args.gates in ("keys", "idle-keys"):
                 thousand_keys(app, idle=args.gates == "idle-keys")
-            results.setdefault(batch, []).append(one_run(app, session, args.jobs, batch, queues))
+            held = args.held if args.breaker == "open" else 0
+            measured = one_run(app, session, args.jobs, batch, queues, held)
+            results.setdefault(batch, []).append(measured)
             described = engine(app)
             finish(app)
     print(
         f"claim cost, {args.jobs} no-op jobs, {machine()}, {described}, "
-        f"queues={args.queues}, cap={args.cap}, gates={args.gates}"
+        f"queues={args.queues}, cap={args.cap}, gates={args.gates}, breaker={args.breaker}"
+        + (f" ({args.held} held jobs)" if args.breaker == "open" else "")
     )
     for batch, runs in results.items():
         names = ["claim wall", "finish wall", "cpu"] + ["server cpu"] * is_postgres(args.url)

@@ -111,6 +111,10 @@ class JobFields(TypedDict, total=False):
     idempotency_scope: str
     rate_key: str | None
     rate_limit: RateLimit | None
+    depends_on: tuple[int, ...]
+    depends_on_batch: tuple[int, ...]
+    on_parent_failure: str | None
+    workflow_id: str | None
 
 
 def new_job(

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from conveyor.task import JobSpec, NonRetryable, Task
     from conveyor.worker import JobContext, Pool, Worker
     from conveyor.worker_info import WorkerHealth, WorkerInfo, WorkerState
+    from conveyor.workflows.canvas import Workflow, chain, chord, group
 
 __version__ = "0.1.0"
 
@@ -76,11 +77,19 @@ __all__ = [
     "WorkerInfo",
     "WorkerNotFound",
     "WorkerState",
+    "Workflow",
     "__version__",
+    "chain",
+    "chord",
+    "group",
 ]
 
 #: The module each public name comes from.
 _SOURCES = {
+    "Workflow": "conveyor.workflows.canvas",
+    "chain": "conveyor.workflows.canvas",
+    "chord": "conveyor.workflows.canvas",
+    "group": "conveyor.workflows.canvas",
     "Conveyor": "conveyor.app",
     "ArgumentsMismatch": "conveyor.errors",
     "ConveyorError": "conveyor.errors",

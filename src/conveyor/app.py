@@ -7,18 +7,29 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from conveyor import bounds, results
 from conveyor.backends import open_backend
-from conveyor.backends.base import Backend, EnqueueResult, NewJob
-from conveyor.errors import ConfigurationError, UnknownTask
+from conveyor.backends.base import Backend, Dependencies, EnqueueResult, NewJob
+from conveyor.errors import ConfigurationError, ScheduleNotFound, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.hooks import Event, Hooks, register
 from conveyor.job import Job, JobState
 from conveyor.limits import QueueGate, QuietHours, RateLimit
+from conveyor.limits.breakers import (
+    Breaker,
+    BreakerPolicy,
+    BreakerStatus,
+    breaker_gate,
+    breaker_statuses,
+    known_breaker,
+)
+from conveyor.limits.breakers import status as breaker_status
 from conveyor.limits.rates import parse_rate
+from conveyor.limits.schedules import DEFAULT_GRACE, Schedule, ScheduleInfo, schedules_info
 from conveyor.limits.times import moment
 from conveyor.limits.why import Context as WhyContext
 from conveyor.limits.why import Hold, why
@@ -37,6 +48,16 @@ from conveyor.task import (
     default_task_name,
 )
 from conveyor.worker_info import WorkerInfo
+from conveyor.workflows.canvas import (
+    Chain,
+    Group,
+    Workflow,
+    cancel_workflow,
+    enqueue_workflow,
+    read_workflow,
+    with_callbacks,
+)
+from conveyor.workflows.escalation import Escalation, EscalationRules
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -78,6 +99,10 @@ class Conveyor:
             self._pool, url = url, _pool_url(url)
         self.settings = settings or Settings.load(url=url, **overrides)
         self.tasks: dict[str, Task[..., Any]] = {}
+        #: Schedules of periodic jobs, by name; see ``periodic``.
+        self.schedules: dict[str, Schedule] = {}
+        #: Escalation rules: the configuration's, then those given in code (``escalation``).
+        self.escalations = EscalationRules(self.settings.escalation)
         #: Functions called on job events; see ``on`` and conveyor.hooks.
         self.hooks = Hooks()
         self._clock = clock
@@ -85,6 +110,8 @@ class Conveyor:
         self.eager = bool(eager)
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
+        #: Circuit breakers declared with ``breaker``, by name.
+        self.declared_breakers: dict[str, Breaker] = {}
 
     def __repr__(self) -> str:
         return f"<Conveyor {self.settings.url} tasks={len(self.tasks)}>"
@@ -150,6 +177,8 @@ class Conveyor:
         cpu_limit_s: int | None = None,
         typecheck: bool = True,
         rate_limit: RateLimit | str | None = None,
+        breaker: str | None = None,
+        escalate: Escalation | Mapping[str, Any] | None = None,
     ) -> Callable[[F], Task[..., Any]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -167,6 +196,69 @@ class Conveyor:
             return task
 
         return register(fn) if fn is not None else register
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        timezone: str = "UTC",
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        missed: str = "skip",
+        grace: float | timedelta = DEFAULT_GRACE,
+    ) -> Callable[[Callable[..., Any]], Task[..., Any]]:
+        """Enqueue a job of the decorated task on every tick of a schedule: ``cron`` (in
+        ``timezone``; needs croniter) or ``every`` seconds. Put it above ``@app.task``, or on
+        a plain function (registered as a task with the default options). Workers enqueue the
+        ticks, one job per tick across the fleet; ``args``/``kwargs`` are fixed arguments, and
+        a function taking ``scheduled_at`` gets its tick. ``name`` (default: the task's) names
+        the schedule; ``missed`` ("skip" or "once") and ``grace``: see conveyor.limits.schedules.
+        """
+
+        def register(target: Callable[..., Any]) -> Task[..., Any]:
+            task = target if isinstance(target, Task) else self.task(target)
+            schedule = Schedule(
+                task,
+                cron=cron,
+                every=every,
+                timezone=timezone,
+                name=name,
+                args=args,
+                kwargs=kwargs,
+                missed=missed,
+                grace=grace,
+            )
+            if schedule.name in self.schedules:
+                raise ConfigurationError(
+                    f"a schedule named {schedule.name!r} exists already: give this one name="
+                )
+            self.schedules[schedule.name] = schedule
+            return task
+
+        return register
+
+    def schedules_info(self) -> list[ScheduleInfo]:
+        """Every schedule, declared here or recorded in the database, with its last tick (and
+        job) and its next one."""
+        backend = self.backend
+        return schedules_info(self.schedules, backend.schedule_states(), backend.now())
+
+    def pause_schedule(self, name: str) -> None:
+        """Stop enqueueing ticks of schedule ``name``, fleet-wide, until ``resume_schedule``;
+        jobs already enqueued still run. Ticks that pass while paused are dropped."""
+        self._set_schedule_paused(name, True)
+
+    def resume_schedule(self, name: str) -> None:
+        self._set_schedule_paused(name, False)
+
+    def _set_schedule_paused(self, name: str, paused: bool) -> None:
+        if name not in self.schedules:
+            known = [state.name for state in self.backend.schedule_states()]
+            if name not in known:
+                raise ScheduleNotFound(name, sorted({*known, *self.schedules}))
+        self.backend.set_schedule_paused(name, paused)
 
     @overload
     def on(self, event: Event, fn: H, /) -> H: ...
@@ -212,6 +304,13 @@ class Conveyor:
         they exist if and only if it commits.
         """
         specs = list(specs)
+        expanded = with_callbacks(specs)
+        if expanded is not specs:
+            # The on_success / on_failure jobs go in the same transaction, after the others.
+            return self._enqueue_many(expanded, connection)[: len(specs)]
+        return self._enqueue_many(specs, connection)
+
+    def _enqueue_many(self, specs: list[JobSpec], connection: Any) -> list[Job]:
         with pause_for(len(specs)):
             if connection is None:
                 # No local name for the records: they are freed before the collector resumes,
@@ -225,9 +324,11 @@ class Conveyor:
         self, specs: Iterable[JobSpec], *, connection: Any = None
     ) -> list[Job]:
         """``enqueue_many`` from async code; ``connection`` is a psycopg ``AsyncConnection``."""
-        specs = list(specs)
-        with pause_for(len(specs)):
-            new_jobs = build_jobs(specs)
+        given = list(specs)
+        # The on_success / on_failure jobs go in the same transaction, after the others.
+        every = with_callbacks(given)
+        with pause_for(len(every)):
+            new_jobs = build_jobs(every)
         if connection is not None:
             # Opening the backend (connect, migrate) blocks: not on the event loop.
             backend = self._backend
@@ -235,8 +336,10 @@ class Conveyor:
                 backend = await asyncio.to_thread(lambda: self.backend)
             results = await backend.enqueue_many_in_async(connection, new_jobs)
             with pause_for(len(new_jobs)):
-                return self._enqueued(self._snapshots(new_jobs, results, specs))
-        return self._enqueued(await OFFLOAD.run(lambda: self._write(new_jobs, specs)))
+                jobs = self._enqueued(self._snapshots(new_jobs, results, every))
+        else:
+            jobs = self._enqueued(await OFFLOAD.run(lambda: self._write(new_jobs, every)))
+        return jobs[: len(given)]
 
     def enqueue_raw(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Enqueue already-encoded jobs for tasks this process may not know (CLI, producers in
@@ -246,6 +349,22 @@ class Conveyor:
         for job in jobs:
             check_encoded(job, self.settings.max_payload_bytes)
         return self._enqueued(self._write(jobs))
+
+    def enqueue_reporting(
+        self, new_jobs: Sequence[NewJob], specs: Sequence[JobSpec] | None = None
+    ) -> list[tuple[Job, bool]]:
+        """Write jobs built by ``build_jobs(specs)`` (or by ``encode_job``, without specs) in
+        one transaction, and tell for each whether it was created: False when a live job
+        already held its idempotency key and is returned instead (the HTTP API's 200/201)."""
+        new_jobs = list(new_jobs)
+        if specs is None:
+            for job in new_jobs:
+                check_encoded(job, self.settings.max_payload_bytes)
+        with pause_for(len(new_jobs)):
+            written = self.backend.enqueue_many(new_jobs)
+            jobs = self._snapshots(new_jobs, written, specs)
+        jobs = self._enqueued(self._run_eagerly(jobs) if self.eager else jobs)
+        return [(job, result.created) for job, result in zip(jobs, written, strict=True)]
 
     def _write(self, new_jobs: list[NewJob], specs: Sequence[JobSpec] | None = None) -> list[Job]:
         early: list[tuple[list[EnqueueResult], list[Job]]] = []
@@ -352,15 +471,63 @@ class Conveyor:
         """Cancel a waiting job now; ask the worker of a running job to stop it."""
         return self._own(self.backend.cancel(bounds.job_id(job_id)))
 
-    def requeue(self, job_id: int, *, reset_attempts: bool = False) -> Job:
-        """Put a dead or cancelled job back in its queue."""
-        return self.requeue_many([job_id], reset_attempts=reset_attempts)[0]
+    def requeue(
+        self, job_id: int, *, reset_attempts: bool = False, revive_children: bool = False
+    ) -> Job:
+        """Put a dead or cancelled job back in its queue. With ``revive_children``, the jobs
+        that its failure ended (``on_parent_failure``, down the graph) wait for it again."""
+        return self.requeue_many(
+            [job_id], reset_attempts=reset_attempts, revive_children=revive_children
+        )[0]
 
-    def requeue_many(self, job_ids: Sequence[int], *, reset_attempts: bool = False) -> list[Job]:
-        return [
-            self._own(job)
-            for job in self.backend.requeue(bounds.job_ids(job_ids), reset_attempts=reset_attempts)
-        ]
+    def requeue_many(
+        self,
+        job_ids: Sequence[int],
+        *,
+        reset_attempts: bool = False,
+        revive_children: bool = False,
+    ) -> list[Job]:
+        jobs = self.backend.requeue(
+            bounds.job_ids(job_ids), reset_attempts=reset_attempts, revive_children=revive_children
+        )
+        return [self._own(job) for job in jobs]
+
+    def enqueue_workflow(
+        self,
+        node: JobSpec | Chain | Group,
+        *,
+        workflow_id: str | None = None,
+        on_parent_failure: str | None = None,
+        on_success: JobSpec | None = None,
+        on_failure: JobSpec | None = None,
+    ) -> Workflow:
+        """Enqueue a chain, group or chord (conveyor.workflows.canvas) in one transaction."""
+        return enqueue_workflow(
+            self,
+            node,
+            workflow_id=workflow_id,
+            on_parent_failure=on_parent_failure,
+            on_success=on_success,
+            on_failure=on_failure,
+        )
+
+    def workflow(self, workflow_id: str) -> Workflow:
+        """Every job of a workflow with its state (WorkflowNotFound if it has none)."""
+        return read_workflow(self, workflow_id)
+
+    def cancel_workflow(self, workflow_id: str) -> Workflow:
+        """Cancel every job of the workflow that has not ended (running ones are asked)."""
+        return cancel_workflow(self, workflow_id)
+
+    def escalation(self, rules: Mapping[str, Escalation | Mapping[str, Any]]) -> None:
+        """Add escalation rules by task name, e.g. ``{"aider": {"on_failure": "codex",
+        "on_timeout": "codex", "max_retries": 2}}`` (see conveyor.workflows.escalation). A loop
+        is refused here; a target that is not a registered task when a worker starts."""
+        self.escalations.add(rules)
+
+    def dependencies(self, job_id: int) -> Dependencies:
+        """A job's parents (id, state, result) and children (id, state)."""
+        return self.backend.dependencies(job_id)
 
     def discard(self, job_ids: Sequence[int]) -> int:
         """Delete dead jobs from the dead-letter queue for good."""
@@ -459,14 +626,86 @@ class Conveyor:
         return self.backend.queue_gates()
 
     def why(self, job_id: int) -> list[Hold]:
-        """Every gate holding waiting job ``job_id``: its run_at, its dependencies, its queue
-        paused or quiet, a cap reached, a rate limit, no live worker serving its queue. Empty
-        when the job is not waiting, or nothing holds it."""
+        """Every gate holding waiting job ``job_id``: its run_at, its parents not yet succeeded,
+        its queue paused or quiet, a cap reached, a rate limit, an open circuit breaker, no
+        live worker serving its queue. Empty when the job is not waiting, or nothing holds
+        it."""
         job = self.backend.get(job_id)
         gates = {gate.queue: gate for gate in self.backend.queue_gates()}
-        extra = {"bucket": self.backend.rate_bucket_of(job_id)}
+        extra: dict[str, Any] = {
+            "bucket": self.backend.rate_bucket_of(job_id),
+            "breaker": breaker_gate(self, job),
+        }
+        if job.state is JobState.BLOCKED:
+            parents = self.backend.dependencies(job_id).parents
+            extra["parents"] = [(p, s) for p, s, _ in parents if s is not JobState.SUCCEEDED]
         context = WhyContext(job, self.backend.now(), gates.get(job.queue), self.workers(), extra)
         return why(context)
+
+    # --- circuit breakers -----------------------------------------------------------------
+
+    def breaker(
+        self,
+        name: str,
+        *,
+        failures: int = 5,
+        window: float = 60.0,
+        cooldown: float = 30.0,
+        **options: Any,
+    ) -> Breaker:
+        """Declare a circuit breaker that tasks share with ``@app.task(breaker=name)``: after
+        ``failures`` failed runs within ``window`` seconds (or, with ``ratio=0.5,
+        min_calls=20``, that share of at least that many runs) it opens across the fleet and
+        their jobs wait, burning no attempt; after ``cooldown`` seconds one probe job runs,
+        whose success closes it and whose failure opens it again for twice as long (up to
+        ``max_cooldown``; ``cooldown`` is at least 1 s, the age of the list of open breakers a
+        process keeps). ``counts``/``ignore``: the exception types that count (default:
+        every Exception; never NonRetryable nor the task's dont_retry). See
+        conveyor.limits.breakers."""
+        try:
+            policy = BreakerPolicy(
+                name, failures=failures, window=window, cooldown=cooldown, **options
+            )
+        except TypeError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if name in self.declared_breakers:
+            raise ConfigurationError(f"breaker {name!r} is declared twice")
+        declared = self.declared_breakers[name] = Breaker(policy)
+        return declared
+
+    def declared_breaker(self, name: str) -> Breaker:
+        try:
+            return self.declared_breakers[name]
+        except KeyError:
+            raise ConfigurationError(
+                f"unknown breaker {name!r}: declare it first with app.breaker({name!r}, ...)"
+            ) from None
+
+    def breakers(self) -> list[BreakerStatus]:
+        """Every breaker, declared here or stored, with its state, its failures in the window,
+        when it opened and when its next probe may start."""
+        return breaker_statuses(self)
+
+    def open_breaker(self, name: str) -> BreakerStatus:
+        """Open a breaker by hand, fleet-wide, until ``close_breaker``: no probe meanwhile.
+        A breaker this app does not declare must be stored already (it names its tasks)."""
+        row = self.backend.set_breaker(known_breaker(self, name), opened=True)
+        return breaker_status(row, self.backend.now())
+
+    def close_breaker(self, name: str) -> BreakerStatus:
+        """Close a breaker by hand: its jobs run again, its failures are forgotten."""
+        row = self.backend.set_breaker(known_breaker(self, name), opened=False)
+        return breaker_status(row, self.backend.now())
+
+    # --- HTTP -----------------------------------------------------------------------------
+
+    def asgi(self, *, prefix: str = "", **options: Any) -> Any:
+        """The HTTP API of this app as an ASGI application (needs the ``server`` extra): mount
+        it in your FastAPI or Starlette app, or serve it with any ASGI server. See
+        ``conveyor.http.create_app`` for ``prefix`` and the token options."""
+        from conveyor.http import create_app
+
+        return create_app(self, prefix=prefix, **options)
 
     # --- workers --------------------------------------------------------------------------
 
@@ -495,6 +734,7 @@ class Conveyor:
     ) -> Worker:
         from conveyor.worker import Worker
 
+        self.escalations.check_targets(self.tasks)
         return Worker(self, queues=queues, concurrency=concurrency, burst=burst, **options)
 
     def run_worker(

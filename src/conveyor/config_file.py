@@ -95,6 +95,13 @@ def _parse(table: Mapping[str, Any], source: str) -> ConfigFile:
 
 def _checked(source: str, key: str, kind: str, value: Any) -> Any:
     """The value if it has the setting's type (an integer is a number too), else an error."""
+    if key == "escalation":
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigurationError(
+            f"{source}: escalation must be a table of rules per task, e.g. "
+            f'[escalation.aider] on_failure = "codex", got {value!r}'
+        )
     if key == "queue_limits":
         if isinstance(value, dict) and all(_is_int(v) for v in value.values()):
             return dict(value)

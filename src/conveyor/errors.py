@@ -56,6 +56,27 @@ class QueueFull(EnqueueError):
         self.limit = limit
 
 
+class DependencyError(EnqueueError):
+    """The dependencies of a job are impossible (see conveyor.workflows)."""
+
+
+class UnknownParent(DependencyError, LookupError):
+    def __init__(self, job_ids: list[int]) -> None:
+        names = ", ".join(str(i) for i in job_ids)
+        super().__init__(
+            f"a job depends on job(s) {names}, which do not exist: give the ids of stored jobs, "
+            "or the JobSpec of a job in the same batch"
+        )
+        self.job_ids = job_ids
+
+
+class DependencyCycle(DependencyError):
+    def __init__(self, positions: list[int]) -> None:
+        where = " -> ".join(str(i) for i in positions)
+        super().__init__(f"the jobs of this batch depend on each other in a cycle: {where}")
+        self.positions = positions
+
+
 # --- operations on existing jobs ----------------------------------------------------------
 
 
@@ -63,6 +84,12 @@ class JobNotFound(ConveyorError, LookupError):
     def __init__(self, job_id: int) -> None:
         super().__init__(f"no job with id {job_id}")
         self.job_id = job_id
+
+
+class WorkflowNotFound(ConveyorError, LookupError):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"no workflow with id {workflow_id!r} (or all its jobs were pruned)")
+        self.workflow_id = workflow_id
 
 
 class InvalidTransition(ConveyorError):
@@ -142,6 +169,16 @@ class ResultTimeout(ConveyorError, TimeoutError):
         return (type(self), (self.job_id, self.timeout, self.state))
 
 
+# --- circuit breakers -----------------------------------------------------------------------
+
+
+class UnknownBreaker(ConfigurationError, LookupError):
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f" (known: {', '.join(known)})" if known else " (none declared or stored)"
+        super().__init__(f"unknown breaker {name!r}{hint}")
+        self.name = name
+
+
 # --- workers ------------------------------------------------------------------------------
 
 
@@ -149,6 +186,13 @@ class WorkerNotFound(ConveyorError, LookupError):
     def __init__(self, worker_id: str) -> None:
         super().__init__(f"no worker with id {worker_id!r}")
         self.worker_id = worker_id
+
+
+class ScheduleNotFound(ConveyorError, LookupError):
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f" (known: {', '.join(sorted(known))})" if known else ""
+        super().__init__(f"no schedule named {name!r}{hint}")
+        self.name = name
 
 
 # --- storage ------------------------------------------------------------------------------

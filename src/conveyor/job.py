@@ -3,7 +3,13 @@
 Allowed transitions (the only ones any backend performs):
 
     (new)      -> blocked | scheduled | queued     enqueue
-    blocked    -> queued                            every dependency succeeded
+    (new)      -> cancelled | dead                  enqueue after a parent that failed
+                                                    (the job's on_parent_failure policy)
+    blocked    -> queued | scheduled                every parent ended (succeeded, or failed
+                                                    under the "run" policy), in the
+                                                    transaction of the last parent's end
+    blocked    -> cancelled | dead                  a parent ended dead or cancelled (policy
+                                                    "cancel" or "dead"), in that transaction
     scheduled  -> queued                            run_at reached (promotion)
     retrying   -> queued                            run_at reached (promotion), unless suspect
     retrying   -> running                           claim of a suspect, alone (poison isolation)
@@ -22,6 +28,8 @@ Allowed transitions (the only ones any backend performs):
     running    -> cancelled                         cancellation observed by the worker
     blocked | scheduled | queued | retrying -> cancelled     cancel
     dead | cancelled -> queued                      requeue (from the dead-letter queue)
+    dead | cancelled -> blocked                     revived with the requeue of the parent
+                                                    whose failure ended it
 
 Terminal states (succeeded, dead, cancelled) change only through an explicit requeue of a dead
 or cancelled job; a succeeded job never changes again.
@@ -65,8 +73,18 @@ CANCELLABLE_STATES = frozenset(
 REQUEUEABLE_STATES = frozenset({JobState.DEAD, JobState.CANCELLED})
 
 ALLOWED_TRANSITIONS: dict[JobState | None, frozenset[JobState]] = {
-    None: frozenset({JobState.BLOCKED, JobState.SCHEDULED, JobState.QUEUED}),
-    JobState.BLOCKED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    None: frozenset(
+        {
+            JobState.BLOCKED,
+            JobState.SCHEDULED,
+            JobState.QUEUED,
+            JobState.CANCELLED,
+            JobState.DEAD,
+        }
+    ),
+    JobState.BLOCKED: frozenset(
+        {JobState.QUEUED, JobState.SCHEDULED, JobState.CANCELLED, JobState.DEAD}
+    ),
     JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     JobState.RETRYING: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.CANCELLED}),
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
@@ -80,8 +98,8 @@ ALLOWED_TRANSITIONS: dict[JobState | None, frozenset[JobState]] = {
         }
     ),
     JobState.SUCCEEDED: frozenset(),
-    JobState.DEAD: frozenset({JobState.QUEUED}),
-    JobState.CANCELLED: frozenset({JobState.QUEUED}),
+    JobState.DEAD: frozenset({JobState.QUEUED, JobState.BLOCKED}),
+    JobState.CANCELLED: frozenset({JobState.QUEUED, JobState.BLOCKED}),
 }
 
 
@@ -155,6 +173,14 @@ class Job:
     lease_expires_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    #: Parents not yet ended, while the job is blocked (see conveyor.workflows).
+    pending_parents: int = 0
+    #: The parent whose failure ended this job (its on_parent_failure policy), if one did.
+    stopped_by: int | None = None
+    workflow_id: str | None = None
+    #: The job this one's failure was escalated to, and the job this one escalates.
+    escalated_to: int | None = None
+    escalated_from: int | None = None
     #: The app that returned this snapshot, for ``wait``; not part of the record.
     _app: Conveyor | None = field(default=None, repr=False, compare=False)
 
@@ -222,4 +248,9 @@ class Job:
             "suspect": self.suspect,
             "worker_id": self.worker_id,
             "lease_expires_at": self.lease_expires_at,
+            "pending_parents": self.pending_parents,
+            "stopped_by": self.stopped_by,
+            "workflow_id": self.workflow_id,
+            "escalated_to": self.escalated_to,
+            "escalated_from": self.escalated_from,
         }

@@ -2,10 +2,12 @@
 
 A waiter reads its job, and reads it again only when a job may have ended: at once after a
 finish or a cancel through this process's backend (its finish listeners); on PostgreSQL when
-the NOTIFY that every transaction ending jobs sends arrives (one per transaction, on a
-channel of its own); on SQLite when the file changed, which costs one ``PRAGMA data_version``
-(a read of shared memory, no I/O) every ``POLL`` seconds. Besides, it reads the job every
-``FALLBACK`` seconds whatever it heard, in case a wake-up was missed.
+the NOTIFY that follows every transaction ending jobs arrives (on a channel of its own, sent
+after the commit by the ending process's notifier session, one for all the transactions it
+ended meanwhile: see backends/postgres/notifier.py); on SQLite when the file changed, which
+costs one ``PRAGMA data_version`` (a read of shared memory, no I/O) every ``POLL`` seconds.
+Besides, it reads the job every ``FALLBACK`` seconds whatever it heard, in case a wake-up was
+missed (that notifier session was down, say).
 """
 
 from __future__ import annotations

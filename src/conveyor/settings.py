@@ -5,6 +5,7 @@ the defaults."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -73,6 +74,9 @@ class Settings:
     retention: float = 7 * 24 * 3600.0
     #: Per-queue limits of waiting jobs; enqueue beyond raises QueueFull.
     queue_limits: Mapping[str, int] = field(default_factory=dict)
+    #: Escalation rules per task (conveyor.workflows.escalation), e.g.
+    #: {"aider": {"on_failure": "codex", "max_retries": 2}}; CONVEYOR_ESCALATION is JSON.
+    escalation: Mapping[str, Any] = field(default_factory=dict)
     #: Apply pending schema migrations when the database is first opened. Off: an outdated
     #: schema is refused with a SchemaError until `conveyor schema migrate` runs.
     auto_migrate: bool = True
@@ -136,6 +140,11 @@ class Settings:
             if limit <= 0:
                 raise ConfigurationError(f"queue limit for {queue!r} must be > 0, got {limit}")
         self._check_bounds()
+        if self.escalation:
+            # Here, not at the top: the heartbeat process loads settings and nothing else.
+            from conveyor.workflows.escalation import parse_rules
+
+            parse_rules(self.escalation)
         self._check_postgres()
 
     def _check_bounds(self) -> None:
@@ -204,6 +213,11 @@ def _from_text(f: dataclasses.Field[Any], raw: str) -> Any:
     name = f"CONVEYOR_{f.name.upper()}"
     if f.name == "queue_limits":
         return _parse_queue_limits(raw)
+    if f.name == "escalation":
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be JSON, got {raw!r}") from None
     if f.type in ("int", int):
         return _to_int(name, raw)
     if f.type in ("float", float):

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from conveyor import bounds, payload
-from conveyor.backends.base import NewJob, Outcome, OutcomeKind
+from conveyor.backends.base import Escalate, NewJob, Outcome, OutcomeKind
 from conveyor.errors import (
     ArgumentsMismatch,
     ConfigurationError,
@@ -22,9 +22,12 @@ from conveyor.errors import (
     ResultNotSerializable,
 )
 from conveyor.job import JobError
+from conveyor.limits.breakers import BreakerHit
 from conveyor.limits.rates import RateLimit, parse_rate
 from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
 from conveyor.typecheck import ArgumentTypes, compile_arguments
+from conveyor.workflows.escalation import Escalation, escalation_for
+from conveyor.workflows.links import check_dependency_options, link_batch, link_job
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -89,6 +92,19 @@ class JobOptions:
     timeout: float | None = None
     #: The key of the task's rate limit bucket: each key gets the task's limit of its own.
     rate_key: str | None = None
+    #: Parents: ids of stored jobs, Job snapshots, or JobSpecs of the same enqueue_many batch
+    #: (see conveyor.workflows). The job is blocked until every parent succeeded.
+    depends_on: Sequence[Any] | None = None
+    #: What a parent ending dead or cancelled does to this job: "cancel" (the default),
+    #: "run" or "dead" (see conveyor.workflows.rules).
+    on_parent_failure: str | None = None
+    #: The workflow the job belongs to (``app.workflow(id)``); composition sets it.
+    workflow_id: str | None = None
+    #: A JobSpec enqueued with this job, that runs once it succeeded (cancelled otherwise).
+    on_success: Any = None
+    #: A JobSpec enqueued with this job, that runs once it failed (dead or cancelled), and is
+    #: cancelled ("not needed") once it succeeded.
+    on_failure: Any = None
 
     def __post_init__(self) -> None:
         if self.delay is not None and self.run_at is not None:
@@ -106,6 +122,18 @@ class JobOptions:
             bounds.idempotency_key(self.idempotency_key)
         if self.rate_key is not None:
             bounds.text("rate_key", self.rate_key, MAX_RATE_KEY)
+        if self.depends_on is not None or self.on_parent_failure is not None:
+            object.__setattr__(self, "depends_on", check_dependency_options(self))
+        for name in ("on_success", "on_failure"):
+            callback = getattr(self, name)
+            if callback is not None and type(callback).__name__ != "JobSpec":
+                raise ConfigurationError(
+                    f"{name} takes a JobSpec (task.job(...)), got {callback!r}"
+                )
+        if self.workflow_id is not None and (
+            not isinstance(self.workflow_id, str) or not 1 <= len(self.workflow_id) <= 200
+        ):
+            raise ConfigurationError("workflow_id must be a string of 1-200 characters")
 
 
 #: The options of a job enqueued without any: every field means "the task's default".
@@ -171,7 +199,10 @@ def encode_job(
         task, options or DEFAULT_OPTIONS, queue, priority, max_attempts, timeout, idempotency
     )
     args_json, kwargs_json = encode_arguments(task, args, kwargs, max_payload_bytes)
-    return head.job(args_json, kwargs_json)
+    job = head.job(args_json, kwargs_json)
+    if options is not None and options is not DEFAULT_OPTIONS:
+        link_job(job, options, None)
+    return job
 
 
 def check_encoded(job: NewJob, max_payload_bytes: int) -> None:
@@ -322,7 +353,12 @@ def build_jobs(specs: Sequence[JobSpec]) -> list[NewJob]:
     find anything to look at closely, every job takes the exact path of ``JobSpec.to_new_job``,
     which raises the same error, naming the task, as enqueueing that job alone would."""
     built = _build_batch(specs)
-    return [spec.to_new_job() for spec in specs] if built is None else built
+    jobs = [spec.to_new_job() for spec in specs] if built is None else built
+    for spec in specs:
+        if spec.options is not DEFAULT_OPTIONS:
+            link_batch(specs, jobs)
+            break
+    return jobs
 
 
 def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
@@ -408,6 +444,8 @@ class Task(Generic[P, R]):
         cpu_limit_s: int | None = None,
         typecheck: bool = True,
         rate_limit: RateLimit | str | None = None,
+        breaker: str | None = None,
+        escalate: Escalation | Mapping[str, Any] | None = None,
     ) -> None:
         check_task_name(name)
         check_queue(queue)
@@ -436,9 +474,18 @@ class Task(Generic[P, R]):
         self.rate_limit = None if rate_limit is None else parse_rate(rate_limit)
         _check_isolation(fn, isolation, memory_limit_mb)
         _check_limit("cpu_limit_s", cpu_limit_s, isolation)
+        if escalate is not None:
+            app.escalations.add({name: escalate})
         self._arguments = ArgumentChecker(self._enqueue_signature(fn, pass_context))
         #: The compiled type hints (see conveyor.typecheck), None without any to check.
         self.types = compile_arguments(name, fn, self._arguments.signature) if typecheck else None
+        #: The name of the circuit breaker this task's runs report to (see app.breaker).
+        self.breaker = breaker
+        declared = None if breaker is None else app.declared_breaker(breaker)
+        #: What a success reports to the breaker (None: no breaker).
+        self.success_hit = None if declared is None else BreakerHit(declared, failed=False)
+        if declared is not None and name not in declared.tasks:
+            declared.tasks.append(name)
         self._default_head = _head(
             name,
             DEFAULT_OPTIONS,
@@ -474,7 +521,8 @@ class Task(Generic[P, R]):
     def options(self, **options: Any) -> BoundTask[P, R]:
         """Override options for the next enqueue: queue, priority, delay, run_at,
         idempotency_key, max_attempts, timeout, rate_key (a task with a rate limit: the key
-        whose own limit the job counts against, e.g. a tenant id)."""
+        whose own limit the job counts against, e.g. a tenant id), depends_on,
+        on_parent_failure, workflow_id, on_success, on_failure (see conveyor.workflows)."""
         _refuse_unknown("option", options, [f.name for f in fields(JobOptions)])
         return BoundTask(self, JobOptions(**options))
 
@@ -544,7 +592,49 @@ class Task(Generic[P, R]):
         now: float,
         checkpoint_json: str | None = None,
     ) -> Outcome:
-        """What a failed run leads to: a retry after backoff, or the dead-letter queue."""
+        """What a failed run leads to: a retry after backoff, the dead-letter queue, or an
+        escalation (conveyor.workflows.escalation) written with the dead end."""
+        rule = self.app.escalations.rule_for(self.name)
+        if rule is not None and rule.max_retries is not None:
+            max_attempts = rule.max_retries + 1
+        outcome = self._failure_outcome(
+            job_id, token, attempt, max_attempts, exc, now, checkpoint_json
+        )
+        if rule is None:
+            return outcome
+        found = escalation_for(rule, exc, outcome.kind is OutcomeKind.DEAD)
+        if found is None:
+            return outcome
+        target, why = found
+        task = self.app.get_task(target.task or self.name)
+        priority = task.priority if target.priority is None else resolve_priority(target.priority)
+        reason = outcome.dead_reason or f"{why}: {outcome.error.type if outcome.error else ''}"
+        return replace(
+            outcome,
+            kind=OutcomeKind.DEAD,
+            dead_reason=reason,
+            retry_in=0.0,
+            retry_budget=None,
+            escalate=Escalate(
+                task.name,
+                target.queue or task.queue,
+                priority,
+                task.max_attempts,
+                task.timeout,
+                why,
+            ),
+        )
+
+    def _failure_outcome(
+        self,
+        job_id: int,
+        token: str,
+        attempt: int,
+        max_attempts: int,
+        exc: BaseException,
+        now: float,
+        checkpoint_json: str | None,
+    ) -> Outcome:
         error = describe_error(exc, attempt, now)
         summary = f"{error.type}: {error.message}" if error.message else error.type
         base = Outcome(
@@ -552,7 +642,11 @@ class Task(Generic[P, R]):
         )
         # A result that is not JSON would not be JSON the next time either.
         if isinstance(exc, (NonRetryable, ResultNotSerializable, self.dont_retry)):
+            # Bad input says nothing about the resource behind a breaker: not counted.
             return replace(base, dead_reason=f"non-retryable error: {summary}")
+        hit = self.success_hit
+        if hit is not None and hit.breaker.policy.counts_failure(exc):
+            base.breaker = BreakerHit(hit.breaker, failed=True)
         if attempt >= max_attempts:
             return replace(
                 base, dead_reason=f"attempts exhausted ({attempt}/{max_attempts}): {summary}"

@@ -186,3 +186,30 @@ def test_a_suspect_can_be_cancelled_while_it_waits(backend: Backend, clock: Fake
     expire_and_rescue(backend, clock)
     assert backend.cancel(job_id).state is JobState.CANCELLED
     assert backend.claim_suspect("w2", None, LEASE) is None
+
+
+def test_suspect_waiting_tells_a_busy_worker_whether_claim_suspect_would_find_one(
+    backend: Backend, clock: FakeClock
+) -> None:
+    """A busy worker asks it about once a second, to decide whether to make room (drain)."""
+    assert not backend.suspect_waiting(None)
+    backend.set_concurrency_limit("capped", 1)
+    job = enqueue(backend, queue="capped")
+    backend.claim("w1", ["capped"], 1, LEASE)
+    assert not backend.suspect_waiting(None), "a running job is no suspect"
+    expire_and_rescue(backend, clock)
+    assert backend.suspect_waiting(None)
+    assert backend.suspect_waiting(["other", "capped"])
+    assert not backend.suspect_waiting(["other"])
+    # It asks on behalf of a worker that holds runs: those do not hide the suspect.
+    enqueue(backend, queue="other")
+    backend.claim("w2", ["other"], 1, LEASE)
+    assert backend.suspect_waiting(["capped"])
+    blocker = enqueue(backend, queue="capped")
+    backend.claim("w3", ["capped"], 1, LEASE)
+    assert backend.get(blocker).state is JobState.RUNNING
+    assert not backend.suspect_waiting(["capped"]), "the cap is full: nothing to make room for"
+    backend.set_concurrency_limit("capped", 2)
+    assert backend.suspect_waiting(["capped"])
+    assert claim_suspect_one(backend, worker="w4", queues=["capped"]).id == job
+    assert not backend.suspect_waiting(None), "the suspect runs now"

@@ -133,6 +133,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("promote_due", NOW, "conveyor_jobs_due"),
     # Poison isolation: suspects from their own (almost always empty) index.
     ("pick_suspect", {**NOW, "queues": None}, "conveyor_jobs_suspects"),
+    # Busy workers ask about once a second whether a suspect waits: the same index.
+    ("peek_suspect", {**NOW, "queues": None}, "conveyor_jobs_suspects"),
     ("next_due", {}, "conveyor_jobs_due"),
     ("rescue_expired", {**NOW, "exclude": None}, "conveyor_jobs_leases"),
     # Both indexes hold running jobs only.
@@ -158,10 +160,13 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
             "ids": [5, 7],
             "tokens": ["a", "b"],
             "results": ["1", "2"],
-            "finished_channel": "explain_finished",
+            "channel": "explain_jobs",
         },
         "conveyor_jobs_pkey|conveyor_jobs_lease_token",
     ),
+    # A parent's end finds its children by the edges' primary key, never by a scan.
+    ("blocked_children", {"parents": [5, 7]}, "conveyor_job_edges_pkey"),
+    ("release_children", {**NOW, "parents": [5, 7]}, "conveyor_job_edges_pkey"),
     ("find_idempotent_any", {"keys": ["k1", "k2"]}, "conveyor_jobs_idempotency_any"),
     # Backpressure: no sequential scan anywhere, the queued jobs counted in the ready index.
     ("queue_depth", {"queue": "q3"}, "conveyor_jobs_ready_by_queue"),

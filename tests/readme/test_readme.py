@@ -189,6 +189,32 @@ def hooks_ran(folder: Path) -> None:
     assert states == [JobState.DEAD, JobState.SUCCEEDED]
 
 
+def periodic_ran(folder: Path) -> None:
+    with Conveyor(f"sqlite:///{folder / 'periodic.db'}") as app:
+        jobs = app.list_jobs(task="periodic_example.heartbeat")
+        [beat] = [s for s in app.backend.schedule_states() if s.name == "heartbeat"]
+    assert len(jobs) >= 2  # a tick a second for 4 seconds
+    assert len({job.idempotency_key for job in jobs}) == len(jobs)
+    assert not beat.paused  # paused, then resumed
+
+
+def workflows_ran(folder: Path) -> None:
+    with Conveyor(f"sqlite:///{folder / 'pipeline.db'}") as app:
+        jobs = {job.id: job for job in app.list_jobs()}
+        nightly = app.workflow("nightly")
+    assert nightly.state == "succeeded"
+    assert [j.state for j in nightly.jobs[:-1]] == [JobState.SUCCEEDED] * 4
+    assert nightly.jobs[-1].dead_reason == "not needed: every parent succeeded"
+    assert nightly.jobs[-2].result == 6
+    # The job of `conveyor enqueue ... --depends-on 1 --depends-on 2` ran after both.
+    last = max(jobs)
+    assert (jobs[last].task, jobs[last].state, jobs[last].result) == (
+        "pipeline.total",
+        JobState.SUCCEEDED,
+        jobs[1].result + jobs[2].result,
+    )
+
+
 def typed_ran(folder: Path) -> None:
     with Conveyor(f"sqlite:///{folder / 'jobs.db'}") as app:
         jobs = app.list_jobs()
@@ -199,6 +225,8 @@ def typed_ran(folder: Path) -> None:
 CHECKS: dict[str, Callable[[Path], None]] = {
     "quickstart": quickstart_ran,
     "hooks": hooks_ran,
+    "periodic": periodic_ran,
+    "workflows": workflows_ran,
     "typed": typed_ran,
 }
 

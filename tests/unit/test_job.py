@@ -31,12 +31,14 @@ def test_terminal_and_live_partition_the_states() -> None:
 def test_terminal_states_only_leave_through_requeue() -> None:
     assert ALLOWED_TRANSITIONS[JobState.SUCCEEDED] == frozenset()
     for state in TERMINAL_STATES - {JobState.SUCCEEDED}:
-        assert ALLOWED_TRANSITIONS[state] == {JobState.QUEUED}
+        # queued by a requeue; blocked when revived with the requeue of a failed parent
+        assert ALLOWED_TRANSITIONS[state] == {JobState.QUEUED, JobState.BLOCKED}
     assert {s for s in TERMINAL_STATES if ALLOWED_TRANSITIONS[s]} == REQUEUEABLE_STATES
 
 
-def test_enqueue_creates_only_waiting_states() -> None:
-    assert ALLOWED_TRANSITIONS[None] == {JobState.BLOCKED, JobState.SCHEDULED, JobState.QUEUED}
+def test_enqueue_creates_waiting_states_or_ends_after_a_failed_parent() -> None:
+    waiting = {JobState.BLOCKED, JobState.SCHEDULED, JobState.QUEUED}
+    assert ALLOWED_TRANSITIONS[None] == waiting | {JobState.CANCELLED, JobState.DEAD}
 
 
 def test_cancellable_states_can_reach_cancelled() -> None:

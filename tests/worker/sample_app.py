@@ -169,6 +169,16 @@ def flaky(ctx: JobContext, failures: int) -> str:
     return "ok"
 
 
+def downstream(ctx: JobContext, down: str) -> str:
+    """Call a downstream service that is down while the file ``down`` exists (behind the
+    breaker "sample.downstream")."""
+    record("start", ctx)
+    if os.path.exists(down):
+        raise ConnectionError("downstream is down")
+    record("done", ctx)
+    return "ok"
+
+
 def always_fail(ctx: JobContext) -> None:
     record("start", ctx)
     raise ValueError(f"boom on attempt {ctx.attempt}")
@@ -278,6 +288,7 @@ TASKS: list[tuple[Any, dict[str, Any]]] = [
     (add_async, {}),
     (flaky, {"max_attempts": 5, "retry": Fixed(0)}),
     (always_fail, {"max_attempts": 3, "retry": Fixed(0)}),
+    (downstream, {"max_attempts": 100, "retry": Fixed(0), "breaker": "sample.downstream"}),
     (poison, {"max_attempts": 5, "retry": Fixed(0)}),
     (slow_first_attempt, {"max_attempts": 3, "retry": Fixed(0)}),
     (spin_until_cancelled, {"max_attempts": 5}),
@@ -293,6 +304,7 @@ TASKS: list[tuple[Any, dict[str, Any]]] = [
 def build_app(url: str | None = None, **overrides: Any) -> Conveyor:
     """A Conveyor with every sample task registered as ``sample.<function name>``."""
     app = Conveyor(url, **overrides)
+    app.breaker("sample.downstream", failures=3, window=60, cooldown=1, max_cooldown=2)
     for fn, options in TASKS:
         app.task(name=f"sample.{fn.__name__}", pass_context=True, **options)(fn)
     return app

@@ -27,6 +27,7 @@ from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 if TYPE_CHECKING:
     # Annotations only: the heartbeat process imports this module and none of the limits.
     from conveyor.limits import QueueGate, QuietHours, RateLimit
+    from conveyor.limits.breakers import Breaker, BreakerHit, BreakerRow
     from conveyor.limits.buckets import Bucket
 
 # The records below are built once per job on hot paths: plain slotted dataclasses, because
@@ -56,6 +57,13 @@ class NewJob:
     #: rate_key=), and the task's limit (see conveyor/limits/buckets.py). None otherwise.
     rate_key: str | None = None
     rate_limit: RateLimit | None = None
+    #: Ids of stored jobs this one waits for (see conveyor.workflows).
+    depends_on: tuple[int, ...] = ()
+    #: Positions, in the same enqueue_many batch, of the jobs this one waits for.
+    depends_on_batch: tuple[int, ...] = ()
+    #: What a parent's failure does to this job: None (cancel), "run" or "dead".
+    on_parent_failure: str | None = None
+    workflow_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -99,6 +107,20 @@ class OutcomeKind(enum.StrEnum):
 
 
 @dataclass(slots=True)
+class Escalate:
+    """A new job of ``task`` with the arguments of the job that failed, written with its end
+    (conveyor.workflows.escalation)."""
+
+    task: str
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    #: Why: "failure", "timeout" or "exception <name>".
+    why: str
+
+
+@dataclass(slots=True)
 class Outcome:
     """The end of one run, written back fenced by its token."""
 
@@ -113,6 +135,10 @@ class Outcome:
     #: For RETRY: (task, limit, window seconds) — the task's retry budget, if it has one.
     retry_budget: tuple[str, int, float] | None = None
     checkpoint_json: str | None = None
+    #: The run's task is behind a circuit breaker: whether this end counts as its failure.
+    breaker: BreakerHit | None = None
+    #: For DEAD: enqueue this instead of only dead-lettering, in the same transaction.
+    escalate: Escalate | None = None
 
 
 @dataclass(slots=True)
@@ -160,6 +186,30 @@ def rescued_by_state(rows: Iterable[Sequence[Any]]) -> dict[str, list[int]]:
         "dead": sorted(by_state["dead"]),
         "cancelled": sorted(by_state["cancelled"]),
     }
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    """What the database holds of one schedule of periodic jobs (conveyor/limits/schedules.py).
+    Times are UNIX seconds."""
+
+    name: str
+    paused: bool
+    #: When a worker first saw the schedule, or it was last resumed: no tick before is due.
+    since: float
+    #: The latest tick that got its job, the job, and when it was enqueued.
+    last_tick: float | None = None
+    last_job_id: int | None = None
+    last_enqueued_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """The edges of one job: its parents (id, state, result -- None unless succeeded) and its
+    children (id, state), by id."""
+
+    parents: list[tuple[int, JobState, Any]] = field(default_factory=list)
+    children: list[tuple[int, JobState]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -260,7 +310,11 @@ class Backend(ABC):
 
         Nor does it start a job another gate holds (conveyor/limits/): a paused queue, one in
         its quiet hours, a queue or a task (per key) whose rate limit has no token yet. Such
-        jobs stay queued and are charged no attempt."""
+        jobs stay queued and are charged no attempt.
+
+        Jobs of tasks behind a circuit breaker that is not closed are skipped, except for one
+        probe job per breaker whose cool-down is over, taken fleet-wide by one claim only (see
+        conveyor.limits.breakers)."""
 
     @abstractmethod
     def claim_suspect(
@@ -278,6 +332,13 @@ class Backend(ABC):
         account of each other, so one worker must not make them at the same time). Its next
         death is therefore its own. A suspect whose run returns an error is retried as any job
         and is no longer a suspect; one that is released waits as a suspect again."""
+
+    @abstractmethod
+    def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
+        """Whether ``claim_suspect`` would find a suspect in ``queues`` (None: any) now: due,
+        its queue's cap leaving room. A read of the suspects' own index, which is almost always
+        empty: a busy worker asks about once a second, to decide whether to make room for one
+        (see ``conveyor.worker.solo``)."""
 
     @abstractmethod
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
@@ -298,7 +359,12 @@ class Backend(ABC):
 
     @abstractmethod
     def finish_many(self, outcomes: Sequence[Outcome]) -> list[FinishResult]:
-        """Apply outcomes, each fenced by its token, in one transaction."""
+        """Apply outcomes, each fenced by its token, in one transaction, with the circuit
+        breakers they report to (only outcomes applied count). A job that ends with
+        children (see conveyor.workflows.rules) settles them in that same transaction: the
+        last parent's success makes a child queued (scheduled if its run_at is later), a
+        failure applies the child's policy down the graph. A job without children pays one
+        flag read for it."""
 
     # --- caps on running jobs -------------------------------------------------------------
 
@@ -382,6 +448,23 @@ class Backend(ABC):
         if token is not None:
             moments.append(token)
         return min(moments, default=None)
+
+    # --- circuit breakers -----------------------------------------------------------------
+
+    #: When the earliest breaker that held back this process's last claim lets a probe start
+    #: (None: none did): an idle worker wakes then rather than polling.
+    breaker_probe_at: float | None = None
+
+    @abstractmethod
+    def breakers(self) -> list[BreakerRow]:
+        """Every stored breaker, by name (a declared breaker without a row is closed)."""
+
+    @abstractmethod
+    def set_breaker(self, breaker: Breaker, opened: bool) -> BreakerRow:
+        """Open ``breaker`` by hand (until closed by hand: no probe meanwhile) or close it
+        (its failures forgotten, its cool-down back to the declared one). Claims through this
+        backend follow at once, claims in other processes within
+        ``conveyor.limits.breakers.BREAKERS_TTL`` seconds."""
 
     # --- maintenance ----------------------------------------------------------------------
 
@@ -476,6 +559,27 @@ class Backend(ABC):
     def release_leadership(self, name: str, holder: str) -> None:
         """Give up the lease ``name`` if ``holder`` holds it, so another can take it at once."""
 
+    # --- schedules of periodic jobs -------------------------------------------------------
+
+    @abstractmethod
+    def register_schedules(self, names: Sequence[str]) -> None:
+        """Record the schedules not yet known, as first seen now; known ones are unchanged."""
+
+    @abstractmethod
+    def schedule_states(self) -> list[ScheduleState]:
+        """Every recorded schedule, by name."""
+
+    @abstractmethod
+    def enqueue_tick(self, name: str, tick: float, job: NewJob) -> EnqueueResult | None:
+        """Enqueue ``job`` for the tick ``tick`` of schedule ``name`` and make it the schedule's
+        last tick, in one transaction -- only if the schedule is recorded, not paused, and its
+        last tick is earlier. Otherwise (another scheduler took this tick or a later one) write
+        nothing and return None: each tick gets at most one job, however many call this."""
+
+    @abstractmethod
+    def set_schedule_paused(self, name: str, paused: bool) -> ScheduleState:
+        """Pause or resume a schedule (recorded now if it was not yet); returns its state."""
+
     # --- operator actions -----------------------------------------------------------------
 
     @abstractmethod
@@ -483,8 +587,13 @@ class Backend(ABC):
         """Cancel a waiting job at once; ask the worker to cancel a running one."""
 
     @abstractmethod
-    def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
-        """dead/cancelled -> queued. Without ``reset_attempts`` the job gets one more attempt."""
+    def requeue(
+        self, job_ids: Sequence[int], reset_attempts: bool = False, revive_children: bool = False
+    ) -> list[Job]:
+        """dead/cancelled -> queued. Without ``reset_attempts`` the job gets one more attempt.
+        Its children still blocked wait for it again; with ``revive_children`` the descendants
+        that its failure ended (cancelled or dead by their ``on_parent_failure`` policy) are
+        blocked again on their parents, in the same transaction."""
 
     @abstractmethod
     def discard(self, job_ids: Sequence[int]) -> int:
@@ -506,6 +615,14 @@ class Backend(ABC):
         before_id: int | None = None,
     ) -> list[Job]:
         """Newest first; page with ``before_id``."""
+
+    @abstractmethod
+    def dependencies(self, job_id: int) -> Dependencies:
+        """The parents and children of a job (JobNotFound if there is no such job)."""
+
+    @abstractmethod
+    def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        """Every job enqueued under ``workflow_id``, oldest first."""
 
     @abstractmethod
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:

@@ -15,12 +15,16 @@ import click
 from conveyor import __version__
 from conveyor.settings import DEFAULT_URL, Settings
 
+from .breakers import breakers
 from .core import ConveyorGroup, Runtime, option, pass_runtime
 from .flow import list_gates, pause, quiet, rate, resume, why
 from .jobs import dlq, enqueue, jobs, stats
 from .ops import demo, schema, worker
 from .queues import queues
+from .schedules import schedules
+from .serve import serve
 from .workers import workers
+from .workflows import workflows
 
 _SETTINGS = ", ".join(f"CONVEYOR_{f.name.upper()}" for f in fields(Settings) if f.name != "url")
 
@@ -71,7 +75,21 @@ def cli(ctx: click.Context, url: str | None, debug: bool) -> None:
 
 cli.help = (cli.help or "").format(default=DEFAULT_URL)
 
-for command in (worker, workers, enqueue, jobs, dlq, stats, queues, schema, demo):
+for command in (
+    worker,
+    workers,
+    enqueue,
+    jobs,
+    dlq,
+    stats,
+    queues,
+    breakers,
+    schedules,
+    serve,
+    schema,
+    demo,
+    workflows,
+):
     cli.add_command(command)
 
 # Flow control (cli/flow.py) joins the groups it belongs to.

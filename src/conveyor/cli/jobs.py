@@ -10,6 +10,7 @@ import click
 
 from conveyor.app import Conveyor
 from conveyor.job import JobState
+from conveyor.limits.breakers import breaker_gate
 from conveyor.task import JobOptions, encode_job
 
 from .core import (
@@ -25,6 +26,7 @@ from .core import (
     redact_url,
     require_database,
 )
+from .links import links_dict, links_lines
 from .output import dead_table, echo_json, job_details, jobs_table, stats_json, stats_table
 from .params import (
     BEFORE_ID,
@@ -78,6 +80,20 @@ PAGE = 1000
 )
 @option("--max-attempts", type=MAX_ATTEMPTS, help="Attempts before dead-lettering.")
 @option("--timeout", type=TIMEOUT, metavar="SECONDS")
+@option(
+    "--depends-on",
+    "depends_on",
+    multiple=True,
+    type=JOB_ID,
+    metavar="ID",
+    help="Wait until job ID succeeded (repeat for several parents).",
+)
+@option(
+    "--on-parent-failure",
+    type=click.Choice(["cancel", "run", "dead"]),
+    help="When a parent ends dead or cancelled: cancel this job (default), run it anyway, or "
+    "dead-letter it.",
+)
 @app_option
 @json_option
 @pass_runtime
@@ -93,6 +109,8 @@ def enqueue(
     idempotency_key: str | None,
     max_attempts: int | None,
     timeout: float | None,
+    depends_on: tuple[int, ...],
+    on_parent_failure: str | None,
     as_json: bool,
 ) -> None:
     """Enqueue one job of TASK and print its id.
@@ -112,6 +130,8 @@ def enqueue(
         "idempotency_key": idempotency_key,
         "max_attempts": max_attempts,
         "timeout": timeout,
+        "depends_on": list(depends_on) or None,
+        "on_parent_failure": on_parent_failure,
     }
     user_app = runtime.user_app()
     if user_app is not None:
@@ -189,12 +209,22 @@ def list_jobs(
 @json_option
 @pass_runtime
 def show_job(runtime: Runtime, job_id: int, as_json: bool) -> None:
-    """Show one job: arguments, attempts, errors and result."""
-    job = runtime.existing_app().get_job(job_id)
+    """Show one job: arguments, attempts, errors and result, its parents and children (what a
+    blocked job waits for), and what else holds it if it waits."""
+    app = runtime.existing_app()
+    job = app.get_job(job_id)
+    links = app.dependencies(job_id)
+    waiting = breaker_gate(app, job)
     if as_json:
-        echo_json(job.to_dict())
+        document = {**job.to_dict(), **links_dict(links)}
+        echo_json(document if waiting is None else {**document, "waiting": waiting})
     else:
         click.echo(job_details(job))
+        lines = links_lines(job, links)
+        if lines:
+            click.echo(lines)
+        if waiting is not None:
+            click.echo(waiting)
 
 
 @jobs.command("cancel")
@@ -251,10 +281,14 @@ def show_dead(runtime: Runtime, job_id: int, as_json: bool) -> None:
     job = runtime.existing_app().get_job(job_id)
     if job.state is not JobState.DEAD:
         raise UserError(f"job {job_id} is not in the dead-letter queue: it is {job.state}")
+    links = runtime.existing_app().dependencies(job_id)
     if as_json:
-        echo_json(job.to_dict())
+        echo_json({**job.to_dict(), **links_dict(links)})
     else:
         click.echo(job_details(job))
+        lines = links_lines(job, links)
+        if lines:
+            click.echo(lines)
 
 
 ids_argument = click.argument("job_ids", nargs=-1, type=JOB_ID, metavar="[ID]...")
@@ -309,6 +343,12 @@ def _dead_ids(app: Conveyor, queue: str | None) -> list[int]:
 @all_option("requeue")
 @all_queue_option
 @option("--reset-attempts", is_flag=True, help="Start counting attempts from zero again.")
+@option(
+    "--revive-children",
+    is_flag=True,
+    help="Also put back the jobs that these jobs' failure cancelled or dead-lettered (their "
+    "dependents, down the graph): they wait for their parents again.",
+)
 @yes_option
 @app_option
 @json_option
@@ -319,6 +359,7 @@ def requeue(
     every: bool,
     queue: str | None,
     reset_attempts: bool,
+    revive_children: bool,
     yes: bool,
     as_json: bool,
 ) -> None:
@@ -328,7 +369,11 @@ def requeue(
     """
     app = runtime.existing_app()
     chosen = _chosen(app, job_ids, every, queue, "Requeue", yes)
-    requeued = app.requeue_many(chosen, reset_attempts=reset_attempts) if chosen else []
+    requeued = (
+        app.requeue_many(chosen, reset_attempts=reset_attempts, revive_children=revive_children)
+        if chosen
+        else []
+    )
     if as_json:
         echo_json([job.to_dict() for job in requeued])
     elif not requeued:

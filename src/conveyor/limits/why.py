@@ -4,8 +4,7 @@ A check takes what ``why`` gathered once (the job, the time, its queue's gates, 
 and returns a ``Hold`` naming the gate, or None when that gate lets the job through. The checks
 run in order and all of them are asked: a job may be held by several gates at once (a paused
 queue whose rate limit is also spent). New gates add a check with ``register``; a check under
-an existing name replaces it (the dependencies of workflows replace ``blocked`` with one naming
-the parents).
+an existing name replaces it.
 """
 
 from __future__ import annotations
@@ -83,9 +82,17 @@ def scheduled(context: Context) -> Hold | None:
 
 
 def blocked(context: Context) -> Hold | None:
-    if context.job.state is JobState.BLOCKED:
+    if context.job.state is not JobState.BLOCKED:
+        return None
+    # The parents not yet succeeded, as app.why gathered them (id, state).
+    parents: Sequence[tuple[int, JobState]] = context.extra.get("parents") or ()
+    waiting = [f"{job_id} ({state.value})" for job_id, state in parents]
+    if not waiting:
         return Hold("blocked", "waiting for the jobs it depends on")
-    return None
+    shown = ", ".join(waiting[:10]) + (
+        f" and {len(waiting) - 10} more" if len(waiting) > 10 else ""
+    )
+    return Hold("blocked", f"waiting for job(s) {shown}")
 
 
 def paused(context: Context) -> Hold | None:
@@ -148,6 +155,14 @@ def task_rate(context: Context) -> Hold | None:
     )
 
 
+def breaker(context: Context) -> Hold | None:
+    # The line conveyor.limits.breakers.breaker_gate wrote, None when no breaker holds the job.
+    line = context.extra.get("breaker")
+    if not isinstance(line, str):
+        return None
+    return Hold("breaker", line.removeprefix("waiting: "))
+
+
 def no_worker(context: Context) -> Hold | None:
     queue = context.job.queue
     serving = [
@@ -171,6 +186,7 @@ for _name, _check in (
     ("cap", cap),
     ("rate", rate),
     ("task rate", task_rate),
+    ("breaker", breaker),
     ("no worker", no_worker),
 ):
     register(_name, _check)

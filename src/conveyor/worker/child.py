@@ -114,15 +114,24 @@ class ChildContext(JobContext):
         self._call("checkpoint", state)
         self.saved_checkpoint_json = encoded
 
-    def _call(self, method: str, value: Any) -> None:
+    def _load_escalation(self, _: Any) -> dict[str, Any] | None:
+        escalation: dict[str, Any] | None = self._call("_load_escalation", None)
+        return escalation
+
+    def _load_parents(self, _: Any) -> dict[int, tuple[str, Any]]:
+        parents: dict[int, tuple[str, Any]] = self._call("_load_parents", None)
+        return parents
+
+    def _call(self, method: str, value: Any) -> Any:
         if self._lost:
             raise LeaseLost(f"job {self.job_id}: this worker no longer owns the run")
         self._conn.send(("call", method, value))
-        status, error = self._conn.recv()
+        status, reply = self._conn.recv()
         if status == "raise":
-            exc = decode_error(*error)
+            exc = decode_error(*reply)
             self._lost = isinstance(exc, LeaseLost)
             raise exc
+        return reply
 
 
 def _on_stop_request(signum: int, frame: object) -> None:

@@ -47,6 +47,50 @@ class JobContext:
         """True once this worker learned that it no longer owns the run."""
         return self._lost
 
+    @property
+    def parent_results(self) -> dict[int, Any]:
+        """The results of this job's parents that succeeded, by parent id (``depends_on``,
+        chains and chords: see conveyor.workflows). Read from the database on first use; a
+        parent's result is kept while a child of its is waiting, whatever the retention."""
+        return {p: result for p, (state, result) in self._parents().items() if state == "succeeded"}
+
+    @property
+    def parent_states(self) -> dict[int, str]:
+        """The state of each parent, by id: with ``on_parent_failure="run"`` a job runs after
+        parents that ended dead or cancelled, and sees which here."""
+        return {p: state for p, (state, _) in self._parents().items()}
+
+    def _parents(self) -> dict[int, tuple[str, Any]]:
+        cached: dict[int, tuple[str, Any]] | None = getattr(self, "_parent_cache", None)
+        if cached is None:
+            cached = self._load_parents(None)
+            self._parent_cache = cached
+        return cached
+
+    def _load_parents(self, _: Any) -> dict[int, tuple[str, Any]]:
+        parents = self._backend.dependencies(self.job_id).parents
+        return {p: (state.value, result) for p, state, result in parents}
+
+    @property
+    def escalation(self) -> dict[str, Any] | None:
+        """For a job enqueued by an escalation rule (conveyor.workflows.escalation), what
+        happened to the job it replaces: {"job_id", "task", "attempts", "reason", "error"}
+        (the last error as a dict); None for any other job."""
+        return self._load_escalation(None)
+
+    def _load_escalation(self, _: Any) -> dict[str, Any] | None:
+        origin_id = self._backend.get(self.job_id).escalated_from
+        if origin_id is None:
+            return None
+        origin = self._backend.get(origin_id)
+        return {
+            "job_id": origin.id,
+            "task": origin.task,
+            "attempts": origin.attempts,
+            "reason": origin.dead_reason,
+            "error": None if origin.last_error is None else origin.last_error.to_dict(),
+        }
+
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
             raise JobCancelled(f"job {self.job_id} was cancelled")

@@ -212,6 +212,7 @@ class Executor:
             run.job.lease_token,
             OutcomeKind.SUCCEEDED,
             result_json=payload.encode_result(result, task.name),
+            breaker=task.success_hit,
         )
 
     def _settle(self, run: Run, task: Task[..., Any], exc: BaseException) -> Outcome | None:

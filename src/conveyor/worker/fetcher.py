@@ -8,6 +8,8 @@ and shrinks back once its slots have stood idle for ``scale_down_after`` seconds
 
 Poison isolation (see ``solo``): while the worker holds nothing, a fetcher first asks for a
 suspect, which then runs alone: every fetcher of the worker waits until its run is settled.
+While the worker drains for suspects (``conveyor.worker.drain``) a fetcher claims nothing
+ordinary and hands back its prefetched jobs; once the worker holds nothing it claims suspects.
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ class Fetcher:
         self._room = asyncio.Event()
         self._stopped = asyncio.Event()
         self._signal: WorkSignal | None = None
+        #: The last ordinary claim found nothing (or none was made yet): suspects first.
+        self._nothing_ready = True
 
     def __repr__(self) -> str:
         return f"<Fetcher {self.pool.describe()} limit={self.limit} in_flight={self.in_flight}>"
@@ -155,6 +159,10 @@ class Fetcher:
     def dispatch(self) -> None:
         """Start buffered jobs while there are free slots (growing a scaling pool)."""
         buffer = self.buffer
+        if self._solo.draining and self._solo.token is None:
+            # Prefetched jobs go back (see _loop); a run that ends may leave the worker empty.
+            self._solo.wake()
+            return
         while buffer and not self.stopping:
             if self.in_flight >= self.limit:
                 if not self.scales or self.limit >= self.pool.maximum:
@@ -183,6 +191,11 @@ class Fetcher:
         if self._signal is not None:
             self._signal.notify()
 
+    def make_room(self) -> None:
+        """The worker began draining for suspects: stop waiting for room."""
+        self._room.set()
+        self.wake()
+
     def stop(self) -> None:
         self.stopping = True
         self._room.set()
@@ -208,12 +221,17 @@ class Fetcher:
         # Set while a claim came back full only because of the batch size: claim again at
         # once to fill the room left, instead of waiting for the buffer to run low.
         filling = False
+        # A suspect ran since the last ordinary claim.
+        after_suspect = False
         while not self.stopping:
             self._scale_down_if_idle()
             await self._check_caps()
             if self._solo.blocks_claims:
                 # A suspect is being claimed or runs: it must stay alone in this process.
                 await self._solo.changed()
+                continue
+            if self._solo.draining:
+                await self._make_room()
                 continue
             prefetch = self.prefetch_now()
             room = self.limit + prefetch - self.in_flight - len(self.buffer)
@@ -222,8 +240,12 @@ class Fetcher:
                 filling = False
                 await self._wait_for_room()
                 continue
-            if self._may_claim_suspect():
+            if self._nothing_ready and self._may_claim_suspect():
                 if await self._claim_suspect():
+                    # Back to ordinary claims before the next one: a suspect waits for a
+                    # worker with nothing else to do, or for the one draining for suspects.
+                    self._nothing_ready = False
+                    after_suspect = True
                     continue
                 if self.stopping:
                     return
@@ -245,6 +267,8 @@ class Fetcher:
             finally:
                 self._solo.claim_ended()
             backoff = 0.05
+            self._nothing_ready = not jobs
+            followed_suspect, after_suspect = after_suspect, False
             filling = len(jobs) == wanted < room
             if len(jobs) == wanted:
                 self._idle_since = None
@@ -255,7 +279,8 @@ class Fetcher:
             if self.stopping:
                 return
             self.dispatch()
-            if jobs:
+            if jobs or followed_suspect:
+                # Nothing ready after a suspect: the next suspect, if any, before waiting.
                 continue
             if self._burst:
                 if self.in_flight == 0 and not self.buffer:
@@ -283,6 +308,10 @@ class Fetcher:
             opens = await self._gates_open_at()
             if opens is not None and not math.isinf(opens):
                 next_due = opens if next_due is None else min(next_due, opens)
+            # Jobs held by an open breaker are not due before its next probe may start.
+            probe_at = self._backend.breaker_probe_at
+            if probe_at is not None and (next_due is None or probe_at < next_due):
+                next_due = probe_at
             await signal.wait(next_due)
 
     async def _gates_open_at(self) -> float | None:
@@ -296,6 +325,24 @@ class Fetcher:
         except ConveyorError:
             return None
         return opens
+
+    async def _make_room(self) -> None:
+        """Draining for suspects: hand back the prefetched jobs, and once the worker holds
+        nothing, claim the next suspect; else wait for a change (a run ending, a look)."""
+        if self.buffer:
+            self._release(list(self.buffer))
+            self.buffer.clear()
+        solo = self._solo
+        if not self._may_claim_suspect():
+            if not self.stopping and solo.draining:
+                await solo.changed()
+            return
+        looks = solo.looks
+        if await self._claim_suspect():
+            return
+        # None for this pool now: wait for the next look rather than ask again at once.
+        while not self.stopping and solo.draining and solo.looks == looks:
+            await solo.changed()
 
     def _may_claim_suspect(self) -> bool:
         solo = self._solo

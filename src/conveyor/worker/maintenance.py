@@ -1,6 +1,8 @@
 """Maintenance duties: rescue runs whose lease expired, release the runs of workers that stopped
 beating, and prune finished jobs past their retention. (Claims promote scheduled and retrying
-jobs whose time has come themselves.)
+jobs whose time has come themselves.) With periodic jobs declared, it also runs the scheduler
+(conveyor.worker.scheduler), on every worker: first the holder of the lease below, the others
+standing by.
 
 One duty falls on every worker, on every sweep and once at start-up before it claims: declaring
 dead the workers of its own machine whose process is gone (``conveyor.worker.machine``). It
@@ -33,7 +35,9 @@ from typing import Any
 
 from conveyor.backends.base import Backend, RescueReport
 from conveyor.errors import ConveyorError
+from conveyor.limits.schedules import Schedule
 from conveyor.worker.machine import gone_workers
+from conveyor.worker.scheduler import Scheduler
 
 log = logging.getLogger("conveyor.worker")
 
@@ -67,6 +71,7 @@ class Maintenance:
         machine: str | None,
         interval: float,
         retention: float,
+        schedules: Sequence[Schedule] = (),
     ) -> None:
         self._backend = backend
         self._db_call = db_call
@@ -87,12 +92,22 @@ class Maintenance:
         self.reachable_since: float | None = None
         #: Whether this worker held the maintenance lease at its last attempt.
         self.leading = False
+        #: Enqueues the ticks of periodic jobs, when there are any.
+        self.scheduler: Scheduler | None = None
+        if schedules:
+            self.scheduler = Scheduler(
+                backend, schedules, leading=lambda: self.leading, interval=interval
+            )
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="maintenance")
+        if self.scheduler is not None:
+            self.scheduler.start()
 
     async def stop(self) -> None:
         self._stop.set()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self._task is not None:
             await self._task
         if self.leading:

@@ -274,10 +274,10 @@ class _Child:
 
     def _serve_call(self, method: str, value: Any) -> tuple[str, Any]:
         try:
-            getattr(self.run.context, method)(value)
+            reply = getattr(self.run.context, method)(value)
         except Exception as exc:
             return "raise", encode_error(exc)
-        return "ok", None
+        return "ok", reply
 
     def _died(self) -> ChildProcessDied | CPULimitExceeded:
         code = self._exitcode(timeout=1.0)

@@ -12,9 +12,22 @@ too (see ``Backend.claim_suspect``). What a crash takes with it depends on where
   job is touched. Such a job never becomes a suspect through its own crash.
 
 So "alone" means: the only job this worker process holds. The fetchers claim a suspect only
-while the process holds nothing (no run, no prefetched job, no claim under way), and claim
+while the process holds nothing (no run, no prefetched job, no claim under way) and either
+found nothing ready at their last claim or drain for suspects (below), and claim
 nothing else until the suspect's run is settled (its outcome written, or its lease lost): if
 the process dies meanwhile, the death is the suspect's own, and the rescue charges it.
+
+A worker that never goes idle (a backlog, prefetch keeping it full) would never hold nothing,
+so suspects would wait as long as the backlog lasts. Instead a busy worker asks about once a
+second whether a suspect waits for it (``Backend.suspect_waiting``: a read of the suspects'
+own, almost always empty, index; see ``conveyor.worker.drain``). If one does, it tries to take
+the fleet's ``suspects`` lease in the database; the one worker holding it *drains*: it claims
+nothing ordinary, hands its prefetched jobs back, lets its running jobs finish, then claims
+suspects one after another, alone each time, for as long as any waits; then it gives the lease
+up and fills up again. The other workers keep working all along. So suspects start within the
+longest run the draining worker had under way plus about a second, then run one after another
+on that one worker of the fleet (a worker that goes idle claims one at once, lease or not).
+A draining worker that dies loses its lease with its life: another takes the lease over.
 """
 
 from __future__ import annotations
@@ -32,6 +45,12 @@ class Solo:
         self.claiming_suspect = False
         #: Ordinary claims under way: a suspect waits until none is.
         self.claims = 0
+        #: This worker holds the fleet's ``suspects`` lease and makes room for suspects: it
+        #: claims nothing else, hands back what it prefetched and lets its runs finish.
+        self.draining = False
+        #: Looks for waiting suspects made while draining (a fetcher that found none waits
+        #: for the next one instead of asking again at once).
+        self.looks = 0
         self._waiters: list[asyncio.Future[None]] = []
 
     @property
@@ -58,6 +77,17 @@ class Solo:
         self.claims -= 1
         if self.claims == 0:
             self.wake()
+
+    def drain(self, draining: bool) -> None:
+        """Begin (True) or end making room for suspects."""
+        if draining != self.draining:
+            self.draining = draining
+            self.wake()
+
+    def looked(self) -> None:
+        """Draining goes on after a look: fetchers that found no suspect may ask again."""
+        self.looks += 1
+        self.wake()
 
     def suspect_claim_started(self) -> None:
         self.claiming_suspect = True

@@ -34,6 +34,7 @@ from conveyor.job import JobState
 from conveyor.jsonlog import job_fields
 from conveyor.worker.completer import Completer
 from conveyor.worker.context import JobContext
+from conveyor.worker.drain import Drain
 from conveyor.worker.executor import Executor, Run
 from conveyor.worker.fetcher import Fetcher
 from conveyor.worker.heartbeater import Heartbeater
@@ -117,6 +118,8 @@ class Worker:
         self.counters = WorkerCounters()
         self.runs: dict[str, Run] = {}
         self.fetchers: list[Fetcher] = []
+        #: Makes room for suspects while this worker is busy (see conveyor/worker/drain.py).
+        self.drain: Drain | None = None
         self._finished_threads: list[tuple[Run, Outcome | None, float]] = []
         self._finished_lock = threading.Lock()
         self._stopping = False
@@ -153,6 +156,8 @@ class Worker:
             self._stop_at = asyncio.get_running_loop().time()
             self._stop_requested.set()
         self.heartbeater.stopping()
+        if self.drain is not None:
+            self.drain.stop()
         for fetcher in self.fetchers:
             fetcher.stop()
 
@@ -221,6 +226,16 @@ class Worker:
             machine=self.registry.registration.machine,
             interval=self.settings.sweep_interval,
             retention=self.settings.retention,
+            schedules=list(self.app.schedules.values()),
+        )
+        self.drain = Drain(
+            backend,
+            self._db,
+            self.solo,
+            worker_id=self.id,
+            queues=self.queues,
+            holds_nothing=self._holds_nothing,
+            on_drain=self._make_room,
         )
         installed = self._install_signals(loop)
         try:
@@ -229,6 +244,7 @@ class Worker:
             self.heartbeater.start()
             await self._reap_gone_neighbours()
             self.maintenance.start()
+            self.drain.start()
             log.info(
                 "worker %s ready: %s",
                 self.id,
@@ -251,6 +267,7 @@ class Worker:
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
+            self.drain.stop()
             # Left without deregistering only on a failure: maintenance releases whatever
             # this worker still held once it counts as dead.
             self.heartbeater.stop()
@@ -295,6 +312,10 @@ class Worker:
     def _wake_fetchers(self) -> None:
         for fetcher in self.fetchers:
             fetcher.wake()
+
+    def _make_room(self) -> None:
+        for fetcher in self.fetchers:
+            fetcher.make_room()
 
     def _release(self, jobs: list[ClaimedJob]) -> None:
         """Put back claimed jobs that have not started, for any worker to claim at once."""

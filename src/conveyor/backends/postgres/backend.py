@@ -4,7 +4,9 @@ Every method is one transaction (or one autocommitted statement) on a pooled con
 SQL is in queries.sql, under the same names as the SQLite engine's. Claims lock with
 ``FOR UPDATE SKIP LOCKED`` so any number of workers claim side by side; every write of a run is
 fenced by (id, lease token, state = 'running'); all times are the database's. Wake-ups across
-processes travel by LISTEN/NOTIFY (see listener.py).
+processes travel by LISTEN/NOTIFY (see listener.py); transactions on the hot paths, single
+enqueues and those that end jobs, send theirs through the notifier after they commit (see
+notifier.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from conveyor.backends.base import (
     FORGET_DEAD_WORKERS_AFTER,
     Backend,
     ClaimedJob,
+    Dependencies,
     EnqueueResult,
     FinishResult,
     LeaseReport,
@@ -29,12 +32,17 @@ from conveyor.backends.base import (
     OutcomeKind,
     ReapReport,
     RescueReport,
+    ScheduleState,
     SchemaStatus,
     rescued_by_state,
 )
+from conveyor.backends.breakers import claim_gate, record_outcomes
 from conveyor.backends.caps import CappedQueues
+from conveyor.backends.dependencies import Settlement, requeue_links, settle_rows
+from conveyor.backends.postgres.breakers import QB, PostgresBreakers, list_breakers
 from conveyor.backends.postgres.clock import DatabaseClock
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
+from conveyor.backends.postgres.deps import run_sql
 from conveyor.backends.postgres.enqueue import (
     enqueue_steps,
     insert_single,
@@ -43,7 +51,7 @@ from conveyor.backends.postgres.enqueue import (
 )
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.notifier import Notifier
-from conveyor.backends.postgres.outcomes import finish_outcomes
+from conveyor.backends.postgres.outcomes import Finished, finish_outcomes
 from conveyor.backends.postgres.rows import (
     claimed_from_row,
     job_from_row,
@@ -52,10 +60,12 @@ from conveyor.backends.postgres.rows import (
 from conveyor.backends.postgres.schema import Migrator
 from conveyor.backends.postgres.steps import Steps, drive, drive_async
 from conveyor.backends.postgres.transactional import async_cursor, in_transaction, sync_cursor
+from conveyor.backends.sql import load_queries
 from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound, WorkerNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
 from conveyor.limits import QueueGate, QuietHours, RateLimit
+from conveyor.limits.breakers import Breaker, BreakerRow, closed_by_hand, opened_by_hand
 from conveyor.limits.buckets import Bucket, admit, bucket_updates, picked
 from conveyor.limits.gates import rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
@@ -64,6 +74,8 @@ from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 #: Seconds the first change_marker() call waits for the LISTEN session (connecting is a few ms;
 #: with the server down it gives up and the listener keeps trying in the background).
 _FIRST_LISTEN_WAIT = 2.0
+#: The queries of schedules (periodic jobs).
+S = load_queries("conveyor.backends.postgres", "schedules.sql")
 
 
 class PostgresBackend(Backend):
@@ -100,11 +112,13 @@ class PostgresBackend(Backend):
         self._finish_listener = Listener(
             self._connect_listener, self._finished_channel, self._finished_local
         )
-        self._notifier = Notifier(self._connect_notifier, self._channel)
+        self._notifier = Notifier(self._connect_notifier)
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
         #: Whether any rate limit bucket of a task exists (the same cache, of one name).
         self._limited = CappedQueues(self.now)
+        #: The breakers that are not closed, kept like the capped queues.
+        self._unsettled = CappedQueues(self.now)
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -130,7 +144,7 @@ class PostgresBackend(Backend):
             job = jobs[0]
             single = self._db.run(lambda cur: insert_single(cur, job, now), transaction=False)
             # Committed: now the wake-up, from a session of its own (see notifier.py).
-            self._notifier.notify([job.queue])
+            self._after_commit([job.queue])
             self._notify_local([job.queue])
             return [single]
 
@@ -191,7 +205,11 @@ class PostgresBackend(Backend):
             one_statement = not capped
         else:
             one_statement = len(queues) == 1 and queues[0] not in capped
-        if one_statement:
+        # Circuit breakers that are not closed: the claim reads them in its transaction.
+        unsettled = bool(self._unsettled.get(self._unsettled_breakers))
+        if not unsettled:
+            self.breaker_probe_at = None
+        if one_statement and not unsettled:
             # Promotion and claim in one pipeline: one round trip, and their implicit
             # transaction needs no BEGIN/COMMIT round trips.
             def body(cur: Cursor) -> list[tuple[Any, ...]]:
@@ -211,7 +229,9 @@ class PostgresBackend(Backend):
             # An explicit transaction: it holds the locks of capped queues until the claimed
             # runs are committed, and a failure cannot strand the runs already claimed.
             rows = self._db.run(
-                lambda cur: self._claim_in_transaction(cur, params, queues, limit, capped, limited)
+                lambda cur: self._claim_in_transaction(
+                    cur, params, queues, limit, capped, limited, unsettled
+                )
             )
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
         return [claimed_from_row(row) for row in rows]
@@ -248,6 +268,15 @@ class PostgresBackend(Backend):
         row = self._db.run(body)
         return None if row is None else claimed_from_row(row)
 
+    def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
+        params = {"now": self._now_param(), "queues": None if queues is None else list(queues)}
+        row = self._db.run(
+            lambda cur: cur.execute(Q["peek_suspect"], params).fetchone(),
+            transaction=False,
+            idempotent=True,
+        )
+        return row is not None
+
     def _claim_in_transaction(
         self,
         cur: Cursor,
@@ -256,10 +285,12 @@ class PostgresBackend(Backend):
         limit: int,
         capped: frozenset[str],
         limited: bool = False,
+        unsettled: bool = False,
     ) -> list[tuple[Any, ...]]:
         """A claim from several queues, or from gated ones: queue after queue, each gated one
         up to the room its gates leave; first, while tasks have rate limits, one job from each
-        of their buckets whose next start has come."""
+        of their buckets whose next start has come; then, with ``unsettled`` breakers, their
+        probes, and the tasks behind them skipped."""
         cur.execute(Q["claim_plan"])
         cur.execute(Q["promote_due"], {"now": params["now"]})
         # --- rate limits of tasks (conveyor/limits/buckets.py) ---
@@ -269,18 +300,28 @@ class PostgresBackend(Backend):
             limit -= len(taken)
             if limit <= 0:
                 return taken
-            if not capped and (queues is None or len(queues) == 1):
-                # The one-statement claim of the other jobs, in this transaction.
-                if queues is None:
-                    rest = cur.execute(Q["claim_any"], {**params, "limit": limit})
-                else:
-                    query_params = {**params, "queue": queues[0], "limit": limit}
-                    rest = cur.execute(Q["claim_queue"], query_params)
-                return taken + rest.fetchall()
-        # --- end of rate limits of tasks ---
+        # --- circuit breakers (conveyor/limits/breakers.py) ---
+        held: list[str] = []
+        if unsettled:
+            probes, held = self._breaker_gate(cur, params, queues, limit, capped)
+            taken += probes
+            limit -= len(probes)
+            if limit <= 0:
+                return taken
+        if held:
+            params = {**params, "held": held}
+        any_query = QB["claim_any_held"] if held else Q["claim_any"]
+        queue_query = QB["claim_queue_held"] if held else Q["claim_queue"]
+        # --- end of circuit breakers ---
+        if not capped and (queues is None or len(queues) == 1):
+            if queues is None:
+                rest = cur.execute(any_query, {**params, "limit": limit})
+            else:
+                rest = cur.execute(queue_query, {**params, "queue": queues[0], "limit": limit})
+            return taken + rest.fetchall()
         if queues is None:
             queues = [row[0] for row in cur.execute(Q["ready_queues"])]
-            if capped.isdisjoint(queues):
+            if not held and capped.isdisjoint(queues):
                 # Global order as usual; a job that reaches a capped queue meanwhile waits.
                 query_params = {**params, "limit": limit, "capped": sorted(capped)}
                 return taken + cur.execute(Q["claim_any_except"], query_params).fetchall()
@@ -300,7 +341,7 @@ class PostgresBackend(Backend):
             limit,
             rooms(gates, now),
             lambda queue, take: list(
-                cur.execute(Q["claim_queue"], {**params, "queue": queue, "limit": take}).fetchall()
+                cur.execute(queue_query, {**params, "queue": queue, "limit": take}).fetchall()
             ),
         )
         for queue, rate_next in rate_updates(gates, started_by_queue(claimed), now):
@@ -356,6 +397,50 @@ class PostgresBackend(Backend):
                 },
             )
         return list(claimed)
+
+    # --- circuit breakers in the claim ---------------------------------------------------
+
+    def _breaker_gate(
+        self,
+        cur: Cursor,
+        params: dict[str, Any],
+        queues: Sequence[str] | None,
+        limit: int,
+        capped: frozenset[str],
+    ) -> tuple[list[tuple[Any, ...]], list[str]]:
+        """The probes this claim took, and the tasks it must skip."""
+        store = PostgresBreakers(cur, params)
+        gate = claim_gate(store, store.now(params["now"]), queues, capped, limit)
+        self.breaker_probe_at = gate.next_probe_at
+        return gate.probes, gate.held
+
+    def _unsettled_breakers(self) -> list[str]:
+        rows = self._db.run(
+            lambda cur: cur.execute(QB["unsettled_breakers"]).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return [str(row[0]) for row in rows]
+
+    def breakers(self) -> list[BreakerRow]:
+        return self._db.run(list_breakers, transaction=False, idempotent=True)
+
+    def set_breaker(self, breaker: Breaker, opened: bool) -> BreakerRow:
+        def body(cur: Cursor) -> BreakerRow:
+            store = PostgresBreakers(cur)
+            now = store.now(self._now_param())
+            store.ensure([breaker], now)
+            [before] = store.lock([breaker.name], wait=True)
+            if opened:
+                row = opened_by_hand(before, breaker, now)
+            else:
+                row = closed_by_hand(before, breaker)
+            store.save(row, now)
+            return row
+
+        row = self._db.run(body)
+        self._unsettled.forget()
+        return row
 
     def capped_queues(self) -> frozenset[str]:
         return self._capped.get(self._capped_queues)
@@ -417,17 +502,33 @@ class PostgresBackend(Backend):
             return []
         now = self._now_param()
 
-        def body(cur: Cursor) -> list[FinishResult]:
-            finished = finish_outcomes(cur, outcomes, now, self._finished_channel)
-            self._notify(cur, finished.queues)
-            return finished.results
+        reporting = any(o.breaker is not None for o in outcomes)
+        changed = False
+
+        def body(cur: Cursor) -> Finished:
+            nonlocal changed
+            finished = finish_outcomes(cur, outcomes, now, self._channel)
+            if reporting:
+                applied = [
+                    o
+                    for o, r in zip(outcomes, finished.results, strict=True)
+                    if r.applied and o.breaker is not None
+                ]
+                store = PostgresBreakers(cur)
+                changed = record_outcomes(store, applied, store.now(now)) if applied else False
+            return finished
 
         # The common batch, all successes, is a single UPDATE: it needs no transaction block
         # (one round trip instead of three).
-        single = all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes)
-        results = self._db.run(body, transaction=not single)
+        single = not reporting and all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes)
+        finished = self._db.run(body, transaction=not single)
+        if changed:
+            self._unsettled.forget()
+        # Committed: the wake-ups of retries and releases, and the word to those waiting on
+        # results, from the notifier (see notifier.py).
+        self._after_commit(finished.queues, ended=finished.ended)
         self._finished_local()
-        return results
+        return finished.results
 
     # --- caps on running jobs -------------------------------------------------------------
 
@@ -527,14 +628,14 @@ class PostgresBackend(Backend):
     def rescue_expired(self, exclude_worker: str | None = None) -> RescueReport:
         now = self._now_param()
 
-        def body(cur: Cursor) -> list[tuple[Any, ...]]:
+        def body(cur: Cursor) -> tuple[list[tuple[Any, ...]], Settlement]:
             params = {"now": now, "exclude": exclude_worker}
             rows = cur.execute(Q["rescue_expired"], params).fetchall()
-            self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
-            self._notify_finished(cur, rows)
-            return rows
+            return rows, self._settle(cur, [(r[0], r[1], r[3]) for r in rows], now)
 
-        return RescueReport(**rescued_by_state(self._db.run(body)))
+        rows, settlement = self._db.run(body)
+        self._after_rescue(rows, settlement)
+        return RescueReport(**rescued_by_state(rows))
 
     def reap_dead_workers(
         self,
@@ -546,7 +647,7 @@ class PostgresBackend(Backend):
         now = self._now_param()
         since = None if reachable_since is None else float(reachable_since)
 
-        def body(cur: Cursor) -> tuple[list[str], list[tuple[Any, ...]]]:
+        def body(cur: Cursor) -> tuple[list[str], list[tuple[Any, ...]], Settlement]:
             params = {
                 "now": now,
                 "exclude": exclude_worker,
@@ -556,16 +657,17 @@ class PostgresBackend(Backend):
             marked = cur.execute(Q["mark_dead_workers"], params)
             workers = [str(r[0]) for r in marked.fetchall()]
             rows: list[tuple[Any, ...]] = []
+            settlement = Settlement()
             if workers:
                 rescue = {"now": now, "workers": workers}
                 rows = cur.execute(Q["rescue_dead_workers"], rescue).fetchall()
                 cur.execute(Q["release_dead_leaderships"], {"workers": workers})
-                self._notify(cur, (queue for _, state, queue in rows if state == "retrying"))
-                self._notify_finished(cur, rows)
+                settlement = self._settle(cur, [(r[0], r[1], r[3]) for r in rows], now)
             cur.execute(Q["forget_dead_workers"], {"now": now, "forget_after": float(forget_after)})
-            return workers, rows
+            return workers, rows, settlement
 
-        workers, rows = self._db.run(body)
+        workers, rows, settlement = self._db.run(body)
+        self._after_rescue(rows, settlement)
         return ReapReport(workers=sorted(workers), **rescued_by_state(rows))
 
     def promote_due(self) -> int:
@@ -586,10 +688,10 @@ class PostgresBackend(Backend):
 
     def prune(self, older_than: float, batch: int = 1000) -> int:
         params = {"now": self._now_param(), "older_than": float(older_than), "batch": batch}
-        rowcount = self._db.run(
-            lambda cur: cur.execute(Q["prune"], params).rowcount, transaction=False
+        row = self._db.run(
+            lambda cur: cur.execute(Q["prune"], params).fetchone(), transaction=False
         )
-        return int(rowcount)
+        return 0 if row is None else int(row[0])
 
     def upkeep(self) -> bool:
         """VACUUM (ANALYZE) the jobs table when autovacuum will not: it is off for the server
@@ -690,6 +792,47 @@ class PostgresBackend(Backend):
         params = {"name": name, "holder": holder}
         self._db.run(lambda cur: cur.execute(Q["release_leadership"], params), transaction=False)
 
+    # --- schedules of periodic jobs -------------------------------------------------------
+
+    def register_schedules(self, names: Sequence[str]) -> None:
+        now = self._now_param()
+
+        def body(cur: Cursor) -> None:
+            cur.executemany(S["register_schedule"], [{"name": n, "now": now} for n in names])
+
+        self._db.run(body)
+
+    def schedule_states(self) -> list[ScheduleState]:
+        rows = self._db.run(
+            lambda cur: cur.execute(S["schedule_states"]).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return [_schedule_from_row(row) for row in rows]
+
+    def enqueue_tick(self, name: str, tick: float, job: NewJob) -> EnqueueResult | None:
+        now = self._now_param()
+        limits = self.settings.queue_limits
+
+        def body(cur: Cursor) -> EnqueueResult | None:
+            params = {"name": name, "tick": tick, "now": now}
+            if cur.execute(S["take_tick"], params).fetchone() is None:
+                return None
+            result = drive(cur, enqueue_steps([job], now, limits, self._channel))[0]
+            cur.execute(S["record_tick_job"], {"name": name, "job_id": result.job_id})
+            return result
+
+        result = self._db.run(body)
+        if result is not None:
+            self._notify_local([job.queue])
+        return result
+
+    def set_schedule_paused(self, name: str, paused: bool) -> ScheduleState:
+        params = {"name": name, "now": self._now_param(), "paused": paused}
+        row = self._db.run(lambda cur: cur.execute(S["set_schedule_paused"], params).fetchone())
+        assert row is not None  # an upsert returns its row
+        return _schedule_from_row(row)
+
     # --- operator actions -----------------------------------------------------------------
 
     @staticmethod
@@ -702,21 +845,29 @@ class PostgresBackend(Backend):
     def cancel(self, job_id: int) -> Job:
         params = {"id": job_id, "now": self._now_param()}
 
-        def body(cur: Cursor) -> None:
+        def body(cur: Cursor) -> Settlement | None:
+            """What the cancel settled, when it ended the job (None: it did not)."""
             state = self._locked_state(cur, job_id)
             if state in CANCELLABLE_STATES:
-                cur.execute(Q["cancel_waiting"], params)
-                self._notify_finished(cur)
-            elif state is JobState.RUNNING:
+                row = cur.execute(Q["cancel_waiting"], params).fetchone()
+                if row is not None and row[0]:
+                    return self._settle(cur, [(job_id, "cancelled", True)], params["now"])
+                return Settlement()
+            if state is JobState.RUNNING:
                 cur.execute(Q["request_cancel"], {"id": job_id})
             elif state is not JobState.CANCELLED:
                 raise InvalidTransition(job_id, state, "cancel")
+            return None
 
-        self._db.run(body)
+        settlement = self._db.run(body)
+        if settlement is not None:
+            self._after_commit(settlement.queues, ended=True)
         self._finished_local()
         return self.get(job_id)
 
-    def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
+    def requeue(
+        self, job_ids: Sequence[int], reset_attempts: bool = False, revive_children: bool = False
+    ) -> list[Job]:
         now = self._now_param()
 
         def body(cur: Cursor) -> set[str]:
@@ -732,6 +883,7 @@ class PostgresBackend(Backend):
                     raise IdempotencyConflict(job_id) from None
                 if row is not None:
                     queues.add(row[0])
+                run_sql(cur, requeue_links(job_id, revive_children))
             self._notify(cur, queues)
             return queues
 
@@ -748,6 +900,7 @@ class PostgresBackend(Backend):
                 if state is not JobState.DEAD:
                     raise InvalidTransition(job_id, state, "discard")
                 deleted += cur.execute(Q["discard"], {"id": job_id}).rowcount
+            cur.execute(Q["forget_edges"], {"ids": list(job_ids)})
             return deleted
 
         return self._db.run(body)
@@ -786,6 +939,24 @@ class PostgresBackend(Backend):
         }
         return self._read_jobs("list_jobs", params)
 
+    def dependencies(self, job_id: int) -> Dependencies:
+        def body(cur: Cursor) -> tuple[Any, list[Any], list[Any]]:
+            found = cur.execute(Q["get_job"], {"id": job_id}).fetchone()
+            parents = cur.execute(Q["job_parents"], {"id": job_id}).fetchall()
+            children = cur.execute(Q["job_children"], {"id": job_id}).fetchall()
+            return found, parents, children
+
+        found, parents, children = self._db.run(body, transaction=False, idempotent=True)
+        if found is None:
+            raise JobNotFound(job_id)
+        return Dependencies(
+            parents=[(int(p), JobState(s), r if s == "succeeded" else None) for p, s, r in parents],
+            children=[(int(c), JobState(s)) for c, s in children],
+        )
+
+    def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        return self._read_jobs("workflow_jobs", {"workflow_id": workflow_id})
+
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:
         rows = self._db.run(
             lambda cur: cur.execute(Q["stats"]).fetchall(), transaction=False, idempotent=True
@@ -817,11 +988,28 @@ class PostgresBackend(Backend):
         self._finish_listener.start(wait=_FIRST_LISTEN_WAIT)
         return self._finish_listener.marker
 
-    def _notify_finished(self, cur: Cursor, rows: Iterable[Sequence[Any]] | None = None) -> None:
-        """NOTIFY those waiting on results (at commit), unless ``rows`` (id, state, ...) of a
-        rescue ended no job."""
-        if rows is None or any(row[1] != "retrying" for row in rows):
-            cur.execute(Q["notify_finished"], {"finished_channel": self._finished_channel})
+    def _after_commit(self, queues: Iterable[str] = (), *, ended: bool = False) -> None:
+        """Once a transaction has committed: have the notifier wake the workers of ``queues``
+        and, when it ``ended`` jobs, tell those waiting on results (see notifier.py)."""
+        notifications = [(self._channel, queue) for queue in queues]
+        if ended:
+            notifications.append((self._finished_channel, ""))
+        if notifications:
+            self._notifier.notify(notifications)
+
+    def _after_rescue(self, rows: Sequence[Sequence[Any]], settlement: Settlement) -> None:
+        """_after_commit for the rows (id, state, queue, ...) a rescue returned, and the
+        children their ends settled."""
+        retrying = [row[2] for row in rows if row[1] == "retrying"]
+        ended = len(retrying) < len(rows) or bool(settlement.ended)
+        self._after_commit([*retrying, *settlement.queues], ended=ended)
+
+    @staticmethod
+    def _settle(cur: Cursor, rows: Sequence[Sequence[Any]], now: float | None) -> Settlement:
+        """Children of the jobs in ``rows`` (id, state, has_children) that just ended, settled
+        in the transaction of ``cur``; the caller notifies after the commit."""
+        settlement: Settlement = run_sql(cur, settle_rows(rows, now))
+        return settlement
 
     def _connect_listener(self) -> Connection:
         # "conveyor-listener", or "<the URL's application_name>-listener" (63 bytes at most).
@@ -850,3 +1038,15 @@ class PostgresBackend(Backend):
         self._notifier.close()
         self._listener.stop()
         self._db.close()
+
+
+def _schedule_from_row(row: Sequence[Any]) -> ScheduleState:
+    name, paused, since, last_tick, last_job_id, last_enqueued_at = row
+    return ScheduleState(
+        name,
+        bool(paused),
+        float(since),
+        None if last_tick is None else float(last_tick),
+        None if last_job_id is None else int(last_job_id),
+        None if last_enqueued_at is None else float(last_enqueued_at),
+    )

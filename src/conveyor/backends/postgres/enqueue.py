@@ -26,7 +26,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conveyor.backends.base import EnqueueResult, NewJob
+from conveyor.backends.dependencies import has_dependencies, link_new_jobs
 from conveyor.backends.postgres.connection import Q
+from conveyor.backends.postgres.deps import as_steps
 from conveyor.backends.postgres.steps import CopyIn, Cursor, Statement, Steps
 from conveyor.errors import BackendError, QueueFull
 from conveyor.job import JobState
@@ -51,6 +53,7 @@ def needs_transaction(jobs: Sequence[NewJob], queue_limits: Mapping[str, int]) -
         or any(job.queue in queue_limits for job in jobs)
         or any(job.idempotency_key is not None for job in jobs)
         or any(job.rate_key is not None for job in jobs)
+        or has_dependencies(jobs)
     )
 
 
@@ -82,6 +85,8 @@ def enqueue_steps(
     if any(job.rate_key is not None for job in jobs):
         yield from _mark_rate_limited(jobs, results)
     yield from _check_queue_limits(jobs, results, queue_limits)
+    if has_dependencies(jobs):
+        yield from as_steps(link_new_jobs(jobs, results, now))
     return results
 
 

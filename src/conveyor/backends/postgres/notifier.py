@@ -1,19 +1,22 @@
-"""The wake-up of single enqueues, sent after their commit from a session of its own.
+"""Wake-ups sent after their commit, from a session of its own: of single enqueues (to the
+workers) and of every transaction that ends jobs (to those waiting on results).
 
 A NOTIFY makes its transaction take a lock that every notifying transaction of the whole
-server shares, from before its commit is flushed to disk until after: enqueues that notify in
-their own transaction commit one at a time, and concurrent enqueuers, threads or processes,
-get no more than one enqueue per disk flush between them (pgbench, 8 clients: a third of the
-rate of the same INSERT without the NOTIFY). So a single enqueue commits its row alone, and
-this thread then sends the NOTIFY of its queue, in a transaction of its own with
-``synchronous_commit`` off: nothing is written there that must survive a crash, so its commit
-waits for no disk flush and holds the lock only for a moment. Queues named while a NOTIFY is
-under way are sent together in the next one.
+server shares, from before its commit is flushed to disk until after: transactions that
+notify commit one at a time, and concurrent enqueuers, threads or processes, get no more than
+one enqueue per disk flush between them (pgbench, 8 clients: a third of the rate of the same
+INSERT without the NOTIFY); so would workers finishing their jobs at once. So a single enqueue,
+or a finish, cancel or rescue, commits its rows alone, and this thread then sends the
+notifications, in a transaction of its own with ``synchronous_commit`` off: nothing is written
+there that must survive a crash, so its commit waits for no disk flush and holds the lock only
+for a moment. Notifications asked for while a send is under way go together in the next one,
+each (channel, payload) once.
 
-The enqueue is durable when it returns, as before; the wake-up follows it by one round trip
-on this session instead of arriving with its commit. Should this session be down, the
-wake-up is lost, as one is when the LISTEN session drops: workers also look for work on
-their own every ``poll_interval``.
+The write is durable when its call returns, as before; the wake-up follows it by one round
+trip on this session instead of arriving with its commit, and so never before the commit is
+visible. Should this session be down, the wake-up is lost, as one is when a LISTEN session
+drops: workers also look for work on their own every ``poll_interval``, and those waiting on
+results read their job again every second (results.py).
 """
 
 from __future__ import annotations
@@ -33,11 +36,11 @@ _FLUSH_TIMEOUT = 2.0
 
 
 class Notifier:
-    def __init__(self, connect: Callable[[], Connection], channel: str) -> None:
+    def __init__(self, connect: Callable[[], Connection]) -> None:
         self._connect = connect
-        self._channel = channel
         self._lock = threading.Lock()
-        self._pending: set[str] = set()
+        #: (channel, payload) pairs to send.
+        self._pending: set[tuple[str, str]] = set()
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -46,12 +49,12 @@ class Notifier:
         self.idle.set()
         self._session: Connection | None = None
 
-    def notify(self, queues: Iterable[str]) -> None:
-        """Wake the listeners of ``queues`` soon; returns at once."""
+    def notify(self, notifications: Iterable[tuple[str, str]]) -> None:
+        """Send these (channel, payload) notifications soon; returns at once."""
         with self._lock:
             if self._closing:
                 return
-            self._pending.update(queues)
+            self._pending.update(notifications)
             self.idle.clear()
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -82,20 +85,24 @@ class Notifier:
                 if self._closing and not self._pending:
                     self.idle.set()
                     return
-                queues, self._pending = sorted(self._pending), set()
-            self._send(queues)
+                pending, self._pending = sorted(self._pending), set()
+            self._send(pending)
 
-    def _send(self, queues: list[str]) -> None:
+    def _send(self, pending: list[tuple[str, str]]) -> None:
         # Twice at most: a session the server closed since the last send is replaced once.
         for attempt in (1, 2):
             try:
                 session = self._session or self._open()
-                session.execute(Q["notify_queues"], {"channel": self._channel, "queues": queues})
+                params = {
+                    "channels": [channel for channel, _ in pending],
+                    "payloads": [payload for _, payload in pending],
+                }
+                session.execute(Q["notify_pending"], params)
                 return
-            except Exception as exc:  # the wake-up is lost; workers will poll
+            except Exception as exc:  # the wake-up is lost; workers and waiters will poll
                 self._drop_session()
                 if attempt == 2 or not isinstance(exc, psycopg.OperationalError):
-                    log.warning("could not wake the workers of %s: %s", queues, exc)
+                    log.warning("could not send the notifications %s: %s", pending, exc)
                     return
 
     def _open(self) -> Connection:

@@ -1,5 +1,6 @@
 """finish_many on PostgreSQL: one fenced UPDATE ... FROM unnest(...) per kind of outcome, never
-a round trip per job, with retry budgets spent in the same transaction."""
+a round trip per job, with retry budgets spent in the same transaction. It sends no NOTIFY:
+what it returns tells the caller which to have the notifier send once it has committed."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.backends.base import FinishResult, Outcome, OutcomeKind
+from conveyor.backends.dependencies import Settlement, escalate, settle_ends
 from conveyor.backends.postgres.connection import Cursor, Q
-from conveyor.job import JobState
+from conveyor.backends.postgres.deps import run_sql
+from conveyor.job import TERMINAL_STATES, JobState
 
 #: Outcomes after which the job is ready again (at once or later): other workers should look.
 _WAKING = (OutcomeKind.RETRY, OutcomeKind.RELEASED)
@@ -21,15 +24,20 @@ Run = tuple[int, str]  # (job id, lease token): one run of one job
 @dataclass
 class Finished:
     results: list[FinishResult]
-    #: Queues that got jobs back (retries, releases): to be notified in the same transaction.
+    #: Queues that got jobs back (retries, releases, children unblocked): their workers to be
+    #: woken.
     queues: set[str] = field(default_factory=set)
+    #: Whether some job ended (succeeded, dead, cancelled; children a parent's failure ended
+    #: included): those waiting on results to be told.
+    ended: bool = False
 
 
 def finish_outcomes(
-    cur: Cursor, outcomes: Sequence[Outcome], now: float | None, finished_channel: str
+    cur: Cursor, outcomes: Sequence[Outcome], now: float | None, channel: str
 ) -> Finished:
-    """Apply the outcomes; the queries that end jobs also NOTIFY ``finished_channel`` (once per
-    transaction), for those waiting on results."""
+    """Apply the outcomes. Successes settle their children in their own statement (NOTIFYing
+    ``channel`` for the queues that get ready jobs: only a batch with children pays that, in its
+    transaction); failures settle theirs here, in the same transaction."""
     # A run can be finished once: a repeated (id, token) in the batch is never applied.
     firsts: dict[Run, Outcome] = {}
     for outcome in outcomes:
@@ -38,19 +46,33 @@ def finish_outcomes(
 
     ended: dict[Run, JobState] = {}
     queues: set[str] = set()
+    failed: dict[int, str] = {}
     for kind in OutcomeKind:
         group = [o for o in batch if o.kind is kind]
         if not group:
             continue
-        params = {"now": now, "finished_channel": finished_channel, **_params(kind, group)}
+        params: dict[str, Any] = {"now": now, **_params(kind, group)}
+        if kind is OutcomeKind.SUCCEEDED:
+            params["channel"] = channel
         rows = cur.execute(Q[f"finish_{kind.value}"], params).fetchall()
-        for job_id, token, queue, state in rows:
+        for job_id, token, queue, state, has_children in rows:
             ended[(int(job_id), token)] = JobState(state)
             if kind in _WAKING:
                 queues.add(queue)
-        if kind is OutcomeKind.RELEASED and any(row[3] == "cancelled" for row in rows):
-            # A release that met a cancel request ended the job (finish_released).
-            cur.execute(Q["notify_finished"], {"finished_channel": finished_channel})
+            if has_children and state in ("dead", "cancelled"):
+                failed[int(job_id)] = state
+        if kind is OutcomeKind.DEAD:
+            applied = {int(row[0]) for row in rows}
+            for outcome in group:
+                if outcome.escalate is not None and outcome.job_id in applied:
+                    queue = run_sql(cur, escalate(outcome, now))
+                    if queue is not None:
+                        queues.add(queue)
+
+    settlement = Settlement()
+    if failed:
+        settlement = run_sql(cur, settle_ends((), failed, now))
+        queues |= settlement.queues
 
     results: list[FinishResult] = []
     for outcome in outcomes:
@@ -59,7 +81,9 @@ def finish_outcomes(
             results.append(FinishResult(outcome.job_id, True, ended[run]))
         else:
             results.append(FinishResult(outcome.job_id, False))
-    return Finished(results, queues)
+    # A release that met a cancel request ended its job too (finish_released).
+    ended_any = any(state in TERMINAL_STATES for state in ended.values())
+    return Finished(results, queues, ended_any or bool(settlement.ended))
 
 
 def _spend_retry_budgets(cur: Cursor, outcomes: list[Outcome], now: float | None) -> list[Outcome]:

@@ -47,14 +47,17 @@ LISTEN {channel}
 -- Delivered at commit, once per queue: the payload tells listeners which queue has work.
 SELECT pg_notify(%(channel)s, queue) FROM unnest(%(queues)b::text[]) AS queue
 
--- name: notify_finished
--- Delivered at commit, once per transaction however many jobs it ended (PostgreSQL folds
--- identical notifications of one transaction): those waiting for results read theirs again.
-SELECT pg_notify(%(finished_channel)s, '')
+-- name: notify_pending
+-- The notifier's send (notifier.py), after the commits it tells of: the wake-ups of single
+-- enqueues (channel <schema>_jobs, payload the queue) and one notification of the transactions
+-- that ended jobs meanwhile (channel <schema>_finished, payload ''), on which those waiting for
+-- results read theirs again.
+SELECT pg_notify(c, p) FROM unnest(%(channels)b::text[], %(payloads)b::text[]) AS t (c, p)
 
 -- name: notifier_session
--- The session that sends the wake-ups of single enqueues (notifier.py): its transactions write
--- nothing that must survive a crash, so their commits need not wait for a disk flush.
+-- The session that sends the notifications after their commits (notifier.py): its
+-- transactions write nothing that must survive a crash, so their commits need not wait for a
+-- disk flush.
 SET synchronous_commit TO off
 
 -- name: migration_lock
@@ -409,19 +412,41 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
 
 -- name: pick_suspect
 -- The suspect (migration 7) claim_suspect should take, locked: the best one that is due, in
--- one of the queues given (NULL for all) and in a queue whose cap, if any, leaves room (the
--- backend checks that again under the queue's lock).
+-- one of the queues given (NULL for all) and in a queue that is neither paused nor waiting for
+-- its rate limit's next start and whose cap, if any, leaves room (the backend checks the
+-- queue's gates again under its lock, quiet hours included).
 SELECT j.id, j.queue FROM conveyor_jobs AS j
 WHERE j.state = 'retrying' AND j.suspect
   AND j.run_at <= coalesce(to_timestamp(%(now)s::float8), now())
   AND (%(queues)b::text[] IS NULL OR j.queue = ANY(%(queues)b::text[]))
   AND NOT EXISTS (
       SELECT 1 FROM conveyor_queue_limits AS l
-      WHERE l.queue = j.queue AND l.max_running <= (
-          SELECT count(*) FROM conveyor_jobs AS r WHERE r.queue = j.queue AND r.state = 'running'))
+      WHERE l.queue = j.queue AND (
+          l.paused_until > coalesce(to_timestamp(%(now)s::float8), now())
+          OR l.rate_next > coalesce(to_timestamp(%(now)s::float8), now())
+          OR l.max_running <= (
+              SELECT count(*) FROM conveyor_jobs AS r
+              WHERE r.queue = j.queue AND r.state = 'running')))
 ORDER BY j.priority DESC, j.run_at, j.id
 LIMIT 1
 FOR UPDATE OF j SKIP LOCKED
+
+-- name: peek_suspect
+-- Whether pick_suspect would find a suspect, without locking it (a lock would hide it from a
+-- claim_suspect under way): a busy worker asks about once a second whether to make room.
+SELECT 1 FROM conveyor_jobs AS j
+WHERE j.state = 'retrying' AND j.suspect
+  AND j.run_at <= coalesce(to_timestamp(%(now)s::float8), now())
+  AND (%(queues)b::text[] IS NULL OR j.queue = ANY(%(queues)b::text[]))
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_queue_limits AS l
+      WHERE l.queue = j.queue AND (
+          l.paused_until > coalesce(to_timestamp(%(now)s::float8), now())
+          OR l.rate_next > coalesce(to_timestamp(%(now)s::float8), now())
+          OR l.max_running <= (
+              SELECT count(*) FROM conveyor_jobs AS r
+              WHERE r.queue = j.queue AND r.state = 'running')))
+LIMIT 1
 
 -- name: claim_suspect
 -- retrying -> running for the suspect picked, alone: only for a worker that holds no running
@@ -502,6 +527,8 @@ WHERE j.state = 'running'
 FOR UPDATE OF j
 
 -- name: finish_succeeded
+-- No NOTIFY for those waiting on results here nor in the other finishes: the notifier tells
+-- them once the batch has committed (notifier.py).
 WITH done AS (
     UPDATE conveyor_jobs AS j
     SET state = 'succeeded', result = o.result::json,
@@ -509,13 +536,17 @@ WITH done AS (
         lease_token = NULL, lease_expires_at = NULL
     FROM unnest(%(ids)b::int8[], %(tokens)b::text[], %(results)b::text[]) AS o (id, token, result)
     WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
+    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state,
+              j.has_children AS has_children
 ),
-told AS (
-    -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
-    SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
+released AS (
+    -- Children of the jobs that succeeded, settled in this statement (see the function in
+    -- migration 9); a batch without children never calls it.
+    SELECT conveyor_release_children(
+        array_agg(id), coalesce(to_timestamp(%(now)s::float8), now()), %(channel)s) AS n
+    FROM done WHERE has_children HAVING count(*) > 0
 )
-SELECT id, token, queue, state FROM done, told
+SELECT id, token, queue, state, false FROM done LEFT JOIN released ON true
 
 -- name: finish_retry
 UPDATE conveyor_jobs AS j
@@ -532,50 +563,36 @@ FROM unnest(
     %(checkpoints)b::text[]
 ) AS o (id, token, error, retry_in, checkpoint)
 WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue, j.state
+RETURNING j.id, o.token, j.queue, j.state, j.has_children
 
 -- name: finish_dead
-WITH done AS (
-    UPDATE conveyor_jobs AS j
-    SET state = 'dead', dead_reason = o.reason,
-        finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
-        errors = CASE WHEN o.error IS NULL THEN j.errors
-                      ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
-        checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
-        lease_token = NULL, lease_expires_at = NULL
-    FROM unnest(
-        %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(reasons)b::text[],
-        %(checkpoints)b::text[]
-    ) AS o (id, token, error, reason, checkpoint)
-    WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
-),
-told AS (
-    -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
-    SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
-)
-SELECT id, token, queue, state FROM done, told
+UPDATE conveyor_jobs AS j
+SET state = 'dead', dead_reason = o.reason,
+    finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
+    errors = CASE WHEN o.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
+    checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
+    lease_token = NULL, lease_expires_at = NULL
+FROM unnest(
+    %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(reasons)b::text[],
+    %(checkpoints)b::text[]
+) AS o (id, token, error, reason, checkpoint)
+WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
+RETURNING j.id, o.token, j.queue, j.state, j.has_children
 
 -- name: finish_cancelled
-WITH done AS (
-    UPDATE conveyor_jobs AS j
-    SET state = 'cancelled',
-        finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
-        errors = CASE WHEN o.error IS NULL THEN j.errors
-                      ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
-        checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
-        lease_token = NULL, lease_expires_at = NULL
-    FROM unnest(
-        %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(checkpoints)b::text[]
-    ) AS o (id, token, error, checkpoint)
-    WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-    RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state
-),
-told AS (
-    -- One NOTIFY for the whole batch, for those waiting on results (see notify_finished).
-    SELECT count(pg_notify(%(finished_channel)s, '')) FROM (SELECT 1 FROM done LIMIT 1) AS one
-)
-SELECT id, token, queue, state FROM done, told
+UPDATE conveyor_jobs AS j
+SET state = 'cancelled',
+    finished_at = coalesce(to_timestamp(%(now)s::float8), now()),
+    errors = CASE WHEN o.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
+    checkpoint = coalesce(o.checkpoint::json, j.checkpoint),
+    lease_token = NULL, lease_expires_at = NULL
+FROM unnest(
+    %(ids)b::int8[], %(tokens)b::text[], %(errors)b::text[], %(checkpoints)b::text[]
+) AS o (id, token, error, checkpoint)
+WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
+RETURNING j.id, o.token, j.queue, j.state, j.has_children
 
 -- name: finish_released
 -- Back in the queue without charging the attempt, unless someone asked to cancel the job
@@ -593,7 +610,7 @@ SET state = CASE WHEN j.cancel_requested THEN 'cancelled'
 FROM unnest(%(ids)b::int8[], %(tokens)b::text[], %(checkpoints)b::text[])
     AS o (id, token, checkpoint)
 WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
-RETURNING j.id, o.token, j.queue, j.state
+RETURNING j.id, o.token, j.queue, j.state, j.has_children
 
 -- name: budget_open_window
 INSERT INTO conveyor_retry_budgets AS b (task, window_start, used)
@@ -650,7 +667,7 @@ WHERE j.id = ANY(ARRAY(
     FOR UPDATE SKIP LOCKED
 ))
   AND held.worker_id IS NOT DISTINCT FROM j.worker_id
-RETURNING j.id, j.state, j.queue
+RETURNING j.id, j.state, j.queue, j.has_children
 
 -- name: job_state
 SELECT state FROM conveyor_jobs WHERE id = %(id)s FOR UPDATE
@@ -659,6 +676,7 @@ SELECT state FROM conveyor_jobs WHERE id = %(id)s FOR UPDATE
 UPDATE conveyor_jobs
 SET state = 'cancelled', finished_at = coalesce(to_timestamp(%(now)s::float8), now())
 WHERE id = %(id)s AND state IN ('blocked', 'scheduled', 'queued', 'retrying')
+RETURNING has_children
 
 -- name: request_cancel
 UPDATE conveyor_jobs SET cancel_requested = true
@@ -667,7 +685,7 @@ WHERE id = %(id)s AND state = 'running'
 -- name: requeue
 UPDATE conveyor_jobs
 SET state = 'queued', run_at = coalesce(to_timestamp(%(now)s::float8), now()),
-    finished_at = NULL, dead_reason = NULL, cancel_requested = false,
+    finished_at = NULL, dead_reason = NULL, cancel_requested = false, stopped_by = NULL,
     max_attempts = CASE WHEN %(reset)s::boolean THEN max_attempts
                         ELSE greatest(max_attempts, attempts + 1) END,
     attempts = CASE WHEN %(reset)s::boolean THEN 0 ELSE attempts END,
@@ -684,7 +702,8 @@ SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
        suspect, worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
-       date_part('epoch', finished_at) AS finished_at
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
+       escalated_to, escalated_from
 FROM conveyor_jobs WHERE id = %(id)s
 
 -- name: get_jobs
@@ -694,7 +713,8 @@ SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
        suspect, worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
-       date_part('epoch', finished_at) AS finished_at
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
+       escalated_to, escalated_from
 FROM conveyor_jobs WHERE id = ANY(%(ids)b::int8[])
 
 -- name: list_jobs
@@ -703,7 +723,8 @@ SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at
        lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
        suspect, worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
        date_part('epoch', started_at) AS started_at,
-       date_part('epoch', finished_at) AS finished_at
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
+       escalated_to, escalated_from
 FROM conveyor_jobs
 WHERE (%(states)b::text[] IS NULL OR state = ANY(%(states)b::text[]))
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
@@ -716,16 +737,28 @@ LIMIT %(limit)s
 SELECT queue, state, count(*) FROM conveyor_jobs GROUP BY queue, state
 
 -- name: prune
-DELETE FROM conveyor_jobs
-WHERE id = ANY(ARRAY(
-    SELECT id FROM conveyor_jobs
-    WHERE finished_at IS NOT NULL
-      AND finished_at < coalesce(to_timestamp(%(now)s::float8), now())
-                        - %(older_than)s::float8 * interval '1 second'
-      AND state IN ('succeeded', 'cancelled')
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-))
+-- A parent stays while a child of its is live: the child may read its result. The edges of
+-- pruned children go with them.
+WITH gone AS (
+    DELETE FROM conveyor_jobs
+    WHERE id = ANY(ARRAY(
+        SELECT j.id FROM conveyor_jobs AS j
+        WHERE j.finished_at IS NOT NULL
+          AND j.finished_at < coalesce(to_timestamp(%(now)s::float8), now())
+                              - %(older_than)s::float8 * interval '1 second'
+          AND j.state IN ('succeeded', 'cancelled')
+          AND NOT (j.has_children AND EXISTS (
+              SELECT 1 FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+              WHERE e.parent_id = j.id
+                AND c.state IN ('blocked', 'scheduled', 'queued', 'running', 'retrying')))
+        LIMIT %(batch)s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING id
+), edges AS (
+    DELETE FROM conveyor_job_edges WHERE child_id IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone
 
 -- name: next_due
 SELECT date_part('epoch', min(run_at)) FROM conveyor_jobs
@@ -780,7 +813,7 @@ WHERE j.id = ANY(ARRAY(
     FOR UPDATE
 ))
   AND held.worker_id = j.worker_id
-RETURNING j.id, j.state, j.queue
+RETURNING j.id, j.state, j.queue, j.has_children
 
 -- name: forget_dead_workers
 DELETE FROM conveyor_workers
@@ -1034,3 +1067,168 @@ WHERE j.id = %(id)s
 -- name: queues_of
 -- The queues of the given jobs (rate-limited jobs a claim picked, whose queues may have gates).
 SELECT id, queue FROM conveyor_jobs WHERE id = ANY(%(ids)b::int8[])
+-- Dependencies (conveyor/workflows/). Parallel arrays pair by position; %(rows)s is a JSON
+-- array of rows.
+
+-- name: lock_parents
+-- Marks the parents of jobs being enqueued (their finish will look for children from now on)
+-- and reads their states. The row locks order this enqueue with a concurrent finish of a
+-- parent: that finish waits for this commit, then sees has_children and (through
+-- conveyor_release_children's fresh snapshot) the edges.
+UPDATE conveyor_jobs SET has_children = true
+WHERE id = ANY(%(ids)b::int8[])
+RETURNING id, state
+
+-- name: insert_edges
+-- %(rows)s holds [parent, child] pairs.
+INSERT INTO conveyor_job_edges (parent_id, child_id)
+SELECT (r->>0)::int8, (r->>1)::int8 FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+ON CONFLICT DO NOTHING
+
+-- name: set_dependency_states
+UPDATE conveyor_jobs AS j
+SET state = coalesce(d.state, j.state),
+    pending_parents = d.pending,
+    on_parent_failure = d.policy,
+    dead_reason = d.reason,
+    stopped_by = d.stopped_by,
+    finished_at = CASE WHEN d.state IN ('dead', 'cancelled')
+                       THEN coalesce(to_timestamp(%(now)s::float8), now()) END
+FROM (
+    SELECT (r->>0)::int8 AS id, r->>1 AS state, (r->>2)::integer AS pending, r->>3 AS policy,
+           r->>4 AS reason, (r->>5)::int8 AS stopped_by
+    FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+) AS d
+WHERE j.id = d.id
+
+-- name: set_workflow
+UPDATE conveyor_jobs SET workflow_id = %(workflow_id)s
+WHERE id = ANY(%(ids)b::int8[])
+
+-- name: release_children
+UPDATE conveyor_jobs AS c
+SET pending_parents = c.pending_parents - e.n,
+    state = CASE WHEN c.pending_parents - e.n > 0 THEN 'blocked'
+                 WHEN c.on_parent_failure = 'run_only' AND c.stopped_by IS NULL THEN 'cancelled'
+                 WHEN c.run_at > coalesce(to_timestamp(%(now)s::float8), now()) THEN 'scheduled'
+                 ELSE 'queued' END,
+    finished_at = CASE WHEN c.pending_parents - e.n = 0 AND c.on_parent_failure = 'run_only'
+                            AND c.stopped_by IS NULL
+                       THEN coalesce(to_timestamp(%(now)s::float8), now()) END,
+    dead_reason = CASE WHEN c.pending_parents - e.n = 0 AND c.on_parent_failure = 'run_only'
+                            AND c.stopped_by IS NULL THEN 'not needed: every parent succeeded' END
+FROM (SELECT child_id, count(*)::integer AS n FROM conveyor_job_edges
+      WHERE parent_id = ANY(%(parents)b::int8[]) GROUP BY child_id) AS e
+WHERE c.id = e.child_id AND c.state = 'blocked'
+RETURNING c.id, c.queue, c.state
+
+-- name: unblock
+UPDATE conveyor_jobs AS c
+SET pending_parents = c.pending_parents - e.n,
+    stopped_by = coalesce(c.stopped_by, e.failed),
+    state = CASE WHEN c.pending_parents - e.n > 0 THEN 'blocked'
+                 WHEN c.run_at > coalesce(to_timestamp(%(now)s::float8), now()) THEN 'scheduled'
+                 ELSE 'queued' END
+FROM (SELECT (r->>0)::int8 AS id, (r->>1)::integer AS n, (r->>2)::int8 AS failed
+      FROM jsonb_array_elements(%(rows)s::jsonb) AS r) AS e
+WHERE c.id = e.id AND c.state = 'blocked'
+RETURNING c.id, c.queue, c.state
+
+-- name: blocked_children
+-- Locked in id order (as every settlement locks them), so concurrent settlements queue up
+-- instead of deadlocking. The edges of the parents drive (MATERIALIZED): with few blocked
+-- jobs the planner would rather walk them all, a cost that grows with every blocked job.
+WITH e AS MATERIALIZED (
+    SELECT parent_id, child_id FROM conveyor_job_edges
+    WHERE parent_id = ANY(%(parents)b::int8[])
+)
+SELECT c.id, e.parent_id, c.on_parent_failure
+FROM e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE c.state = 'blocked'
+ORDER BY c.id, e.parent_id
+FOR UPDATE OF c
+
+-- name: stop_children
+UPDATE conveyor_jobs AS j
+SET state = d.state, dead_reason = d.reason, stopped_by = d.stopped_by,
+    finished_at = coalesce(to_timestamp(%(now)s::float8), now())
+FROM (
+    SELECT (r->>0)::int8 AS id, r->>1 AS state, r->>2 AS reason, (r->>3)::int8 AS stopped_by
+    FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+) AS d
+WHERE j.id = d.id AND j.state = 'blocked'
+RETURNING j.id, j.state, j.has_children
+
+-- name: reblock_children
+UPDATE conveyor_jobs
+SET pending_parents = pending_parents + 1
+WHERE state = 'blocked' AND id IN (
+    SELECT child_id FROM conveyor_job_edges WHERE parent_id = %(id)s)
+
+-- name: stopped_children
+SELECT c.id FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE e.parent_id = ANY(%(parents)b::int8[])
+  AND c.stopped_by = e.parent_id AND c.state IN ('dead', 'cancelled')
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_job_edges AS o JOIN conveyor_jobs AS p ON p.id = o.parent_id
+      WHERE o.child_id = c.id AND o.parent_id <> e.parent_id
+        AND p.state IN ('dead', 'cancelled'))
+ORDER BY c.id
+
+-- name: revive_children
+UPDATE conveyor_jobs AS j
+SET state = 'blocked', finished_at = NULL, dead_reason = NULL, stopped_by = NULL,
+    cancel_requested = false,
+    pending_parents = (
+        SELECT count(*) FROM conveyor_job_edges AS e JOIN conveyor_jobs AS p
+          ON p.id = e.parent_id
+        WHERE e.child_id = j.id AND p.state <> 'succeeded')
+WHERE j.id = ANY(%(ids)b::int8[]) AND j.state IN ('dead', 'cancelled')
+
+-- name: job_parents
+SELECT p.id, p.state, p.result FROM conveyor_job_edges AS e JOIN conveyor_jobs AS p
+  ON p.id = e.parent_id
+WHERE e.child_id = %(id)s
+ORDER BY p.id
+
+-- name: job_children
+SELECT c.id, c.state FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE e.parent_id = %(id)s
+ORDER BY c.id
+
+-- name: workflow_jobs
+SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at) AS run_at,
+       attempts, max_attempts, date_part('epoch', created_at) AS created_at, idempotency_key,
+       lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
+       suspect, worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
+       date_part('epoch', started_at) AS started_at,
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
+       escalated_to, escalated_from
+FROM conveyor_jobs WHERE workflow_id = %(workflow_id)s
+ORDER BY id
+
+-- name: forget_edges
+DELETE FROM conveyor_job_edges WHERE child_id = ANY(%(ids)b::int8[])
+
+-- Escalation (conveyor/workflows/escalation.py), in the transaction that wrote the job dead.
+
+-- name: escalate
+-- A job of :task with the arguments of job :from; none when :from is itself an escalated copy
+-- of that same task (a task escalates to itself once).
+INSERT INTO conveyor_jobs (
+    queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout, created_at,
+    escalated_from
+)
+SELECT %(queue)s, %(task)s, args, kwargs, 'queued', %(priority)s,
+       coalesce(to_timestamp(%(now)s::float8), now()), %(max_attempts)s, %(timeout)s,
+       coalesce(to_timestamp(%(now)s::float8), now()), id
+FROM conveyor_jobs
+WHERE id = %(from)s AND NOT (task = %(task)s AND escalated_from IS NOT NULL)
+RETURNING id
+
+-- name: link_escalation
+UPDATE conveyor_jobs
+SET escalated_to = %(to)s::int8,
+    dead_reason = 'escalated to job ' || %(to)s::int8 || ' (' || %(task)s::text || ', on '
+                  || %(why)s::text || '): ' || coalesce(dead_reason, '')
+WHERE id = %(from)s::int8

@@ -47,6 +47,11 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         lease_expires_at=_seconds(row["lease_expires_at"]),
         started_at=_seconds(row["started_at"]),
         finished_at=_seconds(row["finished_at"]),
+        pending_parents=row["pending_parents"],
+        stopped_by=row["stopped_by"],
+        workflow_id=row["workflow_id"],
+        escalated_to=row["escalated_to"],
+        escalated_from=row["escalated_from"],
     )
 
 

@@ -15,6 +15,7 @@ from conveyor.backends.base import (
     FORGET_DEAD_WORKERS_AFTER,
     Backend,
     ClaimedJob,
+    Dependencies,
     EnqueueResult,
     FinishResult,
     LeaseReport,
@@ -23,11 +24,24 @@ from conveyor.backends.base import (
     OutcomeKind,
     ReapReport,
     RescueReport,
+    ScheduleState,
     SchemaStatus,
     rescued_by_state,
 )
+from conveyor.backends.breakers import claim_gate, record_outcomes
 from conveyor.backends.caps import CappedQueues
-from conveyor.backends.sql import load_migrations
+from conveyor.backends.dependencies import (
+    Settlement,
+    Sql,
+    T,
+    escalate,
+    has_dependencies,
+    link_new_jobs,
+    requeue_links,
+    settle_rows,
+)
+from conveyor.backends.sql import load_migrations, load_queries
+from conveyor.backends.sqlite.breakers import QB, SQLiteBreakers, list_breakers
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
 from conveyor.backends.sqlite.enqueue import insert_jobs
 from conveyor.backends.sqlite.group import GroupCommit
@@ -42,12 +56,15 @@ from conveyor.errors import (
 )
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobError, JobState
 from conveyor.limits import QueueGate, QuietHours, RateLimit
+from conveyor.limits.breakers import Breaker, BreakerRow, closed_by_hand, opened_by_hand
 from conveyor.limits.buckets import Bucket, admit, bucket_updates, picked
 from conveyor.limits.gates import rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
 MIGRATIONS = load_migrations("conveyor.backends.sqlite")
+#: The queries of schedules (periodic jobs).
+S = load_queries("conveyor.backends.sqlite", "schedules.sql")
 LATEST_VERSION = MIGRATIONS[-1][0]
 _WAITING = ("blocked", "scheduled", "queued", "retrying")
 
@@ -118,6 +135,11 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         lease_expires_at=row["lease_expires_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        pending_parents=row["pending_parents"],
+        stopped_by=row["stopped_by"],
+        workflow_id=row["workflow_id"],
+        escalated_to=row["escalated_to"],
+        escalated_from=row["escalated_from"],
     )
 
 
@@ -161,6 +183,8 @@ class SQLiteBackend(Backend):
         self._capped = CappedQueues(self.now)
         #: Whether any rate limit bucket of a task exists (the same cache, of one name).
         self._limited = CappedQueues(self.now)
+        #: The breakers that are not closed, kept like the capped queues.
+        self._unsettled = CappedQueues(self.now)
         if check_schema:
             self._check_schema(settings.auto_migrate if auto_migrate is None else auto_migrate)
 
@@ -237,16 +261,19 @@ class SQLiteBackend(Backend):
         now = self.now()
         limits = self.settings.queue_limits
         job = jobs[0]
-        if (
+        single = (
             len(jobs) == 1
             and job.idempotency_key is None
             and job.rate_key is None
             and job.queue not in limits
-        ):
+        )
+        if single and not has_dependencies(jobs):
             results = [self._group.insert(job, now)]
         else:
             with self._writer.write() as db:
                 results = insert_jobs(db, jobs, now, limits)
+                if has_dependencies(jobs):
+                    _run(db, link_new_jobs(jobs, results, now))
             if any(job.rate_key is not None for job in jobs):
                 self._limited.forget()  # this process's claims look for rate-limited jobs at once
         self._notify_local(sorted({job.queue for job in jobs}))
@@ -277,34 +304,43 @@ class SQLiteBackend(Backend):
                 rows = self._claim_rate_limited(db, params, queues, limit, capped)
                 limit -= len(rows)
             # --- end of rate limits of tasks ---
+            # --- circuit breakers: skip the tasks behind open ones, take the probes due.
+            held: list[str] = []
+            if limit > 0 and self._unsettled.get(
+                lambda: [r[0] for r in db.execute(QB["unsettled_breakers"])]
+            ):
+                store = SQLiteBreakers(db, params)
+                breakers = claim_gate(store, now, queues, capped, limit)
+                held, limit = breakers.held, limit - len(breakers.probes)
+                rows += breakers.probes
+                params["held"] = json.dumps(held)
+                self.breaker_probe_at = breakers.next_probe_at
+            else:
+                self.breaker_probe_at = None
+            # --- end of circuit breakers
+            if queues is None and capped:
+                ready = [row[0] for row in db.execute(Q["ready_queues"])]
+                # No other writer can fill a capped queue before this transaction ends.
+                if not capped.isdisjoint(ready):
+                    queues = ready
             if limit <= 0:
                 pass
             elif queues is None:
-                if capped:
-                    ready = [row[0] for row in db.execute(Q["ready_queues"])]
-                    # No other writer can fill a capped queue before this transaction ends.
-                    if not capped.isdisjoint(ready):
-                        rows += self._claim_in_turn(db, params, ready, limit, capped)
-                        limit = 0
-                if limit > 0:
-                    rows += db.execute(Q["claim_any"], {**params, "limit": limit}).fetchall()
+                query = QB["claim_any_held"] if held else Q["claim_any"]
+                rows += db.execute(query, {**params, "limit": limit}).fetchall()
             else:
-                rows += self._claim_in_turn(db, params, queues, limit, capped)
+                rows += self._claim_in_turn(db, params, queues, limit, capped, held)
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
         return [_claimed(r) for r in rows]
 
     def claim_suspect(
         self, worker_id: str, queues: Sequence[str] | None, lease: float
     ) -> ClaimedJob | None:
-        names = None if queues is None else json.dumps(list(queues))
         # An idle worker asks at every poll, and there is almost never a suspect: look without
         # the write lock first.
-        with self._reader.read() as db:
-            if (
-                db.execute(Q["pick_suspect"], {"now": self.now(), "queues": names}).fetchone()
-                is None
-            ):
-                return None
+        if not self.suspect_waiting(queues):
+            return None
+        names = None if queues is None else json.dumps(list(queues))
         with self._writer.write() as db:
             # Caps are counted inside the write transaction: pick_suspect's check is exact.
             now = self.now()
@@ -332,6 +368,12 @@ class SQLiteBackend(Backend):
                     db.execute(Q["take_rate"], {"queue": name, "rate_next": rate_next})
         return None if row is None else _claimed(row)
 
+    def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
+        names = None if queues is None else json.dumps(list(queues))
+        with self._reader.read() as db:
+            params = {"now": self.now(), "queues": names}
+            return db.execute(Q["pick_suspect"], params).fetchone() is not None
+
     def _claim_in_turn(
         self,
         db: sqlite3.Connection,
@@ -339,8 +381,10 @@ class SQLiteBackend(Backend):
         queues: Sequence[str],
         limit: int,
         capped: frozenset[str],
+        held: Sequence[str] = (),
     ) -> list[tuple[Any, ...]]:
         """Queue after queue, each gated one up to the room its gates leave."""
+        query = QB["claim_queue_held"] if held else Q["claim_queue"]
         wanted = sorted(capped.intersection(queues))
         # --- queue gates (conveyor/limits/gates.py): caps, pauses, quiet hours, rates ---
         gates: list[QueueGate] = []
@@ -353,7 +397,7 @@ class SQLiteBackend(Backend):
             limit,
             rooms(gates, params["now"]),
             lambda queue, take: list(
-                db.execute(Q["claim_queue"], {**params, "queue": queue, "limit": take}).fetchall()
+                db.execute(query, {**params, "queue": queue, "limit": take}).fetchall()
             ),
         )
         for queue, rate_next in rate_updates(gates, started_by_queue(rows), params["now"]):
@@ -440,15 +484,21 @@ class SQLiteBackend(Backend):
         # A run is finished once: a repeated (id, token) in the batch is never applied twice.
         firsts = list({(o.job_id, o.token): o for o in reversed(outcomes)}.values())[::-1]
         ended: dict[tuple[int, str], JobState] = {}
+        # Jobs ended with children: their children follow in this same transaction.
+        parents: list[tuple[int, str]] = []
+        escalated: set[str] = set()
+        settlement = Settlement()
         with self._writer.write() as db:
             now = self.now()
             bulk = _one_success_per_job(firsts)
             if bulk:
                 batch = json.dumps([[o.job_id, o.token, o.result_json] for o in bulk.values()])
-                for (job_id,) in db.execute(
+                for job_id, has_children in db.execute(
                     Q["finish_succeeded_many"], {"now": now, "outcomes": batch}
                 ):
                     ended[(job_id, bulk[job_id].token)] = JobState.SUCCEEDED
+                    if has_children:
+                        parents.append((job_id, "succeeded"))
             for outcome in firsts:
                 if bulk.get(outcome.job_id) is outcome:
                     continue
@@ -463,12 +513,32 @@ class SQLiteBackend(Backend):
                 row = db.execute(query, _outcome_params(outcome, now)).fetchone()
                 if row is not None:
                     ended[(outcome.job_id, outcome.token)] = JobState(row[0])
+                    if row[1]:
+                        parents.append((outcome.job_id, row[0]))
+                    if outcome.escalate is not None:
+                        queue = _run(db, escalate(outcome, now))
+                        if queue is not None:
+                            escalated.add(queue)
+            if parents:
+                settlement = self._settle(db, [(i, s, True) for i, s in parents], now)
+            reporting = [
+                o for o in firsts if o.breaker is not None and (o.job_id, o.token) in ended
+            ]
+            if reporting and record_outcomes(SQLiteBreakers(db), reporting, now):
+                self._unsettled.forget()
         results: list[FinishResult] = []
         for outcome in outcomes:
             state = ended.pop((outcome.job_id, outcome.token), None)
             results.append(FinishResult(outcome.job_id, state is not None, state))
+        if settlement.queues or escalated:
+            self._notify_local(sorted(settlement.queues | escalated))
         self._finished_local()
         return results
+
+    @staticmethod
+    def _settle(db: sqlite3.Connection, rows: Sequence[Sequence[Any]], now: float) -> Settlement:
+        """Children of the jobs in ``rows`` (id, state, has_children) that just ended."""
+        return _run(db, settle_rows(rows, now))
 
     @staticmethod
     def _spend_retry_budget(db: sqlite3.Connection, outcome: Outcome, now: float) -> Outcome:
@@ -558,12 +628,37 @@ class SQLiteBackend(Backend):
             row = db.execute(Q["rate_bucket_of"], {"id": job_id}).fetchone()
         return None if row is None else Bucket.from_row(tuple(row))
 
+    # --- circuit breakers -----------------------------------------------------------------
+
+    def breakers(self) -> list[BreakerRow]:
+        with self._reader.read() as db:
+            return list_breakers(db)
+
+    def set_breaker(self, breaker: Breaker, opened: bool) -> BreakerRow:
+        with self._writer.write() as db:
+            now = self.now()
+            store = SQLiteBreakers(db)
+            found = store.lock([breaker.name], wait=True)
+            before = found[0] if found else None
+            if opened:
+                row = opened_by_hand(before, breaker, now)
+            else:
+                row = closed_by_hand(before, breaker)
+            store.save(row, now)
+        self._unsettled.forget()
+        if not opened:
+            self._notify_local(sorted({*self.ready_queues()}))
+        return row
+
     # --- maintenance ----------------------------------------------------------------------
 
     def rescue_expired(self, exclude_worker: str | None = None) -> RescueReport:
         with self._writer.write() as db:
             params = {"now": self.now(), "exclude": exclude_worker, **self._boot_params()}
             rows = db.execute(Q["rescue_expired"], params).fetchall()
+            settlement = self._settle(db, rows, params["now"])
+        if settlement.queues:
+            self._notify_local(sorted(settlement.queues))
         return RescueReport(**rescued_by_state(rows))
 
     def reap_dead_workers(
@@ -574,6 +669,7 @@ class SQLiteBackend(Backend):
         known_dead: Sequence[str] = (),
     ) -> ReapReport:
         rows: list[tuple[Any, ...]] = []
+        settlement = Settlement()
         with self._writer.write() as db:
             now = self.now()
             boot = self._boot_params()
@@ -593,8 +689,11 @@ class SQLiteBackend(Backend):
             if workers:
                 dead = {"now": now, "workers": json.dumps(workers)}
                 rows = db.execute(Q["rescue_dead_workers"], dead).fetchall()
+                settlement = self._settle(db, rows, now)
                 db.execute(Q["release_dead_leaderships"], dead)
             db.execute(Q["forget_dead_workers"], {"now": now, "forget_after": forget_after})
+        if settlement.queues:
+            self._notify_local(sorted(settlement.queues))
         return ReapReport(workers=sorted(workers), **rescued_by_state(rows))
 
     def promote_due(self) -> int:
@@ -608,8 +707,11 @@ class SQLiteBackend(Backend):
 
     def prune(self, older_than: float, batch: int = 1000) -> int:
         with self._writer.write() as db:
-            cursor = db.execute(Q["prune"], {"cutoff": self.now() - older_than, "batch": batch})
-            return cursor.rowcount
+            params = {"cutoff": self.now() - older_than, "batch": batch}
+            pruned = [row[0] for row in db.execute(Q["prune"], params).fetchall()]
+            if pruned:
+                db.execute(Q["forget_edges"], {"ids": json.dumps(pruned)})
+            return len(pruned)
 
     # --- workers and leadership -----------------------------------------------------------
 
@@ -682,6 +784,33 @@ class SQLiteBackend(Backend):
         with self._writer.write() as db:
             db.execute(Q["release_leadership"], {"name": name, "holder": holder})
 
+    # --- schedules of periodic jobs -------------------------------------------------------
+
+    def register_schedules(self, names: Sequence[str]) -> None:
+        with self._writer.write() as db:
+            now = self.now()
+            db.executemany(S["register_schedule"], [{"name": n, "now": now} for n in names])
+
+    def schedule_states(self) -> list[ScheduleState]:
+        with self._reader.read() as db:
+            return [_row_to_schedule(row) for row in db.execute(S["schedule_states"])]
+
+    def enqueue_tick(self, name: str, tick: float, job: NewJob) -> EnqueueResult | None:
+        now = self.now()
+        with self._writer.write() as db:
+            params = {"name": name, "tick": tick, "now": now}
+            if db.execute(S["take_tick"], params).fetchone() is None:
+                return None
+            result = insert_jobs(db, [job], now, self.settings.queue_limits)[0]
+            db.execute(S["record_tick_job"], {"name": name, "job_id": result.job_id})
+        self._notify_local([job.queue])
+        return result
+
+    def set_schedule_paused(self, name: str, paused: bool) -> ScheduleState:
+        with self._writer.write() as db:
+            params = {"name": name, "now": self.now(), "paused": int(paused)}
+            return _row_to_schedule(db.execute(S["set_schedule_paused"], params).fetchone())
+
     # --- operator actions -----------------------------------------------------------------
 
     def _state_of(self, db: sqlite3.Connection, job_id: int) -> JobState:
@@ -691,18 +820,26 @@ class SQLiteBackend(Backend):
         return JobState(row[0])
 
     def cancel(self, job_id: int) -> Job:
+        settlement = Settlement()
         with self._writer.write() as db:
             state = self._state_of(db, job_id)
             if state in CANCELLABLE_STATES:
-                db.execute(Q["cancel_waiting"], {"id": job_id, "now": self.now()})
+                now = self.now()
+                row = db.execute(Q["cancel_waiting"], {"id": job_id, "now": now}).fetchone()
+                if row is not None and row[0]:
+                    settlement = self._settle(db, [(job_id, "cancelled", True)], now)
             elif state is JobState.RUNNING:
                 db.execute(Q["request_cancel"], {"id": job_id})
             elif state is not JobState.CANCELLED:
                 raise InvalidTransition(job_id, state, "cancel")
+        if settlement.queues:
+            self._notify_local(sorted(settlement.queues))
         self._finished_local()
         return self.get(job_id)
 
-    def requeue(self, job_ids: Sequence[int], reset_attempts: bool = False) -> list[Job]:
+    def requeue(
+        self, job_ids: Sequence[int], reset_attempts: bool = False, revive_children: bool = False
+    ) -> list[Job]:
         with self._writer.write() as db:
             for job_id in job_ids:
                 state = self._state_of(db, job_id)
@@ -714,6 +851,7 @@ class SQLiteBackend(Backend):
                     )
                 except sqlite3.IntegrityError:
                     raise IdempotencyConflict(job_id) from None
+                _run(db, requeue_links(job_id, revive_children))
         if job_ids:
             self._notify_local(sorted({job.queue for job in map(self.get, job_ids)}))
         return [self.get(job_id) for job_id in job_ids]
@@ -726,6 +864,7 @@ class SQLiteBackend(Backend):
                 if state is not JobState.DEAD:
                     raise InvalidTransition(job_id, state, "discard")
                 deleted += db.execute(Q["discard"], {"id": job_id}).rowcount
+            db.execute(Q["forget_edges"], {"ids": json.dumps(list(job_ids))})
             return deleted
 
     # --- reads ----------------------------------------------------------------------------
@@ -755,6 +894,25 @@ class SQLiteBackend(Backend):
         }
         with self._reader.read() as db:
             rows = db.execute(Q["list_jobs"], params).fetchall()
+        return [_row_to_job(row) for row in rows]
+
+    def dependencies(self, job_id: int) -> Dependencies:
+        with self._reader.read() as db:
+            if db.execute(Q["job_state"], {"id": job_id}).fetchone() is None:
+                raise JobNotFound(job_id)
+            parents = db.execute(Q["job_parents"], {"id": job_id}).fetchall()
+            children = db.execute(Q["job_children"], {"id": job_id}).fetchall()
+        return Dependencies(
+            parents=[
+                (p, JobState(s), None if r is None or s != "succeeded" else json.loads(r))
+                for p, s, r in parents
+            ],
+            children=[(c, JobState(s)) for c, s in children],
+        )
+
+    def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        with self._reader.read() as db:
+            rows = db.execute(Q["workflow_jobs"], {"workflow_id": workflow_id}).fetchall()
         return [_row_to_job(row) for row in rows]
 
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:
@@ -791,6 +949,19 @@ def _no_boot_clock() -> None:
     return None
 
 
+def _run(db: sqlite3.Connection, steps: Sql[T]) -> T:
+    """Run the statements of a dependency step generator (backends/dependencies.py)."""
+    try:
+        name, params = next(steps)
+        while True:
+            bound = {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
+            rows = db.execute(Q[name], bound).fetchall()
+            name, params = steps.send(rows)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
 def _row_to_worker(row: sqlite3.Row, now: float, boot: BootTime | None) -> WorkerInfo:
     if boot is not None and row["beat_boot"] == boot.boot:
         # The age of the last beat on the boot clock, as the registry judges it: a step of the
@@ -811,6 +982,11 @@ def _row_to_worker(row: sqlite3.Row, now: float, boot: BootTime | None) -> Worke
         observed_at=now,
         machine=row["machine"],
     )
+
+
+def _row_to_schedule(row: sqlite3.Row | tuple[Any, ...]) -> ScheduleState:
+    name, paused, since, last_tick, last_job_id, last_enqueued_at = tuple(row)
+    return ScheduleState(name, bool(paused), since, last_tick, last_job_id, last_enqueued_at)
 
 
 def _one_success_per_job(outcomes: Sequence[Outcome]) -> dict[int, Outcome]:

@@ -146,14 +146,18 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
 
 -- name: pick_suspect
 -- The suspect (migration 7) claim_suspect should take: the best one that is due, in one of
--- :queues (a JSON array, NULL for all) and in a queue whose cap, if any, leaves room.
+-- :queues (a JSON array, NULL for all) and in a queue that is neither paused nor waiting for
+-- its rate limit's next start and whose cap, if any, leaves room (quiet hours are checked by
+-- the backend).
 SELECT j.id, j.queue FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_suspects
 WHERE j.state = 'retrying' AND j.suspect = 1 AND j.run_at <= :now
   AND (:queues IS NULL OR j.queue IN (SELECT value FROM json_each(:queues)))
   AND NOT EXISTS (
       SELECT 1 FROM conveyor_queue_limits AS l
-      WHERE l.queue = j.queue AND l.max_running <= (
-          SELECT count(*) FROM conveyor_jobs AS r WHERE r.queue = j.queue AND r.state = 'running'))
+      WHERE l.queue = j.queue AND (
+          l.paused_until > :now OR l.rate_next > :now OR l.max_running <= (
+              SELECT count(*) FROM conveyor_jobs AS r
+              WHERE r.queue = j.queue AND r.state = 'running')))
 ORDER BY j.priority DESC, j.run_at, j.id
 LIMIT 1
 
@@ -228,7 +232,7 @@ UPDATE conveyor_jobs
 SET state = 'succeeded', result = :result, finished_at = :now,
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING state
+RETURNING state, has_children
 
 -- name: finish_retry
 UPDATE conveyor_jobs
@@ -239,7 +243,7 @@ SET state = 'retrying', run_at = :now + :retry_in,
     suspect = 0,
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING state
+RETURNING state, has_children
 
 -- name: finish_dead
 UPDATE conveyor_jobs
@@ -249,7 +253,7 @@ SET state = 'dead', dead_reason = :reason, finished_at = :now,
     checkpoint = coalesce(:checkpoint, checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING state
+RETURNING state, has_children
 
 -- name: finish_cancelled
 UPDATE conveyor_jobs
@@ -259,7 +263,7 @@ SET state = 'cancelled', finished_at = :now,
     checkpoint = coalesce(:checkpoint, checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING state
+RETURNING state, has_children
 
 -- name: finish_released
 -- Back in the queue without charging the attempt, unless someone asked to cancel the job
@@ -274,7 +278,7 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
     checkpoint = coalesce(:checkpoint, checkpoint),
     lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING state
+RETURNING state, has_children
 
 -- name: budget_open_window
 INSERT INTO conveyor_retry_budgets (task, window_start, used) VALUES (:task, :now, 0)
@@ -329,11 +333,12 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
     lease_expires_at = NULL
 FROM lost
 WHERE conveyor_jobs.id = lost.id
-RETURNING conveyor_jobs.id, conveyor_jobs.state
+RETURNING conveyor_jobs.id, conveyor_jobs.state, conveyor_jobs.has_children
 
 -- name: cancel_waiting
 UPDATE conveyor_jobs SET state = 'cancelled', finished_at = :now
 WHERE id = :id AND state IN ('blocked', 'scheduled', 'queued', 'retrying')
+RETURNING has_children
 
 -- name: request_cancel
 UPDATE conveyor_jobs SET cancel_requested = 1
@@ -342,7 +347,7 @@ WHERE id = :id AND state = 'running'
 -- name: requeue
 UPDATE conveyor_jobs
 SET state = 'queued', run_at = :now, finished_at = NULL, dead_reason = NULL,
-    cancel_requested = 0,
+    cancel_requested = 0, stopped_by = NULL,
     max_attempts = CASE WHEN :reset THEN max_attempts ELSE max(max_attempts, attempts + 1) END,
     attempts = CASE WHEN :reset THEN 0 ELSE attempts END,
     lost_runs = CASE WHEN :reset THEN 0 ELSE lost_runs END
@@ -367,13 +372,19 @@ LIMIT :limit
 SELECT queue, state, count(*) FROM conveyor_jobs GROUP BY queue, state
 
 -- name: prune
+-- A parent stays while a child of its is live: the child may read its result.
 DELETE FROM conveyor_jobs
 WHERE id IN (
-    SELECT id FROM conveyor_jobs
-    WHERE finished_at IS NOT NULL AND finished_at < :cutoff
-      AND state IN ('succeeded', 'cancelled')
+    SELECT j.id FROM conveyor_jobs AS j
+    WHERE j.finished_at IS NOT NULL AND j.finished_at < :cutoff
+      AND j.state IN ('succeeded', 'cancelled')
+      AND NOT (j.has_children = 1 AND EXISTS (
+          SELECT 1 FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+          WHERE e.parent_id = j.id
+            AND c.state IN ('blocked', 'scheduled', 'queued', 'running', 'retrying')))
     LIMIT :batch
 )
+RETURNING id
 
 -- name: next_due
 SELECT min(run_at) FROM conveyor_jobs
@@ -396,7 +407,7 @@ FROM (
 ) AS o
 WHERE conveyor_jobs.id = o.id AND conveyor_jobs.lease_token = o.token
   AND conveyor_jobs.state = 'running'
-RETURNING conveyor_jobs.id
+RETURNING conveyor_jobs.id, conveyor_jobs.has_children
 
 -- name: mark_dead_workers
 -- Workers that went dead_after seconds without a beat, counted from :since at the earliest (the
@@ -451,7 +462,7 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
     lease_expires_at = NULL
 FROM lost
 WHERE conveyor_jobs.id = lost.id
-RETURNING conveyor_jobs.id, conveyor_jobs.state
+RETURNING conveyor_jobs.id, conveyor_jobs.state, conveyor_jobs.has_children
 
 -- name: forget_dead_workers
 DELETE FROM conveyor_workers WHERE state = 'dead' AND last_beat_at < :now - :forget_after
@@ -661,3 +672,164 @@ WHERE j.id = :id
 -- The queues of the jobs of the JSON array :ids (rate-limited jobs a claim picked, whose queues
 -- may have gates).
 SELECT id, queue FROM conveyor_jobs WHERE id IN (SELECT value FROM json_each(:ids))
+-- Dependencies (conveyor/workflows/). Lists are JSON arrays; parallel arrays pair by index.
+
+-- name: lock_parents
+-- Marks the parents of jobs being enqueued (their finish will look for children from now on)
+-- and reads their states.
+UPDATE conveyor_jobs SET has_children = 1
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id, state
+
+-- name: insert_edges
+-- :rows holds [parent, child] pairs (one array: a join of two json_each by key would be
+-- quadratic).
+INSERT OR IGNORE INTO conveyor_job_edges (parent_id, child_id)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:rows)
+
+-- name: set_dependency_states
+-- The jobs of an enqueue that have parents, once the parents' states are known: blocked with
+-- their count of parents not yet ended, or already ended by a parent's failure, or left as
+-- inserted (every parent succeeded) with only their policy recorded.
+UPDATE conveyor_jobs
+SET state = coalesce(d.state, conveyor_jobs.state),
+    pending_parents = d.pending,
+    on_parent_failure = d.policy,
+    dead_reason = d.reason,
+    stopped_by = d.stopped_by,
+    finished_at = CASE WHEN d.state = 'dead' OR d.state = 'cancelled' THEN :now END
+FROM (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS state,
+           json_extract(value, '$[2]') AS pending, json_extract(value, '$[3]') AS policy,
+           json_extract(value, '$[4]') AS reason, json_extract(value, '$[5]') AS stopped_by
+    FROM json_each(:rows)
+) AS d
+WHERE conveyor_jobs.id = d.id
+
+-- name: set_workflow
+UPDATE conveyor_jobs SET workflow_id = :workflow_id
+WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: release_children
+-- The children of parents that just succeeded: one parent fewer to wait for each, ready (or
+-- scheduled) once none is left.
+UPDATE conveyor_jobs
+SET pending_parents = pending_parents - e.n,
+    state = CASE WHEN pending_parents - e.n > 0 THEN 'blocked'
+                 WHEN on_parent_failure = 'run_only' AND stopped_by IS NULL THEN 'cancelled'
+                 WHEN run_at > :now THEN 'scheduled'
+                 ELSE 'queued' END,
+    finished_at = CASE WHEN pending_parents - e.n = 0 AND on_parent_failure = 'run_only'
+                            AND stopped_by IS NULL THEN :now END,
+    dead_reason = CASE WHEN pending_parents - e.n = 0 AND on_parent_failure = 'run_only'
+                            AND stopped_by IS NULL THEN 'not needed: every parent succeeded' END
+FROM (
+    SELECT child_id, count(*) AS n FROM conveyor_job_edges
+    WHERE parent_id IN (SELECT value FROM json_each(:parents))
+    GROUP BY child_id
+) AS e
+WHERE conveyor_jobs.id = e.child_id AND conveyor_jobs.state = 'blocked'
+RETURNING conveyor_jobs.id, conveyor_jobs.queue, conveyor_jobs.state
+
+-- name: unblock
+-- :rows holds [job id, n, failed]: n parents fewer for each of those jobs, whose policy runs
+-- them after a parent's failure; a failure callback ('run_only') records the parent that
+-- failed (failed, else NULL) in stopped_by, which makes it run rather than be cancelled.
+UPDATE conveyor_jobs
+SET pending_parents = pending_parents - e.n,
+    stopped_by = coalesce(stopped_by, e.failed),
+    state = CASE WHEN pending_parents - e.n > 0 THEN 'blocked'
+                 WHEN run_at > :now THEN 'scheduled'
+                 ELSE 'queued' END
+FROM (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS n,
+           json_extract(value, '$[2]') AS failed
+    FROM json_each(:rows)
+) AS e
+WHERE conveyor_jobs.id = e.id AND conveyor_jobs.state = 'blocked'
+RETURNING conveyor_jobs.id, conveyor_jobs.queue, conveyor_jobs.state
+
+-- name: blocked_children
+-- The blocked children of parents that just ended dead or cancelled, with their policy.
+SELECT c.id, e.parent_id, c.on_parent_failure
+FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE e.parent_id IN (SELECT value FROM json_each(:parents)) AND c.state = 'blocked'
+ORDER BY c.id, e.parent_id
+
+-- name: stop_children
+-- Blocked children ended by a parent's failure, as their policy says (cancelled or dead).
+UPDATE conveyor_jobs
+SET state = d.state, dead_reason = d.reason, stopped_by = d.stopped_by, finished_at = :now
+FROM (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS state,
+           json_extract(value, '$[2]') AS reason, json_extract(value, '$[3]') AS stopped_by
+    FROM json_each(:rows)
+) AS d
+WHERE conveyor_jobs.id = d.id AND conveyor_jobs.state = 'blocked'
+RETURNING conveyor_jobs.id, conveyor_jobs.state, conveyor_jobs.has_children
+
+-- name: reblock_children
+-- A requeued parent is unfinished again: its still-blocked children wait for it once more.
+UPDATE conveyor_jobs
+SET pending_parents = pending_parents + 1
+WHERE state = 'blocked' AND id IN (
+    SELECT child_id FROM conveyor_job_edges WHERE parent_id = :id)
+
+-- name: stopped_children
+SELECT c.id FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE e.parent_id IN (SELECT value FROM json_each(:parents))
+  AND c.stopped_by = e.parent_id AND (c.state = 'dead' OR c.state = 'cancelled')
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_job_edges AS o JOIN conveyor_jobs AS p ON p.id = o.parent_id
+      WHERE o.child_id = c.id AND o.parent_id <> e.parent_id
+        AND (p.state = 'dead' OR p.state = 'cancelled'))
+ORDER BY c.id
+
+-- name: revive_children
+-- Children ended by a parent's failure, back to waiting for their parents not yet succeeded.
+UPDATE conveyor_jobs
+SET state = 'blocked', finished_at = NULL, dead_reason = NULL, stopped_by = NULL,
+    cancel_requested = 0,
+    pending_parents = (
+        SELECT count(*) FROM conveyor_job_edges AS e JOIN conveyor_jobs AS p
+          ON p.id = e.parent_id
+        WHERE e.child_id = conveyor_jobs.id AND p.state <> 'succeeded')
+WHERE id IN (SELECT value FROM json_each(:ids)) AND (state = 'dead' OR state = 'cancelled')
+
+-- name: job_parents
+SELECT p.id, p.state, p.result FROM conveyor_job_edges AS e JOIN conveyor_jobs AS p
+  ON p.id = e.parent_id
+WHERE e.child_id = :id
+ORDER BY p.id
+
+-- name: job_children
+SELECT c.id, c.state FROM conveyor_job_edges AS e JOIN conveyor_jobs AS c ON c.id = e.child_id
+WHERE e.parent_id = :id
+ORDER BY c.id
+
+-- name: workflow_jobs
+SELECT * FROM conveyor_jobs WHERE workflow_id = :workflow_id ORDER BY id
+
+-- name: forget_edges
+DELETE FROM conveyor_job_edges WHERE child_id IN (SELECT value FROM json_each(:ids))
+
+-- Escalation (conveyor/workflows/escalation.py), in the transaction that wrote the job dead.
+
+-- name: escalate
+-- A job of :task with the arguments of job :from; none when :from is itself an escalated copy
+-- of that same task (a task escalates to itself once).
+INSERT INTO conveyor_jobs (
+    queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout, created_at,
+    escalated_from
+)
+SELECT :queue, :task, args, kwargs, 'queued', :priority, :now, :max_attempts, :timeout, :now, id
+FROM conveyor_jobs
+WHERE id = :from AND NOT (task = :task AND escalated_from IS NOT NULL)
+RETURNING id
+
+-- name: link_escalation
+UPDATE conveyor_jobs
+SET escalated_to = :to,
+    dead_reason = 'escalated to job ' || :to || ' (' || :task || ', on ' || :why || '): '
+                  || coalesce(dead_reason, '')
+WHERE id = :from

@@ -1,0 +1,95 @@
+"""The shapes of request bodies; they make the OpenAPI schema. Ranges are checked by the
+library (conveyor.bounds) once a body has the right shape, so that the API and Python refuse
+exactly the same values with the same messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+#: Jobs in one POST /api/jobs/batch.
+MAX_BATCH = 1000
+#: Ids in one bulk request.
+MAX_IDS = 10_000
+
+
+class JobIn(BaseModel):
+    """A job to enqueue. Options left out take the task's defaults (with ``--app``), else
+    Conveyor's: queue "default", priority "normal", 3 attempts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: StrictStr = Field(description="The task's registered name.")
+    args: list[Any] = Field(default_factory=list, description="Positional arguments.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments.")
+    queue: StrictStr | None = None
+    priority: StrictInt | StrictStr | None = Field(
+        None, description="Higher runs first: a number, or critical, high, normal, low."
+    )
+    delay: float | None = Field(None, description="Seconds to wait before running.")
+    run_at: float | datetime | None = Field(
+        None, description="Run no sooner: UNIX seconds, or an ISO 8601 time with its offset."
+    )
+    max_attempts: StrictInt | None = None
+    timeout: float | None = Field(None, description="Seconds a run may take.")
+    idempotency_key: StrictStr | None = Field(
+        None,
+        description="While a job holds this key, return it (200) instead of a new one (201). "
+        "Also accepted as the Idempotency-Key header.",
+    )
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "priority": self.priority,
+            "delay": self.delay,
+            "run_at": self.run_at,
+            "idempotency_key": self.idempotency_key,
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout,
+        }
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: Annotated[list[JobIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class DeadSelection(BaseModel):
+    """Dead jobs to requeue or discard: by ``ids``, or every dead job matching ``queue`` and
+    ``task`` (``all: true``), at most ``limit`` of them, newest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: Annotated[list[StrictInt], Field(max_length=MAX_IDS)] | None = None
+    all: StrictBool = False
+    queue: StrictStr | None = None
+    task: StrictStr | None = None
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_IDS)] = 1000
+    reset_attempts: StrictBool = Field(
+        False, description="Requeue only: count attempts from zero again."
+    )
+
+
+class RequeueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reset_attempts: StrictBool = False
+
+
+class LimitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_running: StrictInt = Field(description="Jobs of the queue running at once, at least 1.")
+
+
+class StopIn(BaseModel):
+    """Workers to stop gracefully: by ``ids``, or ``all: true`` for every one not dead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: Annotated[list[StrictStr], Field(max_length=MAX_IDS)] | None = None
+    all: StrictBool = False
