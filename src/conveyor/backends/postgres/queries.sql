@@ -1067,8 +1067,8 @@ WHERE j.id = %(id)s
 -- name: queues_of
 -- The queues of the given jobs (rate-limited jobs a claim picked, whose queues may have gates).
 SELECT id, queue FROM conveyor_jobs WHERE id = ANY(%(ids)b::int8[])
--- Dependencies (conveyor/workflows/). Parallel arrays pair by position; %(rows)s is a JSON
--- array of rows.
+-- Dependencies (conveyor/workflows/). Parallel arrays pair by position; the rows parameter is
+-- a JSON array of rows.
 
 -- name: lock_parents
 -- Marks the parents of jobs being enqueued (their finish will look for children from now on)
