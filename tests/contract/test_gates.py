@@ -207,8 +207,12 @@ def test_a_suspect_waits_for_the_gates_of_its_queue(backend: Backend, clock: Fak
     clock.advance(LEASE + 1.0)
     backend.rescue_expired()  # two runs lost side by side: both are suspects now
     backend.pause_queue("reports", None)
+    # Nor does it make busy workers drain for it (worker/drain.py asks suspect_waiting).
+    assert not backend.suspect_waiting(None)
     assert backend.claim_suspect("w2", None, LEASE) is None
     backend.resume_queue("reports")
+    assert backend.suspect_waiting(["reports"])
     backend.set_rate_limit("reports", RateLimit(1, per=60))
     assert backend.claim_suspect("w2", None, LEASE) is not None
     assert backend.claim_suspect("w3", None, LEASE) is None  # the next token is a minute away
+    assert not backend.suspect_waiting(None)
