@@ -6,11 +6,17 @@ PostgreSQL server on this machine, also the CPU time of the server processes ser
     python bench/claim_cost.py [--url URL] [--jobs 10000] [--batches 1,100,500]
                                [--queues all|one] [--cap none|other|queue] [--runs 3]
                                [--breaker none|open] [--held 1000]
+                               [--gates none|rate|other|many|keys|idle-keys]
 
 --cap other puts a cap on a queue that holds no jobs (a worker serving every queue must respect
 it); --cap queue caps the measured queue itself, high enough never to bind. --breaker open
 enqueues --held jobs of a task behind a circuit breaker opened by hand, ahead of the measured
 jobs in the claim order (the worst place: every claim walks past them).
+
+--gates (conveyor/limits/): "rate" puts a rate limit on the measured queue, high enough never to
+bind (a rate-limited claim takes one job per token: compare it with --batches 1); "other" a rate
+limit and a pause on a queue that holds no jobs; "many" 1,000 other queues, each paused or rate
+limited, that hold no jobs.
 """
 
 from __future__ import annotations
@@ -91,12 +97,35 @@ def one_run(
     return [claim / jobs * 1e6, done / jobs * 1e6, cpu / jobs * 1e6, server / jobs * 1e6]
 
 
+def thousand_keys(app: Conveyor, *, idle: bool) -> None:
+    """A task limited to one start an hour per key, and 1,000 keys: each with a job waiting
+    for its next token, or (``idle``) with its token ready and no job."""
+
+    @app.task(name="limited", rate_limit="1/h")
+    def limited() -> None:
+        return None
+
+    specs = [limited.options(rate_key=f"tenant-{n}").job() for n in range(1000)]
+    if idle:
+        for job in app.enqueue_many(specs):
+            app.cancel(job.id)
+        return
+    app.enqueue_many(specs)
+    runs = app.backend.claim("setup", None, 1000, 30.0)
+    assert len(runs) == 1000, len(runs)
+    app.backend.finish_many([Outcome(r.id, r.lease_token, OutcomeKind.SUCCEEDED) for r in runs])
+    app.enqueue_many(specs)
+
+
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--jobs", type=int, default=10_000)
     p.add_argument("--batches", default="1,100,500")
     p.add_argument("--queues", choices=["all", "one"], default="all")
     p.add_argument("--cap", choices=["none", "other", "queue"], default="none")
+    p.add_argument(
+        "--gates", choices=["none", "rate", "other", "many", "keys", "idle-keys"], default="none"
+    )
     p.add_argument("--breaker", choices=["none", "open"], default="none")
     p.add_argument("--held", type=int, default=1000)
     args = p.parse_args()
@@ -114,6 +143,19 @@ def main() -> None:
                 app.set_concurrency_limit("capped", 5)
             elif args.cap == "queue":
                 app.set_concurrency_limit("default", 10 * batch)
+            if args.gates == "rate":
+                app.set_rate_limit("default", "1000000/s")
+            elif args.gates == "other":
+                app.set_rate_limit("limited", "100/s")
+                app.pause_queue("limited")
+            elif args.gates == "many":
+                for n in range(1000):
+                    if n % 2:
+                        app.set_rate_limit(f"tenant-{n}", "10/s")
+                    else:
+                        app.pause_queue(f"tenant-{n}")
+            elif args.gates in ("keys", "idle-keys"):
+                thousand_keys(app, idle=args.gates == "idle-keys")
             held = args.held if args.breaker == "open" else 0
             measured = one_run(app, session, args.jobs, batch, queues, held)
             results.setdefault(batch, []).append(measured)
@@ -121,7 +163,7 @@ def main() -> None:
             finish(app)
     print(
         f"claim cost, {args.jobs} no-op jobs, {machine()}, {described}, "
-        f"queues={args.queues}, cap={args.cap}, breaker={args.breaker}"
+        f"queues={args.queues}, cap={args.cap}, gates={args.gates}, breaker={args.breaker}"
         + (f" ({args.held} held jobs)" if args.breaker == "open" else "")
     )
     for batch, runs in results.items():

@@ -15,6 +15,7 @@ from typing import Any, TypedDict, Unpack
 
 from conveyor.backends.base import Backend, NewJob
 from conveyor.boottime import BootTime
+from conveyor.limits.rates import RateLimit
 from conveyor.settings import Settings
 
 
@@ -108,6 +109,8 @@ class JobFields(TypedDict, total=False):
     timeout: float | None
     idempotency_key: str | None
     idempotency_scope: str
+    rate_key: str | None
+    rate_limit: RateLimit | None
     depends_on: tuple[int, ...]
     depends_on_batch: tuple[int, ...]
     on_parent_failure: str | None

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     )
     from conveyor.hooks import RunInfo
     from conveyor.job import Job, JobError, JobState
+    from conveyor.limits.rates import RateLimit
     from conveyor.retry import Exponential, Fibonacci, Fixed, Immediate, Linear, RetryBudget
     from conveyor.settings import Settings
     from conveyor.task import JobSpec, NonRetryable, Task
@@ -63,6 +64,7 @@ __all__ = [
     "PayloadTooLarge",
     "Pool",
     "QueueFull",
+    "RateLimit",
     "ResultNotSerializable",
     "ResultTimeout",
     "RetryBudget",
@@ -107,6 +109,7 @@ _SOURCES = {
     "Job": "conveyor.job",
     "JobError": "conveyor.job",
     "JobState": "conveyor.job",
+    "RateLimit": "conveyor.limits.rates",
     "Exponential": "conveyor.retry",
     "Fibonacci": "conveyor.retry",
     "Fixed": "conveyor.retry",

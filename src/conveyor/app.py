@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,15 +18,21 @@ from conveyor.errors import ConfigurationError, ScheduleNotFound, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.hooks import Event, Hooks, register
 from conveyor.job import Job, JobState
+from conveyor.limits import QueueGate, QuietHours, RateLimit
 from conveyor.limits.breakers import (
     Breaker,
     BreakerPolicy,
     BreakerStatus,
+    breaker_gate,
     breaker_statuses,
     known_breaker,
 )
 from conveyor.limits.breakers import status as breaker_status
+from conveyor.limits.rates import parse_rate
 from conveyor.limits.schedules import DEFAULT_GRACE, Schedule, ScheduleInfo, schedules_info
+from conveyor.limits.times import moment
+from conveyor.limits.why import Context as WhyContext
+from conveyor.limits.why import Hold, why
 from conveyor.offload import OFFLOAD
 from conveyor.retry import BackoffPolicy, RetryBudget
 from conveyor.settings import Settings
@@ -36,6 +43,7 @@ from conveyor.task import (
     check_argument_shapes,
     check_concurrency_limit,
     check_encoded,
+    check_queue,
     check_task_options,
     default_task_name,
 )
@@ -168,6 +176,7 @@ class Conveyor:
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
         typecheck: bool = True,
+        rate_limit: RateLimit | str | None = None,
         breaker: str | None = None,
         escalate: Escalation | Mapping[str, Any] | None = None,
     ) -> Callable[[F], Task[..., Any]]: ...
@@ -574,6 +583,64 @@ class Conveyor:
     def concurrency_limits(self) -> dict[str, int]:
         """Every capped queue, with its cap on running jobs."""
         return self.backend.concurrency_limits()
+
+    # --- flow control: pause, quiet hours, rate limits (conveyor/limits/) -----------------
+
+    def pause_queue(self, queue: str, until: dt.datetime | float | None = None) -> None:
+        """Start no job of ``queue`` on any worker until ``until`` (an aware datetime or UNIX
+        seconds; None: until ``resume_queue``). Running jobs finish and enqueue goes on;
+        workers of other processes follow within about a second."""
+        check_queue(queue)
+        self.backend.pause_queue(queue, moment(until))
+
+    def resume_queue(self, queue: str) -> None:
+        """Let ``queue`` start jobs again; idle workers take them within about a second."""
+        check_queue(queue)
+        self.backend.resume_queue(queue)
+
+    def set_quiet_hours(
+        self,
+        queue: str,
+        windows: str | None,
+        *,
+        days: str | None = None,
+        timezone: str = "UTC",
+    ) -> None:
+        """Start no job of ``queue`` during ``windows`` of local time (``"08:00-18:00"``,
+        several separated by commas, ``"22:00-06:00"`` across midnight) on ``days``
+        (``"mon-fri"``, ``"sat,sun"``; None: every day) in ``timezone``; None removes them.
+        See conveyor/limits/quiet.py for daylight saving time."""
+        check_queue(queue)
+        quiet = None if windows is None else QuietHours.parse(windows, days=days, timezone=timezone)
+        self.backend.set_quiet_hours(queue, quiet)
+
+    def set_rate_limit(self, queue: str, rate: RateLimit | str | None) -> None:
+        """Start at most so many jobs of ``queue`` per period across every worker:
+        ``"100/m"``, ``"5/s"``, ``"1000/h"``, ``RateLimit(100, per=60)``; None removes it.
+        Starts are spaced evenly (see conveyor/limits/rates.py)."""
+        check_queue(queue)
+        self.backend.set_rate_limit(queue, None if rate is None else parse_rate(rate))
+
+    def queue_gates(self) -> list[QueueGate]:
+        """The gates of every queue that has some: cap, pause, quiet hours, rate limit."""
+        return self.backend.queue_gates()
+
+    def why(self, job_id: int) -> list[Hold]:
+        """Every gate holding waiting job ``job_id``: its run_at, its parents not yet succeeded,
+        its queue paused or quiet, a cap reached, a rate limit, an open circuit breaker, no
+        live worker serving its queue. Empty when the job is not waiting, or nothing holds
+        it."""
+        job = self.backend.get(job_id)
+        gates = {gate.queue: gate for gate in self.backend.queue_gates()}
+        extra: dict[str, Any] = {
+            "bucket": self.backend.rate_bucket_of(job_id),
+            "breaker": breaker_gate(self, job),
+        }
+        if job.state is JobState.BLOCKED:
+            parents = self.backend.dependencies(job_id).parents
+            extra["parents"] = [(p, s) for p, s, _ in parents if s is not JobState.SUCCEEDED]
+        context = WhyContext(job, self.backend.now(), gates.get(job.queue), self.workers(), extra)
+        return why(context)
 
     # --- circuit breakers -----------------------------------------------------------------
 

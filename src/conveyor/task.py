@@ -23,6 +23,7 @@ from conveyor.errors import (
 )
 from conveyor.job import JobError
 from conveyor.limits.breakers import BreakerHit
+from conveyor.limits.rates import RateLimit, parse_rate
 from conveyor.retry import BackoffPolicy, RetryBudget, resolve_policy
 from conveyor.typecheck import ArgumentTypes, compile_arguments
 from conveyor.workflows.escalation import Escalation, escalation_for
@@ -44,6 +45,9 @@ ISOLATION_MODES = ("thread", "process")
 MAX_TASK_NAME = bounds.MAX_TASK_NAME
 #: The largest cap on the running jobs of a queue that the schemas store (a 32-bit integer).
 MAX_CAP = bounds.MAX_CAP
+#: Characters of a rate key: it is indexed beside the task's name (up to 500), within the
+#: ~2,700 bytes PostgreSQL takes in an index row, at up to 4 bytes a character.
+MAX_RATE_KEY = 100
 
 
 class NonRetryable(Exception):
@@ -86,6 +90,8 @@ class JobOptions:
     idempotency_key: str | None = None
     max_attempts: int | None = None
     timeout: float | None = None
+    #: The key of the task's rate limit bucket: each key gets the task's limit of its own.
+    rate_key: str | None = None
     #: Parents: ids of stored jobs, Job snapshots, or JobSpecs of the same enqueue_many batch
     #: (see conveyor.workflows). The job is blocked until every parent succeeded.
     depends_on: Sequence[Any] | None = None
@@ -114,6 +120,8 @@ class JobOptions:
         _check_timeout(self.timeout)
         if self.idempotency_key is not None:
             bounds.idempotency_key(self.idempotency_key)
+        if self.rate_key is not None:
+            bounds.text("rate_key", self.rate_key, MAX_RATE_KEY)
         if self.depends_on is not None or self.on_parent_failure is not None:
             object.__setattr__(self, "depends_on", check_dependency_options(self))
         for name in ("on_success", "on_failure"):
@@ -248,6 +256,8 @@ class _Head:
     timeout: float | None
     idempotency_key: str | None
     idempotency_scope: str
+    rate_key: str | None = None
+    rate_limit: RateLimit | None = None
 
     def job(self, args_json: str, kwargs_json: str) -> NewJob:
         # Positional: half the cost of keywords, on a path that builds one per job.
@@ -263,6 +273,8 @@ class _Head:
             self.timeout,
             self.idempotency_key,
             self.idempotency_scope,
+            self.rate_key,
+            self.rate_limit,
         )
 
 
@@ -274,8 +286,14 @@ def _head(
     max_attempts: int,
     timeout: float | None,
     idempotency: str,
+    rate_limit: RateLimit | None = None,
 ) -> _Head:
     """``options`` over the given defaults."""
+    if options.rate_key is not None and rate_limit is None:
+        raise ConfigurationError(
+            f"rate_key= needs a rate limit on task {task}: declare it with "
+            f"@app.task(rate_limit='100/m')"
+        )
     return _Head(
         task=task,
         queue=options.queue or queue,
@@ -286,6 +304,8 @@ def _head(
         timeout=options.timeout or timeout,
         idempotency_key=options.idempotency_key,
         idempotency_scope=idempotency,
+        rate_key=None if rate_limit is None else (options.rate_key or ""),
+        rate_limit=rate_limit,
     )
 
 
@@ -423,6 +443,7 @@ class Task(Generic[P, R]):
         memory_limit_mb: int | None = None,
         cpu_limit_s: int | None = None,
         typecheck: bool = True,
+        rate_limit: RateLimit | str | None = None,
         breaker: str | None = None,
         escalate: Escalation | Mapping[str, Any] | None = None,
     ) -> None:
@@ -448,6 +469,9 @@ class Task(Generic[P, R]):
         self.isolation = isolation
         self.memory_limit_mb = memory_limit_mb
         self.cpu_limit_s = cpu_limit_s
+        #: At most so many starts per period across every worker, per rate_key (see
+        #: conveyor/limits/buckets.py).
+        self.rate_limit = None if rate_limit is None else parse_rate(rate_limit)
         _check_isolation(fn, isolation, memory_limit_mb)
         _check_limit("cpu_limit_s", cpu_limit_s, isolation)
         if escalate is not None:
@@ -463,7 +487,14 @@ class Task(Generic[P, R]):
         if declared is not None and name not in declared.tasks:
             declared.tasks.append(name)
         self._default_head = _head(
-            name, DEFAULT_OPTIONS, queue, self.priority, max_attempts, timeout, idempotency
+            name,
+            DEFAULT_OPTIONS,
+            queue,
+            self.priority,
+            max_attempts,
+            timeout,
+            idempotency,
+            self.rate_limit,
         )
 
     @staticmethod
@@ -489,8 +520,9 @@ class Task(Generic[P, R]):
 
     def options(self, **options: Any) -> BoundTask[P, R]:
         """Override options for the next enqueue: queue, priority, delay, run_at,
-        idempotency_key, max_attempts, timeout, depends_on, on_parent_failure, workflow_id,
-        on_success, on_failure (see conveyor.workflows)."""
+        idempotency_key, max_attempts, timeout, rate_key (a task with a rate limit: the key
+        whose own limit the job counts against, e.g. a tenant id), depends_on,
+        on_parent_failure, workflow_id, on_success, on_failure (see conveyor.workflows)."""
         _refuse_unknown("option", options, [f.name for f in fields(JobOptions)])
         return BoundTask(self, JobOptions(**options))
 
@@ -525,6 +557,7 @@ class Task(Generic[P, R]):
             self.max_attempts,
             self.timeout,
             self.idempotency,
+            self.rate_limit,
         )
 
     def build(

@@ -174,11 +174,25 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     # Caps: the queues with ready jobs by a loose scan, the running jobs of a capped queue
     # from the index of running jobs keyed by queue, and the global claim around capped queues.
     ("ready_queues", {}, "conveyor_jobs_ready_by_queue"),
-    ("queue_rooms", {"queues": ["q3"]}, "conveyor_jobs_leases"),
+    ("queue_gates", {**NOW, "queues": ["q3"]}, "conveyor_jobs_leases"),
     (
         "claim_any_except",
         {**NOW, "lease": 30.0, "worker_id": "w", "limit": 10, "capped": ["q3"]},
         "conveyor_jobs_ready",
+    ),
+    # Rate limits of tasks: the jobs of a bucket from their own index, those a claim picked
+    # by primary key.
+    (
+        "pick_rate_limited",
+        {**NOW, "any_queue": True, "queues": [], "limit": 10},
+        "conveyor_jobs_rate_ready",
+    ),
+    ("next_rate_token", {**NOW, "any_queue": False, "queues": ["q3"]}, "conveyor_jobs_rate_ready"),
+    ("queues_of", {"ids": [5, 7]}, "conveyor_jobs_pkey"),
+    (
+        "claim_ids",
+        {**NOW, "lease": 30.0, "worker_id": "w", "ids": [5, 7]},
+        "conveyor_jobs_pkey",
     ),
 ]
 

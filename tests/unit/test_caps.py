@@ -146,7 +146,7 @@ def test_claims_around_caps_use_small_indexes(busy_store: SQLiteBackend, analyze
     listing = plan(busy_store, "ready_queues", {})
     assert "SEARCH j USING INDEX conveyor_jobs_ready_by_queue (queue>?)" in listing
     assert "SCAN conveyor_jobs USING INDEX conveyor_jobs_ready_by_queue" in listing
-    rooms = plan(busy_store, "queue_rooms", {"queues": '["busy"]'})
+    rooms = plan(busy_store, "queue_gates", {"queues": '["busy"]', "now": 0.0})
     assert "SEARCH j USING INDEX conveyor_jobs_leases (queue=?)" in rooms
     rescue = plan(
         busy_store, "rescue_expired", {"now": 0.0, "exclude": None, "boot": "b", "uptime": 0.0}

@@ -25,7 +25,10 @@ from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
 if TYPE_CHECKING:
+    # Annotations only: the heartbeat process imports this module and none of the limits.
+    from conveyor.limits import QueueGate, QuietHours, RateLimit
     from conveyor.limits.breakers import Breaker, BreakerHit, BreakerRow
+    from conveyor.limits.buckets import Bucket
 
 # The records below are built once per job on hot paths: plain slotted dataclasses, because
 # frozen ones cost ten times as much to construct.
@@ -50,6 +53,10 @@ class NewJob:
     #: "live": the key is held while the job is live; "any": also while a finished job with it
     #: is still stored (until pruned).
     idempotency_scope: str = "live"
+    #: For a task with a rate limit: the key of the job's bucket ("" when enqueued without
+    #: rate_key=), and the task's limit (see conveyor/limits/buckets.py). None otherwise.
+    rate_key: str | None = None
+    rate_limit: RateLimit | None = None
     #: Ids of stored jobs this one waits for (see conveyor.workflows).
     depends_on: tuple[int, ...] = ()
     #: Positions, in the same enqueue_many batch, of the jobs this one waits for.
@@ -301,6 +308,10 @@ class Backend(ABC):
         ready jobs, the queues that have ready jobs take turns as a list of queues does (the
         global order would walk the capped queue's whole backlog to skip it).
 
+        Nor does it start a job another gate holds (conveyor/limits/): a paused queue, one in
+        its quiet hours, a queue or a task (per key) whose rate limit has no token yet. Such
+        jobs stay queued and are charged no attempt.
+
         Jobs of tasks behind a circuit breaker that is not closed are skipped, except for one
         probe job per breaker whose cool-down is over, taken fleet-wide by one claim only (see
         conveyor.limits.breakers)."""
@@ -378,6 +389,65 @@ class Backend(ABC):
         entry per such queue, however many jobs wait. A burst worker whose claim came back
         empty asks it to tell a queue held back by its cap from one with nothing ready.
         Scheduled and retrying jobs count only once promoted (a claim promotes those due)."""
+
+    # --- queue gates: pause, quiet hours, rate limits (conveyor/limits/) --------------------
+
+    @abstractmethod
+    def pause_queue(self, queue: str, until: float | None) -> None:
+        """Start no job of ``queue`` until ``until`` (None: until resumed), on any worker.
+        Running jobs finish; enqueue goes on. Claims through this backend follow at once,
+        claims in other processes within ``caps.CAPS_TTL`` seconds."""
+
+    @abstractmethod
+    def resume_queue(self, queue: str) -> None:
+        """Lift a pause of ``queue`` (nothing happens if it was not paused)."""
+
+    @abstractmethod
+    def set_quiet_hours(self, queue: str, quiet: QuietHours | None) -> None:
+        """Start no job of ``queue`` during the windows of ``quiet``; None removes them."""
+
+    @abstractmethod
+    def set_rate_limit(self, queue: str, rate: RateLimit | None) -> None:
+        """Start at most ``rate.count`` jobs of ``queue`` per ``rate.per`` seconds across
+        every worker (see conveyor/limits/rates.py); None removes the limit."""
+
+    @abstractmethod
+    def queue_gates(self) -> list[QueueGate]:
+        """The gates of every queue that has some (a cap, a pause, quiet hours, a rate
+        limit), by queue name, running jobs counted for capped queues."""
+
+    @abstractmethod
+    def rate_limited(self) -> bool:
+        """Whether any task has a rate limit bucket (kept for about a second, like the gated
+        queues): only then do claims look for rate-limited jobs."""
+
+    @abstractmethod
+    def next_rate_token(self, queues: Sequence[str] | None) -> float | None:
+        """The earliest next start of a task's rate limit bucket that holds a queued job of
+        ``queues`` (None: any queue), if one is ahead."""
+
+    @abstractmethod
+    def rate_bucket_of(self, job_id: int) -> Bucket | None:
+        """The rate limit bucket of a job of a rate-limited task, None for other jobs."""
+
+    def gates_open_at(self, queues: Sequence[str] | None) -> float | None:
+        """When a gate held shut by time (a pause with an end, quiet hours, a rate limit of a
+        queue or of a task) next lets a job of ``queues`` (None: any queue) through: the
+        earliest such moment, ``inf`` when the only such gates are pauses until resumed, None
+        when none holds a queue now. A worker whose claim came back empty sleeps until then,
+        not polling."""
+        now = self.now()
+        wanted = None if queues is None else set(queues)
+        moments = [
+            moment
+            for gate in self.queue_gates()
+            if wanted is None or gate.queue in wanted
+            if (moment := gate.opens_at(now)) is not None
+        ]
+        token = self.next_rate_token(queues)
+        if token is not None:
+            moments.append(token)
+        return min(moments, default=None)
 
     # --- circuit breakers -----------------------------------------------------------------
 

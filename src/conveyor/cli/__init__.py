@@ -17,6 +17,7 @@ from conveyor.settings import DEFAULT_URL, Settings
 
 from .breakers import breakers
 from .core import ConveyorGroup, Runtime, option, pass_runtime
+from .flow import list_gates, pause, quiet, rate, resume, why
 from .jobs import dlq, enqueue, jobs, stats
 from .ops import demo, schema, worker
 from .queues import queues
@@ -90,6 +91,11 @@ for command in (
     workflows,
 ):
     cli.add_command(command)
+
+# Flow control (cli/flow.py) joins the groups it belongs to.
+for command in (list_gates, pause, resume, quiet, rate):
+    queues.add_command(command)
+jobs.add_command(why)
 
 
 def main() -> None:

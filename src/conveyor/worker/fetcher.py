@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -92,7 +93,8 @@ class Fetcher:
         self._holds_nothing = holds_nothing or (lambda: self.in_flight == 0 and not self.buffer)
         self._clock = clock
         self._idle_since: float | None = None
-        #: Whether a queue this pool serves has a cap on its running jobs (read every second).
+        #: Whether a queue this pool serves has gates -- a cap on its running jobs, a pause,
+        #: quiet hours, a rate limit -- or tasks have rate limits (read every second).
         self._capped = False
         self._capped_read_at: float | None = None
         self._room = asyncio.Event()
@@ -286,9 +288,16 @@ class Fetcher:
                         # Written outcomes may have made a retry ready at once: look again.
                         await self._completer.drain()
                     elif await self._held_back_by_caps():
-                        await signal.wait(None)
+                        opens = await self._gates_open_at()
+                        if opens is not None and math.isinf(opens):
+                            return  # held by a pause that lasts until someone resumes it
+                        await signal.wait(opens)
                     else:
-                        return
+                        # Jobs of rate-limited tasks wait for their next token, not in a queue.
+                        opens = await self._gates_open_at()
+                        if opens is None or math.isinf(opens):
+                            return
+                        await signal.wait(opens)
                 else:
                     await self._wait_for_room()
                 continue
@@ -296,11 +305,26 @@ class Fetcher:
                 next_due = await self._db(self._backend.next_due)
             except ConveyorError:
                 next_due = None
+            opens = await self._gates_open_at()
+            if opens is not None and not math.isinf(opens):
+                next_due = opens if next_due is None else min(next_due, opens)
             # Jobs held by an open breaker are not due before its next probe may start.
             probe_at = self._backend.breaker_probe_at
             if probe_at is not None and (next_due is None or probe_at < next_due):
                 next_due = probe_at
             await signal.wait(next_due)
+
+    async def _gates_open_at(self) -> float | None:
+        """When a gate shut by time (a rate limit's next start, quiet hours, a timed pause)
+        next lets a job of this pool's queues through, so that the pool sleeps until then
+        rather than polling. Asked only while one of its queues has gates."""
+        if not self._capped:
+            return None
+        try:
+            opens: float | None = await self._db(self._backend.gates_open_at, self.queues)
+        except ConveyorError:
+            return None
+        return opens
 
     async def _make_room(self) -> None:
         """Draining for suspects: hand back the prefetched jobs, and once the worker holds
@@ -363,6 +387,11 @@ class Fetcher:
             return
         queues = self.queues
         self._capped = bool(capped) if queues is None else any(q in capped for q in queues)
+        if not self._capped:
+            try:
+                self._capped = await self._db(self._backend.rate_limited)
+            except ConveyorError:
+                return
 
     async def _held_back_by_caps(self) -> bool:
         """Whether ready jobs wait in this pool's queues after a claim that took none: runs

@@ -64,7 +64,10 @@ from conveyor.backends.sql import load_queries
 from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound, WorkerNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
+from conveyor.limits import QueueGate, QuietHours, RateLimit
 from conveyor.limits.breakers import Breaker, BreakerRow, closed_by_hand, opened_by_hand
+from conveyor.limits.buckets import Bucket, admit, bucket_updates, picked
+from conveyor.limits.gates import rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -112,6 +115,8 @@ class PostgresBackend(Backend):
         self._notifier = Notifier(self._connect_notifier)
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
+        #: Whether any rate limit bucket of a task exists (the same cache, of one name).
+        self._limited = CappedQueues(self.now)
         #: The breakers that are not closed, kept like the capped queues.
         self._unsettled = CappedQueues(self.now)
 
@@ -148,6 +153,8 @@ class PostgresBackend(Backend):
 
         # The plain batch (no keys, no limits, not COPYed) is one statement: one round trip.
         results = self._db.run(body, transaction=needs_transaction(jobs, limits))
+        if any(job.rate_key is not None for job in jobs):
+            self._limited.forget()  # this process's claims look for rate-limited jobs at once
         self._notify_local(sorted({job.queue for job in jobs}))
         return results
 
@@ -191,7 +198,10 @@ class PostgresBackend(Backend):
             "worker_id": worker_id,
         }
         capped = self._capped.get(self._capped_queues)
-        if queues is None:
+        limited = self.rate_limited()
+        if limited:
+            one_statement = False
+        elif queues is None:
             one_statement = not capped
         else:
             one_statement = len(queues) == 1 and queues[0] not in capped
@@ -220,7 +230,7 @@ class PostgresBackend(Backend):
             # runs are committed, and a failure cannot strand the runs already claimed.
             rows = self._db.run(
                 lambda cur: self._claim_in_transaction(
-                    cur, params, queues, limit, capped, unsettled
+                    cur, params, queues, limit, capped, limited, unsettled
                 )
             )
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
@@ -237,15 +247,23 @@ class PostgresBackend(Backend):
             if picked is None:
                 return None
             queue = str(picked[1])
+            gates: list[QueueGate] = []
+            at = 0.0
             if queue in self._capped.get(self._capped_queues):
                 # pick_suspect counted without the queue's lock: count again holding it, as
-                # every claim from a capped queue does.
+                # every claim from a gated queue does, and ask its other gates too.
                 cur.execute(Q["lock_queue_limits"], {"queues": [queue]})
-                rooms = dict(cur.execute(Q["queue_rooms"], {"queues": [queue]}).fetchall())
-                if rooms.get(queue, 1) <= 0:
+                found = cur.execute(Q["queue_gates"], {"queues": [queue], "now": now}).fetchall()
+                gates = [QueueGate.from_row(r) for r in found]
+                at = float(found[0][8]) if found else 0.0
+                if rooms(gates, at).get(queue, 1) <= 0:
                     return None
             params = {"now": now, "lease": float(lease), "worker_id": worker_id, "id": picked[0]}
-            return cur.execute(Q["claim_suspect"], params).fetchone()
+            row: tuple[Any, ...] | None = cur.execute(Q["claim_suspect"], params).fetchone()
+            if row is not None:
+                for name, rate_next in rate_updates(gates, {queue: 1}, at):
+                    cur.execute(Q["take_rate"], {"queue": name, "rate_next": rate_next})
+            return row
 
         row = self._db.run(body)
         return None if row is None else claimed_from_row(row)
@@ -266,38 +284,119 @@ class PostgresBackend(Backend):
         queues: Sequence[str] | None,
         limit: int,
         capped: frozenset[str],
+        limited: bool = False,
         unsettled: bool = False,
     ) -> list[tuple[Any, ...]]:
-        """A claim from several queues, or from capped ones: queue after queue, each capped one
-        up to the room its cap leaves. With ``unsettled`` breakers, their probes first, and the
-        tasks behind them skipped."""
+        """A claim from several queues, or from gated ones: queue after queue, each gated one
+        up to the room its gates leave; first, while tasks have rate limits, one job from each
+        of their buckets whose next start has come; then, with ``unsettled`` breakers, their
+        probes, and the tasks behind them skipped."""
         cur.execute(Q["claim_plan"])
         cur.execute(Q["promote_due"], {"now": params["now"]})
+        # --- rate limits of tasks (conveyor/limits/buckets.py) ---
+        taken: list[tuple[Any, ...]] = []
+        if limited:
+            taken = self._claim_rate_limited(cur, params, queues, limit, capped)
+            limit -= len(taken)
+            if limit <= 0:
+                return taken
+        # --- circuit breakers (conveyor/limits/breakers.py) ---
+        held: list[str] = []
         if unsettled:
             probes, held = self._breaker_gate(cur, params, queues, limit, capped)
-            if held:
-                rows = self._claim_held(cur, params, queues, limit - len(probes), capped, held)
-                return probes + rows
+            taken += probes
+            limit -= len(probes)
+            if limit <= 0:
+                return taken
+        if held:
+            params = {**params, "held": held}
+        any_query = QB["claim_any_held"] if held else Q["claim_any"]
+        queue_query = QB["claim_queue_held"] if held else Q["claim_queue"]
+        # --- end of circuit breakers ---
+        if not capped and (queues is None or len(queues) == 1):
+            if queues is None:
+                rest = cur.execute(any_query, {**params, "limit": limit})
+            else:
+                rest = cur.execute(queue_query, {**params, "queue": queues[0], "limit": limit})
+            return taken + rest.fetchall()
         if queues is None:
             queues = [row[0] for row in cur.execute(Q["ready_queues"])]
-            if capped.isdisjoint(queues):
+            if not held and capped.isdisjoint(queues):
                 # Global order as usual; a job that reaches a capped queue meanwhile waits.
                 query_params = {**params, "limit": limit, "capped": sorted(capped)}
-                return list(cur.execute(Q["claim_any_except"], query_params).fetchall())
+                return taken + cur.execute(Q["claim_any_except"], query_params).fetchall()
         wanted = sorted(capped.intersection(queues))
-        rooms: dict[str, int] = {}
+        # --- queue gates (conveyor/limits/gates.py): caps, pauses, quiet hours, rates ---
+        gates: list[QueueGate] = []
+        now = 0.0
         if wanted:
             cur.execute(Q["lock_queue_limits"], {"queues": wanted})
-            rooms = dict(cur.execute(Q["queue_rooms"], {"queues": wanted}).fetchall())
-        return claim_in_turns(
+            gate_params = {"queues": wanted, "now": params["now"]}
+            rows = cur.execute(Q["queue_gates"], gate_params).fetchall()
+            gates = [QueueGate.from_row(row) for row in rows]
+            now = float(rows[0][8]) if rows else 0.0
+        claimed = claim_in_turns(
             queues,
             next(self._queue_turn),
             limit,
-            rooms,
+            rooms(gates, now),
             lambda queue, take: list(
-                cur.execute(Q["claim_queue"], {**params, "queue": queue, "limit": take}).fetchall()
+                cur.execute(queue_query, {**params, "queue": queue, "limit": take}).fetchall()
             ),
         )
+        for queue, rate_next in rate_updates(gates, started_by_queue(claimed), now):
+            cur.execute(Q["take_rate"], {"queue": queue, "rate_next": rate_next})
+        # --- end of queue gates ---
+        return taken + claimed
+
+    def _claim_rate_limited(
+        self,
+        cur: Cursor,
+        params: dict[str, Any],
+        queues: Sequence[str] | None,
+        limit: int,
+        capped: frozenset[str],
+    ) -> list[tuple[Any, ...]]:
+        """One job from each bucket whose next start has come, up to ``limit``, as far as the
+        gates of their queues let them start."""
+        pick_params = {
+            "now": params["now"],
+            "any_queue": queues is None,
+            "queues": [] if queues is None else list(queues),
+            "limit": limit,
+        }
+        rows = cur.execute(Q["pick_rate_limited"], pick_params).fetchall()
+        picks = picked(rows)
+        if not picks:
+            return []
+        now = float(rows[0][6])
+        ids = list(picks)
+        gates: list[QueueGate] = []
+        if capped:
+            queue_of = {int(i): str(q) for i, q in cur.execute(Q["queues_of"], {"ids": ids})}
+            gated = sorted(capped.intersection(queue_of.values()))
+            if gated:
+                cur.execute(Q["lock_queue_limits"], {"queues": gated})
+                gate_params = {"queues": gated, "now": params["now"]}
+                gates = [QueueGate.from_row(r) for r in cur.execute(Q["queue_gates"], gate_params)]
+                ids = admit(picks, queue_of, rooms(gates, now))
+                if not ids:
+                    return []
+        claimed = cur.execute(Q["claim_ids"], {**params, "ids": ids}).fetchall()
+        # Later gated claims of this transaction read the queues' rate tokens as moved here.
+        for queue, rate_next in rate_updates(gates, started_by_queue(claimed), now):
+            cur.execute(Q["take_rate"], {"queue": queue, "rate_next": rate_next})
+        updates = bucket_updates(picks, (int(r[0]) for r in claimed), now)
+        if updates:
+            cur.execute(
+                Q["take_bucket"],
+                {
+                    "tasks": [task for task, _, _ in updates],
+                    "keys": [key for _, key, _ in updates],
+                    "nexts": [rate_next for _, _, rate_next in updates],
+                },
+            )
+        return list(claimed)
 
     # --- circuit breakers in the claim ---------------------------------------------------
 
@@ -314,41 +413,6 @@ class PostgresBackend(Backend):
         gate = claim_gate(store, store.now(params["now"]), queues, capped, limit)
         self.breaker_probe_at = gate.next_probe_at
         return gate.probes, gate.held
-
-    def _claim_held(
-        self,
-        cur: Cursor,
-        params: dict[str, Any],
-        queues: Sequence[str] | None,
-        limit: int,
-        capped: frozenset[str],
-        held: list[str],
-    ) -> list[tuple[Any, ...]]:
-        """The claim, skipping the tasks ``held`` by breakers."""
-        if limit <= 0:
-            return []
-        held_params = {**params, "held": held}
-        if queues is None and not capped:
-            query_params = {**held_params, "limit": limit}
-            return list(cur.execute(QB["claim_any_held"], query_params).fetchall())
-        if queues is None:
-            queues = [row[0] for row in cur.execute(Q["ready_queues"])]
-        wanted = sorted(capped.intersection(queues))
-        rooms: dict[str, int] = {}
-        if wanted:
-            cur.execute(Q["lock_queue_limits"], {"queues": wanted})
-            rooms = dict(cur.execute(Q["queue_rooms"], {"queues": wanted}).fetchall())
-        return claim_in_turns(
-            queues,
-            next(self._queue_turn),
-            limit,
-            rooms,
-            lambda queue, take: list(
-                cur.execute(
-                    QB["claim_queue_held"], {**held_params, "queue": queue, "limit": take}
-                ).fetchall()
-            ),
-        )
 
     def _unsettled_breakers(self) -> list[str]:
         rows = self._db.run(
@@ -490,6 +554,74 @@ class PostgresBackend(Backend):
             idempotent=True,
         )
         return {str(queue): int(cap) for queue, cap in rows}
+
+    # --- queue gates: pause, quiet hours, rate limits -------------------------------------
+
+    def _set_gate(self, query: str, queue: str, **params: Any) -> None:
+        def body(cur: Cursor) -> None:
+            cur.execute(Q[query], {"queue": queue, **params})
+            # A lifted gate may leave room for jobs that idle workers could take.
+            self._notify(cur, [queue])
+
+        self._db.run(body)
+        self._capped.forget()
+        self._notify_local([queue])
+
+    def pause_queue(self, queue: str, until: float | None) -> None:
+        self._set_gate("pause_queue", queue, until=until)
+
+    def resume_queue(self, queue: str) -> None:
+        self._set_gate("resume_queue", queue)
+
+    def set_quiet_hours(self, queue: str, quiet: QuietHours | None) -> None:
+        self._set_gate("set_quiet_hours", queue, quiet=None if quiet is None else quiet.to_json())
+
+    def set_rate_limit(self, queue: str, rate: RateLimit | None) -> None:
+        count, per = (None, None) if rate is None else (rate.count, rate.per)
+        self._set_gate("set_rate_limit", queue, count=count, per=per)
+
+    def rate_limited(self) -> bool:
+        def read() -> list[str]:
+            rows = self._db.run(
+                lambda cur: cur.execute(Q["rate_buckets_exist"]).fetchall(),
+                transaction=False,
+                idempotent=True,
+            )
+            return [str(row[0]) for row in rows]
+
+        return bool(self._limited.get(read))
+
+    def next_rate_token(self, queues: Sequence[str] | None) -> float | None:
+        if not self.rate_limited():
+            return None
+        params = {
+            "now": self._now_param(),
+            "any_queue": queues is None,
+            "queues": [] if queues is None else list(queues),
+        }
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["next_rate_token"], params).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    def rate_bucket_of(self, job_id: int) -> Bucket | None:
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["rate_bucket_of"], {"id": job_id}).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return Bucket.from_row(rows[0]) if rows else None
+
+    def queue_gates(self) -> list[QueueGate]:
+        params = {"now": self._now_param()}
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["every_queue_gate"], params).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return [QueueGate.from_row(row) for row in rows]
 
     # --- maintenance ----------------------------------------------------------------------
 

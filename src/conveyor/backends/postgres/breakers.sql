@@ -75,7 +75,7 @@ SET state = 'running',
     cancel_requested = false
 WHERE id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND task = ANY(%(tasks)s::text[])
+    WHERE state = 'queued' AND rate_key IS NULL AND task = ANY(%(tasks)s::text[])
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND queue <> ALL(%(capped)s::text[])
     ORDER BY priority DESC, run_at, id
@@ -99,7 +99,7 @@ SET state = 'running',
     cancel_requested = false
 WHERE id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND task <> ALL(%(held)s::text[])
+    WHERE state = 'queued' AND rate_key IS NULL AND task <> ALL(%(held)s::text[])
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -119,7 +119,8 @@ SET state = 'running',
     cancel_requested = false
 WHERE id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND queue = %(queue)s AND task <> ALL(%(held)s::text[])
+    WHERE state = 'queued' AND rate_key IS NULL AND queue = %(queue)s
+      AND task <> ALL(%(held)s::text[])
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

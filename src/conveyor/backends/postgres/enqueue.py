@@ -32,6 +32,7 @@ from conveyor.backends.postgres.deps import as_steps
 from conveyor.backends.postgres.steps import CopyIn, Cursor, Statement, Steps
 from conveyor.errors import BackendError, QueueFull
 from conveyor.job import JobState
+from conveyor.limits.buckets import new_buckets
 
 #: From this many jobs on, COPY; below, one INSERT with array parameters is cheaper (one round
 #: trip instead of three or four).
@@ -51,6 +52,7 @@ def needs_transaction(jobs: Sequence[NewJob], queue_limits: Mapping[str, int]) -
         len(jobs) >= STAGE_FROM
         or any(job.queue in queue_limits for job in jobs)
         or any(job.idempotency_key is not None for job in jobs)
+        or any(job.rate_key is not None for job in jobs)
         or has_dependencies(jobs)
     )
 
@@ -80,10 +82,34 @@ def enqueue_steps(
     else:
         rows = yield from _insert(jobs, now, channel, written, keyed=False)
         results = [EnqueueResult(int(job_id), _STATES[state], True) for job_id, state, _ in rows]
+    if any(job.rate_key is not None for job in jobs):
+        yield from _mark_rate_limited(jobs, results)
     yield from _check_queue_limits(jobs, results, queue_limits)
     if has_dependencies(jobs):
         yield from as_steps(link_new_jobs(jobs, results, now))
     return results
+
+
+def _mark_rate_limited(jobs: Sequence[NewJob], results: Sequence[EnqueueResult]) -> Steps[None]:
+    """The jobs of rate-limited tasks take their bucket's key, and their buckets exist, in the
+    transaction that wrote them (see conveyor/limits/buckets.py)."""
+    made = [(job, result) for job, result in zip(jobs, results, strict=True) if result.created]
+    buckets = sorted(new_buckets(job for job, _ in made).items())
+    if buckets:
+        yield Statement(
+            Q["upsert_rate_bucket"],
+            {
+                "tasks": [task for (task, _), _ in buckets],
+                "keys": [key for (_, key), _ in buckets],
+                "counts": [rate.count for _, rate in buckets],
+                "pers": [float(rate.per) for _, rate in buckets],
+            },
+        )
+    marked = [(result.job_id, job.rate_key) for job, result in made if job.rate_key is not None]
+    if marked:
+        yield Statement(
+            Q["mark_rate_key"], {"ids": [i for i, _ in marked], "keys": [k for _, k in marked]}
+        )
 
 
 def is_single(jobs: Sequence[NewJob], queue_limits: Mapping[str, int]) -> bool:

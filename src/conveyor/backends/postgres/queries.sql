@@ -315,10 +315,15 @@ SELECT pg_advisory_xact_lock(hashtext('conveyor queue ' || current_schema()), ha
 
 -- name: queue_depth
 -- Waiting jobs of one queue: the queued ones from the ready index, the others from the small
--- index of jobs waiting for a time or a dependency.
-SELECT (SELECT count(*) FROM conveyor_jobs WHERE queue = %(queue)s AND state = 'queued')
+-- index of jobs waiting for a time or a dependency, and the queued jobs of rate-limited tasks
+-- from conveyor_jobs_rate_ready (not keyed by queue: a walk of the rate-limited backlog, paid
+-- only by enqueues into queues with queue_limits).
+SELECT (SELECT count(*) FROM conveyor_jobs
+        WHERE queue = %(queue)s AND state = 'queued' AND rate_key IS NULL)
      + (SELECT count(*) FROM conveyor_jobs
         WHERE queue = %(queue)s AND state IN ('blocked', 'scheduled', 'retrying'))
+     + (SELECT count(*) FROM conveyor_jobs
+        WHERE queue = %(queue)s AND state = 'queued' AND rate_key IS NOT NULL)
 
 -- name: promote_due
 -- SKIP LOCKED: two workers promoting at once share the rows instead of queueing on row locks.
@@ -355,7 +360,7 @@ SET state = 'running',
     cancel_requested = false
 WHERE id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued'
+    WHERE state = 'queued' AND rate_key IS NULL
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -375,7 +380,7 @@ SET state = 'running',
     cancel_requested = false
 WHERE id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND queue = %(queue)s
+    WHERE state = 'queued' AND rate_key IS NULL AND queue = %(queue)s
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -397,7 +402,7 @@ SET state = 'running',
     cancel_requested = false
 WHERE id = ANY(ARRAY(
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND queue <> ALL(%(capped)b::text[])
+    WHERE state = 'queued' AND rate_key IS NULL AND queue <> ALL(%(capped)b::text[])
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -407,16 +412,21 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
 
 -- name: pick_suspect
 -- The suspect (migration 7) claim_suspect should take, locked: the best one that is due, in
--- one of the queues given (NULL for all) and in a queue whose cap, if any, leaves room (the
--- backend checks that again under the queue's lock).
+-- one of the queues given (NULL for all) and in a queue that is neither paused nor waiting for
+-- its rate limit's next start and whose cap, if any, leaves room (the backend checks the
+-- queue's gates again under its lock, quiet hours included).
 SELECT j.id, j.queue FROM conveyor_jobs AS j
 WHERE j.state = 'retrying' AND j.suspect
   AND j.run_at <= coalesce(to_timestamp(%(now)s::float8), now())
   AND (%(queues)b::text[] IS NULL OR j.queue = ANY(%(queues)b::text[]))
   AND NOT EXISTS (
       SELECT 1 FROM conveyor_queue_limits AS l
-      WHERE l.queue = j.queue AND l.max_running <= (
-          SELECT count(*) FROM conveyor_jobs AS r WHERE r.queue = j.queue AND r.state = 'running'))
+      WHERE l.queue = j.queue AND (
+          l.paused_until > coalesce(to_timestamp(%(now)s::float8), now())
+          OR l.rate_next > coalesce(to_timestamp(%(now)s::float8), now())
+          OR l.max_running <= (
+              SELECT count(*) FROM conveyor_jobs AS r
+              WHERE r.queue = j.queue AND r.state = 'running')))
 ORDER BY j.priority DESC, j.run_at, j.id
 LIMIT 1
 FOR UPDATE OF j SKIP LOCKED
@@ -430,8 +440,12 @@ WHERE j.state = 'retrying' AND j.suspect
   AND (%(queues)b::text[] IS NULL OR j.queue = ANY(%(queues)b::text[]))
   AND NOT EXISTS (
       SELECT 1 FROM conveyor_queue_limits AS l
-      WHERE l.queue = j.queue AND l.max_running <= (
-          SELECT count(*) FROM conveyor_jobs AS r WHERE r.queue = j.queue AND r.state = 'running'))
+      WHERE l.queue = j.queue AND (
+          l.paused_until > coalesce(to_timestamp(%(now)s::float8), now())
+          OR l.rate_next > coalesce(to_timestamp(%(now)s::float8), now())
+          OR l.max_running <= (
+              SELECT count(*) FROM conveyor_jobs AS r
+              WHERE r.queue = j.queue AND r.state = 'running')))
 LIMIT 1
 
 -- name: claim_suspect
@@ -453,18 +467,23 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
           timeout, checkpoint, date_part('epoch', run_at)
 
 -- name: capped_queues
--- Which queues have a cap (see backends/caps.py: read about once a second, not per claim).
-SELECT queue FROM conveyor_queue_limits WHERE max_running IS NOT NULL
+-- Which queues have a gate -- a cap, a pause, quiet hours or a rate limit -- and so take the
+-- claim's gated path (see backends/caps.py: read about once a second, not per claim).
+SELECT queue FROM conveyor_queue_limits
+WHERE max_running IS NOT NULL OR paused_until IS NOT NULL OR quiet IS NOT NULL
+   OR rate_count IS NOT NULL
 
 -- name: ready_queues
 -- The queues holding ready jobs, in name order, for a claim from every queue while some queue
 -- is capped, and for a burst worker that claimed nothing from capped queues: one probe of
 -- conveyor_jobs_ready_by_queue per queue (a loose index scan), however many jobs wait.
 WITH RECURSIVE ready (queue) AS (
-    SELECT (SELECT queue FROM conveyor_jobs WHERE state = 'queued' ORDER BY queue LIMIT 1)
+    SELECT (SELECT queue FROM conveyor_jobs
+            WHERE state = 'queued' AND rate_key IS NULL ORDER BY queue LIMIT 1)
     UNION ALL
     SELECT (SELECT j.queue FROM conveyor_jobs AS j
-            WHERE j.state = 'queued' AND j.queue > ready.queue ORDER BY j.queue LIMIT 1)
+            WHERE j.state = 'queued' AND j.rate_key IS NULL AND j.queue > ready.queue
+            ORDER BY j.queue LIMIT 1)
     FROM ready WHERE ready.queue IS NOT NULL
 )
 SELECT queue FROM ready WHERE queue IS NOT NULL
@@ -472,20 +491,12 @@ SELECT queue FROM ready WHERE queue IS NOT NULL
 -- name: lock_queue_limits
 -- A claim from capped queues first locks their rows until it commits, in name order (so two
 -- claims never wait for each other crosswise): claims of one capped queue take turns. A
--- statement of its own: the count in queue_rooms must take its snapshot after the locks are
+-- statement of its own: the count in queue_gates must take its snapshot after the locks are
 -- granted, to see the jobs that the claim before this one started.
 SELECT queue FROM conveyor_queue_limits
 WHERE queue = ANY(%(queues)b::text[])
 ORDER BY queue
 FOR UPDATE
-
--- name: queue_rooms
--- How many more jobs each of the given capped queues may start now: its cap less its running
--- jobs (from conveyor_jobs_leases, keyed by queue). Uncapped queues are not listed.
-SELECT l.queue, l.max_running - (
-    SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
-FROM conveyor_queue_limits AS l
-WHERE l.queue = ANY(%(queues)b::text[]) AND l.max_running IS NOT NULL
 
 -- name: extend_leases
 UPDATE conveyor_jobs
@@ -881,7 +892,8 @@ INSERT INTO conveyor_queue_limits (queue, max_running) VALUES (%(queue)s, %(max_
 ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running
 
 -- name: remove_concurrency_limit
-DELETE FROM conveyor_queue_limits WHERE queue = %(queue)s
+-- The row stays: it may hold the queue's other gates (see queue_gates).
+UPDATE conveyor_queue_limits SET max_running = NULL WHERE queue = %(queue)s
 
 -- name: queue_limits
 SELECT queue, max_running FROM conveyor_queue_limits
@@ -917,8 +929,146 @@ RESET vacuum_cost_delay
 -- name: vacuum_unwatch_client
 RESET client_connection_check_interval
 
--- Dependencies (conveyor/workflows/). Parallel arrays pair by position; %(rows)s is a JSON
--- array of rows.
+-- ===== Queue gates: pause, quiet hours, rate limits (conveyor/limits/) ======================
+
+-- name: queue_gates
+-- The gates of the given queues, as conveyor.limits.QueueGate reads them (the running jobs are
+-- counted for capped queues only, from conveyor_jobs_leases), and the time of the claim. Read
+-- after lock_queue_limits in the claim, so it sees the starts of the claims before it.
+SELECT l.queue, l.max_running,
+       CASE WHEN l.max_running IS NOT NULL THEN (
+           SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
+       END,
+       date_part('epoch', l.paused_until), l.quiet, l.rate_count, l.rate_per,
+       date_part('epoch', l.rate_next),
+       date_part('epoch', coalesce(to_timestamp(%(now)s::float8), now()))
+FROM conveyor_queue_limits AS l
+WHERE l.queue = ANY(%(queues)b::text[])
+
+-- name: every_queue_gate
+-- queue_gates for every queue that has a row, for people (queues list, jobs why).
+SELECT l.queue, l.max_running,
+       CASE WHEN l.max_running IS NOT NULL THEN (
+           SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
+       END,
+       date_part('epoch', l.paused_until), l.quiet, l.rate_count, l.rate_per,
+       date_part('epoch', l.rate_next),
+       date_part('epoch', coalesce(to_timestamp(%(now)s::float8), now()))
+FROM conveyor_queue_limits AS l
+ORDER BY l.queue
+
+-- name: take_rate
+-- Where a claim that started jobs of a rate-limited queue moves its next start (the row is
+-- locked by lock_queue_limits since before it was read).
+UPDATE conveyor_queue_limits SET rate_next = to_timestamp(%(rate_next)s::float8)
+WHERE queue = %(queue)s
+
+-- name: pause_queue
+-- No :until: paused until resumed.
+INSERT INTO conveyor_queue_limits (queue, paused_until)
+VALUES (%(queue)s, coalesce(to_timestamp(%(until)s::float8), 'infinity'))
+ON CONFLICT (queue) DO UPDATE SET paused_until = excluded.paused_until
+
+-- name: resume_queue
+UPDATE conveyor_queue_limits SET paused_until = NULL WHERE queue = %(queue)s
+
+-- name: set_quiet_hours
+INSERT INTO conveyor_queue_limits (queue, quiet) VALUES (%(queue)s, %(quiet)s)
+ON CONFLICT (queue) DO UPDATE SET quiet = excluded.quiet
+
+-- name: set_rate_limit
+-- A changed limit keeps the next start already promised; a removed one forgets it.
+INSERT INTO conveyor_queue_limits (queue, rate_count, rate_per)
+VALUES (%(queue)s, %(count)s, %(per)s)
+ON CONFLICT (queue) DO UPDATE
+SET rate_count = excluded.rate_count, rate_per = excluded.rate_per,
+    rate_next = CASE WHEN excluded.rate_count IS NULL THEN NULL
+                     ELSE conveyor_queue_limits.rate_next END
+
+-- ===== Rate limits of tasks, per key (conveyor/limits/rates.py) =============================
+
+-- name: rate_buckets_exist
+-- Whether any task has a rate limit bucket: claims look at rate-limited jobs only then (read
+-- about once a second, see backends/caps.py).
+SELECT 'buckets' FROM conveyor_rate_buckets LIMIT 1
+
+-- name: upsert_rate_bucket
+-- At enqueue: the buckets of rate-limited tasks and keys (each once), with the limits the tasks
+-- declare now.
+INSERT INTO conveyor_rate_buckets (task, key, rate_count, rate_per)
+SELECT * FROM unnest(%(tasks)b::text[], %(keys)b::text[], %(counts)b::int4[], %(pers)b::float8[])
+ON CONFLICT (task, key) DO UPDATE
+SET rate_count = excluded.rate_count, rate_per = excluded.rate_per
+
+-- name: mark_rate_key
+-- At enqueue, in the same transaction: the new jobs take their bucket's key, which moves them
+-- out of the ready indexes before any claim can see them.
+UPDATE conveyor_jobs AS j SET rate_key = u.key
+FROM unnest(%(ids)b::int8[], %(keys)b::text[]) AS u (id, key)
+WHERE j.id = u.id
+
+-- name: pick_rate_limited
+-- For the claim: the buckets whose next start has come and that hold a queued job in the
+-- given queues (any queue when any_queue), each with its first job, the bucket waiting longest
+-- first. Locks the buckets it returns until commit and skips those another claim holds, so two
+-- claims never spend one token. One probe of conveyor_jobs_rate_ready per such bucket.
+SELECT b.task, b.key, b.rate_count, b.rate_per, date_part('epoch', b.rate_next), j.id,
+       date_part('epoch', coalesce(to_timestamp(%(now)s::float8), now()))
+FROM conveyor_rate_buckets AS b
+CROSS JOIN LATERAL (
+    SELECT id FROM conveyor_jobs
+    WHERE state = 'queued' AND rate_key IS NOT NULL AND task = b.task AND rate_key = b.key
+      AND (%(any_queue)s OR queue = ANY(%(queues)b::text[]))
+    ORDER BY priority DESC, run_at, id
+    LIMIT 1
+) AS j
+WHERE b.rate_next IS NULL OR b.rate_next <= coalesce(to_timestamp(%(now)s::float8), now())
+ORDER BY b.rate_next NULLS FIRST, b.task, b.key
+LIMIT %(limit)s
+FOR UPDATE OF b SKIP LOCKED
+
+-- name: claim_ids
+-- claim_any for the given jobs that are still queued.
+UPDATE conveyor_jobs
+SET state = 'running',
+    attempts = attempts + 1,
+    lease_token = gen_random_uuid()::text,
+    lease_expires_at = coalesce(to_timestamp(%(now)s::float8), now())
+                       + %(lease)s::float8 * interval '1 second',
+    worker_id = %(worker_id)s,
+    started_at = coalesce(to_timestamp(%(now)s::float8), now()),
+    cancel_requested = false
+WHERE id = ANY(%(ids)b::int8[]) AND state = 'queued'
+RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
+          timeout, checkpoint, date_part('epoch', run_at)
+
+-- name: take_bucket
+UPDATE conveyor_rate_buckets AS b SET rate_next = to_timestamp(u.rate_next)
+FROM unnest(%(tasks)b::text[], %(keys)b::text[], %(nexts)b::float8[]) AS u (task, key, rate_next)
+WHERE b.task = u.task AND b.key = u.key
+
+-- name: next_rate_token
+-- The earliest next start of a bucket that holds a queued job in the given queues (any queue
+-- when any_queue): when a worker whose claim found no token should look again.
+SELECT date_part('epoch', min(b.rate_next)) FROM conveyor_rate_buckets AS b
+WHERE b.rate_next > coalesce(to_timestamp(%(now)s::float8), now()) AND EXISTS (
+    SELECT 1 FROM conveyor_jobs AS j
+    WHERE j.state = 'queued' AND j.rate_key IS NOT NULL
+      AND j.task = b.task AND j.rate_key = b.key
+      AND (%(any_queue)s OR j.queue = ANY(%(queues)b::text[])))
+
+-- name: rate_bucket_of
+-- The bucket of a job, for `jobs why`.
+SELECT b.task, b.key, b.rate_count, b.rate_per, date_part('epoch', b.rate_next)
+FROM conveyor_jobs AS j
+JOIN conveyor_rate_buckets AS b ON b.task = j.task AND b.key = j.rate_key
+WHERE j.id = %(id)s
+
+-- name: queues_of
+-- The queues of the given jobs (rate-limited jobs a claim picked, whose queues may have gates).
+SELECT id, queue FROM conveyor_jobs WHERE id = ANY(%(ids)b::int8[])
+-- Dependencies (conveyor/workflows/). Parallel arrays pair by position; the rows parameter is
+-- a JSON array of rows.
 
 -- name: lock_parents
 -- Marks the parents of jobs being enqueued (their finish will look for children from now on)

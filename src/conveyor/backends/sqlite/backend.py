@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -54,7 +55,10 @@ from conveyor.errors import (
     WorkerNotFound,
 )
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobError, JobState
+from conveyor.limits import QueueGate, QuietHours, RateLimit
 from conveyor.limits.breakers import Breaker, BreakerRow, closed_by_hand, opened_by_hand
+from conveyor.limits.buckets import Bucket, admit, bucket_updates, picked
+from conveyor.limits.gates import rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -177,6 +181,8 @@ class SQLiteBackend(Backend):
         self._reader.raw.row_factory = sqlite3.Row
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
+        #: Whether any rate limit bucket of a task exists (the same cache, of one name).
+        self._limited = CappedQueues(self.now)
         #: The breakers that are not closed, kept like the capped queues.
         self._unsettled = CappedQueues(self.now)
         if check_schema:
@@ -255,7 +261,12 @@ class SQLiteBackend(Backend):
         now = self.now()
         limits = self.settings.queue_limits
         job = jobs[0]
-        single = len(jobs) == 1 and job.idempotency_key is None and job.queue not in limits
+        single = (
+            len(jobs) == 1
+            and job.idempotency_key is None
+            and job.rate_key is None
+            and job.queue not in limits
+        )
         if single and not has_dependencies(jobs):
             results = [self._group.insert(job, now)]
         else:
@@ -263,6 +274,8 @@ class SQLiteBackend(Backend):
                 results = insert_jobs(db, jobs, now, limits)
                 if has_dependencies(jobs):
                     _run(db, link_new_jobs(jobs, results, now))
+            if any(job.rate_key is not None for job in jobs):
+                self._limited.forget()  # this process's claims look for rate-limited jobs at once
         self._notify_local(sorted({job.queue for job in jobs}))
         return results
 
@@ -284,14 +297,22 @@ class SQLiteBackend(Backend):
                 **self._boot_params(),
             }
             db.execute(Q["promote_due"], {"now": now})
+            # --- rate limits of tasks (conveyor/limits/buckets.py) ---
+            rows: list[tuple[Any, ...]] = []
             capped = self._capped.get(lambda: [row[0] for row in db.execute(Q["capped_queues"])])
+            if self._limited.get(lambda: [r[0] for r in db.execute(Q["rate_buckets_exist"])]):
+                rows = self._claim_rate_limited(db, params, queues, limit, capped)
+                limit -= len(rows)
+            # --- end of rate limits of tasks ---
             # --- circuit breakers: skip the tasks behind open ones, take the probes due.
             held: list[str] = []
-            probes: list[tuple[Any, ...]] = []
-            if self._unsettled.get(lambda: [r[0] for r in db.execute(QB["unsettled_breakers"])]):
+            if limit > 0 and self._unsettled.get(
+                lambda: [r[0] for r in db.execute(QB["unsettled_breakers"])]
+            ):
                 store = SQLiteBreakers(db, params)
                 breakers = claim_gate(store, now, queues, capped, limit)
-                held, probes, limit = breakers.held, breakers.probes, limit - len(breakers.probes)
+                held, limit = breakers.held, limit - len(breakers.probes)
+                rows += breakers.probes
                 params["held"] = json.dumps(held)
                 self.breaker_probe_at = breakers.next_probe_at
             else:
@@ -303,13 +324,12 @@ class SQLiteBackend(Backend):
                 if not capped.isdisjoint(ready):
                     queues = ready
             if limit <= 0:
-                rows = []
+                pass
             elif queues is None:
                 query = QB["claim_any_held"] if held else Q["claim_any"]
-                rows = db.execute(query, {**params, "limit": limit}).fetchall()
+                rows += db.execute(query, {**params, "limit": limit}).fetchall()
             else:
-                rows = self._claim_in_turn(db, params, queues, limit, capped, held)
-            rows += probes
+                rows += self._claim_in_turn(db, params, queues, limit, capped, held)
         rows.sort(key=lambda r: (-r[5], r[11], r[0]))
         return [_claimed(r) for r in rows]
 
@@ -327,6 +347,14 @@ class SQLiteBackend(Backend):
             picked = db.execute(Q["pick_suspect"], {"now": now, "queues": names}).fetchone()
             if picked is None:
                 return None
+            # The queue's other gates (conveyor/limits/gates.py): a pause, quiet hours, a rate.
+            gates: list[QueueGate] = []
+            queue = str(picked[1])
+            if queue in self._capped.get(lambda: [r[0] for r in db.execute(Q["capped_queues"])]):
+                gate_params = {"queues": json.dumps([queue]), "now": now}
+                gates = [QueueGate.from_row(r) for r in db.execute(Q["queue_gates"], gate_params)]
+                if rooms(gates, now).get(queue, 1) <= 0:
+                    return None
             params = {
                 "now": now,
                 "lease": lease,
@@ -335,6 +363,9 @@ class SQLiteBackend(Backend):
                 **self._boot_params(),
             }
             row = db.execute(Q["claim_suspect"], params).fetchone()
+            if row is not None:
+                for name, rate_next in rate_updates(gates, {queue: 1}, now):
+                    db.execute(Q["take_rate"], {"queue": name, "rate_next": rate_next})
         return None if row is None else _claimed(row)
 
     def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
@@ -352,21 +383,60 @@ class SQLiteBackend(Backend):
         capped: frozenset[str],
         held: Sequence[str] = (),
     ) -> list[tuple[Any, ...]]:
-        """Queue after queue, each capped one up to the room its cap leaves."""
+        """Queue after queue, each gated one up to the room its gates leave."""
         query = QB["claim_queue_held"] if held else Q["claim_queue"]
         wanted = sorted(capped.intersection(queues))
-        rooms: dict[str, int] = {}
+        # --- queue gates (conveyor/limits/gates.py): caps, pauses, quiet hours, rates ---
+        gates: list[QueueGate] = []
         if wanted:
-            rooms = dict(db.execute(Q["queue_rooms"], {"queues": json.dumps(wanted)}).fetchall())
-        return claim_in_turns(
+            gate_params = {"queues": json.dumps(wanted), "now": params["now"]}
+            gates = [QueueGate.from_row(r) for r in db.execute(Q["queue_gates"], gate_params)]
+        rows = claim_in_turns(
             queues,
             next(self._queue_turn),
             limit,
-            rooms,
+            rooms(gates, params["now"]),
             lambda queue, take: list(
                 db.execute(query, {**params, "queue": queue, "limit": take}).fetchall()
             ),
         )
+        for queue, rate_next in rate_updates(gates, started_by_queue(rows), params["now"]):
+            db.execute(Q["take_rate"], {"queue": queue, "rate_next": rate_next})
+        # --- end of queue gates ---
+        return rows
+
+    def _claim_rate_limited(
+        self,
+        db: sqlite3.Connection,
+        params: dict[str, Any],
+        queues: Sequence[str] | None,
+        limit: int,
+        capped: frozenset[str],
+    ) -> list[tuple[Any, ...]]:
+        """One job from each bucket whose next start has come, up to ``limit``, as far as the
+        gates of their queues let them start."""
+        now = params["now"]
+        wanted = None if queues is None else json.dumps(list(queues))
+        pick_params = {"now": now, "queues": wanted, "limit": limit}
+        picks = picked(db.execute(Q["pick_rate_limited"], pick_params).fetchall())
+        ids = list(picks)
+        gates: list[QueueGate] = []
+        if ids and capped:
+            queue_of = dict(db.execute(Q["queues_of"], {"ids": json.dumps(ids)}).fetchall())
+            gated = sorted(capped.intersection(queue_of.values()))
+            if gated:
+                gate_params = {"queues": json.dumps(gated), "now": now}
+                gates = [QueueGate.from_row(r) for r in db.execute(Q["queue_gates"], gate_params)]
+                ids = admit(picks, queue_of, rooms(gates, now))
+        if not ids:
+            return []
+        rows = list(db.execute(Q["claim_ids"], {**params, "ids": json.dumps(ids)}).fetchall())
+        for task, key, rate_next in bucket_updates(picks, (r[0] for r in rows), now):
+            db.execute(Q["take_bucket"], {"task": task, "key": key, "rate_next": rate_next})
+        # Later gated claims of this transaction read the queues' rate tokens as moved here.
+        for queue, rate_next in rate_updates(gates, started_by_queue(rows), now):
+            db.execute(Q["take_rate"], {"queue": queue, "rate_next": rate_next})
+        return rows
 
     def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
         if not tokens:
@@ -510,6 +580,53 @@ class SQLiteBackend(Backend):
     def concurrency_limits(self) -> dict[str, int]:
         with self._reader.read() as db:
             return {queue: int(cap) for queue, cap in db.execute(Q["queue_limits"])}
+
+    # --- queue gates: pause, quiet hours, rate limits -------------------------------------
+
+    def _set_gate(self, query: str, queue: str, **params: Any) -> None:
+        with self._writer.write() as db:
+            db.execute(Q[query], {"queue": queue, **params})
+        self._capped.forget()
+        # A lifted gate may leave room for jobs that idle workers here could take.
+        self._notify_local([queue])
+
+    def pause_queue(self, queue: str, until: float | None) -> None:
+        self._set_gate("pause_queue", queue, until=math.inf if until is None else until)
+
+    def resume_queue(self, queue: str) -> None:
+        self._set_gate("resume_queue", queue)
+
+    def set_quiet_hours(self, queue: str, quiet: QuietHours | None) -> None:
+        self._set_gate("set_quiet_hours", queue, quiet=None if quiet is None else quiet.to_json())
+
+    def set_rate_limit(self, queue: str, rate: RateLimit | None) -> None:
+        count, per = (None, None) if rate is None else (rate.count, rate.per)
+        self._set_gate("set_rate_limit", queue, count=count, per=per)
+
+    def queue_gates(self) -> list[QueueGate]:
+        with self._reader.read() as db:
+            rows = db.execute(Q["every_queue_gate"], {"now": self.now()}).fetchall()
+        return [QueueGate.from_row(tuple(row)) for row in rows]
+
+    def rate_limited(self) -> bool:
+        def read() -> list[str]:
+            with self._reader.read() as db:
+                return [row[0] for row in db.execute(Q["rate_buckets_exist"])]
+
+        return bool(self._limited.get(read))
+
+    def next_rate_token(self, queues: Sequence[str] | None) -> float | None:
+        if not self.rate_limited():
+            return None
+        params = {"now": self.now(), "queues": None if queues is None else json.dumps(queues)}
+        with self._reader.read() as db:
+            value = db.execute(Q["next_rate_token"], params).fetchone()[0]
+        return None if value is None else float(value)
+
+    def rate_bucket_of(self, job_id: int) -> Bucket | None:
+        with self._reader.read() as db:
+            row = db.execute(Q["rate_bucket_of"], {"id": job_id}).fetchone()
+        return None if row is None else Bucket.from_row(tuple(row))
 
     # --- circuit breakers -----------------------------------------------------------------
 

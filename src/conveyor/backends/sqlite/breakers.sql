@@ -53,7 +53,7 @@ SET state = 'running',
     cancel_requested = 0
 WHERE id IN (
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued'
+    WHERE state = 'queued' AND rate_key IS NULL
       AND task IN (SELECT value FROM json_each(:tasks))
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND queue NOT IN (SELECT value FROM json_each(:capped))
@@ -78,7 +78,8 @@ SET state = 'running',
     cancel_requested = 0
 WHERE id IN (
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND task NOT IN (SELECT value FROM json_each(:held))
+    WHERE state = 'queued' AND rate_key IS NULL
+      AND task NOT IN (SELECT value FROM json_each(:held))
     ORDER BY priority DESC, run_at, id
     LIMIT :limit
 )
@@ -98,7 +99,7 @@ SET state = 'running',
     cancel_requested = 0
 WHERE id IN (
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND queue = :queue
+    WHERE state = 'queued' AND rate_key IS NULL AND queue = :queue
       AND task NOT IN (SELECT value FROM json_each(:held))
     ORDER BY priority DESC, run_at, id
     LIMIT :limit

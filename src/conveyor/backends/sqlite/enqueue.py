@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from conveyor.backends.base import EnqueueResult, NewJob
 from conveyor.backends.sqlite.connection import Q
 from conveyor.errors import QueueFull
 from conveyor.job import JobState
+from conveyor.limits.buckets import new_buckets
 
 #: Jobs per INSERT: at most 9 parameters each, far under SQLite's 32,766-parameter limit.
 _CHUNK = 500
@@ -45,6 +47,7 @@ _TIMEOUT = attrgetter("timeout")
 _RUN_AT = attrgetter("run_at")
 _DELAY = attrgetter("delay")
 _KEY = attrgetter("idempotency_key")
+_RATE_KEY = attrgetter("rate_key")
 
 
 def insert_jobs(
@@ -61,9 +64,28 @@ def insert_jobs(
                 results.append(_insert_keyed(db, job, job.idempotency_key, now))
                 plain_from = index + 1
     results += _insert_plain(db, jobs[plain_from:], now)
+    if list(map(_RATE_KEY, jobs)).count(None) != len(jobs):
+        mark_rate_limited(db, jobs, results)
     if limits:
         _check_queue_limits(db, jobs, results, limits)
     return results
+
+
+def mark_rate_limited(
+    db: sqlite3.Connection, jobs: Sequence[NewJob], results: Sequence[EnqueueResult]
+) -> None:
+    """The jobs of rate-limited tasks take their bucket's key, and their buckets exist, before
+    the transaction that wrote them commits (see conveyor/limits/buckets.py)."""
+    made = [job for job, result in zip(jobs, results, strict=True) if result.created]
+    for (task, key), rate in new_buckets(made).items():
+        params = {"task": task, "key": key, "count": rate.count, "per": rate.per}
+        db.execute(Q["upsert_rate_bucket"], params)
+    by_key: dict[str, list[int]] = {}
+    for job, result in zip(jobs, results, strict=True):
+        if result.created and job.rate_key is not None:
+            by_key.setdefault(job.rate_key, []).append(result.job_id)
+    for key, ids in by_key.items():
+        db.execute(Q["mark_rate_key"], {"key": key, "ids": json.dumps(ids)})
 
 
 def _insert_plain(

@@ -89,10 +89,15 @@ SELECT last_insert_rowid()
 
 -- name: queue_depth
 -- Waiting jobs of one queue: the queued ones from the ready index, the others from the small
--- index of jobs waiting for a time or a dependency (each predicate as its index states it).
-SELECT (SELECT count(*) FROM conveyor_jobs WHERE queue = :queue AND state = 'queued')
+-- index of jobs waiting for a time or a dependency (each predicate as its index states it), and
+-- the queued jobs of rate-limited tasks from conveyor_jobs_rate_ready (not keyed by queue: a
+-- walk of the rate-limited backlog, paid only by enqueues into queues with queue_limits).
+SELECT (SELECT count(*) FROM conveyor_jobs
+        WHERE queue = :queue AND state = 'queued' AND rate_key IS NULL)
      + (SELECT count(*) FROM conveyor_jobs
         WHERE queue = :queue AND (state = 'blocked' OR state = 'scheduled' OR state = 'retrying'))
+     + (SELECT count(*) FROM conveyor_jobs
+        WHERE queue = :queue AND state = 'queued' AND rate_key IS NOT NULL)
 
 -- name: promote_due
 -- Suspects stay waiting for claim_suspect (migration 7); the predicate is the due index's.
@@ -112,7 +117,7 @@ SET state = 'running',
     cancel_requested = 0
 WHERE id IN (
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued'
+    WHERE state = 'queued' AND rate_key IS NULL
     ORDER BY priority DESC, run_at, id
     LIMIT :limit
 )
@@ -132,7 +137,7 @@ SET state = 'running',
     cancel_requested = 0
 WHERE id IN (
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND queue = :queue
+    WHERE state = 'queued' AND rate_key IS NULL AND queue = :queue
     ORDER BY priority DESC, run_at, id
     LIMIT :limit
 )
@@ -141,14 +146,18 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
 
 -- name: pick_suspect
 -- The suspect (migration 7) claim_suspect should take: the best one that is due, in one of
--- :queues (a JSON array, NULL for all) and in a queue whose cap, if any, leaves room.
+-- :queues (a JSON array, NULL for all) and in a queue that is neither paused nor waiting for
+-- its rate limit's next start and whose cap, if any, leaves room (quiet hours are checked by
+-- the backend).
 SELECT j.id, j.queue FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_suspects
 WHERE j.state = 'retrying' AND j.suspect = 1 AND j.run_at <= :now
   AND (:queues IS NULL OR j.queue IN (SELECT value FROM json_each(:queues)))
   AND NOT EXISTS (
       SELECT 1 FROM conveyor_queue_limits AS l
-      WHERE l.queue = j.queue AND l.max_running <= (
-          SELECT count(*) FROM conveyor_jobs AS r WHERE r.queue = j.queue AND r.state = 'running'))
+      WHERE l.queue = j.queue AND (
+          l.paused_until > :now OR l.rate_next > :now OR l.max_running <= (
+              SELECT count(*) FROM conveyor_jobs AS r
+              WHERE r.queue = j.queue AND r.state = 'running')))
 ORDER BY j.priority DESC, j.run_at, j.id
 LIMIT 1
 
@@ -173,8 +182,11 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
           timeout, checkpoint, run_at
 
 -- name: capped_queues
--- Which queues have a cap (see backends/caps.py: read about once a second, not per claim).
-SELECT queue FROM conveyor_queue_limits WHERE max_running IS NOT NULL
+-- Which queues have a gate -- a cap, a pause, quiet hours or a rate limit -- and so take the
+-- claim's gated path (see backends/caps.py: read about once a second, not per claim).
+SELECT queue FROM conveyor_queue_limits
+WHERE max_running IS NOT NULL OR paused_until IS NOT NULL OR quiet IS NOT NULL
+   OR rate_count IS NOT NULL
 
 -- name: ready_queues
 -- The queues holding ready jobs, in name order, for a claim from every queue while some queue
@@ -184,23 +196,14 @@ SELECT queue FROM conveyor_queue_limits WHERE max_running IS NOT NULL
 -- finished jobs.
 WITH RECURSIVE ready (queue) AS (
     SELECT (SELECT queue FROM conveyor_jobs INDEXED BY conveyor_jobs_ready_by_queue
-            WHERE state = 'queued' ORDER BY queue LIMIT 1)
+            WHERE state = 'queued' AND rate_key IS NULL ORDER BY queue LIMIT 1)
     UNION ALL
     SELECT (SELECT j.queue FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_ready_by_queue
-            WHERE j.state = 'queued' AND j.queue > ready.queue ORDER BY j.queue LIMIT 1)
+            WHERE j.state = 'queued' AND j.rate_key IS NULL AND j.queue > ready.queue
+            ORDER BY j.queue LIMIT 1)
     FROM ready WHERE ready.queue IS NOT NULL
 )
 SELECT queue FROM ready WHERE queue IS NOT NULL
-
--- name: queue_rooms
--- How many more jobs each capped queue of the JSON array :queues may start now: its cap less
--- its running jobs, counted from conveyor_jobs_leases (keyed by queue). Uncapped queues are not
--- listed. Exact because the claim asks inside its write transaction, which no other writer
--- shares.
-SELECT l.queue, l.max_running - (
-    SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
-FROM conveyor_queue_limits AS l
-WHERE l.queue IN (SELECT value FROM json_each(:queues)) AND l.max_running IS NOT NULL
 
 -- name: extend_leases
 -- Walks the running jobs (a few thousand at most: the concurrency of all workers) rather than
@@ -535,13 +538,140 @@ INSERT INTO conveyor_queue_limits (queue, max_running) VALUES (:queue, :max_runn
 ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running
 
 -- name: remove_concurrency_limit
-DELETE FROM conveyor_queue_limits WHERE queue = :queue
+-- The row stays: it may hold the queue's other gates (see queue_gates).
+UPDATE conveyor_queue_limits SET max_running = NULL WHERE queue = :queue
 
 -- name: queue_limits
 SELECT queue, max_running FROM conveyor_queue_limits
 WHERE max_running IS NOT NULL
 ORDER BY queue
 
+-- ===== Queue gates: pause, quiet hours, rate limits (conveyor/limits/) ======================
+
+-- name: queue_gates
+-- The gates of the queues in the JSON array :queues, as conveyor.limits.QueueGate reads them
+-- (the running jobs are counted for capped queues only, from conveyor_jobs_leases), and :now.
+-- Exact inside the claim's write transaction, which no other writer shares.
+SELECT l.queue, l.max_running,
+       CASE WHEN l.max_running IS NOT NULL THEN (
+           SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
+       END,
+       l.paused_until, l.quiet, l.rate_count, l.rate_per, l.rate_next, :now
+FROM conveyor_queue_limits AS l
+WHERE l.queue IN (SELECT value FROM json_each(:queues))
+
+-- name: every_queue_gate
+-- queue_gates for every queue that has a row, for people (queues list, jobs why).
+SELECT l.queue, l.max_running,
+       CASE WHEN l.max_running IS NOT NULL THEN (
+           SELECT count(*) FROM conveyor_jobs AS j WHERE j.queue = l.queue AND j.state = 'running')
+       END,
+       l.paused_until, l.quiet, l.rate_count, l.rate_per, l.rate_next, :now
+FROM conveyor_queue_limits AS l
+ORDER BY l.queue
+
+-- name: take_rate
+-- Where a claim that started jobs of a rate-limited queue moves its next start.
+UPDATE conveyor_queue_limits SET rate_next = :rate_next WHERE queue = :queue
+
+-- name: pause_queue
+-- :until is 9e999 (infinity) for a pause that lasts until resumed.
+INSERT INTO conveyor_queue_limits (queue, paused_until) VALUES (:queue, :until)
+ON CONFLICT (queue) DO UPDATE SET paused_until = excluded.paused_until
+
+-- name: resume_queue
+UPDATE conveyor_queue_limits SET paused_until = NULL WHERE queue = :queue
+
+-- name: set_quiet_hours
+INSERT INTO conveyor_queue_limits (queue, quiet) VALUES (:queue, :quiet)
+ON CONFLICT (queue) DO UPDATE SET quiet = excluded.quiet
+
+-- name: set_rate_limit
+-- A changed limit keeps the next start already promised; a removed one forgets it.
+INSERT INTO conveyor_queue_limits (queue, rate_count, rate_per) VALUES (:queue, :count, :per)
+ON CONFLICT (queue) DO UPDATE
+SET rate_count = excluded.rate_count, rate_per = excluded.rate_per,
+    rate_next = CASE WHEN excluded.rate_count IS NULL THEN NULL ELSE rate_next END
+
+-- ===== Rate limits of tasks, per key (conveyor/limits/rates.py) =============================
+
+-- name: rate_buckets_exist
+-- Whether any task has a rate limit bucket: claims look at rate-limited jobs only then (read
+-- about once a second, see backends/caps.py).
+SELECT 'buckets' FROM conveyor_rate_buckets LIMIT 1
+
+-- name: upsert_rate_bucket
+-- At enqueue: the bucket of a rate-limited task and key, with the limit the task declares now.
+INSERT INTO conveyor_rate_buckets (task, key, rate_count, rate_per)
+VALUES (:task, :key, :count, :per)
+ON CONFLICT (task, key) DO UPDATE
+SET rate_count = excluded.rate_count, rate_per = excluded.rate_per
+
+-- name: mark_rate_key
+-- At enqueue, in the same transaction: the new jobs of the JSON array :ids take their bucket's
+-- key, which moves them out of the ready indexes before any claim can see them.
+UPDATE conveyor_jobs SET rate_key = :key WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: pick_rate_limited
+-- For the claim: the buckets whose next start has come and that hold a queued job in the JSON
+-- array :queues (NULL: any queue), each with its first job, the bucket waiting longest first.
+-- One probe of conveyor_jobs_rate_ready per such bucket.
+SELECT task, key, rate_count, rate_per, rate_next, job FROM (
+    SELECT b.task, b.key, b.rate_count, b.rate_per, b.rate_next, (
+        SELECT j.id FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_rate_ready
+        WHERE j.state = 'queued' AND j.rate_key IS NOT NULL
+          AND j.task = b.task AND j.rate_key = b.key
+          AND (:queues IS NULL OR j.queue IN (SELECT value FROM json_each(:queues)))
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT 1
+    ) AS job
+    FROM conveyor_rate_buckets AS b
+    WHERE b.rate_next IS NULL OR b.rate_next <= :now
+)
+WHERE job IS NOT NULL
+ORDER BY coalesce(rate_next, 0), task, key
+LIMIT :limit
+
+-- name: claim_ids
+-- claim_any for the jobs of the JSON array :ids that are still queued.
+UPDATE conveyor_jobs
+SET state = 'running',
+    attempts = attempts + 1,
+    lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = :now + :lease,
+    lease_boot = :boot,
+    lease_expires_uptime = :uptime + :lease,
+    worker_id = :worker_id,
+    started_at = :now,
+    cancel_requested = 0
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'queued'
+RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease_token,
+          timeout, checkpoint, run_at
+
+-- name: take_bucket
+UPDATE conveyor_rate_buckets SET rate_next = :rate_next WHERE task = :task AND key = :key
+
+-- name: next_rate_token
+-- The earliest next start of a bucket that holds a queued job in :queues (NULL: any queue):
+-- when a worker whose claim found no token should look again.
+SELECT min(b.rate_next) FROM conveyor_rate_buckets AS b
+WHERE b.rate_next > :now AND EXISTS (
+    SELECT 1 FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_rate_ready
+    WHERE j.state = 'queued' AND j.rate_key IS NOT NULL
+      AND j.task = b.task AND j.rate_key = b.key
+      AND (:queues IS NULL OR j.queue IN (SELECT value FROM json_each(:queues))))
+
+-- name: rate_bucket_of
+-- The bucket of job :id, for `jobs why`.
+SELECT b.task, b.key, b.rate_count, b.rate_per, b.rate_next
+FROM conveyor_jobs AS j
+JOIN conveyor_rate_buckets AS b ON b.task = j.task AND b.key = j.rate_key
+WHERE j.id = :id
+
+-- name: queues_of
+-- The queues of the jobs of the JSON array :ids (rate-limited jobs a claim picked, whose queues
+-- may have gates).
+SELECT id, queue FROM conveyor_jobs WHERE id IN (SELECT value FROM json_each(:ids))
 -- Dependencies (conveyor/workflows/). Lists are JSON arrays; parallel arrays pair by index.
 
 -- name: lock_parents
