@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import secrets
 import statistics
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,3 +100,30 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def rate_in_processes(app: Conveyor, workers: int, target: Any, *args: Any) -> float:
+    """Items per second of ``workers`` spawned processes (no thread of this one in them), each
+    running ``target(settings, *args, ready, out)``: it opens the app's database from
+    ``settings``, waits on ``ready`` with the others, works, and puts its count on ``out``.
+    Timed from the moment all are ready until every count is in."""
+    context = multiprocessing.get_context("spawn")
+    ready = context.Barrier(workers + 1)
+    out = context.Queue()
+    settings = {
+        "url": app.settings.url,
+        "postgres_schema": app.settings.postgres_schema,
+        "sqlite_synchronous": app.settings.sqlite_synchronous,
+    }
+    children = [
+        context.Process(target=target, args=(settings, *args, ready, out)) for _ in range(workers)
+    ]
+    for child in children:
+        child.start()
+    ready.wait()
+    start = time.perf_counter()
+    total = sum(int(out.get()) for _ in children)
+    elapsed = time.perf_counter() - start
+    for child in children:
+        child.join()
+    return total / elapsed

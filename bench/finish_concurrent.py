@@ -10,12 +10,10 @@ python bench/finish_concurrent.py [--workers 4] [--jobs 1000] [--batch 1] [--run
 
 from __future__ import annotations
 
-import multiprocessing
-import time
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
-from common import engine, finish, fresh_app, machine, parser, report
+from common import engine, finish, fresh_app, machine, parser, rate_in_processes, report
 from conveyor import Conveyor
 from conveyor.backends.base import ClaimedJob, Outcome, OutcomeKind
 
@@ -45,27 +43,7 @@ def one_run(app: Conveyor, workers: int, jobs: int, batch: int) -> float:
         return None
 
     app.enqueue_many([noop.job() for _ in range(workers * jobs)])
-    context = multiprocessing.get_context("spawn")
-    ready = context.Barrier(workers + 1)
-    out = context.Queue()
-    settings = {
-        "url": app.settings.url,
-        "postgres_schema": app.settings.postgres_schema,
-        "sqlite_synchronous": app.settings.sqlite_synchronous,
-    }
-    children = [
-        context.Process(target=_child, args=(settings, jobs, batch, ready, out))
-        for _ in range(workers)
-    ]
-    for child in children:
-        child.start()
-    ready.wait()
-    start = time.perf_counter()
-    total = sum(int(out.get()) for _ in children)
-    elapsed = time.perf_counter() - start
-    for child in children:
-        child.join()
-    return total / elapsed
+    return rate_in_processes(app, workers, _child, jobs, batch)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ python bench/w1c_concurrent.py [--seconds 10] [--workers 8] [--runs 3] [--url po
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import shutil
@@ -21,7 +20,17 @@ from collections.abc import Callable
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
-from common import PG_QUERIES, engine, finish, fresh_app, is_postgres, machine, parser, report
+from common import (
+    PG_QUERIES,
+    engine,
+    finish,
+    fresh_app,
+    is_postgres,
+    machine,
+    parser,
+    rate_in_processes,
+    report,
+)
 from conveyor import Conveyor
 from w1s_ceiling import Ceiling
 
@@ -68,7 +77,7 @@ def in_threads(workers: int, seconds: float, make: Callable[[], Writer]) -> floa
     return sum(counts) / (time.perf_counter() - start)
 
 
-def _child(kind: str, settings: dict[str, Any], seconds: float, ready: Barrier, out: Any) -> None:
+def _child(settings: dict[str, Any], kind: str, seconds: float, ready: Barrier, out: Any) -> None:
     app = Conveyor(**settings)
     write = conveyor_writer(app) if kind == "conveyor" else Ceiling(app).write
     write(0)
@@ -84,27 +93,7 @@ def _child(kind: str, settings: dict[str, Any], seconds: float, ready: Barrier, 
 
 def in_processes(kind: str, app: Conveyor, workers: int, seconds: float) -> float:
     """Jobs per second of ``workers`` processes (spawned: no thread of this one in them)."""
-    context = multiprocessing.get_context("spawn")
-    ready = context.Barrier(workers + 1)
-    out = context.Queue()
-    settings = {
-        "url": app.settings.url,
-        "postgres_schema": app.settings.postgres_schema,
-        "sqlite_synchronous": app.settings.sqlite_synchronous,
-    }
-    children = [
-        context.Process(target=_child, args=(kind, settings, seconds, ready, out))
-        for _ in range(workers)
-    ]
-    for child in children:
-        child.start()
-    ready.wait()
-    start = time.perf_counter()
-    total = sum(int(out.get()) for _ in children)
-    elapsed = time.perf_counter() - start
-    for child in children:
-        child.join()
-    return total / elapsed
+    return rate_in_processes(app, workers, _child, kind, seconds)
 
 
 def pgbench(app: Conveyor, workers: int, seconds: float) -> float | None:
