@@ -415,12 +415,7 @@ class PostgresBackend(Backend):
         return gate.probes, gate.held
 
     def _unsettled_breakers(self) -> list[str]:
-        rows = self._db.run(
-            lambda cur: cur.execute(QB["unsettled_breakers"]).fetchall(),
-            transaction=False,
-            idempotent=True,
-        )
-        return [str(row[0]) for row in rows]
+        return self._names(QB["unsettled_breakers"])
 
     def breakers(self) -> list[BreakerRow]:
         return self._db.run(list_breakers, transaction=False, idempotent=True)
@@ -446,10 +441,13 @@ class PostgresBackend(Backend):
         return self._capped.get(self._capped_queues)
 
     def _capped_queues(self) -> list[str]:
+        return self._names(Q["capped_queues"])
+
+    def _names(self, query: Any) -> list[str]:
+        """The first column of a read outside any transaction, as strings (queue or breaker
+        names the processes cache)."""
         rows = self._db.run(
-            lambda cur: cur.execute(Q["capped_queues"]).fetchall(),
-            transaction=False,
-            idempotent=True,
+            lambda cur: cur.execute(query).fetchall(), transaction=False, idempotent=True
         )
         return [str(row[0]) for row in rows]
 
