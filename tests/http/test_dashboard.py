@@ -7,14 +7,18 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from conveyor import Conveyor
 from conveyor.http.auth import Access
+from conveyor.http.dashboard.chart import chart
+from conveyor.http.dashboard.recent import last_hour
 from conveyor.http.dashboard.session import COOKIE, Session, Sessions
 from conveyor.job import JobState
+from conveyor.testing import Clock, drain
 from tests.engines import Engine
 from tests.http.dashboard_tasks import KEY, MARKUP_ERROR, SCRIPT_TASK, populate, register
 
@@ -298,3 +302,27 @@ def test_the_package_ships_its_scripts_and_styles() -> None:
     assert "Zero-Clause BSD" in (static / "htmx.LICENSE").read_text()
     assert (static / "dashboard.css").read_text()
     assert (static / "dashboard.js").read_text()
+
+
+def test_the_last_hour_counts_per_minute_from_finished_jobs(tmp_path: Path) -> None:
+    clock = Clock(1_800_000_000.0)
+    with Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock) as app:
+        register(app)
+        for i in range(3):
+            app.enqueue("add", [i, i])
+        app.enqueue("explode")
+        drain(app)
+        clock.advance(300)
+        for i in range(2):
+            app.enqueue("add", [i, i])
+        drain(app)
+        history = last_hour(app, clock())
+        an_hour_on = last_hour(app, clock() + 3600)
+    assert len(history.minutes) == 60 and not history.partial
+    assert (history.minutes[-1].succeeded, history.minutes[-1].failed) == (2, 0)
+    assert (history.minutes[-6].succeeded, history.minutes[-6].failed) == (3, 1)
+    assert (history.succeeded, history.failed) == (5, 1)
+    drawn = chart(history)
+    tallest = max(drawn.bars, key=lambda bar: bar.height)
+    assert drawn.scale == 3 and tallest.kind == "succeeded" and tallest.label.startswith("5 min")
+    assert an_hour_on.succeeded == an_hour_on.failed == 0

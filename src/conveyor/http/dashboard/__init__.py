@@ -1,6 +1,7 @@
 """The web dashboard: server-rendered pages (Jinja2) over the same app the JSON API serves,
-at ``/`` under the API's prefix. Its few scripts (htmx, vendored, and one of its own) and its
-style ship in this package: the pages need nothing from the internet.
+at ``/`` under the API's prefix. Its few scripts (htmx 2.0.11 from the npm package htmx.org,
+vendored with its 0BSD license, and one of its own) and its style ship in this package: the
+pages need nothing from the internet.
 
 Pages: the overview (queues, the last hour, the oldest waiting job, workers; refreshed every
 2 s unless paused), jobs (filters, search, pages), one job (and cancel / requeue), dead

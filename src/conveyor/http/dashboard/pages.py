@@ -19,7 +19,6 @@ from conveyor.worker_info import WorkerHealth
 
 from ..jobs import MAX_PAGE, job_page
 from ..observe import queues_document
-from . import recent
 from .chart import chart
 from .web import Dashboard, Refused, Visit
 
@@ -57,14 +56,13 @@ async def overview_live(dash: Dashboard, visit: Visit) -> Response:
 def _overview(dash: Dashboard) -> dict[str, Any]:
     app = dash.app
     counted = dash.counts.get()
-    now = app.backend.now()
-    history = recent.last_hour(app, now)
+    seen = dash.recent.get()
     workers = app.workers()
     return {
         "queues": queues_document(app, counted),
-        "history": history,
-        "chart": chart(history),
-        "oldest": recent.oldest_waiting(app, now),
+        "history": seen.history,
+        "chart": chart(seen.history),
+        "oldest": seen.oldest,
         "alive": sum(1 for w in workers if w.health is WorkerHealth.ALIVE),
         "workers": workers,
         "counted_at": counted.counted_at,

@@ -5,10 +5,16 @@ Both are read from the jobs themselves (the newest finished jobs' times, one pag
 queued ones), the reads every engine offers today. They are bounded, and say so when the
 bound cut them short: per-minute aggregates kept by the workers (which survive pruning and
 cost one small read) replace ``last_hour`` when the backend offers them.
+
+``RecentCache`` reads both at most once a second, whatever the number of open overviews
+polling every 2 s.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from conveyor.app import Conveyor
@@ -90,3 +96,33 @@ def oldest_waiting(app: Conveyor, now: float) -> Oldest | None:
         return None
     oldest = min(found, key=lambda job: job.run_at)
     return Oldest(oldest, max(0.0, now - oldest.run_at), partial=len(found) == WAITING_SCAN)
+
+
+@dataclass(frozen=True)
+class Recent:
+    history: History
+    oldest: Oldest | None
+
+
+class RecentCache:
+    def __init__(
+        self,
+        app: Conveyor,
+        *,
+        max_age: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.max_age = max_age
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._recent: Recent | None = None
+        self._read_at = 0.0
+
+    def get(self) -> Recent:
+        with self._lock:  # one read at a time; the others then find it fresh
+            if self._recent is None or self.clock() - self._read_at >= self.max_age:
+                now = self.app.backend.now()
+                self._recent = Recent(last_hour(self.app, now), oldest_waiting(self.app, now))
+                self._read_at = self.clock()
+            return self._recent

@@ -22,6 +22,7 @@ from ..auth import Access, Tokens
 from ..counts import CountsCache
 from ..origin import cross_site, host_name
 from ..problems import classify
+from .recent import RecentCache
 from .render import environment
 from .session import COOKIE, MAX_AGE, Session, Sessions
 
@@ -94,6 +95,7 @@ class Dashboard:
         self.prefix = prefix
         self.hosts = hosts
         self.sessions = Sessions()
+        self.recent = RecentCache(app)
         self.templates = environment()
 
     # --- requests -------------------------------------------------------------------------
