@@ -89,13 +89,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("dashboard")
     with ExitStack() as stack:
         database = stack.enter_context(engine(ENGINE, folder))
-        app = stack.enter_context(database.app())
-        register(app)
-        ids = off_the_loop(lambda: populate(app, running=False))
-        _, base = stack.enter_context(server(database, ROOT))
-        _, token_base = stack.enter_context(
-            server(database, ROOT, CONVEYOR_API_TOKEN=TOKEN, CONVEYOR_API_READ_TOKEN=READ_TOKEN)
-        )
+        # The worker (of queue "slow" alone, for the job to cancel) and the servers start
+        # while the database fills.
         worker = subprocess.Popen(
             [
                 sys.executable,
@@ -112,11 +107,25 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             cwd=ROOT,
             env=environment(database),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            # Its log, should a test need to know why the worker did not run a job.
+            stderr=stack.enter_context((folder / "worker.log").open("w")),
         )
         stack.callback(worker.wait, 30)
         stack.callback(worker.terminate)
+        app = stack.enter_context(database.app())
+        register(app)
+        servers = [
+            server(database, ROOT),
+            server(database, ROOT, CONVEYOR_API_TOKEN=TOKEN, CONVEYOR_API_READ_TOKEN=READ_TOKEN),
+        ]
+        with ThreadPoolExecutor(len(servers) + 1) as pool:
+            filled = pool.submit(populate, app, running=False)
+            starts = [pool.submit(started.__enter__) for started in servers]
+            for started, start in zip(servers, starts, strict=True):
+                if start.exception() is None:
+                    stack.push(started.__exit__)
+            (_, base), (_, token_base) = (start.result() for start in starts)
+            ids = filled.result()
         yield Served(database, app, ids, base, token_base, folder)
 
 
