@@ -6,6 +6,7 @@ browser tests; the in-process tests call ``register`` on their own app."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -48,8 +49,8 @@ def register(app: Conveyor) -> None:
 
 def populate(app: Conveyor, *, running: bool = True) -> dict[JobState, int]:
     """One job in every state (``running``: claimed by a registered worker of this process,
-    which runs nothing), returning their ids. The task of the queued one is SCRIPT_TASK; the
-    dead one's error is MARKUP_ERROR."""
+    which runs nothing, with progress 0.25 and a checkpoint), returning their ids. The task of
+    the queued one is SCRIPT_TASK; the dead one's error is MARKUP_ERROR."""
     succeeded = app.enqueue("add", [1, 2])
     dead = app.enqueue("explode", kwargs={"reason": MARKUP_ERROR})
     retrying = app.enqueue("flaky")
@@ -83,6 +84,9 @@ def populate(app: Conveyor, *, running: bool = True) -> dict[JobState, int]:
         )
         (claimed,) = app.backend.claim("test-worker", ["slow"], 1, 3600.0)
         assert claimed.id == held.id
+        app.backend.save_progress(
+            held.id, claimed.lease_token, json.dumps(0.25), json.dumps({"done": ["<i>a</i>"]})
+        )
         ids[JobState.RUNNING] = held.id
     for state, job_id in ids.items():
         assert app.get_job(job_id).state is state, (state, app.get_job(job_id).state)

@@ -82,6 +82,8 @@ def test_job_detail_shows_attempts_errors_and_timeline(
     assert "<li><time>" in succeeded and "succeeded</li>" in succeeded
     running = client.get(f"/jobs/{ids[JobState.RUNNING]}").text
     assert ">Cancel</button>" in running and "test-worker" in running
+    assert '<progress value="0.25" max="1"></progress> 25.0 %' in running
+    assert "&lt;i&gt;a&lt;/i&gt;" in running  # the checkpoint, escaped
     retrying = client.get(f"/jobs/{ids[JobState.RETRYING]}").text
     assert "ValueError" in retrying and "1 of 3" in retrying
     assert client.get("/jobs/999999").status_code == 404
