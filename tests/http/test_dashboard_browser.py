@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
 from conveyor import Conveyor
 from conveyor.job import JobState
@@ -50,8 +51,6 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
 
 def off_the_loop(work: Callable[[], T]) -> T:
     """Run ``work`` on a thread of its own: a worker runs an event loop, and Playwright's
@@ -61,8 +60,8 @@ def off_the_loop(work: Callable[[], T]) -> T:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as driver:
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as driver:
         found = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield found
         found.close()
@@ -136,7 +135,7 @@ def problems() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Any, problems: list[str]) -> Iterator[Any]:
+def page(browser: Browser, problems: list[str]) -> Iterator[Page]:
     """A page in a fresh context (its own cookies) that fails the test on any console error
     (a script or style the content security policy refused, a script error, a failed load) or
     dialog that the test did not expect (and take out of ``problems``)."""
@@ -145,7 +144,7 @@ def page(browser: Any, problems: list[str]) -> Iterator[Any]:
     opened.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     opened.on("pageerror", lambda error: problems.append(str(error)))
 
-    def dialog(shown: Any) -> None:
+    def dialog(shown: Dialog) -> None:
         problems.append(f"a dialog opened: {shown.message}")
         shown.dismiss()
 
@@ -155,7 +154,7 @@ def page(browser: Any, problems: list[str]) -> Iterator[Any]:
     assert problems == []
 
 
-def test_every_page_loads_with_its_scripts_and_styles(served: Served, page: Any) -> None:
+def test_every_page_loads_with_its_scripts_and_styles(served: Served, page: Page) -> None:
     for path, heading in [
         ("/", "Overview"),
         ("/jobs", "Jobs"),
@@ -165,7 +164,7 @@ def test_every_page_loads_with_its_scripts_and_styles(served: Served, page: Any)
         (f"/jobs/{served.ids[JobState.DEAD]}", f"Job {served.ids[JobState.DEAD]}"),
     ]:
         response = page.goto(served.base + path)
-        assert response.status == 200, path
+        assert response is not None and response.status == 200, path
         assert page.locator("h1").first.inner_text().startswith(heading), path
         assert page.evaluate("typeof htmx") == "object", path
         # The stylesheet applied: the header is a flex row.
@@ -174,7 +173,7 @@ def test_every_page_loads_with_its_scripts_and_styles(served: Served, page: Any)
     assert page.locator("table.jobs tbody tr").count() == 1
 
 
-def test_the_overview_refreshes_pauses_and_is_photographed(served: Served, page: Any) -> None:
+def test_the_overview_refreshes_pauses_and_is_photographed(served: Served, page: Page) -> None:
     page.goto(served.base + "/")
     with page.expect_response(lambda r: r.url.endswith("/live")) as refreshed:
         pass
@@ -202,7 +201,7 @@ def test_the_overview_refreshes_pauses_and_is_photographed(served: Served, page:
     assert (OUTPUT / "dashboard-overview.png").stat().st_size > 0
 
 
-def test_markup_in_a_task_name_shows_as_text(served: Served, page: Any) -> None:
+def test_markup_in_a_task_name_shows_as_text(served: Served, page: Page) -> None:
     page.goto(f"{served.base}/jobs?queue=held")
     assert page.locator("td.task").first.inner_text() == SCRIPT_TASK
     page.goto(f"{served.base}/jobs/{served.ids[JobState.QUEUED]}")
@@ -213,7 +212,7 @@ def test_markup_in_a_task_name_shows_as_text(served: Served, page: Any) -> None:
     assert page.locator("img").count() == 0
 
 
-def test_requeue_a_dead_job_by_clicking(served: Served, page: Any) -> None:
+def test_requeue_a_dead_job_by_clicking(served: Served, page: Page) -> None:
     dead = served.ids[JobState.DEAD]
     page.goto(f"{served.base}/jobs/{dead}")
     page.get_by_role("button", name="Requeue").click()
@@ -222,7 +221,7 @@ def test_requeue_a_dead_job_by_clicking(served: Served, page: Any) -> None:
     assert served.app.get_job(dead).state is JobState.QUEUED
 
 
-def test_requeue_selected_dead_letters_after_confirming(served: Served, page: Any) -> None:
+def test_requeue_selected_dead_letters_after_confirming(served: Served, page: Page) -> None:
     job = served.app.enqueue("explode", kwargs={"reason": "again"})
     off_the_loop(lambda: served.app.run_worker(queues=["default"], concurrency=1, burst=True))
     assert served.app.get_job(job.id).state is JobState.DEAD
@@ -236,7 +235,7 @@ def test_requeue_selected_dead_letters_after_confirming(served: Served, page: An
     assert served.app.get_job(job.id).state is JobState.QUEUED
 
 
-def test_cancel_a_running_job_by_clicking(served: Served, page: Any) -> None:
+def test_cancel_a_running_job_by_clicking(served: Served, page: Page) -> None:
     release = served.folder / "release"
     job = served.app.enqueue("hold", [str(release)])
     wait_for(lambda: served.app.get_job(job.id).state is JobState.RUNNING)
@@ -251,7 +250,7 @@ def test_cancel_a_running_job_by_clicking(served: Served, page: Any) -> None:
 
 
 def test_a_token_server_logs_in_and_the_read_token_only_looks(
-    served: Served, page: Any, problems: list[str]
+    served: Served, page: Page, problems: list[str]
 ) -> None:
     page.goto(served.token_base + "/")
     assert page.url == served.token_base + "/login"
