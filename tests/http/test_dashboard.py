@@ -230,6 +230,8 @@ def test_tokens_need_a_login_and_the_read_token_cannot_act(
         for path in PAGES:
             away = anonymous.get(path, follow_redirects=False)
             assert away.status_code == 303 and away.headers["location"] == "/login"
+        polled = anonymous.get("/live", headers={"HX-Request": "true"})
+        assert polled.status_code == 204 and polled.headers["hx-redirect"] == "/login"
         login = anonymous.get("/login")
         assert login.status_code == 200 and 'type="password"' in login.text
         token = csrf_of(login.text)

@@ -169,6 +169,10 @@ class Dashboard:
             return Visit(request, self.sessions.new(Access.WRITE, now), base, fresh=True)
         if public:
             return Visit(request, self.sessions.new(None, now), base, fresh=True)
+        if request.headers.get("hx-request"):
+            # The live overview's poll after the session ran out: the whole page goes to the
+            # login form, instead of the form going into the overview's section.
+            return Response(status_code=204, headers={**HEADERS, "HX-Redirect": f"{base}/login"})
         return RedirectResponse(f"{base}/login", status_code=303, headers=HEADERS)
 
     # --- responses ------------------------------------------------------------------------
