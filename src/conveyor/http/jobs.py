@@ -75,9 +75,12 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
         cursor: Annotated[
             int | None, Query(ge=1, le=bounds.MAX_JOB_ID, description="next_cursor of a page")
         ] = None,
+        idempotency_key: Annotated[
+            str | None, Query(description="Only the jobs holding this key, live or not.")
+        ] = None,
     ) -> dict[str, Any]:
         """Keyset pagination: pass a page's ``next_cursor`` as ``cursor`` for the next one."""
-        found, next_cursor = job_page(app, state, queue, task, limit, cursor)
+        found, next_cursor = job_page(app, state, queue, task, limit, cursor, idempotency_key)
         return {"jobs": [job.to_dict() for job in found], "next_cursor": next_cursor}
 
     @api.get("/jobs/{job_id}", summary="Read a job, or wait for it to end")
@@ -149,10 +152,18 @@ def job_page(
     task: str | None,
     limit: int,
     cursor: int | None,
+    idempotency_key: str | None = None,
 ) -> tuple[list[Job], int | None]:
     """One page of jobs, newest first, and the cursor of the next page (None on the last):
     the id to pass as ``cursor`` (``before_id``) to continue below it."""
-    found = app.list_jobs(state=state, queue=queue, task=task, limit=limit, before_id=cursor)
+    found = app.list_jobs(
+        state=state,
+        queue=queue,
+        task=task,
+        limit=limit,
+        before_id=cursor,
+        idempotency_key=idempotency_key,
+    )
     return found, found[-1].id if len(found) == limit else None
 
 

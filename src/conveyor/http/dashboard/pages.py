@@ -17,7 +17,7 @@ from conveyor.errors import ConveyorError
 from conveyor.job import Job, JobState
 from conveyor.worker_info import WorkerHealth
 
-from ..jobs import MAX_PAGE, job_page
+from ..jobs import job_page
 from ..observe import queues_document
 from .chart import chart
 from .web import Dashboard, Refused, Visit
@@ -26,8 +26,6 @@ PageHandler = Callable[[Dashboard, Visit], Awaitable[Response]]
 
 #: Jobs on one page of the jobs and dead-letter lists.
 PAGE = 50
-#: Jobs read per request when searching for an idempotency key.
-KEY_SCAN = MAX_PAGE
 #: Messages a form's redirect may show (by name: no text of the request reaches the page).
 NOTICES = {
     "cancelled": "Cancelled (a running job is asked to stop).",
@@ -130,26 +128,21 @@ async def jobs(dash: Dashboard, visit: Visit) -> Response:
         next_link=None if next_cursor is None else chosen.link(cursor=next_cursor),
         first_link=chosen.link() if before is not None else None,
         searched=searched,
-        key_scan=KEY_SCAN,
     )
 
 
 def _search(
     dash: Dashboard, chosen: Filters, before: int | None
 ) -> Job | tuple[list[Job], int | None]:
-    """A job id goes straight to its job; anything else is an idempotency key, looked for in
-    the next KEY_SCAN jobs (newest first, within the filters): the page offers to search
-    further back."""
+    """A job id goes straight to its job; anything else is an idempotency key: the jobs
+    holding it (within the filters), read through the key's index."""
     assert chosen.search is not None
     if chosen.search.isdigit() and before is None:
         try:
             return dash.app.get_job(bounds.job_id(int(chosen.search)))
         except ConveyorError:  # no such job (or out of range): it may be a key
             pass
-    scanned, next_cursor = job_page(
-        dash.app, chosen.state, chosen.queue, chosen.task, KEY_SCAN, before
-    )
-    return [job for job in scanned if job.idempotency_key == chosen.search], next_cursor
+    return job_page(dash.app, chosen.state, chosen.queue, chosen.task, PAGE, before, chosen.search)
 
 
 async def job(dash: Dashboard, visit: Visit) -> Response:
