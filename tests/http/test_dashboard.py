@@ -330,3 +330,22 @@ def test_the_last_hour_counts_per_minute_from_finished_jobs(tmp_path: Path) -> N
     tallest = max(drawn.bars, key=lambda bar: bar.height)
     assert drawn.scale == 3 and tallest.kind == "succeeded" and tallest.label.startswith("5 min")
     assert an_hour_on.succeeded == an_hour_on.failed == 0
+
+
+def test_mounted_in_another_application(app: Conveyor, ids: dict[JobState, int]) -> None:
+    from fastapi import FastAPI
+
+    outer = FastAPI()
+    outer.mount("/ops", app.asgi(tokens_from_environment=False))
+    with TestClient(outer) as client:
+        page = client.get("/ops/")
+        assert page.status_code == 200 and 'href="/ops/static/dashboard.css"' in page.text
+        assert "Path=/ops" in page.headers["set-cookie"]
+        detail = client.get(f"/ops/jobs/{ids[JobState.QUEUED]}")
+        done = client.post(
+            f"/ops/jobs/{ids[JobState.QUEUED]}/cancel",
+            data={"csrf": csrf_of(detail.text)},
+            follow_redirects=False,
+        )
+        assert done.headers["location"] == f"/ops/jobs/{ids[JobState.QUEUED]}?done=cancelled"
+        assert app.get_job(ids[JobState.QUEUED]).state is JobState.CANCELLED
