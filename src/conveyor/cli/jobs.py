@@ -178,7 +178,6 @@ def jobs() -> None:
 @option("--before-id", type=BEFORE_ID, metavar="ID", help="Page: only jobs older than job ID.")
 @option(
     "--key",
-    "idempotency_key",
     type=IDEMPOTENCY_KEY,
     help="Only the jobs holding this idempotency key (live or not).",
 )
@@ -192,7 +191,7 @@ def list_jobs(
     task: str | None,
     limit: int,
     before_id: int | None,
-    idempotency_key: str | None,
+    key: str | None,
     as_json: bool,
 ) -> None:
     """List jobs, newest first."""
@@ -202,7 +201,7 @@ def list_jobs(
         task=task,
         limit=limit,
         before_id=before_id,
-        idempotency_key=idempotency_key,
+        idempotency_key=key,
     )
     if as_json:
         echo_json([job.to_dict() for job in found])
