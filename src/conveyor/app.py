@@ -541,7 +541,10 @@ class Conveyor:
         task: str | None = None,
         limit: int = 100,
         before_id: int | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Job]:
+        """Jobs newest first, filtered by state(s), queue, task and ``idempotency_key`` (the
+        jobs holding that key, live or not); page with ``before_id`` (the last id of a page)."""
         states: list[JobState] | None
         try:
             if state is None:
@@ -559,6 +562,9 @@ class Conveyor:
             task=None if task is None else bounds.task_name(task),
             limit=bounds.limit(limit),
             before_id=None if before_id is None else bounds.before_id(before_id),
+            idempotency_key=(
+                None if idempotency_key is None else bounds.idempotency_key(idempotency_key)
+            ),
         )
         return [self._own(job) for job in jobs]
 

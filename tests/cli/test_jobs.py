@@ -60,6 +60,9 @@ def test_list_filters_and_pages(invoke: Invoke) -> None:
     assert listed("--limit", "2", "--before-id", str(other)) == [ids[2], ids[1]]
     paged = invoke("jobs", "list", "--limit", "1")
     assert f"--before-id {cancelled}" in paged.stderr
+    keyed = enqueue(invoke, "a", "--idempotency-key", "order-7")
+    assert listed("--key", "order-7") == [keyed]
+    assert listed("--key", "order-8") == []
 
 
 def test_list_of_nothing_says_so(invoke: Invoke, migrated: None) -> None:

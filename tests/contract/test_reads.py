@@ -57,6 +57,25 @@ def test_list_jobs_filters(backend: Backend, clock: FakeClock) -> None:
     assert ids(queue="a", task="t.two", before_id=a_dead) == []
 
 
+def test_list_jobs_by_idempotency_key(backend: Backend, clock: FakeClock) -> None:
+    old = make_job_in(backend, clock, JobState.SUCCEEDED, idempotency_key="k1", queue="a")
+    live = enqueue(backend, idempotency_key="k1", queue="b")
+    other = enqueue(backend, idempotency_key="k2", queue="a")
+    enqueue(backend, queue="a")
+
+    def ids(**filters: Any) -> list[int]:
+        return [j.id for j in backend.list_jobs(**filters)]
+
+    assert ids(idempotency_key="k1") == [live, old]
+    assert ids(idempotency_key="k2") == [other]
+    assert ids(idempotency_key="nope") == []
+    assert ids(idempotency_key="k1", queue="a") == [old]
+    assert ids(idempotency_key="k1", states=[JobState.QUEUED]) == [live]
+    assert ids(idempotency_key="k1", task="nope") == []
+    assert ids(idempotency_key="k1", limit=1) == [live]
+    assert ids(idempotency_key="k1", before_id=live) == [old]
+
+
 def test_list_jobs_returns_full_records(backend: Backend, clock: FakeClock) -> None:
     dead = make_job_in(backend, clock, JobState.DEAD, args_json='["x"]', kwargs_json='{"k":1}')
     [job] = backend.list_jobs(states=[JobState.DEAD])

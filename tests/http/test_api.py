@@ -93,6 +93,9 @@ def test_list_pages_with_a_cursor_and_filters(client: TestClient) -> None:
     assert client.get("/api/jobs", params={"queue": "default"}).json()["jobs"][0]["task"] == (
         "explode"
     )
+    keyed = submit(client, task="add", args=[1, 1], idempotency_key="order-9")
+    by_key = client.get("/api/jobs", params={"idempotency_key": "order-9"}).json()
+    assert [j["id"] for j in by_key["jobs"]] == [keyed["id"]]
 
 
 def test_dead_job_shows_its_error_then_requeue_and_bulk(client: TestClient, app: Conveyor) -> None:

@@ -613,8 +613,10 @@ class Backend(ABC):
         task: str | None = None,
         limit: int = 100,
         before_id: int | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Job]:
-        """Newest first; page with ``before_id``."""
+        """Newest first; page with ``before_id``. ``idempotency_key``: only the jobs that hold
+        it (live or not), read through its index."""
 
     @abstractmethod
     def dependencies(self, job_id: int) -> Dependencies:

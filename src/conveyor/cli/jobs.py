@@ -176,6 +176,11 @@ def jobs() -> None:
 @option("--task", help="Only this task.")
 @option("--limit", type=LIMIT, default=100, show_default=True)
 @option("--before-id", type=BEFORE_ID, metavar="ID", help="Page: only jobs older than job ID.")
+@option(
+    "--key",
+    type=IDEMPOTENCY_KEY,
+    help="Only the jobs holding this idempotency key (live or not).",
+)
 @app_option
 @json_option
 @pass_runtime
@@ -186,11 +191,17 @@ def list_jobs(
     task: str | None,
     limit: int,
     before_id: int | None,
+    key: str | None,
     as_json: bool,
 ) -> None:
     """List jobs, newest first."""
     found = runtime.existing_app().list_jobs(
-        state=list(state) or None, queue=queue, task=task, limit=limit, before_id=before_id
+        state=list(state) or None,
+        queue=queue,
+        task=task,
+        limit=limit,
+        before_id=before_id,
+        idempotency_key=key,
     )
     if as_json:
         echo_json([job.to_dict() for job in found])

@@ -38,7 +38,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 @pass_runtime
 def serve(runtime: Runtime, host: str, port: int, log_level: str) -> None:
     """Serve the HTTP API: submit, read and steer jobs as JSON under /api (schema at
-    /api/openapi.json), Prometheus metrics at /metrics, probes at /healthz and /readyz.
+    /api/openapi.json), Prometheus metrics at /metrics, probes at /healthz and /readyz, and
+    the web dashboard at / (with a token, it asks for it once).
 
     With the app (--app, CONVEYOR_APP or conveyor.toml), submitted jobs are checked against
     their task and get its defaults; without, they are enqueued as given, and each response

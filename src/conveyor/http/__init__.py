@@ -6,9 +6,9 @@ server or to mount in your FastAPI/Starlette application. Needs the ``server`` e
 (``pip install 'conveyor-jobs[server]'``).
 
 Paths (under ``prefix``): the JSON API under ``/api`` (its OpenAPI schema at
-``/api/openapi.json``), ``/metrics``, ``/healthz``, ``/readyz``.
-``/`` is left free. Like the CLI, it reads and acts through the app and the backend contract;
-nothing below it imports this package.
+``/api/openapi.json``), ``/metrics``, ``/healthz``, ``/readyz``; the web dashboard at ``/``
+(conveyor.http.dashboard). Like the CLI, it reads and acts through the app and the backend
+contract; nothing below it imports this package.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -26,11 +25,12 @@ from conveyor import __version__
 from conveyor.app import Conveyor
 from conveyor.errors import ConfigurationError, ConveyorError
 
-from . import jobs, observe
+from . import dashboard, jobs, observe
 from .auth import Access, Tokens, is_loopback
 from .bodylimit import BodyLimit
 from .counts import CountsCache
 from .metrics import CONTENT_TYPE, exposition, registry_for
+from .origin import cross_site, host_name
 from .problems import Problem, install, problem_response
 
 #: Room for the JSON around a job's arguments (task name, options, escapes).
@@ -76,11 +76,11 @@ def create_app(
             request: Request,
             _: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
         ) -> None:
-            if hosts is not None and _host_name(request.headers.get("host", "")) not in hosts:
+            if hosts is not None and host_name(request.headers.get("host", "")) not in hosts:
                 raise Problem(
                     403, "forbidden-host", "Forbidden", "this server does not answer to that host"
                 )
-            if access is Access.WRITE and _cross_site(request):
+            if access is Access.WRITE and cross_site(request):
                 raise Problem(
                     403,
                     "cross-site",
@@ -108,6 +108,7 @@ def create_app(
     for router in (jobs.router(app, write), observe.router(app, write, counts)):
         api.include_router(router, prefix=f"{prefix}/api", dependencies=[needs(Access.READ)])
 
+    dashboard.mount(api, app, tokens=tokens, counts=counts, prefix=prefix, hosts=hosts)
     registry = registry_for(app, counts)
 
     @api.get(f"{prefix}/metrics", tags=["probes"], dependencies=[needs(Access.READ)])
@@ -137,24 +138,6 @@ def create_app(
         return JSONResponse({"status": "ready", "schema": status.current})
 
     return BodyLimit(api, limit)
-
-
-def _host_name(host: str) -> str:
-    """The Host header without its port ("[::1]:8000" -> "::1")."""
-    if host.startswith("["):
-        return host[1:].partition("]")[0]
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
-
-
-def _cross_site(request: Request) -> bool:
-    """Whether a browser sent this request from a page of another origin. Browsers send
-    Origin with every POST, PUT and DELETE; HTTP clients such as curl send none."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return True
-    origin = request.headers.get("origin")
-    if origin is None:
-        return False
-    return origin == "null" or urlsplit(origin).netloc != request.headers.get("host", "")
 
 
 #: What ``hosts`` holds for a server on loopback: the names a browser uses to reach it.

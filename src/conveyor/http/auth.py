@@ -52,6 +52,19 @@ class Tokens:
     def required(self) -> bool:
         return self.token is not None
 
+    def grant(self, presented: str) -> Access | None:
+        """What the holder of ``presented`` may do: WRITE, READ, or nothing (None) for a
+        wrong token. Without any token configured, everything."""
+        if self.token is None:
+            return Access.WRITE
+        given = presented.encode()
+        # Both comparisons always run: which token matched must not show in the timing.
+        full = hmac.compare_digest(given, self.token.encode())
+        read = self.read_token is not None and hmac.compare_digest(given, self.read_token.encode())
+        if full:
+            return Access.WRITE
+        return Access.READ if read else None
+
     def check(self, authorization: str | None, needed: Access) -> None:
         """Raise a 401 (no or wrong token) or 403 (read token, write needed) problem."""
         if self.token is None:
@@ -59,15 +72,10 @@ class Tokens:
         presented = _bearer(authorization)
         if presented is None:
             raise _unauthorized("send the API token as 'Authorization: Bearer TOKEN'")
-        given = presented.encode()
-        # Both comparisons always run: which token matched must not show in the timing.
-        full = hmac.compare_digest(given, self.token.encode())
-        read = self.read_token is not None and hmac.compare_digest(given, self.read_token.encode())
-        if full:
+        granted = self.grant(presented)
+        if granted is Access.WRITE or granted is needed:
             return
-        if read and needed is Access.READ:
-            return
-        if read:
+        if granted is Access.READ:
             raise Problem(
                 403,
                 "forbidden",

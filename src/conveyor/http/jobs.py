@@ -75,13 +75,13 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
         cursor: Annotated[
             int | None, Query(ge=1, le=bounds.MAX_JOB_ID, description="next_cursor of a page")
         ] = None,
+        idempotency_key: Annotated[
+            str | None, Query(description="Only the jobs holding this key, live or not.")
+        ] = None,
     ) -> dict[str, Any]:
         """Keyset pagination: pass a page's ``next_cursor`` as ``cursor`` for the next one."""
-        found = app.list_jobs(state=state, queue=queue, task=task, limit=limit, before_id=cursor)
-        return {
-            "jobs": [job.to_dict() for job in found],
-            "next_cursor": found[-1].id if len(found) == limit else None,
-        }
+        found, next_cursor = job_page(app, state, queue, task, limit, cursor, idempotency_key)
+        return {"jobs": [job.to_dict() for job in found], "next_cursor": next_cursor}
 
     @api.get("/jobs/{job_id}", summary="Read a job, or wait for it to end")
     async def get_job(
@@ -143,6 +143,28 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
         return {"discarded": app.discard(chosen) if chosen else 0, "ids": chosen}
 
     return api
+
+
+def job_page(
+    app: Conveyor,
+    state: JobState | Sequence[JobState] | None,
+    queue: str | None,
+    task: str | None,
+    limit: int,
+    cursor: int | None,
+    idempotency_key: str | None = None,
+) -> tuple[list[Job], int | None]:
+    """One page of jobs, newest first, and the cursor of the next page (None on the last):
+    the id to pass as ``cursor`` (``before_id``) to continue below it."""
+    found = app.list_jobs(
+        state=state,
+        queue=queue,
+        task=task,
+        limit=limit,
+        before_id=cursor,
+        idempotency_key=idempotency_key,
+    )
+    return found, found[-1].id if len(found) == limit else None
 
 
 async def _wait(app: Conveyor, job_id: int, wait: float) -> Job:

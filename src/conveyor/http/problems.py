@@ -133,12 +133,17 @@ def field_of(exc: BaseException) -> str | None:
     return _FIELD_WORDS[found.group(1)] if found else None
 
 
-def conveyor_problem(exc: ConveyorError, prefix: str = "") -> JSONResponse:
-    """The problem document of a library error; ``prefix`` places its field (``jobs[3].``)."""
-    status, slug, title = next(
+def classify(exc: ConveyorError) -> tuple[int, str, str]:
+    """The status, type slug and title of a library error."""
+    return next(
         ((s, u, t) for kind, s, u, t in _TABLE if isinstance(exc, kind)),
         (422, "invalid-request", "Invalid request"),
     )
+
+
+def conveyor_problem(exc: ConveyorError, prefix: str = "") -> JSONResponse:
+    """The problem document of a library error; ``prefix`` places its field (``jobs[3].``)."""
+    status, slug, title = classify(exc)
     extra: dict[str, Any] = {}
     if isinstance(exc, QueueFull):
         extra = {"queue": exc.queue, "depth": exc.depth, "limit": exc.limit}

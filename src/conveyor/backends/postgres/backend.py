@@ -927,6 +927,7 @@ class PostgresBackend(Backend):
         task: str | None = None,
         limit: int = 100,
         before_id: int | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Job]:
         params = {
             "states": None if states is None else [JobState(s).value for s in states],
@@ -934,8 +935,11 @@ class PostgresBackend(Backend):
             "task": task,
             "limit": limit,
             "before_id": before_id,
+            "key": idempotency_key,
         }
-        return self._read_jobs("list_jobs", params)
+        return self._read_jobs(
+            "list_jobs" if idempotency_key is None else "list_jobs_by_key", params
+        )
 
     def dependencies(self, job_id: int) -> Dependencies:
         def body(cur: Cursor) -> tuple[Any, list[Any], list[Any]]:

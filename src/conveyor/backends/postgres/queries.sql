@@ -733,6 +733,25 @@ WHERE (%(states)b::text[] IS NULL OR state = ANY(%(states)b::text[]))
 ORDER BY id DESC
 LIMIT %(limit)s
 
+-- name: list_jobs_by_key
+-- The jobs holding one idempotency key: a lookup in conveyor_jobs_idempotency_any, whatever
+-- the size of the table.
+SELECT id, task, queue, state, args, kwargs, priority, date_part('epoch', run_at) AS run_at,
+       attempts, max_attempts, date_part('epoch', created_at) AS created_at, idempotency_key,
+       lost_runs, result, errors, dead_reason, timeout, progress, checkpoint, cancel_requested,
+       suspect, worker_id, lease_token, date_part('epoch', lease_expires_at) AS lease_expires_at,
+       date_part('epoch', started_at) AS started_at,
+       date_part('epoch', finished_at) AS finished_at, pending_parents, stopped_by, workflow_id,
+       escalated_to, escalated_from
+FROM conveyor_jobs
+WHERE idempotency_key = %(key)s::text
+  AND (%(states)b::text[] IS NULL OR state = ANY(%(states)b::text[]))
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(before_id)s::int8 IS NULL OR id < %(before_id)s::int8)
+ORDER BY id DESC
+LIMIT %(limit)s
+
 -- name: stats
 SELECT queue, state, count(*) FROM conveyor_jobs GROUP BY queue, state
 

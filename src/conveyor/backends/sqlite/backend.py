@@ -884,6 +884,7 @@ class SQLiteBackend(Backend):
         task: str | None = None,
         limit: int = 100,
         before_id: int | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Job]:
         params = {
             "states": None if states is None else json.dumps([JobState(s).value for s in states]),
@@ -891,9 +892,11 @@ class SQLiteBackend(Backend):
             "task": task,
             "limit": limit,
             "before_id": before_id,
+            "key": idempotency_key,
         }
+        query = "list_jobs" if idempotency_key is None else "list_jobs_by_key"
         with self._reader.read() as db:
-            rows = db.execute(Q["list_jobs"], params).fetchall()
+            rows = db.execute(Q[query], params).fetchall()
         return [_row_to_job(row) for row in rows]
 
     def dependencies(self, job_id: int) -> Dependencies:

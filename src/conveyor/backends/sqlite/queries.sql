@@ -368,6 +368,18 @@ WHERE (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
 ORDER BY id DESC
 LIMIT :limit
 
+-- name: list_jobs_by_key
+-- The jobs holding one idempotency key: a lookup in conveyor_jobs_idempotency_any, whatever
+-- the size of the table.
+SELECT * FROM conveyor_jobs
+WHERE idempotency_key = :key
+  AND (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:task IS NULL OR task = :task)
+  AND (:before_id IS NULL OR id < :before_id)
+ORDER BY id DESC
+LIMIT :limit
+
 -- name: stats
 SELECT queue, state, count(*) FROM conveyor_jobs GROUP BY queue, state
 
