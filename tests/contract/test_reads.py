@@ -129,3 +129,28 @@ def test_local_listeners_hear_enqueues(backend: Backend) -> None:
     backend.remove_listener(listener)
     enqueue(backend, queue="c")
     assert heard == [["b"]]
+
+
+def test_oldest_ready_per_queue(backend: Backend, clock: FakeClock) -> None:
+    assert backend.oldest_ready() == {}
+    first = backend.get(enqueue(backend, queue="a"))
+    clock.advance(5.0)
+    enqueue(backend, queue="a")
+    second_queue = backend.get(enqueue(backend, queue="b"))
+    enqueue(backend, queue="c", delay=60.0)  # scheduled: not ready, not counted
+    make_job_in(backend, clock, JobState.RUNNING, queue="d")
+
+    oldest = backend.oldest_ready()
+    assert set(oldest) == {"a", "b"}
+    assert oldest["a"] == pytest.approx(first.run_at, abs=0.001)
+    assert oldest["b"] == pytest.approx(second_queue.run_at, abs=0.001)
+
+
+def test_running_by_worker(backend: Backend) -> None:
+    assert backend.running_by_worker() == {}
+    for _ in range(3):
+        enqueue(backend)
+    claim_one(backend, worker="w-1")
+    claim_one(backend, worker="w-1")
+    claim_one(backend, worker="w-2")
+    assert backend.running_by_worker() == {"w-1": 2, "w-2": 1}

@@ -371,6 +371,15 @@ LIMIT :limit
 -- name: stats
 SELECT queue, state, count(*) FROM conveyor_jobs GROUP BY queue, state
 
+-- name: oldest_ready
+-- The run_at of each queue's oldest ready job (conveyor top): a walk of the ready rows.
+SELECT queue, min(run_at) FROM conveyor_jobs WHERE state = 'queued' GROUP BY queue
+
+-- name: running_by_worker
+SELECT worker_id, count(*) FROM conveyor_jobs
+WHERE state = 'running' AND worker_id IS NOT NULL
+GROUP BY worker_id
+
 -- name: prune
 -- A parent stays while a child of its is live: the child may read its result.
 DELETE FROM conveyor_jobs
