@@ -1,4 +1,5 @@
-"""Human output (aligned plain-text tables, field lists) and JSON output."""
+"""Human output (tables drawn by rich on a terminal, plain columns elsewhere; field lists)
+and JSON output."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import click
 
 from conveyor.job import Job, JobState
 from conveyor.worker_info import WorkerInfo, WorkerState
+
+from .terminal import render, stdout_is_terminal
 
 NOTE_WIDTH = 60
 
@@ -49,18 +52,45 @@ def shorten(text: str, width: int = NOTE_WIDTH) -> str:
 def table(
     headers: Sequence[str], rows: Iterable[Sequence[object]], *, right: Collection[str] = ()
 ) -> str:
-    """Columns separated by two spaces; the columns named in ``right`` (numbers) align right."""
-    cells = [[cell(value) for value in row] for row in rows]
-    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+    """A table for ``click.echo``; the columns named in ``right`` (numbers) align right.
 
-    def line(values: Sequence[str]) -> str:
-        parts = [
-            value.rjust(width) if header in right else value.ljust(width)
-            for header, value, width in zip(headers, values, widths, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
+    On a terminal, rich draws it (bold headers under a rule, narrowed to the window). Off a
+    terminal, the same table as plain columns two spaces apart, one line per row, nothing
+    cut: what scripts have always parsed."""
+    terminal = stdout_is_terminal()
+    return render(drawn_table(headers, rows, right=right, terminal=terminal), terminal=terminal)
 
-    return "\n".join([line(headers), *(line(row) for row in cells)])
+
+def drawn_table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    right: Collection[str] = (),
+    terminal: bool,
+) -> Any:
+    """The rich Table of ``table`` (for live views, which lay several out together)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    drawn = Table(
+        box=box.SIMPLE_HEAD if terminal else None,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        header_style="bold" if terminal else "",
+    )
+    for header in headers:
+        drawn.add_column(
+            header,
+            justify="right" if header in right else "left",
+            no_wrap=not terminal,
+            overflow="ellipsis" if terminal else "fold",
+        )
+    for row in rows:
+        # Text, not markup: a task named "[red]x" is shown as typed.
+        drawn.add_row(*(Text(cell(value)) for value in row))
+    return drawn
 
 
 def fields(pairs: Iterable[tuple[str, object]]) -> str:
