@@ -54,6 +54,15 @@ def _plain(file: Any) -> Console:
     )
 
 
+def needed_width(renderable: Any) -> int:
+    """The least width ``renderable`` must be drawn at: its tables' ``min_width`` (a Group's,
+    the widest of its parts)."""
+    parts = getattr(renderable, "renderables", None)
+    if parts is not None:
+        return max((needed_width(part) for part in parts), default=0)
+    return getattr(renderable, "min_width", None) or 0
+
+
 def render(renderable: Any, *, terminal: bool | None = None) -> str:
     """``renderable`` as text for ``click.echo``: styled for the terminal stdout is, else
     plain, each line without trailing spaces."""
@@ -63,13 +72,9 @@ def render(renderable: Any, *, terminal: bool | None = None) -> str:
         terminal = stdout_is_terminal()
     buffer = io.StringIO()
     if terminal:
-        styled = Console(
-            file=buffer,
-            force_terminal=True,
-            width=shutil.get_terminal_size().columns,
-            highlight=False,
-            emoji=False,
-        )
+        styled = Console(file=buffer, force_terminal=True, highlight=False, emoji=False)
+        # As wide as the window; wider if what may not be cut needs it (the terminal wraps).
+        styled.width = max(shutil.get_terminal_size().columns, needed_width(renderable))
         styled.print(renderable)
     else:
         _plain(buffer).print(renderable)

@@ -8,6 +8,7 @@ off a terminal each frame is printed after the last, plain. ``--once`` prints on
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from conveyor.worker_info import WorkerHealth, WorkerInfo
 
 from .core import Runtime, app_option, json_option, option, pass_runtime
 from .output import ago, drawn_table, echo_json, utc, worker_state
-from .terminal import console, render, stdout_is_terminal
+from .terminal import console, needed_width, render, stdout_is_terminal
 from .throughput import FinishRate
 
 #: Seconds between frames.
@@ -164,9 +165,14 @@ def run_live(
         if terminal:
             from rich.live import Live
 
-            with Live(console=console(terminal=True), auto_refresh=False, screen=False) as live:
+            out = console(terminal=True)
+            with Live(console=out, auto_refresh=False, screen=False) as live:
                 while True:
-                    live.update(frame_view(next_frame(), terminal=True), refresh=True)
+                    view = frame_view(next_frame(), terminal=True)
+                    # The window's width (read each frame: it may be resized), or the
+                    # tables' if wider: a worker id is never cut.
+                    out.width = max(shutil.get_terminal_size().columns, needed_width(view))
+                    live.update(view, refresh=True)
                     sleep(interval)
         else:
             while True:
