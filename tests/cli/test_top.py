@@ -219,3 +219,36 @@ def test_frame_json_is_plain_json(url: str, migrated: None) -> None:
         fill(app)
         frame = read_frame(app, FinishRate())
     assert json.loads(json.dumps(frame.to_dict()))["queues"][0]["name"] == "mail"
+
+
+def test_on_a_terminal_top_redraws_until_ctrl_c(database: Engine) -> None:
+    import pty
+
+    with database.app() as app:
+        fill(app)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conveyor.cli", "--url", database.url, "top", "--interval", "0.2"],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **database.env, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(follower)
+    seen = b""
+    try:
+        while seen.count(b"conveyor top") < 2:  # drawn, then redrawn
+            seen += os.read(leader, 4096)
+        process.send_signal(signal.SIGINT)
+        status = process.wait(PATIENCE)
+        assert process.stderr is not None
+        errors = process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(PATIENCE)
+        os.close(leader)
+    assert status == 0, errors
+    assert "Traceback" not in errors
+    text = seen.decode(errors="replace")
+    assert "\x1b[" in text
+    assert "w-1" in text and "mail" in text

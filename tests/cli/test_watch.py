@@ -234,3 +234,44 @@ def test_a_line_never_carries_terminal_escapes(url: str, migrated: None) -> None
         shown = app.get_job(job.id)
     shown.progress = "\x1b[31mred\nnext"
     assert "\x1b" not in line(shown) and "\n" not in line(shown)
+
+
+def test_on_a_terminal_watch_draws_a_live_panel(database: Engine) -> None:
+    """The same command with a pseudo-terminal as stdout: rich's panel, a progress bar."""
+    import pty
+
+    with database.app() as app:
+        stepper = Stepper(app)
+        job_id = stepper.start()
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "conveyor.cli", "--url", database.url, "watch", str(job_id)],
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **database.env, "COLUMNS": "100", "TERM": "xterm"},
+        )
+        os.close(follower)
+        seen = b""
+        try:
+            while b"first quarter" not in seen:  # the running panel is drawn
+                seen += os.read(leader, 4096)
+            stepper.release()
+            while process.poll() is None or not seen.endswith(b"\n"):
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the terminal closed with the process
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            status = process.wait(PATIENCE)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            os.close(leader)
+    text = seen.decode(errors="replace")
+    assert status == 0
+    assert "\x1b[" in text  # styled for the terminal
+    assert "\u2501" in text  # the bar
+    assert "25% first quarter" in text
+    assert "succeeded" in text and "all done" in text
