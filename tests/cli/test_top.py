@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from conveyor import Conveyor
 from conveyor.backends.base import Outcome, OutcomeKind
@@ -120,10 +121,26 @@ def test_once_as_json(database: Engine, invoke_on: Any) -> None:
     assert (worker["id"], worker["running"], worker["pid"]) == ("w-1", 1, 4242)
 
 
-def test_json_needs_once(invoke: Invoke, migrated: None) -> None:
-    result = invoke("top", "--json")
-    assert result.exit_code == 2
-    assert "--once" in result.stderr
+def test_json_frames_are_one_object_per_line(url: str, migrated: None) -> None:
+    with Conveyor(url) as app:
+        fill(app)
+        frames = 0
+
+        def sleep(_: float) -> None:
+            nonlocal frames
+            frames += 1
+            if frames == 2:
+                raise KeyboardInterrupt
+
+        runner = CliRunner()
+        with runner.isolation() as (out, _, _):
+            run_live(
+                lambda: read_frame(app, FinishRate()), terminal=False, as_json=True, sleep=sleep
+            )
+            printed = out.getvalue().decode()
+    lines = printed.splitlines()
+    assert len(lines) == 2
+    assert [json.loads(line)["workers"][0]["id"] for line in lines] == ["w-1", "w-1"]
 
 
 def test_once_on_an_empty_database(invoke: Invoke, migrated: None) -> None:

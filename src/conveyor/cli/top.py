@@ -8,6 +8,7 @@ off a terminal each frame is printed after the last, plain. ``--once`` prints on
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -156,13 +157,15 @@ def run_live(
     next_frame: Callable[[], Frame],
     *,
     terminal: bool,
+    as_json: bool = False,
     interval: float = INTERVAL,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Show a new frame every ``interval`` seconds until Ctrl-C (KeyboardInterrupt), which
-    ends it quietly."""
+    ends it quietly: redrawn in place on a terminal, else printed one after the other (as
+    one JSON object per line with ``as_json``)."""
     try:
-        if terminal:
+        if terminal and not as_json:
             from rich.live import Live
 
             out = console(terminal=True)
@@ -176,8 +179,12 @@ def run_live(
                     sleep(interval)
         else:
             while True:
-                click.echo(render(frame_view(next_frame(), terminal=False), terminal=False))
-                click.echo("")
+                frame = next_frame()
+                if as_json:
+                    click.echo(json.dumps(frame.to_dict()))
+                else:
+                    click.echo(render(frame_view(frame, terminal=False), terminal=False))
+                    click.echo("")
                 sleep(interval)
     except KeyboardInterrupt:
         return
@@ -212,6 +219,9 @@ def top(runtime: Runtime, once: bool, interval: float, as_json: bool) -> None:
         else:
             click.echo(render(frame_view(frame, terminal=stdout_is_terminal())))
         return
-    if as_json:
-        raise click.UsageError("--json shows one frame: add --once")
-    run_live(lambda: read_frame(app, rate), terminal=stdout_is_terminal(), interval=interval)
+    run_live(
+        lambda: read_frame(app, rate),
+        terminal=stdout_is_terminal(),
+        as_json=as_json,
+        interval=interval,
+    )
