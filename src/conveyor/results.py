@@ -156,6 +156,8 @@ def follow(backend: Backend, job_id: int, *, poll: float = FOLLOW_POLL) -> Itera
 
     Its end is seen as soon as ``wait_for`` would see it (finish listeners, the finish
     marker); progress, which no engine announces, every ``poll`` seconds."""
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0 < poll < math.inf:
+        raise ConfigurationError(f"poll must be a number of seconds > 0, got {poll!r}")
     woken = threading.Event()
     wake = woken.set
     backend.add_finish_listener(wake)

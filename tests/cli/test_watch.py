@@ -275,3 +275,24 @@ def test_on_a_terminal_watch_draws_a_live_panel(database: Engine) -> None:
     assert "\u2501" in text  # the bar
     assert "25% first quarter" in text
     assert "succeeded" in text and "all done" in text
+
+
+def test_app_follow_yields_snapshots_of_the_app(url: str, migrated: None) -> None:
+    with Conveyor(url) as app:
+        (job,) = app.enqueue_many([_spec(app)])
+        changes = app.follow(job.id)
+        assert next(changes).state is JobState.QUEUED
+        app.cancel(job.id)
+        (ended,) = list(changes)
+    assert ended.state is JobState.CANCELLED
+    assert ended._app is app
+
+
+def test_follow_refuses_a_poll_that_is_not_a_positive_number(url: str, migrated: None) -> None:
+    from conveyor.errors import ConfigurationError
+
+    with Conveyor(url) as app:
+        (job,) = app.enqueue_many([_spec(app)])
+        for poll in (0, -1.0, float("nan"), True):
+            with pytest.raises(ConfigurationError, match="poll"):
+                next(app.follow(job.id, poll=poll))
