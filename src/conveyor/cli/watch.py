@@ -1,7 +1,7 @@
 """``conveyor watch ID``: follow one job until it ends.
 
 It shows the job's state, attempt, progress (``ctx.progress``) and last error as they change,
-woken by the engine's finish notifications (conveyor.results.follow) and reading progress
+woken by the engine's finish notifications (``app.follow``, conveyor.results) and reading progress
 every half second. On a terminal it draws a live panel with a progress bar; elsewhere it
 prints one plain line per change, and with ``--json`` one JSON object per line. The exit
 status tells how the job ended: 0 succeeded, 1 dead or cancelled (2: no such job).
@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 
-from conveyor import results
 from conveyor.job import Job, JobState
 
 from .core import Runtime, app_option, json_option, pass_runtime
@@ -40,7 +39,7 @@ def watch(runtime: Runtime, job_id: int, as_json: bool) -> int:
     Exit status 0 if it succeeded, 1 if it ended dead or cancelled, 2 if there is no such
     job. Off a terminal, one line per change (with --json, one JSON object per line)."""
     app = runtime.existing_app()
-    changes = results.follow(app.backend, job_id)
+    changes = app.follow(job_id)
     if as_json:
         last = _print_each(changes, lambda job: json.dumps(watch_document(job)))
     elif stdout_is_terminal():
