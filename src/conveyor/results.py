@@ -144,6 +144,8 @@ def _seen(job: Job) -> tuple[Any, ...]:
         job.attempts,
         job.lost_runs,
         job.cancel_requested,
+        job.pending_parents,
+        job.run_at,
         repr(job.progress),
         None if error is None else (error.attempt, error.type, error.message),
     )

@@ -296,3 +296,16 @@ def test_follow_refuses_a_poll_that_is_not_a_positive_number(url: str, migrated:
         for poll in (0, -1.0, float("nan"), True):
             with pytest.raises(ConfigurationError, match="poll"):
                 next(app.follow(job.id, poll=poll))
+
+
+def test_a_line_says_what_a_waiting_job_waits_for(url: str, migrated: None) -> None:
+    with Conveyor(url) as app:
+        (parent,) = app.enqueue_many([_spec(app)])
+        task = app.get_task("idle")
+        child = task.options(depends_on=[parent.id]).enqueue()
+        later = task.options(run_at=4_102_444_800).enqueue()  # 2100-01-01
+        shown = [line(app.get_job(job.id)) for job in (child, later)]
+    assert shown[0] == f"job {child.id} (idle): blocked, attempt 0/3, waiting for 1 parent(s)"
+    assert shown[1] == (
+        f"job {later.id} (idle): scheduled, attempt 0/3, runs at 2100-01-01 00:00:00 UTC"
+    )

@@ -19,7 +19,7 @@ import click
 from conveyor.job import Job, JobState
 
 from .core import Runtime, app_option, json_option, pass_runtime
-from .output import cell, compact_json, shorten
+from .output import cell, compact_json, shorten, utc
 from .params import JOB_ID
 from .terminal import console, stdout_is_terminal
 
@@ -117,10 +117,22 @@ def error_text(job: Job) -> str | None:
     return shorten(cell(f"{error.type}: {error.message}" if error.message else error.type))
 
 
+def waiting_text(job: Job) -> str | None:
+    """What a job that is not ready waits for: its parents, or its time."""
+    if job.state is JobState.BLOCKED:
+        return f"waiting for {job.pending_parents} parent(s)"
+    if job.state in (JobState.SCHEDULED, JobState.RETRYING):
+        return f"runs at {utc(job.run_at)} UTC"
+    return None
+
+
 def line(job: Job) -> str:
     """One plain line: ``job 7 (resize): running, attempt 1/3, progress 40%``."""
     parts = [f"job {job.id} ({cell(job.task)}): {job.state.value}"]
     parts.append(f"attempt {job.attempts}/{job.max_attempts}")
+    waiting = waiting_text(job)
+    if waiting is not None:
+        parts.append(waiting)
     progress = progress_text(job.progress)
     if progress is not None and job.state is not JobState.SUCCEEDED:
         parts.append(f"progress {progress}")
@@ -178,6 +190,9 @@ def panel(job: Job) -> Any:
     title.append(f"  queue {job.queue}", style="dim")
     grid.add_row("state", Text(job.state.value, style=_STATE_STYLE.get(job.state, "bold")))
     grid.add_row("attempt", f"{job.attempts}/{job.max_attempts}")
+    waiting = waiting_text(job)
+    if waiting is not None:
+        grid.add_row("waiting", waiting)
     share = fraction(job.progress)
     if job.progress is not None and job.state is not JobState.SUCCEEDED:
         words = Text(progress_text(job.progress) or "")
