@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -462,6 +462,14 @@ class Conveyor:
         return results.outcome(
             self._own(await results.wait_for_async(backend, bounds.job_id(job_id), timeout))
         )
+
+    def follow(self, job_id: int, *, poll: float = results.FOLLOW_POLL) -> Iterator[Job]:
+        """The job now, then each time its state, attempt, progress, last error or cancel
+        request changed, until it has ended (the last one yielded is terminal): what
+        ``conveyor watch`` shows. Its end is seen as soon as ``result`` would see it;
+        progress is read every ``poll`` seconds. JobNotFound if there is no such job."""
+        for job in results.follow(self.backend, bounds.job_id(job_id), poll=poll):
+            yield self._own(job)
 
     def _own(self, job: Job) -> Job:
         job._app = self  # for job.wait()

@@ -7,17 +7,19 @@ it left behind: ``conveyor --url URL worker --app conveyor.demo:app --burst``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import click
 
 from conveyor.app import Conveyor
 from conveyor.cli.output import table
+from conveyor.cli.terminal import console, stdout_is_terminal
 from conveyor.errors import ConfigurationError
 from conveyor.job import TERMINAL_STATES, Job, JobState
 from conveyor.retry import Fixed
@@ -165,18 +167,35 @@ def _finished_since(before: Mapping[JobState, int]) -> dict[JobState, int]:
 def _follow(
     total: int, before: Mapping[JobState, int], thread: threading.Thread, timeout: float
 ) -> bool:
-    """Show progress until every demo job is finished; False on timeout or a dead worker."""
+    """Show progress until every demo job is finished; False on timeout or a dead worker.
+    A bar on a terminal; elsewhere one line at the end."""
     deadline = time.monotonic() + timeout
-    shown = 0
-    with click.progressbar(length=total, label="Jobs finished", show_pos=True) as bar:
+    finished = 0
+    with _bar(total) as advance:
         while time.monotonic() < deadline and thread.is_alive():
-            finished = sum(_finished_since(before).values())
-            bar.update(min(finished, total) - shown)
-            shown = min(finished, total)
+            finished = min(sum(_finished_since(before).values()), total)
+            advance(finished)
             if finished >= total:
-                return True
+                break
             thread.join(0.1)  # wait a moment, or less if the worker died
-    return False
+    if not stdout_is_terminal():
+        click.echo(f"Jobs finished: {finished}/{total}")
+    return finished >= total
+
+
+@contextlib.contextmanager
+def _bar(total: int) -> Iterator[Callable[[int], None]]:
+    """``advance(done)`` moves rich's bar on a terminal, and does nothing elsewhere."""
+    if not stdout_is_terminal():
+        yield lambda done: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("Jobs finished"), BarColumn(), MofNCompleteColumn(), console=console()
+    ) as progress:
+        task = progress.add_task("demo", total=total)
+        yield lambda done: progress.update(task, completed=done)
 
 
 def _mix(specs: list[JobSpec]) -> str:

@@ -1,4 +1,5 @@
-"""Waiting for a job's result: ``app.result(job_id, timeout=)`` and ``job.wait(timeout=)``.
+"""Waiting for a job's result: ``app.result(job_id, timeout=)`` and ``job.wait(timeout=)``;
+following one as it runs (``follow``, what ``conveyor watch`` shows).
 
 A waiter reads its job, and reads it again only when a job may have ended: at once after a
 finish or a cancel through this process's backend (its finish listeners); on PostgreSQL when
@@ -16,6 +17,7 @@ import asyncio
 import math
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from conveyor.backends.base import Backend
@@ -124,6 +126,60 @@ async def wait_for_async(backend: Backend, job_id: int, timeout: float | None) -
                     woken.clear()
                     break
                 if await asyncio.to_thread(_marker, backend) != marker or loop.time() >= fallback:
+                    break
+    finally:
+        backend.remove_finish_listener(wake)
+
+
+#: Seconds between reads of a followed job while nothing says it ended: how soon a change of
+#: its progress shows.
+FOLLOW_POLL = 0.5
+
+
+def _seen(job: Job) -> tuple[Any, ...]:
+    """What a follower shows of a job: a change in any of it is worth a new line."""
+    error = job.last_error
+    return (
+        job.state,
+        job.attempts,
+        job.lost_runs,
+        job.cancel_requested,
+        job.pending_parents,
+        job.run_at,
+        repr(job.progress),
+        None if error is None else (error.attempt, error.type, error.message),
+    )
+
+
+def follow(backend: Backend, job_id: int, *, poll: float = FOLLOW_POLL) -> Iterator[Job]:
+    """The job now, then again each time what a person follows of it changed (state,
+    attempt, progress, last error, cancel request), ending with it terminal. JobNotFound if
+    there is no such job.
+
+    Its end is seen as soon as ``wait_for`` would see it (finish listeners, the finish
+    marker); progress, which no engine announces, every ``poll`` seconds."""
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0 < poll < math.inf:
+        raise ConfigurationError(f"poll must be a number of seconds > 0, got {poll!r}")
+    woken = threading.Event()
+    wake = woken.set
+    backend.add_finish_listener(wake)
+    try:
+        shown: tuple[Any, ...] | None = None
+        while True:
+            marker = _marker(backend)
+            job = backend.get(job_id)
+            seen = _seen(job)
+            if seen != shown:
+                shown = seen
+                yield job
+            if job.state.is_terminal:
+                return
+            next_read = time.monotonic() + poll
+            while (left := next_read - time.monotonic()) > 0:
+                if woken.wait(min(POLL, left)):
+                    woken.clear()
+                    break
+                if _marker(backend) != marker:
                     break
     finally:
         backend.remove_finish_listener(wake)

@@ -12,6 +12,7 @@ from conveyor.backends import open_backend
 from conveyor.backends.base import Backend
 from conveyor.errors import JobNotFound
 from conveyor.job import JobState
+from conveyor.limits import RateLimit
 from tests.contract.helpers import claim_one, enqueue, make_job_in
 from tests.support import FakeClock, new_job
 
@@ -148,3 +149,39 @@ def test_local_listeners_hear_enqueues(backend: Backend) -> None:
     backend.remove_listener(listener)
     enqueue(backend, queue="c")
     assert heard == [["b"]]
+
+
+def test_oldest_ready_per_queue(backend: Backend, clock: FakeClock) -> None:
+    assert backend.oldest_ready() == {}
+    # In "a" the oldest ready job has the lowest priority: it is not next in line.
+    oldest_low = backend.get(enqueue(backend, queue="a", priority=-10))
+    clock.advance(5.0)
+    enqueue(backend, queue="a", priority=10)
+    enqueue(backend, queue="a", priority=0)
+    oldest_b = backend.get(enqueue(backend, queue="b", priority=10))
+    clock.advance(5.0)
+    enqueue(backend, queue="b", priority=-10)
+    enqueue(backend, queue="c", delay=60.0)  # scheduled: not ready, not counted
+    make_job_in(backend, clock, JobState.RUNNING, queue="d")
+    # A job held by its task's rate limit waits too: the oldest of "e".
+    [held] = backend.enqueue_many(
+        [new_job("limited", "e", rate_key="tenant-1", rate_limit=RateLimit(1, per=3600.0))]
+    )
+    clock.advance(5.0)
+    enqueue(backend, queue="e", priority=50)
+
+    oldest = backend.oldest_ready()
+    assert set(oldest) == {"a", "b", "e"}
+    assert oldest["a"] == pytest.approx(oldest_low.run_at, abs=0.001)
+    assert oldest["b"] == pytest.approx(oldest_b.run_at, abs=0.001)
+    assert oldest["e"] == pytest.approx(backend.get(held.job_id).run_at, abs=0.001)
+
+
+def test_running_by_worker(backend: Backend) -> None:
+    assert backend.running_by_worker() == {}
+    for _ in range(3):
+        enqueue(backend)
+    claim_one(backend, worker="w-1")
+    claim_one(backend, worker="w-1")
+    claim_one(backend, worker="w-2")
+    assert backend.running_by_worker() == {"w-1": 2, "w-2": 1}

@@ -631,6 +631,16 @@ class Backend(ABC):
         """Job counts per queue and state."""
 
     @abstractmethod
+    def oldest_ready(self) -> dict[str, float]:
+        """Per queue with ready (queued) jobs, the ``run_at`` of its oldest one: how long
+        work has waited for a worker."""
+
+    @abstractmethod
+    def running_by_worker(self) -> dict[str, int]:
+        """How many jobs each worker is running, by worker id (workers running none left
+        out)."""
+
+    @abstractmethod
     def now(self) -> float:
         """The backend's idea of the current time (UNIX seconds)."""
 

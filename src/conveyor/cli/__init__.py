@@ -23,6 +23,8 @@ from .ops import demo, schema, worker
 from .queues import queues
 from .schedules import schedules
 from .serve import serve
+from .top import top
+from .watch import watch
 from .workers import workers
 from .workflows import workflows
 
@@ -89,6 +91,8 @@ for command in (
     schema,
     demo,
     workflows,
+    watch,
+    top,
 ):
     cli.add_command(command)
 

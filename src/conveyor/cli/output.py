@@ -1,8 +1,10 @@
-"""Human output (aligned plain-text tables, field lists) and JSON output."""
+"""Human output (tables drawn by rich on a terminal, plain columns elsewhere; field lists)
+and JSON output."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -12,6 +14,8 @@ import click
 
 from conveyor.job import Job, JobState
 from conveyor.worker_info import WorkerInfo, WorkerState
+
+from .terminal import render, stdout_is_terminal
 
 NOTE_WIDTH = 60
 
@@ -46,21 +50,78 @@ def shorten(text: str, width: int = NOTE_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+#: Free-text columns that, on a terminal, may be cut short (…) to fit the window. The others
+#: (ids, names, numbers, times) are never cut: a worker id must stay whole to be typed.
+SHRINKABLE = frozenset({"NOTE", "REASON"})
+
+
 def table(
     headers: Sequence[str], rows: Iterable[Sequence[object]], *, right: Collection[str] = ()
 ) -> str:
-    """Columns separated by two spaces; the columns named in ``right`` (numbers) align right."""
+    """A table for ``click.echo``; the columns named in ``right`` (numbers) align right.
+
+    On a terminal, rich draws it (bold headers under a rule; free text cut to fit the
+    window). Off a terminal, the same table as plain columns two spaces apart, one line per
+    row, nothing cut: what scripts have always parsed."""
+    terminal = stdout_is_terminal()
+    return render(drawn_table(headers, rows, right=right, terminal=terminal), terminal=terminal)
+
+
+def drawn_table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    right: Collection[str] = (),
+    terminal: bool,
+) -> Any:
+    """The rich Table of ``table`` (for live views, which lay several out together)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     cells = [[cell(value) for value in row] for row in rows]
     widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+    if terminal:
+        _fit(headers, widths, shutil.get_terminal_size().columns)
+    drawn = Table(
+        box=box.SIMPLE_HEAD if terminal else None,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        header_style="bold" if terminal else "",
+    )
+    for header, width in zip(headers, widths, strict=True):
+        drawn.add_column(
+            header,
+            justify="right" if header in right else "left",
+            no_wrap=True,
+            overflow="ellipsis" if terminal and header in SHRINKABLE else "fold",
+            width=width,
+        )
+    for row in cells:
+        # Text, not markup: a task named "[red]x" is shown as typed.
+        drawn.add_row(*map(Text, row))
+    # What render() must give it: every column whole (a terminal wraps what is wider).
+    drawn.min_width = sum(widths) + (TERMINAL_GAP if terminal else 2) * (len(widths) - 1)
+    return drawn
 
-    def line(values: Sequence[str]) -> str:
-        parts = [
-            value.rjust(width) if header in right else value.ljust(width)
-            for header, value, width in zip(headers, values, widths, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
 
-    return "\n".join([line(headers), *(line(row) for row in cells)])
+#: Spaces between columns on a terminal: the padding and the (blank) column rule.
+TERMINAL_GAP = 3
+#: The least a free-text column is cut to.
+MIN_SHRUNK = 12
+
+
+def _fit(headers: Sequence[str], widths: list[int], window: int) -> None:
+    """Cut the free-text columns so that the table fits ``window``, if cutting them can."""
+    total = sum(widths) + TERMINAL_GAP * (len(widths) - 1)
+    for i, header in enumerate(headers):
+        if total <= window:
+            return
+        if header in SHRINKABLE and widths[i] > MIN_SHRUNK:
+            cut = min(total - window, widths[i] - max(MIN_SHRUNK, len(header)))
+            widths[i] -= cut
+            total -= cut
 
 
 def fields(pairs: Iterable[tuple[str, object]]) -> str:

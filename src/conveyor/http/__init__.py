@@ -25,7 +25,7 @@ from conveyor import __version__
 from conveyor.app import Conveyor
 from conveyor.errors import ConfigurationError, ConveyorError
 
-from . import dashboard, jobs, observe
+from . import dashboard, jobs, observe, workflows
 from .auth import Access, Tokens, is_loopback
 from .bodylimit import BodyLimit
 from .counts import CountsCache
@@ -105,7 +105,12 @@ def create_app(
 
     counts = CountsCache(app)
     write = [needs(Access.WRITE)]
-    for router in (jobs.router(app, write), observe.router(app, write, counts)):
+    routers = (
+        jobs.router(app, write),
+        observe.router(app, write, counts),
+        workflows.router(app, write),
+    )
+    for router in routers:
         api.include_router(router, prefix=f"{prefix}/api", dependencies=[needs(Access.READ)])
 
     dashboard.mount(api, app, tokens=tokens, counts=counts, prefix=prefix, hosts=hosts)

@@ -57,13 +57,20 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
     )
     def post_batch(batch: BatchIn, response: Response) -> dict[str, Any]:
         """One transaction: every job is written, or (on any error) none. 201 if any job was
-        created, else 200 (every one was already held by its idempotency key)."""
+        created, else 200 (every one was already held by its idempotency key). A job's
+        ``depends_on`` may name other jobs of the batch by their ``ref``."""
         written = submit(app, batch.jobs, placed=True)
         checked = checks_arguments(app)
         response.status_code = 201 if any(created for _, created in written) else 200
         return {
             "jobs": [job_document(job, checked) for job, _ in written],
             "created": [created for _, created in written],
+            # The id each ref of the batch was given.
+            "refs": {
+                given.ref: job.id
+                for given, (job, _) in zip(batch.jobs, written, strict=True)
+                if given.ref is not None
+            },
         }
 
     @api.get("/jobs", summary="List jobs, newest first")

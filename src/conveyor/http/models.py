@@ -5,7 +5,7 @@ exactly the same values with the same messages."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 MAX_BATCH = 1000
 #: Ids in one bulk request.
 MAX_IDS = 10_000
+#: Parents of one job.
+MAX_PARENTS = 1000
 
 
 class JobIn(BaseModel):
@@ -39,8 +41,33 @@ class JobIn(BaseModel):
         description="While a job holds this key, return it (200) instead of a new one (201). "
         "Also accepted as the Idempotency-Key header.",
     )
+    depends_on: Annotated[list[StrictInt | StrictStr], Field(max_length=MAX_PARENTS)] | None = (
+        Field(
+            None,
+            description="Parents: the job waits (blocked) until every one succeeded. A number "
+            "is the id of a stored job; in a batch, a string is the ref of another job of the "
+            "same batch.",
+        )
+    )
+    on_parent_failure: Literal["cancel", "run", "dead", "run_only"] | None = Field(
+        None,
+        description="When a parent ends dead or cancelled: cancel this job (the default), run "
+        "it anyway, end it dead, or run it only then (run_only: cancelled once every parent "
+        "succeeded).",
+    )
+    workflow_id: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = Field(
+        None, description="Group the job under this workflow (GET /api/workflows/{id})."
+    )
+    ref: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = Field(
+        None,
+        description="In a batch: a name for this job that depends_on of other jobs of the "
+        "batch may use.",
+    )
 
     def options(self) -> dict[str, Any]:
+        """The library's options; references to jobs of a batch (strings in depends_on) are
+        resolved by the caller."""
+        stored = [parent for parent in self.depends_on or () if isinstance(parent, int)]
         return {
             "queue": self.queue,
             "priority": self.priority,
@@ -49,7 +76,13 @@ class JobIn(BaseModel):
             "idempotency_key": self.idempotency_key,
             "max_attempts": self.max_attempts,
             "timeout": self.timeout,
+            "depends_on": stored or None,
+            "on_parent_failure": self.on_parent_failure,
+            "workflow_id": self.workflow_id,
         }
+
+    def batch_refs(self) -> list[str]:
+        return [parent for parent in self.depends_on or () if isinstance(parent, str)]
 
 
 class BatchIn(BaseModel):

@@ -21,6 +21,8 @@ from conveyor.errors import (
     ConfigurationError,
     ConveyorError,
     DatabaseBusy,
+    DependencyCycle,
+    DependencyError,
     EnqueueError,
     IdempotencyConflict,
     InvalidArguments,
@@ -28,8 +30,10 @@ from conveyor.errors import (
     JobNotFound,
     PayloadTooLarge,
     QueueFull,
+    UnknownParent,
     UnknownTask,
     WorkerNotFound,
+    WorkflowNotFound,
 )
 
 MEDIA_TYPE = "application/problem+json"
@@ -41,10 +45,13 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (InvalidArguments, 422, "invalid-arguments", "Arguments are not plain JSON"),
     (PayloadTooLarge, 413, "payload-too-large", "Job payload too large"),
     (QueueFull, 429, "queue-full", "Queue full"),
+    (UnknownParent, 422, "unknown-parent", "A parent job does not exist"),
+    (DependencyCycle, 422, "dependency-cycle", "Jobs depend on each other in a cycle"),
     (EnqueueError, 422, "invalid-job", "Invalid job"),
     (ConfigurationError, 422, "invalid-value", "Invalid value"),
     (JobNotFound, 404, "job-not-found", "Job not found"),
     (WorkerNotFound, 404, "worker-not-found", "Worker not found"),
+    (WorkflowNotFound, 404, "workflow-not-found", "Workflow not found"),
     (IdempotencyConflict, 409, "idempotency-conflict", "Idempotency key held by a live job"),
     (InvalidTransition, 409, "invalid-transition", "Not allowed in the job's state"),
     (DatabaseBusy, 503, "database-busy", "Database busy"),
@@ -64,6 +71,9 @@ _FIELD_WORDS = {
     "max_attempts": "max_attempts",
     "timeout": "timeout",
     "max_running": "max_running",
+    "depends_on": "depends_on",
+    "on_parent_failure": "on_parent_failure",
+    "workflow_id": "workflow_id",
     "limit": "limit",
     "before_id": "cursor",
     "a job id": "id",
@@ -129,6 +139,8 @@ def field_of(exc: BaseException) -> str | None:
         return "kwargs" if str(exc).startswith("kwargs") else "args"
     if isinstance(exc, QueueFull):
         return "queue"
+    if isinstance(exc, DependencyError):
+        return "depends_on"
     found = _FIELD_AT_START.match(str(exc))
     return _FIELD_WORDS[found.group(1)] if found else None
 
@@ -153,6 +165,12 @@ def conveyor_problem(exc: ConveyorError, prefix: str = "") -> JSONResponse:
         extra = {"job_id": exc.job_id, "state": exc.state}
     elif isinstance(exc, JobNotFound):
         extra = {"job_id": exc.job_id}
+    elif isinstance(exc, UnknownParent):
+        extra = {"job_ids": exc.job_ids}
+    elif isinstance(exc, DependencyCycle):
+        extra = {"positions": exc.positions}
+    elif isinstance(exc, WorkflowNotFound):
+        extra = {"workflow_id": exc.workflow_id}
     field = field_of(exc)
     errors = None if field is None else [{"field": prefix + field, "message": str(exc)}]
     headers = {"Retry-After": "1"} if status in (429, 503) else None

@@ -9,12 +9,14 @@ from typing import Any
 
 from conveyor.app import Conveyor
 from conveyor.backends.base import NewJob
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, DependencyCycle, UnknownParent
 from conveyor.job import Job
 from conveyor.task import JobOptions, JobSpec, encode_job
+from conveyor.workflows.links import link_job
+from conveyor.workflows.rules import batch_order
 
 from .models import JobIn
-from .problems import PlacedError
+from .problems import PlacedError, Problem
 
 #: Said in every response to a job the server could not check against its task.
 UNCHECKED = (
@@ -30,29 +32,86 @@ def checks_arguments(app: Conveyor) -> bool:
 
 def submit(app: Conveyor, jobs: Sequence[JobIn], *, placed: bool) -> list[tuple[Job, bool]]:
     """Enqueue all jobs or none; ``(job, created)`` for each. ``placed``: name the failing
-    job's index in errors (a batch)."""
-    if checks_arguments(app):
-        specs: list[JobSpec] = []
-        new_jobs: list[NewJob] = []
-        for index, job in enumerate(jobs):
-            with _placing(index if placed else None):
-                spec = app.get_task(job.task).options(**job.options()).job(*job.args, **job.kwargs)
-                new_jobs.append(spec.to_new_job())
-                specs.append(spec)
-        return app.enqueue_reporting(new_jobs, specs)
-    encoded: list[NewJob] = []
+    job's index in errors (a batch), and let ``depends_on`` name jobs of the batch by ref."""
+    refs = _refs(jobs) if placed else {}
+    new_jobs: list[NewJob] = []
+    specs: list[JobSpec] = []
+    checked = checks_arguments(app)
     for index, job in enumerate(jobs):
         with _placing(index if placed else None):
-            encoded.append(
-                encode_job(
+            if checked:
+                spec = app.get_task(job.task).options(**job.options()).job(*job.args, **job.kwargs)
+                new_job = spec.to_new_job()
+                link_job(new_job, spec.options, None)
+                specs.append(spec)
+            else:
+                new_job = encode_job(
                     job.task,
                     job.args,
                     job.kwargs,
                     JobOptions(**job.options()),
                     max_payload_bytes=app.settings.max_payload_bytes,
                 )
+            new_job.depends_on_batch = _positions(index, job, refs, placed)
+            new_jobs.append(new_job)
+    if placed:
+        try:
+            batch_order([job.depends_on_batch for job in new_jobs])
+        except DependencyCycle as cycle:
+            raise PlacedError(cycle, cycle.positions[0]) from cycle
+    try:
+        return app.enqueue_reporting(new_jobs, specs if checked else None)
+    except UnknownParent as unknown:
+        if not placed:
+            raise
+        missing = set(unknown.job_ids)
+        index = next(i for i, job in enumerate(new_jobs) if missing & set(job.depends_on))
+        raise PlacedError(unknown, index) from unknown
+
+
+def _refs(jobs: Sequence[JobIn]) -> dict[str, int]:
+    """Each ref of the batch and the position of its job; a ref given twice is an error."""
+    refs: dict[str, int] = {}
+    for index, job in enumerate(jobs):
+        if job.ref is None:
+            continue
+        if job.ref in refs:
+            raise Problem(
+                422,
+                "duplicate-ref",
+                "Invalid request",
+                f"ref {job.ref!r} names jobs {refs[job.ref]} and {index} of the batch: "
+                "each ref names one job",
+                field=f"jobs[{index}].ref",
             )
-    return app.enqueue_reporting(encoded)
+        refs[job.ref] = index
+    return refs
+
+
+def _positions(index: int, job: JobIn, refs: dict[str, int], placed: bool) -> tuple[int, ...]:
+    """The positions in the batch of the parents ``job`` names by ref."""
+    named = job.batch_refs()
+    if not named:
+        return ()
+    if not placed:
+        raise Problem(
+            422,
+            "invalid-request",
+            "Invalid request",
+            "depends_on: a string names a job of the same batch by its ref; a single job "
+            "depends on stored jobs, by id (or send both in POST /api/jobs/batch)",
+            field="depends_on",
+        )
+    unknown = [ref for ref in named if ref not in refs]
+    if unknown:
+        raise Problem(
+            422,
+            "unknown-ref",
+            "Invalid request",
+            f"depends_on names {unknown[0]!r}, which is the ref of no job of this batch",
+            field=f"jobs[{index}].depends_on",
+        )
+    return tuple(dict.fromkeys(refs[ref] for ref in named))
 
 
 class _placing:

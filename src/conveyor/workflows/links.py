@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.base import NewJob
+from conveyor.bounds import MAX_JOB_ID
 from conveyor.errors import ConfigurationError, DependencyError
 from conveyor.job import Job
 from conveyor.workflows.rules import batch_order, parent_failure_policy, stored_policy
@@ -38,8 +39,10 @@ def check_dependency_options(options: JobOptions) -> tuple[Any, ...] | None:
             raise ConfigurationError(
                 f"depends_on takes job ids, Jobs or JobSpecs of the same batch, got {ref!r}"
             )
-        if isinstance(ref, int) and ref < 1:
-            raise ConfigurationError(f"depends_on: job ids are positive, got {ref}")
+        if isinstance(ref, int) and not 1 <= ref <= MAX_JOB_ID:
+            raise ConfigurationError(
+                f"depends_on: job ids are integers from 1 to {MAX_JOB_ID:,}, got {ref}"
+            )
     return tuple(options.depends_on)
 
 

@@ -968,6 +968,22 @@ class PostgresBackend(Backend):
             counts.setdefault(queue, {})[JobState(state)] = int(count)
         return counts
 
+    def oldest_ready(self) -> dict[str, float]:
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["oldest_ready"]).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return {queue: float(at) for queue, at in rows}
+
+    def running_by_worker(self) -> dict[str, int]:
+        rows = self._db.run(
+            lambda cur: cur.execute(Q["running_by_worker"]).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return {worker: int(count) for worker, count in rows}
+
     def now(self) -> float:
         return self._clock()
 

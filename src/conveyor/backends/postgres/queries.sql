@@ -755,6 +755,41 @@ LIMIT %(limit)s
 -- name: stats
 SELECT queue, state, count(*) FROM conveyor_jobs GROUP BY queue, state
 
+-- name: oldest_ready
+-- The run_at of each queue's oldest ready job (conveyor top), without walking the ready rows:
+-- a loose scan of conveyor_jobs_ready_by_queue takes the first row of each (queue, priority)
+-- in a few probes each. Jobs held by a task's rate limit lie in another index, without their
+-- queue: those are read whole.
+WITH RECURSIVE heads(queue, priority, run_at) AS (
+    (SELECT queue, priority, run_at FROM conveyor_jobs
+     WHERE state = 'queued' AND rate_key IS NULL
+     ORDER BY queue, priority DESC, run_at, id LIMIT 1)
+  UNION ALL
+    SELECT step.queue, step.priority, step.run_at
+    FROM heads h, LATERAL (
+        (SELECT j.queue, j.priority, j.run_at FROM conveyor_jobs j
+         WHERE j.state = 'queued' AND j.rate_key IS NULL
+           AND j.queue = h.queue AND j.priority < h.priority
+         ORDER BY j.queue, j.priority DESC, j.run_at, j.id LIMIT 1)
+        UNION ALL
+        (SELECT j.queue, j.priority, j.run_at FROM conveyor_jobs j
+         WHERE j.state = 'queued' AND j.rate_key IS NULL AND j.queue > h.queue
+         ORDER BY j.queue, j.priority DESC, j.run_at, j.id LIMIT 1)
+        LIMIT 1
+    ) step
+)
+SELECT queue, extract(epoch FROM min(run_at))::float8 FROM (
+    SELECT queue, run_at FROM heads
+    UNION ALL
+    SELECT queue, run_at FROM conveyor_jobs WHERE state = 'queued' AND rate_key IS NOT NULL
+) waiting
+GROUP BY queue
+
+-- name: running_by_worker
+SELECT worker_id, count(*) FROM conveyor_jobs
+WHERE state = 'running' AND worker_id IS NOT NULL
+GROUP BY worker_id
+
 -- name: prune
 -- A parent stays while a child of its is live: the child may read its result. The edges of
 -- pruned children go with them.

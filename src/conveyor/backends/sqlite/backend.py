@@ -926,6 +926,15 @@ class SQLiteBackend(Backend):
             counts.setdefault(queue, {})[JobState(state)] = count
         return counts
 
+    def oldest_ready(self) -> dict[str, float]:
+        with self._reader.read() as db:
+            return {queue: float(at) for queue, at in db.execute(Q["oldest_ready"]).fetchall()}
+
+    def running_by_worker(self) -> dict[str, int]:
+        with self._reader.read() as db:
+            rows = db.execute(Q["running_by_worker"]).fetchall()
+        return {worker: int(count) for worker, count in rows}
+
     def now(self) -> float:
         return self._clock()
 

@@ -383,6 +383,43 @@ LIMIT :limit
 -- name: stats
 SELECT queue, state, count(*) FROM conveyor_jobs GROUP BY queue, state
 
+-- name: oldest_ready
+-- The run_at of each queue's oldest ready job (conveyor top), without walking the ready rows:
+-- loose scans of conveyor_jobs_ready_by_queue find each queue, then each of its priorities,
+-- then the first run_at of each (queue, priority), a few probes each. Jobs held by a task's
+-- rate limit lie in another index, without their queue: those are read whole.
+WITH RECURSIVE queues(queue) AS (
+    SELECT min(queue) FROM conveyor_jobs WHERE state = 'queued' AND rate_key IS NULL
+  UNION ALL
+    SELECT (SELECT min(j.queue) FROM conveyor_jobs j
+            WHERE j.state = 'queued' AND j.rate_key IS NULL AND j.queue > queues.queue)
+    FROM queues WHERE queues.queue IS NOT NULL
+),
+groups(queue, priority) AS (
+    SELECT queue, (SELECT max(j.priority) FROM conveyor_jobs j
+                   WHERE j.state = 'queued' AND j.rate_key IS NULL AND j.queue = queues.queue)
+    FROM queues WHERE queue IS NOT NULL
+  UNION ALL
+    SELECT queue, (SELECT max(j.priority) FROM conveyor_jobs j
+                   WHERE j.state = 'queued' AND j.rate_key IS NULL AND j.queue = groups.queue
+                     AND j.priority < groups.priority)
+    FROM groups WHERE priority IS NOT NULL
+)
+SELECT queue, min(run_at) FROM (
+    SELECT queue, (SELECT min(j.run_at) FROM conveyor_jobs j
+                   WHERE j.state = 'queued' AND j.rate_key IS NULL AND j.queue = groups.queue
+                     AND j.priority = groups.priority) AS run_at
+    FROM groups WHERE priority IS NOT NULL
+  UNION ALL
+    SELECT queue, run_at FROM conveyor_jobs WHERE state = 'queued' AND rate_key IS NOT NULL
+)
+GROUP BY queue
+
+-- name: running_by_worker
+SELECT worker_id, count(*) FROM conveyor_jobs
+WHERE state = 'running' AND worker_id IS NOT NULL
+GROUP BY worker_id
+
 -- name: prune
 -- A parent stays while a child of its is live: the child may read its result.
 DELETE FROM conveyor_jobs
