@@ -1,10 +1,10 @@
 """Maintenance duties: rescue runs whose lease expired, release the runs of workers that stopped
 beating, prune finished jobs past their retention, and keep the per-minute aggregates
 (count the jobs enqueued since the last sweep, fold closed minutes into the totals, prune
-minutes past ``stats_retention``: conveyor/backends/tally.py). (Claims promote scheduled and retrying
-jobs whose time has come themselves.) With periodic jobs declared, it also runs the scheduler
-(conveyor.worker.scheduler), on every worker: first the holder of the lease below, the others
-standing by.
+minutes past ``stats_retention``: conveyor/backends/tally.py). (Claims promote scheduled and
+retrying jobs whose time has come themselves.) With periodic jobs declared, it also runs the
+scheduler (conveyor.worker.scheduler), on every worker: first the holder of the lease below,
+the others standing by.
 
 One duty falls on every worker, on every sweep and once at start-up before it claims: declaring
 dead the workers of its own machine whose process is gone (``conveyor.worker.machine``). It
