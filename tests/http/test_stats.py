@@ -39,9 +39,7 @@ def test_stats_show_the_last_hour_by_task(client: TestClient, app: Conveyor) -> 
     assert sum(m["enqueued"] for m in series) == 4
 
 
-def test_queues_show_throughput_and_the_oldest_ready_job(
-    client: TestClient, app: Conveyor
-) -> None:
+def test_queues_show_throughput_and_the_oldest_ready_job(client: TestClient, app: Conveyor) -> None:
     _work(app)
     app.enqueue("add", [5, 5])
     queues = {q["name"]: q for q in client.get("/api/queues").json()["queues"]}

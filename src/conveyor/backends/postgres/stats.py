@@ -104,27 +104,36 @@ def _mark(cur: Cursor, name: str) -> int:
 
 
 def job_counts(cur: Cursor, exact_below: int) -> JobCounts | None:
-    """Counts each (queue, state) up to ``exact_below``, and estimates those at the cap from
-    the planner's statistics; None when the table is small enough to count (the caller
-    counts exactly)."""
-    size = cur.execute(QS["table_size"]).fetchone()
-    if size is None or size[0] is None or float(size[0]) < exact_below:
+    """Counts each (queue, state) but succeeded up to ``exact_below`` through indexes keyed by
+    queue; estimates those at the cap, and the succeeded jobs, from the planner's statistics.
+    None when the table is small enough to count (the caller counts exactly)."""
+    size_row = cur.execute(QS["table_size"]).fetchone()
+    if size_row is None or size_row[0] is None or float(size_row[0]) < exact_below:
         return None
-    rows = cur.execute(QS["capped_counts"], {"cap": exact_below}).fetchall()
-    capped = [(queue, state) for queue, state, count in rows if int(count) >= exact_below]
+    size = float(size_row[0])
+    counted: dict[tuple[str, str], int] = {}
+    for queue, state, count in cur.execute(QS["capped_counts"], {"cap": exact_below}):
+        counted[(queue, state)] = counted.get((queue, state), 0) + int(count)
+    shares = _frequencies(cur.execute(QS["queue_state_frequencies"]).fetchone())
     jobs: dict[str, dict[JobState, int]] = {}
-    for queue, state, count in rows:
-        jobs.setdefault(queue, {})[JobState(state)] = int(count)
-    if not capped:
-        return JobCounts(jobs)
-    frequencies = _frequencies(cur.execute(QS["queue_state_frequencies"]).fetchone())
     estimated: set[tuple[str, JobState]] = set()
-    for queue, state in capped:
-        share = frequencies.get((queue, state))
-        if share is not None:
-            # Never below what was counted: the statistics may predate the backlog.
-            jobs[queue][JobState(state)] = max(exact_below, round(share * float(size[0])))
-        estimated.add((queue, JobState(state)))
+
+    def estimate(queue: str, state: str, floor: int) -> None:
+        share = shares.get((queue, state))
+        # Never below what was counted: the statistics may predate the backlog.
+        number = max(floor, round(share * size) if share is not None else 0)
+        if number:
+            jobs.setdefault(queue, {})[JobState(state)] = number
+            estimated.add((queue, JobState(state)))
+
+    for (queue, state), count in counted.items():
+        if count >= exact_below:
+            estimate(queue, state, count)
+        else:
+            jobs.setdefault(queue, {})[JobState(state)] = count
+    for queue, state in shares:
+        if state == JobState.SUCCEEDED.value:
+            estimate(queue, state, 0)
     return JobCounts(jobs, frozenset(estimated))
 
 

@@ -164,25 +164,77 @@ FROM pg_class AS c
 WHERE c.oid = to_regclass('conveyor_jobs')
 
 -- name: capped_counts
--- Jobs per (queue, state), each counted up to the cap: a skip scan of the (queue, state)
--- index for the pairs present, then at most cap index entries for each.
-WITH RECURSIVE pairs (queue, state) AS (
-    (SELECT queue, state FROM conveyor_jobs ORDER BY queue, state LIMIT 1)
+-- Jobs per (queue, state) but succeeded, each counted up to the cap through an index keyed by
+-- queue: skip scans find the queues (or pairs) present, one index probe each, then at most cap
+-- entries are counted for each. Queued jobs of rate-limited tasks (outside the ready index) are
+-- counted apart, up to the cap, by queue. Returns (queue, state, count).
+WITH RECURSIVE ready (queue) AS (
+    (SELECT queue FROM conveyor_jobs WHERE state = 'queued' AND rate_key IS NULL
+     ORDER BY queue LIMIT 1)
     UNION ALL
-    SELECT n.queue, n.state FROM pairs AS p, LATERAL (
-        (SELECT queue, state FROM conveyor_jobs
-         WHERE queue = p.queue AND state > p.state ORDER BY queue, state LIMIT 1)
-        UNION ALL
-        (SELECT queue, state FROM conveyor_jobs
-         WHERE queue > p.queue ORDER BY queue, state LIMIT 1)
-        LIMIT 1
-    ) AS n
+    SELECT (SELECT j.queue FROM conveyor_jobs AS j
+            WHERE j.state = 'queued' AND j.rate_key IS NULL AND j.queue > r.queue
+            ORDER BY j.queue LIMIT 1)
+    FROM ready AS r WHERE r.queue IS NOT NULL
+),
+running (queue) AS (
+    (SELECT queue FROM conveyor_jobs WHERE state = 'running' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM conveyor_jobs AS j
+            WHERE j.state = 'running' AND j.queue > r.queue ORDER BY j.queue LIMIT 1)
+    FROM running AS r WHERE r.queue IS NOT NULL
+),
+waiting (queue, state) AS (
+    (SELECT queue, state FROM conveyor_jobs
+     WHERE state IN ('blocked', 'scheduled', 'retrying') ORDER BY queue, state LIMIT 1)
+    UNION ALL
+    SELECT n.queue, n.state FROM waiting AS w, LATERAL (
+        SELECT j.queue, j.state FROM conveyor_jobs AS j
+        WHERE j.state IN ('blocked', 'scheduled', 'retrying')
+          AND (j.queue, j.state) > (w.queue, w.state)
+        ORDER BY j.queue, j.state LIMIT 1) AS n
+),
+failed (queue, state) AS (
+    (SELECT queue, state FROM conveyor_jobs
+     WHERE state IN ('dead', 'cancelled') ORDER BY queue, state LIMIT 1)
+    UNION ALL
+    SELECT n.queue, n.state FROM failed AS f, LATERAL (
+        SELECT j.queue, j.state FROM conveyor_jobs AS j
+        WHERE j.state IN ('dead', 'cancelled') AND (j.queue, j.state) > (f.queue, f.state)
+        ORDER BY j.queue, j.state LIMIT 1) AS n
 )
-SELECT p.queue, p.state, (
+SELECT r.queue, 'queued', (
     SELECT count(*) FROM (
-        SELECT 1 FROM conveyor_jobs AS j WHERE j.queue = p.queue AND j.state = p.state
+        SELECT 1 FROM conveyor_jobs AS j
+        WHERE j.state = 'queued' AND j.rate_key IS NULL AND j.queue = r.queue
         LIMIT %(cap)s) AS c)
-FROM pairs AS p
+FROM ready AS r WHERE r.queue IS NOT NULL
+UNION ALL
+SELECT queue, 'queued', count(*) FROM (
+    SELECT j.queue FROM conveyor_jobs AS j
+    WHERE j.state = 'queued' AND j.rate_key IS NOT NULL LIMIT %(cap)s) AS limited
+GROUP BY queue
+UNION ALL
+SELECT r.queue, 'running', (
+    SELECT count(*) FROM (
+        SELECT 1 FROM conveyor_jobs AS j WHERE j.state = 'running' AND j.queue = r.queue
+        LIMIT %(cap)s) AS c)
+FROM running AS r WHERE r.queue IS NOT NULL
+UNION ALL
+SELECT w.queue, w.state, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM conveyor_jobs AS j
+        WHERE j.state IN ('blocked', 'scheduled', 'retrying')
+          AND j.queue = w.queue AND j.state = w.state
+        LIMIT %(cap)s) AS c)
+FROM waiting AS w
+UNION ALL
+SELECT f.queue, f.state, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM conveyor_jobs AS j
+        WHERE j.state IN ('dead', 'cancelled') AND j.queue = f.queue AND j.state = f.state
+        LIMIT %(cap)s) AS c)
+FROM failed AS f
 
 -- name: queue_state_frequencies
 -- The joint frequencies of (queue, state) that ANALYZE keeps (migration 12's statistics).

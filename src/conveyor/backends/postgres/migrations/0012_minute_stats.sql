@@ -121,6 +121,11 @@ CREATE FUNCTION conveyor_tally(
     SELECT count(*) FROM added
 $$;
 
--- Job counts on a big table are estimates (conveyor/backends/postgres/counts.py): the planner's
--- joint frequencies of (queue, state), kept by ANALYZE, instead of a count of a million rows.
+-- Job counts on a big table (postgres/stats.py, job_counts): live jobs are counted, up to a cap,
+-- through the partial indexes keyed by queue that the hot path keeps anyway; the dead letters
+-- and cancelled jobs through this one, which only jobs ending that way enter (a successful
+-- finish pays nothing for it); succeeded jobs, and the counts past the cap, are estimated from
+-- the planner's joint frequencies of (queue, state) that ANALYZE keeps.
+CREATE INDEX conveyor_jobs_failed_by_queue
+    ON conveyor_jobs (queue, state) WHERE state IN ('dead', 'cancelled');
 CREATE STATISTICS conveyor_jobs_queue_state (mcv) ON queue, state FROM conveyor_jobs;
