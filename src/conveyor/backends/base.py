@@ -65,6 +65,9 @@ class NewJob:
     #: What a parent's failure does to this job: None (cancel), "run" or "dead".
     on_parent_failure: str | None = None
     workflow_id: str | None = None
+    #: W3C traceparent of the span that enqueued the job (conveyor.tracing), for the run to
+    #: continue its trace; stored beside the job, read back by ``trace_context``.
+    trace_context: str | None = None
 
 
 @dataclass(slots=True)
@@ -628,6 +631,11 @@ class Backend(ABC):
     @abstractmethod
     def dependencies(self, job_id: int) -> Dependencies:
         """The parents and children of a job (JobNotFound if there is no such job)."""
+
+    @abstractmethod
+    def trace_context(self, job_id: int) -> str | None:
+        """The ``NewJob.trace_context`` the job was enqueued with (None without, or for no
+        such job). A read by primary key, made per run only by workers with tracing on."""
 
     @abstractmethod
     def workflow_jobs(self, workflow_id: str) -> list[Job]:

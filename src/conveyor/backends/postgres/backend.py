@@ -957,6 +957,14 @@ class PostgresBackend(Backend):
             children=[(int(c), JobState(s)) for c, s in children],
         )
 
+    def trace_context(self, job_id: int) -> str | None:
+        row = self._db.run(
+            lambda cur: cur.execute(Q["trace_context"], {"id": job_id}).fetchone(),
+            transaction=False,
+            idempotent=True,
+        )
+        return None if row is None else row[0]
+
     def workflow_jobs(self, workflow_id: str) -> list[Job]:
         return self._read_jobs("workflow_jobs", {"workflow_id": workflow_id})
 

@@ -1242,3 +1242,13 @@ SET escalated_to = %(to)s::int8,
     dead_reason = 'escalated to job ' || %(to)s::int8 || ' (' || %(task)s::text || ', on '
                   || %(why)s::text || '): ' || coalesce(dead_reason, '')
 WHERE id = %(from)s::int8
+
+-- name: set_trace_contexts
+-- Jobs enqueued with tracing on (conveyor.tracing): their traceparent, in the enqueue's
+-- transaction. rows: [id, traceparent] as JSON.
+UPDATE conveyor_jobs AS j SET trace_context = r->>1
+FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+WHERE j.id = (r->>0)::int8
+
+-- name: trace_context
+SELECT trace_context FROM conveyor_jobs WHERE id = %(id)s

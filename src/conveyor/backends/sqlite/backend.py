@@ -916,6 +916,11 @@ class SQLiteBackend(Backend):
             children=[(c, JobState(s)) for c, s in children],
         )
 
+    def trace_context(self, job_id: int) -> str | None:
+        with self._reader.read() as db:
+            row = db.execute(Q["trace_context"], {"id": job_id}).fetchone()
+        return None if row is None else row[0]
+
     def workflow_jobs(self, workflow_id: str) -> list[Job]:
         with self._reader.read() as db:
             rows = db.execute(Q["workflow_jobs"], {"workflow_id": workflow_id}).fetchall()

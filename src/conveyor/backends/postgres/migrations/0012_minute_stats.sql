@@ -129,3 +129,7 @@ $$;
 CREATE INDEX conveyor_jobs_failed_by_queue
     ON conveyor_jobs (queue, state) WHERE state IN ('dead', 'cancelled');
 CREATE STATISTICS conveyor_jobs_queue_state (mcv) ON queue, state FROM conveyor_jobs;
+
+-- The W3C traceparent of the span that enqueued a job (conveyor.tracing, the otel extra), so
+-- that its runs continue the trace. Written only for jobs enqueued with tracing on.
+ALTER TABLE conveyor_jobs ADD COLUMN trace_context text;

@@ -90,3 +90,7 @@ CREATE TABLE conveyor_stats_marks (
 INSERT INTO conveyor_stats_marks (name, value)
 SELECT 'enqueued', coalesce(max(id), 0) FROM conveyor_jobs;
 INSERT INTO conveyor_stats_marks (name, value) VALUES ('folded', 0);
+
+-- The W3C traceparent of the span that enqueued a job (conveyor.tracing, the otel extra), so
+-- that its runs continue the trace. Written only for jobs enqueued with tracing on.
+ALTER TABLE conveyor_jobs ADD COLUMN trace_context TEXT;
