@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from conveyor import bounds, results
 from conveyor.backends import open_backend
 from conveyor.backends.base import Backend, Dependencies, EnqueueResult, NewJob
+from conveyor.backends.tally import Tally
 from conveyor.errors import ConfigurationError, ScheduleNotFound, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.hooks import Event, Hooks, register
@@ -587,6 +588,18 @@ class Conveyor:
 
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:
         return self.backend.stats()
+
+    def minute_stats(self, since: float | None = None) -> list[Tally]:
+        """What every worker did, per minute x queue x task, from the minute holding ``since``
+        (UNIX seconds; default: an hour ago): runs by outcome, run times and queue waits,
+        jobs enqueued. See conveyor.backends.tally and ``conveyor.history`` for figures built
+        on them (throughput, p95, retry rates)."""
+        backend = self.backend
+        return backend.minute_stats(backend.now() - 3600.0 if since is None else since)
+
+    def stats_totals(self) -> list[Tally]:
+        """Everything ever tallied, per queue x task (outlives retention of jobs and minutes)."""
+        return self.backend.stats_totals()
 
     # --- caps on running jobs -------------------------------------------------------------
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from conveyor import history
 from conveyor.app import Conveyor
 from conveyor.backends.tally import Tally
 from conveyor.job import JobState
 
-from . import history
 from .counts import Counts, CountsCache
 from .models import LimitIn, StopIn
 from .problems import Problem
