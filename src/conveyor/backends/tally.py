@@ -32,6 +32,9 @@ RESCUED = "rescued"
 RESCUED_DEAD = "rescued_dead"
 RESCUED_CANCELLED = "rescued_cancelled"
 
+#: The counter each outcome of a finish adds to.
+_FIELDS = {SUCCEEDED: "succeeded", RETRIED: "retried", DEAD: "dead", CANCELLED: "cancelled"}
+
 #: A rescue's row state -> its outcome.
 RESCUE_OUTCOMES = {"retrying": RESCUED, "dead": RESCUED_DEAD, "cancelled": RESCUED_CANCELLED}
 
@@ -102,6 +105,28 @@ class Tally:
             self.wait_count += 1
             self.wait_sum += wait
             _bucket(self.wait_le, wait)
+
+    def add_runs(
+        self,
+        outcome: str,
+        count: int,
+        run_bucket: int,
+        run_sum: float,
+        wait_bucket: int,
+        wait_sum: float,
+    ) -> None:
+        """``count`` runs that ended with ``outcome``, their run times all in the bucket
+        ``run_bucket`` (an index of BOUNDS, len(BOUNDS) past the last) and summing
+        ``run_sum``, their waits likewise."""
+        setattr(self, _FIELDS[outcome], getattr(self, _FIELDS[outcome]) + count)
+        self.run_count += count
+        self.run_sum += run_sum
+        self.wait_count += count
+        self.wait_sum += wait_sum
+        for i in range(run_bucket, len(BOUNDS)):
+            self.run_le[i] += count
+        for i in range(wait_bucket, len(BOUNDS)):
+            self.wait_le[i] += count
 
     def merge(self, other: Tally) -> None:
         """Add ``other``'s counts to these."""

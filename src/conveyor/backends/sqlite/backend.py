@@ -492,7 +492,7 @@ class SQLiteBackend(Backend):
         settlement = Settlement()
         with self._writer.write() as db:
             now = self.now()
-            before = minutes.runs_before(db, firsts)
+            waits = minutes.waits_of_retries(db, firsts)
             bulk = _one_success_per_job(firsts)
             if bulk:
                 batch = json.dumps([[o.job_id, o.token, o.result_json] for o in bulk.values()])
@@ -524,7 +524,7 @@ class SQLiteBackend(Backend):
                             escalated.add(queue)
             if parents:
                 settlement = self._settle(db, [(i, s, True) for i, s in parents], now)
-            minutes.tally_finished(db, before, ended, firsts, now)
+            minutes.tally_finished(db, waits, ended, firsts, now)
             reporting = [
                 o for o in firsts if o.breaker is not None and (o.job_id, o.token) in ended
             ]

@@ -37,36 +37,45 @@ _RUNS = [f"r{i}" for i in range(len(BOUNDS))]
 _WAITS = [f"w{i}" for i in range(len(BOUNDS))]
 
 Run = tuple[int, str]
-#: job id -> (queue, task, started_at, run_at), read before the finish statements.
-Before = dict[int, tuple[str, str, float, float]]
 
 
-def runs_before(db: sqlite3.Connection, outcomes: Iterable[Outcome]) -> Before:
-    """The runs a finish batch may end, as they are before it (a release is not tallied)."""
-    ids = [o.job_id for o in outcomes if o.kind is not OutcomeKind.RELEASED]
+def waits_of_retries(db: sqlite3.Connection, outcomes: Iterable[Outcome]) -> dict[int, float]:
+    """The queue waits of the runs a batch will retry, read before it moves their run_at."""
+    ids = [o.job_id for o in outcomes if o.kind is OutcomeKind.RETRY]
     if not ids:
         return {}
-    rows = db.execute(QS["runs_to_tally"], {"ids": json.dumps(ids)})
-    return {int(r[0]): (r[1], r[2], float(r[3]), float(r[4])) for r in rows}
+    rows = db.execute(QS["waits_of_retries"], {"ids": json.dumps(ids)})
+    return {int(job_id): float(wait) for job_id, wait in rows}
 
 
 def tally_finished(
     db: sqlite3.Connection,
-    before: Before,
+    waits: Mapping[int, float],
     ended: Mapping[Run, JobState],
     outcomes: Sequence[Outcome],
     now: float,
 ) -> None:
-    """Add the runs the batch ended (``ended``, by run) to the minute of ``now``."""
+    """Add the runs the batch ended (``ended``, by run) to the minute of ``now``; a release
+    is not a run that ended."""
     released = {(o.job_id, o.token) for o in outcomes if o.kind is OutcomeKind.RELEASED}
-    tallies: dict[tuple[str, str], Tally] = {}
+    by_outcome: dict[str, list[int]] = {}
     for run, state in ended.items():
-        known = before.get(run[0])
-        if known is None or run in released:
-            continue
-        queue, task, started_at, run_at = known
-        tally = tallies.setdefault((queue, task), Tally(queue, task, minute_of(now)))
-        tally.add_run(_ENDS[state], now - started_at, started_at - run_at)
+        if run not in released:
+            by_outcome.setdefault(_ENDS[state], []).append(run[0])
+    tallies: dict[tuple[str, str], Tally] = {}
+    minute = minute_of(now)
+    for outcome, ids in by_outcome.items():
+        retried = [waits.get(i) for i in ids] if outcome == RETRIED else None
+        params = {
+            "ids": json.dumps(ids),
+            "waits": None if retried is None else json.dumps(retried),
+            "now": now,
+        }
+        for queue, task, run_bucket, wait_bucket, count, run_sum, wait_sum in db.execute(
+            QS["runs_ended"], params
+        ):
+            tally = tallies.setdefault((queue, task), Tally(queue, task, minute))
+            tally.add_runs(outcome, count, run_bucket, run_sum, wait_bucket, wait_sum)
     add(db, tallies.values())
 
 

@@ -2,11 +2,38 @@
 -- Times are UNIX seconds; a minute is named by its start. The columns r0..r9 and w0..w9 are the
 -- cumulative counts under tally.BOUNDS of run times and queue waits.
 
--- name: runs_to_tally
--- Before a finish batch's statements, in its write transaction: the runs it will end, with what
--- their run time and queue wait are measured from (a retry moves run_at).
-SELECT id, queue, task, started_at, run_at FROM conveyor_jobs
+-- name: waits_of_retries
+-- Before a finish batch's statements: the queue wait of the runs it will retry (:ids), which
+-- their statement loses as it moves run_at.
+SELECT id, started_at - run_at FROM conveyor_jobs
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'running'
+
+-- name: runs_ended
+-- After a finish batch's statements, in its write transaction: the runs it ended with one
+-- outcome (:ids, a JSON array), counted per queue, task and bucket (tally.BOUNDS; 10: past
+-- the last) of run time (to :now) and of queue wait. :waits holds, position by position, the
+-- waits of retries, read before their statement moved run_at (null: the row still knows it).
+-- SQLite does the per-run work; the caller adds up a few rows.
+SELECT queue, task,
+       CASE
+           WHEN run <= 0.005 THEN 0 WHEN run <= 0.025 THEN 1 WHEN run <= 0.1 THEN 2
+           WHEN run <= 0.25 THEN 3 WHEN run <= 1 THEN 4 WHEN run <= 2.5 THEN 5
+           WHEN run <= 10 THEN 6 WHEN run <= 30 THEN 7 WHEN run <= 120 THEN 8
+           WHEN run <= 600 THEN 9
+           ELSE 10 END AS run_bucket,
+       CASE
+           WHEN wait <= 0.005 THEN 0 WHEN wait <= 0.025 THEN 1 WHEN wait <= 0.1 THEN 2
+           WHEN wait <= 0.25 THEN 3 WHEN wait <= 1 THEN 4 WHEN wait <= 2.5 THEN 5
+           WHEN wait <= 10 THEN 6 WHEN wait <= 30 THEN 7 WHEN wait <= 120 THEN 8
+           WHEN wait <= 600 THEN 9
+           ELSE 10 END AS wait_bucket,
+       count(*), sum(run), sum(wait)
+FROM (
+    SELECT j.queue AS queue, j.task AS task, :now - j.started_at AS run,
+           coalesce(json_extract(:waits, '$[' || r.key || ']'), j.started_at - j.run_at) AS wait
+    FROM json_each(:ids) AS r JOIN conveyor_jobs AS j ON j.id = r.value
+)
+GROUP BY 1, 2, 3, 4
 
 -- name: tasks_of
 -- The queue and task of the jobs a rescue just took back (:ids, a JSON array).
