@@ -66,3 +66,19 @@ def test_metrics_count_the_fleets_work_per_task_and_queue(
     assert 'conveyor_job_queue_wait_seconds_count{queue="default",task="explode"} 1.0' in text
     assert "conveyor_workers_alive 0.0" in text
     assert "conveyor_queue_oldest_ready_age_seconds" in text
+
+
+def test_metrics_series_stay_bounded() -> None:
+    from conveyor.backends.tally import Tally
+    from conveyor.http.metrics import OTHER, bounded
+
+    rows = [Tally("q", f"task{i}", None, enqueued=i) for i in range(10)]
+    kept = bounded(rows, most=4)
+    assert [(t.queue, t.task) for t in kept] == [
+        ("q", "task7"),
+        ("q", "task8"),
+        ("q", "task9"),
+        (OTHER, OTHER),
+    ]
+    assert kept[-1].enqueued == sum(range(7)), "the quietest summed, nothing lost"
+    assert bounded(rows, most=10) == rows

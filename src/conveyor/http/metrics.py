@@ -29,6 +29,10 @@ from conveyor.worker_info import WorkerHealth
 from .counts import CountsCache
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The most queue x task series of each counter and histogram; past it, the quietest are summed
+#: into one series labelled OTHER.
+MAX_SERIES = 500
+OTHER = "(other)"
 
 
 class ConveyorCollector(Collector):
@@ -65,17 +69,18 @@ class ConveyorCollector(Collector):
         for queue, run_at in sorted(counted.oldest_ready.items()):
             oldest.add_metric([queue], max(0.0, counted.counted_at - run_at))
         yield oldest
-        yield from _counters(counted.totals)
+        totals = bounded(counted.totals)
+        yield from _counters(totals)
         yield _histogram(
             "conveyor_job_run_seconds",
             "Run time of the runs that ended (not lost ones), every worker.",
-            counted.totals,
+            totals,
             lambda t: (t.run_le, t.run_count, t.run_sum),
         )
         yield _histogram(
             "conveyor_job_queue_wait_seconds",
             "Seconds from due to started, of the runs that ended, every worker.",
-            counted.totals,
+            totals,
             lambda t: (t.wait_le, t.wait_count, t.wait_sum),
         )
         capped = GaugeMetricFamily(
@@ -140,6 +145,19 @@ def _histogram(
         buckets.append(("+Inf", float(count)))
         family.add_metric([row.queue, row.task], buckets, total)
     return family
+
+
+def bounded(totals: Sequence[Tally], most: int = MAX_SERIES) -> list[Tally]:
+    """At most ``most`` queue x task series: the busiest, the rest summed into one series
+    labelled ``OTHER`` (task names come from whoever enqueues, an HTTP client without the app
+    included)."""
+    if len(totals) <= most:
+        return list(totals)
+    ranked = sorted(totals, key=lambda t: t.enqueued + t.ended + t.retried, reverse=True)
+    rest = Tally(OTHER, OTHER)
+    for row in ranked[most - 1 :]:
+        rest.merge(row)
+    return [*sorted(ranked[: most - 1], key=lambda t: (t.queue, t.task)), rest]
 
 
 def registry_for(app: Conveyor, counts: CountsCache) -> CollectorRegistry:
