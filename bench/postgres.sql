@@ -32,3 +32,11 @@ INSERT INTO conveyor_jobs (
     queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout, created_at
 ) VALUES (%s, %s, %s::json, '{}', 'queued', 0, now(), 3, NULL, now())
 RETURNING id
+
+-- name: vacuum_analyze_jobs
+-- composed; stats_big.py: what autovacuum does after a big load (visibility map, statistics).
+VACUUM (ANALYZE) {schema}.conveyor_jobs
+
+-- name: count_by_queue_and_state
+-- composed; stats_big.py's ceiling: the exact count the estimates replace.
+SELECT queue, state, count(*) FROM {schema}.conveyor_jobs GROUP BY queue, state

@@ -115,6 +115,7 @@ class JobFields(TypedDict, total=False):
     depends_on_batch: tuple[int, ...]
     on_parent_failure: str | None
     workflow_id: str | None
+    trace_context: str | None
 
 
 def new_job(

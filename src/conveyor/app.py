@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from conveyor import bounds, results
 from conveyor.backends import open_backend
 from conveyor.backends.base import Backend, Dependencies, EnqueueResult, NewJob
+from conveyor.backends.tally import Tally
 from conveyor.errors import ConfigurationError, ScheduleNotFound, UnknownTask
 from conveyor.gcpause import pause_for
 from conveyor.hooks import Event, Hooks, register
@@ -62,8 +64,12 @@ from conveyor.workflows.escalation import Escalation, EscalationRules
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
+    from conveyor.tracing import Tracing
     from conveyor.worker import Worker
     from conveyor.worker.pools import Concurrency
+
+#: The enqueue's context without tracing: one object for every call.
+_UNTRACED: AbstractContextManager[object] = nullcontext()
 
 F = TypeVar("F", bound=Callable[..., Any])
 H = TypeVar("H", bound=Callable[..., Any])
@@ -105,6 +111,9 @@ class Conveyor:
         self.escalations = EscalationRules(self.settings.escalation)
         #: Functions called on job events; see ``on`` and conveyor.hooks.
         self.hooks = Hooks()
+        #: OpenTelemetry spans around enqueues and runs, once ``conveyor.tracing.instrument``
+        #: was called on this app (the otel extra).
+        self.tracing: Tracing | None = None
         self._clock = clock
         #: Enqueue runs ready jobs at once, in process (conveyor.testing.runner).
         self.eager = bool(eager)
@@ -270,6 +279,11 @@ class Conveyor:
         when each runs, with what, and in which thread."""
         return register(self.hooks, event, fn)
 
+    def _traced(self, new_jobs: list[NewJob]) -> AbstractContextManager[object]:
+        """The span of an enqueue, which stamps its trace context on the jobs; nothing without
+        tracing."""
+        return _UNTRACED if self.tracing is None else self.tracing.enqueue(new_jobs)
+
     def _enqueued(self, jobs: list[Job]) -> list[Job]:
         if self.hooks["enqueue"]:
             self.hooks.fire("enqueue", jobs)
@@ -317,7 +331,8 @@ class Conveyor:
                 # which then has only the returned jobs to look at.
                 return self._enqueued(self._write(build_jobs(specs), specs))
             new_jobs = build_jobs(specs)
-            results = self.backend.enqueue_many_in(connection, new_jobs)
+            with self._traced(new_jobs):
+                results = self.backend.enqueue_many_in(connection, new_jobs)
             return self._enqueued(self._snapshots(new_jobs, results, specs))
 
     async def enqueue_many_async(
@@ -334,7 +349,8 @@ class Conveyor:
             backend = self._backend
             if backend is None:
                 backend = await asyncio.to_thread(lambda: self.backend)
-            results = await backend.enqueue_many_in_async(connection, new_jobs)
+            with self._traced(new_jobs):
+                results = await backend.enqueue_many_in_async(connection, new_jobs)
             with pause_for(len(new_jobs)):
                 jobs = self._enqueued(self._snapshots(new_jobs, results, every))
         else:
@@ -361,7 +377,8 @@ class Conveyor:
             for job in new_jobs:
                 check_encoded(job, self.settings.max_payload_bytes)
         with pause_for(len(new_jobs)):
-            written = self.backend.enqueue_many(new_jobs)
+            with self._traced(new_jobs):
+                written = self.backend.enqueue_many(new_jobs)
             jobs = self._snapshots(new_jobs, written, specs)
         jobs = self._enqueued(self._run_eagerly(jobs) if self.eager else jobs)
         return [(job, result.created) for job, result in zip(jobs, written, strict=True)]
@@ -374,7 +391,8 @@ class Conveyor:
             early[:] = [(results, self._snapshots(new_jobs, results, specs))]
 
         with pause_for(len(new_jobs)):
-            results = self.backend.enqueue_many(new_jobs, snapshot_early)
+            with self._traced(new_jobs):
+                results = self.backend.enqueue_many(new_jobs, snapshot_early)
             if early and early[0][0] is results:
                 jobs = early[0][1]
             else:
@@ -584,6 +602,18 @@ class Conveyor:
 
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:
         return self.backend.stats()
+
+    def minute_stats(self, since: float | None = None) -> list[Tally]:
+        """What every worker did, per minute x queue x task, from the minute holding ``since``
+        (UNIX seconds; default: an hour ago): runs by outcome, run times and queue waits,
+        jobs enqueued. See conveyor.backends.tally and ``conveyor.history`` for figures built
+        on them (throughput, p95, retry rates)."""
+        backend = self.backend
+        return backend.minute_stats(backend.now() - 3600.0 if since is None else since)
+
+    def stats_totals(self) -> list[Tally]:
+        """Everything ever tallied, per queue x task (outlives retention of jobs and minutes)."""
+        return self.backend.stats_totals()
 
     # --- caps on running jobs -------------------------------------------------------------
 

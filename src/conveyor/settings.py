@@ -72,6 +72,9 @@ class Settings:
     batch_size: int = 100
     #: Seconds finished jobs are kept before pruning (0 keeps them forever).
     retention: float = 7 * 24 * 3600.0
+    #: Seconds the per-minute aggregates (throughput, run times: conveyor/backends/tally.py)
+    #: are kept before pruning; what they add up to stays in the totals (0 keeps them forever).
+    stats_retention: float = 7 * 24 * 3600.0
     #: Per-queue limits of waiting jobs; enqueue beyond raises QueueFull.
     queue_limits: Mapping[str, int] = field(default_factory=dict)
     #: Escalation rules per task (conveyor.workflows.escalation), e.g.
@@ -110,6 +113,7 @@ class Settings:
             "sweep_interval",
             "lock_timeout",
             "retention",
+            "stats_retention",
         ):
             # NaN passes every comparison below, and an infinite lease never expires.
             if not math.isfinite(getattr(self, name)):
@@ -130,6 +134,8 @@ class Settings:
             raise ConfigurationError("batch_size must be > 0")
         if self.retention < 0:
             raise ConfigurationError("retention must be >= 0")
+        if self.stats_retention < 0:
+            raise ConfigurationError("stats_retention must be >= 0")
         mode = self.sqlite_synchronous.upper()
         if mode not in SYNCHRONOUS_MODES:
             raise ConfigurationError(
@@ -153,6 +159,7 @@ class Settings:
         for name in ("lease", "heartbeat", "poll_interval", "sweep_interval", "lock_timeout"):
             bounds.seconds(name, getattr(self, name), bounds.MAX_TIMEOUT, positive=True)
         bounds.seconds("retention", self.retention, bounds.MAX_DELAY)
+        bounds.seconds("stats_retention", self.stats_retention, bounds.MAX_DELAY)
         bounds.whole_number("batch_size", self.batch_size, 1, bounds.MAX_BATCH)
         for queue, limit in self.queue_limits.items():
             bounds.queue_name(queue)

@@ -157,10 +157,20 @@ def test_queues_caps_and_stats(client: TestClient, app: Conveyor) -> None:
         {
             "name": "math",
             "jobs": {s.value: (1 if s is JobState.QUEUED else 0) for s in JobState},
+            "estimated": [],
             "max_running": 2,
             "max_waiting": None,
+            "oldest_ready_age": queues[0]["oldest_ready_age"],
+            "throughput": {
+                "enqueued_last_hour": 0,
+                "ended_last_hour": 0,
+                "succeeded_last_hour": 0,
+                "failed_last_hour": 0,
+                "per_minute": 0.0,
+            },
         }
     ]
+    assert queues[0]["oldest_ready_age"] >= 0
     assert app.concurrency_limits() == {"math": 2}
     assert client.delete("/api/queues/math/limit").json() == {"queue": "math", "max_running": None}
     assert app.concurrency_limits() == {}

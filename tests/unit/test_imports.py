@@ -21,6 +21,7 @@ PULSE_MODULES = {
     "conveyor",
     "conveyor.backends",
     "conveyor.backends.base",
+    "conveyor.backends.tally",  # the aggregates' records, which the contract names (stdlib only)
     "conveyor.bounds",  # settings check their ranges with it (stdlib only)
     "conveyor.errors",
     "conveyor.job",

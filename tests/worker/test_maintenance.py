@@ -172,3 +172,35 @@ def test_a_worker_of_unknown_machine_judges_nobody_by_pid(
     register(backend, "gone-here", exited_pid)
     asyncio.run(maintenance(backend, "b", machine=None).reap_gone())
     assert {w.state for w in backend.list_workers()} == {WorkerState.RUNNING}
+
+
+def test_a_sweep_counts_enqueued_jobs_folds_and_prunes_minutes(
+    backend: Backend, clock: FakeClock
+) -> None:
+    start = clock.now
+    keeper = Maintenance(
+        backend,
+        direct,
+        lambda: None,
+        worker_id="a",
+        machine=None,
+        interval=INTERVAL,
+        retention=0,
+        stats_retention=3600.0,
+    )
+    for _ in range(3):
+        enqueue(backend, task="t")
+
+    async def sweep() -> None:
+        keeper._last_tally = -1e9  # the tally's turn, whatever the monotonic clock says
+        await keeper.sweep()
+
+    clock.advance(61.0)
+    asyncio.run(sweep())
+    [counted] = backend.minute_stats(start)
+    assert counted.enqueued == 3
+    clock.advance(2 * 3600.0)
+    asyncio.run(sweep())
+    assert backend.minute_stats(start) == [], "folded, then pruned past stats_retention"
+    [total] = backend.stats_totals()
+    assert total.enqueued == 3

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from conveyor.backends.tally import ENQUEUE_SETTLE, FOLD_MARGIN, Tally
 from conveyor.errors import ConfigurationError
 from conveyor.job import Job, JobError, JobState
 from conveyor.settings import Settings
@@ -64,6 +65,9 @@ class NewJob:
     #: What a parent's failure does to this job: None (cancel), "run" or "dead".
     on_parent_failure: str | None = None
     workflow_id: str | None = None
+    #: W3C traceparent of the span that enqueued the job (conveyor.tracing), for the run to
+    #: continue its trace; stored beside the job, read back by ``trace_context``.
+    trace_context: str | None = None
 
 
 @dataclass(slots=True)
@@ -210,6 +214,14 @@ class Dependencies:
 
     parents: list[tuple[int, JobState, Any]] = field(default_factory=list)
     children: list[tuple[int, JobState]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    """Job counts per queue and state, and the (queue, state) pairs that were estimated."""
+
+    jobs: Mapping[str, Mapping[JobState, int]]
+    estimated: frozenset[tuple[str, JobState]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -623,12 +635,63 @@ class Backend(ABC):
         """The parents and children of a job (JobNotFound if there is no such job)."""
 
     @abstractmethod
+    def trace_context(self, job_id: int) -> str | None:
+        """The ``NewJob.trace_context`` the job was enqueued with (None without, or for no
+        such job). A read by primary key, made per run only by workers with tracing on."""
+
+    @abstractmethod
     def workflow_jobs(self, workflow_id: str) -> list[Job]:
         """Every job enqueued under ``workflow_id``, oldest first."""
 
     @abstractmethod
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:
         """Job counts per queue and state."""
+
+    def job_counts(self, exact_below: int) -> JobCounts:
+        """Job counts per queue and state, as ``stats``, for reads that must stay cheap on a
+        big table (the HTTP server's). An engine may estimate the counts of the (queue, state)
+        pairs holding ``exact_below`` jobs or more instead of counting them, naming them in
+        ``estimated``. By default: ``stats``, exact."""
+        return JobCounts(self.stats())
+
+    # --- per-minute aggregates (conveyor/backends/tally.py) ------------------------------
+
+    @abstractmethod
+    def minute_stats(self, since: float) -> list[Tally]:
+        """The aggregates of every minute from the one holding ``since`` on, one row per
+        minute x queue x task with something to count (``Tally.minute`` set), in that order.
+        ``finish_many`` tallies the runs it applies (succeeded, retried, dead, cancelled; not
+        released), ``rescue_expired`` and ``reap_dead_workers`` the lost runs they rescue,
+        each in its own transaction, under the minute of its database time. ``count_enqueued``
+        adds the enqueued jobs, under the minute of their ``created_at``."""
+
+    @abstractmethod
+    def stats_totals(self) -> list[Tally]:
+        """Per queue x task, everything ever tallied (``Tally.minute`` None): the totals that
+        ``fold_stats`` folded out of closed minutes plus the minutes not folded yet. Never
+        goes down, whatever ``prune_stats`` and ``prune`` delete (a write into a minute already
+        folded -- a finish transaction open longer than ``tally.FOLD_MARGIN`` -- reaches the
+        minutes but not these)."""
+
+    @abstractmethod
+    def count_enqueued(self, settle: float = ENQUEUE_SETTLE, batch: int = 10_000) -> int:
+        """Tally up to ``batch`` jobs enqueued since the last call (ids above the watermark),
+        in one transaction with the watermark's advance, and return how many. Jobs younger than
+        ``settle`` seconds, and every job of a higher id, wait for a later call: the
+        transaction that enqueued a lower id may still be open. A job enqueued in a transaction
+        open longer than ``settle`` may be missed. Maintenance calls it until it returns 0."""
+
+    @abstractmethod
+    def fold_stats(self, margin: float = FOLD_MARGIN) -> int:
+        """Fold the minutes that ended more than ``margin`` seconds ago and were not folded
+        yet into the totals (``stats_totals``); returns how many minutes x queue x task rows
+        it folded. The minutes stay, for ``minute_stats``, until ``prune_stats``."""
+
+    @abstractmethod
+    def prune_stats(self, older_than: float) -> int:
+        """Delete the minutes that ended more than ``older_than`` seconds ago (folded
+        ones only: a minute not folded yet waits for ``fold_stats``); returns the rows
+        deleted."""
 
     @abstractmethod
     def oldest_ready(self) -> dict[str, float]:

@@ -25,22 +25,33 @@ _STATES = {state.value: state for state in JobState}
 
 
 def has_dependencies(jobs: Sequence[NewJob]) -> bool:
-    return any(job.depends_on or job.depends_on_batch or job.workflow_id for job in jobs)
+    """Whether ``link_new_jobs`` has something to write for ``jobs`` (a trace context too)."""
+    return any(
+        job.depends_on or job.depends_on_batch or job.workflow_id or job.trace_context
+        for job in jobs
+    )
 
 
 def link_new_jobs(
     jobs: Sequence[NewJob], results: Sequence[EnqueueResult], now: float | None
 ) -> Sql[None]:
     """After the rows of ``jobs`` are inserted (``results``, in the same order): record their
-    edges and workflow, mark their parents, and settle each one's state from its parents' --
-    blocked while some are live, ended at once if a parent failed and its policy says so.
-    Raises UnknownParent (the caller's transaction then writes nothing)."""
+    edges, workflow and trace context, mark their parents, and settle each one's state from
+    its parents' -- blocked while some are live, ended at once if a parent failed and its
+    policy says so. Raises UnknownParent (the caller's transaction then writes nothing)."""
     workflows: dict[str, list[int]] = {}
     for job, result in zip(jobs, results, strict=True):
         if job.workflow_id is not None and result.created:
             workflows.setdefault(job.workflow_id, []).append(result.job_id)
     for workflow_id, ids in workflows.items():
         yield ("set_workflow", {"workflow_id": workflow_id, "ids": ids})
+    traced = [
+        [result.job_id, job.trace_context]
+        for job, result in zip(jobs, results, strict=True)
+        if job.trace_context is not None and result.created
+    ]
+    if traced:
+        yield ("set_trace_contexts", {"rows": traced})
     parents_of: list[list[int]] = [
         [*job.depends_on, *(results[i].job_id for i in job.depends_on_batch)] for job in jobs
     ]

@@ -26,6 +26,7 @@ from .core import (
     redact_url,
     require_database,
 )
+from .history import echo_last_hour
 from .links import links_dict, links_lines
 from .output import dead_table, echo_json, job_details, jobs_table, stats_json, stats_table
 from .params import (
@@ -425,9 +426,18 @@ def discard(
 @click.command()
 @app_option
 @json_option
+@option(
+    "--last-hour",
+    is_flag=True,
+    help="Instead: per task over the last hour, from what every worker tallied -- runs by "
+    "outcome, run time and queue wait (average, p95), retry rate.",
+)
 @pass_runtime
-def stats(runtime: Runtime, as_json: bool) -> None:
+def stats(runtime: Runtime, as_json: bool, last_hour: bool) -> None:
     """Count jobs per queue and state."""
+    if last_hour:
+        echo_last_hour(runtime.existing_app(), as_json)
+        return
     counts = runtime.existing_app().stats()
     if as_json:
         echo_json(stats_json(counts))

@@ -28,7 +28,7 @@ from conveyor.errors import ConfigurationError, ConveyorError
 from . import dashboard, jobs, observe, workflows
 from .auth import Access, Tokens, is_loopback
 from .bodylimit import BodyLimit
-from .counts import CountsCache
+from .counts import MAX_AGE, CountsCache
 from .metrics import CONTENT_TYPE, exposition, registry_for
 from .origin import cross_site, host_name
 from .problems import Problem, install, problem_response
@@ -48,6 +48,7 @@ def create_app(
     tokens_from_environment: bool = True,
     max_body_bytes: int | None = None,
     hosts: Sequence[str] | None = None,
+    stats_max_age: float = MAX_AGE,
 ) -> Any:
     """The ASGI application serving ``app``'s jobs.
 
@@ -61,7 +62,9 @@ def create_app(
     it is parsed. ``hosts``: the only names the API answers to in the Host header (``conveyor
     serve`` without a token allows the loopback names alone, so that a web page cannot reach
     it by DNS rebinding). A browser's cross-site request to change something (a form posted
-    by another site) is refused whatever the tokens (403).
+    by another site) is refused whatever the tokens (403). ``stats_max_age``: seconds the
+    figures of ``/api/stats``, ``/api/queues`` and ``/metrics`` are served before they are read
+    again (see counts.py), so that many pollers cost the database one read.
     """
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
         raise ConfigurationError(f"prefix must start with / and not end with one, got {prefix!r}")
@@ -103,7 +106,7 @@ def create_app(
     )
     install(api)
 
-    counts = CountsCache(app)
+    counts = CountsCache(app, max_age=stats_max_age)
     write = [needs(Access.WRITE)]
     routers = (
         jobs.router(app, write),

@@ -1,7 +1,8 @@
 """The routes that describe the fleet and steer it: queues (with their caps), workers, stats.
 
-Every figure here comes from reads that stay cheap on a big table (counts grouped by queue and
-state, the caps, the worker registry).
+Every figure here comes from reads that stay cheap on a big table (see counts.py: job counts,
+estimated past a threshold, the oldest ready job of each queue, the per-minute aggregates of
+the last hour; the caps, the worker registry).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from conveyor import history
 from conveyor.app import Conveyor
+from conveyor.backends.tally import Tally
 from conveyor.job import JobState
 
 from .counts import Counts, CountsCache
@@ -72,7 +75,11 @@ def router(app: Conveyor, write: Sequence[Any], counts: CountsCache) -> APIRoute
         asked = app.stop_workers(selection.ids or (), every=selection.all)
         return {"stopping": asked}
 
-    @api.get("/stats", tags=["stats"], summary="Jobs in each state, per queue, and workers")
+    @api.get(
+        "/stats",
+        tags=["stats"],
+        summary="Jobs in each state, workers, and the last hour: throughput, run times, retries",
+    )
     def stats() -> dict[str, Any]:
         return stats_document(app, counts.get())
 
@@ -84,25 +91,53 @@ def _counts(counts: Mapping[JobState, int]) -> dict[str, int]:
     return {state.value: counts.get(state, 0) for state in JobState}
 
 
+def _estimated(counted: Counts, queue: str | None = None) -> list[Any]:
+    """The counts that are estimates: states of ``queue``, or (queue, state) pairs."""
+    pairs = sorted((q, s.value) for q, s in counted.estimated)
+    if queue is not None:
+        return [s for q, s in pairs if q == queue]
+    return [{"queue": q, "state": s} for q, s in pairs]
+
+
 def queues_document(app: Conveyor, counted: Counts) -> list[dict[str, Any]]:
     counts, caps = counted.jobs, app.concurrency_limits()
     waiting_limits = app.settings.queue_limits
-    return [
-        {
-            "name": queue,
-            "jobs": _counts(counts.get(queue, {})),
-            "max_running": caps.get(queue),
-            # CONVEYOR_QUEUE_LIMITS: enqueue refuses (429) past this many waiting jobs.
-            "max_waiting": waiting_limits.get(queue),
-        }
-        for queue in sorted({*counts, *caps})
-    ]
+    hour = history.per_queue(counted.minutes)
+    empty = Tally("", "")
+    documents = []
+    for queue in sorted({*counts, *caps}):
+        oldest = counted.oldest_ready.get(queue)
+        ended = hour.get(queue, empty)
+        documents.append(
+            {
+                "name": queue,
+                "jobs": _counts(counts.get(queue, {})),
+                # States whose count is an estimate (a big table: see http/counts.py).
+                "estimated": _estimated(counted, queue),
+                "max_running": caps.get(queue),
+                # CONVEYOR_QUEUE_LIMITS: enqueue refuses (429) past this many waiting jobs.
+                "max_waiting": waiting_limits.get(queue),
+                # Seconds the oldest ready job has been due; None with nothing ready.
+                "oldest_ready_age": None
+                if oldest is None
+                else max(0.0, counted.counted_at - oldest),
+                # Over the last hour, from the per-minute aggregates of every worker.
+                "throughput": {
+                    "enqueued_last_hour": ended.enqueued,
+                    "ended_last_hour": ended.ended,
+                    "succeeded_last_hour": ended.succeeded,
+                    "failed_last_hour": ended.failed,
+                    "per_minute": ended.ended / history.MINUTES,
+                },
+            }
+        )
+    return documents
 
 
 def stats_document(app: Conveyor, counted: Counts) -> dict[str, Any]:
-    """What the app can count now: jobs by state (all queues, and per queue), the dead-letter
-    queue's size, workers by health. Figures over time (throughput, run times) belong in a
-    key of their own beside these, from per-minute aggregates."""
+    """Jobs by state (all queues, and per queue), the dead-letter queue's size, workers by
+    health -- what the app can count now -- and, from the per-minute aggregates of the last
+    hour, throughput per minute, run times and queue waits by task, and retry rates."""
     counts = counted.jobs
     totals = {state.value: 0 for state in JobState}
     for per_queue in counts.values():
@@ -111,10 +146,20 @@ def stats_document(app: Conveyor, counted: Counts) -> dict[str, Any]:
     health: dict[str, int] = {}
     for worker in app.workers():
         health[worker.health.value] = health.get(worker.health.value, 0) + 1
+    hour = history.overall(counted.minutes)
     return {
         "jobs": totals,
         "dead_letters": totals[JobState.DEAD.value],
         "queues": {queue: _counts(counts[queue]) for queue in sorted(counts)},
+        # Counts above are exact but for these (queue, state) pairs, estimated on a big table.
+        "estimated": _estimated(counted),
         "workers": health,
         "counted_at": counted.counted_at,
+        "last_hour": {
+            "retry_rate": history.retry_rate(hour),
+            "run_time": history.durations(hour.run_count, hour.run_sum, hour.run_le),
+            "queue_wait": history.durations(hour.wait_count, hour.wait_sum, hour.wait_le),
+            "tasks": history.by_task(counted.minutes),
+            "throughput": history.throughput(counted.minutes, counted.counted_at),
+        },
     }

@@ -1,8 +1,10 @@
 """Maintenance duties: rescue runs whose lease expired, release the runs of workers that stopped
-beating, and prune finished jobs past their retention. (Claims promote scheduled and retrying
-jobs whose time has come themselves.) With periodic jobs declared, it also runs the scheduler
-(conveyor.worker.scheduler), on every worker: first the holder of the lease below, the others
-standing by.
+beating, prune finished jobs past their retention, and keep the per-minute aggregates
+(count the jobs enqueued since the last sweep, fold closed minutes into the totals, prune
+minutes past ``stats_retention``: conveyor/backends/tally.py). (Claims promote scheduled and
+retrying jobs whose time has come themselves.) With periodic jobs declared, it also runs the
+scheduler (conveyor.worker.scheduler), on every worker: first the holder of the lease below,
+the others standing by.
 
 One duty falls on every worker, on every sweep and once at start-up before it claims: declaring
 dead the workers of its own machine whose process is gone (``conveyor.worker.machine``). It
@@ -42,6 +44,9 @@ from conveyor.worker.scheduler import Scheduler
 log = logging.getLogger("conveyor.worker")
 
 PRUNE_EVERY = 60.0
+#: Seconds between two counts of enqueued jobs (and folds of closed minutes): throughput
+#: figures lag enqueues by up to this plus tally.ENQUEUE_SETTLE.
+TALLY_EVERY = 10.0
 #: Seconds between two calls of the engine's storage upkeep (a VACUUM where autovacuum is off).
 UPKEEP_EVERY = 60.0
 #: The name of the maintenance lease.
@@ -71,6 +76,7 @@ class Maintenance:
         machine: str | None,
         interval: float,
         retention: float,
+        stats_retention: float = 0.0,
         schedules: Sequence[Schedule] = (),
     ) -> None:
         self._backend = backend
@@ -82,6 +88,8 @@ class Maintenance:
         self._ttl = leader_ttl(interval)
         self._break = BREAK_INTERVALS * interval + 1.0
         self._retention = retention
+        self._stats_retention = stats_retention
+        self._last_tally = 0.0
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
@@ -161,6 +169,9 @@ class Maintenance:
             while await self._db_call(self._backend.prune, self._retention) > 0:
                 if self._stop.is_set():
                     break
+        if time.monotonic() - self._last_tally >= TALLY_EVERY:
+            self._last_tally = time.monotonic()
+            await self._tally()
         upkeep = self._upkeep_thread
         busy = upkeep is not None and upkeep.is_alive()
         if not busy and time.monotonic() - self._last_upkeep >= UPKEEP_EVERY:
@@ -170,6 +181,16 @@ class Maintenance:
             upkeep = threading.Thread(target=self._upkeep, name="conveyor-upkeep", daemon=True)
             self._upkeep_thread = upkeep
             upkeep.start()
+
+    async def _tally(self) -> None:
+        """The aggregates' upkeep: enqueued jobs counted, closed minutes folded, old ones
+        pruned."""
+        while await self._db_call(self._backend.count_enqueued) > 0:
+            if self._stop.is_set():
+                return
+        await self._db_call(self._backend.fold_stats)
+        if self._stats_retention:
+            await self._db_call(self._backend.prune_stats, self._stats_retention)
 
     def _upkeep(self) -> None:
         try:

@@ -226,6 +226,7 @@ class Worker:
             machine=self.registry.registration.machine,
             interval=self.settings.sweep_interval,
             retention=self.settings.retention,
+            stats_retention=self.settings.stats_retention,
             schedules=list(self.app.schedules.values()),
         )
         self.drain = Drain(

@@ -26,6 +26,7 @@ from conveyor.backends.base import (
     Dependencies,
     EnqueueResult,
     FinishResult,
+    JobCounts,
     LeaseReport,
     NewJob,
     Outcome,
@@ -39,6 +40,7 @@ from conveyor.backends.base import (
 from conveyor.backends.breakers import claim_gate, record_outcomes
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.dependencies import Settlement, requeue_links, settle_rows
+from conveyor.backends.postgres import stats as minutes
 from conveyor.backends.postgres.breakers import QB, PostgresBreakers, list_breakers
 from conveyor.backends.postgres.clock import DatabaseClock
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
@@ -61,6 +63,7 @@ from conveyor.backends.postgres.schema import Migrator
 from conveyor.backends.postgres.steps import Steps, drive, drive_async
 from conveyor.backends.postgres.transactional import async_cursor, in_transaction, sync_cursor
 from conveyor.backends.sql import load_queries
+from conveyor.backends.tally import ENQUEUE_SETTLE, FOLD_MARGIN, Tally, minute_of
 from conveyor.backends.turns import claim_in_turns
 from conveyor.errors import IdempotencyConflict, InvalidTransition, JobNotFound, WorkerNotFound
 from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
@@ -629,6 +632,7 @@ class PostgresBackend(Backend):
         def body(cur: Cursor) -> tuple[list[tuple[Any, ...]], Settlement]:
             params = {"now": now, "exclude": exclude_worker}
             rows = cur.execute(Q["rescue_expired"], params).fetchall()
+            minutes.tally_rescued(cur, rows, now)
             return rows, self._settle(cur, [(r[0], r[1], r[3]) for r in rows], now)
 
         rows, settlement = self._db.run(body)
@@ -659,6 +663,7 @@ class PostgresBackend(Backend):
             if workers:
                 rescue = {"now": now, "workers": workers}
                 rows = cur.execute(Q["rescue_dead_workers"], rescue).fetchall()
+                minutes.tally_rescued(cur, rows, now)
                 cur.execute(Q["release_dead_leaderships"], {"workers": workers})
                 settlement = self._settle(cur, [(r[0], r[1], r[3]) for r in rows], now)
             cur.execute(Q["forget_dead_workers"], {"now": now, "forget_after": float(forget_after)})
@@ -956,6 +961,14 @@ class PostgresBackend(Backend):
             children=[(int(c), JobState(s)) for c, s in children],
         )
 
+    def trace_context(self, job_id: int) -> str | None:
+        row = self._db.run(
+            lambda cur: cur.execute(Q["trace_context"], {"id": job_id}).fetchone(),
+            transaction=False,
+            idempotent=True,
+        )
+        return None if row is None else row[0]
+
     def workflow_jobs(self, workflow_id: str) -> list[Job]:
         return self._read_jobs("workflow_jobs", {"workflow_id": workflow_id})
 
@@ -983,6 +996,40 @@ class PostgresBackend(Backend):
             idempotent=True,
         )
         return {worker: int(count) for worker, count in rows}
+
+    def job_counts(self, exact_below: int) -> JobCounts:
+        counted = self._db.run(
+            lambda cur: minutes.job_counts(cur, exact_below), transaction=False, idempotent=True
+        )
+        return JobCounts(self.stats()) if counted is None else counted
+
+    def minute_stats(self, since: float) -> list[Tally]:
+        return self._db.run(
+            lambda cur: minutes.minute_stats(cur, since), transaction=False, idempotent=True
+        )
+
+    def stats_totals(self) -> list[Tally]:
+        rows = self._db.run(
+            lambda cur: cur.execute(minutes.QS["stats_totals"]).fetchall(),
+            transaction=False,
+            idempotent=True,
+        )
+        return [minutes.from_row(row, None) for row in rows]
+
+    def count_enqueued(self, settle: float = ENQUEUE_SETTLE, batch: int = 10_000) -> int:
+        now = self._now_param()
+        return self._db.run(lambda cur: minutes.count_enqueued(cur, now, settle, batch))
+
+    def fold_stats(self, margin: float = FOLD_MARGIN) -> int:
+        now = self.now()
+        return self._db.run(lambda cur: minutes.fold(cur, now, margin))
+
+    def prune_stats(self, older_than: float) -> int:
+        params = {"cutoff": minute_of(self.now() - older_than)}
+        return self._db.run(
+            lambda cur: cur.execute(minutes.QS["prune_minutes"], params).rowcount,
+            transaction=False,
+        )
 
     def now(self) -> float:
         return self._clock()

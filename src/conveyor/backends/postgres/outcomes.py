@@ -13,6 +13,7 @@ from conveyor.backends.base import FinishResult, Outcome, OutcomeKind
 from conveyor.backends.dependencies import Settlement, escalate, settle_ends
 from conveyor.backends.postgres.connection import Cursor, Q
 from conveyor.backends.postgres.deps import run_sql
+from conveyor.backends.postgres.stats import tally_ends
 from conveyor.job import TERMINAL_STATES, JobState
 
 #: Outcomes after which the job is ready again (at once or later): other workers should look.
@@ -43,6 +44,8 @@ def finish_outcomes(
     for outcome in outcomes:
         firsts.setdefault((outcome.job_id, outcome.token), outcome)
     batch = _spend_retry_budgets(cur, list(firsts.values()), now)
+    # Successes tally in their own statement (finish_succeeded); the others here, ahead.
+    tally_ends(cur, batch, now)
 
     ended: dict[Run, JobState] = {}
     queues: set[str] = set()

@@ -537,7 +537,16 @@ WITH done AS (
     FROM unnest(%(ids)b::int8[], %(tokens)b::text[], %(results)b::text[]) AS o (id, token, result)
     WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
     RETURNING j.id AS id, o.token AS token, j.queue AS queue, j.state AS state,
-              j.has_children AS has_children
+              j.has_children AS has_children, j.task AS task,
+              date_part('epoch', j.finished_at - j.started_at) AS run,
+              date_part('epoch', j.started_at - j.run_at) AS wait
+),
+tallied AS (
+    -- The runs in the per-minute aggregates (migration 12), in this same statement.
+    SELECT conveyor_tally(
+        coalesce(to_timestamp(%(now)s::float8), now()), array_agg(queue), array_agg(task),
+        array_agg('succeeded'::text), array_agg(run), array_agg(wait)) AS n
+    FROM done HAVING count(*) > 0
 ),
 released AS (
     -- Children of the jobs that succeeded, settled in this statement (see the function in
@@ -547,6 +556,7 @@ released AS (
     FROM done WHERE has_children HAVING count(*) > 0
 )
 SELECT id, token, queue, state, false FROM done LEFT JOIN released ON true
+    LEFT JOIN tallied ON true
 
 -- name: finish_retry
 UPDATE conveyor_jobs AS j
@@ -1286,3 +1296,13 @@ SET escalated_to = %(to)s::int8,
     dead_reason = 'escalated to job ' || %(to)s::int8 || ' (' || %(task)s::text || ', on '
                   || %(why)s::text || '): ' || coalesce(dead_reason, '')
 WHERE id = %(from)s::int8
+
+-- name: set_trace_contexts
+-- Jobs enqueued with tracing on (conveyor.tracing): their traceparent, in the enqueue's
+-- transaction. rows: [id, traceparent] as JSON.
+UPDATE conveyor_jobs AS j SET trace_context = r->>1
+FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+WHERE j.id = (r->>0)::int8
+
+-- name: trace_context
+SELECT trace_context FROM conveyor_jobs WHERE id = %(id)s

@@ -41,10 +41,12 @@ from conveyor.backends.dependencies import (
     settle_rows,
 )
 from conveyor.backends.sql import load_migrations, load_queries
+from conveyor.backends.sqlite import stats as minutes
 from conveyor.backends.sqlite.breakers import QB, SQLiteBreakers, list_breakers
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
 from conveyor.backends.sqlite.enqueue import insert_jobs
 from conveyor.backends.sqlite.group import GroupCommit
+from conveyor.backends.tally import ENQUEUE_SETTLE, FOLD_MARGIN, Tally, combine, minute_of
 from conveyor.backends.turns import claim_in_turns
 from conveyor.boottime import BootClock, BootTime, boot_clock
 from conveyor.errors import (
@@ -490,6 +492,7 @@ class SQLiteBackend(Backend):
         settlement = Settlement()
         with self._writer.write() as db:
             now = self.now()
+            waits = minutes.waits_of_retries(db, firsts)
             bulk = _one_success_per_job(firsts)
             if bulk:
                 batch = json.dumps([[o.job_id, o.token, o.result_json] for o in bulk.values()])
@@ -521,6 +524,7 @@ class SQLiteBackend(Backend):
                             escalated.add(queue)
             if parents:
                 settlement = self._settle(db, [(i, s, True) for i, s in parents], now)
+            minutes.tally_finished(db, waits, ended, firsts, now)
             reporting = [
                 o for o in firsts if o.breaker is not None and (o.job_id, o.token) in ended
             ]
@@ -657,6 +661,7 @@ class SQLiteBackend(Backend):
             params = {"now": self.now(), "exclude": exclude_worker, **self._boot_params()}
             rows = db.execute(Q["rescue_expired"], params).fetchall()
             settlement = self._settle(db, rows, params["now"])
+            minutes.tally_rescued(db, rows, params["now"])
         if settlement.queues:
             self._notify_local(sorted(settlement.queues))
         return RescueReport(**rescued_by_state(rows))
@@ -690,6 +695,7 @@ class SQLiteBackend(Backend):
                 dead = {"now": now, "workers": json.dumps(workers)}
                 rows = db.execute(Q["rescue_dead_workers"], dead).fetchall()
                 settlement = self._settle(db, rows, now)
+                minutes.tally_rescued(db, rows, now)
                 db.execute(Q["release_dead_leaderships"], dead)
             db.execute(Q["forget_dead_workers"], {"now": now, "forget_after": forget_after})
         if settlement.queues:
@@ -913,6 +919,11 @@ class SQLiteBackend(Backend):
             children=[(c, JobState(s)) for c, s in children],
         )
 
+    def trace_context(self, job_id: int) -> str | None:
+        with self._reader.read() as db:
+            row = db.execute(Q["trace_context"], {"id": job_id}).fetchone()
+        return None if row is None else row[0]
+
     def workflow_jobs(self, workflow_id: str) -> list[Job]:
         with self._reader.read() as db:
             rows = db.execute(Q["workflow_jobs"], {"workflow_id": workflow_id}).fetchall()
@@ -934,6 +945,29 @@ class SQLiteBackend(Backend):
         with self._reader.read() as db:
             rows = db.execute(Q["running_by_worker"]).fetchall()
         return {worker: int(count) for worker, count in rows}
+
+    def minute_stats(self, since: float) -> list[Tally]:
+        with self._reader.read() as db:
+            rows = db.execute(minutes.QS["minute_stats"], {"since": minute_of(since)}).fetchall()
+        return [minutes.from_row(row[1:], int(row[0])) for row in rows]
+
+    def stats_totals(self) -> list[Tally]:
+        with self._reader.read() as db:
+            rows = db.execute(minutes.QS["stats_totals"]).fetchall()
+        return combine((minutes.from_row(row, None) for row in rows), by_minute=False)
+
+    def count_enqueued(self, settle: float = ENQUEUE_SETTLE, batch: int = 10_000) -> int:
+        with self._writer.write() as db:
+            return minutes.count_enqueued(db, self.now(), settle, batch)
+
+    def fold_stats(self, margin: float = FOLD_MARGIN) -> int:
+        with self._writer.write() as db:
+            return minutes.fold(db, self.now(), margin)
+
+    def prune_stats(self, older_than: float) -> int:
+        cutoff = minute_of(self.now() - older_than)
+        with self._writer.write() as db:
+            return db.execute(minutes.QS["prune_minutes"], {"cutoff": cutoff}).rowcount
 
     def now(self) -> float:
         return self._clock()

@@ -882,3 +882,14 @@ SET escalated_to = :to,
     dead_reason = 'escalated to job ' || :to || ' (' || :task || ', on ' || :why || '): '
                   || coalesce(dead_reason, '')
 WHERE id = :from
+
+-- name: set_trace_contexts
+-- Jobs enqueued with tracing on (conveyor.tracing): their traceparent, in the enqueue's
+-- transaction. :rows: [id, traceparent] as JSON.
+UPDATE conveyor_jobs
+SET trace_context = (SELECT json_extract(r.value, '$[1]') FROM json_each(:rows) AS r
+                     WHERE json_extract(r.value, '$[0]') = conveyor_jobs.id)
+WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(:rows))
+
+-- name: trace_context
+SELECT trace_context FROM conveyor_jobs WHERE id = :id
