@@ -37,7 +37,7 @@ second. The probe itself is taken inside the claim transaction: exactly one acro
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -296,6 +296,26 @@ def gate(rows: Iterable[BreakerRow], now: float) -> Gate:
             result.next_probe_at = row.probe_at
     result.held = sorted(held)
     return result
+
+
+def opens_at(
+    rows: Iterable[BreakerRow], now: float, holds_queued: Callable[[Sequence[str]], bool]
+) -> float | None:
+    """When the breakers of ``rows`` that hold queued jobs (``holds_queued(tasks)``) next
+    let one start by themselves: the end of an open breaker's cool-down; ``now`` plus
+    ``BREAKERS_TTL`` while a probe runs or is due; ``inf`` for breakers opened by hand
+    (they wait for a person); None when none holds a queued job."""
+    moments = []
+    for row in rows:
+        if row.state == CLOSED or not holds_queued(row.tasks):
+            continue
+        if row.state == OPEN and row.probe_at is None:
+            moments.append(math.inf)
+        elif row.state == OPEN and row.probe_at is not None and row.probe_at > now:
+            moments.append(row.probe_at)
+        else:
+            moments.append(now + BREAKERS_TTL)
+    return min(moments, default=None)
 
 
 def probe_started(row: BreakerRow, job_id: int, token: str) -> BreakerRow:

@@ -100,6 +100,11 @@ def rooms(gates: Iterable[QueueGate], now: float) -> dict[str, int]:
     return bounded
 
 
+def quiet_queues(gates: Iterable[QueueGate], now: float) -> list[str]:
+    """The queues in their quiet hours at ``now``: a check the databases leave to Python."""
+    return sorted(g.queue for g in gates if g.quiet is not None and g.quiet.is_quiet(now))
+
+
 def rate_updates(
     gates: Iterable[QueueGate], started: Mapping[str, int], now: float
 ) -> list[tuple[str, float]]:
