@@ -156,6 +156,15 @@ def test_queues_caps_and_stats(client: TestClient, app: Conveyor) -> None:
             "jobs": {s.value: (1 if s is JobState.QUEUED else 0) for s in JobState},
             "max_running": 2,
             "max_waiting": None,
+            "gates": {
+                "queue": "math",
+                "max_running": 2,
+                "paused_until": None,
+                "paused": False,
+                "quiet": None,
+                "rate_limit": None,
+                "rate_next": None,
+            },
         }
     ]
     assert app.concurrency_limits() == {"math": 2}

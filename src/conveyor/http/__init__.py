@@ -26,7 +26,7 @@ from conveyor import __version__
 from conveyor.app import Conveyor
 from conveyor.errors import ConfigurationError, ConveyorError
 
-from . import jobs, observe
+from . import flow, jobs, observe
 from .auth import Access, Tokens, is_loopback
 from .bodylimit import BodyLimit
 from .counts import CountsCache
@@ -105,7 +105,11 @@ def create_app(
 
     counts = CountsCache(app)
     write = [needs(Access.WRITE)]
-    for router in (jobs.router(app, write), observe.router(app, write, counts)):
+    for router in (
+        jobs.router(app, write),
+        observe.router(app, write, counts),
+        flow.router(app, write),
+    ):
         api.include_router(router, prefix=f"{prefix}/api", dependencies=[needs(Access.READ)])
 
     registry = registry_for(app, counts)

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 
 from conveyor.app import Conveyor
 from conveyor.job import JobState
+from conveyor.limits import QueueGate
 
 from .counts import Counts, CountsCache
 from .models import LimitIn, StopIn
@@ -23,7 +24,7 @@ def router(app: Conveyor, write: Sequence[Any], counts: CountsCache) -> APIRoute
     """The routes; ``write`` are the dependencies of those that change something."""
     api = APIRouter()
 
-    @api.get("/queues", tags=["queues"], summary="Every queue: jobs by state and caps")
+    @api.get("/queues", tags=["queues"], summary="Every queue: jobs by state, caps and gates")
     def list_queues() -> dict[str, Any]:
         return {"queues": queues_document(app, counts.get())}
 
@@ -86,6 +87,7 @@ def _counts(counts: Mapping[JobState, int]) -> dict[str, int]:
 
 def queues_document(app: Conveyor, counted: Counts) -> list[dict[str, Any]]:
     counts, caps = counted.jobs, app.concurrency_limits()
+    gates = {gate.queue: gate for gate in app.queue_gates()}
     waiting_limits = app.settings.queue_limits
     return [
         {
@@ -94,8 +96,10 @@ def queues_document(app: Conveyor, counted: Counts) -> list[dict[str, Any]]:
             "max_running": caps.get(queue),
             # CONVEYOR_QUEUE_LIMITS: enqueue refuses (429) past this many waiting jobs.
             "max_waiting": waiting_limits.get(queue),
+            # Pause, quiet hours, rate limit (see GET /api/queues/{name}/gates).
+            "gates": (gates.get(queue) or QueueGate(queue)).to_dict(),
         }
-        for queue in sorted({*counts, *caps})
+        for queue in sorted({*counts, *caps, *gates})
     ]
 
 

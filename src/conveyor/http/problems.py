@@ -28,6 +28,8 @@ from conveyor.errors import (
     JobNotFound,
     PayloadTooLarge,
     QueueFull,
+    ScheduleNotFound,
+    UnknownBreaker,
     UnknownTask,
     WorkerNotFound,
 )
@@ -42,6 +44,8 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (PayloadTooLarge, 413, "payload-too-large", "Job payload too large"),
     (QueueFull, 429, "queue-full", "Queue full"),
     (EnqueueError, 422, "invalid-job", "Invalid job"),
+    (UnknownBreaker, 404, "breaker-not-found", "Breaker not found"),
+    (ScheduleNotFound, 404, "schedule-not-found", "Schedule not found"),
     (ConfigurationError, 422, "invalid-value", "Invalid value"),
     (JobNotFound, 404, "job-not-found", "Job not found"),
     (WorkerNotFound, 404, "worker-not-found", "Worker not found"),
@@ -55,6 +59,7 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
 _FIELD_WORDS = {
     "task name": "task",
     "queue name": "queue",
+    "breaker name": "name",
     "idempotency_key": "idempotency_key",
     "priority": "priority",
     "unknown priority": "priority",
@@ -148,6 +153,10 @@ def conveyor_problem(exc: ConveyorError, prefix: str = "") -> JSONResponse:
         extra = {"job_id": exc.job_id, "state": exc.state}
     elif isinstance(exc, JobNotFound):
         extra = {"job_id": exc.job_id}
+    elif isinstance(exc, UnknownBreaker):
+        extra = {"breaker": exc.name}
+    elif isinstance(exc, ScheduleNotFound):
+        extra = {"schedule": exc.name}
     field = field_of(exc)
     errors = None if field is None else [{"field": prefix + field, "message": str(exc)}]
     headers = {"Retry-After": "1"} if status in (429, 503) else None
