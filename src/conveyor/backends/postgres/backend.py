@@ -305,13 +305,12 @@ class PostgresBackend(Backend):
         wanted = sorted(capped if queues is None else capped.intersection(queues))
         closed: list[str] = []
         held: list[str] = []
-        if wanted or self._unsettled.get(self._unsettled_breakers):
-            at = self._breaker_now(cur, now)
-            if wanted:
-                found = cur.execute(Q["queue_gates"], {"queues": wanted, "now": now})
-                closed = quiet_queues([QueueGate.from_row(r) for r in found.fetchall()], at)
-            if self._unsettled.get(self._unsettled_breakers):
-                held = held_tasks(PostgresBreakers(cur), at)
+        if wanted:
+            rows = cur.execute(Q["queue_gates"], {"queues": wanted, "now": now}).fetchall()
+            if rows:
+                closed = quiet_queues([QueueGate.from_row(r) for r in rows], float(rows[0][8]))
+        if self._unsettled.get(self._unsettled_breakers):
+            held = held_tasks(PostgresBreakers(cur), self._breaker_now(cur, now))
         return {
             "queues": None if queues is None else list(queues),
             "closed": closed,
