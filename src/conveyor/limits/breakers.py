@@ -28,6 +28,12 @@ keeps the times of the last ``failures`` failures, so the window slides exactly.
 least ``ratio`` of them failed; it counts runs in ten buckets per window, so the window slides in
 tenths of itself.
 
+A breaker holds the jobs of a rate-limited task (conveyor/limits/buckets.py) like any other: the
+claim skips their buckets while it is not closed, and takes its probe among them with a bucket's
+token when no ordinary job of its tasks waits. A suspect (poison isolation) is never a probe: it
+waits until the breaker is closed. A burst worker waits for a breaker that will let a probe
+start by itself (``opens_at``) and leaves the jobs of one opened by hand.
+
 A claim knows which breakers are not closed from a list each process keeps for ``BREAKERS_TTL``
 seconds (as it does for caps): with every breaker closed it pays nothing. A breaker that opens
 through this process holds this process's claims at once, and other processes' within about a
