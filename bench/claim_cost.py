@@ -6,7 +6,7 @@ PostgreSQL server on this machine, also the CPU time of the server processes ser
     python bench/claim_cost.py [--url URL] [--jobs 10000] [--batches 1,100,500]
                                [--queues all|one] [--cap none|other|queue] [--runs 3]
                                [--breaker none|open] [--held 1000]
-                               [--gates none|rate|other|many|keys|idle-keys]
+                               [--gates none|rate|other|many|keys|idle-keys|rate-keys]
 
 --cap other puts a cap on a queue that holds no jobs (a worker serving every queue must respect
 it); --cap queue caps the measured queue itself, high enough never to bind. --breaker open
@@ -16,7 +16,9 @@ jobs in the claim order (the worst place: every claim walks past them).
 --gates (conveyor/limits/): "rate" puts a rate limit on the measured queue, high enough never to
 bind (a rate-limited claim takes one job per token: compare it with --batches 1); "other" a rate
 limit and a pause on a queue that holds no jobs; "many" 1,000 other queues, each paused or rate
-limited, that hold no jobs.
+limited, that hold no jobs; "keys" a task limited per key with 1,000 keys, each holding a job
+waiting for its next token ("idle-keys": its token ready and no job); "rate-keys" both "rate"
+and "keys" (with --breaker open: a rate limit, a breaker and 1,000 keys at once).
 """
 
 from __future__ import annotations
@@ -124,7 +126,9 @@ def main() -> None:
     p.add_argument("--queues", choices=["all", "one"], default="all")
     p.add_argument("--cap", choices=["none", "other", "queue"], default="none")
     p.add_argument(
-        "--gates", choices=["none", "rate", "other", "many", "keys", "idle-keys"], default="none"
+        "--gates",
+        choices=["none", "rate", "other", "many", "keys", "idle-keys", "rate-keys"],
+        default="none",
     )
     p.add_argument("--breaker", choices=["none", "open"], default="none")
     p.add_argument("--held", type=int, default=1000)
@@ -143,7 +147,11 @@ def main() -> None:
                 app.set_concurrency_limit("capped", 5)
             elif args.cap == "queue":
                 app.set_concurrency_limit("default", 10 * batch)
-            if args.gates == "rate":
+            # The keys first: their set-up claims 1,000 jobs at once, which a rate limit of
+            # the queue would spread over 1,000 claims.
+            if args.gates in ("keys", "idle-keys", "rate-keys"):
+                thousand_keys(app, idle=args.gates == "idle-keys")
+            if args.gates in ("rate", "rate-keys"):
                 app.set_rate_limit("default", "1000000/s")
             elif args.gates == "other":
                 app.set_rate_limit("limited", "100/s")
@@ -154,8 +162,6 @@ def main() -> None:
                         app.set_rate_limit(f"tenant-{n}", "10/s")
                     else:
                         app.pause_queue(f"tenant-{n}")
-            elif args.gates in ("keys", "idle-keys"):
-                thousand_keys(app, idle=args.gates == "idle-keys")
             held = args.held if args.breaker == "open" else 0
             measured = one_run(app, session, args.jobs, batch, queues, held)
             results.setdefault(batch, []).append(measured)

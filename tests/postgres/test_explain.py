@@ -132,9 +132,9 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("promote_due", NOW, "conveyor_jobs_due"),
     # Poison isolation: suspects from their own (almost always empty) index.
-    ("pick_suspect", {**NOW, "queues": None}, "conveyor_jobs_suspects"),
+    ("pick_suspect", {**NOW, "queues": None, "closed": [], "held": []}, "conveyor_jobs_suspects"),
     # Busy workers ask about once a second whether a suspect waits: the same index.
-    ("peek_suspect", {**NOW, "queues": None}, "conveyor_jobs_suspects"),
+    ("peek_suspect", {**NOW, "queues": None, "closed": [], "held": []}, "conveyor_jobs_suspects"),
     ("next_due", {}, "conveyor_jobs_due"),
     ("rescue_expired", {**NOW, "exclude": None}, "conveyor_jobs_leases"),
     # Both indexes hold running jobs only.
@@ -184,7 +184,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     # by primary key.
     (
         "pick_rate_limited",
-        {**NOW, "any_queue": True, "queues": [], "limit": 10},
+        {**NOW, "any_queue": True, "queues": [], "limit": 10, "held": [], "only": None},
         "conveyor_jobs_rate_ready",
     ),
     ("next_rate_token", {**NOW, "any_queue": False, "queues": ["q3"]}, "conveyor_jobs_rate_ready"),

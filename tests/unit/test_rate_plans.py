@@ -37,7 +37,8 @@ def plan(backend: SQLiteBackend, query: str, params: dict[str, Any]) -> str:
 def test_rate_limited_jobs_come_from_their_own_index(store: SQLiteBackend, analyzed: bool) -> None:
     if analyzed:
         store._writer.raw.execute("ANALYZE")
-    picking = plan(store, "pick_rate_limited", {"now": 0.0, "queues": None, "limit": 10})
+    params = {"now": 0.0, "queues": None, "limit": 10, "held": "[]", "only": None}
+    picking = plan(store, "pick_rate_limited", params)
     assert "USING INDEX conveyor_jobs_rate_ready (task=? AND rate_key=?)" in picking
     claim = plan(store, "claim_any", {"now": 0.0, "lease": 1.0, "worker_id": "w", "limit": 5,
                                      "boot": None, "uptime": None})  # fmt: skip

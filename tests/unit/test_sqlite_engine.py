@@ -298,7 +298,8 @@ def test_promotion_and_the_suspect_claim_probe_their_own_indexes(make: Any) -> N
         promote = _plan(backend, "promote_due", {"now": 0.0})
         assert "USING INDEX conveyor_jobs_due" in promote, promote
         assert "USING INDEX conveyor_jobs_due" in _plan(backend, "next_due", {})
-        pick = _plan(backend, "pick_suspect", {"now": 0.0, "queues": None})
+        params = {"now": 0.0, "queues": None, "closed": "[]", "held": "[]"}
+        pick = _plan(backend, "pick_suspect", params)
         # A walk of the suspects alone, in claim order (no sort).
         assert pick.startswith("SCAN j USING INDEX conveyor_jobs_suspects"), pick
         assert "TEMP B-TREE" not in pick, pick

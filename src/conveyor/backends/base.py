@@ -339,7 +339,9 @@ class Backend(ABC):
         was the only one its worker held, and gives every other one its attempt back; all of
         them become suspects, which wait in ``retrying`` (promotion leaves them there). A
         suspect runs alone: it is claimed only by a worker that holds no running job, the best
-        due one of ``queues`` (None: any) whose queue cap leaves room, and that worker claims
+        due one of ``queues`` (None: any) that every gate lets start -- its queue's pause,
+        quiet hours, cap and rate limit, its task's rate limit bucket (whose token it spends)
+        and its task's breaker (closed: a suspect is never a probe) --, and that worker claims
         nothing else until the run is settled (a worker rule: this call and ``claim`` take no
         account of each other, so one worker must not make them at the same time). Its next
         death is therefore its own. A suspect whose run returns an error is retried as any job
@@ -348,7 +350,7 @@ class Backend(ABC):
     @abstractmethod
     def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
         """Whether ``claim_suspect`` would find a suspect in ``queues`` (None: any) now: due,
-        its queue's cap leaving room. A read of the suspects' own index, which is almost always
+        and let through by every gate. A read of the suspects' own index, which is almost always
         empty: a busy worker asks about once a second, to decide whether to make room for one
         (see ``conveyor.worker.solo``)."""
 
@@ -470,6 +472,25 @@ class Backend(ABC):
     @abstractmethod
     def breakers(self) -> list[BreakerRow]:
         """Every stored breaker, by name (a declared breaker without a row is closed)."""
+
+    def breakers_open_at(self, queues: Sequence[str] | None) -> float | None:
+        """When the breakers that hold queued jobs of ``queues`` (None: any queue) next let
+        one start by themselves: the end of a cool-down; about a second from now while a
+        probe runs or is due (its verdict comes by itself); ``inf`` when the only such
+        breakers were opened by hand; None when no breaker holds a queued job. A burst worker
+        whose claim came back empty asks it, to wait rather than leave such jobs behind."""
+        from conveyor.limits.breakers import opens_at
+
+        wanted: Sequence[str | None] = [None] if queues is None else queues
+
+        def holds_queued(tasks: Sequence[str]) -> bool:
+            return any(
+                self.list_jobs(states=[JobState.QUEUED], queue=queue, task=task, limit=1)
+                for task in tasks
+                for queue in wanted
+            )
+
+        return opens_at(self.breakers(), self.now(), holds_queued)
 
     @abstractmethod
     def set_breaker(self, breaker: Breaker, opened: bool) -> BreakerRow:

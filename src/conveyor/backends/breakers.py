@@ -9,7 +9,7 @@ outcomes that report them).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from conveyor.backends.base import Outcome
@@ -24,6 +24,8 @@ from conveyor.limits.breakers import (
 )
 
 Row = tuple[Any, ...]
+#: Claims one job of the given rate-limited tasks, if a bucket's token and the gates allow.
+RateProbe = Callable[[Sequence[str]], Row | None]
 
 
 class BreakerStore(Protocol):
@@ -47,7 +49,8 @@ class BreakerStore(Protocol):
     def claim_probe(
         self, tasks: Sequence[str], queues: Sequence[str] | None, capped: Sequence[str]
     ) -> Row | None:
-        """Claim one ready job of ``tasks`` (a row as the claim queries return them)."""
+        """Claim one ready job of ``tasks`` (a row as the claim queries return them): an
+        ordinary one from a queue without gates, else one of their rate limits' buckets."""
 
 
 def row_from(values: Sequence[Any]) -> BreakerRow:
@@ -126,6 +129,13 @@ def claim_gate(
             store.save(probe_started(row, int(probe[0]), str(probe[8])), now)
             result.probes.append(probe)
     return result
+
+
+def held_tasks(store: BreakerStore, now: float) -> list[str]:
+    """The tasks behind breakers that are not closed: no suspect of theirs starts (a suspect is
+    never a probe: it runs alone to find out what killed a worker, not whether a resource is
+    back)."""
+    return gate(store.unsettled(), now).held
 
 
 def record_outcomes(store: BreakerStore, outcomes: Iterable[Outcome], now: float) -> bool:

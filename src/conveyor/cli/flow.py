@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import click
 
-from conveyor.limits import QueueGate
 from conveyor.limits.times import parse_moment, show
+from conveyor.limits.why import document
 
 from .core import Runtime, app_option, json_option, option, pass_runtime
 from .output import cell, echo_json, table
@@ -18,19 +17,6 @@ from .params import JOB_ID
 
 def _until(at: float | None) -> str | None:
     return None if at is None else show(at)
-
-
-def gate_json(gate: QueueGate) -> dict[str, Any]:
-    paused = gate.paused_until
-    return {
-        "queue": gate.queue,
-        "max_running": gate.max_running,
-        "paused_until": None if paused is None or math.isinf(paused) else paused,
-        "paused": paused is not None,
-        "quiet": None if gate.quiet is None else gate.quiet.describe(),
-        "rate_limit": None if gate.rate is None else gate.rate.describe(),
-        "rate_next": gate.rate_next,
-    }
 
 
 @click.command("gates")
@@ -42,7 +28,7 @@ def list_gates(runtime: Runtime, as_json: bool) -> None:
     app = runtime.existing_app()
     gates = app.queue_gates()
     if as_json:
-        echo_json([gate_json(gate) for gate in gates])
+        echo_json([gate.to_dict() for gate in gates])
         return
     now = app.backend.now()
     shown = [
@@ -202,7 +188,7 @@ def why(runtime: Runtime, job_id: int, as_json: bool) -> None:
     holds = app.why(job_id)
     job = app.get_job(job_id)
     if as_json:
-        echo_json({"id": job.id, "state": job.state.value, "held_by": [h.to_dict() for h in holds]})
+        echo_json(document(job, holds))
         return
     click.echo(f"job {job.id} ({cell(job.task)}, queue {cell(job.queue)}): {job.state.value}")
     if holds:

@@ -65,7 +65,11 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
     "--burst",
     is_flag=True,
     envvar="CONVEYOR_BURST",
-    help="Exit once no job is ready instead of waiting for more.",
+    help="Exit once no job is ready instead of waiting for more. Jobs held by a gate that "
+    "opens by itself are waited for (a rate limit's next start, a pause with an end, quiet "
+    "hours, a cap that runs elsewhere hold, a circuit breaker's cool-down and probe); jobs "
+    "left to a person (a pause until resumed, a breaker opened by hand) or due later "
+    "(scheduled, retries in backoff) are left behind.",
 )
 @option(
     "--grace",
@@ -120,8 +124,10 @@ def worker(
     """Run a worker: claim jobs and run them.
 
     It runs until SIGINT/SIGTERM (a second signal exits at once), or with --burst until no job
-    is ready. Logs go to stderr (unless the app configured logging itself), as text or as JSON
-    lines.
+    is ready: a burst waits for jobs that gates hold only until they open by themselves (rate
+    limits, timed pauses, quiet hours, caps, a breaker's cool-down), and leaves those held by a
+    pause until resumed or a breaker opened by hand, and jobs due later. Logs go to stderr
+    (unless the app configured logging itself), as text or as JSON lines.
     """
     app = runtime.user_app()  # with --processes too: a bad --app fails once, here
     named = runtime.app_source()

@@ -25,7 +25,7 @@ from conveyor import __version__
 from conveyor.app import Conveyor
 from conveyor.errors import ConfigurationError, ConveyorError
 
-from . import dashboard, jobs, observe, workflows
+from . import dashboard, flow, jobs, observe, workflows
 from .auth import Access, Tokens, is_loopback
 from .bodylimit import BodyLimit
 from .counts import MAX_AGE, CountsCache
@@ -112,6 +112,7 @@ def create_app(
         jobs.router(app, write),
         observe.router(app, write, counts),
         workflows.router(app, write),
+        flow.router(app, write),
     )
     for router in routers:
         api.include_router(router, prefix=f"{prefix}/api", dependencies=[needs(Access.READ)])

@@ -126,3 +126,35 @@ class StopIn(BaseModel):
 
     ids: Annotated[list[StrictStr], Field(max_length=MAX_IDS)] | None = None
     all: StrictBool = False
+
+
+class PauseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    until: float | datetime | None = Field(
+        None,
+        description="Resume by itself then: UNIX seconds, or an ISO 8601 time with its "
+        "offset. Left out: paused until resumed.",
+    )
+
+
+class RateLimitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rate: StrictStr = Field(
+        description="COUNT/UNIT: '100/m', '5/s', '1000/h', '10/d', '3/10s'.", max_length=100
+    )
+
+
+class QuietHoursIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    windows: StrictStr = Field(
+        description="HH:MM-HH:MM of local time, several separated by commas; '22:00-06:00' "
+        "crosses midnight.",
+        max_length=1000,
+    )
+    days: StrictStr | None = Field(
+        None, description="Days of the week: 'mon-fri', 'sat,sun'. Null: every day.", max_length=100
+    )
+    timezone: StrictStr = Field("UTC", description="An IANA time zone, e.g. 'Europe/Berlin'.")

@@ -16,6 +16,7 @@ from conveyor import history
 from conveyor.app import Conveyor
 from conveyor.backends.tally import Tally
 from conveyor.job import JobState
+from conveyor.limits import QueueGate
 
 from .counts import Counts, CountsCache
 from .models import LimitIn, StopIn
@@ -26,7 +27,7 @@ def router(app: Conveyor, write: Sequence[Any], counts: CountsCache) -> APIRoute
     """The routes; ``write`` are the dependencies of those that change something."""
     api = APIRouter()
 
-    @api.get("/queues", tags=["queues"], summary="Every queue: jobs by state and caps")
+    @api.get("/queues", tags=["queues"], summary="Every queue: jobs by state, caps and gates")
     def list_queues() -> dict[str, Any]:
         return {"queues": queues_document(app, counts.get())}
 
@@ -101,11 +102,12 @@ def _estimated(counted: Counts, queue: str | None = None) -> list[Any]:
 
 def queues_document(app: Conveyor, counted: Counts) -> list[dict[str, Any]]:
     counts, caps = counted.jobs, app.concurrency_limits()
+    gates = {gate.queue: gate for gate in app.queue_gates()}
     waiting_limits = app.settings.queue_limits
     hour = history.per_queue(counted.minutes)
     empty = Tally("", "")
     documents = []
-    for queue in sorted({*counts, *caps}):
+    for queue in sorted({*counts, *caps, *gates}):
         oldest = counted.oldest_ready.get(queue)
         ended = hour.get(queue, empty)
         documents.append(
@@ -117,6 +119,8 @@ def queues_document(app: Conveyor, counted: Counts) -> list[dict[str, Any]]:
                 "max_running": caps.get(queue),
                 # CONVEYOR_QUEUE_LIMITS: enqueue refuses (429) past this many waiting jobs.
                 "max_waiting": waiting_limits.get(queue),
+                # Pause, quiet hours, rate limit (see GET /api/queues/{name}/gates).
+                "gates": (gates.get(queue) or QueueGate(queue)).to_dict(),
                 # Seconds the oldest ready job has been due; None with nothing ready.
                 "oldest_ready_age": None
                 if oldest is None

@@ -30,6 +30,8 @@ from conveyor.errors import (
     JobNotFound,
     PayloadTooLarge,
     QueueFull,
+    ScheduleNotFound,
+    UnknownBreaker,
     UnknownParent,
     UnknownTask,
     WorkerNotFound,
@@ -48,6 +50,8 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (UnknownParent, 422, "unknown-parent", "A parent job does not exist"),
     (DependencyCycle, 422, "dependency-cycle", "Jobs depend on each other in a cycle"),
     (EnqueueError, 422, "invalid-job", "Invalid job"),
+    (UnknownBreaker, 404, "breaker-not-found", "Breaker not found"),
+    (ScheduleNotFound, 404, "schedule-not-found", "Schedule not found"),
     (ConfigurationError, 422, "invalid-value", "Invalid value"),
     (JobNotFound, 404, "job-not-found", "Job not found"),
     (WorkerNotFound, 404, "worker-not-found", "Worker not found"),
@@ -62,6 +66,7 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
 _FIELD_WORDS = {
     "task name": "task",
     "queue name": "queue",
+    "breaker name": "name",
     "idempotency_key": "idempotency_key",
     "priority": "priority",
     "unknown priority": "priority",
@@ -171,6 +176,10 @@ def conveyor_problem(exc: ConveyorError, prefix: str = "") -> JSONResponse:
         extra = {"positions": exc.positions}
     elif isinstance(exc, WorkflowNotFound):
         extra = {"workflow_id": exc.workflow_id}
+    elif isinstance(exc, UnknownBreaker):
+        extra = {"breaker": exc.name}
+    elif isinstance(exc, ScheduleNotFound):
+        extra = {"schedule": exc.name}
     field = field_of(exc)
     errors = None if field is None else [{"field": prefix + field, "message": str(exc)}]
     headers = {"Retry-After": "1"} if status in (429, 503) else None

@@ -28,6 +28,12 @@ keeps the times of the last ``failures`` failures, so the window slides exactly.
 least ``ratio`` of them failed; it counts runs in ten buckets per window, so the window slides in
 tenths of itself.
 
+A breaker holds the jobs of a rate-limited task (conveyor/limits/buckets.py) like any other: the
+claim skips their buckets while it is not closed, and takes its probe among them with a bucket's
+token when no ordinary job of its tasks waits. A suspect (poison isolation) is never a probe: it
+waits until the breaker is closed. A burst worker waits for a breaker that will let a probe
+start by itself (``opens_at``) and leaves the jobs of one opened by hand.
+
 A claim knows which breakers are not closed from a list each process keeps for ``BREAKERS_TTL``
 seconds (as it does for caps): with every breaker closed it pays nothing. A breaker that opens
 through this process holds this process's claims at once, and other processes' within about a
@@ -37,7 +43,7 @@ second. The probe itself is taken inside the claim transaction: exactly one acro
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -296,6 +302,26 @@ def gate(rows: Iterable[BreakerRow], now: float) -> Gate:
             result.next_probe_at = row.probe_at
     result.held = sorted(held)
     return result
+
+
+def opens_at(
+    rows: Iterable[BreakerRow], now: float, holds_queued: Callable[[Sequence[str]], bool]
+) -> float | None:
+    """When the breakers of ``rows`` that hold queued jobs (``holds_queued(tasks)``) next
+    let one start by themselves: the end of an open breaker's cool-down; ``now`` plus
+    ``BREAKERS_TTL`` while a probe runs or is due; ``inf`` for breakers opened by hand
+    (they wait for a person); None when none holds a queued job."""
+    moments = []
+    for row in rows:
+        if row.state == CLOSED or not holds_queued(row.tasks):
+            continue
+        if row.state == OPEN and row.probe_at is None:
+            moments.append(math.inf)
+        elif row.state == OPEN and row.probe_at is not None and row.probe_at > now:
+            moments.append(row.probe_at)
+        else:
+            moments.append(now + BREAKERS_TTL)
+    return min(moments, default=None)
 
 
 def probe_started(row: BreakerRow, job_id: int, token: str) -> BreakerRow:

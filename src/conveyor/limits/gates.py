@@ -51,6 +51,20 @@ class QueueGate:
             rate_next=None if rate_next is None else float(rate_next),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The gates as ``conveyor queues gates --json`` and the HTTP API show them: a pause
+        until resumed has ``paused`` true and ``paused_until`` null."""
+        paused = self.paused_until
+        return {
+            "queue": self.queue,
+            "max_running": self.max_running,
+            "paused_until": None if paused is None or math.isinf(paused) else paused,
+            "paused": paused is not None,
+            "quiet": None if self.quiet is None else self.quiet.describe(),
+            "rate_limit": None if self.rate is None else self.rate.describe(),
+            "rate_next": self.rate_next,
+        }
+
     def paused(self, now: float) -> bool:
         return self.paused_until is not None and now < self.paused_until
 
@@ -98,6 +112,11 @@ def rooms(gates: Iterable[QueueGate], now: float) -> dict[str, int]:
         if room is not None:
             bounded[gate.queue] = room
     return bounded
+
+
+def quiet_queues(gates: Iterable[QueueGate], now: float) -> list[str]:
+    """The queues in their quiet hours at ``now``: a check the databases leave to Python."""
+    return sorted(g.queue for g in gates if g.quiet is not None and g.quiet.is_quiet(now))
 
 
 def rate_updates(

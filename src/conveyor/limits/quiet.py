@@ -78,6 +78,11 @@ def _zone(name: str) -> ZoneInfo:
         ) from None
 
 
+def check_timezone(name: str) -> None:
+    """Refuse a name that is not an IANA time zone (ConfigurationError)."""
+    _zone(name)
+
+
 @dataclass(frozen=True)
 class QuietHours:
     """Windows ``(start, end)`` in minutes since local midnight, on ``days`` (0 = Monday)."""

@@ -73,6 +73,11 @@ def why(context: Context) -> list[Hold]:
 # --- the gates, in the order people think of them -------------------------------------------
 
 
+def document(job: Job, holds: Sequence[Hold]) -> dict[str, Any]:
+    """``conveyor jobs why --json`` and ``GET /api/jobs/{id}/why``."""
+    return {"id": job.id, "state": job.state.value, "held_by": [h.to_dict() for h in holds]}
+
+
 def scheduled(context: Context) -> Hold | None:
     job = context.job
     if job.state in (JobState.SCHEDULED, JobState.RETRYING) and job.run_at > context.now:

@@ -287,17 +287,8 @@ class Fetcher:
                     if not self._completer.idle:
                         # Written outcomes may have made a retry ready at once: look again.
                         await self._completer.drain()
-                    elif await self._held_back_by_caps():
-                        opens = await self._gates_open_at()
-                        if opens is not None and math.isinf(opens):
-                            return  # held by a pause that lasts until someone resumes it
-                        await signal.wait(opens)
-                    else:
-                        # Jobs of rate-limited tasks wait for their next token, not in a queue.
-                        opens = await self._gates_open_at()
-                        if opens is None or math.isinf(opens):
-                            return
-                        await signal.wait(opens)
+                    elif not await self._burst_waits(signal):
+                        return
                 else:
                     await self._wait_for_room()
                 continue
@@ -313,6 +304,28 @@ class Fetcher:
             if probe_at is not None and (next_due is None or probe_at < next_due):
                 next_due = probe_at
             await signal.wait(next_due)
+
+    async def _burst_waits(self, signal: WorkSignal) -> bool:
+        """A burst worker whose claim found nothing, holding nothing: wait for the jobs that
+        gates hold only until they open by themselves -- a rate limit's next token, a pause
+        with an end, quiet hours, a breaker's cool-down or its probe's verdict, a cap that
+        runs elsewhere hold -- and say False (exit) when the jobs left wait for a person (a
+        pause until resumed, a breaker opened by hand) or for their run_at."""
+        # Jobs of rate-limited tasks wait for their next token, not in a queue.
+        gates = await self._gates_open_at()
+        try:
+            breakers = await self._db(self._backend.breakers_open_at, self.queues)
+        except ConveyorError:
+            breakers = None
+        moments = [m for m in (gates, breakers) if m is not None and not math.isinf(m)]
+        if moments:
+            await signal.wait(min(moments))
+            return True
+        if gates is None and breakers is None and await self._held_back_by_caps():
+            # Runs elsewhere hold a cap: their ends let the jobs through.
+            await signal.wait(None)
+            return True
+        return False
 
     async def _gates_open_at(self) -> float | None:
         """When a gate shut by time (a rate limit's next start, quiet hours, a timed pause)

@@ -37,7 +37,7 @@ from conveyor.backends.base import (
     SchemaStatus,
     rescued_by_state,
 )
-from conveyor.backends.breakers import claim_gate, record_outcomes
+from conveyor.backends.breakers import claim_gate, held_tasks, record_outcomes
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.dependencies import Settlement, requeue_links, settle_rows
 from conveyor.backends.postgres import stats as minutes
@@ -70,7 +70,7 @@ from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobState
 from conveyor.limits import QueueGate, QuietHours, RateLimit
 from conveyor.limits.breakers import Breaker, BreakerRow, closed_by_hand, opened_by_hand
 from conveyor.limits.buckets import Bucket, admit, bucket_updates, picked
-from conveyor.limits.gates import rate_updates, rooms, started_by_queue
+from conveyor.limits.gates import quiet_queues, rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -245,11 +245,11 @@ class PostgresBackend(Backend):
         now = self._now_param()
 
         def body(cur: Cursor) -> tuple[Any, ...] | None:
-            queue_names = None if queues is None else list(queues)
-            picked = cur.execute(Q["pick_suspect"], {"now": now, "queues": queue_names}).fetchone()
+            pick_params = {"now": now, **self._suspect_filters(cur, queues, now)}
+            picked = cur.execute(Q["pick_suspect"], pick_params).fetchone()
             if picked is None:
                 return None
-            queue = str(picked[1])
+            queue, task, key = str(picked[1]), str(picked[2]), picked[3]
             gates: list[QueueGate] = []
             at = 0.0
             if queue in self._capped.get(self._capped_queues):
@@ -261,24 +261,69 @@ class PostgresBackend(Backend):
                 at = float(found[0][8]) if found else 0.0
                 if rooms(gates, at).get(queue, 1) <= 0:
                     return None
+            bucket: Bucket | None = None
+            if key is not None:
+                # Its task's token, under the bucket's lock: a claim holding it spends it now.
+                locked = cur.execute(Q["lock_suspect_bucket"], {"task": task, "key": key})
+                found_bucket = locked.fetchone()
+                if found_bucket is None:
+                    return None
+                bucket = Bucket.from_row(found_bucket)
+                at = at or self._breaker_now(cur, now)
+                if not RateLimit.allows(bucket.rate_next, at):
+                    return None
             params = {"now": now, "lease": float(lease), "worker_id": worker_id, "id": picked[0]}
             row: tuple[Any, ...] | None = cur.execute(Q["claim_suspect"], params).fetchone()
             if row is not None:
+                # A suspect's start spends a token of its queue's and its task's rate limits.
                 for name, rate_next in rate_updates(gates, {queue: 1}, at):
                     cur.execute(Q["take_rate"], {"queue": name, "rate_next": rate_next})
+                if bucket is not None:
+                    rate_next = bucket.rate.next_after(bucket.rate_next, at, 1)
+                    cur.execute(
+                        Q["take_bucket"], {"tasks": [task], "keys": [key], "nexts": [rate_next]}
+                    )
             return row
 
         row = self._db.run(body)
         return None if row is None else claimed_from_row(row)
 
     def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
-        params = {"now": self._now_param(), "queues": None if queues is None else list(queues)}
-        row = self._db.run(
-            lambda cur: cur.execute(Q["peek_suspect"], params).fetchone(),
-            transaction=False,
-            idempotent=True,
-        )
+        now = self._now_param()
+
+        def body(cur: Cursor) -> tuple[Any, ...] | None:
+            params = {"now": now, **self._suspect_filters(cur, queues, now)}
+            return cur.execute(Q["peek_suspect"], params).fetchone()
+
+        row = self._db.run(body, transaction=False, idempotent=True)
         return row is not None
+
+    def _suspect_filters(
+        self, cur: Cursor, queues: Sequence[str] | None, now: float | None
+    ) -> dict[str, Any]:
+        """pick_suspect's parameters beside the time: the queues asked for, those of them in
+        quiet hours (a check left to Python), and the tasks behind breakers that are not
+        closed. Reads only while some queue has gates, or some breaker is not closed."""
+        capped = self._capped.get(self._capped_queues)
+        wanted = sorted(capped if queues is None else capped.intersection(queues))
+        closed: list[str] = []
+        held: list[str] = []
+        if wanted:
+            rows = cur.execute(Q["queue_gates"], {"queues": wanted, "now": now}).fetchall()
+            if rows:
+                closed = quiet_queues([QueueGate.from_row(r) for r in rows], float(rows[0][8]))
+        if self._unsettled.get(self._unsettled_breakers):
+            held = held_tasks(PostgresBreakers(cur), self._breaker_now(cur, now))
+        return {
+            "queues": None if queues is None else list(queues),
+            "closed": closed,
+            "held": held,
+        }
+
+    @staticmethod
+    def _breaker_now(cur: Cursor, now: float | None) -> float:
+        """The transaction's time (or the injected clock's), in UNIX seconds."""
+        return PostgresBreakers(cur).now(now)
 
     def _claim_in_transaction(
         self,
@@ -291,24 +336,25 @@ class PostgresBackend(Backend):
         unsettled: bool = False,
     ) -> list[tuple[Any, ...]]:
         """A claim from several queues, or from gated ones: queue after queue, each gated one
-        up to the room its gates leave; first, while tasks have rate limits, one job from each
-        of their buckets whose next start has come; then, with ``unsettled`` breakers, their
-        probes, and the tasks behind them skipped."""
+        up to the room its gates leave; first, with ``unsettled`` breakers, their probes, and
+        the tasks behind them skipped from then on; then, while tasks have rate limits, one job
+        from each of their buckets whose next start has come."""
         cur.execute(Q["claim_plan"])
         cur.execute(Q["promote_due"], {"now": params["now"]})
-        # --- rate limits of tasks (conveyor/limits/buckets.py) ---
         taken: list[tuple[Any, ...]] = []
-        if limited:
-            taken = self._claim_rate_limited(cur, params, queues, limit, capped)
-            limit -= len(taken)
-            if limit <= 0:
-                return taken
         # --- circuit breakers (conveyor/limits/breakers.py) ---
         held: list[str] = []
         if unsettled:
-            probes, held = self._breaker_gate(cur, params, queues, limit, capped)
+            probes, held = self._breaker_gate(cur, params, queues, limit, capped, limited)
             taken += probes
             limit -= len(probes)
+            if limit <= 0:
+                return taken
+        # --- rate limits of tasks (conveyor/limits/buckets.py), past the held tasks ---
+        if limited:
+            rated = self._claim_rate_limited(cur, params, queues, limit, capped, held=held)
+            taken += rated
+            limit -= len(rated)
             if limit <= 0:
                 return taken
         if held:
@@ -359,14 +405,20 @@ class PostgresBackend(Backend):
         queues: Sequence[str] | None,
         limit: int,
         capped: frozenset[str],
+        *,
+        held: Sequence[str] = (),
+        only: Sequence[str] | None = None,
     ) -> list[tuple[Any, ...]]:
         """One job from each bucket whose next start has come, up to ``limit``, as far as the
-        gates of their queues let them start."""
+        gates of their queues let them start: of the tasks ``only`` (None: any) that are not
+        ``held`` (behind a breaker that is not closed)."""
         pick_params = {
             "now": params["now"],
             "any_queue": queues is None,
             "queues": [] if queues is None else list(queues),
             "limit": limit,
+            "held": list(held),
+            "only": None if only is None else list(only),
         }
         rows = cur.execute(Q["pick_rate_limited"], pick_params).fetchall()
         picks = picked(rows)
@@ -410,9 +462,18 @@ class PostgresBackend(Backend):
         queues: Sequence[str] | None,
         limit: int,
         capped: frozenset[str],
+        limited: bool,
     ) -> tuple[list[tuple[Any, ...]], list[str]]:
-        """The probes this claim took, and the tasks it must skip."""
-        store = PostgresBreakers(cur, params)
+        """The probes this claim took, and the tasks it must skip. A probe of a rate-limited
+        task takes its bucket's token like any start."""
+
+        def rate_probe(tasks: Sequence[str]) -> tuple[Any, ...] | None:
+            if not limited:
+                return None
+            found = self._claim_rate_limited(cur, params, queues, 1, capped, only=tasks)
+            return found[0] if found else None
+
+        store = PostgresBreakers(cur, params, rate_probe)
         gate = claim_gate(store, store.now(params["now"]), queues, capped, limit)
         self.breaker_probe_at = gate.next_probe_at
         return gate.probes, gate.held

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.backends.breakers import Row, row_from, row_params
+from conveyor.backends.breakers import RateProbe, Row, row_from, row_params
 from conveyor.backends.postgres.connection import Cursor
 from conveyor.backends.sql import load_queries
 from conveyor.limits.breakers import Breaker, BreakerRow
@@ -20,9 +20,17 @@ QB = load_queries("conveyor.backends.postgres", "breakers.sql")
 
 
 class PostgresBreakers:
-    def __init__(self, cur: Cursor, claim_params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        cur: Cursor,
+        claim_params: dict[str, Any] | None = None,
+        rate_probe: RateProbe | None = None,
+    ) -> None:
+        """``rate_probe``: how the claim takes a job of rate-limited tasks (under their
+        buckets' tokens and their queues' gates), for a breaker whose tasks have rate limits."""
         self._cur = cur
         self._claim_params = claim_params
+        self._rate_probe = rate_probe
 
     def unsettled(self) -> list[BreakerRow]:
         return [row_from(r) for r in self._cur.execute(QB["unsettled_breaker_rows"]).fetchall()]
@@ -55,7 +63,9 @@ class PostgresBreakers:
             "capped": list(capped),
         }
         row = self._cur.execute(QB["claim_probe"], params).fetchone()
-        return None if row is None else tuple(row)
+        if row is not None:
+            return tuple(row)
+        return None if self._rate_probe is None else self._rate_probe(tasks)
 
     def now(self, now: float | None) -> float:
         """The transaction's time (or the injected clock's), in UNIX seconds."""

@@ -413,12 +413,16 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
 -- name: pick_suspect
 -- The suspect (migration 7) claim_suspect should take, locked: the best one that is due, in
 -- one of the queues given (NULL for all) and in a queue that is neither paused nor waiting for
--- its rate limit's next start and whose cap, if any, leaves room (the backend checks the
--- queue's gates again under its lock, quiet hours included).
-SELECT j.id, j.queue FROM conveyor_jobs AS j
+-- its rate limit's next start, nor in closed (in its quiet hours, which the backend works
+-- out), and whose cap, if any, leaves room (the backend checks the queue's gates again under
+-- its lock); of a task neither in held (behind a breaker that is not closed) nor waiting for
+-- its rate limit bucket's next start (the backend takes the token under the bucket's lock).
+SELECT j.id, j.queue, j.task, j.rate_key FROM conveyor_jobs AS j
 WHERE j.state = 'retrying' AND j.suspect
   AND j.run_at <= coalesce(to_timestamp(%(now)s::float8), now())
   AND (%(queues)b::text[] IS NULL OR j.queue = ANY(%(queues)b::text[]))
+  AND j.queue <> ALL(%(closed)s::text[])
+  AND j.task <> ALL(%(held)s::text[])
   AND NOT EXISTS (
       SELECT 1 FROM conveyor_queue_limits AS l
       WHERE l.queue = j.queue AND (
@@ -427,6 +431,10 @@ WHERE j.state = 'retrying' AND j.suspect
           OR l.max_running <= (
               SELECT count(*) FROM conveyor_jobs AS r
               WHERE r.queue = j.queue AND r.state = 'running')))
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_rate_buckets AS b
+      WHERE j.rate_key IS NOT NULL AND b.task = j.task AND b.key = j.rate_key
+        AND b.rate_next > coalesce(to_timestamp(%(now)s::float8), now()))
 ORDER BY j.priority DESC, j.run_at, j.id
 LIMIT 1
 FOR UPDATE OF j SKIP LOCKED
@@ -438,6 +446,8 @@ SELECT 1 FROM conveyor_jobs AS j
 WHERE j.state = 'retrying' AND j.suspect
   AND j.run_at <= coalesce(to_timestamp(%(now)s::float8), now())
   AND (%(queues)b::text[] IS NULL OR j.queue = ANY(%(queues)b::text[]))
+  AND j.queue <> ALL(%(closed)s::text[])
+  AND j.task <> ALL(%(held)s::text[])
   AND NOT EXISTS (
       SELECT 1 FROM conveyor_queue_limits AS l
       WHERE l.queue = j.queue AND (
@@ -446,7 +456,19 @@ WHERE j.state = 'retrying' AND j.suspect
           OR l.max_running <= (
               SELECT count(*) FROM conveyor_jobs AS r
               WHERE r.queue = j.queue AND r.state = 'running')))
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_rate_buckets AS b
+      WHERE j.rate_key IS NOT NULL AND b.task = j.task AND b.key = j.rate_key
+        AND b.rate_next > coalesce(to_timestamp(%(now)s::float8), now()))
 LIMIT 1
+
+-- name: lock_suspect_bucket
+-- The rate limit bucket of a suspect being claimed, locked (skipped if another claim holds it:
+-- that claim is spending its token now).
+SELECT task, key, rate_count, rate_per, date_part('epoch', rate_next)
+FROM conveyor_rate_buckets
+WHERE task = %(task)s AND key = %(key)s
+FOR UPDATE SKIP LOCKED
 
 -- name: claim_suspect
 -- retrying -> running for the suspect picked, alone: only for a worker that holds no running
@@ -1074,8 +1096,10 @@ WHERE j.id = u.id
 -- name: pick_rate_limited
 -- For the claim: the buckets whose next start has come and that hold a queued job in the
 -- given queues (any queue when any_queue), each with its first job, the bucket waiting longest
--- first. Locks the buckets it returns until commit and skips those another claim holds, so two
--- claims never spend one token. One probe of conveyor_jobs_rate_ready per such bucket.
+-- first; only buckets of the tasks in only (NULL: any) that are not in held (behind breakers
+-- that are not closed). Locks the buckets it returns until commit and skips those another
+-- claim holds, so two claims never spend one token. One probe of conveyor_jobs_rate_ready per
+-- such bucket.
 SELECT b.task, b.key, b.rate_count, b.rate_per, date_part('epoch', b.rate_next), j.id,
        date_part('epoch', coalesce(to_timestamp(%(now)s::float8), now()))
 FROM conveyor_rate_buckets AS b
@@ -1086,7 +1110,9 @@ CROSS JOIN LATERAL (
     ORDER BY priority DESC, run_at, id
     LIMIT 1
 ) AS j
-WHERE b.rate_next IS NULL OR b.rate_next <= coalesce(to_timestamp(%(now)s::float8), now())
+WHERE (b.rate_next IS NULL OR b.rate_next <= coalesce(to_timestamp(%(now)s::float8), now()))
+  AND b.task <> ALL(%(held)s::text[])
+  AND (%(only)s::text[] IS NULL OR b.task = ANY(%(only)s::text[]))
 ORDER BY b.rate_next NULLS FIRST, b.task, b.key
 LIMIT %(limit)s
 FOR UPDATE OF b SKIP LOCKED

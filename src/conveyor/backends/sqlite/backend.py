@@ -28,7 +28,7 @@ from conveyor.backends.base import (
     SchemaStatus,
     rescued_by_state,
 )
-from conveyor.backends.breakers import claim_gate, record_outcomes
+from conveyor.backends.breakers import claim_gate, held_tasks, record_outcomes
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.dependencies import (
     Settlement,
@@ -60,7 +60,7 @@ from conveyor.job import CANCELLABLE_STATES, REQUEUEABLE_STATES, Job, JobError, 
 from conveyor.limits import QueueGate, QuietHours, RateLimit
 from conveyor.limits.breakers import Breaker, BreakerRow, closed_by_hand, opened_by_hand
 from conveyor.limits.buckets import Bucket, admit, bucket_updates, picked
-from conveyor.limits.gates import rate_updates, rooms, started_by_queue
+from conveyor.limits.gates import quiet_queues, rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -299,19 +299,23 @@ class SQLiteBackend(Backend):
                 **self._boot_params(),
             }
             db.execute(Q["promote_due"], {"now": now})
-            # --- rate limits of tasks (conveyor/limits/buckets.py) ---
             rows: list[tuple[Any, ...]] = []
             capped = self._capped.get(lambda: [row[0] for row in db.execute(Q["capped_queues"])])
-            if self._limited.get(lambda: [r[0] for r in db.execute(Q["rate_buckets_exist"])]):
-                rows = self._claim_rate_limited(db, params, queues, limit, capped)
-                limit -= len(rows)
-            # --- end of rate limits of tasks ---
-            # --- circuit breakers: skip the tasks behind open ones, take the probes due.
+            limited = bool(
+                self._limited.get(lambda: [r[0] for r in db.execute(Q["rate_buckets_exist"])])
+            )
+            # --- circuit breakers: skip the tasks behind open ones, take the probes due (a
+            # probe of a rate-limited task needs its bucket's token like any start).
             held: list[str] = []
-            if limit > 0 and self._unsettled.get(
-                lambda: [r[0] for r in db.execute(QB["unsettled_breakers"])]
-            ):
-                store = SQLiteBreakers(db, params)
+            if self._unsettled.get(lambda: [r[0] for r in db.execute(QB["unsettled_breakers"])]):
+
+                def rate_probe(tasks: Sequence[str]) -> tuple[Any, ...] | None:
+                    if not limited:
+                        return None
+                    found = self._claim_rate_limited(db, params, queues, 1, capped, only=tasks)
+                    return found[0] if found else None
+
+                store = SQLiteBreakers(db, params, rate_probe)
                 breakers = claim_gate(store, now, queues, capped, limit)
                 held, limit = breakers.held, limit - len(breakers.probes)
                 rows += breakers.probes
@@ -320,6 +324,12 @@ class SQLiteBackend(Backend):
             else:
                 self.breaker_probe_at = None
             # --- end of circuit breakers
+            # --- rate limits of tasks (conveyor/limits/buckets.py), past the held tasks ---
+            if limited and limit > 0:
+                taken = self._claim_rate_limited(db, params, queues, limit, capped, held=held)
+                rows += taken
+                limit -= len(taken)
+            # --- end of rate limits of tasks ---
             if queues is None and capped:
                 ready = [row[0] for row in db.execute(Q["ready_queues"])]
                 # No other writer can fill a capped queue before this transaction ends.
@@ -342,21 +352,21 @@ class SQLiteBackend(Backend):
         # the write lock first.
         if not self.suspect_waiting(queues):
             return None
-        names = None if queues is None else json.dumps(list(queues))
         with self._writer.write() as db:
             # Caps are counted inside the write transaction: pick_suspect's check is exact.
             now = self.now()
-            picked = db.execute(Q["pick_suspect"], {"now": now, "queues": names}).fetchone()
+            gates, pick_params = self._suspect_gates(db, queues, now)
+            picked = db.execute(Q["pick_suspect"], pick_params).fetchone()
             if picked is None:
                 return None
+            queue, task, key = str(picked[1]), str(picked[2]), picked[3]
             # The queue's other gates (conveyor/limits/gates.py): a pause, quiet hours, a rate.
-            gates: list[QueueGate] = []
-            queue = str(picked[1])
-            if queue in self._capped.get(lambda: [r[0] for r in db.execute(Q["capped_queues"])]):
-                gate_params = {"queues": json.dumps([queue]), "now": now}
-                gates = [QueueGate.from_row(r) for r in db.execute(Q["queue_gates"], gate_params)]
-                if rooms(gates, now).get(queue, 1) <= 0:
-                    return None
+            if rooms(gates, now).get(queue, 1) <= 0:
+                return None
+            bucket: Bucket | None = None
+            if key is not None:
+                found = db.execute(Q["lock_suspect_bucket"], {"task": task, "key": key}).fetchone()
+                bucket = None if found is None else Bucket.from_row(tuple(found))
             params = {
                 "now": now,
                 "lease": lease,
@@ -366,15 +376,41 @@ class SQLiteBackend(Backend):
             }
             row = db.execute(Q["claim_suspect"], params).fetchone()
             if row is not None:
+                # A suspect's start spends a token of its queue's and its task's rate limits.
                 for name, rate_next in rate_updates(gates, {queue: 1}, now):
                     db.execute(Q["take_rate"], {"queue": name, "rate_next": rate_next})
+                if bucket is not None:
+                    rate_next = bucket.rate.next_after(bucket.rate_next, now, 1)
+                    db.execute(Q["take_bucket"], {"task": task, "key": key, "rate_next": rate_next})
         return None if row is None else _claimed(row)
 
     def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
-        names = None if queues is None else json.dumps(list(queues))
         with self._reader.read() as db:
-            params = {"now": self.now(), "queues": names}
+            _, params = self._suspect_gates(db, queues, self.now())
             return db.execute(Q["pick_suspect"], params).fetchone() is not None
+
+    def _suspect_gates(
+        self, db: sqlite3.Connection, queues: Sequence[str] | None, now: float
+    ) -> tuple[list[QueueGate], dict[str, Any]]:
+        """The gates of the gated queues among ``queues``, and pick_suspect's parameters: the
+        queues in quiet hours and the tasks behind breakers that are not closed are left out
+        (the other gates are in the query)."""
+        capped = self._capped.get(lambda: [row[0] for row in db.execute(Q["capped_queues"])])
+        wanted = sorted(capped if queues is None else capped.intersection(queues))
+        gates: list[QueueGate] = []
+        if wanted:
+            gate_params = {"queues": json.dumps(wanted), "now": now}
+            gates = [QueueGate.from_row(r) for r in db.execute(Q["queue_gates"], gate_params)]
+        held: list[str] = []
+        if self._unsettled.get(lambda: [r[0] for r in db.execute(QB["unsettled_breakers"])]):
+            held = held_tasks(SQLiteBreakers(db), now)
+        params = {
+            "now": now,
+            "queues": None if queues is None else json.dumps(list(queues)),
+            "closed": json.dumps(quiet_queues(gates, now)),
+            "held": json.dumps(held),
+        }
+        return gates, params
 
     def _claim_in_turn(
         self,
@@ -414,12 +450,22 @@ class SQLiteBackend(Backend):
         queues: Sequence[str] | None,
         limit: int,
         capped: frozenset[str],
+        *,
+        held: Sequence[str] = (),
+        only: Sequence[str] | None = None,
     ) -> list[tuple[Any, ...]]:
         """One job from each bucket whose next start has come, up to ``limit``, as far as the
-        gates of their queues let them start."""
+        gates of their queues let them start: of the tasks ``only`` (None: any) that are not
+        ``held`` (behind a breaker that is not closed)."""
         now = params["now"]
         wanted = None if queues is None else json.dumps(list(queues))
-        pick_params = {"now": now, "queues": wanted, "limit": limit}
+        pick_params = {
+            "now": now,
+            "queues": wanted,
+            "limit": limit,
+            "held": json.dumps(list(held)),
+            "only": None if only is None else json.dumps(list(only)),
+        }
         picks = picked(db.execute(Q["pick_rate_limited"], pick_params).fetchall())
         ids = list(picks)
         gates: list[QueueGate] = []

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.backends.breakers import Row, row_from, row_params
+from conveyor.backends.breakers import RateProbe, Row, row_from, row_params
 from conveyor.backends.sql import load_queries
 from conveyor.limits.breakers import Breaker, BreakerRow
 
@@ -16,9 +16,17 @@ QB = load_queries("conveyor.backends.sqlite", "breakers.sql")
 
 
 class SQLiteBreakers:
-    def __init__(self, db: sqlite3.Connection, claim_params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        claim_params: dict[str, Any] | None = None,
+        rate_probe: RateProbe | None = None,
+    ) -> None:
+        """``rate_probe``: how the claim takes a job of rate-limited tasks (under their
+        buckets' tokens and their queues' gates), for a breaker whose tasks have rate limits."""
         self._db = db
         self._claim_params = claim_params
+        self._rate_probe = rate_probe
 
     def unsettled(self) -> list[BreakerRow]:
         return [row_from(r) for r in self._db.execute(QB["unsettled_breaker_rows"])]
@@ -48,7 +56,9 @@ class SQLiteBreakers:
             "capped": json.dumps(list(capped)),
         }
         row = self._db.execute(QB["claim_probe"], params).fetchone()
-        return None if row is None else tuple(row)
+        if row is not None:
+            return tuple(row)
+        return None if self._rate_probe is None else self._rate_probe(tasks)
 
 
 def list_breakers(db: sqlite3.Connection) -> list[BreakerRow]:

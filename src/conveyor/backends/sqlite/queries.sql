@@ -147,19 +147,32 @@ RETURNING id, task, queue, args, kwargs, priority, attempts, max_attempts, lease
 -- name: pick_suspect
 -- The suspect (migration 7) claim_suspect should take: the best one that is due, in one of
 -- :queues (a JSON array, NULL for all) and in a queue that is neither paused nor waiting for
--- its rate limit's next start and whose cap, if any, leaves room (quiet hours are checked by
--- the backend).
-SELECT j.id, j.queue FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_suspects
+-- its rate limit's next start, nor in :closed (in its quiet hours, which the backend works
+-- out), and whose cap, if any, leaves room; of a task neither in :held (behind a breaker that
+-- is not closed) nor waiting for its rate limit bucket's next start.
+SELECT j.id, j.queue, j.task, j.rate_key FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_suspects
 WHERE j.state = 'retrying' AND j.suspect = 1 AND j.run_at <= :now
   AND (:queues IS NULL OR j.queue IN (SELECT value FROM json_each(:queues)))
+  AND j.queue NOT IN (SELECT value FROM json_each(:closed))
+  AND j.task NOT IN (SELECT value FROM json_each(:held))
   AND NOT EXISTS (
       SELECT 1 FROM conveyor_queue_limits AS l
       WHERE l.queue = j.queue AND (
           l.paused_until > :now OR l.rate_next > :now OR l.max_running <= (
               SELECT count(*) FROM conveyor_jobs AS r
               WHERE r.queue = j.queue AND r.state = 'running')))
+  AND NOT EXISTS (
+      SELECT 1 FROM conveyor_rate_buckets AS b
+      WHERE j.rate_key IS NOT NULL AND b.task = j.task AND b.key = j.rate_key
+        AND b.rate_next > :now)
 ORDER BY j.priority DESC, j.run_at, j.id
 LIMIT 1
+
+-- name: lock_suspect_bucket
+-- The rate limit bucket of a suspect being claimed (the write transaction excludes others).
+SELECT task, key, rate_count, rate_per, rate_next
+FROM conveyor_rate_buckets
+WHERE task = :task AND key = :key
 
 -- name: claim_suspect
 -- retrying -> running for the suspect :id, alone: only for a worker that holds no running job
@@ -663,8 +676,9 @@ UPDATE conveyor_jobs SET rate_key = :key WHERE id IN (SELECT value FROM json_eac
 
 -- name: pick_rate_limited
 -- For the claim: the buckets whose next start has come and that hold a queued job in the JSON
--- array :queues (NULL: any queue), each with its first job, the bucket waiting longest first.
--- One probe of conveyor_jobs_rate_ready per such bucket.
+-- array :queues (NULL: any queue), each with its first job, the bucket waiting longest first;
+-- only buckets of the tasks in :only (NULL: any) that are not in :held (behind breakers that
+-- are not closed). One probe of conveyor_jobs_rate_ready per such bucket.
 SELECT task, key, rate_count, rate_per, rate_next, job FROM (
     SELECT b.task, b.key, b.rate_count, b.rate_per, b.rate_next, (
         SELECT j.id FROM conveyor_jobs AS j INDEXED BY conveyor_jobs_rate_ready
@@ -675,7 +689,9 @@ SELECT task, key, rate_count, rate_per, rate_next, job FROM (
         LIMIT 1
     ) AS job
     FROM conveyor_rate_buckets AS b
-    WHERE b.rate_next IS NULL OR b.rate_next <= :now
+    WHERE (b.rate_next IS NULL OR b.rate_next <= :now)
+      AND b.task NOT IN (SELECT value FROM json_each(:held))
+      AND (:only IS NULL OR b.task IN (SELECT value FROM json_each(:only)))
 )
 WHERE job IS NOT NULL
 ORDER BY coalesce(rate_next, 0), task, key
