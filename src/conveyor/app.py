@@ -587,10 +587,11 @@ class Conveyor:
     def restore(self, path: str | os.PathLike[str]) -> Summary:
         """Load a backup into this app's database, which must be empty (TargetNotEmpty), of
         any engine: all or nothing (SnapshotError names a damaged line). Ids are kept; running
-        jobs come back queued, counted in the summary's ``requeued``."""
-        from conveyor.snapshot.moves import restore
+        jobs come back queued, counted in the summary's ``running``."""
+        from conveyor.snapshot.files import read_snapshot
 
-        return restore(self.backend, path)
+        records = read_snapshot(path)  # a missing or foreign file creates no database
+        return self.backend.import_snapshot(records)
 
     # --- caps on running jobs -------------------------------------------------------------
 

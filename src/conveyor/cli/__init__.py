@@ -23,6 +23,7 @@ from .ops import demo, schema, worker
 from .queues import queues
 from .schedules import schedules
 from .serve import serve
+from .snapshot import backup, copy, restore
 from .workers import workers
 from .workflows import workflows
 
@@ -89,6 +90,9 @@ for command in (
     schema,
     demo,
     workflows,
+    backup,
+    restore,
+    copy,
 ):
     cli.add_command(command)
 

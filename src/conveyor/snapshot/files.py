@@ -31,8 +31,8 @@ _TIMED = {
 }
 
 
-def _open(path: Path, *, writing: bool) -> IO[str]:
-    if path.suffix == ".gz":
+def _open(path: Path, *, writing: bool, gz: bool) -> IO[str]:
+    if gz:
         if writing:
             return gzip.open(path, "wt", encoding="utf-8")
         return gzip.open(path, "rt", encoding="utf-8")
@@ -64,15 +64,17 @@ def write_snapshot(records: Iterable[Record], path: str | os.PathLike[str]) -> S
 def _write(records: Iterable[Record], temporary: Path, target: Path) -> Summary:
     dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
     summary: Summary | None = None
-    with _open(temporary, writing=True) as out:
+    with _open(temporary, writing=True, gz=target.suffix == ".gz") as out:
         for values in records:
             kind = values["kind"]
             if summary is None:
-                summary = Summary(engine=str(values["engine"]))
+                summary = Summary(
+                    engine=str(values["engine"]), taken_at=float(values["created_at"])
+                )
             else:
                 summary.counts[kind] = summary.counts.get(kind, 0) + 1
                 if kind == "job" and values["state"] == "running":
-                    summary.requeued += 1
+                    summary.running += 1
                 if kind in _TIMED:
                     values = dict(values)
                     for name in _TIMED[kind]:
@@ -94,12 +96,15 @@ def read_snapshot(path: str | os.PathLike[str]) -> Iterator[Record]:
     source = Path(path)
     if not source.is_file():
         raise SnapshotError(f"no backup file at {source}")
+    # The header now, before the caller opens (or creates) the target for a file that is no
+    # backup: the records are read as they are written.
+    next(_records(source))
     return _records(source)
 
 
 def _records(source: Path) -> Iterator[Record]:
     try:
-        with _open(source, writing=False) as lines:
+        with _open(source, writing=False, gz=source.suffix == ".gz") as lines:
             number = 0
             for number, line in enumerate(lines, 1):
                 yield _parse(line, number, source)

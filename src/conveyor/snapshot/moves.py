@@ -1,6 +1,6 @@
-"""Backup, restore and copy: what ``Conveyor.backup`` / ``Conveyor.restore``,
-``conveyor.copy`` and the CLI call. Each streams records from one engine's snapshot to a file or
-into another engine, so that memory stays flat however many jobs move."""
+"""Backup and copy: what ``Conveyor.backup``, ``conveyor.copy`` and the CLI call. Each streams
+records from one engine's snapshot to a file or into another engine, so that memory stays flat
+however many jobs move."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from conveyor.backends import engine_of, open_backend
 from conveyor.errors import ConfigurationError
 from conveyor.settings import Settings
-from conveyor.snapshot.files import read_snapshot, write_snapshot
+from conveyor.snapshot.files import write_snapshot
 from conveyor.snapshot.records import Record, Summary
 
 if TYPE_CHECKING:
@@ -31,11 +31,6 @@ def backup(backend: Backend, path: str | os.PathLike[str]) -> Summary:
         _close(records)
 
 
-def restore(backend: Backend, path: str | os.PathLike[str]) -> Summary:
-    """Load the backup at ``path`` into ``backend``, which must be empty: all or nothing."""
-    return backend.import_snapshot(read_snapshot(path))
-
-
 def copy_between(source: Backend, target: Backend) -> Summary:
     """Stream a consistent snapshot of ``source`` into the empty ``target``."""
     records = source.export_snapshot()
@@ -51,7 +46,7 @@ def copy(source: str | Conveyor, target: str | Conveyor) -> Summary:
     is a URL (other settings, such as postgres_schema, from the environment and config file as
     for ``Conveyor(url)``) or an app, whose settings are used. The target must be empty; it is
     created or migrated as an app would. Running jobs arrive waiting, counted in the summary's
-    ``requeued``."""
+    ``running``."""
     with ExitStack() as stack:
         reader = _open(source, existing=True)
         stack.callback(reader.close)

@@ -181,19 +181,26 @@ def check_header(values: Record) -> Record:
         or type(last_id) is not int
         or last_id < 0
         or not isinstance(values.get("engine"), str)
+        or type(values.get("created_at")) not in (int, float)
     ):
-        raise SnapshotError("the header of the backup is damaged (counts, last_id or engine)")
+        raise SnapshotError(
+            "the header of the backup is damaged (counts, last_id, engine or created_at)"
+        )
     return values
 
 
 @dataclass
 class Summary:
-    """What a backup wrote or a restore loaded, by kind; ``requeued``: the running jobs that
-    came back waiting (their leases cannot move to another database)."""
+    """What a backup wrote or a restore loaded: records by kind, and the jobs that were running
+    in the source (``running``). A restore (``restored``) brings those back waiting, since
+    their leases cannot move to another database."""
 
     engine: str
+    #: When the snapshot was taken (the source's clock).
+    taken_at: float
     counts: dict[str, int] = field(default_factory=dict)
-    requeued: int = 0
+    running: int = 0
+    restored: bool = False
 
     def describe(self) -> str:
         """E.g. "1,204 jobs (12 running jobs restored as queued), 30 dependencies, 2 queue
@@ -204,11 +211,24 @@ class Summary:
             if n or kind == "job":
                 singular, plural = _NOUNS[kind]
                 text = f"{n:,} {singular if n == 1 else plural}"
-                if kind == "job" and self.requeued:
-                    were = "job" if self.requeued == 1 else "jobs"
-                    text += f" ({self.requeued:,} running {were} restored as queued)"
+                if kind == "job" and self.running:
+                    were = "job" if self.running == 1 else "jobs"
+                    text += (
+                        f" ({self.running:,} running {were} restored as queued)"
+                        if self.restored
+                        else f" ({self.running:,} running)"
+                    )
                 parts.append(text)
         return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "taken_at": self.taken_at,
+            "counts": {kind: self.counts.get(kind, 0) for kind in KINDS},
+            "running": self.running,
+            "restored": self.restored,
+        }
 
 
 class Intake:
@@ -225,7 +245,11 @@ class Intake:
             raise SnapshotError("the backup is empty: not even a header")
         self.header = check_header(first)
         self._now = now
-        self.summary = Summary(engine=str(self.header["engine"]))
+        self.summary = Summary(
+            engine=str(self.header["engine"]),
+            taken_at=float(self.header["created_at"]),
+            restored=True,
+        )
         #: The highest job id imported.
         self.max_id = 0
 
@@ -253,7 +277,7 @@ class Intake:
         self.max_id = max(self.max_id, values["id"])
         if values["state"] != "running":
             return values
-        self.summary.requeued += 1
+        self.summary.running += 1
         values = dict(values, lease_token=None, lease_expires_at=None, worker_id=None)
         values["attempts"] = max(0, values["attempts"] - 1)
         if values["cancel_requested"]:

@@ -1,0 +1,74 @@
+"""Backup, restore and copy between engines (conveyor/snapshot/)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from conveyor.snapshot.moves import copy as copy_store
+from conveyor.snapshot.records import Summary
+
+from .core import Runtime, app_option, json_option, option, pass_runtime, redact_url
+from .output import echo_json
+
+
+def _report(summary: Summary, done: str, as_json: bool) -> None:
+    if as_json:
+        echo_json(summary.to_dict())
+    else:
+        click.echo(f"{done}: {summary.describe()}")
+
+
+@click.command()
+@option(
+    "--to",
+    "path",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The backup file to write (JSON lines; gzip-compressed if it ends in .gz).",
+)
+@app_option
+@json_option
+@pass_runtime
+def backup(runtime: Runtime, path: Path, as_json: bool) -> None:
+    """Write every job (all states, with attempts, errors, results, checkpoints, progress and
+    dependencies) and every queue setting, breaker and schedule to FILE: one consistent
+    moment, taken while workers run. FILE is replaced only once complete."""
+    summary = runtime.existing_app().backup(path)
+    _report(summary, f"backed up to {path}", as_json)
+
+
+@click.command()
+@option(
+    "--from",
+    "path",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A file written by `conveyor backup`.",
+)
+@app_option
+@json_option
+@pass_runtime
+def restore(runtime: Runtime, path: Path, as_json: bool) -> None:
+    """Load a backup into the database (of any engine), which must be empty: all or nothing.
+    Ids are kept; jobs that were running come back queued."""
+    summary = runtime.app().restore(path)
+    taken = datetime.fromtimestamp(summary.taken_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    _report(summary, f"restored a {summary.engine} backup of {taken} UTC", as_json)
+
+
+@click.command("copy")
+@option("--from", "source", required=True, metavar="URL", help="The database to copy from.")
+@option("--to", "target", required=True, metavar="URL", help="The empty database to fill.")
+@json_option
+def copy(source: str, target: str, as_json: bool) -> None:
+    """Copy every job and queue setting from one database to an empty one, of any engines
+    (e.g. sqlite:///jobs.db to postgresql://host/db), while the source stays online: one
+    consistent moment of it, streamed. Jobs that were running arrive queued. Other settings
+    (postgres_schema ...) come from the environment and config file, for both sides."""
+    summary = copy_store(source, target)
+    _report(summary, f"copied {redact_url(source)} to {redact_url(target)}", as_json)
