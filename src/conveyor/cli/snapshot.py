@@ -25,6 +25,7 @@ def _report(summary: Summary, done: str, as_json: bool) -> None:
 @option(
     "--to",
     "path",
+    envvar="CONVEYOR_BACKUP_TO",
     required=True,
     metavar="FILE",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -45,6 +46,7 @@ def backup(runtime: Runtime, path: Path, as_json: bool) -> None:
 @option(
     "--from",
     "path",
+    envvar="CONVEYOR_RESTORE_FROM",
     required=True,
     metavar="FILE",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -62,8 +64,22 @@ def restore(runtime: Runtime, path: Path, as_json: bool) -> None:
 
 
 @click.command("copy")
-@option("--from", "source", required=True, metavar="URL", help="The database to copy from.")
-@option("--to", "target", required=True, metavar="URL", help="The empty database to fill.")
+@option(
+    "--from",
+    "source",
+    envvar="CONVEYOR_COPY_FROM",
+    required=True,
+    metavar="URL",
+    help="The database to copy from.",
+)
+@option(
+    "--to",
+    "target",
+    envvar="CONVEYOR_COPY_TO",
+    required=True,
+    metavar="URL",
+    help="The empty database to fill.",
+)
 @json_option
 def copy(source: str, target: str, as_json: bool) -> None:
     """Copy every job and queue setting from one database to an empty one, of any engines
