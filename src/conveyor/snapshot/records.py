@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from conveyor.errors import SnapshotError
@@ -113,6 +114,8 @@ FIELDS: dict[str, dict[str, str]] = {
 #: The kinds, in the order a snapshot lists them (jobs before the edges between them).
 KINDS = tuple(FIELDS)
 
+#: Every kind has two fields or more: each getter returns a tuple.
+_GETTERS = {kind: itemgetter(*fields) for kind, fields in FIELDS.items()}
 _BOOLS = {kind: [n for n, t in fields.items() if t == "bool"] for kind, fields in FIELDS.items()}
 
 #: How a summary names each kind.
@@ -143,7 +146,8 @@ def record(kind: str, row: Iterable[Any]) -> Record:
 
 def row(kind: str, values: Record) -> tuple[Any, ...]:
     """The fields of a record in order, for an engine's import statement."""
-    return tuple(values[name] for name in FIELDS[kind])
+    fields: tuple[Any, ...] = _GETTERS[kind](values)
+    return fields
 
 
 def header(
