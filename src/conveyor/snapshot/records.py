@@ -11,7 +11,9 @@ Workers, their leases and leaderships are not part of a snapshot: they belong to
 of one database and mean nothing in another.
 
 Engines export and import records as plain dicts holding exactly the fields listed here
-(``FIELDS``); ``Intake`` is what every engine's import does with them.
+(``FIELDS``); ``Intake`` is what every engine's import does with them. A reader refuses fields
+it does not know: a migration that adds a column a snapshot must carry adds its field here and
+raises FORMAT_VERSION, keeping a reader of the older version (its field defaulted).
 """
 
 from __future__ import annotations
