@@ -14,7 +14,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,11 +54,21 @@ def write_snapshot(records: Iterable[Record], path: str | os.PathLike[str]) -> S
     try:
         summary = _write(records, written, target)
         os.replace(written, target)
+        _sync_folder(folder)
     except OSError as exc:
         raise SnapshotError(f"cannot write the backup to {target}: {exc.strerror}") from None
     finally:
         written.unlink(missing_ok=True)
     return summary
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename durable: a crash right after a backup must not lose the file."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _write(records: Iterable[Record], temporary: Path, target: Path) -> Summary:
@@ -98,11 +108,15 @@ def read_snapshot(path: str | os.PathLike[str]) -> Iterator[Record]:
         raise SnapshotError(f"no backup file at {source}")
     # The header now, before the caller opens (or creates) the target for a file that is no
     # backup: the records are read as they are written.
-    next(_records(source))
+    peek = _records(source)
+    try:
+        next(peek)
+    finally:
+        peek.close()
     return _records(source)
 
 
-def _records(source: Path) -> Iterator[Record]:
+def _records(source: Path) -> Generator[Record, None, None]:
     try:
         with _open(source, writing=False, gz=source.suffix == ".gz") as lines:
             number = 0

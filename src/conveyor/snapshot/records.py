@@ -132,11 +132,6 @@ _NOUNS = {
 }
 
 
-def columns(kind: str) -> tuple[str, ...]:
-    """The fields of ``kind`` in order: the column order of the engines' import statements."""
-    return tuple(FIELDS[kind])
-
-
 def record(kind: str, row: Iterable[Any]) -> Record:
     """A record of ``kind`` from a row of its fields in order (booleans as 0/1 or bool)."""
     values: Record = {"kind": kind}
