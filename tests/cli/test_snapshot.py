@@ -158,4 +158,11 @@ def test_copy_mistakes(invoke: Invoke, filled: str, tmp_path: Path) -> None:
     missing = f"sqlite:///{tmp_path / 'missing.db'}"
     assert_user_error(invoke("copy", "--from", missing, "--to", new), "no database at")
     assert_user_error(invoke("copy", "--from", filled, "--to", filled), "already holds jobs")
-    assert_user_error(invoke("copy", "--to", new), "Missing option '--from'")
+    assert_user_error(invoke("copy", "--from", filled), "Missing option '--to'")
+
+
+def test_copy_from_the_apps_database(invoke: Invoke, filled: str, tmp_path: Path) -> None:
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    result = invoke("copy", "--to", target)  # the database of --url, as every command
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"copied {filled} to {target}: 1 queue setting, 3 jobs")

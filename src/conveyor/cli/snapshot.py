@@ -68,9 +68,8 @@ def restore(runtime: Runtime, path: Path, as_json: bool) -> None:
     "--from",
     "source",
     envvar="CONVEYOR_COPY_FROM",
-    required=True,
     metavar="URL",
-    help="The database to copy from.",
+    help="The database to copy from.  [default: the app's database, as every command finds it]",
 )
 @option(
     "--to",
@@ -80,11 +79,17 @@ def restore(runtime: Runtime, path: Path, as_json: bool) -> None:
     metavar="URL",
     help="The empty database to fill.",
 )
+@app_option
 @json_option
-def copy(source: str, target: str, as_json: bool) -> None:
+@pass_runtime
+def copy(runtime: Runtime, source: str | None, target: str, as_json: bool) -> None:
     """Copy every job and queue setting from one database to an empty one, of any engines
     (e.g. sqlite:///jobs.db to postgresql://host/db), while the source stays online: one
     consistent moment of it, streamed. Jobs that were running arrive queued. Other settings
     (postgres_schema ...) come from the environment and config file, for both sides."""
-    summary = copy_store(source, target)
-    _report(summary, f"copied {redact_url(source)} to {redact_url(target)}", as_json)
+    if source is None:
+        app = runtime.existing_app()
+        summary, named = copy_store(app, target), app.settings.url
+    else:
+        summary, named = copy_store(source, target), source
+    _report(summary, f"copied {redact_url(named)} to {redact_url(target)}", as_json)
