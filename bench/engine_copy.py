@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import resource
 import secrets
+import shutil
 import sqlite3
 import statistics
 import tempfile
@@ -190,6 +191,13 @@ def main() -> None:
     )
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="conveyor-bench-copy-"))
+    try:
+        run(args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, folder: Path) -> None:
     full, quarter = folder / "full.db", folder / "quarter.db"
     build_source(full, args.jobs)
     build_source(quarter, args.jobs // 4)
