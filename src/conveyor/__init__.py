@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from conveyor.limits.rates import RateLimit
     from conveyor.retry import Exponential, Fibonacci, Fixed, Immediate, Linear, RetryBudget
     from conveyor.settings import Settings
+    from conveyor.snapshot.moves import copy
     from conveyor.task import JobSpec, NonRetryable, Task
     from conveyor.worker import JobContext, Pool, Worker
     from conveyor.worker_info import WorkerHealth, WorkerInfo, WorkerState
@@ -81,6 +82,7 @@ __all__ = [
     "__version__",
     "chain",
     "chord",
+    "copy",
     "group",
 ]
 
@@ -91,6 +93,7 @@ _SOURCES = {
     "chord": "conveyor.workflows.canvas",
     "group": "conveyor.workflows.canvas",
     "Conveyor": "conveyor.app",
+    "copy": "conveyor.snapshot.moves",
     "ArgumentsMismatch": "conveyor.errors",
     "ConveyorError": "conveyor.errors",
     "InvalidArguments": "conveyor.errors",

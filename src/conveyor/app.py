@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -64,6 +65,7 @@ from conveyor.workflows.escalation import Escalation, EscalationRules
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
+    from conveyor.snapshot.records import Summary
     from conveyor.tracing import Tracing
     from conveyor.worker import Worker
     from conveyor.worker.pools import Concurrency
@@ -614,6 +616,26 @@ class Conveyor:
     def stats_totals(self) -> list[Tally]:
         """Everything ever tallied, per queue x task (outlives retention of jobs and minutes)."""
         return self.backend.stats_totals()
+
+    # --- backup and restore (conveyor/snapshot/) -------------------------------------------
+
+    def backup(self, path: str | os.PathLike[str]) -> Summary:
+        """Write every job (all states, with attempts, errors, results, checkpoints, progress
+        and dependencies) and every queue setting, breaker and schedule to ``path`` as JSON
+        lines (gzip when it ends in .gz): one consistent moment, taken while workers run.
+        The file is replaced only once complete."""
+        from conveyor.snapshot.moves import backup
+
+        return backup(self.backend, path)
+
+    def restore(self, path: str | os.PathLike[str]) -> Summary:
+        """Load a backup into this app's database, which must be empty (TargetNotEmpty), of
+        any engine: all or nothing (SnapshotError names a damaged line). Ids are kept; running
+        jobs come back queued, counted in the summary's ``running``."""
+        from conveyor.snapshot.files import read_snapshot
+
+        records = read_snapshot(path)  # a missing or foreign file creates no database
+        return self.backend.import_snapshot(records)
 
     # --- caps on running jobs -------------------------------------------------------------
 

@@ -226,6 +226,20 @@ class BackendUnavailable(BackendError):
     """The database server could not be reached."""
 
 
+# --- backup and restore (conveyor.snapshot) --------------------------------------------------
+
+
+class SnapshotError(ConveyorError, ValueError):
+    """A backup file cannot be written, or cannot be restored: missing, not a backup, an
+    unknown format version, a damaged line (named by its number), or cut short. A restore
+    that fails writes nothing; a backup that fails leaves no file."""
+
+
+class TargetNotEmpty(ConveyorError):
+    """A restore or copy names a database that already holds jobs or queue settings: a
+    restore fills an empty database only, so that no job of either side is lost or clashes."""
+
+
 # --- inside a running task ----------------------------------------------------------------
 
 

@@ -221,6 +221,16 @@ def typed_ran(folder: Path) -> None:
     assert sorted(job.result for job in jobs) == [1.5, 2.5]  # the mismatched third never written
 
 
+def moving_ran(folder: Path) -> None:
+    for name in ("restored.db", "copied.db", "new.db", "moved.db"):
+        with Conveyor(f"sqlite:///{folder / name}") as app:
+            jobs = app.list_jobs()
+            gates = app.queue_gates()
+        assert sorted(job.id for job in jobs) == [1, 2, 3], name
+        assert {job.task for job in jobs} == {"greet"}, name
+        assert [gate.queue for gate in gates] == ["default"], name
+
+
 #: What each run must leave in its folder, beyond every command exiting 0.
 CHECKS: dict[str, Callable[[Path], None]] = {
     "quickstart": quickstart_ran,
@@ -228,6 +238,7 @@ CHECKS: dict[str, Callable[[Path], None]] = {
     "periodic": periodic_ran,
     "workflows": workflows_ran,
     "typed": typed_ran,
+    "moving": moving_ran,
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from conveyor.limits import QueueGate, QuietHours, RateLimit
     from conveyor.limits.breakers import Breaker, BreakerHit, BreakerRow
     from conveyor.limits.buckets import Bucket
+    from conveyor.snapshot.records import Record, Summary
 
 # The records below are built once per job on hot paths: plain slotted dataclasses, because
 # frozen ones cost ten times as much to construct.
@@ -727,6 +728,33 @@ class Backend(ABC):
     @abstractmethod
     def now(self) -> float:
         """The backend's idea of the current time (UNIX seconds)."""
+
+    # --- backup, restore and moves between engines (conveyor/snapshot/) --------------------
+
+    def export_snapshot(self) -> Iterator[Record]:
+        """Every record of the store as of one moment (conveyor/snapshot/records.py): the
+        header first, then queue settings, breakers, schedules, rate limit buckets, retry
+        budgets, every job by id in every state, and the dependency edges. Online: one read
+        transaction holds one consistent view of it all while workers and producers go on;
+        it ends when the iterator is exhausted or closed. Workers and leaderships are left
+        out: they mean nothing in another database."""
+        raise self._no_snapshots()
+
+    def import_snapshot(self, records: Iterable[Record]) -> Summary:
+        """Load a snapshot (``export_snapshot``'s records, of any engine) into this store,
+        which must hold no job, edge, queue setting, breaker, schedule, bucket or budget
+        (TargetNotEmpty), in one transaction: all or nothing, a SnapshotError raised by
+        ``records`` (a damaged file) included. Ids are kept and the job id sequence is moved
+        past the source's; running jobs come back waiting (records.Intake) and are counted
+        in the summary. Consumes ``records`` as it goes: a million jobs are never all in
+        memory."""
+        raise self._no_snapshots()
+
+    def _no_snapshots(self) -> ConfigurationError:
+        scheme = self.settings.url.split(":", 1)[0]
+        return ConfigurationError(
+            f"backup, restore and copy are not available on the {scheme} engine yet"
+        )
 
     # --- wake-ups -------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from .ops import demo, schema, worker
 from .queues import queues
 from .schedules import schedules
 from .serve import serve
+from .snapshot import backup, copy, restore
 from .top import top
 from .watch import watch
 from .workers import workers
@@ -93,6 +94,9 @@ for command in (
     workflows,
     watch,
     top,
+    backup,
+    restore,
+    copy,
 ):
     cli.add_command(command)
 

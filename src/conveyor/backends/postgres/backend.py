@@ -12,7 +12,7 @@ notifier.py).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -60,6 +60,7 @@ from conveyor.backends.postgres.rows import (
     worker_from_row,
 )
 from conveyor.backends.postgres.schema import Migrator
+from conveyor.backends.postgres.snapshot import export_records, import_records
 from conveyor.backends.postgres.steps import Steps, drive, drive_async
 from conveyor.backends.postgres.transactional import async_cursor, in_transaction, sync_cursor
 from conveyor.backends.sql import load_queries
@@ -72,6 +73,7 @@ from conveyor.limits.breakers import Breaker, BreakerRow, closed_by_hand, opened
 from conveyor.limits.buckets import Bucket, admit, bucket_updates, picked
 from conveyor.limits.gates import quiet_queues, rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
+from conveyor.snapshot.records import Record, Summary
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
 #: Seconds the first change_marker() call waits for the LISTEN session (connecting is a few ms;
@@ -1091,6 +1093,31 @@ class PostgresBackend(Backend):
             lambda cur: cur.execute(minutes.QS["prune_minutes"], params).rowcount,
             transaction=False,
         )
+
+    # --- backup, restore and moves between engines -------------------------------------------
+
+    def export_snapshot(self) -> Iterator[Record]:
+        # A session of its own: a backup may take minutes, longer than a pooled connection
+        # should be held, and its transaction settings must not leak into the pool.
+        conn = self._db.connect()
+        try:
+            with self._db.translated():
+                yield from export_records(conn)
+        finally:
+            conn.close()
+
+    def import_snapshot(self, records: Iterable[Record]) -> Summary:
+        now = self.now()
+        conn = self._db.connect()
+        try:
+            with self._db.translated():
+                summary = import_records(conn, records, now, self.target)
+        finally:
+            conn.close()
+        self._capped.forget()
+        self._limited.forget()
+        self._unsettled.forget()
+        return summary
 
     def now(self) -> float:
         return self._clock()

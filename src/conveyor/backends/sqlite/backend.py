@@ -7,7 +7,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -46,6 +46,7 @@ from conveyor.backends.sqlite.breakers import QB, SQLiteBreakers, list_breakers
 from conveyor.backends.sqlite.connection import Connection, Q, path_from_url, translate
 from conveyor.backends.sqlite.enqueue import insert_jobs
 from conveyor.backends.sqlite.group import GroupCommit
+from conveyor.backends.sqlite.snapshot import export_records, import_records
 from conveyor.backends.tally import ENQUEUE_SETTLE, FOLD_MARGIN, Tally, combine, minute_of
 from conveyor.backends.turns import claim_in_turns
 from conveyor.boottime import BootClock, BootTime, boot_clock
@@ -62,6 +63,7 @@ from conveyor.limits.breakers import Breaker, BreakerRow, closed_by_hand, opened
 from conveyor.limits.buckets import Bucket, admit, bucket_updates, picked
 from conveyor.limits.gates import quiet_queues, rate_updates, rooms, started_by_queue
 from conveyor.settings import Settings
+from conveyor.snapshot.records import Record, Summary
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
 MIGRATIONS = load_migrations("conveyor.backends.sqlite")
@@ -166,20 +168,13 @@ class SQLiteBackend(Backend):
         self._clock = clock or time.time
         self._boot: BootClock = boot or (boot_clock if clock is None else _no_boot_clock)
 
-        def connect() -> Connection:
-            return Connection(
-                self.path,
-                synchronous=settings.sqlite_synchronous,
-                lock_timeout=settings.lock_timeout,
-            )
-
-        self._writer = connect()
+        self._writer = self._connect()
         #: Single enqueues of this process's threads, sharing commits (see group.py).
         self._group = GroupCommit(self._writer)
         in_memory = self.path == ":memory:"
         self.shared = not in_memory
-        self._reader = self._writer if in_memory else connect()
-        self._poller = self._writer if in_memory else connect()
+        self._reader = self._writer if in_memory else self._connect()
+        self._poller = self._writer if in_memory else self._connect()
         self._reader.raw.row_factory = sqlite3.Row
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
@@ -189,6 +184,13 @@ class SQLiteBackend(Backend):
         self._unsettled = CappedQueues(self.now)
         if check_schema:
             self._check_schema(settings.auto_migrate if auto_migrate is None else auto_migrate)
+
+    def _connect(self) -> Connection:
+        return Connection(
+            self.path,
+            synchronous=self.settings.sqlite_synchronous,
+            lock_timeout=self.settings.lock_timeout,
+        )
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -1014,6 +1016,27 @@ class SQLiteBackend(Backend):
         cutoff = minute_of(self.now() - older_than)
         with self._writer.write() as db:
             return db.execute(minutes.QS["prune_minutes"], {"cutoff": cutoff}).rowcount
+
+    # --- backup, restore and moves between engines -------------------------------------------
+
+    def export_snapshot(self) -> Iterator[Record]:
+        # A connection of its own: the snapshot may stay open for minutes, and the reader's
+        # lock would keep this process's other reads waiting that long.
+        reader = self._reader if not self.shared else self._connect()
+        try:
+            with reader.read() as db:
+                yield from export_records(db, self.now())
+        finally:
+            if reader is not self._reader:
+                reader.close()
+
+    def import_snapshot(self, records: Iterable[Record]) -> Summary:
+        with self._writer.write() as db:
+            summary = import_records(db, records, self.now(), self.path)
+        self._capped.forget()
+        self._limited.forget()
+        self._unsettled.forget()
+        return summary
 
     def now(self) -> float:
         return self._clock()
