@@ -156,6 +156,11 @@ LEFT_OUT = {
     "conveyor_workers": "the processes of one database",
     "conveyor_leaders": "leases of those processes",
     "conveyor_migrations": "the target has its own",
+    # Per-minute history of the source's workers; the target's counters start from its own
+    # runs (the jobs themselves, with their times, move).
+    "conveyor_minute_stats": "history of the source's workers",
+    "conveyor_stats_totals": "history of the source's workers",
+    "conveyor_stats_marks": "watermarks into the source's ids",
 }
 #: Columns of carried tables a snapshot leaves out: a lease on the source machine's boot clock
 #: means nothing elsewhere, and a restore clears every lease.

@@ -68,6 +68,7 @@ JOB_FIELDS: dict[str, str] = {
     "workflow_id": "str?",
     "escalated_to": "int?",
     "escalated_from": "int?",
+    "trace_context": "str?",
 }
 
 FIELDS: dict[str, dict[str, str]] = {

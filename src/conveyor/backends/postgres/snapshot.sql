@@ -49,7 +49,7 @@ SELECT id, queue, task, state, priority, attempts, max_attempts, lost_runs, canc
        date_part('epoch', lease_expires_at), timeout, lease_token, worker_id, idempotency_key,
        rate_key, dead_reason, args::text, kwargs::text, result::text, progress::text,
        checkpoint::text, errors::text, pending_parents, has_children, on_parent_failure,
-       stopped_by, workflow_id, escalated_to, escalated_from
+       stopped_by, workflow_id, escalated_to, escalated_from, trace_context
 FROM conveyor_jobs ORDER BY id
 
 -- name: snapshot_edge
@@ -97,7 +97,7 @@ COPY conveyor_jobs (
     suspect, run_at, created_at, started_at, finished_at, lease_expires_at, timeout,
     lease_token, worker_id, idempotency_key, rate_key, dead_reason, args, kwargs, result,
     progress, checkpoint, errors, pending_parents, has_children, on_parent_failure,
-    stopped_by, workflow_id, escalated_to, escalated_from
+    stopped_by, workflow_id, escalated_to, escalated_from, trace_context
 ) FROM STDIN
 
 -- name: restore_edge

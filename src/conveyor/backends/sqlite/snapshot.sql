@@ -41,7 +41,7 @@ SELECT id, queue, task, state, priority, attempts, max_attempts, lost_runs, canc
        suspect, run_at, created_at, started_at, finished_at, lease_expires_at, timeout,
        lease_token, worker_id, idempotency_key, rate_key, dead_reason, args, kwargs, result,
        progress, checkpoint, errors, pending_parents, has_children, on_parent_failure,
-       stopped_by, workflow_id, escalated_to, escalated_from
+       stopped_by, workflow_id, escalated_to, escalated_from, trace_context
 FROM conveyor_jobs ORDER BY id
 
 -- name: snapshot_edge
@@ -82,9 +82,9 @@ INSERT INTO conveyor_jobs (
     suspect, run_at, created_at, started_at, finished_at, lease_expires_at, timeout,
     lease_token, worker_id, idempotency_key, rate_key, dead_reason, args, kwargs, result,
     progress, checkpoint, errors, pending_parents, has_children, on_parent_failure,
-    stopped_by, workflow_id, escalated_to, escalated_from
+    stopped_by, workflow_id, escalated_to, escalated_from, trace_context
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-          ?, ?, ?, ?, ?, ?)
+          ?, ?, ?, ?, ?, ?, ?)
 
 -- name: restore_edge
 INSERT INTO conveyor_job_edges (parent_id, child_id) VALUES (?, ?)
