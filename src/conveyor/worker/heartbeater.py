@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from conveyor.backends.base import Backend, LeaseReport
-from conveyor.errors import ConfigurationError
 from conveyor.worker import pulse_wire
 from conveyor.worker.pulse import serve
 from conveyor.worker.pulse_wire import LogLine, PulseConfig, StopRequested
@@ -96,14 +95,10 @@ class Heartbeater:
         return None if process is None else process.pid
 
     def start(self) -> None:
-        with self._lock:
-            try:
-                self._spawn()
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"cannot start the heartbeat process ({sys.executable or 'no interpreter'} "
-                    f"-m conveyor.worker.pulse_main): {exc}"
-                ) from None
+        """Start the heartbeat process from the reader thread, without waiting for it: the
+        worker claims meanwhile (its row in the registry is written already). Runs held before
+        the process is up are handed to it with the others when it starts, well within their
+        lease."""
         self._thread.start()
 
     def hold(self, tokens: Iterable[str]) -> None:
@@ -203,7 +198,23 @@ class Heartbeater:
             self._to_pulse = -1
 
     def _serve(self) -> None:
-        """Hand reports on until the heartbeat process ends; start another if it died."""
+        """Start the heartbeat process, hand reports on until it ends; start another if it
+        died."""
+        with self._lock:
+            if self._closing.is_set():
+                return
+            try:
+                self._spawn()
+                spawned = True
+            except OSError as exc:
+                log.error(
+                    "cannot start the heartbeat process (%s -m conveyor.worker.pulse_main): %s",
+                    sys.executable or "no interpreter",
+                    exc,
+                )
+                spawned = False
+        if not spawned and not self._respawn(0.1):
+            return
         failures = 0
         while True:
             started = time.monotonic()

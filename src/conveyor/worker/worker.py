@@ -243,7 +243,7 @@ class Worker:
             self.registry.start()
             self.heartbeater.start()
             await self._reap_gone_neighbours()
-            self.maintenance.start()
+            self.maintenance.start(after=[fetcher.claimed_once for fetcher in self.fetchers])
             self.drain.start()
             log.info(
                 "worker %s ready: %s",
