@@ -62,9 +62,10 @@ def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.005)
 
 
-def one_start(app: Conveyor, argv: list[str], env: dict[str, str]) -> float:
-    """Seconds from the spawn to the first job running."""
-    job = app.get_task("started_at").enqueue()
+def one_start(app: Conveyor, argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Seconds from the spawn to the first job running, and the worker process's CPU seconds
+    by then."""
+    job = app.get_task("started_cpu").enqueue()
     spawned = time.time()
     worker = subprocess.Popen(argv, env=env, cwd=HERE)
     try:
@@ -73,7 +74,8 @@ def one_start(app: Conveyor, argv: list[str], env: dict[str, str]) -> float:
         # A clean exit: the next start finds no dead predecessor to reap.
         worker.send_signal(signal.SIGTERM)
         worker.wait()
-    return float(app.get_job(job.id).result) - spawned
+    started, cpu = app.get_job(job.id).result
+    return float(started) - spawned, float(cpu)
 
 
 def bare_interpreter() -> float:
@@ -87,7 +89,7 @@ def imports_by_package(app: Conveyor) -> list[tuple[str, float]]:
     argv = [sys.executable, "-X", "importtime", str(HERE / "w5_startup_child.py"), *WORKER_ARGS]
     with tempfile.TemporaryDirectory() as folder:
         env = environment(app, W5_MARKS=str(Path(folder) / "marks.json"))
-        job = app.get_task("started_at").enqueue()
+        job = app.get_task("started_cpu").enqueue()
         worker = subprocess.Popen(argv, env=env, cwd=HERE, stderr=subprocess.PIPE, text=True)
         try:
             wait_for(lambda: app.get_job(job.id).state is JobState.SUCCEEDED, 60)
@@ -120,12 +122,14 @@ def main() -> None:
     global CACHE_BYTECODE
     CACHE_BYTECODE = not args.no_bytecode_cache
     plain: list[float] = []
+    plain_cpu: list[float] = []
     baseline: list[float] = []
+    baseline_cpu: list[float] = []
     timed: list[float] = []
     bare: list[float] = []
     marks: dict[str, list[float]] = defaultdict(list)
     app, _folder = fresh_app(args.url, args.synchronous)
-    app.task(name="started_at")(lambda: time.time())
+    app.task(name="started_cpu")(lambda: [0.0, 0.0])  # run by the workers (bench_app)
     try:
         with tempfile.TemporaryDirectory() as folder:
             marks_file = Path(folder) / "marks.json"
@@ -135,12 +139,16 @@ def main() -> None:
                 one_start(app, plain_argv, environment(app, args.baseline))
             for _ in range(args.runs):
                 bare.append(bare_interpreter())
-                plain.append(one_start(app, plain_argv, environment(app)))
+                wall, cpu = one_start(app, plain_argv, environment(app))
+                plain.append(wall)
+                plain_cpu.append(cpu)
                 if args.baseline:
-                    baseline.append(one_start(app, plain_argv, environment(app, args.baseline)))
+                    wall, cpu = one_start(app, plain_argv, environment(app, args.baseline))
+                    baseline.append(wall)
+                    baseline_cpu.append(cpu)
                 child = [sys.executable, str(HERE / "w5_startup_child.py"), *WORKER_ARGS]
                 spawned = time.time()
-                ready = one_start(app, child, environment(app, W5_MARKS=str(marks_file)))
+                ready, _ = one_start(app, child, environment(app, W5_MARKS=str(marks_file)))
                 timed.append(ready)
                 for name, at in json.loads(marks_file.read_text(encoding="utf-8")).items():
                     marks[name].append(at - spawned)
@@ -156,10 +164,14 @@ def main() -> None:
     )
     report("  bare interpreter (python -c pass)", bare, "s", lambda v: f"{v:.3f}")
     report("  spawn to first job running (conveyor worker)", plain, "s", lambda v: f"{v:.3f}")
+    report("    its CPU time by then (user + system)", plain_cpu, "s", lambda v: f"{v:.3f}")
     if baseline:
         report(f"  the same from {args.baseline} (baseline)", baseline, "s", lambda v: f"{v:.3f}")
+        report("    its CPU time by then", baseline_cpu, "s", lambda v: f"{v:.3f}")
         ratios = [b / p for b, p in zip(baseline, plain, strict=True)]
-        report("  baseline / this, run by run", ratios, "x", lambda v: f"{v:.2f}")
+        report("  baseline / this, wall, run by run", ratios, "x", lambda v: f"{v:.2f}")
+        ratios = [b / p for b, p in zip(baseline_cpu, plain_cpu, strict=True)]
+        report("  baseline / this, CPU, run by run", ratios, "x", lambda v: f"{v:.2f}")
     report("  the same, steps timed (w5_startup_child.py)", timed, "s", lambda v: f"{v:.3f}")
     print("  steps, median seconds after the spawn (and since the mark before):")
     previous = 0.0
