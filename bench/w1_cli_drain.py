@@ -8,7 +8,7 @@ fraction of it, with the WAL written per job (cluster-wide: other sessions count
     python bench/w1_cli_drain.py [--url postgresql://...] [--jobs 10000] [--runs 3]
                                  [--concurrency 100] [--batch-size 500] [--ceiling-clients 2]
 
-The queue's state is polled every few milliseconds with one cheap count (the partial indexes of
+The queue's state is polled every 20 ms with one count (the partial indexes of
 ready and running jobs): the first job is done once fewer than N are queued or running.
 """
 
@@ -30,7 +30,7 @@ from conveyor.backends.sql import parse_queries
 
 HERE = Path(__file__).resolve().parent
 LITE_QUERIES = parse_queries((HERE / "sqlite.sql").read_text(encoding="utf-8"))
-POLL = 0.002
+POLL = 0.02
 
 
 class Waiting:
@@ -64,12 +64,14 @@ class Waiting:
         (self.pg if is_postgres(self.url) else self.lite).close()
 
 
-def spawn(app: Conveyor, concurrency: int, batch_size: int) -> subprocess.Popen[bytes]:
+def spawn(
+    app: Conveyor, concurrency: int, batch_size: int, src: str | None
+) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "conveyor.cli", "worker", "--app", "bench_app:app"]
     argv += ["--concurrency", str(concurrency), "--log-level", "warning"]
     env = {
         **os.environ,
-        "PYTHONPATH": str(HERE),
+        "PYTHONPATH": str(HERE) if src is None else f"{src}{os.pathsep}{HERE}",
         "CONVEYOR_BENCH_URL": str(app.settings.url),
         "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
         "CONVEYOR_SQLITE_SYNCHRONOUS": app.settings.sqlite_synchronous,
@@ -78,13 +80,15 @@ def spawn(app: Conveyor, concurrency: int, batch_size: int) -> subprocess.Popen[
     return subprocess.Popen(argv, env=env, cwd=HERE)
 
 
-def one_drain(app: Conveyor, jobs: int, concurrency: int, batch_size: int) -> tuple[float, ...]:
+def one_drain(
+    app: Conveyor, jobs: int, concurrency: int, batch_size: int, src: str | None = None
+) -> tuple[float, float, float]:
     """Seconds from spawn to all done, from first done to all done; WAL bytes per job."""
     app.enqueue_many([app.get_task("noop").job() for _ in range(jobs)])
     waiting = Waiting(app)
     wal_before = waiting.wal()
     start = time.perf_counter()
-    worker = spawn(app, concurrency, batch_size)
+    worker = spawn(app, concurrency, batch_size, src)
     first = None
     try:
         deadline = start + 600
@@ -126,17 +130,29 @@ def ceiling(app: Conveyor, jobs: int, batch_size: int, clients: int, folder: Pat
     return jobs / (clients * transactions / tps)
 
 
+def fmt2(value: float) -> str:
+    return f"{value:.2f}"
+
+
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--jobs", type=int, default=10_000)
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--ceiling-clients", type=int, default=2)
+    p.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="a folder with another conveyor package (e.g. git archive of an older commit's "
+        "src): its worker drains too, alternating with this one's",
+    )
     args = p.parse_args()
     spawn_rates: list[float] = []
     first_rates: list[float] = []
     wal: list[float] = []
     ceilings: list[float] = []
+    base_spawn: list[float] = []
+    base_first: list[float] = []
     described = ""
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(args.runs):
@@ -150,6 +166,12 @@ def main() -> None:
                 total, after_first, per_job = one_drain(
                     app, args.jobs, args.concurrency, args.batch_size
                 )
+                if args.baseline:
+                    base_total, base_after, _ = one_drain(
+                        app, args.jobs, args.concurrency, args.batch_size, args.baseline
+                    )
+                    base_spawn.append(args.jobs / base_total)
+                    base_first.append(args.jobs / base_after)
                 described = engine(app)
             finally:
                 finish(app)
@@ -163,6 +185,13 @@ def main() -> None:
     )
     report("  spawn to all done", spawn_rates, "jobs/s")
     report("  first done to all done", first_rates, "jobs/s")
+    if base_spawn:
+        report(f"  baseline ({args.baseline}): spawn to all done", base_spawn, "jobs/s")
+        report("  baseline: first done to all done", base_first, "jobs/s")
+        spawn_ratios = [t / b for t, b in zip(spawn_rates, base_spawn, strict=True)]
+        report("  this / baseline, spawn to done", spawn_ratios, "x", fmt2)
+        first_ratios = [t / b for t, b in zip(first_rates, base_first, strict=True)]
+        report("  this / baseline, first done to done", first_ratios, "x", fmt2)
     if ceilings:
         report(f"  ceiling (pgbench, {args.ceiling_clients} clients)", ceilings, "jobs/s")
         pairs = list(zip(spawn_rates, first_rates, ceilings, strict=True))
