@@ -102,9 +102,9 @@ class Fetcher:
         self._signal: WorkSignal | None = None
         #: The last ordinary claim found nothing (or none was made yet): suspects first.
         self._nothing_ready = True
-        #: Set once the first claim (of a suspect or an ordinary one) is over, whatever it
-        #: found or if it failed, or the fetcher stopped before one: the worker's maintenance
-        #: waits for it, so that its first sweep does not hold up the first jobs.
+        #: Set once the first ordinary claim is over (whatever it found, or if it failed), a
+        #: suspect was claimed, or the fetcher stopped: the worker's maintenance waits for it,
+        #: so that its first sweep does not hold up the first jobs.
         self.claimed_once = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -370,10 +370,10 @@ class Fetcher:
             log.warning("could not look for suspect jobs: %s", exc)
         finally:
             solo.suspect_claim_ended(None if job is None else job.lease_token)
-            # A suspect claimed runs alone, maybe for long: maintenance must not wait for it.
-            self.claimed_once.set()
         if job is None:
             return False
+        # It runs alone, maybe for long, before any ordinary claim: maintenance must not wait.
+        self.claimed_once.set()
         log.info("job %s runs alone (a suspect: a worker died while it ran)", job.id)
         self._idle_since = None
         self._hold([job.lease_token])
