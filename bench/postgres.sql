@@ -40,3 +40,28 @@ VACUUM (ANALYZE) {schema}.conveyor_jobs
 -- name: count_by_queue_and_state
 -- composed; stats_big.py's ceiling: the exact count the estimates replace.
 SELECT queue, state, count(*) FROM {schema}.conveyor_jobs GROUP BY queue, state
+
+-- name: use_schema_plain
+SELECT set_config('search_path', %(schema)s, false)
+
+-- name: ceiling_empty
+-- pg_drain_ceiling.py: an empty jobs table before each run, as a fresh schema is.
+TRUNCATE conveyor_jobs
+
+-- name: ceiling_fill
+-- pg_drain_ceiling.py: N queued no-op jobs, the rows a bulk enqueue writes.
+INSERT INTO conveyor_jobs (
+    queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout, created_at
+)
+SELECT 'default', 'noop', '[]', '{}', 'queued', 0, now(), 3, NULL, now()
+FROM generate_series(1, %(jobs)s)
+
+-- name: ceiling_running
+SELECT id, lease_token FROM conveyor_jobs WHERE state = 'running'
+
+-- name: ceiling_succeeded
+SELECT count(*) FROM conveyor_jobs WHERE state = 'succeeded'
+
+-- name: wal_position
+-- The server's WAL insert position, in bytes: the difference of two is the WAL written between.
+SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8

@@ -10,7 +10,6 @@ type is a ConfigurationError naming the file and the key: a typo must not be ign
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +64,9 @@ def _read(path: Path) -> dict[str, Any]:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _cache:
+        # Imported only when a file is there to parse: most worker starts have none.
+        import tomllib
+
         try:
             with path.open("rb") as file:
                 _cache[key] = tomllib.load(file)

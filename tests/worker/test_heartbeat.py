@@ -84,6 +84,7 @@ def test_a_killed_heartbeat_process_is_replaced_before_the_lease_runs_out(
     job_id = world.app.get_task("sample.hold").enqueue(str(release)).id
     wait_for(lambda: world.effects("start", job_id), "the job to start in A")
     b = workers.start("B", concurrency=2)
+    wait_for(lambda: heartbeat_pids(a), "A's heartbeat process to start")
     [first] = heartbeat_pids(a)
 
     os.kill(first, signal.SIGKILL)
@@ -110,6 +111,8 @@ def test_the_heartbeat_process_ends_with_its_worker(
     """The heartbeat process must not outlive its worker -- not even when a process the worker
     forked keeps the worker's end of their pipe open."""
     a = workers.start("A", concurrency=2)
+    # Started beside the first claims, not before them: it may come after "ready".
+    wait_for(lambda: heartbeat_pids(a), "the heartbeat process to start")
     [pulse] = heartbeat_pids(a)
     forked: list[int] = []
     if fork:

@@ -125,6 +125,33 @@ def test_held_leases_are_extended_and_a_released_one_lapses(store: Backend, star
     assert reports.lost() == [] and reports.cancel_requested() == []
 
 
+def test_holding_never_waits_for_the_heartbeat_process(store: Backend, start: Start) -> None:
+    """Holds reach the heartbeat process through a writer thread: a heartbeat process that
+    reads nothing for a while (still importing, or stopped here) cannot hold up the worker,
+    and gets every change once it reads again."""
+    reports = Reports()
+    heartbeater = start(reports)
+    wait_for(lambda: heartbeater.pid is not None, "the heartbeat process to start")
+    pid = heartbeater.pid
+    assert pid is not None
+    [run] = claim(store, 1)
+    held = threading.Event()
+
+    def hold_many() -> None:
+        # Far more than a pipe holds (64 KiB): unknown tokens, then the run's own.
+        heartbeater.hold([f"unknown-{i:06d}-{'x' * 40}" for i in range(5000)])
+        heartbeater.hold([run.lease_token])
+        held.set()
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        threading.Thread(target=hold_many, daemon=True).start()
+        assert held.wait(5.0), "hold() waited for a heartbeat process that reads nothing"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for_beat(store, run)
+
+
 def test_a_lost_run_and_a_cancel_request_are_each_reported_once(
     store: Backend, start: Start
 ) -> None:

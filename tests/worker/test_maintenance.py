@@ -105,6 +105,32 @@ def test_a_clean_stop_hands_the_lease_on_at_once(backend: Backend, clock: FakeCl
     assert backend.acquire_leadership(LEADERSHIP, "a", 10.0) is False
 
 
+def test_the_first_sweep_waits_for_the_first_claims(backend: Backend, clock: FakeClock) -> None:
+    """A starting worker's first claims do not queue behind a sweep: maintenance begins once
+    they are over (or at its stop, if they never are)."""
+    a = maintenance(backend, "a")
+
+    async def scenario() -> None:
+        claimed = asyncio.Event()
+        a.start(after=[claimed])
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not a.leading, "no sweep before the first claim"
+        claimed.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert a.leading
+        await a.stop()
+
+        never = asyncio.Event()
+        b = maintenance(backend, "b")
+        b.start(after=[never])
+        await asyncio.wait_for(b.stop(), 5.0)  # a stop does not wait for the claims
+        assert not b.leading
+
+    asyncio.run(scenario())
+
+
 def test_reachable_since_starts_again_after_a_break(backend: Backend, clock: FakeClock) -> None:
     a = maintenance(backend, "a")
 

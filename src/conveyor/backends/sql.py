@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from importlib import resources
-from importlib.resources.abc import Traversable
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 _HEADER = re.compile(r"^--\s*name:\s*([a-z0-9_]+)\s*$", re.MULTILINE)
 
@@ -27,8 +31,17 @@ def parse_queries(text: str) -> dict[str, str]:
 
 def _folder(package: str) -> Traversable:
     """The files of ``package``, found through its parent: importing an engine's package would
-    import its driver (psycopg), which reading its SQL does not need (`conveyor schema sql`)."""
+    import its driver (psycopg), which reading its SQL does not need (`conveyor schema sql`).
+    A package installed as files (always, with pip) is read from its folder: importlib.resources
+    costs every worker start a few milliseconds of imports, and is only the fallback."""
     parent, _, name = package.rpartition(".")
+    spec = import_module(parent or package).__spec__
+    origin = None if spec is None else spec.origin
+    if origin is not None and Path(origin).is_file():
+        folder = Path(origin).parent
+        return folder / name if parent else folder
+    from importlib import resources
+
     return resources.files(parent).joinpath(name) if parent else resources.files(package)
 
 

@@ -22,9 +22,12 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING
 
 from conveyor.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
@@ -70,6 +73,9 @@ def _zone(name: str) -> ZoneInfo:
         raise ConfigurationError(
             f"a time zone is an IANA name such as 'Europe/Berlin', got {name!r}"
         )
+    # Imported by the first quiet hours read: workers of queues without any skip its cost.
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

@@ -36,7 +36,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conveyor import bounds
 from conveyor.bounds import MAX_DELAY, MAX_TIMEOUT
@@ -44,6 +43,8 @@ from conveyor.errors import ConfigurationError
 from conveyor.task import JobOptions
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from conveyor.backends.base import NewJob, ScheduleState
     from conveyor.task import Task
 
@@ -232,6 +233,9 @@ def _check_cron(name: str, cron: str) -> None:
 
 
 def _zone(name: str, timezone: str) -> ZoneInfo:
+    # Imported by the first schedule with a time zone: an app without any skips its cost.
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError, TypeError):

@@ -23,7 +23,6 @@ from conveyor.hooks import RunInfo
 from conveyor.job import JobState
 from conveyor.task import NonRetryable, describe_error
 from conveyor.worker.context import JobContext
-from conveyor.worker.processes import ProcessRunner
 from conveyor.worker.threads import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from conveyor.task import Task
     from conveyor.typecheck import ArgumentTypes
     from conveyor.worker.fetcher import Fetcher
+    from conveyor.worker.processes import ProcessRunner
 
 
 @dataclass(slots=True)
@@ -71,15 +71,26 @@ class Executor:
     def __init__(self, app: Conveyor, threads: int) -> None:
         self.app = app
         self.pool = DaemonThreadPool(threads)
-        self.processes = ProcessRunner(app, self.pool)
+        #: Started by the first run of a process-isolated task: a worker without one never
+        #: imports the multiprocessing machinery (a start-up cost, see bench/w5_startup.py).
+        self._processes: ProcessRunner | None = None
         self._context = contextvars.copy_context()
         self.hooks = app.hooks
         #: Runs whose outcome may write the job dead, by token, while ``dead`` hooks listen:
         #: the worker calls them once the database says so (see ``written``).
         self.dead_watch: dict[str, RunInfo] = {}
 
+    @property
+    def processes(self) -> ProcessRunner:
+        if self._processes is None:
+            from conveyor.worker.processes import ProcessRunner
+
+            self._processes = ProcessRunner(self.app, self.pool)
+        return self._processes
+
     def shutdown(self) -> None:
-        self.processes.shutdown()
+        if self._processes is not None:
+            self._processes.shutdown()
         self.pool.shutdown()
 
     def task_for(self, run: Run) -> Task[..., Any] | Outcome:

@@ -102,6 +102,10 @@ class Fetcher:
         self._signal: WorkSignal | None = None
         #: The last ordinary claim found nothing (or none was made yet): suspects first.
         self._nothing_ready = True
+        #: Set once the first ordinary claim is over (whatever it found, or if it failed), a
+        #: suspect was claimed, or the fetcher stopped: the worker's maintenance waits for it,
+        #: so that its first sweep does not hold up the first jobs.
+        self.claimed_once = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"<Fetcher {self.pool.describe()} limit={self.limit} in_flight={self.in_flight}>"
@@ -212,6 +216,7 @@ class Fetcher:
         try:
             await self._loop(signal)
         finally:
+            self.claimed_once.set()
             self._backend.remove_listener(signal.notify)
             self._release(list(self.buffer))
             self.buffer.clear()
@@ -266,6 +271,7 @@ class Fetcher:
                 continue
             finally:
                 self._solo.claim_ended()
+                self.claimed_once.set()
             backoff = 0.05
             self._nothing_ready = not jobs
             followed_suspect, after_suspect = after_suspect, False
@@ -379,6 +385,8 @@ class Fetcher:
             solo.suspect_claim_ended(None if job is None else job.lease_token)
         if job is None:
             return False
+        # It runs alone, maybe for long, before any ordinary claim: maintenance must not wait.
+        self.claimed_once.set()
         log.info("job %s runs alone (a suspect: a worker died while it ran)", job.id)
         self._idle_since = None
         self._hold([job.lease_token])

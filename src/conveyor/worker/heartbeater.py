@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from conveyor.backends.base import Backend, LeaseReport
-from conveyor.errors import ConfigurationError
 from conveyor.worker import pulse_wire
 from conveyor.worker.pulse import serve
 from conveyor.worker.pulse_wire import LogLine, PulseConfig, StopRequested
@@ -87,7 +86,19 @@ class Heartbeater:
         self._beating: threading.Thread | None = None
         self._to_pulse = -1
         self._from_pulse = -1
+        #: What the heartbeat process has not been sent yet: the writer thread sends it, so
+        #: that the worker never waits on a full pipe (a heartbeat process still importing, or
+        #: busy, reads nothing for a while, and a few batches of tokens fill a pipe).
+        self._outbox = bytearray()
+        self._outbox_filled = threading.Condition(self._lock)
+        #: The pipe the writer is writing to outside the lock (-1: none); closed by the writer
+        #: once done if it was retired meanwhile, so that its number cannot be reused under it.
+        self._writing_to = -1
+        self._retired = -1
         self._thread = threading.Thread(target=self._serve, name="conveyor-heartbeat", daemon=True)
+        self._writer = threading.Thread(
+            target=self._write, name="conveyor-heartbeat-writer", daemon=True
+        )
 
     @property
     def pid(self) -> int | None:
@@ -96,14 +107,11 @@ class Heartbeater:
         return None if process is None else process.pid
 
     def start(self) -> None:
-        with self._lock:
-            try:
-                self._spawn()
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"cannot start the heartbeat process ({sys.executable or 'no interpreter'} "
-                    f"-m conveyor.worker.pulse_main): {exc}"
-                ) from None
+        """Start the heartbeat process from the reader thread, without waiting for it: the
+        worker claims meanwhile (its row in the registry is written already). Runs held before
+        the process is up are handed to it with the others when it starts, well within their
+        lease."""
+        self._writer.start()
         self._thread.start()
 
     def hold(self, tokens: Iterable[str]) -> None:
@@ -131,6 +139,7 @@ class Heartbeater:
         """End the heartbeat process (leases and the registry row stay as they are)."""
         self._closing.set()
         with self._lock:
+            self._outbox_filled.notify()
             self._close_pipe_to_pulse()
             process = self._process
         if process is not None:
@@ -177,6 +186,8 @@ class Heartbeater:
             )
             self._beating.start()
         self._to_pulse, self._from_pulse = to_write, from_read
+        # Changes not sent to the last process are in what follows: every run held now.
+        self._outbox.clear()
         stopping = pulse_wire.STOPPING + b"\n" if self._worker_stopping else b""
         self._send(
             self._config.encode() + pulse_wire.changes(pulse_wire.HOLD, self._held) + stopping
@@ -190,20 +201,60 @@ class Heartbeater:
             os.close(from_write)
 
     def _send(self, data: bytes) -> None:
-        # Blocking writes, so that no change can be lost: the heartbeat process drains the pipe
-        # at once, on a thread of its own. A dead one is replaced by the reader thread, and the
-        # new one is told every run held.
-        with contextlib.suppress(OSError):
-            while data:
-                data = data[os.write(self._to_pulse, data) :]
+        """Queue ``data`` for the heartbeat process (with the lock held)."""
+        if data:
+            self._outbox += data
+            self._outbox_filled.notify()
+
+    def _write(self) -> None:
+        """The writer thread: blocking writes, so that no change can be lost; the heartbeat
+        process drains the pipe on a thread of its own. A dead one is replaced by the reader
+        thread, and the new one is told every run held."""
+        while True:
+            with self._lock:
+                while not self._outbox and not self._closing.is_set():
+                    self._outbox_filled.wait()
+                if self._closing.is_set():
+                    return
+                data, fd = bytes(self._outbox), self._to_pulse
+                self._outbox.clear()
+                self._writing_to = fd
+            with contextlib.suppress(OSError):
+                while data:
+                    data = data[os.write(fd, data) :]
+            with self._lock:
+                self._writing_to = -1
+                if self._retired == fd:
+                    os.close(fd)
+                    self._retired = -1
 
     def _close_pipe_to_pulse(self) -> None:
+        """(With the lock held.)"""
         if self._to_pulse >= 0:
-            os.close(self._to_pulse)
+            if self._to_pulse == self._writing_to:
+                self._retired = self._to_pulse
+            else:
+                os.close(self._to_pulse)
             self._to_pulse = -1
 
     def _serve(self) -> None:
-        """Hand reports on until the heartbeat process ends; start another if it died."""
+        """Start the heartbeat process, hand reports on until it ends; start another if it
+        died."""
+        with self._lock:
+            if self._closing.is_set():
+                return
+            try:
+                self._spawn()
+                spawned = True
+            except OSError as exc:
+                log.error(
+                    "cannot start the heartbeat process (%s -m conveyor.worker.pulse_main): %s",
+                    sys.executable or "no interpreter",
+                    exc,
+                )
+                spawned = False
+        if not spawned and not self._respawn(0.1):
+            return
         failures = 0
         while True:
             started = time.monotonic()

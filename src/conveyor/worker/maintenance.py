@@ -107,8 +107,11 @@ class Maintenance:
                 backend, schedules, leading=lambda: self.leading, interval=interval
             )
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="maintenance")
+    def start(self, after: Sequence[asyncio.Event] = ()) -> None:
+        """Begin sweeping once every event of ``after`` is set (the worker passes its
+        fetchers' first claims: a starting worker's first jobs do not wait behind a sweep
+        for the database threads and connections)."""
+        self._task = asyncio.get_running_loop().create_task(self._run(after), name="maintenance")
         if self.scheduler is not None:
             self.scheduler.start()
 
@@ -227,7 +230,13 @@ class Maintenance:
             )
             self._on_rescued()
 
-    async def _run(self) -> None:
+    async def _run(self, after: Sequence[asyncio.Event]) -> None:
+        if after:
+            begun = asyncio.ensure_future(_all_set(after))
+            stop = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait([begun, stop], return_when=asyncio.FIRST_COMPLETED)
+            begun.cancel()
+            stop.cancel()
         while not self._stop.is_set():
             try:
                 leading = await self.lead()
@@ -240,6 +249,11 @@ class Maintenance:
                 log.warning("maintenance sweep failed, will retry: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._interval)
+
+
+async def _all_set(events: Sequence[asyncio.Event]) -> None:
+    for event in events:
+        await event.wait()
 
 
 def _counts(report: RescueReport) -> tuple[int, int, int]:

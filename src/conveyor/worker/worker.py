@@ -21,6 +21,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -40,7 +41,6 @@ from conveyor.worker.fetcher import Fetcher
 from conveyor.worker.heartbeater import Heartbeater
 from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.pools import Concurrency, Pool, build_pools
-from conveyor.worker.processes import refuse_worker_in_task_process
 from conveyor.worker.registry import Registry
 from conveyor.worker.solo import Solo
 from conveyor.worker.threads import DaemonThreadPool
@@ -91,7 +91,12 @@ class Worker:
         bounds.seconds("grace", grace, bounds.MAX_TIMEOUT)
         if scale_down_after < 0:
             raise ConfigurationError(f"scale_down_after must be >= 0, got {scale_down_after}")
-        refuse_worker_in_task_process()
+        if "multiprocessing" in sys.modules:
+            # Only then can this be a task's child process (which imports it before the main
+            # module); a worker that never needs it does not pay for importing it.
+            from conveyor.worker.processes import refuse_worker_in_task_process
+
+            refuse_worker_in_task_process()
         settings = app.settings.replace(
             **{
                 k: v
@@ -244,7 +249,7 @@ class Worker:
             self.registry.start()
             self.heartbeater.start()
             await self._reap_gone_neighbours()
-            self.maintenance.start()
+            self.maintenance.start(after=[fetcher.claimed_once for fetcher in self.fetchers])
             self.drain.start()
             log.info(
                 "worker %s ready: %s",

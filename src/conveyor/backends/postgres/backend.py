@@ -102,8 +102,19 @@ class PostgresBackend(Backend):
         self.target = self._db.target
         self._migrator = Migrator(self._db)
         if check_schema:
-            self._migrator.ensure(settings.auto_migrate if auto_migrate is None else auto_migrate)
-        self._db.open()
+            # The pool opens as soon as the check has connected: its first connection is made
+            # in the background meanwhile, so a starting worker waits for one connection, not
+            # two in a row (and a server that cannot be reached fails the check alone).
+            try:
+                self._migrator.ensure(
+                    settings.auto_migrate if auto_migrate is None else auto_migrate,
+                    connected=self._db.open,
+                )
+            except BaseException:
+                self._db.close()
+                raise
+        else:
+            self._db.open()
         # With an injected clock (tests), its time is passed to every query as %(now)s;
         # otherwise %(now)s is NULL and the queries use the server's now().
         self._injected_clock = clock

@@ -10,6 +10,7 @@ to a scratch schema inside a transaction that is rolled back, and compares the c
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from conveyor.backends.base import SchemaStatus
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q, composed
@@ -40,10 +41,13 @@ class Migrator:
         row = cur.execute(Q["schema_version"], prepare=False).fetchone()
         return 0 if row is None else int(row[0])
 
-    def ensure(self, auto_migrate: bool) -> None:
+    def ensure(self, auto_migrate: bool, connected: Callable[[], None] | None = None) -> None:
         """At start-up: migrate (or refuse) on a connection of its own, which also surfaces
-        connection problems at once with the server's own reason."""
+        connection problems at once with the server's own reason. ``connected`` is called
+        once that connection is made."""
         with self._db.connect() as conn, self._db.translated():
+            if connected is not None:
+                connected()
             current = self.current_version(conn.cursor())
             if current > LATEST_VERSION:
                 raise self.too_new(current)

@@ -1,0 +1,204 @@
+"""W1's drain the way users run it: N no-op jobs bulk-enqueued, then ``conveyor worker
+--concurrency 100`` spawned as a process (claim batch 500), timed from the spawn until the
+queue's own state says all N are done, and from the first job done until then. On PostgreSQL,
+the server-side ceiling (pg_drain_ceiling.py: the same claim and finish statements through
+pgbench) is measured in the same run, alternating with the drains, and the drain reported as a
+fraction of it, with the WAL written per job (cluster-wide: other sessions count too).
+
+    python bench/w1_cli_drain.py [--url postgresql://...] [--jobs 10000] [--runs 3]
+                                 [--concurrency 100] [--batch-size 500] [--ceiling-clients 2]
+
+The queue's state is polled every 20 ms with one count (the partial indexes of
+ready and running jobs): the first job is done once fewer than N are queued or running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import PG_QUERIES, engine, finish, fresh_app, is_postgres, machine, parser, report
+from conveyor import Conveyor
+from conveyor.backends.sql import parse_queries
+
+HERE = Path(__file__).resolve().parent
+LITE_QUERIES = parse_queries((HERE / "sqlite.sql").read_text(encoding="utf-8"))
+POLL = 0.02
+
+
+class Waiting:
+    """Counts the jobs of the app's store that are not finished, on a connection of its own."""
+
+    def __init__(self, app: Conveyor) -> None:
+        self.url = str(app.settings.url)
+        if is_postgres(self.url):
+            import psycopg
+            from psycopg import sql
+
+            self.pg = psycopg.connect(self.url, autocommit=True)
+            schema = sql.Identifier(app.settings.postgres_schema)
+            self.query: Any = sql.SQL(PG_QUERIES["waiting"]).format(schema=schema)
+        else:
+            self.lite = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
+            self.query = LITE_QUERIES["waiting"]
+
+    def count(self) -> int:
+        conn: Any = self.pg if is_postgres(self.url) else self.lite
+        row = conn.execute(self.query).fetchone()
+        return int(row[0])
+
+    def wal(self) -> int:
+        if not is_postgres(self.url):
+            return 0
+        row = self.pg.execute(PG_QUERIES["wal_position"]).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        (self.pg if is_postgres(self.url) else self.lite).close()
+
+
+def spawn(
+    app: Conveyor, concurrency: int, batch_size: int, src: str | None
+) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "conveyor.cli", "worker", "--app", "bench_app:app"]
+    argv += ["--concurrency", str(concurrency), "--log-level", "warning"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(HERE) if src is None else f"{src}{os.pathsep}{HERE}",
+        "CONVEYOR_BENCH_URL": str(app.settings.url),
+        "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
+        "CONVEYOR_SQLITE_SYNCHRONOUS": app.settings.sqlite_synchronous,
+        "CONVEYOR_BATCH_SIZE": str(batch_size),
+    }
+    return subprocess.Popen(argv, env=env, cwd=HERE)
+
+
+def one_drain(
+    app: Conveyor, jobs: int, concurrency: int, batch_size: int, src: str | None = None
+) -> tuple[float, float, float]:
+    """Seconds from spawn to all done, from first done to all done; WAL bytes per job."""
+    app.enqueue_many([app.get_task("noop").job() for _ in range(jobs)])
+    waiting = Waiting(app)
+    wal_before = waiting.wal()
+    start = time.perf_counter()
+    worker = spawn(app, concurrency, batch_size, src)
+    first = None
+    try:
+        deadline = start + 600
+        while True:
+            left = waiting.count()
+            now = time.perf_counter()
+            if first is None and left < jobs:
+                first = now
+            if left == 0:
+                break
+            if now > deadline or worker.poll() is not None:
+                raise SystemExit(f"the worker stopped or timed out with {left} jobs left")
+            time.sleep(POLL)
+        done = time.perf_counter()
+        wal = (waiting.wal() - wal_before) / jobs
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait()
+        waiting.close()
+    assert first is not None
+    return done - start, done - first, wal
+
+
+def ceiling(app: Conveyor, jobs: int, batch_size: int, clients: int, folder: Path) -> float:
+    """pg_drain_ceiling.py's jobs/s on this app's schema (refilled, then left empty)."""
+    import psycopg
+
+    from pg_drain_ceiling import fill, run_pgbench, scripts
+
+    schema = app.settings.postgres_schema
+    with psycopg.connect(str(app.settings.url), autocommit=True) as conn:
+        conn.execute(PG_QUERIES["use_schema_plain"], {"schema": schema})
+        fill(conn, jobs)
+        transactions = -(-jobs // (batch_size * clients))
+        tps = run_pgbench(
+            str(app.settings.url), schema, scripts(folder), clients, transactions, batch_size
+        )
+        conn.execute(PG_QUERIES["ceiling_empty"])
+    return jobs / (clients * transactions / tps)
+
+
+def fmt2(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def main() -> None:
+    p = parser(__doc__ or "")
+    p.add_argument("--jobs", type=int, default=10_000)
+    p.add_argument("--concurrency", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--ceiling-clients", type=int, default=2)
+    p.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="a folder with another conveyor package (e.g. git archive of an older commit's "
+        "src): its worker drains too, alternating with this one's",
+    )
+    args = p.parse_args()
+    spawn_rates: list[float] = []
+    first_rates: list[float] = []
+    wal: list[float] = []
+    ceilings: list[float] = []
+    base_spawn: list[float] = []
+    base_first: list[float] = []
+    described = ""
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(args.runs):
+            app, _db_folder = fresh_app(args.url, args.synchronous, batch_size=args.batch_size)
+            app.task(name="noop")(lambda: None)
+            try:
+                if is_postgres(args.url):
+                    ceilings.append(
+                        ceiling(app, args.jobs, args.batch_size, args.ceiling_clients, Path(folder))
+                    )
+                total, after_first, per_job = one_drain(
+                    app, args.jobs, args.concurrency, args.batch_size
+                )
+                if args.baseline:
+                    base_total, base_after, _ = one_drain(
+                        app, args.jobs, args.concurrency, args.batch_size, args.baseline
+                    )
+                    base_spawn.append(args.jobs / base_total)
+                    base_first.append(args.jobs / base_after)
+                described = engine(app)
+            finally:
+                finish(app)
+            spawn_rates.append(args.jobs / total)
+            first_rates.append(args.jobs / after_first)
+            wal.append(per_job)
+    print(
+        f"W1 drain by `conveyor worker --concurrency {args.concurrency}` (claim batch "
+        f"{args.batch_size}, {args.jobs} no-op jobs), {machine()}, {described}, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    report("  spawn to all done", spawn_rates, "jobs/s")
+    report("  first done to all done", first_rates, "jobs/s")
+    if base_spawn:
+        report(f"  baseline ({args.baseline}): spawn to all done", base_spawn, "jobs/s")
+        report("  baseline: first done to all done", base_first, "jobs/s")
+        spawn_ratios = [t / b for t, b in zip(spawn_rates, base_spawn, strict=True)]
+        report("  this / baseline, spawn to done", spawn_ratios, "x", fmt2)
+        first_ratios = [t / b for t, b in zip(first_rates, base_first, strict=True)]
+        report("  this / baseline, first done to done", first_ratios, "x", fmt2)
+    if ceilings:
+        report(f"  ceiling (pgbench, {args.ceiling_clients} clients)", ceilings, "jobs/s")
+        pairs = list(zip(spawn_rates, first_rates, ceilings, strict=True))
+        report("  spawn to done / ceiling", [s / c * 100 for s, _, c in pairs], "%")
+        report("  first done to done / ceiling", [f / c * 100 for _, f, c in pairs], "%")
+        report("  WAL per job (cluster-wide)", wal, "B")
+
+
+if __name__ == "__main__":
+    main()
