@@ -81,7 +81,22 @@ def postgres_backend(
         yield backend
 
 
-FACTORIES: dict[str, BackendFactory] = {"sqlite": sqlite_backend, "postgres": postgres_backend}
+@contextmanager
+def redis_backend(
+    tmp_path: Path, clock: Callable[[], float] | None, overrides: dict[str, Any]
+) -> Iterator[Backend]:
+    """A fresh key prefix on the test Redis server (see tests/redis/factory.py)."""
+    from tests.redis.factory import redis_backend as factory
+
+    with factory(tmp_path, clock, overrides) as backend:
+        yield backend
+
+
+FACTORIES: dict[str, BackendFactory] = {
+    "sqlite": sqlite_backend,
+    "postgres": postgres_backend,
+    "redis": redis_backend,
+}
 
 
 def enabled_backends() -> list[str]:

@@ -1,0 +1,641 @@
+"""The Redis engine. Every state transition is one Lua script (lua/), run atomically by the
+server; leases and every time comparison use the server's clock (TIME inside the script), or
+the injected clock of tests, passed to each script as "now".
+
+Keys live under one prefix with a hash tag (connection.key_prefix), so one application's keys
+share a Cluster slot and several applications can share a database. There is no schema: the
+"migrations" of the other engines are a version number kept under the prefix.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import redis
+
+from conveyor.backends.base import (
+    FORGET_DEAD_WORKERS_AFTER,
+    Backend,
+    ClaimedJob,
+    Dependencies,
+    EnqueueResult,
+    FinishResult,
+    LeaseReport,
+    NewJob,
+    Outcome,
+    ReapReport,
+    RescueReport,
+    ScheduleState,
+    SchemaStatus,
+)
+from conveyor.backends.caps import CappedQueues
+from conveyor.backends.redis.connection import check_eviction, connect, key_prefix
+from conveyor.backends.redis.listener import Listener
+from conveyor.backends.redis.rows import (
+    claimed_order,
+    flat_to_dict,
+    to_claimed,
+    to_job,
+    to_schedule,
+    to_worker,
+)
+from conveyor.backends.redis.scripts import Scripts
+from conveyor.errors import (
+    BackendUnavailable,
+    DependencyCycle,
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    QueueFull,
+    UnknownParent,
+    WorkerNotFound,
+)
+from conveyor.job import Job, JobState
+from conveyor.limits import QueueGate, QuietHours, RateLimit
+from conveyor.limits.breakers import Breaker, BreakerRow
+from conveyor.limits.buckets import Bucket
+from conveyor.settings import Settings
+from conveyor.workflows.rules import batch_order
+from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
+
+#: The layout of the keys; a store written by a newer layout is refused.
+LAYOUT_VERSION = 1
+#: Seconds the first change_marker() call waits for the subscription.
+_FIRST_LISTEN_WAIT = 2.0
+
+
+def _rescued(rows: Sequence[Any]) -> dict[str, list[int]]:
+    """Pairs [id, state ...] of a rescue script as RescueReport's fields."""
+    by_state: dict[str, list[int]] = {"retrying": [], "dead": [], "cancelled": []}
+    for job_id, state in zip(rows[::2], rows[1::2], strict=True):
+        by_state[state].append(int(job_id))
+    return {
+        "requeued": sorted(by_state["retrying"]),
+        "dead": sorted(by_state["dead"]),
+        "cancelled": sorted(by_state["cancelled"]),
+    }
+
+
+def _job_row(job: NewJob) -> list[Any]:
+    """A job as enqueue.lua reads it."""
+    return [
+        job.task,
+        job.queue,
+        job.args_json,
+        job.kwargs_json,
+        job.priority,
+        job.run_at,
+        job.delay,
+        job.max_attempts,
+        job.timeout,
+        job.idempotency_key,
+        job.idempotency_scope,
+        job.rate_key,
+        job.workflow_id,
+        list(job.depends_on),
+        list(job.depends_on_batch),
+        job.on_parent_failure,
+    ]
+
+
+class RedisBackend(Backend):
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] | None = None,
+        *,
+        check_schema: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.prefix = key_prefix(settings)
+        self._redis = connect(settings)
+        try:
+            check_eviction(self._redis, settings)
+        except BaseException:
+            self._redis.close()
+            raise
+        #: An injected clock (tests) is passed to every script; None: the server's TIME.
+        self._injected_clock = clock
+        self._scripts = Scripts(self._redis, self.prefix)
+        self._queue_turn = itertools.count()
+        self._capped = CappedQueues(self.now)
+        self._listener = Listener(self._subscriber, f"{self.prefix}:wake", self._notify_local)
+        self._finish_listener = Listener(
+            self._subscriber, f"{self.prefix}:finished", self._finished_local
+        )
+        if check_schema and settings.auto_migrate:
+            self.migrate()
+
+    def _subscriber(self) -> redis.Redis:
+        return connect(self.settings, retries=0)
+
+    def _key(self, *parts: str | int) -> str:
+        return ":".join([self.prefix, *map(str, parts)])
+
+    def _run(self, name: str, *args: Any) -> Any:
+        clock = self._injected_clock
+        try:
+            return self._scripts.run(name, None if clock is None else clock(), *args)
+        except redis.ConnectionError as exc:
+            raise BackendUnavailable(f"Redis at {self.settings.url} is unreachable: {exc}") from exc
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def _version(self) -> int:
+        return int(self._redis.get(self._key("layout")) or 0)
+
+    def migrate(self) -> list[int]:
+        current = self._version()
+        if current >= LAYOUT_VERSION:
+            return []
+        self._redis.set(self._key("layout"), LAYOUT_VERSION)
+        return [LAYOUT_VERSION]
+
+    def verify_schema(self) -> SchemaStatus:
+        current = self._version()
+        problems = []
+        if current > LAYOUT_VERSION:
+            problems.append(
+                f"the keys under {self.prefix} were written by a newer Conveyor (layout "
+                f"{current}, this one knows up to {LAYOUT_VERSION})"
+            )
+        return SchemaStatus(current=current, latest=LAYOUT_VERSION, problems=problems)
+
+    # --- enqueue --------------------------------------------------------------------------
+
+    def enqueue_many(
+        self,
+        jobs: Sequence[NewJob],
+        meanwhile: Callable[[list[EnqueueResult]], None] | None = None,
+    ) -> list[EnqueueResult]:
+        if not jobs:
+            return []
+        return self._enqueue(jobs, "", 0.0) or []
+
+    def _enqueue(self, jobs: Sequence[NewJob], schedule: str, tick: float) -> list[EnqueueResult]:
+        order = list(range(len(jobs)))
+        if any(job.depends_on_batch for job in jobs):
+            order = batch_order([job.depends_on_batch for job in jobs])  # raises on a cycle
+        reply = self._run(
+            "enqueue",
+            json.dumps(dict(self.settings.queue_limits)),
+            json.dumps([_job_row(job) for job in jobs]),
+            schedule,
+            repr(tick),
+            json.dumps([i + 1 for i in order]),
+        )
+        status = reply[0]
+        if status == "full":
+            raise QueueFull(reply[1], int(reply[2]), int(reply[3]))
+        if status == "parents":
+            raise UnknownParent(sorted(int(i) for i in reply[1:]))
+        if status == "cycle":  # pragma: no cover - batch_order raised first
+            raise DependencyCycle([])
+        if status == "tick":
+            return []
+        at = float(reply[1])
+        results = [
+            EnqueueResult(int(reply[i]), JobState(reply[i + 1]), bool(reply[i + 2]), at=at)
+            for i in range(2, len(reply), 3)
+        ]
+        self._notify_local(sorted({job.queue for job in jobs}))
+        return results
+
+    # --- the run of a job -----------------------------------------------------------------
+
+    def _quiet(self, queues: Sequence[str] | None) -> list[str]:
+        """The gated queues in their quiet hours now (judged here: the windows are local
+        times in a time zone, which Lua cannot read)."""
+        quiet = []
+        now: float | None = None
+        for queue in self.capped_queues():
+            if queues is not None and queue not in queues:
+                continue
+            text = self._redis.hget(self._key("gate", queue), "quiet")
+            if text is None:
+                continue
+            if now is None:
+                now = self.now()
+            if QuietHours.from_json(text).is_quiet(now):
+                quiet.append(queue)
+        return quiet
+
+    def claim(
+        self, worker_id: str, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        if limit <= 0:
+            return []
+        rows = self._run(
+            "claim",
+            worker_id,
+            repr(float(lease)),
+            limit,
+            "" if queues is None else json.dumps(list(queues)),
+            next(self._queue_turn),
+            json.dumps(self._quiet(queues)),
+            json.dumps([secrets.token_hex(16) for _ in range(limit)]),
+        )
+        rows.sort(key=claimed_order)
+        return [to_claimed(r) for r in rows]
+
+    def claim_suspect(
+        self, worker_id: str, queues: Sequence[str] | None, lease: float
+    ) -> ClaimedJob | None:
+        if not self.suspect_waiting(queues):
+            return None
+        row = self._run(
+            "claim_suspect",
+            worker_id,
+            repr(float(lease)),
+            "0",
+            "" if queues is None else json.dumps(list(queues)),
+            json.dumps(self._quiet(queues)),
+            secrets.token_hex(16),
+        )
+        return None if row is None else to_claimed(row)
+
+    def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
+        if not self._redis.exists(self._key("suspects")):
+            return False
+        found = self._run(
+            "claim_suspect",
+            "",
+            "0",
+            "1",
+            "" if queues is None else json.dumps(list(queues)),
+            json.dumps(self._quiet(queues)),
+            "",
+        )
+        return bool(found)
+
+    def extend_leases(self, tokens: Sequence[str], lease: float) -> LeaseReport:
+        if not tokens:
+            return LeaseReport()
+        rows = self._run("extend_leases", repr(float(lease)), *tokens)
+        extended = frozenset(rows[::2])
+        cancels = frozenset(t for t, c in zip(rows[::2], rows[1::2], strict=True) if c == "1")
+        return LeaseReport(
+            extended=extended, lost=frozenset(tokens) - extended, cancel_requested=cancels
+        )
+
+    def cancel_requests(self, worker_id: str) -> frozenset[str]:
+        return frozenset(self._redis.smembers(self._key("cancels", worker_id)))
+
+    def save_progress(
+        self, job_id: int, token: str, progress_json: str | None, checkpoint_json: str | None
+    ) -> bool:
+        written = self._run(
+            "save_progress", job_id, token, progress_json or "", checkpoint_json or ""
+        )
+        return bool(written)
+
+    def finish_many(self, outcomes: Sequence[Outcome]) -> list[FinishResult]:
+        if not outcomes:
+            return []
+        rows = []
+        for o in outcomes:
+            escalate = o.escalate
+            rows.append(
+                [
+                    o.job_id,
+                    o.token,
+                    o.kind.value,
+                    o.result_json,
+                    None if o.error is None else json.dumps(o.error.to_dict()),
+                    o.retry_in,
+                    o.dead_reason,
+                    o.checkpoint_json,
+                    None if o.retry_budget is None else list(o.retry_budget),
+                    None
+                    if escalate is None
+                    else [
+                        escalate.task,
+                        escalate.queue,
+                        escalate.priority,
+                        escalate.max_attempts,
+                        escalate.timeout,
+                        escalate.why,
+                    ],
+                ]
+            )
+        states = self._run("finish", json.dumps(rows))
+        self._finished_local()
+        return [
+            FinishResult(o.job_id, state is not None, None if state is None else JobState(state))
+            for o, state in zip(outcomes, states, strict=True)
+        ]
+
+    # --- caps and gates -------------------------------------------------------------------
+
+    def _set_gate(self, queue: str, upsert: bool = True, **fields: Any) -> None:
+        """Set (or with None remove) gate fields of ``queue``; without ``upsert``, only in a
+        row the queue already has."""
+        args: list[Any] = [queue, int(upsert)]
+        for name, value in fields.items():
+            args += [name, "" if value is None else value]
+        self._run("set_gate", *args)
+        self._capped.forget()
+        # A raised or lifted gate may leave room for jobs that idle workers here could take.
+        self._notify_local([queue])
+
+    def set_concurrency_limit(self, queue: str, max_running: int | None) -> None:
+        self._set_gate(queue, max_running is not None, max_running=max_running)
+
+    def concurrency_limits(self) -> dict[str, int]:
+        return {gate.queue: gate.max_running for gate in self._gates() if gate.max_running is not None}
+
+    def capped_queues(self) -> frozenset[str]:
+        return self._capped.get(lambda: self._redis.smembers(self._key("gated")))
+
+    def ready_queues(self) -> frozenset[str]:
+        queues = sorted(self._redis.smembers(self._key("queues")))
+        with self._redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.exists(self._key("ready", queue))
+            found = pipe.execute()
+        return frozenset(q for q, there in zip(queues, found, strict=True) if there)
+
+    def pause_queue(self, queue: str, until: float | None) -> None:
+        self._set_gate(queue, paused_until="inf" if until is None else repr(float(until)))
+
+    def resume_queue(self, queue: str) -> None:
+        self._set_gate(queue, False, paused_until=None)
+
+    def set_quiet_hours(self, queue: str, quiet: QuietHours | None) -> None:
+        self._set_gate(queue, quiet=None if quiet is None else quiet.to_json())
+
+    def set_rate_limit(self, queue: str, rate: RateLimit | None) -> None:
+        if rate is None:
+            self._set_gate(queue, rate_count=None, rate_per=None, rate_next=None)
+        else:
+            self._set_gate(queue, rate_count=rate.count, rate_per=repr(float(rate.per)))
+
+    def _gates(self) -> list[QueueGate]:
+        queues = sorted(self._redis.smembers(self._key("gate_rows")))
+        names = ("max_running", "paused_until", "quiet", "rate_count", "rate_per", "rate_next")
+        with self._redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.hmget(self._key("gate", queue), names)
+                pipe.scard(self._key("runq", queue))
+            replies = pipe.execute()
+        gates = []
+        for queue, (g, running) in zip(queues, zip(replies[::2], replies[1::2], strict=True), strict=True):
+            max_running, paused, quiet, count, per, rate_next = g
+            paused_until = None if paused is None else float(paused)
+            row = (queue, max_running, running if max_running is not None else None)
+            gates.append(QueueGate.from_row((*row, paused_until, quiet, count, per, rate_next)))
+        return gates
+
+    def queue_gates(self) -> list[QueueGate]:
+        return self._gates()
+
+    def rate_limited(self) -> bool:
+        return False
+
+    def next_rate_token(self, queues: Sequence[str] | None) -> float | None:
+        return None
+
+    def rate_bucket_of(self, job_id: int) -> Bucket | None:
+        return None
+
+    # --- circuit breakers -----------------------------------------------------------------
+
+    def breakers(self) -> list[BreakerRow]:
+        return []
+
+    def set_breaker(self, breaker: Breaker, opened: bool) -> BreakerRow:
+        raise NotImplementedError
+
+    # --- maintenance ----------------------------------------------------------------------
+
+    def rescue_expired(self, exclude_worker: str | None = None) -> RescueReport:
+        rows = self._run("rescue", exclude_worker or "")
+        return RescueReport(**_rescued(rows))
+
+    def reap_dead_workers(
+        self,
+        exclude_worker: str | None = None,
+        reachable_since: float | None = None,
+        forget_after: float = FORGET_DEAD_WORKERS_AFTER,
+        known_dead: Sequence[str] = (),
+    ) -> ReapReport:
+        reply = self._run(
+            "reap",
+            exclude_worker or "",
+            "" if reachable_since is None else repr(float(reachable_since)),
+            repr(float(forget_after)),
+            json.dumps(list(known_dead)),
+        )
+        workers, rows = reply[0], reply[1]
+        return ReapReport(workers=sorted(workers), **_rescued(rows))
+
+    def promote_due(self) -> int:
+        return int(self._run("promote"))
+
+    def next_due(self) -> float | None:
+        first = self._redis.zrange(self._key("due"), 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    def prune(self, older_than: float, batch: int = 1000) -> int:
+        return int(self._run("prune", repr(float(older_than)), batch))
+
+    # --- workers and leadership -----------------------------------------------------------
+
+    def register_worker(self, worker: WorkerRegistration) -> None:
+        self._run(
+            "workers",
+            "register",
+            worker.id,
+            json.dumps(
+                {
+                    "host": worker.host,
+                    "pid": str(worker.pid),
+                    "machine": worker.machine,
+                    "queues": None if worker.queues is None else json.dumps(list(worker.queues)),
+                    "concurrency": str(worker.concurrency),
+                    "beat_interval": repr(float(worker.beat_interval)),
+                    "dead_after": repr(float(worker.dead_after)),
+                }
+            ),
+        )
+
+    def beat_worker(self, worker_id: str, state: WorkerState) -> bool | None:
+        reply = self._run("workers", "beat", worker_id, WorkerState(state).value)
+        return None if reply is None else reply == "1"
+
+    def worker_stop_requested(self, worker_id: str) -> bool:
+        return self._redis.hget(self._key("worker", worker_id), "stop_requested") == "1"
+
+    def deregister_worker(self, worker_id: str) -> None:
+        self._run("workers", "deregister", worker_id)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        ids = self._redis.zrange(self._key("workers"), 0, -1)
+        with self._redis.pipeline(transaction=False) as pipe:
+            for worker_id in ids:
+                pipe.hgetall(self._key("worker", worker_id))
+            found = pipe.execute()
+        now = self.now()
+        return [to_worker(h, now) for h in found if h]
+
+    def request_worker_stop(self, worker_ids: Sequence[str] | None) -> list[str]:
+        if worker_ids is None:
+            return list(self._run("workers", "stop_all", ""))
+        wanted = list(dict.fromkeys(worker_ids))
+        missing = self._run("workers", "stop", json.dumps(wanted))
+        if missing:
+            raise WorkerNotFound(missing)
+        return wanted
+
+    def acquire_leadership(self, name: str, holder: str, ttl: float) -> bool:
+        return bool(self._run("leaders", "acquire", name, holder, repr(float(ttl))))
+
+    def release_leadership(self, name: str, holder: str) -> None:
+        self._run("leaders", "release", name, holder, "0")
+
+    # --- schedules ------------------------------------------------------------------------
+
+    def register_schedules(self, names: Sequence[str]) -> None:
+        if names:
+            self._run("schedules", "register", *names)
+
+    def schedule_states(self) -> list[ScheduleState]:
+        names = sorted(self._redis.smembers(self._key("schedules")))
+        with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self._key("schedule", name))
+            found = pipe.execute()
+        return [to_schedule(h) for h in found if h]
+
+    def enqueue_tick(self, name: str, tick: float, job: NewJob) -> EnqueueResult | None:
+        results = self._enqueue([job], name, tick)
+        return results[0] if results else None
+
+    def set_schedule_paused(self, name: str, paused: bool) -> ScheduleState:
+        flat = self._run("schedules", "pause" if paused else "resume", name)
+        return to_schedule(flat_to_dict(flat))
+
+    # --- operator actions -----------------------------------------------------------------
+
+    def _refused(self, reply: Any, operation: str) -> None:
+        """Raise what a script reported as ["missing", id], ["invalid", id, state] or
+        ["conflict", id, key]."""
+        if isinstance(reply, list) and reply and reply[0] in ("missing", "invalid", "conflict"):
+            if reply[0] == "missing":
+                raise JobNotFound(int(reply[1]))
+            if reply[0] == "invalid":
+                raise InvalidTransition(int(reply[1]), reply[2], operation)
+            raise IdempotencyConflict(int(reply[1]))
+
+    def cancel(self, job_id: int) -> Job:
+        self._refused(self._run("cancel", job_id), "cancel")
+        self._finished_local()
+        return self.get(job_id)
+
+    def requeue(
+        self, job_ids: Sequence[int], reset_attempts: bool = False, revive_children: bool = False
+    ) -> list[Job]:
+        reply = self._run(
+            "requeue", json.dumps(list(job_ids)), int(reset_attempts), int(revive_children)
+        )
+        self._refused(reply, "requeue")
+        jobs = [self.get(job_id) for job_id in job_ids]
+        if jobs:
+            self._notify_local(sorted({job.queue for job in jobs}))
+        return jobs
+
+    def discard(self, job_ids: Sequence[int]) -> int:
+        reply = self._run("discard", json.dumps(list(job_ids)))
+        self._refused(reply, "discard")
+        return int(reply)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        h = self._redis.hgetall(self._key("job", job_id))
+        if not h:
+            raise JobNotFound(job_id)
+        return to_job(h)
+
+    def _jobs(self, ids: Sequence[Any]) -> list[Job]:
+        with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self._key("job", job_id))
+            found = pipe.execute()
+        return [to_job(h) for h in found if h]
+
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[JobState] | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        ids = self._run(
+            "list_jobs",
+            "" if states is None else json.dumps([JobState(s).value for s in states]),
+            queue if queue is not None else "",
+            "1" if queue is not None else "0",
+            task if task is not None else "",
+            "1" if task is not None else "0",
+            limit,
+            "" if before_id is None else before_id,
+        )
+        return self._jobs(ids)
+
+    def dependencies(self, job_id: int) -> Dependencies:
+        if not self._redis.exists(self._key("job", job_id)):
+            raise JobNotFound(job_id)
+        parents = sorted(map(int, self._redis.smembers(self._key("parents", job_id))))
+        children = sorted(map(int, self._redis.smembers(self._key("children", job_id))))
+        return Dependencies(
+            parents=[
+                (p.id, p.state, p.result if p.state is JobState.SUCCEEDED else None)
+                for p in self._jobs(parents)
+            ],
+            children=[(c.id, c.state) for c in self._jobs(children)],
+        )
+
+    def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        return self._jobs(self._redis.zrange(self._key("workflow", workflow_id), 0, -1))
+
+    def stats(self) -> Mapping[str, Mapping[JobState, int]]:
+        counts: dict[str, dict[JobState, int]] = {}
+        for name, count in self._redis.hgetall(self._key("stats")).items():
+            if int(count) > 0:
+                queue, state = name.rsplit("\n", 1)
+                counts.setdefault(queue, {})[JobState(state)] = int(count)
+        return counts
+
+    def now(self) -> float:
+        if self._injected_clock is not None:
+            return self._injected_clock()
+        seconds, micros = self._redis.time()
+        return seconds + micros / 1_000_000
+
+    # --- wake-ups -------------------------------------------------------------------------
+
+    def change_marker(self) -> int:
+        self._listener.start(wait=_FIRST_LISTEN_WAIT)
+        return self._listener.marker
+
+    def finish_marker(self) -> int:
+        self._finish_listener.start(wait=_FIRST_LISTEN_WAIT)
+        return self._finish_listener.marker
+
+    def close(self) -> None:
+        self._listener.stop()
+        self._finish_listener.stop()
+        self._redis.close()
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else math.inf

@@ -1,0 +1,80 @@
+"""Connecting to Redis: the client, the key prefix, and the safety check at connect.
+
+A client retries a command that failed on a broken connection with capped, jittered backoff,
+so a worker carries on by itself after a Redis restart. Every script is idempotent to retry
+only in the sense that matters here: a script either ran whole or not at all, and a retried
+claim or finish is fenced like any other (a finish retried after it was applied finds its
+token gone and changes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from conveyor.errors import BackendUnavailable, ConfigurationError
+from conveyor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Backoff between attempts of a command on a broken connection: 50 ms doubling to 2 s.
+_BACKOFF_BASE = 0.05
+_BACKOFF_CAP = 2.0
+_RETRIES = 8
+
+
+def key_prefix(settings: Settings) -> str:
+    """The prefix of every key of this application. The braces are a hash tag: Redis Cluster
+    puts every key of one prefix in one slot, so each script touches one node."""
+    return f"{{conveyor:{settings.redis_prefix}}}"
+
+
+def connect(settings: Settings, *, retries: int = _RETRIES) -> redis.Redis:
+    """A client of the Redis server ``settings.url`` names (redis:// or rediss://), retrying
+    a command ``retries`` times on a broken connection."""
+    retry = Retry(ExponentialWithJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE), retries)
+    options: dict[str, Any] = {}
+    if retries:
+        options["retry_on_error"] = [redis.ConnectionError, redis.TimeoutError]
+    try:
+        client: redis.Redis = redis.Redis.from_url(
+            settings.url,
+            decode_responses=True,
+            retry=retry,
+            socket_connect_timeout=settings.lock_timeout,
+            health_check_interval=30,
+            **options,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid Redis URL {settings.url!r}: {exc}") from None
+    return client
+
+
+def check_eviction(client: redis.Redis, settings: Settings) -> None:
+    """Refuse a server that may evict keys: under memory pressure it would delete jobs.
+    ``redis_allow_eviction`` turns the refusal into a warning."""
+    try:
+        policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", ""))
+    except redis.ResponseError:
+        # CONFIG is disabled or renamed (managed services): nothing to check against.
+        log.warning("cannot read maxmemory-policy of %s (CONFIG GET refused)", settings.url)
+        return
+    except redis.RedisError as exc:
+        raise BackendUnavailable(f"Redis at {settings.url} is unreachable: {exc}") from None
+    if policy in ("noeviction", ""):
+        return
+    message = (
+        f"Redis maxmemory-policy is {policy!r}: when memory runs short the server may delete "
+        "keys, and so jobs (queued, running or their results) would vanish without a trace. "
+        "Set `maxmemory-policy noeviction` on the server"
+    )
+    if not settings.redis_allow_eviction:
+        raise ConfigurationError(
+            message + ", or set redis_allow_eviction (CONVEYOR_REDIS_ALLOW_EVICTION=1) to run "
+            "anyway"
+        )
+    log.warning("%s (running anyway: redis_allow_eviction is set)", message)

@@ -1,0 +1,78 @@
+-- finish_many: the ends of runs, each fenced by its token. ARGV[2]: a JSON array of
+-- [id, token, kind, result|null, error|null, retry_in, dead_reason|null, checkpoint|null,
+-- retry budget [task, limit, window]|null]. Returns the state each outcome left its job in,
+-- false for a run no longer owned (nothing written).
+local outcomes = cjson.decode(ARGV[2])
+local null = cjson.null
+local out = {}
+local ended_any = false
+
+local function opt(v) if v == null then return nil end return v end
+
+for i, o in ipairs(outcomes) do
+  local id, token, kind = o[1], o[2], o[3]
+  local h = load(id)
+  if h == nil or h.state ~= 'running' or h.lease_token ~= token then
+    out[i] = false
+  else
+    local err, checkpoint = opt(o[5]), opt(o[8])
+    local reason = opt(o[7])
+    if kind == 'retry' and o[9] ~= null then
+      local task, limit, window = o[9][1], o[9][2], o[9][3]
+      local key = P .. ':budget:' .. task
+      local start = tn(redis.call('HGET', key, 'window_start'))
+      if start == nil or start + window <= NOW then
+        redis.call('HSET', key, 'window_start', num(NOW), 'used', 0)
+      end
+      if tonumber(redis.call('HGET', key, 'used')) < limit then
+        redis.call('HINCRBY', key, 'used', 1)
+      else
+        kind = 'dead'
+        reason = string.format('retry budget exhausted: more than %d retries of %s within %ss',
+          limit, task, num(window))
+      end
+    end
+    local c = {lease_token = false, lease_expires_at = false}
+    if checkpoint then c.checkpoint = checkpoint end
+    if kind == 'succeeded' then
+      c.state = 'succeeded'
+      c.result = opt(o[4]) or false
+      c.finished_at = num(NOW)
+    elseif kind == 'retry' then
+      c.state = 'retrying'
+      c.run_at = num(NOW + o[6])
+      c.errors = append_error(h.errors, err)
+      c.suspect = '0'
+    elseif kind == 'dead' then
+      c.state = 'dead'
+      c.dead_reason = reason or false
+      c.finished_at = num(NOW)
+      c.errors = append_error(h.errors, err)
+    elseif kind == 'cancelled' then
+      c.state = 'cancelled'
+      c.finished_at = num(NOW)
+      c.errors = append_error(h.errors, err)
+    else -- released: back without charging the attempt
+      if h.cancel_requested == '1' then
+        c.state = 'cancelled'
+        c.finished_at = num(NOW)
+      elseif h.suspect == '1' then
+        c.state = 'retrying'
+      else
+        c.state = 'queued'
+        wake(h.queue)
+      end
+      c.attempts = tostring(tonumber(h.attempts) - 1)
+    end
+    update(id, h, c)
+    if c.state == 'succeeded' or c.state == 'dead' or c.state == 'cancelled' then
+      ended_any = true
+      ended(id, h)
+    end
+    out[i] = c.state
+  end
+end
+settle_all()
+if ended_any then finished() end
+publish()
+return out
