@@ -254,3 +254,16 @@ local function release_leaderships(holder)
     end
   end
 end
+
+-- A new job of the fields ``h`` (text values; id and rk are set here). Returns its id.
+local function insert_job(h)
+  local id = redis.call('INCR', P .. ':seq')
+  h.id = tostring(id)
+  local flat = {}
+  for k, v in pairs(h) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+  redis.call('HSET', jkey(id), unpack(flat))
+  redis.call('ZADD', P .. ':jobs', id, id)
+  index(id, h)
+  if h.state == 'queued' then wake(h.queue) end
+  return id
+end

@@ -1,6 +1,7 @@
 -- finish_many: the ends of runs, each fenced by its token. ARGV[2]: a JSON array of
 -- [id, token, kind, result|null, error|null, retry_in, dead_reason|null, checkpoint|null,
--- retry budget [task, limit, window]|null]. Returns the state each outcome left its job in,
+-- retry budget [task, limit, window]|null, escalate [task, queue, priority, max_attempts,
+-- timeout|null, why]|null]. Returns the state each outcome left its job in,
 -- false for a run no longer owned (nothing written).
 local outcomes = cjson.decode(ARGV[2])
 local null = cjson.null
@@ -65,6 +66,23 @@ for i, o in ipairs(outcomes) do
       c.attempts = tostring(tonumber(h.attempts) - 1)
     end
     update(id, h, c)
+    local target = o[10]
+    if c.state == 'dead' and target ~= null
+        and not (h.task == target[1] and h.escalated_from) then
+      -- Escalation (conveyor/workflows/escalation.py): a job of another task with the
+      -- arguments of this one; a task escalates to itself once.
+      local e = {
+        task = target[1], queue = target[2], args = h.args, kwargs = h.kwargs,
+        state = 'queued', priority = tostring(target[3]), run_at = num(NOW), attempts = '0',
+        max_attempts = tostring(target[4]), created_at = num(NOW), lost_runs = '0',
+        errors = '[]', cancel_requested = '0', suspect = '0', pending_parents = '0',
+        escalated_from = tostring(id),
+      }
+      if target[5] ~= null then e.timeout = num(target[5]) end
+      local new = insert_job(e)
+      update(id, h, {escalated_to = tostring(new), dead_reason = string.format(
+        'escalated to job %d (%s, on %s): %s', new, target[1], target[6], h.dead_reason or '')})
+    end
     if c.state == 'succeeded' or c.state == 'dead' or c.state == 'cancelled' then
       ended_any = true
       ended(id, h)
