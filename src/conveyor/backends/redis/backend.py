@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -38,6 +37,7 @@ from conveyor.backends.redis.connection import check_eviction, connect, key_pref
 from conveyor.backends.redis.listener import Listener
 from conveyor.backends.redis.rows import (
     claimed_order,
+    to_breaker,
     flat_to_dict,
     to_claimed,
     to_job,
@@ -100,6 +100,7 @@ def _job_row(job: NewJob) -> list[Any]:
         list(job.depends_on),
         list(job.depends_on_batch),
         job.on_parent_failure,
+        None if job.rate_limit is None else [job.rate_limit.count, job.rate_limit.per],
     ]
 
 
@@ -231,7 +232,7 @@ class RedisBackend(Backend):
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
-        rows = self._run(
+        rows, probe_at = self._run(
             "claim",
             worker_id,
             repr(float(lease)),
@@ -241,6 +242,7 @@ class RedisBackend(Backend):
             json.dumps(self._quiet(queues)),
             json.dumps([secrets.token_hex(16) for _ in range(limit)]),
         )
+        self.breaker_probe_at = None if probe_at is None else float(probe_at)
         rows.sort(key=claimed_order)
         return [to_claimed(r) for r in rows]
 
@@ -322,6 +324,7 @@ class RedisBackend(Backend):
                         escalate.timeout,
                         escalate.why,
                     ],
+                    None if o.breaker is None else [_declared(o.breaker.breaker), o.breaker.failed],
                 ]
             )
         states = self._run("finish", json.dumps(rows))
@@ -348,7 +351,9 @@ class RedisBackend(Backend):
         self._set_gate(queue, max_running is not None, max_running=max_running)
 
     def concurrency_limits(self) -> dict[str, int]:
-        return {gate.queue: gate.max_running for gate in self._gates() if gate.max_running is not None}
+        return {
+            gate.queue: gate.max_running for gate in self._gates() if gate.max_running is not None
+        }
 
     def capped_queues(self) -> frozenset[str]:
         return self._capped.get(lambda: self._redis.smembers(self._key("gated")))
@@ -385,7 +390,9 @@ class RedisBackend(Backend):
                 pipe.scard(self._key("runq", queue))
             replies = pipe.execute()
         gates = []
-        for queue, (g, running) in zip(queues, zip(replies[::2], replies[1::2], strict=True), strict=True):
+        for queue, (g, running) in zip(
+            queues, zip(replies[::2], replies[1::2], strict=True), strict=True
+        ):
             max_running, paused, quiet, count, per, rate_next = g
             paused_until = None if paused is None else float(paused)
             row = (queue, max_running, running if max_running is not None else None)
@@ -396,21 +403,38 @@ class RedisBackend(Backend):
         return self._gates()
 
     def rate_limited(self) -> bool:
-        return False
+        return bool(self._redis.exists(self._key("buckets")))
 
     def next_rate_token(self, queues: Sequence[str] | None) -> float | None:
-        return None
+        if not self.rate_limited():
+            return None
+        found = self._run("next_rate_token", "" if queues is None else json.dumps(list(queues)))
+        return None if found is None else float(found)
 
     def rate_bucket_of(self, job_id: int) -> Bucket | None:
-        return None
+        task, key = self._redis.hmget(self._key("job", job_id), ["task", "rate_key"])
+        if task is None or key is None:
+            return None
+        names = ["task", "key", "rate_count", "rate_per", "rate_next"]
+        row = self._redis.hmget(self._key("bucket", f"{task}\n{key}"), names)
+        return None if row[0] is None else Bucket.from_row(row)
 
     # --- circuit breakers -----------------------------------------------------------------
 
     def breakers(self) -> list[BreakerRow]:
-        return []
+        names = sorted(self._redis.smembers(self._key("breakers")))
+        with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self._key("breaker", name))
+            found = pipe.execute()
+        return [to_breaker(h) for h in found if h]
 
     def set_breaker(self, breaker: Breaker, opened: bool) -> BreakerRow:
-        raise NotImplementedError
+        self._run("set_breaker", json.dumps(_declared(breaker)), int(opened))
+        [row] = [r for r in self.breakers() if r.name == breaker.name]
+        if not opened:
+            self._notify_local(sorted(self.ready_queues()))
+        return row
 
     # --- maintenance ----------------------------------------------------------------------
 
@@ -637,5 +661,16 @@ class RedisBackend(Backend):
         self._redis.close()
 
 
-def _finite(value: float) -> float:
-    return value if math.isfinite(value) else math.inf
+def _declared(breaker: Breaker) -> dict[str, Any]:
+    """A declared breaker as breakers.lua reads it."""
+    policy = breaker.policy
+    return {
+        "name": policy.name,
+        "failures": policy.failures,
+        "window": policy.window,
+        "cooldown": policy.cooldown,
+        "cap": policy.cap,
+        "ratio": policy.ratio,
+        "min_calls": policy.min_calls,
+        "tasks": list(breaker.tasks),
+    }

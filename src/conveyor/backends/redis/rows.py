@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conveyor.backends.base import ClaimedJob, ScheduleState
+from conveyor.backends.breakers import row_from
+from conveyor.limits.breakers import BreakerRow
 from conveyor.job import Job, JobError, JobState
 from conveyor.worker_info import WorkerInfo, WorkerState
 
@@ -116,3 +118,8 @@ def to_schedule(h: Mapping[str, str]) -> ScheduleState:
         last_job_id=_int(h.get("last_job_id")),
         last_enqueued_at=_float(h.get("last_enqueued_at")),
     )
+
+
+def to_breaker(h: Mapping[str, str]) -> BreakerRow:
+    names = ("name", "state", "tasks", "recent", "window", "opened_at", "probe_at", "cooldown")
+    return row_from([*(h.get(n) for n in names), h.get("probe_job"), h.get("probe_token")])

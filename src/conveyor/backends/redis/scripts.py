@@ -1,6 +1,6 @@
 """The Lua scripts of the Redis engine, one per state transition (lua/*.lua).
 
-common.lua and deps.lua are put in front of every script, which runs as one EVALSHA; redis-py's
+common.lua, deps.lua and breakers.lua are put in front of every script, which runs as one EVALSHA; redis-py's
 Script loads it again when the server answers NOSCRIPT (a restart, a failover, SCRIPT FLUSH).
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-_SHARED = ("common", "deps")
+_SHARED = ("common", "deps", "breakers")
 
 
 def _source(name: str) -> str:

@@ -60,7 +60,7 @@ local function unindex(id, h)
   local s = h.state
   if s == 'queued' then
     if h.rate_key then
-      redis.call('ZREM', P .. ':rated', id)
+      redis.call('ZREM', P .. ':bq:' .. h.task .. '\n' .. h.rate_key, h.rk)
     else
       redis.call('ZREM', P .. ':ready', h.rk)
       redis.call('ZREM', P .. ':ready:' .. h.queue, h.rk)
@@ -86,11 +86,12 @@ end
 local function index(id, h)
   local s = h.state
   if s == 'queued' then
+    h.rk = rank(tonumber(h.priority), tn(h.run_at), tonumber(id))
+    redis.call('HSET', jkey(id), 'rk', h.rk)
     if h.rate_key then
-      redis.call('ZADD', P .. ':rated', tn(h.run_at), id)
+      -- A job of a rate-limited task waits in its bucket's own index (claim.lua).
+      redis.call('ZADD', P .. ':bq:' .. h.task .. '\n' .. h.rate_key, 0, h.rk)
     else
-      h.rk = rank(tonumber(h.priority), tn(h.run_at), tonumber(id))
-      redis.call('HSET', jkey(id), 'rk', h.rk)
       redis.call('ZADD', P .. ':ready', 0, h.rk)
       redis.call('ZADD', P .. ':ready:' .. h.queue, 0, h.rk)
       redis.call('SADD', P .. ':queues', h.queue)
@@ -266,4 +267,20 @@ local function insert_job(h)
   index(id, h)
   if h.state == 'queued' then wake(h.queue) end
   return id
+end
+
+-- Rate limits of tasks, per key (conveyor/limits/buckets.py): a bucket is the hash
+-- P:bucket:<task>\n<key>, listed in P:buckets; its queued jobs are in P:bq:<task>\n<key>.
+-- The best queued job of bucket ``b`` whose queue is one of ``wanted`` (nil: any), or nil.
+local function bucket_first(b, wanted)
+  local offset = 0
+  while true do
+    local ranks = redis.call('ZRANGE', P .. ':bq:' .. b, offset, offset + 99)
+    if #ranks == 0 then return nil end
+    for _, r in ipairs(ranks) do
+      local id = tonumber(string.sub(r, -12))
+      if wanted == nil or wanted[redis.call('HGET', jkey(id), 'queue')] then return id end
+    end
+    offset = offset + 100
+  end
 end

@@ -2,7 +2,7 @@
 -- ARGV[2]: queue limits, a JSON object {queue: most waiting jobs}; ARGV[3]: the jobs, a JSON
 -- array of [task, queue, args, kwargs, priority, run_at|null, delay, max_attempts,
 -- timeout|null, idempotency_key|null, scope, rate_key|null, workflow_id|null, depends_on,
--- depends_on_batch, on_parent_failure|null]; ARGV[4], ARGV[5]: a schedule's name and tick, or
+-- depends_on_batch, on_parent_failure|null, rate limit [count, per]|null]; ARGV[4], ARGV[5]: a schedule's name and tick, or
 -- "" (see enqueue_tick); ARGV[6]: the positions (from 1) of the batch, parents before children.
 -- Returns ["ok", now, id, state, created, ...], ["full", queue, depth, limit], ["parents",
 -- id ...] naming parents that do not exist, or ["tick"] when the schedule's tick is not this
@@ -97,7 +97,15 @@ for i, j in ipairs(jobs) do
       h.idempotency_key = j[10]
       redis.call('HSET', P .. ':idem', j[10], id)
     end
-    if j[12] ~= null then h.rate_key = j[12] end
+    if j[12] ~= null then
+      h.rate_key = j[12]
+      if j[17] ~= null then
+        local b = j[1] .. '\n' .. j[12]
+        redis.call('HSET', P .. ':bucket:' .. b, 'task', j[1], 'key', j[12],
+          'rate_count', j[17][1], 'rate_per', num(j[17][2]))
+        redis.call('SADD', P .. ':buckets', b)
+      end
+    end
     if j[13] ~= null then
       h.workflow_id = j[13]
       redis.call('ZADD', P .. ':workflow:' .. j[13], id, id)

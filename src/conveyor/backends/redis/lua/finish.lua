@@ -1,12 +1,13 @@
 -- finish_many: the ends of runs, each fenced by its token. ARGV[2]: a JSON array of
 -- [id, token, kind, result|null, error|null, retry_in, dead_reason|null, checkpoint|null,
 -- retry budget [task, limit, window]|null, escalate [task, queue, priority, max_attempts,
--- timeout|null, why]|null]. Returns the state each outcome left its job in,
+-- timeout|null, why]|null, breaker [declared breaker, failed]|null]. Returns the state each outcome left its job in,
 -- false for a run no longer owned (nothing written).
 local outcomes = cjson.decode(ARGV[2])
 local null = cjson.null
 local out = {}
 local ended_any = false
+local reports, names = {}, {}
 
 local function opt(v) if v == null then return nil end return v end
 
@@ -88,7 +89,23 @@ for i, o in ipairs(outcomes) do
       ended(id, h)
     end
     out[i] = c.state
+    local hit = o[11]
+    if hit ~= null then
+      local name = hit[1].name
+      if not reports[name] then
+        reports[name] = {b = hit[1], events = {}}
+        names[#names + 1] = name
+      end
+      table.insert(reports[name].events, {token, hit[2]})
+    end
   end
+end
+-- The breakers count the ends reported to them (conveyor/backends/breakers.py record_outcomes).
+table.sort(names)
+for _, name in ipairs(names) do
+  local r = reports[name]
+  local after = breaker_record(breaker_load(name), r.b, r.events)
+  if after then breaker_save(after) end
 end
 settle_all()
 if ended_any then finished() end
