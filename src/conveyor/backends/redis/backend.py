@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
-
 from conveyor.backends.base import (
     FORGET_DEAD_WORKERS_AFTER,
     Backend,
@@ -33,12 +32,12 @@ from conveyor.backends.base import (
     SchemaStatus,
 )
 from conveyor.backends.caps import CappedQueues
-from conveyor.backends.redis.connection import check_eviction, connect, key_prefix
+from conveyor.backends.redis.connection import Reads, check_eviction, connect, key_prefix
 from conveyor.backends.redis.listener import Listener
 from conveyor.backends.redis.rows import (
     claimed_order,
-    to_breaker,
     flat_to_dict,
+    to_breaker,
     to_claimed,
     to_job,
     to_schedule,
@@ -60,8 +59,8 @@ from conveyor.limits import QueueGate, QuietHours, RateLimit
 from conveyor.limits.breakers import Breaker, BreakerRow
 from conveyor.limits.buckets import Bucket
 from conveyor.settings import Settings
-from conveyor.workflows.rules import batch_order
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
+from conveyor.workflows.rules import batch_order
 
 #: The layout of the keys; a store written by a newer layout is refused.
 LAYOUT_VERSION = 1
@@ -116,6 +115,7 @@ class RedisBackend(Backend):
         self.settings = settings
         self.prefix = key_prefix(settings)
         self._redis = connect(settings)
+        self._db = Reads(self._redis)
         try:
             check_eviction(self._redis, settings)
         except BaseException:
@@ -149,13 +149,13 @@ class RedisBackend(Backend):
     # --- schema ---------------------------------------------------------------------------
 
     def _version(self) -> int:
-        return int(self._redis.get(self._key("layout")) or 0)
+        return int(self._db.get(self._key("layout")) or 0)
 
     def migrate(self) -> list[int]:
         current = self._version()
         if current >= LAYOUT_VERSION:
             return []
-        self._redis.set(self._key("layout"), LAYOUT_VERSION)
+        self._db.put(self._key("layout"), LAYOUT_VERSION)
         return [LAYOUT_VERSION]
 
     def verify_schema(self) -> SchemaStatus:
@@ -218,7 +218,7 @@ class RedisBackend(Backend):
         for queue in self.capped_queues():
             if queues is not None and queue not in queues:
                 continue
-            text = self._redis.hget(self._key("gate", queue), "quiet")
+            text = self._db.hget(self._key("gate", queue), "quiet")
             if text is None:
                 continue
             if now is None:
@@ -263,7 +263,7 @@ class RedisBackend(Backend):
         return None if row is None else to_claimed(row)
 
     def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
-        if not self._redis.exists(self._key("suspects")):
+        if not self._db.exists(self._key("suspects")):
             return False
         found = self._run(
             "claim_suspect",
@@ -287,7 +287,7 @@ class RedisBackend(Backend):
         )
 
     def cancel_requests(self, worker_id: str) -> frozenset[str]:
-        return frozenset(self._redis.smembers(self._key("cancels", worker_id)))
+        return frozenset(self._db.smembers(self._key("cancels", worker_id)))
 
     def save_progress(
         self, job_id: int, token: str, progress_json: str | None, checkpoint_json: str | None
@@ -356,14 +356,11 @@ class RedisBackend(Backend):
         }
 
     def capped_queues(self) -> frozenset[str]:
-        return self._capped.get(lambda: self._redis.smembers(self._key("gated")))
+        return self._capped.get(lambda: self._db.smembers(self._key("gated")))
 
     def ready_queues(self) -> frozenset[str]:
-        queues = sorted(self._redis.smembers(self._key("queues")))
-        with self._redis.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                pipe.exists(self._key("ready", queue))
-            found = pipe.execute()
+        queues = sorted(self._db.smembers(self._key("queues")))
+        found = self._db.many("exists", [self._key("ready", queue) for queue in queues])
         return frozenset(q for q, there in zip(queues, found, strict=True) if there)
 
     def pause_queue(self, queue: str, until: float | None) -> None:
@@ -382,17 +379,12 @@ class RedisBackend(Backend):
             self._set_gate(queue, rate_count=rate.count, rate_per=repr(float(rate.per)))
 
     def _gates(self) -> list[QueueGate]:
-        queues = sorted(self._redis.smembers(self._key("gate_rows")))
-        names = ("max_running", "paused_until", "quiet", "rate_count", "rate_per", "rate_next")
-        with self._redis.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                pipe.hmget(self._key("gate", queue), names)
-                pipe.scard(self._key("runq", queue))
-            replies = pipe.execute()
+        queues = sorted(self._db.smembers(self._key("gate_rows")))
+        names = ["max_running", "paused_until", "quiet", "rate_count", "rate_per", "rate_next"]
+        rows = self._db.many("hmget", [self._key("gate", queue) for queue in queues], names)
+        counts = self._db.many("scard", [self._key("runq", queue) for queue in queues])
         gates = []
-        for queue, (g, running) in zip(
-            queues, zip(replies[::2], replies[1::2], strict=True), strict=True
-        ):
+        for queue, g, running in zip(queues, rows, counts, strict=True):
             max_running, paused, quiet, count, per, rate_next = g
             paused_until = None if paused is None else float(paused)
             row = (queue, max_running, running if max_running is not None else None)
@@ -403,7 +395,7 @@ class RedisBackend(Backend):
         return self._gates()
 
     def rate_limited(self) -> bool:
-        return bool(self._redis.exists(self._key("buckets")))
+        return self._db.exists(self._key("buckets"))
 
     def next_rate_token(self, queues: Sequence[str] | None) -> float | None:
         if not self.rate_limited():
@@ -412,21 +404,18 @@ class RedisBackend(Backend):
         return None if found is None else float(found)
 
     def rate_bucket_of(self, job_id: int) -> Bucket | None:
-        task, key = self._redis.hmget(self._key("job", job_id), ["task", "rate_key"])
+        task, key = self._db.hmget(self._key("job", job_id), ["task", "rate_key"])
         if task is None or key is None:
             return None
         names = ["task", "key", "rate_count", "rate_per", "rate_next"]
-        row = self._redis.hmget(self._key("bucket", f"{task}\n{key}"), names)
+        row = self._db.hmget(self._key("bucket", f"{task}\n{key}"), names)
         return None if row[0] is None else Bucket.from_row(row)
 
     # --- circuit breakers -----------------------------------------------------------------
 
     def breakers(self) -> list[BreakerRow]:
-        names = sorted(self._redis.smembers(self._key("breakers")))
-        with self._redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hgetall(self._key("breaker", name))
-            found = pipe.execute()
+        names = sorted(self._db.smembers(self._key("breakers")))
+        found = self._db.many("hgetall", [self._key("breaker", name) for name in names])
         return [to_breaker(h) for h in found if h]
 
     def set_breaker(self, breaker: Breaker, opened: bool) -> BreakerRow:
@@ -463,8 +452,7 @@ class RedisBackend(Backend):
         return int(self._run("promote"))
 
     def next_due(self) -> float | None:
-        first = self._redis.zrange(self._key("due"), 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
+        return self._db.first_score(self._key("due"))
 
     def prune(self, older_than: float, batch: int = 1000) -> int:
         return int(self._run("prune", repr(float(older_than)), batch))
@@ -494,17 +482,14 @@ class RedisBackend(Backend):
         return None if reply is None else reply == "1"
 
     def worker_stop_requested(self, worker_id: str) -> bool:
-        return self._redis.hget(self._key("worker", worker_id), "stop_requested") == "1"
+        return self._db.hget(self._key("worker", worker_id), "stop_requested") == "1"
 
     def deregister_worker(self, worker_id: str) -> None:
         self._run("workers", "deregister", worker_id)
 
     def list_workers(self) -> list[WorkerInfo]:
-        ids = self._redis.zrange(self._key("workers"), 0, -1)
-        with self._redis.pipeline(transaction=False) as pipe:
-            for worker_id in ids:
-                pipe.hgetall(self._key("worker", worker_id))
-            found = pipe.execute()
+        ids = self._db.zrange(self._key("workers"), 0, -1)
+        found = self._db.many("hgetall", [self._key("worker", worker_id) for worker_id in ids])
         now = self.now()
         return [to_worker(h, now) for h in found if h]
 
@@ -530,11 +515,8 @@ class RedisBackend(Backend):
             self._run("schedules", "register", *names)
 
     def schedule_states(self) -> list[ScheduleState]:
-        names = sorted(self._redis.smembers(self._key("schedules")))
-        with self._redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hgetall(self._key("schedule", name))
-            found = pipe.execute()
+        names = sorted(self._db.smembers(self._key("schedules")))
+        found = self._db.many("hgetall", [self._key("schedule", name) for name in names])
         return [to_schedule(h) for h in found if h]
 
     def enqueue_tick(self, name: str, tick: float, job: NewJob) -> EnqueueResult | None:
@@ -582,16 +564,13 @@ class RedisBackend(Backend):
     # --- reads ----------------------------------------------------------------------------
 
     def get(self, job_id: int) -> Job:
-        h = self._redis.hgetall(self._key("job", job_id))
+        h = self._db.hgetall(self._key("job", job_id))
         if not h:
             raise JobNotFound(job_id)
         return to_job(h)
 
     def _jobs(self, ids: Sequence[Any]) -> list[Job]:
-        with self._redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(self._key("job", job_id))
-            found = pipe.execute()
+        found = self._db.many("hgetall", [self._key("job", job_id) for job_id in ids])
         return [to_job(h) for h in found if h]
 
     def list_jobs(
@@ -616,10 +595,10 @@ class RedisBackend(Backend):
         return self._jobs(ids)
 
     def dependencies(self, job_id: int) -> Dependencies:
-        if not self._redis.exists(self._key("job", job_id)):
+        if not self._db.exists(self._key("job", job_id)):
             raise JobNotFound(job_id)
-        parents = sorted(map(int, self._redis.smembers(self._key("parents", job_id))))
-        children = sorted(map(int, self._redis.smembers(self._key("children", job_id))))
+        parents = sorted(map(int, self._db.smembers(self._key("parents", job_id))))
+        children = sorted(map(int, self._db.smembers(self._key("children", job_id))))
         return Dependencies(
             parents=[
                 (p.id, p.state, p.result if p.state is JobState.SUCCEEDED else None)
@@ -629,11 +608,11 @@ class RedisBackend(Backend):
         )
 
     def workflow_jobs(self, workflow_id: str) -> list[Job]:
-        return self._jobs(self._redis.zrange(self._key("workflow", workflow_id), 0, -1))
+        return self._jobs(self._db.zrange(self._key("workflow", workflow_id), 0, -1))
 
     def stats(self) -> Mapping[str, Mapping[JobState, int]]:
         counts: dict[str, dict[JobState, int]] = {}
-        for name, count in self._redis.hgetall(self._key("stats")).items():
+        for name, count in self._db.hgetall(self._key("stats")).items():
             if int(count) > 0:
                 queue, state = name.rsplit("\n", 1)
                 counts.setdefault(queue, {})[JobState(state)] = int(count)
@@ -642,8 +621,7 @@ class RedisBackend(Backend):
     def now(self) -> float:
         if self._injected_clock is not None:
             return self._injected_clock()
-        seconds, micros = self._redis.time()
-        return seconds + micros / 1_000_000
+        return self._db.time()
 
     # --- wake-ups -------------------------------------------------------------------------
 

@@ -10,12 +10,13 @@ token gone and changes nothing).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
-import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+import redis
 from conveyor.errors import BackendUnavailable, ConfigurationError
 from conveyor.settings import Settings
 
@@ -58,7 +59,8 @@ def check_eviction(client: redis.Redis, settings: Settings) -> None:
     """Refuse a server that may evict keys: under memory pressure it would delete jobs.
     ``redis_allow_eviction`` turns the refusal into a warning."""
     try:
-        policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", ""))
+        found = cast("dict[str, str]", client.config_get("maxmemory-policy"))
+        policy = found.get("maxmemory-policy", "")
     except redis.ResponseError:
         # CONFIG is disabled or renamed (managed services): nothing to check against.
         log.warning("cannot read maxmemory-policy of %s (CONFIG GET refused)", settings.url)
@@ -78,3 +80,51 @@ def check_eviction(client: redis.Redis, settings: Settings) -> None:
             "anyway"
         )
     log.warning("%s (running anyway: redis_allow_eviction is set)", message)
+
+
+class Reads:
+    """The plain commands the engine sends besides its scripts (reads, mostly), typed: redis-py's
+    annotations give every command a sync-or-async result."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def get(self, key: str) -> str | None:
+        return cast("str | None", self.client.get(key))
+
+    def put(self, key: str, value: str | int) -> None:
+        self.client.set(key, value)
+
+    def exists(self, key: str) -> bool:
+        return bool(self.client.exists(key))
+
+    def hget(self, key: str, name: str) -> str | None:
+        return cast("str | None", self.client.hget(key, name))
+
+    def hmget(self, key: str, names: Sequence[str]) -> list[str | None]:
+        return cast("list[str | None]", self.client.hmget(key, list(names)))
+
+    def hgetall(self, key: str) -> dict[str, str]:
+        return cast("dict[str, str]", self.client.hgetall(key))
+
+    def smembers(self, key: str) -> set[str]:
+        return cast("set[str]", self.client.smembers(key))
+
+    def zrange(self, key: str, start: int, end: int) -> list[str]:
+        return cast("list[str]", self.client.zrange(key, start, end))
+
+    def first_score(self, key: str) -> float | None:
+        found = cast("list[tuple[str, float]]", self.client.zrange(key, 0, 0, withscores=True))
+        return float(found[0][1]) if found else None
+
+    def time(self) -> float:
+        seconds, micros = cast("tuple[int, int]", self.client.time())
+        return seconds + micros / 1_000_000
+
+    def many(self, command: str, keys: Sequence[str], *args: Any) -> list[Any]:
+        """``command`` on each of ``keys`` (with ``args``) in one round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                getattr(pipe, command)(key, *args)
+            replies: list[Any] = pipe.execute()
+            return replies

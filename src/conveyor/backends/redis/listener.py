@@ -81,7 +81,7 @@ class Listener:
             client = None
             try:
                 client = self._connect()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 try:
                     pubsub.subscribe(self._channel)
                     failures = 0

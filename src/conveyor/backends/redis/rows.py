@@ -9,8 +9,8 @@ from typing import Any
 
 from conveyor.backends.base import ClaimedJob, ScheduleState
 from conveyor.backends.breakers import row_from
-from conveyor.limits.breakers import BreakerRow
 from conveyor.job import Job, JobError, JobState
+from conveyor.limits.breakers import BreakerRow
 from conveyor.worker_info import WorkerInfo, WorkerState
 
 

@@ -1,7 +1,8 @@
 """The Lua scripts of the Redis engine, one per state transition (lua/*.lua).
 
-common.lua, deps.lua and breakers.lua are put in front of every script, which runs as one EVALSHA; redis-py's
-Script loads it again when the server answers NOSCRIPT (a restart, a failover, SCRIPT FLUSH).
+common.lua, deps.lua and breakers.lua are put in front of every script, which runs as one
+EVALSHA; redis-py's Script loads it again when the server answers NOSCRIPT (a restart, a
+failover, SCRIPT FLUSH).
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-import redis
 from redis.commands.core import Script
+
+import redis
 
 _SHARED = ("common", "deps", "breakers")
 
