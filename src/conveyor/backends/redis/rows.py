@@ -36,7 +36,7 @@ def to_job(h: Mapping[str, str]) -> Job:
         kwargs=json.loads(h["kwargs"]),
         priority=int(h["priority"]),
         run_at=float(h["run_at"]),
-        attempts=int(h["attempts"]),
+        attempts=int(h.get("attempts", 0)),
         max_attempts=int(h["max_attempts"]),
         created_at=float(h["created_at"]),
         idempotency_key=h.get("idempotency_key"),

@@ -52,8 +52,11 @@ local function load(id)
   return h
 end
 
+-- Counts per "queue\nstate" change in a table, written once at the end (publish).
+local stat_changes = {}
 local function stat(h, by)
-  redis.call('HINCRBY', P .. ':stats', h.queue .. '\n' .. h.state, by)
+  local name = h.queue .. '\n' .. h.state
+  stat_changes[name] = (stat_changes[name] or 0) + by
 end
 
 local function unindex(id, h)
@@ -86,8 +89,11 @@ end
 local function index(id, h)
   local s = h.state
   if s == 'queued' then
-    h.rk = rank(tonumber(h.priority), tn(h.run_at), tonumber(id))
-    redis.call('HSET', jkey(id), 'rk', h.rk)
+    local rk = rank(tonumber(h.priority), tn(h.run_at), tonumber(id))
+    if h.rk ~= rk then
+      h.rk = rk
+      redis.call('HSET', jkey(id), 'rk', rk)
+    end
     if h.rate_key then
       -- A job of a rate-limited task waits in its bucket's own index (claim.lua).
       redis.call('ZADD', P .. ':bq:' .. h.task .. '\n' .. h.rate_key, 0, h.rk)
@@ -162,6 +168,10 @@ end
 local woken = {}
 local function wake(queue) woken[queue] = true end
 local function publish()
+  for name, by in pairs(stat_changes) do
+    if by ~= 0 then redis.call('HINCRBY', P .. ':stats', name, by) end
+  end
+  stat_changes = {}
   redis.call('INCR', P .. ':marker')
   for queue, _ in pairs(woken) do redis.call('PUBLISH', P .. ':wake', queue) end
 end
@@ -202,7 +212,7 @@ end
 local function start_run(id, h, worker, lease, token)
   update(id, h, {
     state = 'running',
-    attempts = tostring(tonumber(h.attempts) + 1),
+    attempts = tostring((tonumber(h.attempts) or 0) + 1),
     lease_token = token,
     lease_expires_at = num(NOW + lease),
     worker_id = worker,
@@ -229,7 +239,7 @@ end
 -- it keeps its attempt and, with none left, ends dead (``why`` says how it was lost); any other
 -- gets its attempt back. A cancel requested meanwhile ends it cancelled.
 local function lose_run(id, h, alone, why)
-  local attempts, lost = tonumber(h.attempts), tonumber(h.lost_runs) + 1
+  local attempts, lost = tonumber(h.attempts), (tonumber(h.lost_runs) or 0) + 1
   local c = {lost_runs = tostring(lost), run_at = num(NOW), lease_token = false,
     lease_expires_at = false}
   if h.cancel_requested == '1' then
@@ -256,10 +266,12 @@ local function release_leaderships(holder)
   end
 end
 
--- A new job of the fields ``h`` (text values; id and rk are set here). Returns its id.
+-- A new job of the fields ``h`` (text values; id and rk are set here; the fields left out
+-- hold their defaults: no attempt, no error, not a suspect ...). Returns its id.
 local function insert_job(h)
   local id = redis.call('INCR', P .. ':seq')
   h.id = tostring(id)
+  if h.state == 'queued' then h.rk = rank(tonumber(h.priority), tn(h.run_at), id) end
   local flat = {}
   for k, v in pairs(h) do flat[#flat + 1] = k; flat[#flat + 1] = v end
   redis.call('HSET', jkey(id), unpack(flat))

@@ -82,21 +82,15 @@ for i, j in ipairs(jobs) do
     out[#out + 1] = 0
     ids[i] = {out[#out - 2], out[#out - 1], false, #out - 1}
   else
-    local id = redis.call('INCR', P .. ':seq')
     local run_at = j[6]
     if run_at == null then run_at = NOW + j[7] end
     local h = {
-      id = tostring(id), task = j[1], queue = j[2], args = j[3], kwargs = j[4],
-      priority = tostring(j[5]), run_at = num(run_at), attempts = '0',
-      max_attempts = tostring(j[8]), created_at = num(NOW), lost_runs = '0', errors = '[]',
-      cancel_requested = '0', suspect = '0', pending_parents = '0',
+      task = j[1], queue = j[2], args = j[3], kwargs = j[4], priority = tostring(j[5]),
+      run_at = num(run_at), max_attempts = tostring(j[8]), created_at = num(NOW),
       state = run_at > NOW and 'scheduled' or 'queued',
     }
     if j[9] ~= null then h.timeout = num(j[9]) end
-    if j[10] ~= null then
-      h.idempotency_key = j[10]
-      redis.call('HSET', P .. ':idem', j[10], id)
-    end
+    if j[10] ~= null then h.idempotency_key = j[10] end
     if j[12] ~= null then
       h.rate_key = j[12]
       if j[17] ~= null then
@@ -106,16 +100,10 @@ for i, j in ipairs(jobs) do
         redis.call('SADD', P .. ':buckets', b)
       end
     end
-    if j[13] ~= null then
-      h.workflow_id = j[13]
-      redis.call('ZADD', P .. ':workflow:' .. j[13], id, id)
-    end
-    local flat = {}
-    for k, v in pairs(h) do flat[#flat + 1] = k; flat[#flat + 1] = v end
-    redis.call('HSET', jkey(id), unpack(flat))
-    redis.call('ZADD', P .. ':jobs', id, id)
-    index(id, h)
-    if h.state == 'queued' then wake(h.queue) end
+    if j[13] ~= null then h.workflow_id = j[13] end
+    local id = insert_job(h)
+    if h.idempotency_key then redis.call('HSET', P .. ':idem', h.idempotency_key, id) end
+    if h.workflow_id then redis.call('ZADD', P .. ':workflow:' .. h.workflow_id, id, id) end
     out[#out + 1] = id
     out[#out + 1] = h.state
     out[#out + 1] = 1

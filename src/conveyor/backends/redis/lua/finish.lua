@@ -74,10 +74,8 @@ for i, o in ipairs(outcomes) do
       -- arguments of this one; a task escalates to itself once.
       local e = {
         task = target[1], queue = target[2], args = h.args, kwargs = h.kwargs,
-        state = 'queued', priority = tostring(target[3]), run_at = num(NOW), attempts = '0',
-        max_attempts = tostring(target[4]), created_at = num(NOW), lost_runs = '0',
-        errors = '[]', cancel_requested = '0', suspect = '0', pending_parents = '0',
-        escalated_from = tostring(id),
+        state = 'queued', priority = tostring(target[3]), run_at = num(NOW),
+        max_attempts = tostring(target[4]), created_at = num(NOW), escalated_from = tostring(id),
       }
       if target[5] ~= null then e.timeout = num(target[5]) end
       local new = insert_job(e)

@@ -54,7 +54,7 @@ end
 
 for i, id in ipairs(ids) do
   local h = jobs[i]
-  local attempts, max_attempts = tonumber(h.attempts), tonumber(h.max_attempts)
+  local attempts, max_attempts = tonumber(h.attempts) or 0, tonumber(h.max_attempts)
   local c = {state = 'queued', run_at = num(NOW), finished_at = false, dead_reason = false,
     cancel_requested = '0', stopped_by = false}
   if reset then
