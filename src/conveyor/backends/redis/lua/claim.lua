@@ -15,12 +15,12 @@ promote_due()
 
 local take = function(key, count)
   if count <= 0 then return end
-  local ranks = redis.call('ZRANGE', key, 0, count - 1)
-  for _, r in ipairs(ranks) do
+  local batch = {}
+  for i, r in ipairs(redis.call('ZRANGE', key, 0, count - 1)) do
     local id = tonumber(string.sub(r, -12))
-    local h = load(id)
-    rows[#rows + 1] = start_run(id, h, worker, lease, tokens[#rows + 1])
+    batch[i] = {id, load(id), tokens[#rows + i]}
   end
+  for _, row in ipairs(start_runs(batch, worker, lease)) do rows[#rows + 1] = row end
 end
 
 local gated = redis.call('SMEMBERS', P .. ':gated')

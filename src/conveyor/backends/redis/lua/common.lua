@@ -296,3 +296,50 @@ local function bucket_first(b, wanted)
     offset = offset + 100
   end
 end
+
+-- ``cmd`` on ``key`` with the arguments ``args`` (a flat list), in calls of at most 1000 of
+-- them (``step`` divides 1000: pairs stay together), for the batched paths below.
+local function variadic(cmd, key, args, step)
+  for i = 1, #args, 1000 do
+    local last = math.min(i + 999, #args)
+    redis.call(cmd, key, unpack(args, i, last - ((last - i + 1) % step)))
+  end
+end
+
+-- start_run for a batch of ready jobs ({id, h, token}; none of a rate-limited task), with the
+-- index writes of all of them in a few variadic commands: the hot path of a busy claim.
+local function start_runs(batch, worker, lease)
+  local rows = {}
+  if #batch == 0 then return rows end
+  local expires, started = num(NOW + lease), num(NOW)
+  local ready, by_queue, running, held, runq, tokens = {}, {}, {}, {}, {}, {}
+  for _, b in ipairs(batch) do
+    local id, h, token = b[1], b[2], b[3]
+    stat(h, -1)
+    ready[#ready + 1] = h.rk
+    by_queue[h.queue] = by_queue[h.queue] or {}
+    table.insert(by_queue[h.queue], h.rk)
+    runq[h.queue] = runq[h.queue] or {}
+    table.insert(runq[h.queue], id)
+    local attempts = tostring((tonumber(h.attempts) or 0) + 1)
+    redis.call('HSET', jkey(id), 'state', 'running', 'attempts', attempts, 'lease_token', token,
+      'lease_expires_at', expires, 'worker_id', worker, 'started_at', started,
+      'cancel_requested', '0')
+    h.state = 'running'
+    stat(h, 1)
+    running[#running + 1] = expires
+    running[#running + 1] = id
+    held[#held + 1] = id
+    tokens[#tokens + 1] = token
+    tokens[#tokens + 1] = id
+    rows[#rows + 1] = {id, h.task, h.queue, h.args, h.kwargs, h.priority, attempts,
+      h.max_attempts, token, h.timeout or false, h.checkpoint or false, h.run_at}
+  end
+  variadic('ZREM', P .. ':ready', ready, 1)
+  for queue, ranks in pairs(by_queue) do variadic('ZREM', P .. ':ready:' .. queue, ranks, 1) end
+  for queue, ids in pairs(runq) do variadic('SADD', P .. ':runq:' .. queue, ids, 1) end
+  variadic('ZADD', P .. ':running', running, 2)
+  variadic('SADD', P .. ':held:' .. worker, held, 1)
+  variadic('HSET', P .. ':tokens', tokens, 2)
+  return rows
+end
