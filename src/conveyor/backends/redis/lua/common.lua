@@ -268,8 +268,8 @@ end
 
 -- A new job of the fields ``h`` (text values; id and rk are set here; the fields left out
 -- hold their defaults: no attempt, no error, not a suspect ...). Returns its id.
-local function insert_job(h)
-  local id = redis.call('INCR', P .. ':seq')
+local function insert_job(h, id)
+  id = id or redis.call('INCR', P .. ':seq')
   h.id = tostring(id)
   if h.state == 'queued' then h.rk = rank(tonumber(h.priority), tn(h.run_at), id) end
   local flat = {}

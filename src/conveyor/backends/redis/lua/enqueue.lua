@@ -69,6 +69,23 @@ end
 
 local out = {'ok', num(NOW)}
 local ids = {}
+-- Every new job's id at once, in batch order.
+local fresh = 0
+for _, count in pairs(created) do fresh = fresh + count end
+local next_id = redis.call('INCRBY', P .. ':seq', fresh) - fresh + 1
+-- A plain job (no key, rate limit or workflow) is written with one HSET; its index entries,
+-- those of the whole batch, go in a few variadic commands (flushed before anything reads them).
+local all, ready, by_queue, due = {}, {}, {}, {}
+local function flush()
+  variadic('ZADD', P .. ':jobs', all, 2)
+  variadic('ZADD', P .. ':ready', ready, 2)
+  for queue, ranks in pairs(by_queue) do
+    variadic('ZADD', P .. ':ready:' .. queue, ranks, 2)
+    redis.call('SADD', P .. ':queues', queue)
+  end
+  variadic('ZADD', P .. ':due', due, 2)
+  all, ready, by_queue, due = {}, {}, {}, {}
+end
 for i, j in ipairs(jobs) do
   local f = found[i]
   if f then
@@ -101,7 +118,37 @@ for i, j in ipairs(jobs) do
       end
     end
     if j[13] ~= null then h.workflow_id = j[13] end
-    local id = insert_job(h)
+    local id = next_id
+    next_id = next_id + 1
+    if h.idempotency_key or h.rate_key or h.workflow_id then
+      insert_job(h, id)
+    else
+      h.id = tostring(id)
+      local state = h.state
+      if state == 'queued' then
+        h.rk = rank(tonumber(h.priority), tn(h.run_at), id)
+        redis.call('HSET', jkey(id), 'id', h.id, 'task', h.task, 'queue', h.queue,
+          'args', h.args, 'kwargs', h.kwargs, 'priority', h.priority, 'run_at', h.run_at,
+          'max_attempts', h.max_attempts, 'created_at', h.created_at, 'state', state,
+          'rk', h.rk)
+        ready[#ready + 1] = 0
+        ready[#ready + 1] = h.rk
+        by_queue[h.queue] = by_queue[h.queue] or {}
+        table.insert(by_queue[h.queue], 0)
+        table.insert(by_queue[h.queue], h.rk)
+        wake(h.queue)
+      else
+        redis.call('HSET', jkey(id), 'id', h.id, 'task', h.task, 'queue', h.queue,
+          'args', h.args, 'kwargs', h.kwargs, 'priority', h.priority, 'run_at', h.run_at,
+          'max_attempts', h.max_attempts, 'created_at', h.created_at, 'state', state)
+        due[#due + 1] = h.run_at
+        due[#due + 1] = id
+      end
+      if h.timeout then redis.call('HSET', jkey(id), 'timeout', h.timeout) end
+      all[#all + 1] = id
+      all[#all + 1] = id
+      stat(h, 1)
+    end
     if h.idempotency_key then redis.call('HSET', P .. ':idem', h.idempotency_key, id) end
     if h.workflow_id then redis.call('ZADD', P .. ':workflow:' .. h.workflow_id, id, id) end
     out[#out + 1] = id
@@ -110,6 +157,8 @@ for i, j in ipairs(jobs) do
     ids[i] = {id, h.state, true, #out - 1}
   end
 end
+
+flush()
 
 -- Dependencies (conveyor/workflows/rules.py settle_new_job), parents before children.
 local states = {}
