@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from conveyor import Conveyor
 from conveyor.backends.sql import parse_queries
@@ -94,10 +94,10 @@ def engine(app: Conveyor) -> str:
         import redis
 
         client = redis.Redis.from_url(app.settings.url, decode_responses=True)
-        version = client.info("server")["redis_version"]
-        config = client.config_get("appendonly")
-        config.update(client.config_get("appendfsync"))
-        config.update(client.config_get("save"))
+        version = cast("dict[str, Any]", client.info("server"))["redis_version"]
+        config: dict[str, str] = {}
+        for name in ("appendonly", "appendfsync", "save"):
+            config.update(cast("dict[str, str]", client.config_get(name)))
         client.close()
         return (
             f"Redis {version} appendonly={config['appendonly']} "

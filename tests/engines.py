@@ -38,7 +38,7 @@ def engine(name: str, folder: Path) -> Iterator[Engine]:
         yield found
         return
     if name == "redis":
-        from tests.redis.factory import drop_prefix, new_prefix, server_url
+        from tests.redis_engine.factory import drop_prefix, new_prefix, server_url
 
         url, prefix = server_url(), new_prefix()
         found = Engine(name, url, {"CONVEYOR_REDIS_PREFIX": prefix})

@@ -85,8 +85,8 @@ def postgres_backend(
 def redis_backend(
     tmp_path: Path, clock: Callable[[], float] | None, overrides: dict[str, Any]
 ) -> Iterator[Backend]:
-    """A fresh key prefix on the test Redis server (see tests/redis/factory.py)."""
-    from tests.redis.factory import redis_backend as factory
+    """A fresh key prefix on the test Redis server (see tests/redis_engine/factory.py)."""
+    from tests.redis_engine.factory import redis_backend as factory
 
     with factory(tmp_path, clock, overrides) as backend:
         yield backend

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
+
 from conveyor.backends.base import (
     FORGET_DEAD_WORKERS_AFTER,
     Backend,
@@ -32,6 +33,7 @@ from conveyor.backends.base import (
     SchemaStatus,
 )
 from conveyor.backends.caps import CappedQueues
+from conveyor.backends.clock import DatabaseClock
 from conveyor.backends.redis.connection import Reads, check_eviction, connect, key_prefix
 from conveyor.backends.redis.listener import Listener
 from conveyor.backends.redis.rows import (
@@ -123,6 +125,8 @@ class RedisBackend(Backend):
             raise
         #: An injected clock (tests) is passed to every script; None: the server's TIME.
         self._injected_clock = clock
+        #: now() without a round trip: the server's TIME, measured once a minute.
+        self._clock = clock or DatabaseClock(self._server_now)
         self._scripts = Scripts(self._redis, self.prefix)
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
@@ -619,9 +623,13 @@ class RedisBackend(Backend):
         return counts
 
     def now(self) -> float:
-        if self._injected_clock is not None:
-            return self._injected_clock()
-        return self._db.time()
+        return self._clock()
+
+    def _server_now(self) -> float:
+        try:
+            return self._db.time()
+        except redis.ConnectionError as exc:
+            raise BackendUnavailable(f"Redis at {self.settings.url} is unreachable: {exc}") from exc
 
     # --- wake-ups -------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
+import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-import redis
 from conveyor.errors import BackendUnavailable, ConfigurationError
 from conveyor.settings import Settings
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from redis.commands.core import Script
-
 import redis
+from redis.commands.core import Script
 
 _SHARED = ("common", "deps", "breakers")
 

@@ -10,17 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from redis.crc import key_slot
 
-import redis
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.connection import key_prefix
 from conveyor.errors import ConfigurationError
 from conveyor.job import JobState
 from conveyor.settings import Settings
 from tests.contract.helpers import LEASE, claim_one, enqueue, succeed
-from tests.redis.factory import drop_prefix, new_prefix, server_url
-from tests.redis.server import private_server
+from tests.redis_engine.factory import drop_prefix, new_prefix, server_url
+from tests.redis_engine.server import private_server
 from tests.support import new_job
 
 

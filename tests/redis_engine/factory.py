@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.connection import key_prefix
 from conveyor.settings import Settings
