@@ -47,6 +47,10 @@ def connect(settings: Settings, *, retries: int = _RETRIES) -> redis.Redis:
             decode_responses=True,
             retry=retry,
             socket_connect_timeout=settings.lock_timeout,
+            # A server that vanished (a host down, a network cut) fails the command within
+            # lock_timeout instead of leaving it waiting for TCP's own timeouts.
+            socket_timeout=settings.lock_timeout,
+            socket_keepalive=True,
             health_check_interval=30,
             **options,
         )
