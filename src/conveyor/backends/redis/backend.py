@@ -48,11 +48,11 @@ from conveyor.backends.redis.rows import (
 from conveyor.backends.redis.scripts import Scripts
 from conveyor.errors import (
     BackendUnavailable,
-    DependencyCycle,
     IdempotencyConflict,
     InvalidTransition,
     JobNotFound,
     QueueFull,
+    SchemaError,
     UnknownParent,
     WorkerNotFound,
 )
@@ -134,8 +134,8 @@ class RedisBackend(Backend):
         self._finish_listener = Listener(
             self._subscriber, f"{self.prefix}:finished", self._finished_local
         )
-        if check_schema and settings.auto_migrate:
-            self.migrate()
+        if check_schema:
+            self._check_layout(settings.auto_migrate)
 
     def _subscriber(self) -> redis.Redis:
         return connect(self.settings, retries=0)
@@ -154,6 +154,18 @@ class RedisBackend(Backend):
 
     def _version(self) -> int:
         return int(self._db.get(self._key("layout")) or 0)
+
+    def _check_layout(self, auto_migrate: bool) -> None:
+        current = self._version()
+        if current > LAYOUT_VERSION:
+            raise SchemaError(self.verify_schema().problems[0])
+        if current < LAYOUT_VERSION:
+            if not auto_migrate:
+                raise SchemaError(
+                    f"the keys under {self.prefix} have layout {current}, this Conveyor needs "
+                    f"{LAYOUT_VERSION}: run `conveyor schema migrate`"
+                )
+            self.migrate()
 
     def migrate(self) -> list[int]:
         current = self._version()
@@ -200,8 +212,6 @@ class RedisBackend(Backend):
             raise QueueFull(reply[1], int(reply[2]), int(reply[3]))
         if status == "parents":
             raise UnknownParent(sorted(int(i) for i in reply[1:]))
-        if status == "cycle":  # pragma: no cover - batch_order raised first
-            raise DependencyCycle([])
         if status == "tick":
             return []
         at = float(reply[1])
