@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from conveyor.backends.redis import RedisBackend
-from conveyor.backends.redis.connection import key_prefix
+from conveyor.backends.redis.connection import connect, key_prefix
 from conveyor.settings import Settings
 
 DEFAULT_SERVER = "redis://127.0.0.1:6379/0"
@@ -29,22 +29,30 @@ def new_prefix() -> str:
 
 
 def drop_prefix(url: str, prefix: str) -> None:
-    """Delete every key of ``prefix``."""
-    pattern = key_prefix(Settings(url=url, redis_prefix=prefix)) + ":*"
-    client = redis.Redis.from_url(url)
+    """Delete every key of ``prefix`` (on a cluster, from the node holding its slot)."""
+    settings = Settings(url=url, redis_prefix=prefix)
+    pattern = key_prefix(settings).replace("{", "\\{").replace("}", "\\}") + ":*"
+    client = connect(settings, retries=0)
     try:
-        batch = list(client.scan_iter(match=pattern.replace("{", "\\{").replace("}", "\\}")))
-        for start in range(0, len(batch), 500):
-            client.delete(*batch[start : start + 500])
+        if isinstance(client, redis.RedisCluster):
+            node = client.get_node_from_key(key_prefix(settings))  # type: ignore[no-untyped-call]
+            keys = list(client.scan_iter(match=pattern, target_nodes=node))
+        else:
+            keys = list(client.scan_iter(match=pattern))
+        for key in keys:
+            client.delete(key)
     finally:
         client.close()
 
 
 @contextmanager
 def redis_backend(
-    tmp_path: Path, clock: Callable[[], float] | None, overrides: dict[str, Any]
+    tmp_path: Path,
+    clock: Callable[[], float] | None,
+    overrides: dict[str, Any],
+    url: str | None = None,
 ) -> Iterator[RedisBackend]:
-    url = server_url()
+    url = url or server_url()
     prefix = new_prefix()
     settings = Settings.load(env={}, url=url, redis_prefix=prefix, **overrides)
     try:
@@ -59,3 +67,14 @@ def redis_backend(
     finally:
         backend.close()
         drop_prefix(url, prefix)
+
+
+@contextmanager
+def redis_cluster_backend(
+    tmp_path: Path, clock: Callable[[], float] | None, overrides: dict[str, Any]
+) -> Iterator[RedisBackend]:
+    """A fresh key prefix on this session's private 3-master cluster (cluster.py)."""
+    from tests.redis_engine.cluster import session_cluster
+
+    with redis_backend(tmp_path, clock, overrides, session_cluster()) as backend:
+        yield backend

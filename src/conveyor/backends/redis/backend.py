@@ -137,7 +137,7 @@ class RedisBackend(Backend):
         if check_schema:
             self._check_layout(settings.auto_migrate)
 
-    def _subscriber(self) -> redis.Redis:
+    def _subscriber(self) -> Any:
         return connect(self.settings, retries=0)
 
     def _key(self, *parts: str | int) -> str:

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from conveyor.errors import BackendUnavailable, ConfigurationError
@@ -34,9 +35,29 @@ def key_prefix(settings: Settings) -> str:
     return f"{{conveyor:{settings.redis_prefix}}}"
 
 
-def connect(settings: Settings, *, retries: int = _RETRIES) -> redis.Redis:
+def connect(settings: Settings, *, retries: int = _RETRIES) -> Any:
     """A client of the Redis server ``settings.url`` names (redis:// or rediss://), retrying
-    a command ``retries`` times on a broken connection."""
+    a command ``retries`` times on a broken connection. A node of a Redis Cluster gets a
+    cluster client, which sends each script to the node holding the prefix's slot."""
+    client = _connect(settings, retries)
+    try:
+        cluster = cast("dict[str, Any]", client.info("cluster")).get("cluster_enabled") == 1
+    except redis.ConnectionError as exc:
+        client.close()
+        raise BackendUnavailable(f"Redis at {settings.url} is unreachable: {exc}") from None
+    if not cluster:
+        return client
+    client.close()
+    return RedisCluster.from_url(  # type: ignore[no-untyped-call]
+        settings.url,
+        decode_responses=True,
+        socket_connect_timeout=settings.lock_timeout,
+        socket_timeout=settings.lock_timeout,
+        socket_keepalive=True,
+    )
+
+
+def _connect(settings: Settings, retries: int) -> redis.Redis:
     retry = Retry(ExponentialWithJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE), retries)
     options: dict[str, Any] = {}
     if retries:
@@ -59,7 +80,7 @@ def connect(settings: Settings, *, retries: int = _RETRIES) -> redis.Redis:
     return client
 
 
-def check_eviction(client: redis.Redis, settings: Settings) -> None:
+def check_eviction(client: Any, settings: Settings) -> None:
     """Refuse a server that may evict keys: under memory pressure it would delete jobs.
     ``redis_allow_eviction`` turns the refusal into a warning."""
     try:
@@ -90,7 +111,8 @@ class Reads:
     """The plain commands the engine sends besides its scripts (reads, mostly), typed: redis-py's
     annotations give every command a sync-or-async result."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Any) -> None:
+        #: A redis.Redis, or a RedisCluster.
         self.client = client
 
     def get(self, key: str) -> str | None:

@@ -16,8 +16,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
-
-import redis
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ _TICK = 0.5
 class Listener:
     def __init__(
         self,
-        connect: Callable[[], redis.Redis],
+        connect: Callable[[], Any],
         channel: str,
         on_message: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
@@ -81,7 +80,7 @@ class Listener:
             client = None
             try:
                 client = self._connect()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
                 try:
                     pubsub.subscribe(self._channel)
                     failures = 0
@@ -108,7 +107,7 @@ class Listener:
             if self._stopping.wait(random.uniform(delay / 2, delay)):
                 break
 
-    def _pump(self, pubsub: redis.client.PubSub) -> None:
+    def _pump(self, pubsub: Any) -> None:
         """Count messages until stopped; raises when the connection breaks."""
         while not self._stopping.is_set():
             message = pubsub.get_message(timeout=_TICK)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-import redis
 from redis.commands.core import Script
 
 _SHARED = ("common", "deps", "breakers")
@@ -23,7 +22,7 @@ def _source(name: str) -> str:
 
 
 class Scripts:
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: Any, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
         self._shared = "\n".join(_source(name) for name in _SHARED)
