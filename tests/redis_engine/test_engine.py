@@ -15,7 +15,7 @@ from redis.crc import key_slot
 
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.connection import key_prefix
-from conveyor.errors import ConfigurationError
+from conveyor.errors import ConfigurationError, StorageFull
 from conveyor.job import JobState
 from conveyor.settings import Settings
 from tests.contract.helpers import LEASE, claim_one, enqueue, succeed
@@ -124,3 +124,21 @@ def test_commands_and_wake_ups_come_back_after_the_connections_are_killed(privat
     finally:
         admin.close()
         backend.close()
+
+
+def test_a_full_server_refuses_a_batch_whole(tmp_path: Path) -> None:
+    with private_server(tmp_path, "--maxmemory", "4mb") as url:
+        backend = open_on(url)
+        try:
+            big = '["' + "x" * 20_000 + '"]'
+            written = 0
+            with pytest.raises(StorageFull, match="out of memory"):
+                for _ in range(1000):
+                    backend.enqueue_many([new_job(args_json=big) for _ in range(10)])
+                    written += 10
+            assert written > 0
+            # Nothing of the refused batch was written; every job written is whole.
+            assert backend.stats()["default"][JobState.QUEUED] == written
+            assert len(backend.list_jobs(limit=10_000)) == written
+        finally:
+            backend.close()

@@ -34,7 +34,13 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.clock import DatabaseClock
-from conveyor.backends.redis.connection import Reads, check_eviction, connect, key_prefix
+from conveyor.backends.redis.connection import (
+    Reads,
+    check_eviction,
+    connect,
+    key_prefix,
+    translate,
+)
 from conveyor.backends.redis.listener import Listener
 from conveyor.backends.redis.rows import (
     claimed_order,
@@ -47,7 +53,6 @@ from conveyor.backends.redis.rows import (
 )
 from conveyor.backends.redis.scripts import Scripts
 from conveyor.errors import (
-    BackendUnavailable,
     IdempotencyConflict,
     InvalidTransition,
     JobNotFound,
@@ -117,7 +122,7 @@ class RedisBackend(Backend):
         self.settings = settings
         self.prefix = key_prefix(settings)
         self._redis = connect(settings)
-        self._db = Reads(self._redis)
+        self._db = Reads(self._redis, settings.url)
         try:
             check_eviction(self._redis, settings)
         except BaseException:
@@ -147,8 +152,8 @@ class RedisBackend(Backend):
         clock = self._injected_clock
         try:
             return self._scripts.run(name, None if clock is None else clock(), *args)
-        except redis.ConnectionError as exc:
-            raise BackendUnavailable(f"Redis at {self.settings.url} is unreachable: {exc}") from exc
+        except redis.RedisError as exc:
+            raise translate(exc, self.settings.url) from exc
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -193,7 +198,7 @@ class RedisBackend(Backend):
     ) -> list[EnqueueResult]:
         if not jobs:
             return []
-        return self._enqueue(jobs, "", 0.0) or []
+        return self._enqueue(jobs, "", 0.0)
 
     def _enqueue(self, jobs: Sequence[NewJob], schedule: str, tick: float) -> list[EnqueueResult]:
         order = list(range(len(jobs)))
@@ -636,10 +641,7 @@ class RedisBackend(Backend):
         return self._clock()
 
     def _server_now(self) -> float:
-        try:
-            return self._db.time()
-        except redis.ConnectionError as exc:
-            raise BackendUnavailable(f"Redis at {self.settings.url} is unreachable: {exc}") from exc
+        return self._db.time()
 
     # --- wake-ups -------------------------------------------------------------------------
 

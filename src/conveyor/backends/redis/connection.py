@@ -18,7 +18,13 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from conveyor.errors import BackendUnavailable, ConfigurationError
+from conveyor.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    ConveyorError,
+    StorageFull,
+)
 from conveyor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,50 +113,72 @@ def check_eviction(client: Any, settings: Settings) -> None:
     log.warning("%s (running anyway: redis_allow_eviction is set)", message)
 
 
+def translate(exc: redis.RedisError, url: str) -> ConveyorError:
+    """A redis-py error as the engine's own."""
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return BackendUnavailable(f"Redis at {url} is unreachable: {exc}")
+    text = str(exc)
+    if text.startswith("OOM") or "used memory > 'maxmemory'" in text:
+        # A script is refused at its first write (Redis lets one that has written go on to its
+        # end): nothing of it was written.
+        return StorageFull(f"Redis at {url} is out of memory (maxmemory): {text}")
+    return BackendError(f"Redis at {url}: {text}")
+
+
 class Reads:
     """The plain commands the engine sends besides its scripts (reads, mostly), typed: redis-py's
-    annotations give every command a sync-or-async result."""
+    annotations give every command a sync-or-async result. Errors come out as the engine's."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, url: str) -> None:
         #: A redis.Redis, or a RedisCluster.
         self.client = client
+        self._url = url
+
+    def _do(self, command: str, *args: Any, **options: Any) -> Any:
+        try:
+            return getattr(self.client, command)(*args, **options)
+        except redis.RedisError as exc:
+            raise translate(exc, self._url) from exc
 
     def get(self, key: str) -> str | None:
-        return cast("str | None", self.client.get(key))
+        return cast("str | None", self._do("get", key))
 
     def put(self, key: str, value: str | int) -> None:
-        self.client.set(key, value)
+        self._do("set", key, value)
 
     def exists(self, key: str) -> bool:
-        return bool(self.client.exists(key))
+        return bool(self._do("exists", key))
 
     def hget(self, key: str, name: str) -> str | None:
-        return cast("str | None", self.client.hget(key, name))
+        return cast("str | None", self._do("hget", key, name))
 
     def hmget(self, key: str, names: Sequence[str]) -> list[str | None]:
-        return cast("list[str | None]", self.client.hmget(key, list(names)))
+        return cast("list[str | None]", self._do("hmget", key, list(names)))
 
     def hgetall(self, key: str) -> dict[str, str]:
-        return cast("dict[str, str]", self.client.hgetall(key))
+        return cast("dict[str, str]", self._do("hgetall", key))
 
     def smembers(self, key: str) -> set[str]:
-        return cast("set[str]", self.client.smembers(key))
+        return cast("set[str]", self._do("smembers", key))
 
     def zrange(self, key: str, start: int, end: int) -> list[str]:
-        return cast("list[str]", self.client.zrange(key, start, end))
+        return cast("list[str]", self._do("zrange", key, start, end))
 
     def first_score(self, key: str) -> float | None:
-        found = cast("list[tuple[str, float]]", self.client.zrange(key, 0, 0, withscores=True))
+        found = cast("list[tuple[str, float]]", self._do("zrange", key, 0, 0, withscores=True))
         return float(found[0][1]) if found else None
 
     def time(self) -> float:
-        seconds, micros = cast("tuple[int, int]", self.client.time())
+        seconds, micros = cast("tuple[int, int]", self._do("time"))
         return seconds + micros / 1_000_000
 
     def many(self, command: str, keys: Sequence[str], *args: Any) -> list[Any]:
         """``command`` on each of ``keys`` (with ``args``) in one round trip."""
-        with self.client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                getattr(pipe, command)(key, *args)
-            replies: list[Any] = pipe.execute()
-            return replies
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    getattr(pipe, command)(key, *args)
+                replies: list[Any] = pipe.execute()
+                return replies
+        except redis.RedisError as exc:
+            raise translate(exc, self._url) from exc
