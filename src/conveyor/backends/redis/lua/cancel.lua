@@ -1,3 +1,4 @@
+-- uses: deps
 -- cancel job ARGV[2]: a waiting job ends cancelled at once (its children follow), a running
 -- one is asked to stop (its worker learns it from P:cancels:<worker>). Returns 1, or
 -- ["missing", id] / ["invalid", id, state].

@@ -1,3 +1,4 @@
+-- uses: breakers
 -- claim: queued -> running for up to ARGV[4] ready jobs, due ones promoted first.
 -- ARGV[2] worker id, ARGV[3] lease seconds, ARGV[5] the queues to serve (JSON array, "" for
 -- every queue), ARGV[6] this claim's turn (which queue is served first), ARGV[7] the queues in

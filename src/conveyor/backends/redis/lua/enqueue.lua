@@ -1,3 +1,4 @@
+-- uses: deps
 -- enqueue_many (and enqueue_tick): write every job of the batch, or none.
 -- ARGV[2]: queue limits, a JSON object {queue: most waiting jobs}; ARGV[3]: the jobs, a JSON
 -- array of [task, queue, args, kwargs, priority, run_at|null, delay, max_attempts,

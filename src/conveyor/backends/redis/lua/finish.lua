@@ -1,3 +1,4 @@
+-- uses: deps, breakers
 -- finish_many: the ends of runs, each fenced by its token. ARGV[2]: a JSON array of
 -- [id, token, kind, result|null, error|null, retry_in, dead_reason|null, checkpoint|null,
 -- retry budget [task, limit, window]|null, escalate [task, queue, priority, max_attempts,

@@ -1,3 +1,4 @@
+-- uses: deps
 -- reap_dead_workers: declare dead the running or stopping workers silent for their dead_after
 -- seconds (counted from ARGV[3] at the earliest, "" for no bound) or named in ARGV[5] (JSON
 -- array), except ARGV[2]; their runs are lost (lose_run) and their leaderships free. Dead

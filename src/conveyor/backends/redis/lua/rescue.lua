@@ -1,3 +1,4 @@
+-- uses: deps
 -- rescue_expired: running jobs whose lease expired, except those of worker ARGV[2] ("" for
 -- none), lose their run (lose_run). Returns [id, state, ...].
 local exclude = ARGV[2]
