@@ -600,7 +600,10 @@ class RedisBackend(Backend):
         task: str | None = None,
         limit: int = 100,
         before_id: int | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Job]:
+        """Newest first; page with ``before_id``. ``idempotency_key``: only the jobs that hold
+        it (live or not), read through its own index."""
         ids = self._run(
             "list_jobs",
             "" if states is None else json.dumps([JobState(s).value for s in states]),
@@ -610,6 +613,8 @@ class RedisBackend(Backend):
             "1" if task is not None else "0",
             limit,
             "" if before_id is None else before_id,
+            "1" if idempotency_key is not None else "0",
+            idempotency_key if idempotency_key is not None else "",
         )
         return self._jobs(ids)
 
@@ -636,6 +641,17 @@ class RedisBackend(Backend):
                 queue, state = name.rsplit("\n", 1)
                 counts.setdefault(queue, {})[JobState(state)] = int(count)
         return counts
+
+    def oldest_ready(self) -> dict[str, float]:
+        """Per queue with ready (queued) jobs, the ``run_at`` of its oldest one."""
+        flat = self._run("oldest_ready")
+        return {queue: float(at) for queue, at in zip(flat[::2], flat[1::2], strict=True)}
+
+    def running_by_worker(self) -> dict[str, int]:
+        """How many jobs each worker is running, by worker id (workers running none left
+        out)."""
+        flat = self._run("running_by_worker")
+        return {worker: int(n) for worker, n in zip(flat[::2], flat[1::2], strict=True)}
 
     def now(self) -> float:
         return self._clock()

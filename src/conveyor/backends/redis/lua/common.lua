@@ -64,6 +64,7 @@ local function unindex(id, h)
   if s == 'queued' then
     if h.rate_key then
       redis.call('ZREM', P .. ':bq:' .. h.task .. '\n' .. h.rate_key, h.rk)
+      redis.call('ZREM', P .. ':rated:' .. h.queue, id)
     else
       redis.call('ZREM', P .. ':ready', h.rk)
       redis.call('ZREM', P .. ':ready:' .. h.queue, h.rk)
@@ -97,6 +98,9 @@ local function index(id, h)
     if h.rate_key then
       -- A job of a rate-limited task waits in its bucket's own index (claim.lua).
       redis.call('ZADD', P .. ':bq:' .. h.task .. '\n' .. h.rate_key, 0, h.rk)
+      -- By run_at, for oldest_ready (the bucket's own index mixes queues).
+      redis.call('ZADD', P .. ':rated:' .. h.queue, tn(h.run_at), id)
+      redis.call('SADD', P .. ':queues', h.queue)
     else
       redis.call('ZADD', P .. ':ready', 0, h.rk)
       redis.call('ZADD', P .. ':ready:' .. h.queue, 0, h.rk)
@@ -147,8 +151,11 @@ local function forget_job(id, h)
   unindex(id, h)
   redis.call('DEL', jkey(id))
   redis.call('ZREM', P .. ':jobs', id)
-  if h.idempotency_key and redis.call('HGET', P .. ':idem', h.idempotency_key) == tostring(id) then
-    redis.call('HDEL', P .. ':idem', h.idempotency_key)
+  if h.idempotency_key then
+    if redis.call('HGET', P .. ':idem', h.idempotency_key) == tostring(id) then
+      redis.call('HDEL', P .. ':idem', h.idempotency_key)
+    end
+    redis.call('ZREM', P .. ':keyed:' .. h.idempotency_key, id)
   end
   if h.workflow_id then redis.call('ZREM', P .. ':workflow:' .. h.workflow_id, id) end
   for _, parent in ipairs(redis.call('SMEMBERS', P .. ':parents:' .. id)) do

@@ -150,7 +150,11 @@ for i, j in ipairs(jobs) do
       all[#all + 1] = id
       stat(h, 1)
     end
-    if h.idempotency_key then redis.call('HSET', P .. ':idem', h.idempotency_key, id) end
+    if h.idempotency_key then
+      redis.call('HSET', P .. ':idem', h.idempotency_key, id)
+      -- Every job that holds the key, live or not, for list_jobs.
+      redis.call('ZADD', P .. ':keyed:' .. h.idempotency_key, id, id)
+    end
     if h.workflow_id then redis.call('ZADD', P .. ':workflow:' .. h.workflow_id, id, id) end
     out[#out + 1] = id
     out[#out + 1] = h.state

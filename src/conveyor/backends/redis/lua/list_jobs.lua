@@ -1,6 +1,7 @@
 -- list_jobs: ids of jobs newest first, up to ARGV[7], in the states ARGV[2] (JSON array, ""
 -- for any), of queue ARGV[3] if ARGV[4] is "1", of task ARGV[5] if ARGV[6] is "1", with ids
--- below ARGV[8] ("" for no bound). A read: it writes nothing.
+-- below ARGV[8] ("" for no bound), holding the idempotency key ARGV[10] if ARGV[9] is "1".
+-- A read: it writes nothing.
 local states = nil
 if ARGV[2] ~= '' then
   states = {}
@@ -10,10 +11,12 @@ local queue, by_queue, task, by_task = ARGV[3], ARGV[4] == '1', ARGV[5], ARGV[6]
 local limit = tonumber(ARGV[7])
 local top = '+inf'
 if ARGV[8] ~= '' then top = '(' .. ARGV[8] end
+local index = P .. ':jobs'
+if ARGV[9] == '1' then index = P .. ':keyed:' .. ARGV[10] end
 local out, offset = {}, 0
 local chunk = 500
 while #out < limit do
-  local ids = redis.call('ZREVRANGEBYSCORE', P .. ':jobs', top, '-inf', 'LIMIT', offset, chunk)
+  local ids = redis.call('ZREVRANGEBYSCORE', index, top, '-inf', 'LIMIT', offset, chunk)
   if #ids == 0 then break end
   for _, id in ipairs(ids) do
     local f = redis.call('HMGET', jkey(id), 'state', 'queue', 'task')
