@@ -78,3 +78,13 @@ def redis_cluster_backend(
 
     with redis_backend(tmp_path, clock, overrides, session_cluster()) as backend:
         yield backend
+
+
+@contextmanager
+def redis_database() -> Iterator[tuple[str, str]]:
+    """(URL, key prefix) of a fresh application on the test server, its keys deleted after."""
+    url, prefix = server_url(), new_prefix()
+    try:
+        yield url, prefix
+    finally:
+        drop_prefix(url, prefix)
