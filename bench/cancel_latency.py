@@ -58,6 +58,7 @@ def one_run(url: str | None, synchronous: str, jobs: int) -> tuple[dict[str, lis
         **os.environ,
         "CONVEYOR_BENCH_URL": app.settings.url,
         "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
+        "CONVEYOR_REDIS_PREFIX": app.settings.redis_prefix,
         "PYTHONPATH": str(HERE),
     }
     worker = subprocess.Popen(

@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from conveyor import Conveyor
 from conveyor.backends.sql import parse_queries
@@ -38,8 +38,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def is_redis(url: str | None) -> bool:
+    return str(url).startswith(("redis:", "rediss:"))
+
+
 def is_postgres(url: str | None) -> bool:
-    return bool(url) and not str(url).startswith("sqlite:")
+    return bool(url) and not str(url).startswith("sqlite:") and not is_redis(url)
 
 
 def fresh_app(url: str | None, synchronous: str, **overrides: Any) -> tuple[Conveyor, Path]:
@@ -49,6 +53,8 @@ def fresh_app(url: str | None, synchronous: str, **overrides: Any) -> tuple[Conv
     folder = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
     if is_postgres(url):
         overrides.setdefault("postgres_schema", f"bench_{secrets.token_hex(6)}")
+    if is_redis(url):
+        overrides.setdefault("redis_prefix", f"bench_{secrets.token_hex(6)}")
     app = Conveyor(
         url or f"sqlite:///{folder / 'bench.db'}", sqlite_synchronous=synchronous, **overrides
     )
@@ -57,8 +63,20 @@ def fresh_app(url: str | None, synchronous: str, **overrides: Any) -> tuple[Conv
 
 
 def finish(app: Conveyor) -> None:
-    """Close ``app`` and, on PostgreSQL, drop the schema ``fresh_app`` made for it."""
+    """Close ``app`` and, on PostgreSQL, drop the schema ``fresh_app`` made for it (on
+    Redis, delete the keys of its prefix)."""
     app.close()
+    if is_redis(app.settings.url):
+        import redis
+
+        from conveyor.backends.redis.connection import key_prefix
+
+        client = redis.Redis.from_url(app.settings.url)
+        pattern = key_prefix(app.settings).replace("{", "\\{").replace("}", "\\}") + ":*"
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        client.close()
     if is_postgres(app.settings.url):
         import psycopg
         from psycopg import sql
@@ -72,6 +90,19 @@ def finish(app: Conveyor) -> None:
 
 def engine(app: Conveyor) -> str:
     """The engine and its durability setting, for the report."""
+    if is_redis(app.settings.url):
+        import redis
+
+        client = redis.Redis.from_url(app.settings.url, decode_responses=True)
+        version = cast("dict[str, Any]", client.info("server"))["redis_version"]
+        config: dict[str, str] = {}
+        for name in ("appendonly", "appendfsync", "save"):
+            config.update(cast("dict[str, str]", client.config_get(name)))
+        client.close()
+        return (
+            f"Redis {version} appendonly={config['appendonly']} "
+            f"appendfsync={config['appendfsync']} save={config['save']!r}"
+        )
     if not is_postgres(app.settings.url):
         return f"SQLite synchronous={app.settings.sqlite_synchronous}"
     import psycopg
@@ -113,6 +144,7 @@ def rate_in_processes(app: Conveyor, workers: int, target: Any, *args: Any) -> f
     settings = {
         "url": app.settings.url,
         "postgres_schema": app.settings.postgres_schema,
+        "redis_prefix": app.settings.redis_prefix,
         "sqlite_synchronous": app.settings.sqlite_synchronous,
     }
     children = [

@@ -46,6 +46,7 @@ def start_workers(app: Conveyor, concurrency: int) -> subprocess.Popen[bytes]:
         "PYTHONPATH": str(HERE),
         "CONVEYOR_BENCH_URL": str(app.settings.url),
         "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
+        "CONVEYOR_REDIS_PREFIX": app.settings.redis_prefix,
     }
     return subprocess.Popen(argv, env=env, cwd=HERE)
 

@@ -62,6 +62,7 @@ def one_run(
             **os.environ,
             "CONVEYOR_BENCH_URL": app.settings.url,
             "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
+            "CONVEYOR_REDIS_PREFIX": app.settings.redis_prefix,
             "PYTHONPATH": str(HERE),
         }
         process = subprocess.Popen(

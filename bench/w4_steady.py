@@ -70,6 +70,7 @@ def main() -> None:
         **os.environ,
         "CONVEYOR_BENCH_URL": app.settings.url,
         "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
+        "CONVEYOR_REDIS_PREFIX": app.settings.redis_prefix,
         "CONVEYOR_SQLITE_SYNCHRONOUS": args.synchronous,
         "PYTHONPATH": str(HERE),
     }

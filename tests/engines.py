@@ -20,7 +20,12 @@ class Engine:
 
     def app(self) -> Conveyor:
         schema = self.env.get("CONVEYOR_POSTGRES_SCHEMA")
-        return Conveyor(self.url) if schema is None else Conveyor(self.url, postgres_schema=schema)
+        prefix = self.env.get("CONVEYOR_REDIS_PREFIX")
+        if schema is not None:
+            return Conveyor(self.url, postgres_schema=schema)
+        if prefix is not None:
+            return Conveyor(self.url, redis_prefix=prefix)
+        return Conveyor(self.url)
 
 
 @contextmanager
@@ -31,6 +36,18 @@ def engine(name: str, folder: Path) -> Iterator[Engine]:
         with found.app() as app:
             app.backend  # noqa: B018  (creates and migrates the file)
         yield found
+        return
+    if name == "redis":
+        from tests.redis_engine.factory import drop_prefix, new_prefix, server_url
+
+        url, prefix = server_url(), new_prefix()
+        found = Engine(name, url, {"CONVEYOR_REDIS_PREFIX": prefix})
+        try:
+            with found.app() as app:
+                app.backend  # noqa: B018
+            yield found
+        finally:
+            drop_prefix(url, prefix)
         return
     from tests.postgres.factory import new_schema, session_database
 

@@ -81,7 +81,38 @@ def postgres_backend(
         yield backend
 
 
-FACTORIES: dict[str, BackendFactory] = {"sqlite": sqlite_backend, "postgres": postgres_backend}
+@contextmanager
+def redis_backend(
+    tmp_path: Path, clock: Callable[[], float] | None, overrides: dict[str, Any]
+) -> Iterator[Backend]:
+    """A fresh key prefix on the test Redis server (see tests/redis_engine/factory.py)."""
+    from tests.redis_engine.factory import redis_backend as factory
+
+    with factory(tmp_path, clock, overrides) as backend:
+        yield backend
+
+
+@contextmanager
+def redis_cluster_backend(
+    tmp_path: Path, clock: Callable[[], float] | None, overrides: dict[str, Any]
+) -> Iterator[Backend]:
+    """A fresh key prefix on a private 3-master Redis Cluster (tests/redis_engine/cluster.py)."""
+    from tests.redis_engine.factory import redis_cluster_backend as factory
+
+    with factory(tmp_path, clock, overrides) as backend:
+        yield backend
+
+
+FACTORIES: dict[str, BackendFactory] = {
+    "sqlite": sqlite_backend,
+    "postgres": postgres_backend,
+    "redis": redis_backend,
+}
+#: Engines that run only when CONVEYOR_TEST_BACKENDS names them (they start servers of their
+#: own): the Redis engine on a Redis Cluster.
+OPTIONAL_FACTORIES: dict[str, BackendFactory] = {"redis_cluster": redis_cluster_backend}
+_named = {n.strip() for n in os.environ.get("CONVEYOR_TEST_BACKENDS", "").split(",")}
+FACTORIES.update({n: f for n, f in OPTIONAL_FACTORIES.items() if n in _named})
 
 
 def enabled_backends() -> list[str]:

@@ -19,6 +19,7 @@ from conveyor.errors import ConfigurationError
 DEFAULT_URL = "sqlite:///conveyor.db"
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
 #: The NOTIFY channel is "<schema>_jobs" and must fit PostgreSQL's 63-byte names.
+_REDIS_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _POSTGRES_SCHEMA = re.compile(r"(?!pg_)[a-z_][a-z0-9_]{0,56}")
 
 
@@ -102,6 +103,12 @@ class Settings:
     #: Executions of a statement on one connection before it is prepared server-side; -1
     #: never prepares (for PgBouncer in transaction mode before version 1.21).
     postgres_prepare_threshold: int = 1
+    #: Redis: the prefix of this application's keys, so several applications (or test runs)
+    #: can share one database. The keys are "{conveyor:<prefix>}:...", one Cluster slot.
+    redis_prefix: str = "conveyor"
+    #: Redis: run even though the server's maxmemory-policy may evict keys (jobs), with a
+    #: warning instead of a ConfigurationError. Only for data you can afford to lose.
+    redis_allow_eviction: bool = False
 
     def __post_init__(self) -> None:
         if not self.url:
@@ -152,6 +159,11 @@ class Settings:
 
             parse_rules(self.escalation)
         self._check_postgres()
+        if not _REDIS_PREFIX.fullmatch(self.redis_prefix):
+            raise ConfigurationError(
+                "redis_prefix must be 1 to 64 letters, digits, '_', '-', '.' or ':', "
+                f"got {self.redis_prefix!r}"
+            )
 
     def _check_bounds(self) -> None:
         """Upper bounds (conveyor.bounds): each of these reaches the database, or a wait that

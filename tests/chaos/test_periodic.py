@@ -47,6 +47,16 @@ def database(engine: str, tmp: Path) -> Iterator[tuple[Conveyor, dict[str, str]]
             app.backend  # noqa: B018  (migrated before any worker opens it)
             yield app, {**env, "CONVEYOR_URL": url}
         return
+    if engine == "redis":
+        from tests.redis_engine.factory import redis_database
+
+        with (
+            redis_database() as (url, prefix),
+            Conveyor(url, redis_prefix=prefix, **SETTINGS) as app,
+        ):
+            app.backend  # noqa: B018
+            yield app, {**env, "CONVEYOR_URL": url, "CONVEYOR_REDIS_PREFIX": prefix}
+        return
     from tests.postgres.factory import new_schema, session_database
 
     db = session_database()

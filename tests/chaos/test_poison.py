@@ -50,6 +50,17 @@ def engine_app(engine: str, tmp: Path) -> Iterator[tuple[Conveyor, dict[str, str
         finally:
             app.close()
         return
+    if engine == "redis":
+        from tests.redis_engine.factory import redis_database
+
+        with redis_database() as (url, prefix):
+            app = register(Conveyor(url, redis_prefix=prefix, **SETTINGS))  # type: ignore[arg-type]
+            try:
+                app.backend  # noqa: B018
+                yield app, {**env, "CONVEYOR_URL": url, "CONVEYOR_REDIS_PREFIX": prefix}
+            finally:
+                app.close()
+        return
     from tests.postgres.apps import postgres_app
     from tests.postgres.factory import new_schema, session_database
 

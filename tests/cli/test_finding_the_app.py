@@ -53,6 +53,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         url = f"sqlite:///{tmp_path / 'app.db'}"
         yield Database(repr(url), {"CONVEYOR_URL": url})
         return
+    if request.param == "redis":
+        from tests.redis_engine.factory import redis_database
+
+        with redis_database() as (url, prefix):
+            env = {"CONVEYOR_URL": url, "CONVEYOR_REDIS_PREFIX": prefix}
+            yield Database(f"{url!r}, redis_prefix={prefix!r}", env)
+        return
     server = session_database()
     schema = new_schema()
     env = {"CONVEYOR_URL": server.url, "CONVEYOR_POSTGRES_SCHEMA": schema}
@@ -120,7 +127,12 @@ def test_commands_work_on_the_apps_database(
     ok("workers", "stop", "--all", "--yes")
     ok("schema", "migrate")
     ok("schema", "verify")
-    assert "conveyor_jobs" in ok("schema", "sql").stdout
+    if database.env["CONVEYOR_URL"].startswith("redis:"):
+        # Redis has keys, no DDL: the command says so, as a user mistake.
+        refused = run("schema", "sql", *extra, env=env)
+        assert refused.exit_code == 2 and "Redis has no schema" in refused.output
+    else:
+        assert "conveyor_jobs" in ok("schema", "sql").stdout
     assert not Path("conveyor.db").exists()
     assert not (tmp_path / "conveyor.db").exists()
 

@@ -48,6 +48,12 @@ def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'jobs.db'}"
         app = Conveyor(url=url)
+    elif request.param == "redis":
+        from tests.redis_engine.factory import new_prefix, server_url
+
+        url, prefix = server_url(), new_prefix()
+        app = Conveyor(url=url, redis_prefix=prefix)
+        schema_env = {"CONVEYOR_REDIS_PREFIX": prefix}
     else:
         from tests.postgres.factory import new_schema, session_database
 
@@ -65,6 +71,10 @@ def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
         for proc in fleet.procs:
             if proc.alive():
                 proc.kill()
+        if request.param == "redis":
+            from tests.redis_engine.factory import drop_prefix
+
+            drop_prefix(url, schema_env["CONVEYOR_REDIS_PREFIX"])
         if request.param == "postgres":
             from tests.postgres.factory import admin_query
 

@@ -156,6 +156,11 @@ def engine_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Conve
 
         with postgres_app() as app:
             yield app
+    elif request.param == "redis":
+        from tests.redis_engine.factory import redis_database
+
+        with redis_database() as (url, prefix), Conveyor(url, redis_prefix=prefix) as app:
+            yield app
     else:
         with Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}") as app:
             yield app

@@ -85,6 +85,12 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Conveyor]:
         with register(Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}")) as sqlite_app:
             yield sqlite_app
         return
+    if request.param == "redis":
+        from tests.redis_engine.factory import redis_database
+
+        with redis_database() as (url, prefix), register(Conveyor(url, redis_prefix=prefix)) as a:
+            yield a
+        return
     from tests.postgres.apps import postgres_app
 
     with postgres_app() as pg_app:

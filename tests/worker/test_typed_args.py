@@ -68,6 +68,11 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Conveyor]:
             from tests.postgres.apps import postgres_app
 
             yield stack.enter_context(postgres_app())
+        elif request.param == "redis":
+            from tests.redis_engine.factory import redis_database
+
+            url, prefix = stack.enter_context(redis_database())
+            yield stack.enter_context(Conveyor(url, redis_prefix=prefix))
         else:
             yield stack.enter_context(Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}"))
 

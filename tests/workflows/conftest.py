@@ -19,6 +19,12 @@ def url_and_schema(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[d
     if request.param == "sqlite":
         yield {"url": f"sqlite:///{tmp_path / 'jobs.db'}"}
         return
+    if request.param == "redis":
+        from tests.redis_engine.factory import redis_database
+
+        with redis_database() as (url, prefix):
+            yield {"url": url, "redis_prefix": prefix}
+        return
     from tests.postgres.factory import new_schema, session_database
 
     database, schema = session_database(), new_schema()

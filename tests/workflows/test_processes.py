@@ -56,6 +56,8 @@ def test_chain_and_chord_survive_a_killed_worker(
     }
     if "postgres_schema" in url_and_schema:
         env["CONVEYOR_POSTGRES_SCHEMA"] = url_and_schema["postgres_schema"]
+    if "redis_prefix" in url_and_schema:
+        env["CONVEYOR_REDIS_PREFIX"] = url_and_schema["redis_prefix"]
     try:
         step = app.get_task("wf.step")
         held = str(release)

@@ -13,16 +13,18 @@ if TYPE_CHECKING:
 
 
 def engine_of(url: str) -> str:
-    """The engine ``url`` names, "sqlite" or "postgres", told from its form alone (no
-    connection, no driver import)."""
+    """The engine ``url`` names, "sqlite", "postgres" or "redis", told from its form alone
+    (no connection, no driver import)."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         return "sqlite"
     if scheme in ("postgresql", "postgres") or (scheme == "" and "=" in url):
         return "postgres"
+    if scheme in ("redis", "rediss", "unix"):
+        return "redis"
     raise ConfigurationError(
-        f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or "
-        "postgresql://user@host/db"
+        f"unsupported database URL {url!r}: use sqlite:///path/to/file.db, "
+        "postgresql://user@host/db or redis://host:6379/0"
     )
 
 
@@ -37,10 +39,19 @@ def open_backend(
     (``settings.auto_migrate``) or refuses an outdated one; ``check_schema=False`` skips both,
     for the commands that inspect or upgrade the schema themselves. ``pool``: the application's
     own psycopg ConnectionPool, whose connection string ``settings.url`` is."""
-    if engine_of(settings.url) == "sqlite":
+    engine = engine_of(settings.url)
+    if engine == "sqlite":
         from conveyor.backends.sqlite import SQLiteBackend
 
         return SQLiteBackend(settings, clock=clock, check_schema=check_schema)
+    if engine == "redis":
+        try:
+            from conveyor.backends.redis import RedisBackend
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the Redis engine needs extra packages: pip install 'conveyor-jobs[redis]' ({exc})"
+            ) from None
+        return RedisBackend(settings, clock=clock, check_schema=check_schema)
     try:
         from conveyor.backends.postgres import PostgresBackend
     except ImportError as exc:

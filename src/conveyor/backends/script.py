@@ -21,6 +21,11 @@ def schema_script(settings: Settings, from_version: int = 0) -> str:
     """The DDL that takes the schema ``settings`` names from ``from_version`` (0: nothing
     there yet) to the latest version."""
     engine = engine_of(settings.url)
+    if engine == "redis":
+        raise ConfigurationError(
+            "Redis has no schema to review: its keys need no DDL, and `conveyor schema "
+            "migrate` records the key layout version"
+        )
     migrations = load_migrations(_package(engine))
     latest = migrations[-1][0]
     if not 0 <= from_version <= latest:

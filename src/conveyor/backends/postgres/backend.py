@@ -39,10 +39,10 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.breakers import claim_gate, held_tasks, record_outcomes
 from conveyor.backends.caps import CappedQueues
+from conveyor.backends.clock import DatabaseClock
 from conveyor.backends.dependencies import Settlement, requeue_links, settle_rows
 from conveyor.backends.postgres import stats as minutes
 from conveyor.backends.postgres.breakers import QB, PostgresBreakers, list_breakers
-from conveyor.backends.postgres.clock import DatabaseClock
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
 from conveyor.backends.postgres.deps import run_sql
 from conveyor.backends.postgres.enqueue import (

@@ -1,6 +1,7 @@
-"""The database's clock, read without a query per call.
+"""The database's clock, read without a query per call (PostgreSQL, Redis).
 
-Leases, schedules and retention are all judged by the server's clock (queries use ``now()``);
+Leases, schedules and retention are all judged by the server's clock (queries use ``now()``,
+scripts ``TIME``);
 ``Backend.now()`` must agree with it, yet the worker calls it every few milliseconds while it
 waits, on its event loop. So the server is asked once, the offset from the local clock is kept
 (measured from the middle of the round trip, so off by at most half of it), and re-measured

@@ -1,0 +1,144 @@
+"""What only the Redis engine has: its key layout, the eviction check at connect, scripts loaded
+again after SCRIPT FLUSH, and connections that come back by themselves. The behaviour it shares
+with the other engines is the contract suite's (tests/contract)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from conveyor.backends.redis import RedisBackend
+from conveyor.backends.redis.connection import key_prefix
+from conveyor.errors import ConfigurationError, StorageFull
+from conveyor.job import JobState
+from conveyor.settings import Settings
+from tests.contract.helpers import LEASE, claim_one, enqueue, succeed
+from tests.redis_engine.factory import drop_prefix, new_prefix, server_url
+from tests.redis_engine.server import private_server
+from tests.support import new_job
+
+
+@pytest.fixture
+def private(tmp_path: Path) -> Iterator[str]:
+    with private_server(tmp_path) as url:
+        yield url
+
+
+def open_on(url: str, **overrides: object) -> RedisBackend:
+    return RedisBackend(Settings.load(env={}, url=url, redis_prefix=new_prefix(), **overrides))
+
+
+def test_every_key_sits_under_the_prefix_in_one_slot() -> None:
+    url = server_url()
+    backend = open_on(url)
+    other = open_on(url)
+    try:
+        ids = [enqueue(backend, queue=q, delay=d) for q in ("a", "b") for d in (0, 60)]
+        run = claim_one(backend)
+        backend.set_concurrency_limit("a", 3)
+        backend.save_progress(run.id, run.lease_token, '"half"', None)
+        succeed(backend, backend.claim("w", None, 1, LEASE)[0])
+        client = redis.Redis.from_url(url, decode_responses=True)
+        prefix = key_prefix(backend.settings)
+        pattern = prefix.replace("{", "\\{").replace("}", "\\}") + ":*"
+        keys = list(client.scan_iter(match=pattern))
+        assert len(keys) > 10
+        assert {key_slot(key.encode()) for key in keys} == {key_slot(prefix.encode())}
+        client.close()
+        # Another prefix on the same database is another application.
+        assert other.list_jobs() == []
+        assert sorted(job.id for job in backend.list_jobs()) == sorted(ids)
+    finally:
+        for b in (backend, other):
+            b.close()
+            drop_prefix(url, b.settings.redis_prefix)
+
+
+def test_a_server_that_may_evict_keys_is_refused(tmp_path: Path) -> None:
+    with (
+        private_server(tmp_path, "--maxmemory-policy", "allkeys-lru") as url,
+        pytest.raises(ConfigurationError, match=r"maxmemory-policy is 'allkeys-lru'"),
+    ):
+        open_on(url)
+
+
+def test_redis_allow_eviction_turns_the_refusal_into_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with private_server(tmp_path, "--maxmemory-policy", "volatile-lru") as url:
+        with caplog.at_level(logging.WARNING):
+            backend = open_on(url, redis_allow_eviction=True)
+        try:
+            assert "volatile-lru" in caplog.text
+            enqueue(backend)
+            assert backend.stats()["default"][JobState.QUEUED] == 1
+        finally:
+            backend.close()
+
+
+def test_scripts_are_loaded_again_after_script_flush(private: str) -> None:
+    backend = open_on(private)
+    try:
+        enqueue(backend)
+        redis.Redis.from_url(private).script_flush()
+        run = claim_one(backend)
+        assert succeed(backend, run).applied
+        assert backend.get(run.id).state is JobState.SUCCEEDED
+    finally:
+        backend.close()
+
+
+def test_commands_and_wake_ups_come_back_after_the_connections_are_killed(private: str) -> None:
+    backend = open_on(private)
+    admin = redis.Redis.from_url(private)
+    try:
+        backend.change_marker()  # subscribes
+        listener = backend._listener
+        assert listener.connected.wait(5)
+        woken = threading.Event()
+        backend.add_listener(lambda queues: woken.set() if "later" in queues else None)
+        subscribed = listener.subscriptions
+        admin.client_kill_filter(_type="normal", skipme=True)
+        admin.client_kill_filter(_type="pubsub")
+        # The next command reconnects (with backoff) instead of failing.
+        job_id = enqueue(backend)
+        assert backend.get(job_id).state is JobState.QUEUED
+        # The subscription comes back by itself, and wake-ups published elsewhere arrive.
+        other = RedisBackend(backend.settings)
+        try:
+            for _ in range(500):
+                if listener.subscriptions > subscribed and listener.connected.is_set():
+                    break
+                threading.Event().wait(0.01)
+            assert listener.subscriptions > subscribed
+            other.enqueue_many([new_job(queue="later")])
+            assert woken.wait(5)
+        finally:
+            other.close()
+    finally:
+        admin.close()
+        backend.close()
+
+
+def test_a_full_server_refuses_a_batch_whole(tmp_path: Path) -> None:
+    with private_server(tmp_path, "--maxmemory", "4mb") as url:
+        backend = open_on(url)
+        try:
+            big = '["' + "x" * 20_000 + '"]'
+            written = 0
+            with pytest.raises(StorageFull, match="out of memory"):
+                for _ in range(1000):
+                    backend.enqueue_many([new_job(args_json=big) for _ in range(10)])
+                    written += 10
+            assert written > 0
+            # Nothing of the refused batch was written; every job written is whole.
+            assert backend.stats()["default"][JobState.QUEUED] == written
+            assert len(backend.list_jobs(limit=10_000)) == written
+        finally:
+            backend.close()
