@@ -3,8 +3,9 @@
 Each frame reads the job counts by queue and state, the oldest ready job of each queue, the
 per-minute aggregates of the last minutes (jobs finished by every worker of the fleet, which
 outlive pruning), the workers and what each is running -- reads that take no write lock and
-touch no finished job but through the counts -- once a second until Ctrl-C. On a terminal rich redraws it in place;
-off a terminal each frame is printed after the last, plain. ``--once`` prints one frame.
+touch no finished job but through the counts -- once a second until Ctrl-C. On a terminal rich
+redraws it in place; off a terminal each frame is printed after the last, plain. ``--once``
+prints one frame.
 """
 
 from __future__ import annotations

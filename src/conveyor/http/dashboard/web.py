@@ -136,9 +136,7 @@ class Dashboard:
                     403, "Forbidden", "the form is stale or not from this dashboard: reload it"
                 )
             if not public and not visit.session.can_write:
-                raise Refused(
-                    403, "Forbidden", "the read-only token cannot change anything"
-                )
+                raise Refused(403, "Forbidden", "the read-only token cannot change anything")
             return await handler(visit, form)
 
         page = self.page(run, public=public)
