@@ -1,7 +1,8 @@
 """What one frame of ``conveyor top`` costs the database, on a table of waiting jobs: each read
 of the frame timed on its own beside the whole frame. The reference in the same run is the
 count by queue and state (``stats``), which ``conveyor stats``, ``/api/stats`` and ``/metrics``
-already make: the frame adds the oldest ready job per queue and the running jobs per worker.
+already make: the frame adds the oldest ready job per queue, the running jobs per worker and the
+per-minute aggregates of the last minutes.
 
     python bench/top_frame.py [--url URL] [--jobs 200000] [--queues 4] [--running 50] [--runs 5]
 """
@@ -14,8 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from common import engine, finish, fresh_app, machine, parser
-from conveyor.cli.throughput import FinishRate
-from conveyor.cli.top import read_frame
+from conveyor.cli.top import RATE_MINUTES, read_frame
 
 BATCH = 10_000
 
@@ -55,13 +55,15 @@ def main() -> None:
             backend.claim(f"w-{worker}", None, args.running // 5, 600.0)
         print(f"{machine()}; {engine(app)}")
         print(f"{args.jobs:,} queued jobs in {args.queues} queues (written in {filled:.1f} s)")
-        rate = FinishRate()
         reads: dict[str, Callable[[], Any]] = {
             "stats (reference: the count /api/stats makes)": backend.stats,
             "oldest_ready": backend.oldest_ready,
             "running_by_worker": backend.running_by_worker,
             "list_workers": backend.list_workers,
-            "whole frame": lambda: read_frame(app, rate),
+            "minute_stats (finishes per minute)": lambda: backend.minute_stats(
+                backend.now() - RATE_MINUTES * 60
+            ),
+            "whole frame": lambda: read_frame(app),
         }
         for name, read in reads.items():
             read()  # warm the cache and the plan

@@ -1,5 +1,5 @@
 """`conveyor top`: one frame (--once, plain and JSON), the live loop ended by Ctrl-C, and the
-finishes-per-minute meter."""
+finishes per minute, read from the per-minute aggregates."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from click.testing import CliRunner
 
 from conveyor import Conveyor
 from conveyor.backends.base import Outcome, OutcomeKind
-from conveyor.cli.throughput import FinishRate
-from conveyor.cli.top import read_frame, run_live
+from conveyor.backends.tally import minute_of
+from conveyor.cli.top import RATE_MINUTES, read_frame, run_live
 from conveyor.job import JobState
+from conveyor.testing import Clock, drain
 from conveyor.worker_info import WorkerRegistration
 from tests.cli.support import Invoke, output_json
 from tests.engines import Engine, engine
@@ -86,9 +87,10 @@ def test_once_prints_queues_and_workers_as_plain_columns(database: Engine, invok
         "WAIT",
     ]
     mail = lines[3].split()
-    assert mail[:7] == ["mail", "0", "2", "1", "1", "-", mail[6]]
+    assert mail[:7] == ["mail", "0", "2", "1", "1", mail[5], mail[6]]
+    assert float(mail[5]) > 0  # the one job finished, over the last minutes
     assert mail[6].endswith("s")  # the oldest ready job's wait, e.g. 0.3s
-    assert lines[4].split() == ["reports", "1", "0", "0", "0", "-", "-"]
+    assert lines[4].split() == ["reports", "1", "0", "0", "0", "0.0", "-"]
     assert lines[6].split() == [
         "WORKER",
         "HOST",
@@ -114,7 +116,8 @@ def test_once_as_json(database: Engine, invoke_on: Any) -> None:
     queues = {queue["name"]: queue for queue in frame["queues"]}
     assert queues["mail"]["jobs"]["queued"] == 2
     assert queues["mail"]["jobs"]["running"] == 1
-    assert queues["mail"]["finished_per_minute"] is None
+    assert queues["mail"]["finished_per_minute"] > 0
+    assert queues["reports"]["finished_per_minute"] == 0
     assert queues["mail"]["oldest_ready_age"] >= 0
     assert queues["reports"]["oldest_ready_age"] is None
     (worker,) = frame["workers"]
@@ -134,9 +137,7 @@ def test_json_frames_are_one_object_per_line(url: str, migrated: None) -> None:
 
         runner = CliRunner()
         with runner.isolation() as (out, _, _):
-            run_live(
-                lambda: read_frame(app, FinishRate()), terminal=False, as_json=True, sleep=sleep
-            )
+            run_live(lambda: read_frame(app), terminal=False, as_json=True, sleep=sleep)
             printed = out.getvalue().decode()
     lines = printed.splitlines()
     assert len(lines) == 2
@@ -152,14 +153,14 @@ def test_once_on_an_empty_database(invoke: Invoke, migrated: None) -> None:
 def test_live_frames_measure_finishes_per_minute(
     url: str, migrated: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Each frame is read afresh; the second knows how many jobs finished since the first."""
+    """Each frame is read afresh from the aggregates; the second counts the jobs that
+    finished since the first."""
     with Conveyor(url) as app:
         fill(app)
-        rate = FinishRate()
         frames: list[Any] = []
 
         def next_frame() -> Any:
-            frames.append(read_frame(app, rate))
+            frames.append(read_frame(app))
             return frames[-1]
 
         def sleep(_: float) -> None:
@@ -173,24 +174,39 @@ def test_live_frames_measure_finishes_per_minute(
 
         run_live(next_frame, terminal=False, sleep=sleep)
     first, second = ({q.name: q for q in frame.queues} for frame in frames)
-    assert first["mail"].per_minute is None
-    elapsed = frames[1].at - frames[0].at
-    assert second["mail"].per_minute == pytest.approx(2 * 60.0 / elapsed)
+    assert first["mail"].per_minute == pytest.approx(1 * 60.0 / span(frames[0].at))
+    assert second["mail"].per_minute == pytest.approx(3 * 60.0 / span(frames[1].at))
     assert second["mail"].jobs[JobState.SUCCEEDED] == 3
     printed = capsys.readouterr().out
     assert printed.count("conveyor top ") == 2
 
 
-def test_the_meter_counts_a_prune_as_no_finishes() -> None:
-    rate = FinishRate(window=60.0)
-    assert rate.per_minute(0.0, {"q": {JobState.SUCCEEDED: 10}}) == {"q": None}
-    assert rate.per_minute(30.0, {"q": {JobState.SUCCEEDED: 15, JobState.DEAD: 5}}) == {
-        "q": pytest.approx(20.0)
-    }
-    # Pruned: the count falls; that sample adds nothing.
-    assert rate.per_minute(60.0, {"q": {JobState.SUCCEEDED: 2}}) == {"q": pytest.approx(10.0)}
-    # Samples older than the window drop out: the last minute (60 s to 120 s) holds 6.
-    assert rate.per_minute(120.0, {"q": {JobState.SUCCEEDED: 8}}) == {"q": pytest.approx(6.0)}
+def span(at: float) -> float:
+    """Seconds the rate at ``at`` is measured over: from the start of its first minute."""
+    return at - (minute_of(at) - (RATE_MINUTES - 1) * 60)
+
+
+def test_the_rate_outlives_pruning_and_leaves_the_window(tmp_path: Path) -> None:
+    """The finishes are counted as they happen: pruning the jobs leaves the rate as it was;
+    RATE_MINUTES later it is zero."""
+    clock = Clock(1_800_000_030.0)
+    with Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock) as app:
+
+        @app.task(name="send", queue="mail")
+        def send() -> None:
+            return None
+
+        for _ in range(3):
+            send.enqueue()
+        drain(app)
+        clock.advance(1)
+        assert app.backend.prune(0.0) == 3
+        assert app.backend.stats() == {}
+        (frame,) = read_frame(app).queues
+        assert frame.name == "mail"
+        assert frame.per_minute == pytest.approx(3 * 60.0 / span(clock()))
+        clock.advance(RATE_MINUTES * 60)
+        assert read_frame(app).queues == []
 
 
 def test_ctrl_c_ends_top_with_status_0(database: Engine, tmp_path: Path) -> None:
@@ -234,7 +250,7 @@ def invoke_on() -> Any:
 def test_frame_json_is_plain_json(url: str, migrated: None) -> None:
     with Conveyor(url) as app:
         fill(app)
-        frame = read_frame(app, FinishRate())
+        frame = read_frame(app)
     assert json.loads(json.dumps(frame.to_dict()))["queues"][0]["name"] == "mail"
 
 

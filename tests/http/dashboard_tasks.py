@@ -20,6 +20,10 @@ SCRIPT_TASK = "<script>alert('owned')</script>"
 #: An error message that is markup too.
 MARKUP_ERROR = "<img src=x onerror=alert('owned')>"
 KEY = "order-42"
+#: A breaker, a schedule and a queue named in markup, for the flow-control pages.
+BREAKER = "partner-<b>api</b>"
+SCHEDULE = "<em>yearly</em>"
+PARTNER_TASK = "call_partner"
 
 
 def register(app: Conveyor) -> None:
@@ -37,6 +41,14 @@ def register(app: Conveyor) -> None:
 
     @app.task(name=SCRIPT_TASK, queue="held")
     def script() -> None:
+        return None
+
+    app.breaker(BREAKER, failures=3, window=60, cooldown=30)
+
+    # Once a year (and a missed tick is skipped): no test sees it enqueue a job.
+    @app.periodic(cron="0 0 1 1 *", name=SCHEDULE)
+    @app.task(name=PARTNER_TASK, queue="partner", breaker=BREAKER)
+    def call_partner() -> None:
         return None
 
     @app.task(name="hold", queue="slow")

@@ -12,17 +12,26 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from conveyor import Conveyor
+from conveyor import Conveyor, history
 from conveyor.http.auth import Access
 from conveyor.http.dashboard.chart import chart
-from conveyor.http.dashboard.recent import last_hour
+from conveyor.http.dashboard.render import when
 from conveyor.http.dashboard.session import COOKIE, Session, Sessions
 from conveyor.job import JobState
 from conveyor.testing import Clock, drain
 from tests.engines import Engine
-from tests.http.dashboard_tasks import KEY, MARKUP_ERROR, SCRIPT_TASK, populate, register
+from tests.http.dashboard_tasks import (
+    BREAKER,
+    KEY,
+    MARKUP_ERROR,
+    PARTNER_TASK,
+    SCHEDULE,
+    SCRIPT_TASK,
+    populate,
+    register,
+)
 
-PAGES = ("/", "/live", "/jobs", "/dead", "/queues", "/workers")
+PAGES = ("/", "/live", "/jobs", "/dead", "/queues", "/breakers", "/schedules", "/workers")
 
 
 @pytest.fixture
@@ -64,7 +73,8 @@ def test_every_page_shows_jobs_in_every_state(client: TestClient, ids: dict[JobS
     overview = client.get("/").text
     assert 'hx-trigger="every 2s"' in overview and 'id="pause"' in overview
     assert "<svg" in overview and 'class="succeeded"' in overview and 'class="failed"' in overview
-    assert "oldest waiting" in overview and f"job {ids[JobState.QUEUED]}" in overview
+    oldest = 'oldest waiting, in queue <a href="/jobs?queue=held&amp;state=queued">held</a>'
+    assert oldest in overview
     assert "test-worker" in client.get("/workers").text
     queues = client.get("/queues").text
     assert all(name in queues for name in ("math", "default", "slow", "held"))
@@ -253,6 +263,13 @@ def test_tokens_need_a_login_and_the_read_token_cannot_act(
         refused = reader.post(f"/jobs/{ids[JobState.DEAD]}/requeue", data={"csrf": token})
         assert refused.status_code == 403
         assert app.get_job(ids[JobState.DEAD]).state is JobState.DEAD
+        queues = reader.get("/queues").text
+        assert "Pause</button>" not in queues and "Set rate</button>" not in queues
+        assert "Open</button>" not in reader.get("/breakers").text
+        refused = reader.post("/queues/pause", data={"csrf": token, "queue": "math"})
+        assert refused.status_code == 403 and not app.queue_gates()
+        refused = reader.post("/breakers/open", data={"csrf": token, "name": BREAKER})
+        assert refused.status_code == 403 and app.breakers()[0].state == "closed"
         # Its cookie cannot be widened to full access without the server's secret.
         signed = reader.cookies[COOKIE]
         _, signature = signed.split(".")
@@ -308,7 +325,7 @@ def test_the_package_ships_its_scripts_and_styles() -> None:
     assert (static / "dashboard.js").read_text()
 
 
-def test_the_last_hour_counts_per_minute_from_finished_jobs(tmp_path: Path) -> None:
+def test_the_last_hour_comes_from_the_aggregates_and_outlives_pruning(tmp_path: Path) -> None:
     clock = Clock(1_800_000_000.0)
     with Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock) as app:
         register(app)
@@ -320,16 +337,166 @@ def test_the_last_hour_counts_per_minute_from_finished_jobs(tmp_path: Path) -> N
         for i in range(2):
             app.enqueue("add", [i, i])
         drain(app)
-        history = last_hour(app, clock())
-        an_hour_on = last_hour(app, clock() + 3600)
-    assert len(history.minutes) == 60 and not history.partial
-    assert (history.minutes[-1].succeeded, history.minutes[-1].failed) == (2, 0)
-    assert (history.minutes[-6].succeeded, history.minutes[-6].failed) == (3, 1)
-    assert (history.succeeded, history.failed) == (5, 1)
-    drawn = chart(history)
+        clock.advance(1)
+        while app.backend.prune(0.0):
+            pass
+        # Every finished job gone but the dead letter: the counts stay.
+        assert [job.state for job in app.list_jobs()] == [JobState.DEAD]
+        waiting = app.enqueue(SCRIPT_TASK)
+        clock.advance(90)
+        now = clock()
+        minutes = history.throughput(app.backend.minute_stats(now - 3600), now)
+        an_hour_on = history.throughput(app.backend.minute_stats(now), now + 3600)
+        with TestClient(app.asgi(tokens_from_environment=False)) as client:
+            overview = client.get("/").text
+    drawn = chart(minutes)
+    assert len(minutes) == 60
+    assert (minutes[-2]["succeeded"], minutes[-2]["failed"]) == (2, 0)
+    assert (minutes[-7]["succeeded"], minutes[-7]["failed"]) == (3, 1)
+    assert (drawn.succeeded, drawn.failed) == (5, 1)
     tallest = max(drawn.bars, key=lambda bar: bar.height)
-    assert drawn.scale == 3 and tallest.kind == "succeeded" and tallest.label.startswith("5 min")
-    assert an_hour_on.succeeded == an_hour_on.failed == 0
+    assert drawn.scale == 3 and tallest.kind == "succeeded" and tallest.label.startswith("6 min")
+    assert chart(an_hour_on).succeeded == chart(an_hour_on).failed == 0
+    assert 'id="succeeded">5<' in overview and 'id="failed">1<' in overview
+    # The oldest ready job of every queue, from Backend.oldest_ready: its queue and its wait.
+    assert ">1m 30s<" in overview
+    assert f'href="/jobs?queue={waiting.queue}&amp;state=queued">{waiting.queue}<' in overview
+
+
+def test_queues_page_pauses_resumes_and_rate_limits(
+    client: TestClient, app: Conveyor, ids: dict[JobState, int]
+) -> None:
+    page = client.get("/queues").text
+    assert "Pause math" in page and "rate limit: none" in page
+    token = csrf_of(page)
+    assert client.post("/queues/pause", data={"queue": "math"}).status_code == 403
+    paused = client.post("/queues/pause", data={"csrf": token, "queue": "math"})
+    assert paused.status_code == 200 and "Queue paused" in paused.text
+    (gate,) = [g for g in app.queue_gates() if g.queue == "math"]
+    assert gate.to_dict()["paused"] and gate.to_dict()["paused_until"] is None
+    assert 'state-paused">paused</span> until resumed' in paused.text
+    assert "Resume</button>" in paused.text
+    resumed = client.post("/queues/resume", data={"csrf": token, "queue": "math"})
+    assert "Queue resumed." in resumed.text
+    assert not any(g.to_dict()["paused"] for g in app.queue_gates())
+
+    later = client.post(
+        "/queues/pause", data={"csrf": token, "queue": "math", "until": "2999-01-01T10:00"}
+    )
+    assert later.status_code == 200 and "until 2999-01-01 10:00:00Z" in later.text
+    past = client.post(
+        "/queues/pause", data={"csrf": token, "queue": "math", "until": "2001-01-01T10:00"}
+    )
+    assert past.status_code == 422 and "until must be in the future" in past.text
+    garbled = client.post("/queues/pause", data={"csrf": token, "queue": "math", "until": "x"})
+    assert garbled.status_code == 422
+
+    rated = client.post("/queues/rate", data={"csrf": token, "queue": "math", "rate": "10/m"})
+    assert "Rate limit saved." in rated.text and "rate limit: 10/m" in rated.text
+    assert [g.to_dict()["rate_limit"] for g in app.queue_gates()] == ["10/m"]
+    bad = client.post("/queues/rate", data={"csrf": token, "queue": "math", "rate": "often"})
+    assert bad.status_code == 422 and "<h1>Invalid value</h1>" in bad.text
+    removed = client.post("/queues/rate", data={"csrf": token, "queue": "math", "remove": "1"})
+    assert "Rate limit removed." in removed.text
+    assert [g.to_dict()["rate_limit"] for g in app.queue_gates()] == [None]
+
+    # A queue named in markup shows as text, in its row and in its forms.
+    app.pause_queue("<b>q</b>")
+    shown = client.get("/queues").text
+    assert "<b>q</b>" not in shown and 'data-queue="&lt;b&gt;q&lt;/b&gt;"' in shown
+    assert 'name="queue" value="&lt;b&gt;q&lt;/b&gt;"' in shown
+
+
+def test_breakers_page_opens_and_closes(
+    client: TestClient, app: Conveyor, ids: dict[JobState, int]
+) -> None:
+    page = client.get("/breakers").text
+    assert "partner-&lt;b&gt;api&lt;/b&gt;" in page and BREAKER not in page
+    assert 'state-closed">closed<' in page and PARTNER_TASK in page
+    token = csrf_of(page)
+    assert client.post("/breakers/open", data={"name": BREAKER}).status_code == 403
+    opened = client.post("/breakers/open", data={"csrf": token, "name": BREAKER})
+    assert opened.status_code == 200 and "Breaker opened" in opened.text
+    assert 'state-open">open<' in opened.text
+    assert [b.state for b in app.breakers()] == ["open"]
+    listed = client.get("/api/breakers").json()["breakers"]
+    assert listed[0]["opened_at"] is not None
+    assert f"<td>{when(listed[0]['opened_at'])}</td>" in opened.text
+    closed = client.post("/breakers/close", data={"csrf": token, "name": BREAKER})
+    assert "Breaker closed." in closed.text
+    assert [b.state for b in app.breakers()] == ["closed"]
+    missing = client.post("/breakers/open", data={"csrf": token, "name": "nobody"})
+    assert missing.status_code == 404
+
+
+def test_schedules_page_pauses_and_resumes(
+    client: TestClient, app: Conveyor, ids: dict[JobState, int]
+) -> None:
+    page = client.get("/schedules").text
+    assert "&lt;em&gt;yearly&lt;/em&gt;" in page and SCHEDULE not in page
+    (info,) = app.schedules_info()
+    assert info.next_tick is not None and when(info.next_tick) in page
+    token = csrf_of(page)
+    paused = client.post("/schedules/pause", data={"csrf": token, "name": SCHEDULE})
+    assert paused.status_code == 200 and "Schedule paused." in paused.text
+    assert [i.paused for i in app.schedules_info()] == [True]
+    assert ">paused</td>" in paused.text
+    resumed = client.post("/schedules/resume", data={"csrf": token, "name": SCHEDULE})
+    assert "Schedule resumed." in resumed.text
+    assert [i.paused for i in app.schedules_info()] == [False]
+    missing = client.post("/schedules/pause", data={"csrf": token, "name": "nobody"})
+    assert missing.status_code == 404
+
+
+def test_job_page_says_why_it_waits_and_links_its_parents_and_children(
+    client: TestClient, app: Conveyor, ids: dict[JobState, int]
+) -> None:
+    blocked, scheduled = ids[JobState.BLOCKED], ids[JobState.SCHEDULED]
+    page = client.get(f"/jobs/{blocked}").text
+    why = client.get(f"/api/jobs/{blocked}/why").json()["held_by"]
+    assert "Why is it waiting" in page and why
+    for hold in why:
+        assert f"<strong>{hold['gate']}</strong>: {hold['reason']}" in page
+    assert f'Parents</dt><dd><a href="/jobs/{scheduled}">job {scheduled}</a>' in page
+    parent = client.get(f"/jobs/{scheduled}").text
+    assert f'Children</dt><dd><a href="/jobs/{blocked}">job {blocked}</a>' in parent
+    assert "<strong>scheduled</strong>: run at" in parent
+
+    # Gates of flow control: a paused queue, an open breaker (named in markup).
+    app.pause_queue("held")
+    queued = client.get(f"/jobs/{ids[JobState.QUEUED]}").text
+    assert "<strong>paused</strong>" in queued
+    partner = app.enqueue(PARTNER_TASK)
+    app.open_breaker(BREAKER)
+    held = client.get(f"/jobs/{partner.id}").text
+    assert "<strong>breaker</strong>" in held and "partner-&lt;b&gt;api&lt;/b&gt;" in held
+    assert BREAKER not in held
+    # Not waiting: nothing to explain.
+    assert "Why is it waiting" not in client.get(f"/jobs/{ids[JobState.SUCCEEDED]}").text
+    assert "Why is it waiting" not in client.get(f"/jobs/{ids[JobState.RUNNING]}").text
+
+
+def test_workflow_page_lists_its_jobs_and_cancels(
+    client: TestClient, app: Conveyor, ids: dict[JobState, int]
+) -> None:
+    name = "order <i>7</i> & co"
+    first = app.enqueue("add", [1, 1], delay=3600, workflow_id=name)
+    second = app.enqueue("add", [2, 2], depends_on=[first.id], workflow_id=name)
+    job_page = client.get(f"/jobs/{first.id}").text
+    link = re.search(
+        r'<a href="(/workflows/[^"]+)">order &lt;i&gt;7&lt;/i&gt; &amp; co</a>', job_page
+    )
+    assert link is not None
+    page = client.get(link.group(1))
+    assert page.status_code == 200 and "<i>7</i>" not in page.text
+    assert 'Workflow <span class="name">order &lt;i&gt;7&lt;/i&gt; &amp; co</span>' in page.text
+    assert f'href="/jobs/{first.id}"' in page.text and f'href="/jobs/{second.id}"' in page.text
+    assert "state-scheduled" in page.text and "state-blocked" in page.text
+    cancelled = client.post(f"{link.group(1)}/cancel", data={"csrf": csrf_of(page.text)})
+    assert cancelled.status_code == 200 and "Workflow cancelled" in cancelled.text
+    assert {app.get_job(i).state for i in (first.id, second.id)} == {JobState.CANCELLED}
+    assert "Cancel workflow" not in cancelled.text
+    assert client.get("/workflows/nothing-here").status_code == 404
 
 
 def test_mounted_in_another_application(app: Conveyor, ids: dict[JobState, int]) -> None:

@@ -24,7 +24,14 @@ from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 from conveyor import Conveyor
 from conveyor.job import JobState
 from tests.engines import Engine, engine
-from tests.http.dashboard_tasks import MARKUP_ERROR, SCRIPT_TASK, populate, register, wait_for
+from tests.http.dashboard_tasks import (
+    BREAKER,
+    MARKUP_ERROR,
+    SCRIPT_TASK,
+    populate,
+    register,
+    wait_for,
+)
 from tests.http.test_server import environment, server
 from tests.support import enabled_backends
 
@@ -160,6 +167,8 @@ def test_every_page_loads_with_its_scripts_and_styles(served: Served, page: Page
         ("/jobs", "Jobs"),
         ("/dead", "Dead letters"),
         ("/queues", "Queues"),
+        ("/breakers", "Circuit breakers"),
+        ("/schedules", "Schedules"),
         ("/workers", "Workers"),
         (f"/jobs/{served.ids[JobState.DEAD]}", f"Job {served.ids[JobState.DEAD]}"),
     ]:
@@ -247,6 +256,28 @@ def test_cancel_a_running_job_by_clicking(served: Served, page: Page) -> None:
     page.reload()
     assert page.locator("h1 .state").inner_text() == "cancelled"
     assert not release.exists()  # it ended by the cancel, not by being released
+
+
+def test_pause_a_queue_and_open_a_breaker_by_clicking(served: Served, page: Page) -> None:
+    page.goto(f"{served.base}/queues")
+    page.get_by_role("button", name="Pause math").click()
+    assert page.get_by_role("status").inner_text().startswith("Queue paused")
+    gates = page.locator('td.gates[data-queue="math"]')
+    assert gates.locator(".state-paused").inner_text() == "paused"
+    assert gates.get_by_role("button", name="Resume").count() == 1
+    assert [g.queue for g in served.app.queue_gates() if g.to_dict()["paused"]] == ["math"]
+    served.app.resume_queue("math")
+
+    # The server runs without --app: it lists the breakers stored, as a worker's first
+    # failure behind one (or this close) stores it.
+    served.app.close_breaker(BREAKER)
+    page.goto(f"{served.base}/breakers")
+    page.get_by_role("button", name=f"Open {BREAKER}").click()
+    assert page.get_by_role("status").inner_text().startswith("Breaker opened")
+    row = page.locator("tr", has=page.locator("td.name", has_text=BREAKER))
+    assert row.locator(".state").inner_text() == "open"
+    assert [b.state for b in served.app.breakers()] == ["open"]
+    served.app.close_breaker(BREAKER)
 
 
 def test_a_token_server_logs_in_and_the_read_token_only_looks(

@@ -1,9 +1,11 @@
 """``conveyor top``: queues and workers, live.
 
 Each frame reads the job counts by queue and state, the oldest ready job of each queue, the
-workers and what each is running -- reads that take no write lock and touch no finished job
-but through the counts -- once a second until Ctrl-C. On a terminal rich redraws it in place;
-off a terminal each frame is printed after the last, plain. ``--once`` prints one frame.
+per-minute aggregates of the last minutes (jobs finished by every worker of the fleet, which
+outlive pruning), the workers and what each is running -- reads that take no write lock and
+touch no finished job but through the counts -- once a second until Ctrl-C. On a terminal rich
+redraws it in place; off a terminal each frame is printed after the last, plain. ``--once``
+prints one frame.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ from typing import Any
 
 import click
 
+from conveyor import history
 from conveyor.app import Conveyor
+from conveyor.backends.tally import minute_of
 from conveyor.job import JobState
 from conveyor.worker_info import WorkerHealth, WorkerInfo
 
 from .core import Runtime, app_option, json_option, option, pass_runtime
 from .output import ago, drawn_table, echo_json, utc, worker_state
 from .terminal import console, needed_width, render, stdout_is_terminal
-from .throughput import FinishRate
 
 #: Seconds between frames.
 INTERVAL = 1.0
+#: Minutes (the current one, filling, and the ones before) a queue's finish rate spans.
+RATE_MINUTES = 5
 
 #: Columns of the queue table, whether or not a queue has such jobs: what waits and runs.
 ALWAYS_SHOWN = (JobState.QUEUED, JobState.RUNNING)
@@ -37,8 +42,8 @@ ALWAYS_SHOWN = (JobState.QUEUED, JobState.RUNNING)
 class QueueRow:
     name: str
     jobs: Mapping[JobState, int]
-    #: Jobs finished per minute; None while it cannot be measured yet.
-    per_minute: float | None
+    #: Jobs finished per minute over the last RATE_MINUTES, by every worker of the fleet.
+    per_minute: float
     #: Seconds the oldest ready job has waited; None with none ready.
     oldest_wait: float | None
 
@@ -72,22 +77,32 @@ class Frame:
         }
 
 
-def read_frame(app: Conveyor, rate: FinishRate) -> Frame:
+def finish_rates(app: Conveyor, at: float) -> dict[str, float]:
+    """Jobs that ended (succeeded, dead, cancelled) per minute by queue, from the per-minute
+    aggregates every worker writes as it finishes jobs: the minutes since the start of the
+    one RATE_MINUTES - 1 before the current, over the time they span up to ``at``."""
+    since = minute_of(at) - (RATE_MINUTES - 1) * 60
+    span = max(at - since, 1.0) / 60.0
+    ended = history.per_queue(app.backend.minute_stats(since))
+    return {queue: row.ended / span for queue, row in ended.items()}
+
+
+def read_frame(app: Conveyor) -> Frame:
     backend = app.backend
     at = backend.now()
     counts = backend.stats()
     oldest = backend.oldest_ready()
     workers = backend.list_workers()
     running = backend.running_by_worker()
-    per_minute = rate.per_minute(at, counts)
+    per_minute = finish_rates(app, at)
     queues = [
         QueueRow(
             name,
             counts.get(name, {}),
-            per_minute.get(name),
+            per_minute.get(name, 0.0),
             None if name not in oldest else max(at - oldest[name], 0.0),
         )
-        for name in sorted({*counts, *oldest})
+        for name in sorted({*counts, *oldest, *per_minute})
     ]
     return Frame(at, queues, [WorkerRow(w, running.get(w.id, 0)) for w in workers])
 
@@ -96,8 +111,8 @@ def _age(seconds: float | None) -> str:
     return "-" if seconds is None else ago(seconds).removesuffix(" ago")
 
 
-def _rate(per_minute: float | None) -> str:
-    return "-" if per_minute is None else f"{per_minute:.1f}"
+def _rate(per_minute: float) -> str:
+    return f"{per_minute:.1f}"
 
 
 def frame_view(frame: Frame, *, terminal: bool) -> Any:
@@ -207,20 +222,19 @@ def top(runtime: Runtime, once: bool, interval: float, as_json: bool) -> None:
     """Queues and workers, live: jobs by state, jobs finished per minute and the oldest
     ready job's wait per queue; each worker's host, pid, running jobs and last heartbeat.
 
-    Refreshed every second until Ctrl-C. Finishes per minute are measured while top runs
-    (over its last minute), so the first frame shows "-". --once prints one frame (with
-    --json, as JSON)."""
+    Refreshed every second until Ctrl-C. Finishes per minute count every worker of the
+    fleet over the last five minutes, from the per-minute aggregates in the database.
+    --once prints one frame (with --json, as JSON)."""
     app = runtime.existing_app()
-    rate = FinishRate()
     if once:
-        frame = read_frame(app, rate)
+        frame = read_frame(app)
         if as_json:
             echo_json(frame.to_dict())
         else:
             click.echo(render(frame_view(frame, terminal=stdout_is_terminal())))
         return
     run_live(
-        lambda: read_frame(app, rate),
+        lambda: read_frame(app),
         terminal=stdout_is_terminal(),
         as_json=as_json,
         interval=interval,

@@ -5,6 +5,7 @@ schedules`` and ``conveyor jobs why`` do, with the same library calls."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
@@ -64,7 +65,7 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
     @api.get("/queues/{name}/gates", tags=["queues"], summary="A queue's gates")
     def get_gates(name: str) -> dict[str, Any]:
         """Its cap, pause, quiet hours and rate limit (all null for a queue without gates)."""
-        return _gate_of(app, name).to_dict()
+        return gate_of(app, name).to_dict()
 
     @api.post(
         dependencies=write,
@@ -75,18 +76,7 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
     def pause(name: str, body: Annotated[PauseIn | None, Body()] = None) -> dict[str, Any]:
         """Start no job of the queue on any worker until resumed, or until ``until``. Running
         jobs finish; enqueue goes on; workers follow within about a second."""
-        until = None if body is None else body.until
-        at = _field("until", lambda: moment(until))
-        if at is not None and at <= app.backend.now():
-            raise Problem(
-                422,
-                "invalid-value",
-                "Invalid value",
-                "until must be in the future (leave it out to pause until resumed)",
-                field="until",
-            )
-        app.pause_queue(name, at)
-        return _gate_of(app, name).to_dict()
+        return pause_queue(app, name, None if body is None else body.until).to_dict()
 
     @api.post(
         dependencies=write,
@@ -96,7 +86,7 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
     )
     def resume(name: str) -> dict[str, Any]:
         app.resume_queue(name)
-        return _gate_of(app, name).to_dict()
+        return gate_of(app, name).to_dict()
 
     @api.put(
         dependencies=write,
@@ -107,9 +97,7 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
     def put_rate_limit(name: str, body: RateLimitIn) -> dict[str, Any]:
         """At most so many starts per period across every worker (``"100/m"``, ``"5/s"``,
         ``"1000/h"``, ``"3/10s"``), spaced evenly."""
-        rate = _field("rate", lambda: parse_rate(body.rate))
-        app.set_rate_limit(name, rate)
-        return _gate_of(app, name).to_dict()
+        return set_rate_limit(app, name, body.rate).to_dict()
 
     @api.delete(
         dependencies=write,
@@ -119,7 +107,7 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
     )
     def delete_rate_limit(name: str) -> dict[str, Any]:
         app.set_rate_limit(name, None)
-        return _gate_of(app, name).to_dict()
+        return gate_of(app, name).to_dict()
 
     @api.put(
         dependencies=write,
@@ -138,7 +126,7 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
             lambda: QuietHours.parse(body.windows, days=body.days, timezone=body.timezone),
         )
         app.set_quiet_hours(name, body.windows, days=body.days, timezone=body.timezone)
-        return _gate_of(app, name).to_dict()
+        return gate_of(app, name).to_dict()
 
     @api.delete(
         dependencies=write,
@@ -148,7 +136,7 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
     )
     def delete_quiet_hours(name: str) -> dict[str, Any]:
         app.set_quiet_hours(name, None)
-        return _gate_of(app, name).to_dict()
+        return gate_of(app, name).to_dict()
 
     # --- schedules ----------------------------------------------------------------------
 
@@ -193,9 +181,7 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
         """Every gate holding the waiting job (its run_at, parents, a paused or quiet queue,
         a cap, a rate limit, an open breaker, no live worker for its queue); an empty
         ``held_by`` when nothing holds it, or it is not waiting."""
-        job_id = bounds.job_id(job_id)
-        holds = app.why(job_id)
-        return document(app.get_job(job_id), holds)
+        return why_document(app, job_id)
 
     return api
 
@@ -208,7 +194,36 @@ def _field(name: str, parse: Callable[[], T]) -> T:
         raise Problem(422, "invalid-value", "Invalid value", str(exc), field=name) from None
 
 
-def _gate_of(app: Conveyor, queue: str) -> QueueGate:
+def pause_queue(app: Conveyor, name: str, until: dt.datetime | float | None) -> QueueGate:
+    """Pause ``name`` until ``until`` (an aware datetime or UNIX seconds, in the future; None:
+    until resumed); the queue's gates after. The API's and the dashboard's pause."""
+    at = _field("until", lambda: moment(until))
+    if at is not None and at <= app.backend.now():
+        raise Problem(
+            422,
+            "invalid-value",
+            "Invalid value",
+            "until must be in the future (leave it out to pause until resumed)",
+            field="until",
+        )
+    app.pause_queue(name, at)
+    return gate_of(app, name)
+
+
+def set_rate_limit(app: Conveyor, name: str, rate: str) -> QueueGate:
+    """Limit ``name`` to ``rate`` (``"100/m"`` ...); the queue's gates after."""
+    app.set_rate_limit(name, _field("rate", lambda: parse_rate(rate)))
+    return gate_of(app, name)
+
+
+def why_document(app: Conveyor, job_id: int) -> dict[str, Any]:
+    """Every gate holding the job, as ``GET /api/jobs/{id}/why`` answers."""
+    job_id = bounds.job_id(job_id)
+    holds = app.why(job_id)
+    return document(app.get_job(job_id), holds)
+
+
+def gate_of(app: Conveyor, queue: str) -> QueueGate:
     found = next((g for g in app.queue_gates() if g.queue == queue), None)
     return QueueGate(queue) if found is None else found
 

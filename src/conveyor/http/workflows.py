@@ -26,20 +26,7 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
     def get_dependencies(job_id: int) -> dict[str, Any]:
         """The parents (with their states, and results once succeeded) that the job waits
         for, and the children that wait for it."""
-        job = app.get_job(bounds.job_id(job_id))
-        found = app.dependencies(job.id)
-        return {
-            "id": job.id,
-            "state": job.state.value,
-            "pending_parents": job.pending_parents,
-            "stopped_by": job.stopped_by,
-            "workflow_id": job.workflow_id,
-            "parents": [
-                {"id": parent, "state": state.value, "result": result}
-                for parent, state, result in found.parents
-            ],
-            "children": [{"id": child, "state": state.value} for child, state in found.children],
-        }
+        return dependencies_document(app, job_id)
 
     @api.get("/workflows/{workflow_id}", summary="The jobs of a workflow, with their states")
     def get_workflow(workflow_id: WorkflowId) -> dict[str, Any]:
@@ -57,6 +44,24 @@ def router(app: Conveyor, write: Sequence[Any]) -> APIRouter:
         return workflow_document(app.cancel_workflow(workflow_id))
 
     return api
+
+
+def dependencies_document(app: Conveyor, job_id: int) -> dict[str, Any]:
+    """A job's parents and children with their states: GET /api/jobs/{id}/dependencies."""
+    job = app.get_job(bounds.job_id(job_id))
+    found = app.dependencies(job.id)
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "pending_parents": job.pending_parents,
+        "stopped_by": job.stopped_by,
+        "workflow_id": job.workflow_id,
+        "parents": [
+            {"id": parent, "state": state.value, "result": result}
+            for parent, state, result in found.parents
+        ],
+        "children": [{"id": child, "state": state.value} for child, state in found.children],
+    }
 
 
 def workflow_document(workflow: Workflow) -> dict[str, Any]:

@@ -3,12 +3,14 @@ at ``/`` under the API's prefix. Its few scripts (htmx 2.0.11 from the npm packa
 vendored with its 0BSD license, and one of its own) and its style ship in this package: the
 pages need nothing from the internet.
 
-Pages: the overview (queues, the last hour, the oldest waiting job, workers; refreshed every
-2 s unless paused), jobs (filters, search, pages), one job (and cancel / requeue), dead
-letters (requeue or discard, confirmed), queues (caps) and workers (stop). Without a token
-anyone who reaches the server may use it (``conveyor serve`` binds to loopback then); with
-one, a login form trades the token for a signed session cookie, and the read-only token
-sees but cannot act.
+Pages: the overview (queues, the last hour from the fleet's per-minute aggregates, the oldest
+waiting job, workers; refreshed every 2 s unless paused), jobs (filters, search, pages), one
+job (why it waits, its parents and children; cancel / requeue), a workflow (its jobs; cancel),
+dead letters (requeue or discard, confirmed), queues (caps, pause / resume, rate limits, quiet
+hours), circuit breakers (open / close), schedules (pause / resume) and workers (stop).
+Without a token anyone who reaches the server may use it (``conveyor serve`` binds to
+loopback then); with one, a login form trades the token for a signed session cookie, and the
+read-only token sees but cannot act.
 """
 
 from __future__ import annotations
@@ -57,6 +59,18 @@ def mount(
     post("/dead/apply", actions.dead_apply)
     get("/queues", pages.queues)
     post("/queues/limit", actions.queue_limit)
+    post("/queues/pause", actions.queue_pause)
+    post("/queues/resume", actions.queue_resume)
+    post("/queues/rate", actions.queue_rate)
+    get("/breakers", pages.breakers)
+    post("/breakers/open", actions.breaker_open)
+    post("/breakers/close", actions.breaker_close)
+    get("/schedules", pages.schedules)
+    post("/schedules/pause", actions.schedule_pause)
+    post("/schedules/resume", actions.schedule_resume)
+    # ":path": a workflow id may hold a slash (its links keep it unescaped).
+    get("/workflows/{workflow_id:path}", pages.workflow)
+    post("/workflows/{workflow_id:path}/cancel", actions.workflow_cancel)
     get("/workers", pages.workers)
     post("/workers/stop", actions.stop_workers)
     get("/login", actions.login_page, public=True)

@@ -1,17 +1,21 @@
 """The forms that act: cancel and requeue a job, requeue or discard dead jobs (after a
-confirmation page), cap a queue, stop workers; and logging in and out. Each is the same call
-the CLI and the JSON API make."""
+confirmation page), cap, pause, resume and rate-limit a queue, open and close breakers, pause
+and resume schedules, cancel a workflow, stop workers; and logging in and out. Each is the
+same call the CLI and the JSON API make (http/flow.py's own checks included)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from conveyor import bounds
 
+from ..flow import pause_queue, set_rate_limit
 from .session import COOKIE
 from .web import Dashboard, Form, Refused, Visit
 
@@ -113,6 +117,73 @@ async def queue_limit(dash: Dashboard, visit: Visit, form: Form) -> Response:
         raise Refused(422, "Invalid value", "max_running must be a whole number") from None
     await run_in_threadpool(dash.app.set_concurrency_limit, queue, cap)
     return dash.redirect(visit, "/queues?done=" + ("uncapped" if cap is None else "capped"))
+
+
+def _named(form: Form, field: str) -> str:
+    given = form.get(field)
+    if given is None:
+        raise Refused(422, "Invalid value", f"name the {field}")
+    return given
+
+
+def _until(form: Form) -> dt.datetime | None:
+    """The form's ``until`` (a datetime-local input: ISO 8601 without offset, read as UTC)."""
+    given = form.get("until")
+    if given is None:
+        return None
+    try:
+        at = dt.datetime.fromisoformat(given)
+    except ValueError:
+        raise Refused(422, "Invalid value", "until must be a date and time (UTC)") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+
+
+async def queue_pause(dash: Dashboard, visit: Visit, form: Form) -> Response:
+    """Pause a queue fleet-wide, until resumed or until ``until``."""
+    queue, until = _named(form, "queue"), _until(form)
+    await run_in_threadpool(pause_queue, dash.app, queue, until)
+    return dash.redirect(visit, "/queues?done=paused")
+
+
+async def queue_resume(dash: Dashboard, visit: Visit, form: Form) -> Response:
+    await run_in_threadpool(dash.app.resume_queue, _named(form, "queue"))
+    return dash.redirect(visit, "/queues?done=resumed")
+
+
+async def queue_rate(dash: Dashboard, visit: Visit, form: Form) -> Response:
+    """Set a queue's rate limit ("100/m"); the remove button removes it."""
+    queue = _named(form, "queue")
+    if form.get("remove") is not None:
+        await run_in_threadpool(dash.app.set_rate_limit, queue, None)
+        return dash.redirect(visit, "/queues?done=rate-removed")
+    await run_in_threadpool(set_rate_limit, dash.app, queue, _named(form, "rate"))
+    return dash.redirect(visit, "/queues?done=rate-set")
+
+
+async def breaker_open(dash: Dashboard, visit: Visit, form: Form) -> Response:
+    await run_in_threadpool(dash.app.open_breaker, _named(form, "name"))
+    return dash.redirect(visit, "/breakers?done=breaker-opened")
+
+
+async def breaker_close(dash: Dashboard, visit: Visit, form: Form) -> Response:
+    await run_in_threadpool(dash.app.close_breaker, _named(form, "name"))
+    return dash.redirect(visit, "/breakers?done=breaker-closed")
+
+
+async def schedule_pause(dash: Dashboard, visit: Visit, form: Form) -> Response:
+    await run_in_threadpool(dash.app.pause_schedule, _named(form, "name"))
+    return dash.redirect(visit, "/schedules?done=schedule-paused")
+
+
+async def schedule_resume(dash: Dashboard, visit: Visit, form: Form) -> Response:
+    await run_in_threadpool(dash.app.resume_schedule, _named(form, "name"))
+    return dash.redirect(visit, "/schedules?done=schedule-resumed")
+
+
+async def workflow_cancel(dash: Dashboard, visit: Visit, form: Form) -> Response:
+    workflow_id = visit.request.path_params["workflow_id"]
+    await run_in_threadpool(dash.app.cancel_workflow, workflow_id)
+    return dash.redirect(visit, f"/workflows/{quote(workflow_id)}?done=workflow-cancelled")
 
 
 async def stop_workers(dash: Dashboard, visit: Visit, form: Form) -> Response:

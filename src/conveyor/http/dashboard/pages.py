@@ -12,13 +12,16 @@ from urllib.parse import urlencode
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from conveyor import bounds
+from conveyor import bounds, history
 from conveyor.errors import ConveyorError
 from conveyor.job import Job, JobState
 from conveyor.worker_info import WorkerHealth
 
+from ..counts import Counts
+from ..flow import why_document
 from ..jobs import job_page
 from ..observe import queues_document
+from ..workflows import dependencies_document, workflow_document
 from .chart import chart
 from .web import Dashboard, Refused, Visit
 
@@ -35,6 +38,15 @@ NOTICES = {
     "stopping": "Asked to stop: the workers finish what they run, then exit.",
     "bulk-requeued": "Dead jobs requeued.",
     "bulk-discarded": "Dead jobs discarded.",
+    "paused": "Queue paused: running jobs finish, nothing new starts.",
+    "resumed": "Queue resumed.",
+    "rate-set": "Rate limit saved.",
+    "rate-removed": "Rate limit removed.",
+    "breaker-opened": "Breaker opened: its jobs wait until it is closed.",
+    "breaker-closed": "Breaker closed.",
+    "schedule-paused": "Schedule paused.",
+    "schedule-resumed": "Schedule resumed.",
+    "workflow-cancelled": "Workflow cancelled (running jobs are asked to stop).",
 }
 
 
@@ -51,16 +63,32 @@ async def overview_live(dash: Dashboard, visit: Visit) -> Response:
     return dash.render(visit, "overview_live.html", **await run_in_threadpool(_overview, dash))
 
 
+@dataclass(frozen=True)
+class Oldest:
+    """The queue whose oldest ready job has waited longest, and how long (seconds)."""
+
+    queue: str
+    age: float
+
+
+def oldest_waiting(counted: Counts) -> Oldest | None:
+    """From ``Backend.oldest_ready`` (one indexed read per queue, the whole table)."""
+    if not counted.oldest_ready:
+        return None
+    queue, run_at = min(counted.oldest_ready.items(), key=lambda item: item[1])
+    return Oldest(queue, max(0.0, counted.counted_at - run_at))
+
+
 def _overview(dash: Dashboard) -> dict[str, Any]:
+    """The figures of the API's /api/queues and /api/stats, from the same cached read: the
+    last hour comes from the per-minute aggregates of the whole fleet (they survive pruning)."""
     app = dash.app
     counted = dash.counts.get()
-    seen = dash.recent.get()
     workers = app.workers()
     return {
         "queues": queues_document(app, counted),
-        "history": seen.history,
-        "chart": chart(seen.history),
-        "oldest": seen.oldest,
+        "chart": chart(history.throughput(counted.minutes, counted.counted_at)),
+        "oldest": oldest_waiting(counted),
         "alive": sum(1 for w in workers if w.health is WorkerHealth.ALIVE),
         "workers": workers,
         "counted_at": counted.counted_at,
@@ -150,16 +178,27 @@ async def job(dash: Dashboard, visit: Visit) -> Response:
         job_id = bounds.job_id(int(visit.request.path_params["job_id"]))
     except ValueError:
         raise Refused(404, "Job not found", "no such job") from None
-    found = await run_in_threadpool(dash.app.get_job, job_id)
+    found, why, dependencies = await run_in_threadpool(_job, dash, job_id)
     return dash.render(
         visit,
         "job.html",
         job=found,
+        why=why,
+        dependencies=dependencies,
         timeline=timeline(found),
         notice=notice(visit),
         can_cancel=found.state.is_live and not found.cancel_requested,
         can_requeue=found.state in (JobState.DEAD, JobState.CANCELLED),
     )
+
+
+def _job(dash: Dashboard, job_id: int) -> tuple[Job, dict[str, Any] | None, dict[str, Any]]:
+    """The job, why it waits (what GET /api/jobs/{id}/why answers; None unless it waits) and
+    its parents and children (GET /api/jobs/{id}/dependencies)."""
+    found = dash.app.get_job(job_id)
+    waiting = found.state.is_live and found.state is not JobState.RUNNING
+    why = why_document(dash.app, job_id) if waiting else None
+    return found, why, dependencies_document(dash.app, job_id)
 
 
 @dataclass(frozen=True)
@@ -219,3 +258,30 @@ async def queues(dash: Dashboard, visit: Visit) -> Response:
 async def workers(dash: Dashboard, visit: Visit) -> Response:
     found = await run_in_threadpool(dash.app.workers)
     return dash.render(visit, "workers.html", workers=found, notice=notice(visit))
+
+
+async def breakers(dash: Dashboard, visit: Visit) -> Response:
+    """What GET /api/breakers lists."""
+    found = await run_in_threadpool(dash.app.breakers)
+    return dash.render(
+        visit,
+        "breakers.html",
+        breakers=[breaker.to_dict() for breaker in found],
+        declared=bool(dash.app.tasks),
+        notice=notice(visit),
+    )
+
+
+async def schedules(dash: Dashboard, visit: Visit) -> Response:
+    """What GET /api/schedules lists."""
+    found = await run_in_threadpool(dash.app.schedules_info)
+    return dash.render(visit, "schedules.html", schedules=found, notice=notice(visit))
+
+
+async def workflow(dash: Dashboard, visit: Visit) -> Response:
+    """What GET /api/workflows/{id} answers."""
+    workflow_id = visit.request.path_params["workflow_id"]
+    found = await run_in_threadpool(dash.app.workflow, workflow_id)
+    return dash.render(
+        visit, "workflow.html", workflow=workflow_document(found), notice=notice(visit)
+    )

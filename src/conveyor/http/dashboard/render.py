@@ -4,6 +4,7 @@ the filters they use."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from conveyor.job import JobState
 
 def when(timestamp: float | None) -> str:
     """UNIX seconds as a UTC time a person reads ("2026-05-01 12:00:03Z")."""
-    if timestamp is None:
+    if timestamp is None or not math.isfinite(timestamp):
         return "—"
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
@@ -36,6 +37,11 @@ def duration(seconds: float | None) -> str:
     return f"{days}d {hours}h"
 
 
+def finite(value: Any) -> bool:
+    """A time that will come (a pause until resumed ends at infinity)."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def pretty(value: Any) -> str:
     """A JSON value laid out to read (arguments, results, progress, checkpoints)."""
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=repr)
@@ -50,5 +56,6 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(when=when, duration=duration, pretty=pretty)
+    env.tests.update(finite=finite)
     env.globals.update(states=list(JobState))
     return env

@@ -21,8 +21,7 @@ from conveyor.errors import ConveyorError
 from ..auth import Access, Tokens
 from ..counts import CountsCache
 from ..origin import cross_site, host_name
-from ..problems import classify
-from .recent import RecentCache
+from ..problems import Problem, classify
 from .render import environment
 from .session import COOKIE, MAX_AGE, Session, Sessions
 
@@ -95,7 +94,6 @@ class Dashboard:
         self.prefix = prefix
         self.hosts = hosts
         self.sessions = Sessions()
-        self.recent = RecentCache(app)
         self.templates = environment()
 
     # --- requests -------------------------------------------------------------------------
@@ -120,6 +118,8 @@ class Dashboard:
             except ConveyorError as exc:
                 status, _, title = classify(exc)
                 return self.error(visit, status, title, str(exc))
+            except Problem as problem:  # a check of the JSON API's, shared (http/flow.py)
+                return self.error(visit, problem.status, problem.title, problem.detail)
 
         return endpoint
 
@@ -136,9 +136,7 @@ class Dashboard:
                     403, "Forbidden", "the form is stale or not from this dashboard: reload it"
                 )
             if not public and not visit.session.can_write:
-                raise Refused(
-                    403, "Forbidden", "the read-only token cannot change jobs, queues or workers"
-                )
+                raise Refused(403, "Forbidden", "the read-only token cannot change anything")
             return await handler(visit, form)
 
         page = self.page(run, public=public)
