@@ -3,10 +3,23 @@ command line (the gates themselves are tested in tests/contract/test_gates.py)."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+from click.testing import CliRunner
 
 from conveyor import Conveyor
+from conveyor.cli import cli
 from tests.cli.support import Invoke, assert_user_error, output_json
+from tests.engines import Engine, engine
+from tests.support import enabled_backends
+
+
+@pytest.fixture(params=enabled_backends())
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    with engine(request.param, tmp_path) as found:
+        yield found
 
 
 def enqueue(invoke: Invoke, queue: str) -> int:
@@ -32,6 +45,47 @@ def test_pause_resume_and_why(invoke: Invoke, url: str) -> None:
         assert app.backend.claim("w", ["reports"], 5, 30.0) != []
     result = invoke("jobs", "why", str(job_id))
     assert result.stdout.splitlines()[1:] == ["  not waiting"]
+
+
+def test_why_names_every_gate_on_every_engine(database: Engine) -> None:
+    with database.app() as app:
+        app.breaker("partner-api", failures=1, window=60, cooldown=30)
+
+        @app.task(name="limited", queue="api", rate_limit="1/h")
+        def limited() -> None: ...
+
+        @app.task(name="partner", queue="api", breaker="partner-api")
+        def partner() -> None: ...
+
+        @app.task(name="report", queue="reports")
+        def report() -> None: ...
+
+        running = limited.enqueue()
+        assert [run.id for run in app.backend.claim("w", ["api"], 1, 60.0)] == [running.id]
+        spent = limited.enqueue()
+        held = partner.enqueue()
+        child = report.options(depends_on=[running.id]).enqueue()
+        later = report.options(delay=3600).enqueue()
+        app.open_breaker("partner-api")
+        app.set_concurrency_limit("api", 1)
+        app.pause_queue("reports")
+        app.set_quiet_hours("reports", "00:00-24:00")
+
+    def gates(job_id: int) -> list[str]:
+        result = CliRunner().invoke(
+            cli,
+            ["--url", database.url, "jobs", "why", str(job_id), "--json"],
+            env=database.env,
+            catch_exceptions=False,
+        )
+        assert result.exit_code == 0, result.output
+        return [hold["gate"] for hold in output_json(result)["held_by"]]
+
+    assert gates(running.id) == []
+    assert gates(spent.id) == ["cap", "rate", "no worker"]
+    assert gates(held.id) == ["cap", "breaker", "no worker"]
+    assert gates(child.id) == ["blocked", "paused", "quiet", "no worker"]
+    assert gates(later.id) == ["scheduled", "paused", "quiet", "no worker"]
 
 
 def test_pause_until(invoke: Invoke, url: str) -> None:

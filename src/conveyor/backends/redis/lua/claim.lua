@@ -27,22 +27,24 @@ end
 local gated = redis.call('SMEMBERS', P .. ':gated')
 local is_gated = {}
 for _, q in ipairs(gated) do is_gated[q] = true end
-local queues = nil
-if ARGV[5] ~= '' then queues = cjson.decode(ARGV[5]) end
+local queues, wanted = nil, nil
+if ARGV[5] ~= '' then
+  queues, wanted = cjson.decode(ARGV[5]), {}
+  for _, q in ipairs(queues) do wanted[q] = true end
+end
+local rated = redis.call('SCARD', P .. ':buckets') > 0
 
 -- Rate limits of tasks: one job from each bucket whose next start has come, the bucket
--- waiting longest first, as far as the gates of their queues let them start.
-if redis.call('SCARD', P .. ':buckets') > 0 then
-  local wanted = nil
-  if queues then
-    wanted = {}
-    for _, q in ipairs(queues) do wanted[q] = true end
-  end
+-- waiting longest first, as far as the gates of their queues let them start, up to ``most``;
+-- only of the tasks in the set ``only`` (nil: any) that are not in the set ``held`` (behind a
+-- breaker that is not closed). Returns how many started.
+local claim_rated = function(most, only, held)
   local picks = {}
   for _, b in ipairs(redis.call('SMEMBERS', P .. ':buckets')) do
     local f = redis.call('HMGET', P .. ':bucket:' .. b, 'task', 'key', 'rate_next')
     local next_start = tn(f[3])
-    if next_start == nil or next_start <= NOW then
+    if (only == nil or only[f[1]]) and not (held and held[f[1]])
+        and (next_start == nil or next_start <= NOW) then
       local id = bucket_first(b, wanted)
       if id then picks[#picks + 1] = {b = b, task = f[1], key = f[2], at = next_start or 0, id = id} end
     end
@@ -52,9 +54,9 @@ if redis.call('SCARD', P .. ':buckets') > 0 then
     if x.task ~= y.task then return x.task < y.task end
     return x.key < y.key
   end)
-  local rooms, started = {}, {}
+  local rooms, started, count = {}, {}, 0
   for _, pick in ipairs(picks) do
-    if #rows >= limit then break end
+    if count >= most then break end
     local h = load(pick.id)
     local q = h.queue
     if is_gated[q] and rooms[q] == nil then rooms[q] = gate_room(q, quiet) or false end
@@ -62,38 +64,23 @@ if redis.call('SCARD', P .. ':buckets') > 0 then
       if rooms[q] then rooms[q] = rooms[q] - 1 end
       rows[#rows + 1] = start_run(pick.id, h, worker, lease, tokens[#rows + 1])
       started[q] = (started[q] or 0) + 1
-      local g = redis.call('HMGET', P .. ':bucket:' .. pick.b, 'rate_count', 'rate_per',
-        'rate_next')
-      local value = math.max(tn(g[3]) or NOW, NOW) + tonumber(g[2]) / tonumber(g[1])
-      redis.call('HSET', P .. ':bucket:' .. pick.b, 'rate_next',
-        num(math.ceil(value * 1e6) / 1e6))
+      count = count + 1
+      take_bucket(pick.b)
     end
   end
-  for q, count in pairs(started) do
-    if is_gated[q] then take_rate(q, count) end
+  for q, n in pairs(started) do
+    if is_gated[q] then take_rate(q, n) end
   end
-end
-if queues == nil and #gated > 0 then
-  -- A gated queue with ready jobs: every ready queue takes its turn, as a list of queues does
-  -- (the global order would walk the gated queue's whole backlog to skip it).
-  local any_gated = false
-  for _, q in ipairs(gated) do
-    if redis.call('ZCARD', P .. ':ready:' .. q) > 0 then any_gated = true end
-  end
-  if any_gated then
-    queues = {}
-    for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
-      if redis.call('ZCARD', P .. ':ready:' .. q) > 0 then queues[#queues + 1] = q end
-    end
-    table.sort(queues)
-  end
+  return count
 end
 
 -- Circuit breakers: skip the tasks behind those not closed, take the probes due (one per
--- breaker, fleet-wide: the script is the only writer while it runs).
+-- breaker, fleet-wide: the script is the only writer while it runs). A probe is an ordinary
+-- job of a queue without gates, else one of its tasks' rate limit buckets under their tokens
+-- and their queues' gates.
 local held, next_probe_at = nil, nil
 local unsettled = redis.call('SMEMBERS', P .. ':unsettled')
-if #unsettled > 0 and #rows < limit then
+if #unsettled > 0 then
   table.sort(unsettled)
   held = {}
   local probing = {}
@@ -107,11 +94,6 @@ if #unsettled > 0 and #rows < limit then
         next_probe_at = row.probe_at
       end
     end
-  end
-  local wanted = nil
-  if queues then
-    wanted = {}
-    for _, q in ipairs(queues) do wanted[q] = true end
   end
   for _, row in ipairs(probing) do
     if #rows >= limit then break end
@@ -141,15 +123,38 @@ if #unsettled > 0 and #rows < limit then
         end
         offset = offset + 200
       end
+      local probe = nil
       if found then
-        local row_out = start_run(found, load(found), worker, lease, tokens[#rows + 1])
-        rows[#rows + 1] = row_out
-        row.state, row.probe_job, row.probe_token = 'half_open', found, row_out[9]
+        probe = start_run(found, load(found), worker, lease, tokens[#rows + 1])
+        rows[#rows + 1] = probe
+      elseif rated and claim_rated(1, tasks, nil) > 0 then
+        probe = rows[#rows]
+      end
+      if probe then
+        row.state, row.probe_job, row.probe_token = 'half_open', probe[1], probe[9]
         breaker_save(row)
       end
     end
   end
   if next(held) == nil then held = nil end
+end
+
+if rated and #rows < limit then claim_rated(limit - #rows, nil, held) end
+
+if queues == nil and #gated > 0 then
+  -- A gated queue with ready jobs: every ready queue takes its turn, as a list of queues does
+  -- (the global order would walk the gated queue's whole backlog to skip it).
+  local any_gated = false
+  for _, q in ipairs(gated) do
+    if redis.call('ZCARD', P .. ':ready:' .. q) > 0 then any_gated = true end
+  end
+  if any_gated then
+    queues = {}
+    for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
+      if redis.call('ZCARD', P .. ':ready:' .. q) > 0 then queues[#queues + 1] = q end
+    end
+    table.sort(queues)
+  end
 end
 
 if held then

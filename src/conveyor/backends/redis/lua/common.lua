@@ -304,6 +304,15 @@ local function bucket_first(b, wanted)
   end
 end
 
+-- A job of bucket ``b`` started: its next start moves on by one interval (Rate.next_after).
+local function take_bucket(b)
+  local key = P .. ':bucket:' .. b
+  local g = redis.call('HMGET', key, 'rate_count', 'rate_per', 'rate_next')
+  if not g[1] then return end
+  local value = math.max(tn(g[3]) or NOW, NOW) + tonumber(g[2]) / tonumber(g[1])
+  redis.call('HSET', key, 'rate_next', num(math.ceil(value * 1e6) / 1e6))
+end
+
 -- ``cmd`` on ``key`` with the arguments ``args`` (a flat list), in calls of at most 1000 of
 -- them (``step`` divides 1000: pairs stay together), for the batched paths below.
 local function variadic(cmd, key, args, step)
