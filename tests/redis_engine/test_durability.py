@@ -8,6 +8,8 @@ again on the same port with the same folder. The producers and workers are never
 
 from __future__ import annotations
 
+import json
+import secrets
 import signal
 import statistics
 import sys
@@ -23,6 +25,8 @@ import pytest
 import redis
 
 from conveyor import JobState
+from conveyor.backends.redis import RedisBackend
+from conveyor.backends.redis.scripts import Scripts
 from tests.chaos.helpers import Helpers
 from tests.redis_engine.restartable import (
     ALWAYS,
@@ -170,6 +174,29 @@ def test_an_enqueue_sent_while_the_server_restarts_waits_for_it(
         restart.join()
     assert second == first + 1
     assert [job.state for job in world.jobs([first, second])] == [JobState.QUEUED] * 2
+
+
+def test_a_claim_sent_again_after_its_reply_was_lost_starts_no_other_run(world: World) -> None:
+    """redis-py sends a script again, with the same arguments, when the connection broke before
+    its reply: a claim that had run must answer with its own runs again. Starting others would
+    leave the first ones running under a live worker that does not know them and that excludes
+    its own runs from rescue -- running for good (seen here once: Redis killed between its AOF
+    fsync and the reply)."""
+    add = world.app.get_task("sample.add")
+    ids = [add.enqueue(n, n).id for n in range(3)]
+    backend = world.app.backend
+    assert isinstance(backend, RedisBackend)
+    scripts = Scripts(redis.Redis.from_url(world.settings_env["CONVEYOR_URL"]), backend.prefix)
+    tokens = json.dumps([secrets.token_hex(16) for _ in range(2)])
+    claim = ("claim", None, "worker-1", "30.0", 2, "", 0, "[]", tokens)
+
+    first, _ = scripts.run(*claim)
+    again, _ = scripts.run(*claim)
+
+    assert len(first) == 2
+    assert sorted(map(list, again)) == sorted(map(list, first))
+    assert world.count(JobState.RUNNING) == 2
+    assert world.app.get_job(ids[2]).state is JobState.QUEUED
 
 
 def test_a_frozen_workers_jobs_are_rescued_after_their_lease_across_a_restart(
