@@ -26,6 +26,7 @@ import redis
 
 from conveyor import JobState
 from conveyor.backends.redis import RedisBackend
+from conveyor.backends.redis.rows import to_claimed
 from conveyor.backends.redis.scripts import Scripts
 from tests.chaos.helpers import Helpers
 from tests.redis_engine.restartable import (
@@ -176,6 +177,11 @@ def test_an_enqueue_sent_while_the_server_restarts_waits_for_it(
     assert [job.state for job in world.jobs([first, second])] == [JobState.QUEUED] * 2
 
 
+def redis_client(world: World) -> redis.Redis:
+    """A client decoding replies as the engine's does."""
+    return redis.Redis.from_url(world.settings_env["CONVEYOR_URL"], decode_responses=True)
+
+
 def test_a_claim_sent_again_after_its_reply_was_lost_starts_no_other_run(world: World) -> None:
     """redis-py sends a script again, with the same arguments, when the connection broke before
     its reply: a claim that had run must answer with its own runs again. Starting others would
@@ -186,7 +192,7 @@ def test_a_claim_sent_again_after_its_reply_was_lost_starts_no_other_run(world: 
     ids = [add.enqueue(n, n).id for n in range(3)]
     backend = world.app.backend
     assert isinstance(backend, RedisBackend)
-    scripts = Scripts(redis.Redis.from_url(world.settings_env["CONVEYOR_URL"]), backend.prefix)
+    scripts = Scripts(redis_client(world), backend.prefix)
     tokens = json.dumps([secrets.token_hex(16) for _ in range(2)])
     claim = ("claim", None, "worker-1", "30.0", 2, "", 0, "[]", tokens)
 
@@ -194,9 +200,31 @@ def test_a_claim_sent_again_after_its_reply_was_lost_starts_no_other_run(world: 
     again, _ = scripts.run(*claim)
 
     assert len(first) == 2
-    assert sorted(map(list, again)) == sorted(map(list, first))
+    by_id = {job.id: job for job in map(to_claimed, first)}
+    assert {job.id: job for job in map(to_claimed, again)} == by_id
     assert world.count(JobState.RUNNING) == 2
     assert world.app.get_job(ids[2]).state is JobState.QUEUED
+
+
+def test_a_suspect_claim_sent_again_after_its_reply_was_lost_answers_the_same_run(
+    world: World,
+) -> None:
+    """As above, for the claim of a suspect (a job whose run was lost), which a worker makes
+    only while it holds no run: the replay finds the worker holding the run it started."""
+    job_id = world.app.get_task("sample.add").enqueue(1, 1).id
+    backend = world.app.backend
+    assert isinstance(backend, RedisBackend)
+    [lost] = backend.claim("worker-0", None, 1, 0.001)
+    wait_for(lambda: backend.rescue_expired().requeued, "the run's lease to run out")
+    scripts = Scripts(redis_client(world), backend.prefix)
+    claim = ("claim_suspect", None, "worker-1", "30.0", "0", "", "[]", secrets.token_hex(16))
+
+    first = scripts.run(*claim)
+    again = scripts.run(*claim)
+
+    assert first is not None and to_claimed(first).id == lost.id == job_id
+    assert again is not None and to_claimed(again) == to_claimed(first)
+    assert world.app.get_job(job_id).state is JobState.RUNNING
 
 
 def test_a_frozen_workers_jobs_are_rescued_after_their_lease_across_a_restart(
