@@ -67,7 +67,11 @@ def _connect(settings: Settings, retries: int) -> redis.Redis:
     retry = Retry(ExponentialWithJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE), retries)
     options: dict[str, Any] = {}
     if retries:
-        options["retry_on_error"] = [redis.ConnectionError, redis.TimeoutError]
+        # The builtin ConnectionError too: redis-py retries a (re)connect only on the errors
+        # listed here, and a refused connect surfaces as the builtin ConnectionRefusedError --
+        # without it a command sent while a restarting server refuses connections failed at
+        # once, with no retry at all.
+        options["retry_on_error"] = [redis.ConnectionError, redis.TimeoutError, ConnectionError]
     try:
         client: redis.Redis = redis.Redis.from_url(
             settings.url,

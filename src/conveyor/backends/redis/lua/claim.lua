@@ -12,6 +12,15 @@ for _, q in ipairs(cjson.decode(ARGV[7])) do quiet[q] = true end
 local tokens = cjson.decode(ARGV[8])
 local rows = {}
 
+-- A replay of a claim that ran (see replayed_run): the same runs again, nothing new.
+if #tokens > 0 and redis.call('HEXISTS', P .. ':tokens', tokens[1]) == 1 then
+  for _, token in ipairs(tokens) do
+    local row = replayed_run(token)
+    if row then rows[#rows + 1] = row end
+  end
+  return {rows, false}
+end
+
 promote_due()
 
 local take = function(key, count)

@@ -52,6 +52,9 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. ':suspects', '-inf', num(NO
   end
 end
 if only_look then return best and 1 or 0 end
+-- A replay of a claim that ran (see replayed_run in common.lua): the same run again.
+local again = replayed_run(ARGV[7])
+if again then return again end
 if best == nil or redis.call('SCARD', P .. ':held:' .. worker) > 0 then return false end
 local b = bucket_of(best_h)
 local row = start_run(best, best_h, worker, lease, ARGV[7])

@@ -324,6 +324,21 @@ end
 
 -- start_run for a batch of ready jobs ({id, h, token}; none of a rate-limited task), with the
 -- index writes of all of them in a few variadic commands: the hot path of a busy claim.
+-- The claim row of the run that holds lease token ``token``, or nil. The client sends a claim
+-- again, with the same tokens, when its reply was lost after the script ran (a broken
+-- connection; a server killed between its AOF fsync and the reply): claim.lua answers such a
+-- replay with the runs it started the first time instead of starting more that nobody would
+-- know of, and that nobody would rescue while their worker lives (a sweeping worker excludes
+-- its own runs from rescue_expired).
+local function replayed_run(token)
+  local id = redis.call('HGET', P .. ':tokens', token)
+  if not id then return nil end
+  local h = load(id)
+  if h == nil or h.state ~= 'running' or h.lease_token ~= token then return nil end
+  return {tonumber(id), h.task, h.queue, h.args, h.kwargs, h.priority, h.attempts,
+    h.max_attempts, token, h.timeout or false, h.checkpoint or false, h.run_at}
+end
+
 local function start_runs(batch, worker, lease)
   local rows = {}
   if #batch == 0 then return rows end
