@@ -6,13 +6,16 @@ local settle, batch = tonumber(ARGV[2]), tonumber(ARGV[3])
 local mark = redis.call('HGET', P .. ':stats_marks', 'enqueued') or '0'
 local ids = redis.call('ZRANGEBYSCORE', P .. ':jobs', '(' .. mark, '+inf', 'LIMIT', 0, batch)
 local cutoff = NOW - settle
+-- "<minute>\n<queue>\31<task>\31" -> jobs; upto: the last id walked past.
 local counts, upto = {}, nil
 for _, id in ipairs(ids) do
   local f = redis.call('HMGET', jkey(id), 'created_at', 'queue', 'task')
   local created = tonumber(f[1])
-  if created >= cutoff then break end
-  local name = num(math.floor(created / 60) * 60) .. '\n' .. f[2] .. '\31' .. f[3] .. '\31'
-  counts[name] = (counts[name] or 0) + 1
+  if created and created >= cutoff then break end
+  if created then
+    local name = num(math.floor(created / 60) * 60) .. '\n' .. f[2] .. '\31' .. f[3] .. '\31'
+    counts[name] = (counts[name] or 0) + 1
+  end
   upto = id
 end
 if upto == nil then return 0 end
