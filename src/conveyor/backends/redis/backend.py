@@ -52,6 +52,8 @@ from conveyor.backends.redis.rows import (
     to_worker,
 )
 from conveyor.backends.redis.scripts import Scripts
+from conveyor.backends.redis.stats import minute_rows, total_rows
+from conveyor.backends.tally import ENQUEUE_SETTLE, FOLD_MARGIN, Tally, minute_of
 from conveyor.errors import (
     IdempotencyConflict,
     InvalidTransition,
@@ -107,6 +109,7 @@ def _job_row(job: NewJob) -> list[Any]:
         list(job.depends_on_batch),
         job.on_parent_failure,
         None if job.rate_limit is None else [job.rate_limit.count, job.rate_limit.per],
+        *(() if job.trace_context is None else (job.trace_context,)),
     ]
 
 
@@ -641,6 +644,26 @@ class RedisBackend(Backend):
                 queue, state = name.rsplit("\n", 1)
                 counts.setdefault(queue, {})[JobState(state)] = int(count)
         return counts
+
+    # --- per-minute aggregates and trace contexts (redis/stats.py, lua/tally.lua) --------
+
+    def minute_stats(self, since: float) -> list[Tally]:
+        return minute_rows(self._run("stats_minutes", minute_of(since)))
+
+    def stats_totals(self) -> list[Tally]:
+        return total_rows(self._run("stats_totals"))
+
+    def count_enqueued(self, settle: float = ENQUEUE_SETTLE, batch: int = 10_000) -> int:
+        return int(self._run("stats_enqueued", repr(float(settle)), batch))
+
+    def fold_stats(self, margin: float = FOLD_MARGIN) -> int:
+        return int(self._run("stats_fold", repr(float(margin))))
+
+    def prune_stats(self, older_than: float) -> int:
+        return int(self._run("stats_prune", repr(float(older_than))))
+
+    def trace_context(self, job_id: int) -> str | None:
+        return self._db.hget(self._key("job", job_id), "trace_context")
 
     def oldest_ready(self) -> dict[str, float]:
         """Per queue with ready (queued) jobs, the ``run_at`` of its oldest one."""

@@ -3,7 +3,8 @@
 -- ARGV[2]: queue limits, a JSON object {queue: most waiting jobs}; ARGV[3]: the jobs, a JSON
 -- array of [task, queue, args, kwargs, priority, run_at|null, delay, max_attempts,
 -- timeout|null, idempotency_key|null, scope, rate_key|null, workflow_id|null, depends_on,
--- depends_on_batch, on_parent_failure|null, rate limit [count, per]|null]; ARGV[4], ARGV[5]: a schedule's name and tick, or
+-- depends_on_batch, on_parent_failure|null, rate limit [count, per]|null, and only when
+-- set, trace_context]; ARGV[4], ARGV[5]: a schedule's name and tick, or
 -- "" (see enqueue_tick); ARGV[6]: the positions (from 1) of the batch, parents before children.
 -- Returns ["ok", now, id, state, created, ...], ["full", queue, depth, limit], ["parents",
 -- id ...] naming parents that do not exist, or ["tick"] when the schedule's tick is not this
@@ -119,6 +120,7 @@ for i, j in ipairs(jobs) do
       end
     end
     if j[13] ~= null then h.workflow_id = j[13] end
+    if j[18] then h.trace_context = j[18] end
     local id = next_id
     next_id = next_id + 1
     if h.idempotency_key or h.rate_key or h.workflow_id then
@@ -146,6 +148,7 @@ for i, j in ipairs(jobs) do
         due[#due + 1] = id
       end
       if h.timeout then redis.call('HSET', jkey(id), 'timeout', h.timeout) end
+      if h.trace_context then redis.call('HSET', jkey(id), 'trace_context', h.trace_context) end
       all[#all + 1] = id
       all[#all + 1] = id
       stat(h, 1)

@@ -1,9 +1,10 @@
--- uses: deps, breakers
+-- uses: deps, breakers, tally
 -- finish_many: the ends of runs, each fenced by its token. ARGV[2]: a JSON array of
 -- [id, token, kind, result|null, error|null, retry_in, dead_reason|null, checkpoint|null,
 -- retry budget [task, limit, window]|null, escalate [task, queue, priority, max_attempts,
--- timeout|null, why]|null, breaker [declared breaker, failed]|null]. Returns the state each outcome left its job in,
--- false for a run no longer owned (nothing written).
+-- timeout|null, why]|null, breaker [declared breaker, failed]|null]. Returns the state each
+-- outcome left its job in, false for a run no longer owned (nothing written). Every run it
+-- ends (not a release) is tallied under the minute of now (tally.lua).
 local outcomes = cjson.decode(ARGV[2])
 local null = cjson.null
 local out = {}
@@ -19,7 +20,7 @@ local running, held, runq, tokens, done = {}, {}, {}, {}, {}
 local function succeed_fast(i, o)
   local id, token = o[1], o[2]
   local f = redis.call('HMGET', jkey(id), 'state', 'lease_token', 'queue', 'worker_id',
-    'cancel_requested', 'has_children')
+    'cancel_requested', 'has_children', 'task', 'started_at', 'run_at')
   if f[1] ~= 'running' or f[2] ~= token then
     out[i] = false
     return
@@ -40,6 +41,7 @@ local function succeed_fast(i, o)
     redis.call('HSET', jkey(id), 'state', 'succeeded', 'finished_at', num(NOW), 'result', result)
   end
   if f[5] == '1' then redis.call('SREM', P .. ':cancels:' .. worker, token) end
+  tally_run(queue, f[7], 'succeeded', f[8], f[9])
   stat({queue = queue, state = 'running'}, -1)
   stat({queue = queue, state = 'succeeded'}, 1)
   running[#running + 1] = id
@@ -116,7 +118,12 @@ for i, o in ipairs(outcomes) do
       end
       c.attempts = tostring(tonumber(h.attempts) - 1)
     end
+    -- Read before update moves run_at (a retry's) and clears the run's fields.
+    local queue, task, started, due = h.queue, h.task, h.started_at, h.run_at
     update(id, h, c)
+    if o[3] ~= 'released' then
+      tally_run(queue, task, c.state == 'retrying' and 'retried' or c.state, started, due)
+    end
     local target = o[10]
     if c.state == 'dead' and target ~= null
         and not (h.task == target[1] and h.escalated_from) then
@@ -161,6 +168,7 @@ for _, name in ipairs(names) do
   if after then breaker_save(after) end
 end
 settle_all()
+tally_flush()
 if ended_any then finished() end
 publish()
 return out

@@ -1,4 +1,4 @@
--- uses: deps
+-- uses: deps, tally
 -- reap_dead_workers: declare dead the running or stopping workers silent for their dead_after
 -- seconds (counted from ARGV[3] at the earliest, "" for no bound) or named in ARGV[5] (JSON
 -- array), except ARGV[2]; their runs are lost (lose_run) and their leaderships free. Dead
@@ -25,6 +25,7 @@ for _, w in ipairs(dead) do
   for _, id in ipairs(held) do
     local h = load(id)
     local state = lose_run(id, h, alone, 'its worker died during run')
+    tally_rescued(h, state)
     ended(id, h)
     out[#out + 1] = id
     out[#out + 1] = state
@@ -33,6 +34,7 @@ for _, w in ipairs(dead) do
   release_leaderships(w)
 end
 settle_all()
+tally_flush()
 for _, w in ipairs(redis.call('ZRANGE', P .. ':workers', 0, -1)) do
   local key = P .. ':worker:' .. w
   local f = redis.call('HMGET', key, 'state', 'last_beat_at')
