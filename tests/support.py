@@ -77,8 +77,7 @@ def _sqlite_template() -> Path:
             from conveyor.backends.sqlite import SQLiteBackend
 
             folder = Path(tempfile.mkdtemp(prefix="conveyor-test-template-"))
-            creator = os.getpid()
-            atexit.register(lambda: os.getpid() == creator and shutil.rmtree(folder, True))
+            atexit.register(_remove_template, folder, os.getpid())
             path = folder / "jobs.db"
             SQLiteBackend(Settings.load(env={}, url=f"sqlite:///{path}")).close()
             # Closing the last connection checkpoints the WAL into the file and removes it: the
@@ -86,6 +85,11 @@ def _sqlite_template() -> Path:
             assert sorted(folder.iterdir()) == [path], sorted(folder.iterdir())
             _template = path
         return _template
+
+
+def _remove_template(folder: Path, creator: int) -> None:
+    if os.getpid() == creator:  # a forked child inherited the atexit hook
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
