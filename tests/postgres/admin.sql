@@ -113,3 +113,10 @@ WHERE c.relnamespace = to_regnamespace(%(schema)s)
 -- A session still holding a lock on a table (a process the test left behind) makes the schema
 -- unfit for the pool: wait briefly, then drop it instead.
 SET lock_timeout = '2s'
+
+-- name: schema_bytes
+-- The size of a schema's tables with their indexes (factory.py drops a big one rather than
+-- empty it).
+SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+FROM pg_class c
+WHERE c.relnamespace = to_regnamespace(%(schema)s) AND c.relkind IN ('r', 'p')

@@ -93,6 +93,10 @@ def new_schema() -> str:
     return f"conveyor_test_{secrets.token_hex(6)}"
 
 
+#: A schema whose tables and indexes take more than this is dropped rather than emptied.
+RECYCLED_BYTES = 16 << 20
+
+
 class SchemaPool:
     """Migrated schemas of this process's test database that no test is using, each with the
     fingerprint of its structure just after migration."""
@@ -119,8 +123,8 @@ class SchemaPool:
         return schema
 
     def give_back(self, schema: str) -> None:
-        """Empty ``schema`` and keep it for the next test if its structure is unchanged; drop
-        it otherwise."""
+        """Empty ``schema`` and keep it for the next test if its structure is unchanged and it
+        is small; drop it otherwise (or if anything goes wrong)."""
         with self._lock:
             fingerprint = self._fingerprints.pop(schema)
         database = session_database()
@@ -128,21 +132,31 @@ class SchemaPool:
             with psycopg.connect(database.url, autocommit=True, connect_timeout=5) as conn:
                 conn.execute(ADMIN["pool_lock_timeout"])
                 with conn.transaction():
-                    if _fingerprint(conn, schema) != fingerprint:
-                        raise _Changed
-                    for [table] in conn.execute(ADMIN["tables_of"], {"schema": schema}).fetchall():
-                        name = sql.Identifier(schema, str(table))
-                        conn.execute(sql.SQL(ADMIN["empty_table"]).format(table=name))
-                    conn.execute(ADMIN["restart_sequences"], {"schema": schema})
-        except (psycopg.Error, _Changed):
+                    fit = _fit_for_reuse(conn, schema, fingerprint)
+                    if fit:
+                        _empty(conn, schema)
+        except psycopg.Error:
+            fit = False
+        if not fit:
             database.drop_schema(schema)
             return
         with self._lock:
             self._idle.append((schema, fingerprint))
 
 
-class _Changed(Exception):
-    """The test changed the schema's structure: it is not fit for the next test."""
+def _fit_for_reuse(conn: psycopg.Connection[Any], schema: str, fingerprint: str) -> bool:
+    """Whether the test left ``schema`` as it was migrated, but for rows, and not many of those
+    (deleting many rows costs more than dropping, and leaves pages for the next test to scan)."""
+    if _fingerprint(conn, schema) != fingerprint:
+        return False
+    row = conn.execute(ADMIN["schema_bytes"], {"schema": schema}).fetchone()
+    return row is not None and int(row[0]) <= RECYCLED_BYTES
+
+
+def _empty(conn: psycopg.Connection[Any], schema: str) -> None:
+    for [table] in conn.execute(ADMIN["tables_of"], {"schema": schema}).fetchall():
+        conn.execute(sql.SQL(ADMIN["empty_table"]).format(table=sql.Identifier(schema, str(table))))
+    conn.execute(ADMIN["restart_sequences"], {"schema": schema})
 
 
 def _fingerprint(conn: psycopg.Connection[Any], schema: str) -> str:
