@@ -9,9 +9,10 @@ import pytest
 from conveyor.backends.base import Backend
 from tests.support import FACTORIES, FakeClock, enabled_backends
 
-#: Tests that scripts/test keeps on one pytest-xdist worker, one after another (it runs the suite
-#: on two workers with --dist loadgroup): the fault tests, whose bounds allow for a loaded machine
-#: but not for two of them loading it at once, and a module whose fixture loads a big table once.
+#: Tests that scripts/test keeps on one pytest-xdist worker, one after another, when it runs the
+#: suite on several (CONVEYOR_TEST_WORKERS=2, with --dist loadgroup): the fault tests, whose bounds
+#: allow for a loaded machine but not for two of them loading it at once, and a module whose
+#: fixture loads a big table once.
 XDIST_GROUPS = {
     "tests/chaos/": "faults",
     "tests/postgres/test_connection_loss.py": "faults",
