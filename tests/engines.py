@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor import Conveyor
+from tests.support import migrated_sqlite_file
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,10 @@ class Engine:
 def engine(name: str, folder: Path) -> Iterator[Engine]:
     """A fresh, empty, migrated database of engine ``name``."""
     if name == "sqlite":
-        found = Engine(name, f"sqlite:///{folder / 'jobs.db'}")
-        with found.app() as app:
-            app.backend  # noqa: B018  (creates and migrates the file)
-        yield found
+        path = folder / "jobs.db"
+        if not path.exists():
+            migrated_sqlite_file(path)
+        yield Engine(name, f"sqlite:///{path}")
         return
     if name == "redis":
         from tests.redis_engine.factory import drop_prefix, new_prefix, server_url
@@ -49,14 +50,7 @@ def engine(name: str, folder: Path) -> Iterator[Engine]:
         finally:
             drop_prefix(url, prefix)
         return
-    from tests.postgres.factory import new_schema, session_database
+    from tests.postgres.factory import migrated_schema, session_database
 
-    database = session_database()
-    schema = new_schema()
-    found = Engine(name, database.url, {"CONVEYOR_POSTGRES_SCHEMA": schema})
-    try:
-        with found.app() as app:
-            app.backend  # noqa: B018
-        yield found
-    finally:
-        database.drop_schema(schema)
+    with migrated_schema() as schema:
+        yield Engine(name, session_database().url, {"CONVEYOR_POSTGRES_SCHEMA": schema})

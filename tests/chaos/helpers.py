@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import JobState
+from tests.support import migrated_sqlite_file
 from tests.worker.harness import (
     DEADLINE,
     HEARTBEAT,
@@ -51,8 +52,9 @@ def make_world_at(tmp: Path, db_path: Path, **settings: Any) -> World:
         **settings,
     }
     url = f"sqlite:///{db_path}"
+    # Migrated before any other process opens it (a copy of a file migrated once: cheaper).
+    migrated_sqlite_file(db_path)
     app = build_app(url, **values)
-    app.backend  # create and migrate the file before any other process opens it  # noqa: B018
     env = {"CONVEYOR_URL": url, EFFECTS_ENV: str(effects_path)}
     env.update({f"CONVEYOR_{name.upper()}": str(value) for name, value in values.items()})
     return World(tmp, db_path, effects_path, app, env)

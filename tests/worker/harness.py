@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from conveyor import Conveyor, Job, JobState
 from conveyor.worker.liveness import ProcessState, proc_state
+from tests.support import migrated_sqlite_file
 from tests.worker.sample_app import EFFECTS_ENV, build_app, create_effects_db
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -114,8 +115,9 @@ def make_world(tmp: Path) -> World:
     db_path = tmp / "jobs.db"
     effects_path = tmp / "effects.db"
     create_effects_db(effects_path)
+    # Migrated before any worker process opens it (a copy of a file migrated once: cheaper).
+    migrated_sqlite_file(db_path)
     app = build_app(f"sqlite:///{db_path}", lease=LEASE, heartbeat=HEARTBEAT, sweep_interval=SWEEP)
-    app.backend  # create and migrate the file before any worker process opens it  # noqa: B018
     env = {
         "CONVEYOR_URL": f"sqlite:///{db_path}",
         "CONVEYOR_LEASE": str(LEASE),

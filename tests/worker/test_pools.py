@@ -117,8 +117,12 @@ def test_prefetched_jobs_wait_in_the_buffer_not_in_a_slot(app: Conveyor, gate: G
     ids = enqueue(app, "q", 10)
     with running(app, concurrency=2, prefetch=3, grace=0.1) as worker:
         (fetcher,) = worker.fetchers
-        wait_for(lambda: len(fetcher.buffer) == 3, "3 jobs to be prefetched")
-        assert gate.running["q"] == 2
+        # The buffer may fill before the second slot's thread has entered its job: wait for both.
+        wait_for(
+            lambda: len(fetcher.buffer) == 3 and gate.running["q"] == 2,
+            "3 jobs to be prefetched and 2 to run",
+        )
+        assert gate.most["q"] == 2
         assert app.stats()["q"][JobState.RUNNING] == 5
     # Stopping put the prefetched jobs back at once, the running ones after the grace period,
     # none of them charged an attempt.

@@ -204,12 +204,14 @@ def test_a_crash_loop_backs_off_up_to_its_cap() -> None:
 
 #: A worker stand-in: the first one started crashes (exit 3), the others run until SIGTERM and
 #: then exit with the status given in argv[2] (0: a clean stop; 1: a failure during the stop).
+#: A running one makes the file argv[1] + ".ready" once its SIGTERM handler is in place.
 FIRST_CRASHES = """
 import os, signal, sys, time
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(int(sys.argv[2])))
 try:
     os.close(os.open(sys.argv[1], os.O_CREAT | os.O_EXCL))
 except FileExistsError:
+    open(sys.argv[1] + ".ready", "w").close()
     while True:
         time.sleep(1)
 sys.exit(3)
@@ -225,8 +227,14 @@ def run_until_one_slot_waits(
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(supervisor.run()), daemon=True)
     thread.start()
+    # Running: started, and past setting its SIGTERM handler (a SIGTERM before that would kill
+    # it by the default action, which the supervisor rightly counts as a failed stop).
     wait_for(
-        lambda: len(supervisor.waiting) == 1 and len(supervisor._children) == 1,
+        lambda: (
+            len(supervisor.waiting) == 1
+            and len(supervisor._children) == 1
+            and (tmp_path / "crashed.ready").exists()
+        ),
         "one slot waiting to restart its crashed worker, the other running",
     )
     return supervisor, thread, codes
