@@ -9,6 +9,10 @@ index). Bulk: app.enqueue_many of ``--bulk`` jobs beside the minimal script taki
 per call (variadic ZADD), and beside a bare pipeline of HSET + ZADD per job (1,000 per round
 trip). The server's own rate comes from redis-benchmark (SET, 1 connection, no pipelining,
 then 16 deep), the most any one-connection client can reach.
+
+Pickup: the ceiling of bench/w2_latency.py's figure, a bare consumer in another process
+blocked in BLPOP while this one LPUSHes its send time ``--pickups`` times, 20 ms apart
+(latency = the consumer's receive time - the send time: one hop, no claim, no thread).
 """
 
 from __future__ import annotations
@@ -17,15 +21,16 @@ import secrets
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import redis
 
-from common import finish, fresh_app, machine, parser
+from common import finish, fresh_app, machine, parser, percentile
 from conveyor import Conveyor
 
 #: The minimal single enqueue: an id, the job's hash, its place in the ready index.
@@ -153,11 +158,47 @@ def server_rate(url: str) -> tuple[float, float] | None:
     return found[0], found[1]
 
 
+#: The bare consumer: BLPOP a send time, push back the latency in ms, until told "stop".
+_CONSUMER = """
+import sys, time, redis
+r = redis.Redis.from_url(sys.argv[1], decode_responses=True)
+inbox, outbox = sys.argv[2], sys.argv[3]
+r.rpush(outbox, "ready")
+while True:
+    sent = r.blpop([inbox], 0)[1]
+    if sent == "stop":
+        break
+    r.rpush(outbox, (time.time() - float(sent)) * 1000)
+"""
+
+
+def pickup_ceiling(url: str, count: int, gap: float = 0.02) -> list[float]:
+    """Milliseconds from LPUSH to a blocked BLPOP's return in another process, ``count``
+    times."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    inbox, outbox = f"ceiling:{secrets.token_hex(4)}:in", f"ceiling:{secrets.token_hex(4)}:out"
+    child = subprocess.Popen([sys.executable, "-c", _CONSUMER, url, inbox, outbox])
+    try:
+        client.blpop([outbox], 30)
+        for _ in range(count):
+            client.lpush(inbox, repr(time.time()))
+            time.sleep(gap)
+        client.lpush(inbox, "stop")
+        child.wait(30)
+        found = cast("list[str]", client.lrange(outbox, 0, -1))
+        return [float(ms) for ms in found]
+    finally:
+        child.kill()
+        client.delete(inbox, outbox)
+        client.close()
+
+
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--jobs", type=int, default=3_000, help="single enqueues per measure")
     p.add_argument("--bulk", type=int, default=20_000, help="jobs per bulk measure")
     p.add_argument("--block", type=int, default=250, help="single calls per interleaved block")
+    p.add_argument("--pickups", type=int, default=200, help="pickups of the BLPOP ceiling")
     args = p.parse_args()
     url = args.url or "redis://127.0.0.1:6379/0"
     app, _folder = fresh_app(url, args.synchronous)
@@ -168,6 +209,7 @@ def main() -> None:
         bare.close()
         finish(app)
     benchmark = server_rate(url)
+    pickups = pickup_ceiling(url, args.pickups)
     print(f"Redis enqueue beside its ceiling, {machine()}, {url}")
     for name, conveyor_name in (("single", "conveyor single"), ("bulk", "conveyor bulk")):
         got = statistics.median(figures[conveyor_name])
@@ -182,6 +224,10 @@ def main() -> None:
             f"  redis-benchmark SET, 1 connection: {benchmark[0]:,.0f}/s unpipelined, "
             f"{benchmark[1]:,.0f}/s 16 deep"
         )
+    print(
+        f"  pickup ceiling (LPUSH -> BLPOP in another process, {len(pickups)} times 20 ms apart):"
+        f" p50 {percentile(pickups, 50):.2f} ms, p99 {percentile(pickups, 99):.2f} ms"
+    )
 
 
 def measure(
