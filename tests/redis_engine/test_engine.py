@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -163,7 +164,7 @@ def test_a_plain_job_is_stored_as_the_general_path_stores_one() -> None:
             assert (ready.state, later.state) == (JobState.QUEUED, JobState.SCHEDULED)
             rows = []
             for result in (ready, later):
-                row = client.hgetall(f"{prefix}:job:{result.job_id}")
+                row = cast("dict[str, str]", client.hgetall(f"{prefix}:job:{result.job_id}"))
                 assert row.pop("id") == str(result.job_id)
                 assert row.pop("queue") == queue
                 assert float(row.pop("created_at")) == result.at
