@@ -4,6 +4,7 @@ with the other engines is the contract suite's (tests/contract)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Iterator
@@ -186,5 +187,31 @@ def test_a_plain_job_is_stored_as_the_general_path_stores_one() -> None:
         assert counts["plain"] == counts["limited"] == {JobState.QUEUED: 1, JobState.SCHEDULED: 1}
     finally:
         client.close()
+        backend.close()
+        drop_prefix(url, backend.settings.redis_prefix)
+
+
+def test_a_thread_gives_its_connection_back_to_the_pool_when_it_ends() -> None:
+    url = server_url()
+    backend = open_on(url)
+    pool = backend._redis.connection_pool
+    try:
+        enqueue(backend)
+        idle = len(pool._available_connections)
+
+        def work() -> None:
+            enqueue(backend)
+            assert claim_one(backend) is not None
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        gc.collect()
+        # Each thread's connection is back, ready for others (none left in use by them).
+        assert len(pool._available_connections) >= idle + 3
+        assert len(backend.list_jobs()) == 4
+    finally:
         backend.close()
         drop_prefix(url, backend.settings.redis_prefix)
