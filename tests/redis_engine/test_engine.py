@@ -4,10 +4,12 @@ with the other engines is the contract suite's (tests/contract)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -142,3 +144,75 @@ def test_a_full_server_refuses_a_batch_whole(tmp_path: Path) -> None:
             assert len(backend.list_jobs(limit=10_000)) == written
         finally:
             backend.close()
+
+
+def test_a_plain_job_is_stored_as_the_general_path_stores_one() -> None:
+    """enqueue_plain.lua (plain jobs, flat arguments) and enqueue.lua write the same fields
+    and index entries: a job with a queue limit takes the general path."""
+    url = server_url()
+    backend = open_on(url, queue_limits={"limited": 1_000})
+    client = redis.Redis.from_url(url, decode_responses=True)
+    prefix = key_prefix(backend.settings)
+    try:
+        stored = {}
+        for queue in ("plain", "limited"):
+            ready, later = backend.enqueue_many(
+                [
+                    new_job(queue=queue, priority=-7, max_attempts=5, timeout=2.5),
+                    new_job(queue=queue, delay=60.25),
+                ]
+            )
+            assert (ready.state, later.state) == (JobState.QUEUED, JobState.SCHEDULED)
+            rows = []
+            for result in (ready, later):
+                row = cast("dict[str, str]", client.hgetall(f"{prefix}:job:{result.job_id}"))
+                assert row.pop("id") == str(result.job_id)
+                assert row.pop("queue") == queue
+                assert float(row.pop("created_at")) == result.at
+                if "rk" in row:
+                    assert client.zscore(f"{prefix}:ready:{queue}", row["rk"]) == 0
+                    assert client.zscore(f"{prefix}:ready", row["rk"]) == 0
+                    row["rk"] = row["rk"].rsplit(":", 1)[0]
+                else:
+                    assert client.zscore(f"{prefix}:due", result.job_id) == float(row["run_at"])
+                row["run_at"] = str(float(row["run_at"]) - result.at)
+                assert client.zscore(f"{prefix}:jobs", result.job_id) == result.job_id
+                rows.append(row)
+            stored[queue] = rows
+        assert stored["plain"][0]["rk"].split(":")[0] == stored["limited"][0]["rk"].split(":")[0]
+        for rows in stored.values():
+            rows[0]["rk"] = ""
+        assert stored["plain"] == stored["limited"]
+        counts = backend.stats()
+        assert counts["plain"] == counts["limited"] == {JobState.QUEUED: 1, JobState.SCHEDULED: 1}
+    finally:
+        client.close()
+        backend.close()
+        drop_prefix(url, backend.settings.redis_prefix)
+
+
+def test_a_thread_gives_its_connection_back_to_the_pool_when_it_ends() -> None:
+    url = server_url()
+    backend = open_on(url)
+    pool = backend._redis.connection_pool
+    try:
+        enqueue(backend)
+        in_use = len(pool._in_use_connections)
+
+        def work() -> None:
+            enqueue(backend)
+            assert claim_one(backend) is not None
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        gc.collect()
+        # Each thread's connection is back in the pool, ready for others.
+        assert len(pool._in_use_connections) == in_use
+        assert pool._available_connections
+        assert len(backend.list_jobs()) == 4
+    finally:
+        backend.close()
+        drop_prefix(url, backend.settings.redis_prefix)

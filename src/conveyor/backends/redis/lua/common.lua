@@ -170,8 +170,9 @@ local function append_error(errors, err)
   return string.sub(errors, 1, -2) .. ',' .. err .. ']'
 end
 
--- Something changed that other processes may want to look at: the change marker moves, and
--- idle workers of ``queues`` (a table of names; may be empty) are woken by pub/sub.
+-- Something changed that other processes may want to look at: the counts are written, and
+-- idle workers of the queues given to wake() are woken by pub/sub (the change marker of the
+-- other processes is their count of these messages, listener.py: no key of its own).
 local woken = {}
 local function wake(queue) woken[queue] = true end
 local function publish()
@@ -179,7 +180,6 @@ local function publish()
     if by ~= 0 then redis.call('HINCRBY', P .. ':stats', name, by) end
   end
   stat_changes = {}
-  redis.call('INCR', P .. ':marker')
   for queue, _ in pairs(woken) do redis.call('PUBLISH', P .. ':wake', queue) end
 end
 local function finished()
