@@ -128,6 +128,7 @@ def main() -> None:
     timed: list[float] = []
     bare: list[float] = []
     marks: dict[str, list[float]] = defaultdict(list)
+    marks_cpu: dict[str, list[float]] = defaultdict(list)
     app, _folder = fresh_app(args.url, args.synchronous)
     app.task(name="started_cpu")(lambda: [0.0, 0.0])  # run by the workers (bench_app)
     try:
@@ -148,11 +149,13 @@ def main() -> None:
                     baseline_cpu.append(cpu)
                 child = [sys.executable, str(HERE / "w5_startup_child.py"), *WORKER_ARGS]
                 spawned = time.time()
-                ready, _ = one_start(app, child, environment(app, W5_MARKS=str(marks_file)))
+                ready, cpu = one_start(app, child, environment(app, W5_MARKS=str(marks_file)))
                 timed.append(ready)
-                for name, at in json.loads(marks_file.read_text(encoding="utf-8")).items():
+                for name, (at, used) in json.loads(marks_file.read_text(encoding="utf-8")).items():
                     marks[name].append(at - spawned)
+                    marks_cpu[name].append(used)
                 marks["first job running"].append(ready)
+                marks_cpu["first job running"].append(cpu)
         packages = imports_by_package(app)
         described = engine(app)
     finally:
@@ -173,12 +176,19 @@ def main() -> None:
         ratios = [b / p for b, p in zip(baseline_cpu, plain_cpu, strict=True)]
         report("  baseline / this, CPU, run by run", ratios, "x", lambda v: f"{v:.2f}")
     report("  the same, steps timed (w5_startup_child.py)", timed, "s", lambda v: f"{v:.3f}")
-    print("  steps, median seconds after the spawn (and since the mark before):")
-    previous = 0.0
+    print(
+        "  steps, median seconds after the spawn (and since the mark before); the worker's "
+        "CPU seconds by then (and since), which the machine's load inflates less:"
+    )
+    previous = previous_cpu = 0.0
     for name, at in sorted(marks.items(), key=lambda kv: statistics.median(kv[1])):
         median = statistics.median(at)
-        print(f"    {median:6.3f}  (+{median - previous:.3f})  {name}")
-        previous = median
+        used = statistics.median(marks_cpu[name])
+        print(
+            f"    {median:6.3f}  (+{median - previous:.3f})   CPU {used:6.3f}  "
+            f"(+{used - previous_cpu:.3f})  {name}"
+        )
+        previous, previous_cpu = median, used
     total = sum(seconds for _, seconds in packages)
     print(f"  imports of a worker process (self times, one run): {total:.3f} s in all")
     for name, seconds in packages[:12]:

@@ -1,13 +1,15 @@
 """The worker process of w5_startup.py: ``conveyor worker`` as the CLI runs it, with the first
-call of each start-up step timed (wall clock, UNIX seconds), the marks written as JSON to
-$W5_MARKS after each. No import before the first mark: it is where the interpreter handed over.
+call of each start-up step timed (wall clock, UNIX seconds, and the process's CPU seconds), the
+marks written as JSON to $W5_MARKS after each. No import before the first mark: it is where the
+interpreter handed over.
 """
 
 from __future__ import annotations
 
 import time
 
-MARKS: dict[str, float] = {"main": time.time()}
+#: Each mark: [UNIX seconds, CPU seconds of this process (user + system)].
+MARKS: dict[str, list[float]] = {"main": [time.time(), time.process_time()]}
 
 import functools  # noqa: E402
 import json  # noqa: E402
@@ -19,7 +21,7 @@ from typing import Any  # noqa: E402
 
 import conveyor.cli  # noqa: E402
 
-MARKS["imported"] = time.time()
+MARKS["imported"] = [time.time(), time.process_time()]
 
 
 SAVING = threading.Lock()
@@ -40,7 +42,7 @@ def timed(owner: Any, attribute: str, name: str) -> None:
     original: Callable[..., Any] = getattr(owner, attribute)
 
     def mark(suffix: str) -> None:
-        MARKS.setdefault(f"{name}{suffix}", time.time())
+        MARKS.setdefault(f"{name}{suffix}", [time.time(), time.process_time()])
         save()
 
     if getattr(original, "__code__", None) and original.__code__.co_flags & 0x80:
@@ -100,13 +102,13 @@ def install() -> None:
         from conveyor.backends.postgres.connection import Database
         from conveyor.backends.postgres.schema import Migrator
 
-        MARKS["engine_imported"] = time.time()
+        MARKS["engine_imported"] = [time.time(), time.process_time()]
         timed(Migrator, "ensure", "schema_check")
         timed(Database, "open", "pool_open")
     else:
         from conveyor.backends.sqlite import SQLiteBackend
 
-        MARKS["engine_imported"] = time.time()
+        MARKS["engine_imported"] = [time.time(), time.process_time()]
         timed(SQLiteBackend, "_check_schema", "schema_check")
 
 

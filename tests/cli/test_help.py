@@ -20,7 +20,10 @@ def commands(
 ) -> Iterator[tuple[click.Command, click.Context]]:
     yield command, ctx
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
+        # Asked by name: the root group imports its commands' modules when first asked for.
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
             yield from commands(sub, click.Context(sub, info_name=name, parent=ctx))
 
 

@@ -8,6 +8,7 @@ CONVEYOR_JOBS_LIST_STATE, so that a variable set for one command never changes a
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import fields
 
 import click
@@ -15,26 +16,59 @@ import click
 from conveyor import __version__
 from conveyor.settings import DEFAULT_URL, Settings
 
-from .breakers import breakers
 from .core import ConveyorGroup, Runtime, option, pass_runtime
-from .flow import list_gates, pause, quiet, rate, resume, why
-from .jobs import dlq, enqueue, jobs, stats
-from .ops import demo, schema, worker
-from .queues import queues
-from .schedules import schedules
-from .serve import serve
-from .snapshot import backup, copy, restore
-from .top import top
-from .watch import watch
-from .workers import workers
-from .workflows import workflows
+
+#: The module of each command, imported when the command runs (or help lists it): a worker's
+#: start imports its own command's module, not those of the tables, snapshots and dashboards.
+COMMANDS = {
+    "worker": "ops",
+    "workers": "workers",
+    "enqueue": "jobs",
+    "jobs": "jobs",
+    "dlq": "jobs",
+    "stats": "jobs",
+    "queues": "queues",
+    "breakers": "breakers",
+    "schedules": "schedules",
+    "serve": "serve",
+    "schema": "ops",
+    "demo": "ops",
+    "workflows": "workflows",
+    "watch": "watch",
+    "top": "top",
+    "backup": "snapshot",
+    "restore": "snapshot",
+    "copy": "snapshot",
+}
+
+#: Flow control (cli/flow.py) joins the groups it belongs to.
+FLOW = {"queues": ("list_gates", "pause", "resume", "quiet", "rate"), "jobs": ("why",)}
+
+
+class Commands(ConveyorGroup):
+    """The root group, whose commands are imported by name when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module = importlib.import_module(f"{__name__}.{COMMANDS[cmd_name]}")
+            command: click.Command = getattr(module, cmd_name)
+            if cmd_name in FLOW and isinstance(command, click.Group):
+                flow = importlib.import_module(f"{__name__}.flow")
+                for name in FLOW[cmd_name]:
+                    command.add_command(getattr(flow, name))
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
 
 _SETTINGS = ", ".join(f"CONVEYOR_{f.name.upper()}" for f in fields(Settings) if f.name != "url")
 
 
 @click.group(
     "conveyor",
-    cls=ConveyorGroup,
+    cls=Commands,
     context_settings={
         "auto_envvar_prefix": "CONVEYOR",
         "help_option_names": ["-h", "--help"],
@@ -77,33 +111,6 @@ def cli(ctx: click.Context, url: str | None, debug: bool) -> None:
 
 
 cli.help = (cli.help or "").format(default=DEFAULT_URL)
-
-for command in (
-    worker,
-    workers,
-    enqueue,
-    jobs,
-    dlq,
-    stats,
-    queues,
-    breakers,
-    schedules,
-    serve,
-    schema,
-    demo,
-    workflows,
-    watch,
-    top,
-    backup,
-    restore,
-    copy,
-):
-    cli.add_command(command)
-
-# Flow control (cli/flow.py) joins the groups it belongs to.
-for command in (list_gates, pause, resume, quiet, rate):
-    queues.add_command(command)
-jobs.add_command(why)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
 import re
 import sys
@@ -272,6 +273,10 @@ def confirm(action: str, *, yes: bool) -> None:
 
 def one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 class ConveyorGroup(click.Group):

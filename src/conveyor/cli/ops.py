@@ -22,12 +22,12 @@ from .core import (
     Runtime,
     UserError,
     app_option,
+    echo_json,
     json_option,
     option,
     pass_runtime,
     redact_url,
 )
-from .output import echo_json
 from .params import ConcurrencyRange, QueueSpec
 
 log = logging.getLogger("conveyor.cli")

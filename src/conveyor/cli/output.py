@@ -10,18 +10,13 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import click
-
 from conveyor.job import Job, JobState
 from conveyor.worker_info import WorkerInfo, WorkerState
 
+from .core import echo_json as echo_json  # the commands' JSON output, kept where a worker finds it
 from .terminal import render, stdout_is_terminal
 
 NOTE_WIDTH = 60
-
-
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def utc(ts: float | None) -> str:
