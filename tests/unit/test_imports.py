@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
 
@@ -110,27 +109,3 @@ def test_the_worker_command_imports_no_other_command() -> None:
     commands = {name for name in modules if name.startswith("conveyor.cli.")}
     assert commands == {"conveyor.cli.core", "conveyor.cli.ops", "conveyor.cli.params"}
     assert not modules & {"bz2", "lzma", "shutil", "tempfile", "conveyor.snapshot"}
-
-
-def test_the_postgres_engine_imports_psycopg_without_importlib_metadata() -> None:
-    """psycopg's packages would each look their version up in their metadata (see
-    backends/postgres/versions.py); they get the versions their distributions declare."""
-    modules = modules_after("import conveyor.backends.postgres")
-    assert {"psycopg", "psycopg_pool"} <= modules
-    assert "importlib.metadata" not in modules
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import json, conveyor.backends.postgres, psycopg, psycopg_pool\n"
-            "from psycopg import _cmodule\n"
-            "print(json.dumps([psycopg.__version__, _cmodule.__version__, "
-            "psycopg_pool.__version__]))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    expected = [version(name) for name in ("psycopg", "psycopg-binary", "psycopg-pool")]
-    assert json.loads(shown.stdout) == expected
