@@ -80,3 +80,17 @@ def test_a_failed_import_leaves_no_key_behind(source: RedisBackend, target: Redi
     assert keys(target) == before
     copy_between(source, target)
     assert len(target.list_jobs(limit=1000)) == len(source.list_jobs(limit=1000))
+
+
+def test_the_copy_of_an_exporter_that_died_is_deleted_a_day_later(source: RedisBackend) -> None:
+    before = keys(source)
+    abandoned = source.export_snapshot()
+    next(abandoned)  # frozen, then the exporter dies: its copy stays
+    client = source._db.client
+    [token] = client.zrange(f"{source.prefix}:snaps", 0, -1)
+    assert client.exists(f"{source.prefix}:snap:{token}:jobs")
+    list(source.export_snapshot())  # another export: the copy is not a day old yet
+    assert client.exists(f"{source.prefix}:snap:{token}:jobs")
+    client.zadd(f"{source.prefix}:snaps", {token: 1.0})  # listed long ago
+    list(source.export_snapshot())
+    assert keys(source) == before

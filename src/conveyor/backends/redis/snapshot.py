@@ -4,11 +4,11 @@ Redis has no read transaction, so the export freezes one moment first: a single 
 (lua/snapshot_freeze.lua) copies every job hash, every set of children and the id index under
 a key of its own, and returns the queue settings, breakers, schedules, buckets and budgets of
 that same moment. The export then streams the copy in chunks, by id (no SCAN), while workers go
-on, and deletes it when done or closed (the copy also expires after a day, should the exporter
-die). The snapshot is as consistent as the SQL engines' read transactions: every job in the
+on, and deletes it when done or closed (a copy whose exporter died is deleted by an export a
+day later). The snapshot is as consistent as the SQL engines' read transactions: every job in the
 state it had at that moment, parents and children agreeing. Its cost: the server is busy with
-the freeze script for about a microsecond or two per job, and holds a second copy of the jobs
-until the export ends.
+the freeze script (two commands per job: see bench/engine_copy.py --redis), and holds a second
+copy of the jobs until the export ends.
 
 The import writes into a store holding no job, queue setting, breaker, schedule or bucket
 (TargetNotEmpty), one script per batch, and on any failure (a damaged file included) deletes
@@ -38,8 +38,8 @@ from conveyor.snapshot.records import (
 
 #: Jobs read (or written) per round trip.
 _CHUNK = 1000
-#: Seconds a frozen copy outlives an exporter that died without deleting it.
-_FROZEN_TTL = 86400
+#: Seconds after which a frozen copy is taken for one whose exporter died (and deleted).
+_STALE = 86400
 
 Run = Callable[..., Any]
 Many = Callable[..., list[Any]]
@@ -99,9 +99,16 @@ def export_records(run: Run, many: Many, prefix: str) -> Iterator[Record]:
     """The records of the store under ``prefix``, as of one moment (the module's docstring)."""
     token = secrets.token_hex(8)
     snap = f"{prefix}:snap:{token}"
-    reply = run("snapshot_freeze", token, _FROZEN_TTL)
-    seq, now, layout, jobs, edges, gates, breakers, schedules, buckets, budgets = reply
+    reply = run("snapshot_freeze", token, _STALE)
+    seq, now, layout, jobs, gates, breakers, schedules, buckets, stale = reply
+    jobs = int(jobs)
     try:
+        for old in stale:
+            _drop(many, prefix, old)
+        edges, tasks = _edges_and_tasks(many, snap, jobs)
+        # Redis keeps no list of budgets: those of the tasks that have jobs, read just after
+        # the freeze (a budget only counts retries, and no job is in this snapshot twice).
+        found = many("hgetall", [f"{prefix}:budget:{task}" for task in tasks])
         small = {
             "queue": [
                 _hash_record("queue", {"queue": name, **_pairs(flat)})
@@ -114,12 +121,13 @@ def export_records(run: Run, many: Many, prefix: str) -> Iterator[Record]:
                 key=lambda r: (r["task"], r["key"]),
             ),
             "retry_budget": [
-                _hash_record("retry_budget", {"task": task, **_pairs(flat)})
-                for task, flat in sorted(budgets)
+                _hash_record("retry_budget", {"task": task, **h})
+                for task, h in zip(tasks, found, strict=True)
+                if h
             ],
         }
         counts = {kind: len(rows) for kind, rows in small.items()}
-        counts.update(job=int(jobs), edge=int(edges))
+        counts.update(job=jobs, edge=edges)
         yield header(
             engine="redis",
             created_at=float(now),
@@ -129,30 +137,46 @@ def export_records(run: Run, many: Many, prefix: str) -> Iterator[Record]:
         )
         for rows in small.values():
             yield from rows
-        for ids in _chunks(many, snap, int(jobs)):
+        for ids in _chunks(many, snap, jobs):
             for h in many("hgetall", [f"{snap}:job:{i}" for i in ids]):
                 yield _job(h)
-        for ids in _chunks(many, snap, int(jobs)):
+        for ids in _chunks(many, snap, jobs):
             found = many("smembers", [f"{snap}:children:{i}" for i in ids])
             for parent, children in zip(ids, found, strict=True):
                 for child in sorted(map(int, children)):
                     yield record("edge", (parent, child))
     finally:
-        _drop(many, snap, int(jobs))
+        _drop(many, prefix, token)
 
 
-def _chunks(many: Many, snap: str, jobs: int) -> Iterator[list[int]]:
-    """The ids of the frozen index, a chunk at a time, in order."""
-    for start in range(0, jobs, _CHUNK):
-        [ids] = many("zrange", [f"{snap}:jobs"], start, start + _CHUNK - 1)
-        yield [int(i) for i in ids]
-
-
-def _drop(many: Many, snap: str, jobs: int) -> None:
-    """Delete the frozen copy (its index last, since it lists the rest)."""
+def _edges_and_tasks(many: Many, snap: str, jobs: int) -> tuple[int, list[str]]:
+    """How many edges the frozen copy holds, and the tasks of its jobs (for the header)."""
+    edges, tasks = 0, set()
     for ids in _chunks(many, snap, jobs):
+        edges += sum(many("scard", [f"{snap}:children:{i}" for i in ids]))
+        tasks.update(many("hget", [f"{snap}:job:{i}" for i in ids], "task"))
+    return edges, sorted(tasks)
+
+
+def _chunks(many: Many, snap: str, jobs: int | None = None) -> Iterator[list[int]]:
+    """The ids of the frozen index, a chunk at a time, in order (``jobs``: how many it holds,
+    None: until it ends)."""
+    start = 0
+    while jobs is None or start < jobs:
+        [ids] = many("zrange", [f"{snap}:jobs"], start, start + _CHUNK - 1)
+        if not ids:
+            return
+        yield [int(i) for i in ids]
+        start += _CHUNK
+
+
+def _drop(many: Many, prefix: str, token: str) -> None:
+    """Delete the frozen copy ``token`` (its index last, since it lists the rest)."""
+    snap = f"{prefix}:snap:{token}"
+    for ids in _chunks(many, snap):
         many("unlink", [k for i in ids for k in (f"{snap}:job:{i}", f"{snap}:children:{i}")])
     many("unlink", [f"{snap}:jobs"])
+    many("zrem", [f"{prefix}:snaps"], token)
 
 
 def _text(type_: str, value: Any) -> str | None:
