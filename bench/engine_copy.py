@@ -223,7 +223,7 @@ def op_redis_freeze(source: str, redis_url: str, folder: str) -> int:
         start = time.perf_counter()
         reply = backend._run("snapshot_freeze", "bench", 86400)
         _elapsed.append(time.perf_counter() - start)
-        _drop(backend._db.many, backend.prefix, "bench")
+        _drop(backend._run, "bench")
         return int(reply[3])
     finally:
         finish(target)

@@ -52,15 +52,22 @@ def _value(type_: str, text: str | None) -> Any:
     """The record value of a hash field's text."""
     if text is None:
         return None
-    base = type_.rstrip("?")
-    if base == "int":
-        return int(text)
-    if base in ("float", "time"):
-        return float(text)
-    if base == "bool":
-        return text == "1"
-    return text
+    return _CONVERT[type_.rstrip("?")](text)
 
+
+def _is_set(text: str) -> bool:
+    return text == "1"
+
+
+#: From a hash field's text, by field type (JSON text stays as it is).
+_CONVERT: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "time": float,
+    "bool": _is_set,
+    "str": str,
+    "json": str,
+}
 
 #: Job fields Redis leaves out of a hash while they hold their default.
 _JOB_DEFAULTS = {
@@ -72,13 +79,19 @@ _JOB_DEFAULTS = {
     "suspect": "0",
     "has_children": "0",
 }
+#: Each job field's name, default text and conversion, in record order.
+_JOB_READ = [
+    (name, _JOB_DEFAULTS.get(name), _CONVERT[type_.rstrip("?")])
+    for name, type_ in JOB_FIELDS.items()
+]
 
 
 def _job(h: dict[str, str]) -> Record:
-    return record(
-        "job",
-        [_value(type_, h.get(name, _JOB_DEFAULTS.get(name))) for name, type_ in JOB_FIELDS.items()],
-    )
+    values: Record = {"kind": "job"}
+    for name, default, convert in _JOB_READ:
+        text = h.get(name, default)
+        values[name] = None if text is None else convert(text)
+    return values
 
 
 def _hash_record(kind: str, h: dict[str, str]) -> Record:
@@ -98,14 +111,13 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
 def export_records(run: Run, many: Many, prefix: str) -> Iterator[Record]:
     """The records of the store under ``prefix``, as of one moment (the module's docstring)."""
     token = secrets.token_hex(8)
-    snap = f"{prefix}:snap:{token}"
     reply = run("snapshot_freeze", token, _STALE)
     seq, now, layout, jobs, gates, breakers, schedules, buckets, stale = reply
     jobs = int(jobs)
     try:
         for old in stale:
-            _drop(many, prefix, old)
-        edges, tasks = _edges_and_tasks(many, snap, jobs)
+            _drop(run, old)
+        edges, tasks = _edges_and_tasks(run, token)
         # Redis keeps no list of budgets: those of the tasks that have jobs, read just after
         # the freeze (a budget only counts retries, and no job is in this snapshot twice).
         found = many("hgetall", [f"{prefix}:budget:{task}" for task in tasks])
@@ -137,46 +149,34 @@ def export_records(run: Run, many: Many, prefix: str) -> Iterator[Record]:
         )
         for rows in small.values():
             yield from rows
-        for ids in _chunks(many, snap, jobs):
-            for h in many("hgetall", [f"{snap}:job:{i}" for i in ids]):
-                yield _job(h)
-        for ids in _chunks(many, snap, jobs):
-            found = many("smembers", [f"{snap}:children:{i}" for i in ids])
-            for parent, children in zip(ids, found, strict=True):
+        for first in range(0, jobs, _CHUNK):
+            for flat in run("snapshot_read", "jobs", token, first, _CHUNK):
+                yield _job(_pairs(flat))
+        for first in range(0, jobs, _CHUNK):
+            for parent, children in run("snapshot_read", "edges", token, first, _CHUNK):
                 for child in sorted(map(int, children)):
-                    yield record("edge", (parent, child))
+                    yield record("edge", (int(parent), child))
     finally:
-        _drop(many, prefix, token)
+        _drop(run, token)
 
 
-def _edges_and_tasks(many: Many, snap: str, jobs: int) -> tuple[int, list[str]]:
+def _edges_and_tasks(run: Run, token: str) -> tuple[int, list[str]]:
     """How many edges the frozen copy holds, and the tasks of its jobs (for the header)."""
-    edges, tasks = 0, set()
-    for ids in _chunks(many, snap, jobs):
-        edges += sum(many("scard", [f"{snap}:children:{i}" for i in ids]))
-        tasks.update(many("hget", [f"{snap}:job:{i}" for i in ids], "task"))
-    return edges, sorted(tasks)
-
-
-def _chunks(many: Many, snap: str, jobs: int | None = None) -> Iterator[list[int]]:
-    """The ids of the frozen index, a chunk at a time, in order (``jobs``: how many it holds,
-    None: until it ends)."""
-    start = 0
-    while jobs is None or start < jobs:
-        [ids] = many("zrange", [f"{snap}:jobs"], start, start + _CHUNK - 1)
+    edges, first = 0, 0
+    tasks: set[str] = set()
+    while True:
+        ids, found, *names = run("snapshot_read", "count", token, first, _CHUNK)
         if not ids:
-            return
-        yield [int(i) for i in ids]
-        start += _CHUNK
+            return edges, sorted(tasks)
+        edges += int(found)
+        tasks.update(names)
+        first += _CHUNK
 
 
-def _drop(many: Many, prefix: str, token: str) -> None:
-    """Delete the frozen copy ``token`` (its index last, since it lists the rest)."""
-    snap = f"{prefix}:snap:{token}"
-    for ids in _chunks(many, snap):
-        many("unlink", [k for i in ids for k in (f"{snap}:job:{i}", f"{snap}:children:{i}")])
-    many("unlink", [f"{snap}:jobs"])
-    many("zrem", [f"{prefix}:snaps"], token)
+def _drop(run: Run, token: str) -> None:
+    """Delete the frozen copy ``token``, a chunk at a time."""
+    while int(run("snapshot_read", "drop", token, 0, _CHUNK)):
+        pass
 
 
 def _text(type_: str, value: Any) -> str | None:
