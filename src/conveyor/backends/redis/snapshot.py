@@ -2,13 +2,15 @@
 
 Redis has no read transaction, so the export freezes one moment first: a single script
 (lua/snapshot_freeze.lua) copies every job hash, every set of children and the id index under
-a key of its own, and returns the queue settings, breakers, schedules, buckets and budgets of
-that same moment. The export then streams the copy in chunks, by id (no SCAN), while workers go
-on, and deletes it when done or closed (a copy whose exporter died is deleted by an export a
-day later). The snapshot is as consistent as the SQL engines' read transactions: every job in the
-state it had at that moment, parents and children agreeing. Its cost: the server is busy with
-the freeze script (two commands per job: see bench/engine_copy.py --redis), and holds a second
-copy of the jobs until the export ends.
+a key of its own, and returns the queue settings, breakers, schedules and buckets of that same
+moment. The export then reads the copy a chunk of ids at a time (lua/snapshot_read.lua; its id
+index, no SCAN) while workers go on, and deletes it when done or closed (a copy whose exporter
+died is deleted by an export a day later). The snapshot is as consistent as the SQL engines'
+read transactions: every job in the state it had at that moment, each exactly once, parents
+and children agreeing. Retry budgets, which Redis lists nowhere, are those of the tasks of the
+copy's jobs, read just after the freeze. Its cost: the server serves nobody else during the
+freeze script (two COPYs a job: see bench/engine_copy.py --redis), and holds a second copy of
+the jobs until the export ends.
 
 The import writes into a store holding no job, queue setting, breaker, schedule or bucket
 (TargetNotEmpty), one script per batch, and on any failure (a damaged file included) deletes
