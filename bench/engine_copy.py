@@ -1,9 +1,13 @@
 """Moving a queue between engines: `conveyor.copy` of a SQLite queue to PostgreSQL, and the
 backup file on the way (backup to a file, restore from it), beside a ceiling measured in the
 same run: the same rows read with sqlite3 and COPYed into the same PostgreSQL table by psycopg,
-with no Conveyor code around them.
+with no Conveyor code around them. With --redis, the same copy to Redis beside its own ceiling
+(the same rows written as hashes by redis-py, pipelined, no index), a backup of that Redis
+store to a file, and the freeze that starts it (the one script during which the server serves
+nobody else).
 
 python bench/engine_copy.py [--jobs 100000] [--runs 3] [--postgres postgresql://...]
+    [--redis redis://127.0.0.1:6379/0]
 
 The source holds --jobs jobs: a fifth succeeded with a result, a tenth of those with an error
 before, the rest queued. Each measurement runs in a fresh process, which reports its time and
@@ -33,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import PG_QUERIES, machine
+from common import PG_QUERIES, finish, fresh_app, machine
 from conveyor import Conveyor
 from conveyor.backends.base import NewJob, Outcome, OutcomeKind
 from conveyor.snapshot.moves import backup, copy_between
@@ -153,6 +157,105 @@ def op_ceiling(source: str, postgres: str, folder: str) -> int:
         _drop(target)
 
 
+def op_redis_copy(source: str, redis_url: str, folder: str) -> int:
+    target, _ = fresh_app(redis_url, "normal")
+    try:
+        with Conveyor(source) as app:
+            start = time.perf_counter()
+            summary = copy_between(app.backend, target.backend)
+            _elapsed.append(time.perf_counter() - start)
+        return summary.counts["job"]
+    finally:
+        finish(target)
+
+
+def op_redis_ceiling(source: str, redis_url: str, folder: str) -> int:
+    """The same rows, sqlite3 to pipelined HSETs (and the id index), no Conveyor code."""
+    target, _ = fresh_app(redis_url, "normal")
+    client = target.backend._db.client  # type: ignore[attr-defined]
+    prefix = target.backend.prefix  # type: ignore[attr-defined]
+    columns = list(JOB_FIELDS)
+    db = sqlite3.connect(source.removeprefix("sqlite:///"))
+    count = 0
+    try:
+        start = time.perf_counter()
+        rows = db.execute(f"SELECT {', '.join(columns)} FROM conveyor_jobs ORDER BY id")
+        while chunk := rows.fetchmany(1000):
+            with client.pipeline(transaction=False) as pipe:
+                for row in chunk:
+                    fields = {c: v for c, v in zip(columns, row, strict=True) if v is not None}
+                    pipe.hset(f"{prefix}:job:{row[0]}", mapping=fields)
+                    pipe.zadd(f"{prefix}:jobs", {row[0]: row[0]})
+                    count += 1
+                pipe.execute()
+        _elapsed.append(time.perf_counter() - start)
+        return count
+    finally:
+        db.close()
+        finish(target)
+
+
+def _redis_filled(source: str, redis_url: str) -> Conveyor:
+    target, _ = fresh_app(redis_url, "normal")
+    with Conveyor(source) as app:
+        copy_between(app.backend, target.backend)
+    return target
+
+
+def op_redis_backup(source: str, redis_url: str, folder: str) -> int:
+    target = _redis_filled(source, redis_url)
+    try:
+        start = time.perf_counter()
+        summary = backup(target.backend, Path(folder) / "redis.jsonl")
+        _elapsed.append(time.perf_counter() - start)
+        return summary.counts["job"]
+    finally:
+        finish(target)
+
+
+def op_redis_freeze(source: str, redis_url: str, folder: str) -> int:
+    """The first step of a Redis export alone: the script that copies every job."""
+    from conveyor.backends.redis.snapshot import _drop
+
+    target = _redis_filled(source, redis_url)
+    backend: Any = target.backend
+    try:
+        start = time.perf_counter()
+        reply = backend._run("snapshot_freeze", "bench", 86400)
+        _elapsed.append(time.perf_counter() - start)
+        _drop(backend._run, "bench")
+        return int(reply[3])
+    finally:
+        finish(target)
+
+
+#: The freeze's floor: the same walk of the id index, two lookups a job that copy nothing.
+_WALK = """
+local n = 0
+for start = 0, redis.call('ZCARD', KEYS[1] .. ':jobs') - 1, 10000 do
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1] .. ':jobs', start, start + 9999)) do
+    redis.call('EXISTS', KEYS[1] .. ':job:' .. id)
+    redis.call('EXISTS', KEYS[1] .. ':children:' .. id)
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+def op_redis_walk(source: str, redis_url: str, folder: str) -> int:
+    target = _redis_filled(source, redis_url)
+    backend: Any = target.backend
+    try:
+        walk = backend._db.client.register_script(_WALK)
+        start = time.perf_counter()
+        jobs = int(walk(keys=[backend.prefix]))
+        _elapsed.append(time.perf_counter() - start)
+        return jobs
+    finally:
+        finish(target)
+
+
 _elapsed: list[float] = []
 OPS: dict[str, Callable[[str, str, str], int]] = {
     "baseline": op_baseline,
@@ -160,6 +263,11 @@ OPS: dict[str, Callable[[str, str, str], int]] = {
     "backup": op_backup,
     "restore": op_restore,
     "ceiling": op_ceiling,
+    "redis_copy": op_redis_copy,
+    "redis_ceiling": op_redis_ceiling,
+    "redis_backup": op_redis_backup,
+    "redis_freeze": op_redis_freeze,
+    "redis_walk": op_redis_walk,
 }
 
 
@@ -189,6 +297,7 @@ def main() -> None:
     p.add_argument(
         "--postgres", default=os.environ.get("CONVEYOR_BENCH_POSTGRES", DEFAULT_POSTGRES)
     )
+    p.add_argument("--redis", default=os.environ.get("CONVEYOR_BENCH_REDIS"))
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="conveyor-bench-copy-"))
     try:
@@ -234,6 +343,41 @@ def run(args: argparse.Namespace, folder: Path) -> None:
     print(
         f"memory: copy of {args.jobs:,} jobs {statistics.median(peaks['copy']):.0f} MiB peak, "
         f"of {args.jobs // 4:,} jobs {small_peak:.0f} MiB, baseline {base:.0f} MiB"
+    )
+    if args.redis:
+        run_redis(args, url, folder)
+
+
+def run_redis(args: argparse.Namespace, url: str, folder: Path) -> None:
+    print(f"target: Redis at {args.redis}")
+    names = ("redis_copy", "redis_ceiling", "redis_backup", "redis_freeze", "redis_walk")
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    peaks: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.runs):
+        for name in names:
+            jobs, seconds, peak = measure(name, url, args.redis, str(folder))
+            assert jobs == args.jobs, (name, jobs)
+            rates[name].append(jobs / seconds)
+            peaks[name].append(peak)
+    for name, label in (
+        ("redis_copy", "copy SQLite -> Redis"),
+        ("redis_ceiling", "ceiling: sqlite3 rows -> redis-py pipelined HSET"),
+        ("redis_backup", "backup Redis -> file"),
+        ("redis_freeze", "freeze (one script, the server busy)"),
+        ("redis_walk", "ceiling of the freeze: a script walking the ids, copying nothing"),
+    ):
+        values = ", ".join(f"{v:,.0f}" for v in rates[name])
+        print(
+            f"{label}: {statistics.median(rates[name]):,.0f} jobs/s (runs: {values}); "
+            f"peak {statistics.median(peaks[name]):.0f} MiB"
+        )
+    ratio = statistics.median(rates["redis_copy"]) / statistics.median(rates["redis_ceiling"])
+    print(f"Redis copy / ceiling: {ratio:.2f}")
+    per_job = 1e6 / statistics.median(rates["redis_freeze"])
+    walk = 1e6 / statistics.median(rates["redis_walk"])
+    print(
+        f"freeze: {per_job:.2f} µs a job ({per_job:.1f} s the million jobs), the walk alone "
+        f"{walk:.2f} µs"
     )
 
 

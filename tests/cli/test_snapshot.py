@@ -13,6 +13,7 @@ import pytest
 from conveyor import Conveyor, JobState
 from tests.cli.support import Invoke, assert_user_error, output_json
 from tests.postgres.factory import new_schema, session_database
+from tests.redis_engine.factory import redis_database
 from tests.support import new_job
 
 
@@ -83,6 +84,20 @@ def test_copy_to_postgresql(invoke: Invoke, filled: str, postgres_schema: tuple[
     # A second copy finds the target full.
     result = invoke("copy", "--from", filled, "--to", url, env=env)
     assert_user_error(result, "already holds jobs")
+
+
+def test_copy_to_redis(invoke: Invoke, filled: str) -> None:
+    with redis_database() as (url, prefix):
+        env = {"CONVEYOR_REDIS_PREFIX": prefix}
+        result = invoke("copy", "--from", filled, "--to", url, "--json", env=env)
+        summary = output_json(result)
+        assert (summary["counts"]["job"], summary["running"]) == (3, 1)
+        with Conveyor(url, redis_prefix=prefix) as app:
+            assert {job.state for job in app.list_jobs()} == {JobState.QUEUED}
+            assert app.queue_gates()[0].paused_until is not None
+        # A second copy finds the target full.
+        result = invoke("copy", "--from", filled, "--to", url, env=env)
+        assert_user_error(result, "already holds jobs")
 
 
 # --- mistakes: one line, exit 2, nothing written ------------------------------------------------

@@ -226,6 +226,24 @@ def test_the_restored_store_keeps_working(
     assert len(target.claim("w", ["capped"], 10, LEASE)) == 2
 
 
+def test_an_export_is_one_moment(backend: Backend, clock: FakeClock) -> None:
+    """What changes once the export began (its header read) is not in it: on Redis, which has
+    no read transaction, the export reads a frozen copy."""
+    ids = populate(backend, clock)
+    expected = records(backend)
+    export = backend.export_snapshot()
+    first = next(export)
+    succeed(backend, claim_one(backend, queues=["flow"]))  # the parent: its child is released
+    enqueue(backend, queue="late")
+    backend.set_concurrency_limit("late", 3)
+    backend.set_schedule_paused("hourly", True)
+    clock.advance(3600)
+    assert backend.prune(older_than=60) > 0
+    assert [_comparable(r) for r in export] == expected
+    assert first["counts"]["job"] == len([r for r in expected if r["kind"] == "job"])
+    assert backend.get(ids["child"]).state is JobState.QUEUED
+
+
 def test_ids_stay_above_pruned_jobs_of_the_source(
     backend: Backend, make_backend: MakeBackend, clock: FakeClock
 ) -> None:

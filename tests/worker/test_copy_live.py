@@ -1,5 +1,5 @@
-"""`conveyor.copy` of a live SQLite queue to PostgreSQL: a worker drains the source and a
-producer fills it while the copy runs. The copy is one moment of the source: every job present
+"""`conveyor.copy` of a live SQLite queue to PostgreSQL and to Redis: a worker drains the source
+and a producer fills it while the copy runs. The copy is one moment of the source: every job present
 exactly once, in a state it had, parents and children agreeing; the target then drains under a
 worker of its own."""
 
@@ -15,14 +15,15 @@ import pytest
 import conveyor
 from conveyor import Conveyor, JobState
 from tests.postgres.factory import new_schema, session_database
+from tests.redis_engine.factory import redis_database
 from tests.support import new_job
 from tests.worker.harness import wait_for
 
 PAIRS = 150
 
 
-def build(url: str, schema: str | None = None) -> Conveyor:
-    app = Conveyor(url, postgres_schema=schema)
+def build(url: str, schema: str | None = None, prefix: str = "conveyor") -> Conveyor:
+    app = Conveyor(url, postgres_schema=schema, redis_prefix=prefix)
 
     @app.task(name="live.step", queue="live")
     def step(n: int) -> int:
@@ -32,8 +33,16 @@ def build(url: str, schema: str | None = None) -> Conveyor:
     return app
 
 
-@pytest.fixture
-def target() -> Iterator[Conveyor]:
+@pytest.fixture(params=["postgres", "redis"])
+def target(request: pytest.FixtureRequest) -> Iterator[Conveyor]:
+    if request.param == "redis":
+        with redis_database() as (url, prefix):
+            app = build(url, prefix=prefix)
+            try:
+                yield app
+            finally:
+                app.close()
+        return
     database = session_database()
     schema = new_schema()
     app = build(database.url, schema)
@@ -48,7 +57,7 @@ def succeeded(app: Conveyor) -> int:
     return sum(states.get(JobState.SUCCEEDED, 0) for states in app.stats().values())
 
 
-def test_a_live_queue_moves_to_postgresql(tmp_path: Path, target: Conveyor) -> None:
+def test_a_live_queue_moves_to_another_engine(tmp_path: Path, target: Conveyor) -> None:
     source = build(f"sqlite:///{tmp_path / 'live.db'}")
     # Parent and child pairs: the child waits for its parent (ids 2i+1 and 2i+2).
     jobs = []
@@ -106,7 +115,7 @@ def test_a_live_queue_moves_to_postgresql(tmp_path: Path, target: Conveyor) -> N
             assert child.state is not JobState.BLOCKED
         else:
             assert (child.state, child.pending_parents) == (JobState.BLOCKED, 1)
-    # The copied queue works: a worker on PostgreSQL finishes every job.
+    # The copied queue works: a worker on the target finishes every job.
     target.run_worker(burst=True, concurrency=4, install_signal_handlers=False)
     assert succeeded(target) == len(copied)
     assert target.list_jobs(limit=1)[0].id == len(copied)

@@ -731,30 +731,26 @@ class Backend(ABC):
 
     # --- backup, restore and moves between engines (conveyor/snapshot/) --------------------
 
+    @abstractmethod
     def export_snapshot(self) -> Iterator[Record]:
         """Every record of the store as of one moment (conveyor/snapshot/records.py): the
         header first, then queue settings, breakers, schedules, rate limit buckets, retry
         budgets, every job by id in every state, and the dependency edges. Online: one read
-        transaction holds one consistent view of it all while workers and producers go on;
+        transaction (on Redis, a frozen copy) holds one consistent view of it all while
+        workers and producers go on;
         it ends when the iterator is exhausted or closed. Workers and leaderships are left
         out: they mean nothing in another database."""
-        raise self._no_snapshots()
 
+    @abstractmethod
     def import_snapshot(self, records: Iterable[Record]) -> Summary:
         """Load a snapshot (``export_snapshot``'s records, of any engine) into this store,
         which must hold no job, edge, queue setting, breaker, schedule, bucket or budget
-        (TargetNotEmpty), in one transaction: all or nothing, a SnapshotError raised by
+        (TargetNotEmpty), in one transaction (on Redis, batches undone on failure): all or
+        nothing, a SnapshotError raised by
         ``records`` (a damaged file) included. Ids are kept and the job id sequence is moved
         past the source's; running jobs come back waiting (records.Intake) and are counted
         in the summary. Consumes ``records`` as it goes: a million jobs are never all in
         memory."""
-        raise self._no_snapshots()
-
-    def _no_snapshots(self) -> ConfigurationError:
-        scheme = self.settings.url.split(":", 1)[0]
-        return ConfigurationError(
-            f"backup, restore and copy are not available on the {scheme} engine yet"
-        )
 
     # --- wake-ups -------------------------------------------------------------------------
 

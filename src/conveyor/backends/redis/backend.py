@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -52,6 +52,7 @@ from conveyor.backends.redis.rows import (
     to_worker,
 )
 from conveyor.backends.redis.scripts import Scripts
+from conveyor.backends.redis.snapshot import export_records, import_records
 from conveyor.backends.redis.stats import minute_rows, total_rows
 from conveyor.backends.tally import ENQUEUE_SETTLE, FOLD_MARGIN, Tally, minute_of
 from conveyor.errors import (
@@ -68,6 +69,7 @@ from conveyor.limits import QueueGate, QuietHours, RateLimit
 from conveyor.limits.breakers import Breaker, BreakerRow
 from conveyor.limits.buckets import Bucket
 from conveyor.settings import Settings
+from conveyor.snapshot.records import Record, Summary
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 from conveyor.workflows.rules import batch_order
 
@@ -723,6 +725,17 @@ class RedisBackend(Backend):
 
     def _server_now(self) -> float:
         return self._db.time()
+
+    # --- backup, restore and moves between engines (snapshot.py) ----------------------------
+
+    def export_snapshot(self) -> Iterator[Record]:
+        yield from export_records(self._run, self._db.many, self.prefix)
+
+    def import_snapshot(self, records: Iterable[Record]) -> Summary:
+        summary = import_records(self._run, records, self.now(), self.prefix)
+        self._capped.forget()
+        self._notify_local(sorted(self.ready_queues()))
+        return summary
 
     # --- wake-ups -------------------------------------------------------------------------
 
