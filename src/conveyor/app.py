@@ -312,7 +312,7 @@ class Conveyor:
         check_argument_shapes(task, args, kwargs)
         # Through Task.options, so an unknown option is a ConfigurationError, not a TypeError.
         spec = self.get_task(task).options(**options).job(*args, **dict(kwargs or {}))
-        return self.enqueue_many([spec])[0]
+        return self.enqueue_one(spec)
 
     def enqueue_many(self, specs: Iterable[JobSpec], *, connection: Any = None) -> list[Job]:
         """Validate every job, then write them all in one transaction (or none).
