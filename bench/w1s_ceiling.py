@@ -8,8 +8,8 @@ The ceiling: on PostgreSQL one prepared INSERT ... RETURNING id per row through 
 autocommit (the statement is its own transaction: one round trip); on SQLite one INSERT per
 row through sqlite3 in autocommit, WAL, the same synchronous mode. Conveyor's figure also
 carries its client CPU per call (process time, every thread) and, with --breakdown, the
-microseconds of each phase of a call, measured apart: the argument check (task.job), the
-encoding (build_jobs), the backend's write, and the Job snapshot.
+microseconds of each phase of a call, measured apart: the spec (task.job), the argument
+check and encoding (build_one), the backend's write (enqueue_one), and the Job snapshot.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 from common import PG_QUERIES, engine, finish, fresh_app, is_postgres, machine, parser, report
 from conveyor import Conveyor
 from conveyor.backends.sqlite.connection import Q as LITE
-from conveyor.task import Task, build_jobs
+from conveyor.task import Task, build_one
 
 
 class Ceiling:
@@ -122,23 +122,24 @@ def one_run(app: Conveyor, task: Task[..., Any], jobs: int, block: int) -> dict[
 
 
 def breakdown(app: Conveyor, task: Task[..., Any], jobs: int) -> dict[str, float]:
-    """Microseconds per call of each phase of task.enqueue, each timed on its own."""
+    """Microseconds per call of each phase of task.enqueue (the path of app.enqueue_one),
+    each timed on its own."""
     phases: dict[str, float] = {}
     start = time.perf_counter()
     specs = [task.job(n) for n in range(jobs)]
     phases["spec (task.job)"] = _per_call(start, jobs)
     start = time.perf_counter()
-    encoded = [build_jobs([spec]) for spec in specs]
-    phases["check and encode (build_jobs)"] = _per_call(start, jobs)
+    built = [build_one(spec) for spec in specs]
+    phases["check and encode (build_one)"] = _per_call(start, jobs)
+    new_jobs = [job for job in built if job is not None]
+    assert len(new_jobs) == jobs
     backend = app.backend
-    results = []
     start = time.perf_counter()
-    for new_jobs in encoded:
-        results.append(backend.enqueue_many(new_jobs))
-    phases["write (backend.enqueue_many)"] = _per_call(start, jobs)
+    results = [backend.enqueue_one(job) for job in new_jobs]
+    phases["write (backend.enqueue_one)"] = _per_call(start, jobs)
     start = time.perf_counter()
-    for new_jobs, result, spec in zip(encoded, results, specs, strict=True):
-        app._snapshots(new_jobs, result, [spec])
+    for new_job, result, spec in zip(new_jobs, results, specs, strict=True):
+        app._enqueued_one(new_job, result, spec)
     phases["snapshot (Job)"] = _per_call(start, jobs)
     return phases
 

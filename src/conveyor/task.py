@@ -138,6 +138,7 @@ class JobOptions:
 
 #: The options of a job enqueued without any: every field means "the task's default".
 DEFAULT_OPTIONS = JobOptions()
+_OPTION_NAMES = [f.name for f in fields(JobOptions)]
 
 
 def check_argument_shapes(task: str, args: object, kwargs: object) -> None:
@@ -361,6 +362,39 @@ def build_jobs(specs: Sequence[JobSpec]) -> list[NewJob]:
     return jobs
 
 
+def build_one(spec: JobSpec) -> NewJob | None:
+    """The job of a single enqueue, or None when ``build_jobs`` must build it: to raise the
+    error that names what is wrong, or because a cheap screen was inconclusive. The checks of
+    ``_build_batch`` for one job, without the batch's bookkeeping, which costs more than they
+    do."""
+    task, args, kwargs, options = spec.task, spec.args, spec.kwargs, spec.options
+    arguments = task._arguments
+    shape = (len(args), *kwargs) if kwargs else len(args)
+    if shape not in arguments.binding and not arguments.binds(args, kwargs):
+        return None
+    types = task.types
+    if types is not None:
+        try:
+            args, kwargs = _typed(spec, types)
+        except ArgumentsMismatch:
+            return None
+    args_json = kwargs_json = None
+    if args:
+        args_json = payload.dumps_one(args)
+        if args_json is None:
+            return None
+    if kwargs:
+        kwargs_json = payload.dumps_one(kwargs)
+        if kwargs_json is None:
+            return None
+    job = task._head_for(options).job(args_json or "[]", kwargs_json or "{}")
+    if _too_large(job.args_json, job.kwargs_json, task.app.settings.max_payload_bytes):
+        return None
+    if options is not DEFAULT_OPTIONS:
+        link_batch((spec,), (job,))
+    return job
+
+
 def _build_batch(specs: Sequence[JobSpec]) -> list[NewJob] | None:
     """The jobs, or None if any of them needs the exact path."""
     jobs: list[NewJob] = []
@@ -424,6 +458,9 @@ def _typed(spec: JobSpec, types: ArgumentTypes) -> tuple[tuple[Any, ...], dict[s
 class Task(Generic[P, R]):
     """A registered task. Call it to run the function directly; ``enqueue`` to run it later."""
 
+    #: Option sets remembered per task; a task given more checks the others at every call.
+    MAX_OPTION_SETS = 64
+
     def __init__(
         self,
         app: Conveyor,
@@ -486,6 +523,10 @@ class Task(Generic[P, R]):
         self.success_hit = None if declared is None else BreakerHit(declared, failed=False)
         if declared is not None and name not in declared.tasks:
             declared.tasks.append(name)
+        #: ``options(...)`` seen before, checked once: the same options are usually given at
+        #: every call (``task.options(queue="mail").enqueue(...)``); and the heads of their jobs.
+        self._bound: dict[Any, BoundTask[P, R]] = {}
+        self._heads: dict[JobOptions, _Head] = {}
         self._default_head = _head(
             name,
             DEFAULT_OPTIONS,
@@ -523,17 +564,29 @@ class Task(Generic[P, R]):
         idempotency_key, max_attempts, timeout, rate_key (a task with a rate limit: the key
         whose own limit the job counts against, e.g. a tenant id), depends_on,
         on_parent_failure, workflow_id, on_success, on_failure (see conveyor.workflows)."""
-        _refuse_unknown("option", options, [f.name for f in fields(JobOptions)])
-        return BoundTask(self, JobOptions(**options))
+        try:
+            # By type as well: True == 1, and priority=True is refused where 1 is not.
+            key: Any = tuple(sorted((name, type(v), v) for name, v in options.items()))
+            bound = self._bound.get(key)
+        except TypeError:  # a value that cannot be a key (a list of parents): not remembered
+            key = bound = None
+        if bound is not None:
+            return bound
+        _refuse_unknown("option", options, _OPTION_NAMES)
+        bound = BoundTask(self, JobOptions(**options))
+        if key is not None and len(self._bound) < self.MAX_OPTION_SETS:
+            self._bound[key] = bound
+            self._heads[bound._options] = self._head_for(bound._options)
+        return bound
 
     def job(self, *args: P.args, **kwargs: P.kwargs) -> JobSpec:
         return JobSpec(self, args, kwargs)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        return self.app.enqueue_many([JobSpec(self, args, kwargs)])[0]
+        return self.app.enqueue_one(JobSpec(self, args, kwargs))
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        return (await self.app.enqueue_many_async([JobSpec(self, args, kwargs)]))[0]
+        return await self.app.enqueue_one_async(JobSpec(self, args, kwargs))
 
     def enqueue_tx(self, connection: Any, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Enqueue inside your open transaction on ``connection`` (a psycopg Connection,
@@ -549,6 +602,12 @@ class Task(Generic[P, R]):
         """The fields of this task's jobs enqueued with ``options``."""
         if options is DEFAULT_OPTIONS:
             return self._default_head
+        try:
+            head = self._heads.get(options)
+        except TypeError:  # options holding lists or JobSpecs: never remembered
+            head = None
+        if head is not None:
+            return head
         return _head(
             self.name,
             options,
@@ -773,10 +832,12 @@ class BoundTask(Generic[P, R]):
         return JobSpec(self.task, args, kwargs, self._options)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        return self.task.app.enqueue_many([self.job(*args, **kwargs)])[0]
+        return self.task.app.enqueue_one(JobSpec(self.task, args, kwargs, self._options))
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        return (await self.task.app.enqueue_many_async([self.job(*args, **kwargs)]))[0]
+        return await self.task.app.enqueue_one_async(
+            JobSpec(self.task, args, kwargs, self._options)
+        )
 
     def enqueue_tx(self, connection: Any, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Enqueue inside your open transaction on ``connection`` (see ``Task.enqueue_tx``)."""

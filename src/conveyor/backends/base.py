@@ -285,6 +285,17 @@ class Backend(ABC):
         caller's own work on them overlaps the server's. The write can still fail afterwards,
         and a retried write calls it again; engines that cannot overlap never call it."""
 
+    def enqueue_one(self, job: NewJob) -> EnqueueResult:
+        """``enqueue_many([job])[0]``: engines with a cheaper way to write a single job say so
+        here (the single enqueue is the call an application makes most)."""
+        return self.enqueue_many([job])[0]
+
+    def enqueue_one_now(self, job: NewJob) -> EnqueueResult | None:
+        """``enqueue_one`` on an event loop's thread, if the engine can write ``job`` there
+        without waiting (for a lock, a disk flush, the network); None when it cannot, and has
+        written nothing."""
+        return None
+
     def enqueue_many_in(self, connection: Any, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Write the jobs inside the caller's open transaction on ``connection``, which the
         caller commits or rolls back. Only engines with application connections (PostgreSQL)
@@ -769,6 +780,8 @@ class Backend(ABC):
                 self._listeners.remove(listener)
 
     def _notify_local(self, queues: Sequence[str]) -> None:
+        if not self._listeners:  # the usual producer: nobody in this process to wake
+            return
         with self._listeners_lock:
             listeners = list(self._listeners)
         for listener in listeners:

@@ -174,6 +174,16 @@ class PostgresBackend(Backend):
         self._notify_local(sorted({job.queue for job in jobs}))
         return results
 
+    def enqueue_one(self, job: NewJob) -> EnqueueResult:
+        if needs_transaction((job,), self.settings.queue_limits):
+            return self.enqueue_many([job])[0]
+        now = self._now_param()
+        result = self._db.run(lambda cur: insert_single(cur, job, now), transaction=False)
+        # Committed: now the wake-up, from a session of its own (see notifier.py).
+        self._after_commit((job.queue,))
+        self._notify_local((job.queue,))
+        return result
+
     def enqueue_many_in(self, connection: Any, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """enqueue_many inside the application's open transaction on its psycopg
         ``connection`` (see transactional.py); the application commits or rolls back."""

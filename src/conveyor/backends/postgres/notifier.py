@@ -93,6 +93,9 @@ class Notifier:
         for attempt in (1, 2):
             try:
                 session = self._session or self._open()
+                if len(pending) == 1:
+                    session.execute(Q["notify_one"], pending[0])
+                    return
                 params = {
                     "channels": [channel for channel, _ in pending],
                     "payloads": [payload for _, payload in pending],

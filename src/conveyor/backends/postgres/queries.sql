@@ -54,6 +54,11 @@ SELECT pg_notify(%(channel)s, queue) FROM unnest(%(queues)b::text[]) AS queue
 -- results read theirs again.
 SELECT pg_notify(c, p) FROM unnest(%(channels)b::text[], %(payloads)b::text[]) AS t (c, p)
 
+-- name: notify_one
+-- notify_pending for the usual send, a single enqueue's wake-up alone: two text parameters
+-- cost the client a third less than two arrays.
+SELECT pg_notify(%s, %s)
+
 -- name: notifier_session
 -- The session that sends the notifications after their commits (notifier.py): its
 -- transactions write nothing that must survive a crash, so their commits need not wait for a

@@ -24,6 +24,8 @@ from conveyor.errors import (
 )
 
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
 Q = load_queries("conveyor.backends.sqlite")
 
 #: RETURNING arrived in 3.35; everything else used here is older.
@@ -118,14 +120,21 @@ class Connection:
                 raise BackendError(f"cannot open {path}: directory {parent} does not exist")
             if Path(path).is_dir():
                 raise BackendError(f"cannot open {path}: it is a directory, not a database file")
+        busy_timeout = min(lock_timeout, 5.0)
+        # How long a statement waits for another connection's lock, filled in here (PRAGMA
+        # takes no parameters): none while a write must not wait (write_now), else as connected.
+        self._no_wait = Q["pragma_busy_timeout"].format(ms=0)
+        self._wait = Q["pragma_busy_timeout"].format(ms=round(busy_timeout * 1000))
         try:
             self.raw = sqlite3.connect(
                 path,
-                timeout=min(lock_timeout, 5.0),
+                timeout=busy_timeout,
                 isolation_level=None,
                 check_same_thread=False,
                 cached_statements=256,
             )
+            #: For single statements under ``lock`` (write_one): one cursor, not one per call.
+            self.cursor = self.raw.cursor()
             self._retry(lambda: self.raw.execute(Q["pragma_wal"]).fetchone())
             pragma = f"pragma_synchronous_{synchronous.lower()}"
             self.raw.execute(Q[pragma])
@@ -162,16 +171,41 @@ class Connection:
                     raise translate(exc, self.path) from None
                 raise
 
-    def write_one(self, action: Callable[[sqlite3.Connection], T]) -> T:
-        """A write of one statement, which SQLite makes a transaction of its own: the write
-        lock is taken as the statement starts, as BEGIN IMMEDIATE would, without the two
-        statements around it. ``action`` runs again while the file is busy: a statement that
-        failed with BUSY wrote nothing."""
+    def write_one(self, action: Callable[[sqlite3.Cursor, A, B], T], a: A, b: B) -> T:
+        """A write of one statement, ``action(connection, a, b)``, which SQLite makes a
+        transaction of its own: the write lock is taken as the statement starts, as BEGIN
+        IMMEDIATE would, without the two statements around it. ``action`` runs again while the
+        file is busy: a statement that failed with BUSY wrote nothing."""
         with self.lock:
             try:
-                return self._retry(lambda: action(self.raw))
+                try:
+                    return action(self.cursor, a, b)
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise
+                # Busy: again until lock_timeout (the deadline only counts from here).
+                return self._retry(lambda: action(self.cursor, a, b))
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from None
+
+    def write_now(self, action: Callable[[sqlite3.Cursor, A, B], T], a: A, b: B) -> T | None:
+        """``write_one`` if it need not wait: None, having written nothing, when another
+        thread uses this connection or another connection holds the file's write lock."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            raw = self.raw
+            raw.execute(self._no_wait)
+            try:
+                return action(self.cursor, a, b)
+            except sqlite3.Error as exc:
+                if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+                    return None
+                raise translate(exc, self.path) from None
+            finally:
+                raw.execute(self._wait)
+        finally:
+            self.lock.release()
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

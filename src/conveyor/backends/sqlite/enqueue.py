@@ -35,6 +35,9 @@ from conveyor.limits.buckets import new_buckets
 #: Jobs per INSERT: at most 9 parameters each, far under SQLite's 32,766-parameter limit.
 _CHUNK = 500
 _QUEUED, _SCHEDULED = JobState.QUEUED, JobState.SCHEDULED
+_INSERT_PLAIN = Q["insert_plain_job"]
+#: JobState.value, without the enum's property lookup on the single enqueue's path.
+_STATE_TEXT = {_QUEUED: _QUEUED.value, _SCHEDULED: _SCHEDULED.value}
 #: Readers of the job fields that insert_jobs_head takes after created_at, in its column order
 #: (state and run_at are worked out from the clock).
 _QUEUE = attrgetter("queue")
@@ -160,10 +163,31 @@ def _insert_statement(uniform: tuple[bool, ...], rows: int) -> str:
     return Q["insert_jobs_head"] + "\n" + ",\n".join([f"({row})"] * rows)
 
 
-def insert_single(db: sqlite3.Connection, job: NewJob, now: float) -> EnqueueResult:
+def insert_single(cursor: sqlite3.Cursor, job: NewJob, now: float) -> EnqueueResult:
     """One job without a key: one statement, run outside any transaction (it is one of its
-    own, see Connection.write_one): the usual single enqueue."""
-    return _insert_one(db, job, None, now)
+    own, see Connection.write_one): the usual single enqueue. On the connection's own cursor
+    (Connection.cursor), which spares making one per call."""
+    run_at = now + job.delay if job.run_at is None else job.run_at
+    state = _SCHEDULED if run_at > now else _QUEUED
+    cursor.execute(
+        _INSERT_PLAIN,
+        (
+            job.queue,
+            job.task,
+            job.args_json,
+            job.kwargs_json,
+            _STATE_TEXT[state],
+            job.priority,
+            run_at,
+            job.max_attempts,
+            job.timeout,
+            now,
+        ),
+    )
+    # No rows to step through: execute ran the statement to its end (and so committed it,
+    # outside a transaction), and the id is known without a query.
+    assert cursor.lastrowid is not None
+    return EnqueueResult(cursor.lastrowid, state, True, None, now)
 
 
 def _insert_keyed(db: sqlite3.Connection, job: NewJob, key: str, now: float) -> EnqueueResult:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from functools import partial
 
 from conveyor.backends.base import EnqueueResult, NewJob
 from conveyor.backends.sqlite.connection import Connection
@@ -55,23 +54,38 @@ class GroupCommit:
         self._writing = False
 
     def insert(self, job: NewJob, now: float) -> EnqueueResult:
-        call = _Call(job, now)
         with self._mutex:
-            if self._writing:
-                self._queue.append(call)
-                call.wake = threading.Event()
-            else:
+            alone = not self._writing
+            if alone:
                 self._writing = True
-        if call.wake is not None:
-            call.wake.wait()
-            if call.leads:
-                self._lead(self._take())
-        else:
-            self._lead([call])
+            else:
+                call = _Call(job, now, wake=threading.Event())
+                self._queue.append(call)
+        if alone:
+            try:
+                return self._conn.write_one(insert_single, job, now)
+            finally:
+                self._hand_on()
+        assert call.wake is not None
+        call.wake.wait()
+        if call.leads:
+            self._lead(self._take())
         if call.error is not None:
             raise call.error
         assert call.result is not None
         return call.result
+
+    def insert_now(self, job: NewJob, now: float) -> EnqueueResult | None:
+        """``insert`` if no write is under way here or elsewhere: None, having written
+        nothing, if the job would have to wait for one (see Connection.write_now)."""
+        with self._mutex:
+            if self._writing:
+                return None
+            self._writing = True
+        try:
+            return self._conn.write_now(insert_single, job, now)
+        finally:
+            self._hand_on()
 
     def _take(self) -> list[_Call]:
         with self._mutex:
@@ -90,23 +104,29 @@ class GroupCommit:
                         "the write shared with this enqueue was interrupted; enqueue again"
                     )
                     call.settled = True
-            with self._mutex:
-                following = self._queue[0] if self._queue else None
-                if following is None:
-                    self._writing = False
-                else:
-                    following.leads = True
             for call in group:
                 if call.wake is not None:
                     call.wake.set()
-            if following is not None and following.wake is not None:
-                following.wake.set()
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Hand the writing on to the first caller that queued meanwhile, or stop writing if
+        none did."""
+        with self._mutex:
+            following = self._queue[0] if self._queue else None
+            if following is None:
+                self._writing = False
+            else:
+                following.leads = True
+        if following is not None and following.wake is not None:
+            following.wake.set()
 
     def _write(self, group: list[_Call]) -> None:
         if len(group) > 1:
             try:
-                with self._conn.write() as db:
-                    results = [insert_single(db, call.job, call.now) for call in group]
+                with self._conn.write():
+                    cursor = self._conn.cursor
+                    results = [insert_single(cursor, call.job, call.now) for call in group]
             except Exception:  # noqa: S110 - every job is written again alone, just below
                 pass
             else:
@@ -115,9 +135,7 @@ class GroupCommit:
                 return
         for call in group:
             try:
-                call.result = self._conn.write_one(
-                    partial(insert_single, job=call.job, now=call.now)
-                )
+                call.result = self._conn.write_one(insert_single, call.job, call.now)
             except Exception as exc:
                 call.error = exc
             call.settled = True

@@ -14,6 +14,9 @@ PRAGMA synchronous = NORMAL
 -- name: pragma_synchronous_full
 PRAGMA synchronous = FULL
 
+-- name: pragma_busy_timeout
+PRAGMA busy_timeout = {ms}
+
 -- name: data_version
 PRAGMA data_version
 
@@ -64,8 +67,7 @@ ORDER BY id DESC
 LIMIT 1
 
 -- name: insert_job
--- One job (its id is the cursor's lastrowid). Outside a transaction, the statement is one of
--- its own (see enqueue.insert_single).
+-- One keyed job, inside the enqueue's transaction (its id is the cursor's lastrowid).
 INSERT INTO conveyor_jobs (
     queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout,
     idempotency_key, created_at
@@ -73,6 +75,13 @@ INSERT INTO conveyor_jobs (
     :queue, :task, :args, :kwargs, :state, :priority, :run_at, :max_attempts, :timeout,
     :idempotency_key, :now
 )
+
+-- name: insert_plain_job
+-- The single enqueue's job, without a key (enqueue.insert_single): insert_job with its
+-- parameters by position, which SQLite binds a tenth faster than by name.
+INSERT INTO conveyor_jobs (
+    queue, task, args, kwargs, state, priority, run_at, max_attempts, timeout, created_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: insert_jobs_head
 -- The bulk path: one statement inserts a chunk of jobs, this head followed by one row of
