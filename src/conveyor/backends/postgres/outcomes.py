@@ -11,6 +11,7 @@ from typing import Any
 
 from conveyor.backends.base import FinishResult, Outcome, OutcomeKind
 from conveyor.backends.dependencies import Settlement, escalate, settle_ends
+from conveyor.backends.postgres.array_literal import int_array, text_array
 from conveyor.backends.postgres.connection import Cursor, Q
 from conveyor.backends.postgres.deps import run_sql
 from conveyor.backends.postgres.stats import tally_ends
@@ -125,13 +126,14 @@ def _spend_retry_budgets(cur: Cursor, outcomes: list[Outcome], now: float | None
     return [converted.get((o.job_id, o.token), o) for o in outcomes]
 
 
-def _params(kind: OutcomeKind, group: list[Outcome]) -> dict[str, list[Any]]:
-    params: dict[str, list[Any]] = {
-        "ids": [o.job_id for o in group],
-        "tokens": [o.token for o in group],
+def _params(kind: OutcomeKind, group: list[Outcome]) -> dict[str, Any]:
+    # The arrays every kind sends, and the results, as literals (see array_literal.py).
+    params: dict[str, Any] = {
+        "ids": int_array([o.job_id for o in group]),
+        "tokens": text_array([o.token for o in group]),
     }
     if kind is OutcomeKind.SUCCEEDED:
-        params["results"] = [o.result_json for o in group]
+        params["results"] = text_array([o.result_json for o in group])
         return params
     params["checkpoints"] = [o.checkpoint_json for o in group]
     if kind is OutcomeKind.RELEASED:
