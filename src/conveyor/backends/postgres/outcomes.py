@@ -20,6 +20,9 @@ from conveyor.job import TERMINAL_STATES, JobState
 #: Outcomes after which the job is ready again (at once or later): other workers should look.
 _WAKING = (OutcomeKind.RETRY, OutcomeKind.RELEASED)
 
+#: A dict lookup per returned row rather than an Enum call.
+_STATES = {state.value: state for state in JobState}
+
 Run = tuple[int, str]  # (job id, lease token): one run of one job
 
 
@@ -60,7 +63,7 @@ def finish_outcomes(
             params["channel"] = channel
         rows = cur.execute(Q[f"finish_{kind.value}"], params).fetchall()
         for job_id, token, queue, state, has_children in rows:
-            ended[(int(job_id), token)] = JobState(state)
+            ended[(int(job_id), token)] = _STATES[state]
             if kind in _WAKING:
                 queues.add(queue)
             if has_children and state in ("dead", "cancelled"):
