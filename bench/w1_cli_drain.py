@@ -9,11 +9,14 @@ fraction of it, with the WAL written per job (cluster-wide: other sessions count
                                  [--concurrency 100] [--batch-size 500] [--ceiling-clients 2]
 
 The queue's state is polled every 20 ms with one count (the partial indexes of
-ready and running jobs): the first job is done once fewer than N are queued or running.
+ready and running jobs): the first job is done once fewer than N are queued or running. The
+worker process's CPU time (user + system, from /proc) is read at both moments: CPU per job is
+load-robust where the rates are not (its heartbeat process is not counted).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,16 +84,38 @@ def spawn(
     return subprocess.Popen(argv, env=env, cwd=HERE)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far, from /proc (Linux); its
+    heartbeat process, a child of its own, is not counted. NaN where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Drain:
+    #: Seconds from spawn to all done, and from the first job done to all done.
+    total: float
+    after_first: float
+    #: WAL bytes per job (PostgreSQL, cluster-wide).
+    wal: float
+    #: The worker's CPU seconds from spawn to all done, and from the first job done on.
+    cpu: float
+    cpu_after_first: float
+
+
 def one_drain(
     app: Conveyor, jobs: int, concurrency: int, batch_size: int, src: str | None = None
-) -> tuple[float, float, float]:
-    """Seconds from spawn to all done, from first done to all done; WAL bytes per job."""
+) -> Drain:
     app.enqueue_many([app.get_task("noop").job() for _ in range(jobs)])
     waiting = Waiting(app)
     wal_before = waiting.wal()
     start = time.perf_counter()
     worker = spawn(app, concurrency, batch_size, src)
     first = None
+    first_cpu = math.nan
     try:
         deadline = start + 600
         while True:
@@ -97,19 +123,21 @@ def one_drain(
             now = time.perf_counter()
             if first is None and left < jobs:
                 first = now
+                first_cpu = cpu_seconds(worker.pid)
             if left == 0:
                 break
             if now > deadline or worker.poll() is not None:
                 raise SystemExit(f"the worker stopped or timed out with {left} jobs left")
             time.sleep(POLL)
         done = time.perf_counter()
+        done_cpu = cpu_seconds(worker.pid)
         wal = (waiting.wal() - wal_before) / jobs
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait()
         waiting.close()
     assert first is not None
-    return done - start, done - first, wal
+    return Drain(done - start, done - first, wal, done_cpu, done_cpu - first_cpu)
 
 
 def ceiling(app: Conveyor, jobs: int, batch_size: int, clients: int, folder: Path) -> float:
@@ -147,12 +175,9 @@ def main() -> None:
         "src): its worker drains too, alternating with this one's",
     )
     args = p.parse_args()
-    spawn_rates: list[float] = []
-    first_rates: list[float] = []
-    wal: list[float] = []
+    this: list[Drain] = []
+    base: list[Drain] = []
     ceilings: list[float] = []
-    base_spawn: list[float] = []
-    base_first: list[float] = []
     described = ""
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(args.runs):
@@ -163,41 +188,53 @@ def main() -> None:
                     ceilings.append(
                         ceiling(app, args.jobs, args.batch_size, args.ceiling_clients, Path(folder))
                     )
-                total, after_first, per_job = one_drain(
-                    app, args.jobs, args.concurrency, args.batch_size
-                )
+                this.append(one_drain(app, args.jobs, args.concurrency, args.batch_size))
                 if args.baseline:
-                    base_total, base_after, _ = one_drain(
-                        app, args.jobs, args.concurrency, args.batch_size, args.baseline
+                    base.append(
+                        one_drain(app, args.jobs, args.concurrency, args.batch_size, args.baseline)
                     )
-                    base_spawn.append(args.jobs / base_total)
-                    base_first.append(args.jobs / base_after)
                 described = engine(app)
             finally:
                 finish(app)
-            spawn_rates.append(args.jobs / total)
-            first_rates.append(args.jobs / after_first)
-            wal.append(per_job)
+    jobs = args.jobs
     print(
         f"W1 drain by `conveyor worker --concurrency {args.concurrency}` (claim batch "
-        f"{args.batch_size}, {args.jobs} no-op jobs), {machine()}, {described}, "
+        f"{args.batch_size}, {jobs} no-op jobs), {machine()}, {described}, "
         f"load {os.getloadavg()[0]:.1f}"
     )
-    report("  spawn to all done", spawn_rates, "jobs/s")
-    report("  first done to all done", first_rates, "jobs/s")
-    if base_spawn:
-        report(f"  baseline ({args.baseline}): spawn to all done", base_spawn, "jobs/s")
-        report("  baseline: first done to all done", base_first, "jobs/s")
-        spawn_ratios = [t / b for t, b in zip(spawn_rates, base_spawn, strict=True)]
-        report("  this / baseline, spawn to done", spawn_ratios, "x", fmt2)
-        first_ratios = [t / b for t, b in zip(first_rates, base_first, strict=True)]
-        report("  this / baseline, first done to done", first_ratios, "x", fmt2)
+    report_drains("", this, jobs)
+    if base:
+        report_drains(f"baseline ({args.baseline}): ", base, jobs)
+        for name, rate in (("spawn to done", total_rate), ("first done to done", first_rate)):
+            ratios = [rate(t, jobs) / rate(b, jobs) for t, b in zip(this, base, strict=True)]
+            report(f"  this / baseline, {name}", ratios, "x", fmt2)
+        cpu = [t.cpu / b.cpu for t, b in zip(this, base, strict=True)]
+        report("  this / baseline, worker CPU spawn to done", cpu, "x", fmt2)
     if ceilings:
         report(f"  ceiling (pgbench, {args.ceiling_clients} clients)", ceilings, "jobs/s")
-        pairs = list(zip(spawn_rates, first_rates, ceilings, strict=True))
-        report("  spawn to done / ceiling", [s / c * 100 for s, _, c in pairs], "%")
-        report("  first done to done / ceiling", [f / c * 100 for _, f, c in pairs], "%")
-        report("  WAL per job (cluster-wide)", wal, "B")
+        pairs = list(zip(this, ceilings, strict=True))
+        report("  spawn to done / ceiling", [total_rate(d, jobs) / c * 100 for d, c in pairs], "%")
+        report(
+            "  first done to done / ceiling", [first_rate(d, jobs) / c * 100 for d, c in pairs], "%"
+        )
+        report("  WAL per job (cluster-wide)", [d.wal for d in this], "B")
+
+
+def total_rate(drain: Drain, jobs: int) -> float:
+    return jobs / drain.total
+
+
+def first_rate(drain: Drain, jobs: int) -> float:
+    return jobs / drain.after_first
+
+
+def report_drains(label: str, drains: list[Drain], jobs: int) -> None:
+    report(f"  {label}spawn to all done", [total_rate(d, jobs) for d in drains], "jobs/s")
+    report(f"  {label}first done to all done", [first_rate(d, jobs) for d in drains], "jobs/s")
+    micro = [d.cpu / jobs * 1e6 for d in drains]
+    report(f"  {label}worker CPU per job, spawn to done (start included)", micro, "µs")
+    micro = [d.cpu_after_first / jobs * 1e6 for d in drains]
+    report(f"  {label}worker CPU per job, first done to done", micro, "µs")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,43 @@ def test_without_a_clock_times_are_the_servers(pg_real_time: PostgresBackend) ->
     assert job.run_at - job.created_at == 10.0
     assert before - 0.5 <= pg_real_time.now() <= time.time() + 0.5
     assert pg_real_time.claim("w", None, 1, 30.0) == [], "due ten seconds ahead, server time"
+
+
+def test_results_with_quotes_backslashes_and_commas_come_back_in_a_batch(
+    pg: PostgresBackend,
+) -> None:
+    # finish_many sends a batch's results as one array literal (array_literal.py).
+    results = [
+        "null",
+        '"NULL"',
+        '"a \\"quoted\\" word, and a comma"',
+        '{"path": "C:\\\\temp\\\\x", "empty": ""}',
+        '"\\u00e9 {braces} \\\\"',
+        "[]",
+    ]
+    ids = [j.job_id for j in pg.enqueue_many([new_job() for _ in results])]
+    runs = pg.claim("w", None, len(results), 30.0)
+    by_id = {run.id: run for run in runs}
+    outcomes = [
+        Outcome(i, by_id[i].lease_token, OutcomeKind.SUCCEEDED, r)
+        for i, r in zip(ids, results, strict=True)
+    ]
+    assert all(r.applied for r in pg.finish_many(outcomes))
+    assert [pg.get(i).result for i in ids] == [
+        None,
+        "NULL",
+        'a "quoted" word, and a comma',
+        {"path": "C:\\temp\\x", "empty": ""},
+        "é {braces} \\",
+        [],
+    ]
+
+
+def test_empty_arguments_are_fresh_objects_per_job(pg: PostgresBackend) -> None:
+    # Read without parsing (json_loader.py): one job's task must not see another's changes.
+    pg.enqueue_many([new_job(), new_job()])
+    first, second = pg.claim("w", None, 2, 30.0)
+    assert first.args == [] and first.kwargs == {}
+    first.args.append(1)
+    first.kwargs["x"] = 1
+    assert second.args == [] and second.kwargs == {}

@@ -354,14 +354,14 @@ class Worker:
             run.hooks = self.executor.hook_info(run)
         self.runs[job.lease_token] = run
         self._runs_done.clear()
+        loop = self._loop
+        assert loop is not None
         if not self.executor.runs_in_thread(task):
-            run.task = asyncio.get_running_loop().create_task(self._execute(run, task))
+            run.task = loop.create_task(self._execute(run, task))
             return
         run.in_thread = True
         if job.timeout is not None:
-            run.deadline = asyncio.get_running_loop().call_later(
-                job.timeout, self._thread_deadline, run, task
-            )
+            run.deadline = loop.call_later(job.timeout, self._thread_deadline, run, task)
         self.executor.pool.post(functools.partial(self._run_on_thread, run, task))
 
     def _run_on_thread(self, run: Run, task: Task[..., Any]) -> None:

@@ -32,6 +32,7 @@ from conveyor.backends.postgres.errors import (
     is_connection_lost,
     translate,
 )
+from conveyor.backends.postgres.json_loader import use_fast_json
 from conveyor.backends.postgres.lent import borrow, give_back
 from conveyor.backends.sql import load_queries
 from conveyor.errors import (
@@ -159,6 +160,7 @@ class Database:
                 f"{self.target} runs PostgreSQL {conn.info.server_version // 10000}: "
                 "Conveyor needs 13 or newer"
             )
+        use_fast_json(conn)
         conn.execute(
             Q["configure_session"],
             {"schema": self.schema, "lock_timeout": self._lock_timeout_ms},

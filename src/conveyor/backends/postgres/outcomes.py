@@ -11,6 +11,7 @@ from typing import Any
 
 from conveyor.backends.base import FinishResult, Outcome, OutcomeKind
 from conveyor.backends.dependencies import Settlement, escalate, settle_ends
+from conveyor.backends.postgres.array_literal import int_array, text_array
 from conveyor.backends.postgres.connection import Cursor, Q
 from conveyor.backends.postgres.deps import run_sql
 from conveyor.backends.postgres.stats import tally_ends
@@ -18,6 +19,9 @@ from conveyor.job import TERMINAL_STATES, JobState
 
 #: Outcomes after which the job is ready again (at once or later): other workers should look.
 _WAKING = (OutcomeKind.RETRY, OutcomeKind.RELEASED)
+
+#: A dict lookup per returned row rather than an Enum call.
+_STATES = {state.value: state for state in JobState}
 
 Run = tuple[int, str]  # (job id, lease token): one run of one job
 
@@ -59,7 +63,7 @@ def finish_outcomes(
             params["channel"] = channel
         rows = cur.execute(Q[f"finish_{kind.value}"], params).fetchall()
         for job_id, token, queue, state, has_children in rows:
-            ended[(int(job_id), token)] = JobState(state)
+            ended[(int(job_id), token)] = _STATES[state]
             if kind in _WAKING:
                 queues.add(queue)
             if has_children and state in ("dead", "cancelled"):
@@ -125,13 +129,14 @@ def _spend_retry_budgets(cur: Cursor, outcomes: list[Outcome], now: float | None
     return [converted.get((o.job_id, o.token), o) for o in outcomes]
 
 
-def _params(kind: OutcomeKind, group: list[Outcome]) -> dict[str, list[Any]]:
-    params: dict[str, list[Any]] = {
-        "ids": [o.job_id for o in group],
-        "tokens": [o.token for o in group],
+def _params(kind: OutcomeKind, group: list[Outcome]) -> dict[str, Any]:
+    # The arrays every kind sends, and the results, as literals (see array_literal.py).
+    params: dict[str, Any] = {
+        "ids": int_array([o.job_id for o in group]),
+        "tokens": text_array([o.token for o in group]),
     }
     if kind is OutcomeKind.SUCCEEDED:
-        params["results"] = [o.result_json for o in group]
+        params["results"] = text_array([o.result_json for o in group])
         return params
     params["checkpoints"] = [o.checkpoint_json for o in group]
     if kind is OutcomeKind.RELEASED:
