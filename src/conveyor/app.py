@@ -358,26 +358,7 @@ class Conveyor:
         if not result.created:
             return self._enqueued(self._snapshots([new], (result,), (spec,)))[0]
         now = result.at if result.at is not None else self.backend.now()
-        job = Job(
-            result.job_id,
-            new.task,
-            new.queue,
-            result.state,
-            [*spec.args],
-            {**spec.kwargs},
-            new.priority,
-            new.run_at if new.run_at is not None else now + new.delay,
-            0,
-            new.max_attempts,
-            now,
-            new.idempotency_key,
-            0,
-            None,
-            [],
-            None,
-            new.timeout,
-        )
-        job._app = self  # for job.wait()
+        job = self._written_job(new, result, spec.args, spec.kwargs, now)
         if self.hooks["enqueue"]:
             self.hooks.fire("enqueue", [job])
         return job
@@ -498,31 +479,41 @@ class Conveyor:
                 existing._app = self
                 jobs.append(existing)
                 continue
-            # Built from what was written rather than read back: enqueue stays one round trip.
-            # Positional, in the field order of Job: half the cost of keywords, once per job.
-            jobs.append(
-                Job(
-                    result.job_id,
-                    new.task,
-                    new.queue,
-                    result.state,
-                    [*args],
-                    {**kwargs},
-                    new.priority,
-                    new.run_at if new.run_at is not None else now + new.delay,
-                    0,
-                    new.max_attempts,
-                    now,
-                    new.idempotency_key,
-                    0,
-                    None,
-                    [],
-                    None,
-                    new.timeout,
-                )
-            )
-            jobs[-1]._app = self  # for job.wait()
+            jobs.append(self._written_job(new, result, args, kwargs, now))
         return jobs
+
+    def _written_job(
+        self,
+        new: NewJob,
+        result: EnqueueResult,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        now: float,
+    ) -> Job:
+        """The Job just created, built from what was written rather than read back: enqueue
+        stays one round trip. Positional, in the field order of Job: half the cost of keywords,
+        once per job."""
+        job = Job(
+            result.job_id,
+            new.task,
+            new.queue,
+            result.state,
+            [*args],
+            {**kwargs},
+            new.priority,
+            new.run_at if new.run_at is not None else now + new.delay,
+            0,
+            new.max_attempts,
+            now,
+            new.idempotency_key,
+            0,
+            None,
+            [],
+            None,
+            new.timeout,
+        )
+        job._app = self  # for job.wait()
+        return job
 
     # --- jobs -----------------------------------------------------------------------------
 
