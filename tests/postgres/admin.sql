@@ -102,6 +102,14 @@ ORDER BY c.relname
 -- new files for the table and each of its indexes).
 DELETE FROM {table}
 
+-- name: table_rows
+-- composed. The rows a migration wrote (factory.py puts them back into an emptied schema).
+SELECT * FROM {table}
+
+-- name: refill_table
+-- composed
+COPY {table} FROM STDIN
+
 -- name: restart_sequences
 -- Job ids start at 1 again, as in a freshly migrated schema.
 SELECT setval(s.seqrelid, s.seqstart, false)

@@ -97,13 +97,19 @@ def new_schema() -> str:
 RECYCLED_BYTES = 16 << 20
 
 
+#: Rows the migrations write (e.g. the aggregates' watermarks), by table: an emptied schema gets
+#: them back, as a freshly migrated one has them.
+Seeds = dict[str, list[tuple[Any, ...]]]
+
+
 class SchemaPool:
     """Migrated schemas of this process's test database that no test is using, each with the
-    fingerprint of its structure just after migration."""
+    fingerprint of its structure and the rows its migrations wrote, just after migration."""
 
     def __init__(self) -> None:
         self._idle: list[tuple[str, str]] = []
         self._fingerprints: dict[str, str] = {}
+        self._seeds: Seeds = {}
         self._lock = threading.Lock()
 
     def take(self) -> str:
@@ -118,8 +124,10 @@ class SchemaPool:
         PostgresBackend(settings, auto_migrate=True).close()
         with psycopg.connect(database.url, autocommit=True) as conn:
             fingerprint = _fingerprint(conn, schema)
+            seeds = _seeds(conn, schema)
         with self._lock:
             self._fingerprints[schema] = fingerprint
+            self._seeds = seeds
         return schema
 
     def give_back(self, schema: str) -> None:
@@ -134,7 +142,7 @@ class SchemaPool:
                 with conn.transaction():
                     fit = _fit_for_reuse(conn, schema, fingerprint)
                     if fit:
-                        _empty(conn, schema)
+                        _empty(conn, schema, self._seeds)
         except psycopg.Error:
             fit = False
         if not fit:
@@ -153,10 +161,26 @@ def _fit_for_reuse(conn: psycopg.Connection[Any], schema: str, fingerprint: str)
     return row is not None and int(row[0]) <= RECYCLED_BYTES
 
 
-def _empty(conn: psycopg.Connection[Any], schema: str) -> None:
+def _empty(conn: psycopg.Connection[Any], schema: str, seeds: Seeds) -> None:
     for [table] in conn.execute(ADMIN["tables_of"], {"schema": schema}).fetchall():
         conn.execute(sql.SQL(ADMIN["empty_table"]).format(table=sql.Identifier(schema, str(table))))
+    for table, rows in seeds.items():
+        with conn.cursor().copy(
+            sql.SQL(ADMIN["refill_table"]).format(table=sql.Identifier(schema, table))
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
     conn.execute(ADMIN["restart_sequences"], {"schema": schema})
+
+
+def _seeds(conn: psycopg.Connection[Any], schema: str) -> Seeds:
+    seeds: Seeds = {}
+    for [table] in conn.execute(ADMIN["tables_of"], {"schema": schema}).fetchall():
+        query = sql.SQL(ADMIN["table_rows"]).format(table=sql.Identifier(schema, str(table)))
+        rows = conn.execute(query).fetchall()
+        if rows:
+            seeds[str(table)] = rows
+    return seeds
 
 
 def _fingerprint(conn: psycopg.Connection[Any], schema: str) -> str:
