@@ -94,7 +94,8 @@ class Notifier:
             try:
                 session = self._session or self._open()
                 if len(pending) == 1:
-                    session.execute(Q["notify_one"], pending[0])
+                    channel, payload = pending[0]
+                    session.execute(Q["notify_one"], {"channel": channel, "payload": payload})
                     return
                 params = {
                     "channels": [channel for channel, _ in pending],

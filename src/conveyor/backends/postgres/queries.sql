@@ -57,7 +57,7 @@ SELECT pg_notify(c, p) FROM unnest(%(channels)b::text[], %(payloads)b::text[]) A
 -- name: notify_one
 -- notify_pending for the usual send, a single enqueue's wake-up alone: two text parameters
 -- cost the client a third less than two arrays.
-SELECT pg_notify(%s, %s)
+SELECT pg_notify(%(channel)s, %(payload)s)
 
 -- name: notifier_session
 -- The session that sends the notifications after their commits (notifier.py): its
