@@ -197,3 +197,25 @@ def new_job(
     fields.setdefault("args_json", "[]")
     fields.setdefault("kwargs_json", "{}")
     return NewJob(task=task, queue=queue, **fields)
+
+
+@contextmanager
+def app_options(engine: str, folder: Path) -> Iterator[dict[str, Any]]:
+    """``Conveyor(**options)`` for a fresh, empty database of ``engine``: a SQLite file in
+    ``folder``, a PostgreSQL schema or a Redis key prefix of its own, dropped afterwards."""
+    if engine == "sqlite":
+        yield {"url": f"sqlite:///{folder / 'jobs.db'}"}
+        return
+    if engine == "redis":
+        from tests.redis_engine.factory import redis_database
+
+        with redis_database() as (url, prefix):
+            yield {"url": url, "redis_prefix": prefix}
+        return
+    from tests.postgres.factory import new_schema, session_database
+
+    database, schema = session_database(), new_schema()
+    try:
+        yield {"url": database.url, "postgres_schema": schema}
+    finally:
+        database.drop_schema(schema)

@@ -15,7 +15,7 @@ from conveyor import ArgumentsMismatch, Conveyor, JobContext, JobDead, JobState
 from conveyor.errors import ConfigurationError
 from conveyor.retry import Fixed
 from conveyor.testing import Clock, DrainSummary, drain
-from tests.support import enabled_backends
+from tests.support import app_options, enabled_backends
 
 START = 1_900_000_000.0
 
@@ -63,22 +63,8 @@ def register(app: Conveyor) -> Conveyor:
 
 @pytest.fixture(params=enabled_backends())
 def url_and_schema(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    if request.param == "sqlite":
-        yield {"url": f"sqlite:///{tmp_path / 'jobs.db'}"}
-        return
-    if request.param == "redis":
-        from tests.redis_engine.factory import redis_database
-
-        with redis_database() as (url, prefix):
-            yield {"url": url, "redis_prefix": prefix}
-        return
-    from tests.postgres.factory import new_schema, session_database
-
-    database, schema = session_database(), new_schema()
-    try:
-        yield {"url": database.url, "postgres_schema": schema}
-    finally:
-        database.drop_schema(schema)
+    with app_options(request.param, tmp_path) as options:
+        yield options
 
 
 @pytest.fixture

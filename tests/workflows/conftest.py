@@ -10,28 +10,14 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.testing import Clock
-from tests.support import enabled_backends
+from tests.support import app_options, enabled_backends
 from tests.workflows.tasks import register
 
 
 @pytest.fixture(params=enabled_backends())
 def url_and_schema(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    if request.param == "sqlite":
-        yield {"url": f"sqlite:///{tmp_path / 'jobs.db'}"}
-        return
-    if request.param == "redis":
-        from tests.redis_engine.factory import redis_database
-
-        with redis_database() as (url, prefix):
-            yield {"url": url, "redis_prefix": prefix}
-        return
-    from tests.postgres.factory import new_schema, session_database
-
-    database, schema = session_database(), new_schema()
-    try:
-        yield {"url": database.url, "postgres_schema": schema}
-    finally:
-        database.drop_schema(schema)
+    with app_options(request.param, tmp_path) as options:
+        yield options
 
 
 @pytest.fixture
