@@ -31,7 +31,23 @@ if TYPE_CHECKING:
     from conveyor.app import Conveyor
 
 
-class Chain:
+class _Canvas:
+    """What chains and groups share: enqueueing the whole of them at once."""
+
+    def enqueue(
+        self,
+        app: Conveyor,
+        *,
+        workflow_id: str | None = None,
+        on_parent_failure: str | None = None,
+    ) -> Workflow:
+        assert isinstance(self, Chain | Group)
+        return enqueue_workflow(
+            app, self, workflow_id=workflow_id, on_parent_failure=on_parent_failure
+        )
+
+
+class Chain(_Canvas):
     """Steps one after the other."""
 
     def __init__(self, *steps: JobSpec | Chain | Group) -> None:
@@ -40,19 +56,8 @@ class Chain:
     def __repr__(self) -> str:
         return f"chain({', '.join(map(_describe, self.steps))})"
 
-    def enqueue(
-        self,
-        app: Conveyor,
-        *,
-        workflow_id: str | None = None,
-        on_parent_failure: str | None = None,
-    ) -> Workflow:
-        return enqueue_workflow(
-            app, self, workflow_id=workflow_id, on_parent_failure=on_parent_failure
-        )
 
-
-class Group:
+class Group(_Canvas):
     """Steps side by side; the group has ended when all of them have."""
 
     def __init__(self, *members: JobSpec | Chain | Group) -> None:
@@ -60,17 +65,6 @@ class Group:
 
     def __repr__(self) -> str:
         return f"group({', '.join(map(_describe, self.members))})"
-
-    def enqueue(
-        self,
-        app: Conveyor,
-        *,
-        workflow_id: str | None = None,
-        on_parent_failure: str | None = None,
-    ) -> Workflow:
-        return enqueue_workflow(
-            app, self, workflow_id=workflow_id, on_parent_failure=on_parent_failure
-        )
 
 
 def chain(*steps: JobSpec | Chain | Group) -> Chain:
