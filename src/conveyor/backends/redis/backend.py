@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -104,6 +105,13 @@ def _plain(job: NewJob, limits: Mapping[str, int]) -> bool:
         and job.trace_context is None
         and job.queue not in limits
     )
+
+
+#: What the jobs of a run of enqueue_plain.lua share, and what each sends of its own.
+_HEAD = operator.attrgetter(
+    "task", "queue", "priority", "run_at", "delay", "max_attempts", "timeout"
+)
+_ARGUMENTS = operator.attrgetter("args_json", "kwargs_json")
 
 
 def _job_row(job: NewJob) -> list[Any]:
@@ -251,27 +259,32 @@ class RedisBackend(Backend):
         return results
 
     def _enqueue_plain(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        """The hot path: jobs as flat text arguments (enqueue_plain.lua)."""
+        """The hot path: jobs as flat text arguments (enqueue_plain.lua), in runs that share
+        everything but their arguments, each run's head sent once."""
+        runs = [(head, list(run)) for head, run in itertools.groupby(jobs, _HEAD)]
         args: list[Any] = []
-        for job in jobs:
+        for (task, queue, priority, run_at, delay, max_attempts, timeout), run in runs:
             args += (
-                job.task,
-                job.queue,
-                job.args_json,
-                job.kwargs_json,
-                job.priority,
-                "" if job.run_at is None else repr(float(job.run_at)),
-                repr(float(job.delay)),
-                job.max_attempts,
-                "" if job.timeout is None else repr(float(job.timeout)),
+                task,
+                queue,
+                priority,
+                "" if run_at is None else repr(float(run_at)),
+                repr(float(delay)),
+                max_attempts,
+                "" if timeout is None else repr(float(timeout)),
+                len(run),
             )
+            args += itertools.chain.from_iterable(map(_ARGUMENTS, run))
         reply = self._run("enqueue_plain", *args)
         at, first = float(reply[0]), int(reply[1])
-        results = [
-            EnqueueResult(first + i, JobState(state), True, at=at)
-            for i, state in enumerate(reply[2:])
-        ]
-        self._notify_local(sorted({job.queue for job in jobs}))
+        results: list[EnqueueResult] = []
+        for (_, run), state_text in zip(runs, reply[2:], strict=True):
+            state = JobState(state_text)
+            start = first + len(results)
+            results += [
+                EnqueueResult(i, state, True, None, at) for i in range(start, start + len(run))
+            ]
+        self._notify_local(sorted({head[1] for head, _ in runs}))
         return results
 
     # --- the run of a job -----------------------------------------------------------------
