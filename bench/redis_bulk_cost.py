@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -63,7 +63,7 @@ def main() -> None:
     if args.url is None:
         raise SystemExit("--url of a private redis-server on this machine is required")
     client = redis.Redis.from_url(args.url, decode_responses=True)
-    pid = int(client.info("server")["process_id"])
+    pid = int(cast("dict[str, Any]", client.info("server"))["process_id"])
     app, _folder = fresh_app(args.url, args.synchronous)
     bare = Bare(args.url)
     figures: dict[str, list[dict[str, float]]] = {"conveyor": [], "minimal script": []}
