@@ -19,7 +19,7 @@ from redis.crc import key_slot
 
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.connection import key_prefix
-from conveyor.errors import ConfigurationError, StorageFull
+from conveyor.errors import BackendError, ConfigurationError, StorageFull
 from conveyor.job import JobState
 from conveyor.settings import Settings
 from tests.contract.helpers import LEASE, claim_one, enqueue, succeed
@@ -248,6 +248,25 @@ def test_a_batch_of_runs_is_stored_as_the_general_path_stores_it() -> None:
         for b in (plain, general):
             b.close()
             drop_prefix(url, b.settings.redis_prefix)
+
+
+def test_a_plain_batch_with_an_invalid_job_is_refused_whole() -> None:
+    """The NewJobs a backend is given were checked already; enqueue_plain.lua checks again
+    what it would store wrong, before it writes anything."""
+    url = server_url()
+    backend = open_on(url)
+    try:
+        for bad, why in (
+            (new_job(max_attempts=0), "position 3: max_attempts must be >= 1"),
+            (new_job(priority=cast("int", 1.5)), "position 3: priority must be an integer"),
+        ):
+            with pytest.raises(BackendError, match=why):
+                backend.enqueue_many([new_job(), new_job(queue="q2"), bad, new_job()])
+        assert backend.stats() == {}
+        assert backend.list_jobs() == []
+    finally:
+        backend.close()
+        drop_prefix(url, backend.settings.redis_prefix)
 
 
 def test_a_thread_gives_its_connection_back_to_the_pool_when_it_ends() -> None:

@@ -16,9 +16,13 @@ local HEAD, total = 8, 0
 local at = 2
 while at <= #ARGV do
   local priority, attempts = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 5])
-  if attempts < 1 or priority ~= math.floor(priority) then
+  if attempts < 1 then
     return redis.error_reply('invalid job at position ' .. (total + 1) ..
       ': max_attempts must be >= 1')
+  end
+  if priority ~= math.floor(priority) then
+    return redis.error_reply('invalid job at position ' .. (total + 1) ..
+      ': priority must be an integer')
   end
   local n = tonumber(ARGV[at + 7])
   total = total + n
