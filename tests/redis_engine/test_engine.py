@@ -194,9 +194,10 @@ def test_a_plain_job_is_stored_as_the_general_path_stores_one() -> None:
 
 
 def test_a_batch_of_runs_is_stored_as_the_general_path_stores_it() -> None:
-    """enqueue_plain.lua takes a batch as runs of jobs that share their options: runs of any
-    length, in any order, are stored job by job as enqueue.lua stores the same batch (its
-    queues given a limit), claimed in the same order, and counted alike."""
+    """enqueue_plain.lua takes a batch as runs of jobs that share their options, and of each
+    run only the argument texts that are not empty: runs of any length and kind, in any order,
+    are stored job by job as enqueue.lua stores the same batch (its queues given a limit),
+    claimed in the same order, and counted alike."""
     url = server_url()
     past = 1_000_000.0
     batch = [
@@ -211,6 +212,10 @@ def test_a_batch_of_runs_is_stored_as_the_general_path_stores_it() -> None:
         new_job(args_json="[9]", timeout=1.5),
         new_job(args_json="[10]", timeout=1.5, run_at=4e9),
         new_job(args_json="[11]"),
+        new_job(task="tests.bare"),
+        new_job(task="tests.bare"),
+        new_job(task="tests.keywords", kwargs_json='{"a": 12}'),
+        new_job(task="tests.keywords"),
     ]
     plain = open_on(url)
     general = open_on(url, queue_limits={"default": 1_000, "q2": 1_000})
@@ -236,7 +241,8 @@ def test_a_batch_of_runs_is_stored_as_the_general_path_stores_it() -> None:
         assert plain.stats() == general.stats()
 
         def order(backend: RedisBackend) -> list[str]:
-            return [json.dumps(run.args) for run in backend.claim("w", None, len(batch), LEASE)]
+            runs = backend.claim("w", None, len(batch), LEASE)
+            return [json.dumps([run.task, run.args, run.kwargs]) for run in runs]
 
         assert order(plain) == order(general)
         assert [j.args for j in plain.list_jobs(states=[JobState.SCHEDULED])] == [

@@ -107,11 +107,12 @@ def _plain(job: NewJob, limits: Mapping[str, int]) -> bool:
     )
 
 
-#: What the jobs of a run of enqueue_plain.lua share, and what each sends of its own.
+#: What the jobs of a run of enqueue_plain.lua share, and what each may send of its own.
 _HEAD = operator.attrgetter(
     "task", "queue", "priority", "run_at", "delay", "max_attempts", "timeout"
 )
-_ARGUMENTS = operator.attrgetter("args_json", "kwargs_json")
+_ARGS_JSON = operator.attrgetter("args_json")
+_KWARGS_JSON = operator.attrgetter("kwargs_json")
 
 
 def _job_row(job: NewJob) -> list[Any]:
@@ -260,7 +261,8 @@ class RedisBackend(Backend):
 
     def _enqueue_plain(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """The hot path: jobs as flat text arguments (enqueue_plain.lua), in runs that share
-        everything but their arguments, each run's head sent once."""
+        everything but their arguments, each run's head sent once, and of the argument texts
+        only those that are not empty."""
         runs = [(head, list(run)) for head, run in itertools.groupby(jobs, _HEAD)]
         args: list[Any] = []
         for (task, queue, priority, run_at, delay, max_attempts, timeout), run in runs:
@@ -274,7 +276,17 @@ class RedisBackend(Backend):
                 "" if timeout is None else repr(float(timeout)),
                 len(run),
             )
-            args += itertools.chain.from_iterable(map(_ARGUMENTS, run))
+            args_texts = list(map(_ARGS_JSON, run))
+            kwargs_texts = list(map(_KWARGS_JSON, run))
+            with_args = args_texts.count("[]") < len(run)
+            with_kwargs = kwargs_texts.count("{}") < len(run)
+            args.append(with_args + 2 * with_kwargs)
+            if with_args and with_kwargs:
+                args += itertools.chain.from_iterable(zip(args_texts, kwargs_texts, strict=True))
+            elif with_args:
+                args += args_texts
+            elif with_kwargs:
+                args += kwargs_texts
         reply = self._run("enqueue_plain", *args)
         at, first = float(reply[0]), int(reply[1])
         results: list[EnqueueResult] = []

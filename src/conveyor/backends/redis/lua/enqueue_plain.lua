@@ -5,14 +5,17 @@
 -- of the checks a plain job cannot need.
 -- ARGV[2...]: runs of jobs that share everything but their arguments (a batch is mostly one
 -- run): task, queue, priority, run_at ("" for none), delay, max_attempts, timeout ("" for
--- none), the run's length n, then n pairs of args, kwargs.
+-- none), the run's length n, which argument texts each job sends (1: args, 2: kwargs, 3:
+-- both, 0: neither), then those of each job; a text not sent is the empty one ("[]", "{}").
 -- Returns [now, first id, state of each run]: the new jobs' ids follow one another, in batch
 -- order, and the jobs of a run share their state.
 --
 -- This is the bulk hot path: per job it writes the hash and three index entries, and does
 -- as little else as it can (the id's text made once, the rank built from it by
 -- concatenation, the tables filled by index rather than through #).
-local HEAD, total = 8, 0
+local HEAD, total = 9, 0
+-- How many texts a job sends, by the run's ``sent``.
+local WIDTH = {[0] = 0, 1, 1, 2}
 local at = 2
 while at <= #ARGV do
   local priority, attempts = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 5])
@@ -26,7 +29,7 @@ while at <= #ARGV do
   end
   local n = tonumber(ARGV[at + 7])
   total = total + n
-  at = at + HEAD + 2 * n
+  at = at + HEAD + WIDTH[tonumber(ARGV[at + 8])] * n
 end
 
 local first = redis.call('INCRBY', P .. ':seq', total) - total + 1
@@ -43,6 +46,11 @@ local id = first
 at = 2
 while at <= #ARGV do
   local task, queue, n = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 7])
+  local sent = tonumber(ARGV[at + 8])
+  local width, with_args, with_kwargs = WIDTH[sent], sent % 2 == 1, sent >= 2
+  -- Where each job's kwargs text sits after its first.
+  local kwargs_at = with_args and 1 or 0
+  local args, kwargs = '[]', '{}'
   local run_at = ARGV[at + 3]
   if run_at == '' then run_at = NOW + tonumber(ARGV[at + 4]) else run_at = tonumber(run_at) end
   local priority, when = num(tonumber(ARGV[at + 2])), num(run_at)
@@ -52,20 +60,24 @@ while at <= #ARGV do
   local state = run_at > NOW and 'scheduled' or 'queued'
   local head = string.sub(rank(tonumber(priority), run_at, 0), 1, -13)
   local ranks, n_ranks = {}, 0
-  for a = at + HEAD, at + HEAD + 2 * n - 1, 2 do
+  local a = at + HEAD
+  for _ = 1, n do
+    if with_args then args = ARGV[a] end
+    if with_kwargs then kwargs = ARGV[a + kwargs_at] end
+    a = a + width
     local sid = tostring(id)
     local key = job_prefix .. sid
     if state == 'queued' then
       local rk = head .. pads[#sid] .. sid
-      redis.call('HSET', key, 'id', sid, 'task', task, 'queue', queue, 'args', ARGV[a],
-        'kwargs', ARGV[a + 1], 'priority', priority, 'run_at', when, 'max_attempts', attempts,
+      redis.call('HSET', key, 'id', sid, 'task', task, 'queue', queue, 'args', args,
+        'kwargs', kwargs, 'priority', priority, 'run_at', when, 'max_attempts', attempts,
         'created_at', created, 'state', state, 'rk', rk)
       ranks[n_ranks + 1] = '0'
       ranks[n_ranks + 2] = rk
       n_ranks = n_ranks + 2
     else
-      redis.call('HSET', key, 'id', sid, 'task', task, 'queue', queue, 'args', ARGV[a],
-        'kwargs', ARGV[a + 1], 'priority', priority, 'run_at', when, 'max_attempts', attempts,
+      redis.call('HSET', key, 'id', sid, 'task', task, 'queue', queue, 'args', args,
+        'kwargs', kwargs, 'priority', priority, 'run_at', when, 'max_attempts', attempts,
         'created_at', created, 'state', state)
       due[n_due + 1] = when
       due[n_due + 2] = sid
@@ -86,7 +98,7 @@ while at <= #ARGV do
   local name = queue .. '\n' .. state
   stat_changes[name] = (stat_changes[name] or 0) + n
   out[#out + 1] = state
-  at = at + HEAD + 2 * n
+  at = a
 end
 
 variadic('ZADD', P .. ':jobs', ids, 2)
