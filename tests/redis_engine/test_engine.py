@@ -216,6 +216,9 @@ def test_a_batch_of_runs_is_stored_as_the_general_path_stores_it() -> None:
         new_job(task="tests.bare"),
         new_job(task="tests.keywords", kwargs_json='{"a": 12}'),
         new_job(task="tests.keywords"),
+        new_job(task="tests.one", kwargs_json='{"b": 13}'),
+        new_job(task="tests.two", args_json="[14]", kwargs_json='{"c": 14}'),
+        new_job(task="tests.three"),
     ]
     plain = open_on(url)
     general = open_on(url, queue_limits={"default": 1_000, "q2": 1_000})

@@ -115,6 +115,28 @@ _ARGS_JSON = operator.attrgetter("args_json")
 _KWARGS_JSON = operator.attrgetter("kwargs_json")
 
 
+def _add_texts(args: list[Any], run: list[NewJob]) -> None:
+    """The argument texts of a run of enqueue_plain.lua, after what it sends of them."""
+    if len(run) == 1:
+        job = run[0]
+        texts = [job.args_json, job.kwargs_json]
+        sent = (texts[0] != "[]") + 2 * (texts[1] != "{}")
+        args.append(sent)
+        args += texts if sent == 3 else texts[sent - 1 : sent]
+        return
+    args_texts = list(map(_ARGS_JSON, run))
+    kwargs_texts = list(map(_KWARGS_JSON, run))
+    with_args = args_texts.count("[]") < len(run)
+    with_kwargs = kwargs_texts.count("{}") < len(run)
+    args.append(with_args + 2 * with_kwargs)
+    if with_args and with_kwargs:
+        args += itertools.chain.from_iterable(zip(args_texts, kwargs_texts, strict=True))
+    elif with_args:
+        args += args_texts
+    elif with_kwargs:
+        args += kwargs_texts
+
+
 def _job_row(job: NewJob) -> list[Any]:
     """A job as enqueue.lua reads it."""
     return [
@@ -263,7 +285,10 @@ class RedisBackend(Backend):
         """The hot path: jobs as flat text arguments (enqueue_plain.lua), in runs that share
         everything but their arguments, each run's head sent once, and of the argument texts
         only those that are not empty."""
-        runs = [(head, list(run)) for head, run in itertools.groupby(jobs, _HEAD)]
+        if len(jobs) == 1:  # a single enqueue: no grouping to do
+            runs = [(_HEAD(jobs[0]), list(jobs))]
+        else:
+            runs = [(head, list(run)) for head, run in itertools.groupby(jobs, _HEAD)]
         args: list[Any] = []
         for (task, queue, priority, run_at, delay, max_attempts, timeout), run in runs:
             args += (
@@ -276,17 +301,7 @@ class RedisBackend(Backend):
                 "" if timeout is None else repr(float(timeout)),
                 len(run),
             )
-            args_texts = list(map(_ARGS_JSON, run))
-            kwargs_texts = list(map(_KWARGS_JSON, run))
-            with_args = args_texts.count("[]") < len(run)
-            with_kwargs = kwargs_texts.count("{}") < len(run)
-            args.append(with_args + 2 * with_kwargs)
-            if with_args and with_kwargs:
-                args += itertools.chain.from_iterable(zip(args_texts, kwargs_texts, strict=True))
-            elif with_args:
-                args += args_texts
-            elif with_kwargs:
-                args += kwargs_texts
+            _add_texts(args, run)
         reply = self._run("enqueue_plain", *args)
         at, first = float(reply[0]), int(reply[1])
         results: list[EnqueueResult] = []
