@@ -5,9 +5,11 @@ with the other engines is the contract suite's (tests/contract)."""
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import cast
 
@@ -17,7 +19,7 @@ from redis.crc import key_slot
 
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.connection import key_prefix
-from conveyor.errors import ConfigurationError, StorageFull
+from conveyor.errors import BackendError, ConfigurationError, StorageFull
 from conveyor.job import JobState
 from conveyor.settings import Settings
 from tests.contract.helpers import LEASE, claim_one, enqueue, succeed
@@ -187,6 +189,91 @@ def test_a_plain_job_is_stored_as_the_general_path_stores_one() -> None:
         assert counts["plain"] == counts["limited"] == {JobState.QUEUED: 1, JobState.SCHEDULED: 1}
     finally:
         client.close()
+        backend.close()
+        drop_prefix(url, backend.settings.redis_prefix)
+
+
+def test_a_batch_of_runs_is_stored_as_the_general_path_stores_it() -> None:
+    """enqueue_plain.lua takes a batch as runs of jobs that share their options, and of each
+    run only the argument texts that are not empty: runs of any length and kind, in any order,
+    are stored job by job as enqueue.lua stores the same batch (its queues given a limit),
+    claimed in the same order, and counted alike."""
+    url = server_url()
+    past = 1_000_000.0
+    batch = [
+        new_job(args_json="[1]"),
+        new_job(args_json="[2]", kwargs_json='{"k": 2}'),
+        new_job(task="tests.other", args_json="[3]"),
+        new_job(args_json="[4]"),
+        new_job(queue="q2", priority=5, args_json="[5]"),
+        new_job(queue="q2", priority=5, args_json="[6]", delay=30.5),
+        new_job(queue="q2", priority=5, args_json="[7]", delay=30.5),
+        new_job(args_json="[8]", run_at=past, max_attempts=7),
+        new_job(args_json="[9]", timeout=1.5),
+        new_job(args_json="[10]", timeout=1.5, run_at=4e9),
+        new_job(args_json="[11]"),
+        new_job(task="tests.bare"),
+        new_job(task="tests.bare"),
+        new_job(task="tests.keywords", kwargs_json='{"a": 12}'),
+        new_job(task="tests.keywords"),
+        new_job(task="tests.one", kwargs_json='{"b": 13}'),
+        new_job(task="tests.two", args_json="[14]", kwargs_json='{"c": 14}'),
+        new_job(task="tests.three"),
+    ]
+    plain = open_on(url)
+    general = open_on(url, queue_limits={"default": 1_000, "q2": 1_000})
+    try:
+        written = {b: b.enqueue_many(batch) for b in (plain, general)}
+        ids = [r.job_id for r in written[plain]]
+        assert ids == list(range(ids[0], ids[0] + len(batch)))
+        assert [r.state for r in written[plain]] == [r.state for r in written[general]]
+        assert {r.at for r in written[plain]} == {written[plain][0].at}
+
+        def stored(backend: RedisBackend) -> list[dict[str, object]]:
+            rows = []
+            for result in written[backend]:
+                job = backend.get(result.job_id)
+                assert job.id == result.job_id and job.created_at == result.at
+                row = {k: v for k, v in asdict(job).items() if k not in ("id", "created_at")}
+                if job.run_at != past and job.run_at != 4e9:
+                    row["run_at"] = job.run_at - job.created_at
+                rows.append(row)
+            return rows
+
+        assert stored(plain) == stored(general)
+        assert plain.stats() == general.stats()
+
+        def order(backend: RedisBackend) -> list[str]:
+            runs = backend.claim("w", None, len(batch), LEASE)
+            return [json.dumps([run.task, run.args, run.kwargs]) for run in runs]
+
+        assert order(plain) == order(general)
+        assert [j.args for j in plain.list_jobs(states=[JobState.SCHEDULED])] == [
+            [10],
+            [7],
+            [6],
+        ]
+    finally:
+        for b in (plain, general):
+            b.close()
+            drop_prefix(url, b.settings.redis_prefix)
+
+
+def test_a_plain_batch_with_an_invalid_job_is_refused_whole() -> None:
+    """The NewJobs a backend is given were checked already; enqueue_plain.lua checks again
+    what it would store wrong, before it writes anything."""
+    url = server_url()
+    backend = open_on(url)
+    try:
+        for bad, why in (
+            (new_job(max_attempts=0), "position 3: max_attempts must be >= 1"),
+            (new_job(priority=cast("int", 1.5)), "position 3: priority must be an integer"),
+        ):
+            with pytest.raises(BackendError, match=why):
+                backend.enqueue_many([new_job(), new_job(queue="q2"), bad, new_job()])
+        assert backend.stats() == {}
+        assert backend.list_jobs() == []
+    finally:
         backend.close()
         drop_prefix(url, backend.settings.redis_prefix)
 

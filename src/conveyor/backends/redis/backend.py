@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -104,6 +105,36 @@ def _plain(job: NewJob, limits: Mapping[str, int]) -> bool:
         and job.trace_context is None
         and job.queue not in limits
     )
+
+
+#: What the jobs of a run of enqueue_plain.lua share, and what each may send of its own.
+_HEAD = operator.attrgetter(
+    "task", "queue", "priority", "run_at", "delay", "max_attempts", "timeout"
+)
+_ARGS_JSON = operator.attrgetter("args_json")
+_KWARGS_JSON = operator.attrgetter("kwargs_json")
+
+
+def _add_texts(args: list[Any], run: list[NewJob]) -> None:
+    """The argument texts of a run of enqueue_plain.lua, after what it sends of them."""
+    if len(run) == 1:
+        job = run[0]
+        texts = [job.args_json, job.kwargs_json]
+        sent = (texts[0] != "[]") + 2 * (texts[1] != "{}")
+        args.append(sent)
+        args += texts if sent == 3 else texts[sent - 1 : sent]
+        return
+    args_texts = list(map(_ARGS_JSON, run))
+    kwargs_texts = list(map(_KWARGS_JSON, run))
+    with_args = args_texts.count("[]") < len(run)
+    with_kwargs = kwargs_texts.count("{}") < len(run)
+    args.append(with_args + 2 * with_kwargs)
+    if with_args and with_kwargs:
+        args += itertools.chain.from_iterable(zip(args_texts, kwargs_texts, strict=True))
+    elif with_args:
+        args += args_texts
+    elif with_kwargs:
+        args += kwargs_texts
 
 
 def _job_row(job: NewJob) -> list[Any]:
@@ -251,27 +282,36 @@ class RedisBackend(Backend):
         return results
 
     def _enqueue_plain(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        """The hot path: jobs as flat text arguments (enqueue_plain.lua)."""
+        """The hot path: jobs as flat text arguments (enqueue_plain.lua), in runs that share
+        everything but their arguments, each run's head sent once, and of the argument texts
+        only those that are not empty."""
+        if len(jobs) == 1:  # a single enqueue: no grouping to do
+            runs = [(_HEAD(jobs[0]), list(jobs))]
+        else:
+            runs = [(head, list(run)) for head, run in itertools.groupby(jobs, _HEAD)]
         args: list[Any] = []
-        for job in jobs:
+        for (task, queue, priority, run_at, delay, max_attempts, timeout), run in runs:
             args += (
-                job.task,
-                job.queue,
-                job.args_json,
-                job.kwargs_json,
-                job.priority,
-                "" if job.run_at is None else repr(float(job.run_at)),
-                repr(float(job.delay)),
-                job.max_attempts,
-                "" if job.timeout is None else repr(float(job.timeout)),
+                task,
+                queue,
+                priority,
+                "" if run_at is None else repr(float(run_at)),
+                repr(float(delay)),
+                max_attempts,
+                "" if timeout is None else repr(float(timeout)),
+                len(run),
             )
+            _add_texts(args, run)
         reply = self._run("enqueue_plain", *args)
         at, first = float(reply[0]), int(reply[1])
-        results = [
-            EnqueueResult(first + i, JobState(state), True, at=at)
-            for i, state in enumerate(reply[2:])
-        ]
-        self._notify_local(sorted({job.queue for job in jobs}))
+        results: list[EnqueueResult] = []
+        for (_, run), state_text in zip(runs, reply[2:], strict=True):
+            state = JobState(state_text)
+            start = first + len(results)
+            results += [
+                EnqueueResult(i, state, True, None, at) for i in range(start, start + len(run))
+            ]
+        self._notify_local(sorted({head[1] for head, _ in runs}))
         return results
 
     # --- the run of a job -----------------------------------------------------------------
