@@ -220,6 +220,30 @@ class RedisBackend(Backend):
             return []
         return self._enqueue(jobs, "", 0.0)
 
+    def enqueue_one(self, job: NewJob) -> EnqueueResult:
+        # enqueue_one.lua stores the text of priority and max_attempts as it comes.
+        if not (
+            _plain(job, self.settings.queue_limits)
+            and type(job.priority) is int
+            and type(job.max_attempts) is int
+        ):
+            return self._enqueue([job], "", 0.0)[0]
+        reply = self._run(
+            "enqueue_one",
+            job.task,
+            job.queue,
+            job.args_json,
+            job.kwargs_json,
+            job.priority,
+            "" if job.run_at is None else repr(float(job.run_at)),
+            repr(float(job.delay)),
+            job.max_attempts,
+            "" if job.timeout is None else repr(float(job.timeout)),
+        )
+        result = EnqueueResult(int(reply[1]), JobState(reply[2]), True, at=float(reply[0]))
+        self._notify_local((job.queue,))
+        return result
+
     def _enqueue(self, jobs: Sequence[NewJob], schedule: str, tick: float) -> list[EnqueueResult]:
         limits = self.settings.queue_limits
         if not schedule and all(_plain(job, limits) for job in jobs):
