@@ -26,6 +26,8 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
+from conveyor.backends.redis.aio import Fallback, Pipes, available, pack
+
 _USES = "-- uses:"
 #: What a broken connection raises (connection.py retries on the same).
 _BROKEN = (redis.ConnectionError, redis.TimeoutError, ConnectionError)
@@ -88,6 +90,8 @@ class Scripts:
         self._scripts: dict[str, Any] = {}
         self._pool = client.connection_pool if isinstance(client, redis.Redis) else None
         self._local = threading.local()
+        pool = self._pool
+        self._pipes = Pipes(pool) if pool is not None and available(pool) else None
 
     def run(self, name: str, now: float | None, *args: Any) -> Any:
         """Run script ``name`` with "now" (None: the server's clock) and ``args``."""
@@ -104,12 +108,28 @@ class Scripts:
             script.sha = self._client.script_load(script.script)
             return self._evalsha(script.sha, argv)
 
+    async def run_async(self, name: str, now: float | None, *args: Any) -> Any:
+        """``run`` from an event loop, without a thread (aio.py). Raises aio.Fallback when
+        only ``run`` can do it: then the script may have run, as when ``run`` retries."""
+        script = self._scripts.get(name)
+        if script is None or self._pipes is None:
+            raise Fallback  # ``run`` loads it, or the client cannot be driven from a loop
+        argv = ("" if now is None else repr(now), *args)
+        try:
+            return await self._pipes.call("EVALSHA", script.sha, 1, self._prefix, *argv)
+        except NoScriptError:
+            raise Fallback from None
+
     def _evalsha(self, sha: str, argv: tuple[Any, ...]) -> Any:
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid():
             held = self._local.held = _Held(self._pool)
         connection = held.connection
-        command = connection.pack_command("EVALSHA", sha, 1, self._prefix, *argv)
+        packed = pack(("EVALSHA", sha, 1, self._prefix, *argv))
+        if packed is None:
+            command = connection.pack_command("EVALSHA", sha, 1, self._prefix, *argv)
+        else:
+            command = [packed]
         # The call an application makes most (one enqueue) spends a fifth of its client time
         # in the Retry's machinery when nothing fails: it is entered only once a send failed.
         try:
