@@ -7,6 +7,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -123,3 +124,45 @@ def test_a_killed_connection_or_a_flushed_script_falls_back_to_the_blocking_path
     finally:
         admin.close()
         backend.close()
+
+
+def test_closing_the_backend_closes_the_connections_of_the_loops(private: str) -> None:
+    admin = redis.Redis.from_url(private)
+
+    def clients() -> int:
+        return len(cast("list[object]", admin.client_list())) - 1  # without the admin's own
+
+    backend = open_on(private)
+    try:
+        backend.enqueue_one(new_job())
+        idle = clients()
+
+        async def one() -> None:
+            await backend.enqueue_one_async(new_job())
+
+        async def in_loop() -> None:
+            await one()
+            assert clients() == idle + 1  # the loop's own connection
+            # Closed from another thread while this loop runs: the loop forgets the socket.
+            closer = threading.Thread(target=backend.close)
+            closer.start()
+            closer.join()
+            await asyncio.sleep(0.05)
+
+        asyncio.run(in_loop())
+        assert clients() == 0
+        # The same loop of a new backend, with a socket that may reuse the old number.
+        other = open_on(private)
+        try:
+            other.enqueue_one(new_job())
+
+            async def again() -> None:
+                for _ in range(5):
+                    await other.enqueue_one_async(new_job())
+
+            asyncio.run(again())
+            assert other.stats()["default"] == {JobState.QUEUED: 6}
+        finally:
+            other.close()
+    finally:
+        admin.close()

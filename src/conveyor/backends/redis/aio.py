@@ -2,9 +2,10 @@
 
 Handing a call to a thread (conveyor.offload) costs a coroutine more than the round trip to a
 local Redis, and redis-py's asyncio client about as much again. Here each thread keeps a
-connection of the client's pool whose socket its running event loop watches (a ``Pipe``): a
-call writes its command and waits for its reply; calls that other coroutines of the loop make
-meanwhile are pipelined behind it, and the replies come back in the order of the commands.
+connection of its own (made as the client's pool makes them: same server, credentials,
+database) whose socket its running event loop watches (a ``Pipe``): a call writes its command
+and waits for its reply; calls that other coroutines of the loop make meanwhile are pipelined
+behind it, and the replies come back in the order of the commands.
 
 Only the happy path is taken here. ``Fallback`` sends the caller to the blocking path (on a
 thread), which knows the rest: a connection that broke or timed out (dropped here, then the
@@ -15,6 +16,7 @@ either ran whole or not at all), a script the server lost (NOSCRIPT: loaded agai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import weakref
@@ -53,15 +55,14 @@ def available(pool: Any) -> bool:
 
 
 class Pipe:
-    """A connected redis-py Connection of ``pool`` whose socket one event loop at a time
-    watches. It is given back to the pool, disconnected, once it broke or its thread ended."""
+    """A connected redis-py Connection whose socket one event loop at a time watches, closed
+    once it broke, its thread ended or the backend closed."""
 
-    def __init__(self, pool: Any, connection: Any) -> None:
+    def __init__(self, connection: Any) -> None:
         self.pid = os.getpid()
         self.broken = False
-        self._connection = connection
         self._timeout: float = connection.socket_timeout or 30.0
-        # Past redis-py's handshake (AUTH, SELECT, ...) the socket is ours until given back.
+        # Past redis-py's handshake (AUTH, SELECT, ...) the socket is ours.
         self._sock = connection._sock
         self._sock.setblocking(False)
         self._fd = self._sock.fileno()
@@ -69,7 +70,7 @@ class Pipe:
         self._waiting: deque[tuple[asyncio.Future[Any], asyncio.TimerHandle]] = deque()
         self._unsent = b""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._give_back = weakref.finalize(self, _give_back, pool, connection)
+        self._disconnect = weakref.finalize(self, connection.disconnect)
 
     def call(self, command: bytes) -> asyncio.Future[Any]:
         """Send the packed ``command``; its reply (or a ResponseError) is the future's result,
@@ -140,19 +141,37 @@ class Pipe:
         self.close()
 
     def close(self) -> None:
-        """Fail every call waiting here with Fallback, and give the connection back."""
+        """Fail every call waiting here with Fallback, and close the connection (on the
+        loop's thread: the loop must forget the socket before it is closed)."""
         if self.broken:
             return
         self.broken = True
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
-            self._loop.remove_writer(self._fd)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self._fd)
+            loop.remove_writer(self._fd)
         waiting, self._waiting = self._waiting, deque()
         for future, timer in waiting:
             timer.cancel()
             if not future.done():
                 future.set_exception(Fallback())
-        self._give_back()
+        self._disconnect()
+
+    def close_from_anywhere(self) -> None:
+        """``close`` from any thread."""
+        loop = self._loop
+        if loop is not None and loop.is_running() and not _runs(loop):
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self.close)
+                return
+        self.close()
+
+
+def _runs(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _error(message: str) -> redis.ResponseError:
@@ -162,17 +181,14 @@ def _error(message: str) -> redis.ResponseError:
     return redis.ResponseError(message)
 
 
-def _give_back(pool: Any, connection: Any) -> None:
-    connection.disconnect()
-    pool.release(connection)
-
-
 class Pipes:
     """The Pipe of each thread, opened on first use (the connect blocks: on a thread)."""
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self._local = threading.local()
+        self._open_pipes: weakref.WeakSet[Pipe] = weakref.WeakSet()
+        self._closed = False
 
     async def call(self, *args: Any) -> Any:
         """The reply of the command ``args``; its error reply raised as a ResponseError."""
@@ -185,14 +201,25 @@ class Pipes:
         return reply
 
     async def _open(self) -> Pipe:
+        if self._closed:
+            raise Fallback
+        pool = self._pool
+        connection = pool.connection_class(**pool.connection_kwargs)
         try:
-            connection = await OFFLOAD.run(self._pool.get_connection)
+            await OFFLOAD.run(connection.connect)
         except redis.RedisError:
             raise Fallback from None
-        pipe: Pipe | None = getattr(self._local, "pipe", None)
-        if pipe is not None and not pipe.broken and pipe.pid == os.getpid():
-            # Another coroutine of this thread opened one meanwhile.
-            self._pool.release(connection)
-            return pipe
-        pipe = self._local.pipe = Pipe(self._pool, connection)
+        pipe = Pipe(connection)
+        current: Pipe | None = getattr(self._local, "pipe", None)
+        if current is not None and not current.broken and current.pid == os.getpid():
+            pipe.close()  # another coroutine of this thread opened one meanwhile
+            return current
+        self._local.pipe = pipe
+        self._open_pipes.add(pipe)
         return pipe
+
+    def close(self) -> None:
+        """Close every thread's Pipe; calls from now on take the blocking path."""
+        self._closed = True
+        for pipe in list(self._open_pipes):
+            pipe.close_from_anywhere()

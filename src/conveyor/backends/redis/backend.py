@@ -802,6 +802,7 @@ class RedisBackend(Backend):
     def close(self) -> None:
         self._listener.stop()
         self._finish_listener.stop()
+        self._scripts.close()
         self._redis.close()
 
 

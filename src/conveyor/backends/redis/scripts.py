@@ -120,6 +120,11 @@ class Scripts:
         except NoScriptError:
             raise Fallback from None
 
+    def close(self) -> None:
+        """Close the connections of the event loops (the client closes its pool's)."""
+        if self._pipes is not None:
+            self._pipes.close()
+
     def _evalsha(self, sha: str, argv: tuple[Any, ...]) -> Any:
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid():
