@@ -41,7 +41,12 @@ _BUFFER = 65536
 def pack(args: tuple[Any, ...]) -> bytes | None:
     """The command ``args`` as the server reads it (texts, bytes and numbers), packed by
     hiredis in a quarter of the time redis-py's packer takes around it; None without hiredis."""
-    return cast("bytes", hiredis.pack_command(args)) if _HIREDIS else None
+    if not _HIREDIS:
+        return None
+    try:
+        return cast("bytes", hiredis.pack_command(args))
+    except TypeError as exc:  # an argument of no type a command takes: as redis-py says it
+        raise redis.DataError(str(exc)) from exc
 
 
 class Fallback(Exception):
@@ -210,6 +215,9 @@ class Pipes:
         except redis.RedisError:
             raise Fallback from None
         pipe = Pipe(connection)
+        if self._closed:  # while it connected
+            pipe.close()
+            raise Fallback
         current: Pipe | None = getattr(self._local, "pipe", None)
         if current is not None and not current.broken and current.pid == os.getpid():
             pipe.close()  # another coroutine of this thread opened one meanwhile
