@@ -12,9 +12,10 @@ from typing import cast
 import pytest
 import redis
 
+from conveyor import Conveyor
 from conveyor.backends.base import EnqueueResult
 from conveyor.backends.redis import RedisBackend
-from conveyor.job import JobState
+from conveyor.job import Job, JobState
 from conveyor.settings import Settings
 from tests.redis_engine.factory import drop_prefix, new_prefix, server_url
 from tests.redis_engine.server import private_server
@@ -166,3 +167,32 @@ def test_closing_the_backend_closes_the_connections_of_the_loops(private: str) -
             other.close()
     finally:
         admin.close()
+
+
+def test_task_enqueue_async_returns_the_job_as_stored() -> None:
+    url = server_url()
+    app = Conveyor(url, redis_prefix=new_prefix())
+
+    @app.task(name="tests.add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    try:
+
+        async def main() -> list[Job]:
+            return [await add.enqueue_async(n, 1) for n in range(3)] + [
+                await add.options(delay=30.0).enqueue_async(9, 1)
+            ]
+
+        jobs = asyncio.run(main())
+        for job in jobs:
+            stored = app.backend.get(job.id)
+            assert (stored.args, stored.state, stored.created_at) == (
+                job.args,
+                job.state,
+                job.created_at,
+            )
+        assert [job.state for job in jobs] == [JobState.QUEUED] * 3 + [JobState.SCHEDULED]
+    finally:
+        app.close()
+        drop_prefix(url, app.settings.redis_prefix)
