@@ -11,7 +11,8 @@ On a single server each thread sends its scripts on a connection of the pool it 
 back when the thread ends): redis-py's own path takes a connection from the pool, polls it for
 stale data and gives it back around every command, which costs more client time than the rest
 of a call. Retries on a broken connection are the client's own (its Retry, as configured in
-connection.py). A Redis Cluster client routes each call itself.
+connection.py). A coroutine's ``enqueue_async`` goes out on a connection that its event loop
+watches (aio.py). A Redis Cluster client routes each call itself.
 """
 
 from __future__ import annotations
@@ -55,12 +56,10 @@ def _used(shared: str, body: str) -> list[str]:
     """The top-level definitions of ``shared`` that ``body`` needs, directly or through one
     another, in their order. A definition runs from its ``local`` line to the next one (so
     the ``if`` setting NOW stays with ``local NOW``)."""
-    starts = [m.start() for m in _DEFINITION.finditer(shared)]
+    found = list(_DEFINITION.finditer(shared))
+    starts = [m.start() for m in found]
     chunks = [shared[a:b] for a, b in zip(starts, [*starts[1:], len(shared)], strict=True)]
-    defines = [
-        {n.strip() for n in _DEFINITION.match(chunk)[1].split(",")}  # type: ignore[index]
-        for chunk in chunks
-    ]
+    defines = [{n.strip() for n in m[1].split(",")} for m in found]
     needed = set(_NAME.findall(_COMMENT.sub("", body)))
     kept = [False] * len(chunks)
     grown = True
