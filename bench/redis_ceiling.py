@@ -3,12 +3,16 @@ same run, interleaved in blocks so that a slow spell of a loaded machine falls o
 
 python bench/redis_ceiling.py [--url redis://127.0.0.1:6379/0] [--jobs 3000] [--bulk 20000]
 
-Single: one task.enqueue per job (one EVALSHA each) beside one EVALSHA per job of a minimal
-Lua script writing the same shape (INCR for the id, HSET of the job's fields, ZADD to the ready
-index). Bulk: app.enqueue_many of ``--bulk`` jobs beside the minimal script taking 1,000 jobs
-per call (variadic ZADD), and beside a bare pipeline of HSET + ZADD per job (1,000 per round
-trip). The server's own rate comes from redis-benchmark (SET, 1 connection, no pipelining,
-then 16 deep), the most any one-connection client can reach.
+Single: one task.enqueue per job (one EVALSHA each), and one ``await task.enqueue_async`` per
+job, beside one EVALSHA per job of a minimal Lua script writing the same shape (INCR for the
+id, HSET of the job's fields, ZADD to the ready index) and beside the hard ceiling of any one
+call per job: a PING loop on a kept connection, the command packed once (no script, no
+encoding, no redis-py call machinery).
+
+Bulk: app.enqueue_many of ``--bulk`` jobs beside the minimal script taking 1,000 jobs per call
+(variadic ZADD), and beside a bare pipeline of HSET + ZADD per job (1,000 per round trip).
+The server's own rate comes from redis-benchmark (SET, 1 connection, no pipelining, then 16
+deep), the most any one-connection client can reach.
 
 Pickup: the ceiling of bench/w2_latency.py's figure, a bare consumer in another process
 blocked in BLPOP while this one LPUSHes its send time ``--pickups`` times, 20 ms apart
@@ -17,6 +21,7 @@ blocked in BLPOP while this one LPUSHes its send time ``--pickups`` times, 20 ms
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
 import statistics
@@ -77,6 +82,16 @@ class Bare:
 
     def one(self, n: int) -> None:
         self.single(keys=[self.prefix], args=["noop", "default", f"[{n}]"])
+
+    def pings(self, count: int) -> None:
+        connection: Any = self.client.connection_pool.get_connection()
+        try:
+            packed = connection.pack_command("PING")
+            for _ in range(count):
+                connection.send_packed_command(packed)
+                connection.read_response()
+        finally:
+            self.client.connection_pool.release(connection)
 
     def script_many(self, count: int) -> None:
         for start in range(0, count, _CHUNK):
@@ -211,14 +226,22 @@ def main() -> None:
     benchmark = server_rate(url)
     pickups = pickup_ceiling(url, args.pickups)
     print(f"Redis enqueue beside its ceiling, {machine()}, {url}")
-    for name, conveyor_name in (("single", "conveyor single"), ("bulk", "conveyor bulk")):
+    for name, conveyor_name in (
+        ("single", "conveyor single"),
+        ("single", "conveyor single async"),
+        ("bulk", "conveyor bulk"),
+    ):
         got = statistics.median(figures[conveyor_name])
         for ceiling in [c for c in figures if c.startswith(f"bare {name}")]:
             top = statistics.median(figures[ceiling])
             print(
-                f"  {conveyor_name:<17} {got:>9,.0f} jobs/s   {ceiling:<22} {top:>9,.0f} jobs/s"
+                f"  {conveyor_name:<21} {got:>9,.0f} jobs/s   {ceiling:<22} {top:>9,.0f} jobs/s"
                 f"   ratio {got / top:.2f}"
             )
+    print(
+        f"  PING loop, 1 connection (the ceiling of one call per job): "
+        f"{statistics.median(figures['ping loop']):,.0f}/s"
+    )
     if benchmark is not None:
         print(
             f"  redis-benchmark SET, 1 connection: {benchmark[0]:,.0f}/s unpipelined, "
@@ -237,7 +260,15 @@ def measure(
     def noop(n: int) -> None:
         return None
 
+    async def enqueue_async(first: int, count: int) -> float:
+        start = time.perf_counter()
+        for n in range(first, first + count):
+            await noop.enqueue_async(n)
+        return time.perf_counter() - start
+
+    loop = asyncio.new_event_loop()
     noop.enqueue(0)  # connect and load the scripts outside the timing
+    loop.run_until_complete(enqueue_async(0, 1))
     bare.one(0)
     bare.script_many(1)
     figures: dict[str, list[float]] = {}
@@ -246,9 +277,14 @@ def measure(
         figures.setdefault(name, []).append(value)
 
     for _ in range(runs):
-        single = {"conveyor single": 0.0, "bare single (script)": 0.0}
+        single = dict.fromkeys(
+            ("conveyor single", "conveyor single async", "bare single (script)", "ping loop"), 0.0
+        )
         for first in range(0, jobs, block):
             count = min(block, jobs - first)
+            start = time.perf_counter()
+            bare.pings(count)
+            single["ping loop"] += time.perf_counter() - start
             start = time.perf_counter()
             for n in range(first, first + count):
                 bare.one(n)
@@ -257,6 +293,7 @@ def measure(
             for n in range(first, first + count):
                 noop.enqueue(n)
             single["conveyor single"] += time.perf_counter() - start
+            single["conveyor single async"] += loop.run_until_complete(enqueue_async(first, count))
         for name, spent in single.items():
             add(name, jobs / spent)
         specs = [noop.job(n) for n in range(bulk)]
@@ -264,6 +301,7 @@ def measure(
         add("conveyor bulk", rate(bulk, partial(app.enqueue_many, specs)))
         add("bare bulk (pipeline)", rate(bulk, lambda: bare.pipeline_many(bulk)))
         bare.clear()
+    loop.close()
     return figures
 
 

@@ -149,21 +149,24 @@ def test_a_full_server_refuses_a_batch_whole(tmp_path: Path) -> None:
 
 
 def test_a_plain_job_is_stored_as_the_general_path_stores_one() -> None:
-    """enqueue_plain.lua (plain jobs, flat arguments) and enqueue.lua write the same fields
-    and index entries: a job with a queue limit takes the general path."""
+    """enqueue_plain.lua (plain jobs, flat arguments), enqueue_one.lua (one plain job) and
+    enqueue.lua write the same fields and index entries: a job with a queue limit takes the
+    general path."""
     url = server_url()
     backend = open_on(url, queue_limits={"limited": 1_000})
     client = redis.Redis.from_url(url, decode_responses=True)
     prefix = key_prefix(backend.settings)
     try:
         stored = {}
-        for queue in ("plain", "limited"):
-            ready, later = backend.enqueue_many(
-                [
-                    new_job(queue=queue, priority=-7, max_attempts=5, timeout=2.5),
-                    new_job(queue=queue, delay=60.25),
-                ]
-            )
+        for queue in ("plain", "limited", "single"):
+            jobs = [
+                new_job(queue=queue, priority=-7, max_attempts=5, timeout=2.5),
+                new_job(queue=queue, delay=60.25),
+            ]
+            if queue == "single":
+                ready, later = map(backend.enqueue_one, jobs)
+            else:
+                ready, later = backend.enqueue_many(jobs)
             assert (ready.state, later.state) == (JobState.QUEUED, JobState.SCHEDULED)
             rows = []
             for result in (ready, later):
@@ -181,12 +184,18 @@ def test_a_plain_job_is_stored_as_the_general_path_stores_one() -> None:
                 assert client.zscore(f"{prefix}:jobs", result.job_id) == result.job_id
                 rows.append(row)
             stored[queue] = rows
-        assert stored["plain"][0]["rk"].split(":")[0] == stored["limited"][0]["rk"].split(":")[0]
+        heads = {queue: rows[0]["rk"].split(":")[0] for queue, rows in stored.items()}
+        assert heads["plain"] == heads["limited"] == heads["single"]
         for rows in stored.values():
             rows[0]["rk"] = ""
-        assert stored["plain"] == stored["limited"]
+        assert stored["plain"] == stored["limited"] == stored["single"]
         counts = backend.stats()
-        assert counts["plain"] == counts["limited"] == {JobState.QUEUED: 1, JobState.SCHEDULED: 1}
+        assert (
+            counts["plain"]
+            == counts["limited"]
+            == counts["single"]
+            == {JobState.QUEUED: 1, JobState.SCHEDULED: 1}
+        )
     finally:
         client.close()
         backend.close()

@@ -35,6 +35,7 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.clock import DatabaseClock
+from conveyor.backends.redis.aio import Fallback
 from conveyor.backends.redis.connection import (
     Reads,
     check_eviction,
@@ -76,6 +77,8 @@ from conveyor.workflows.rules import batch_order
 
 #: The layout of the keys; a store written by a newer layout is refused.
 LAYOUT_VERSION = 1
+#: A state by its name, a tenth of the cost of JobState(name).
+_STATES = {state.value: state for state in JobState}
 #: Seconds the first change_marker() call waits for the subscription.
 _FIRST_LISTEN_WAIT = 2.0
 
@@ -135,6 +138,21 @@ def _add_texts(args: list[Any], run: list[NewJob]) -> None:
         args += args_texts
     elif with_kwargs:
         args += kwargs_texts
+
+
+def _one_row(job: NewJob) -> tuple[Any, ...]:
+    """A plain job as enqueue_one.lua reads it."""
+    return (
+        job.task,
+        job.queue,
+        job.args_json,
+        job.kwargs_json,
+        job.priority,
+        "" if job.run_at is None else repr(float(job.run_at)),
+        repr(float(job.delay)),
+        job.max_attempts,
+        "" if job.timeout is None else repr(float(job.timeout)),
+    )
 
 
 def _job_row(job: NewJob) -> list[Any]:
@@ -250,6 +268,40 @@ class RedisBackend(Backend):
         if not jobs:
             return []
         return self._enqueue(jobs, "", 0.0)
+
+    def enqueue_one(self, job: NewJob) -> EnqueueResult:
+        if not self._single(job):
+            return self._enqueue([job], "", 0.0)[0]
+        return self._enqueued_one(job, self._run("enqueue_one", *_one_row(job)))
+
+    async def enqueue_one_async(self, job: NewJob) -> EnqueueResult:
+        if self._single(job):
+            clock = self._injected_clock
+            try:
+                reply = await self._scripts.run_async(
+                    "enqueue_one", None if clock is None else clock(), *_one_row(job)
+                )
+            except Fallback:
+                pass  # the blocking path, on a thread, retries or loads the script again
+            except redis.RedisError as exc:
+                raise translate(exc, self.settings.url) from exc
+            else:
+                return self._enqueued_one(job, reply)
+        return await super().enqueue_one_async(job)
+
+    def _single(self, job: NewJob) -> bool:
+        """Whether enqueue_one.lua may write ``job``: a plain job (see _plain) whose priority
+        and max_attempts are ints (the script stores their text as it comes)."""
+        return (
+            _plain(job, self.settings.queue_limits)
+            and type(job.priority) is int
+            and type(job.max_attempts) is int
+        )
+
+    def _enqueued_one(self, job: NewJob, reply: Any) -> EnqueueResult:
+        result = EnqueueResult(int(reply[1]), _STATES[reply[2]], True, at=float(reply[0]))
+        self._notify_local((job.queue,))
+        return result
 
     def _enqueue(self, jobs: Sequence[NewJob], schedule: str, tick: float) -> list[EnqueueResult]:
         limits = self.settings.queue_limits
@@ -790,6 +842,7 @@ class RedisBackend(Backend):
     def close(self) -> None:
         self._listener.stop()
         self._finish_listener.stop()
+        self._scripts.close()
         self._redis.close()
 
 

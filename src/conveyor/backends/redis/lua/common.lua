@@ -87,6 +87,8 @@ local function unindex(id, h)
   stat(h, -1)
 end
 
+-- Scores go as the text the job holds (a number given to redis.call is printed with %.17g on
+-- its way, which costs more than the ZADD itself).
 local function index(id, h)
   local s = h.state
   if s == 'queued' then
@@ -97,23 +99,23 @@ local function index(id, h)
     end
     if h.rate_key then
       -- A job of a rate-limited task waits in its bucket's own index (claim.lua).
-      redis.call('ZADD', P .. ':bq:' .. h.task .. '\n' .. h.rate_key, 0, h.rk)
+      redis.call('ZADD', P .. ':bq:' .. h.task .. '\n' .. h.rate_key, '0', h.rk)
       -- By run_at, for oldest_ready (the bucket's own index mixes queues).
-      redis.call('ZADD', P .. ':rated:' .. h.queue, tn(h.run_at), id)
+      redis.call('ZADD', P .. ':rated:' .. h.queue, h.run_at, id)
       redis.call('SADD', P .. ':queues', h.queue)
     else
-      redis.call('ZADD', P .. ':ready', 0, h.rk)
-      redis.call('ZADD', P .. ':ready:' .. h.queue, 0, h.rk)
+      redis.call('ZADD', P .. ':ready', '0', h.rk)
+      redis.call('ZADD', P .. ':ready:' .. h.queue, '0', h.rk)
       redis.call('SADD', P .. ':queues', h.queue)
     end
   elseif s == 'scheduled' or s == 'retrying' then
     if h.suspect == '1' then
-      redis.call('ZADD', P .. ':suspects', tn(h.run_at), id)
+      redis.call('ZADD', P .. ':suspects', h.run_at, id)
     else
-      redis.call('ZADD', P .. ':due', tn(h.run_at), id)
+      redis.call('ZADD', P .. ':due', h.run_at, id)
     end
   elseif s == 'running' then
-    redis.call('ZADD', P .. ':running', tn(h.lease_expires_at), id)
+    redis.call('ZADD', P .. ':running', h.lease_expires_at, id)
     redis.call('SADD', P .. ':held:' .. h.worker_id, id)
     redis.call('SADD', P .. ':runq:' .. h.queue, id)
     redis.call('HSET', P .. ':tokens', h.lease_token, id)
@@ -121,7 +123,7 @@ local function index(id, h)
       redis.call('SADD', P .. ':cancels:' .. h.worker_id, h.lease_token)
     end
   elseif s == 'succeeded' or s == 'cancelled' then
-    redis.call('ZADD', P .. ':done', tn(h.finished_at), id)
+    redis.call('ZADD', P .. ':done', h.finished_at, id)
   end
   stat(h, 1)
 end
