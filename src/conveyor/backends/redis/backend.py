@@ -296,6 +296,24 @@ class RedisBackend(Backend):
     def claim(
         self, worker_id: str, queues: Sequence[str] | None, limit: int, lease: float
     ) -> list[ClaimedJob]:
+        return self._claim(worker_id, queues, limit, lease, unless_suspects=False)
+
+    def claim_unless_suspects(
+        self, worker_id: str, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        # Any due suspect, in whatever queue, holds the claim back: the worker's own
+        # claim_suspect then judges whether it may take it.
+        return self._claim(worker_id, queues, limit, lease, unless_suspects=True)
+
+    def _claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease: float,
+        *,
+        unless_suspects: bool,
+    ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
         rows, probe_at = self._run(
@@ -307,7 +325,10 @@ class RedisBackend(Backend):
             next(self._queue_turn),
             json.dumps(self._quiet(queues)),
             json.dumps([secrets.token_hex(16) for _ in range(limit)]),
+            "1" if unless_suspects else "",
         )
+        if probe_at == "suspects":
+            return []
         self.breaker_probe_at = None if probe_at is None else float(probe_at)
         rows.sort(key=claimed_order)
         return [to_claimed(r) for r in rows]
@@ -742,6 +763,9 @@ class RedisBackend(Backend):
     def change_marker(self) -> int:
         self._listener.start(wait=_FIRST_LISTEN_WAIT)
         return self._listener.marker
+
+    def is_wake_thread(self) -> bool:
+        return self._listener.is_current()
 
     def finish_marker(self) -> int:
         self._finish_listener.start(wait=_FIRST_LISTEN_WAIT)
