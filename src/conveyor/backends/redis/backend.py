@@ -106,6 +106,13 @@ def _plain(job: NewJob, limits: Mapping[str, int]) -> bool:
     )
 
 
+def _lease_tokens(count: int) -> list[str]:
+    """``count`` fresh lease tokens of 128 random bits, from one read of the system's random
+    source rather than one per token (a claim of 500 jobs made 500 system calls)."""
+    text = secrets.token_hex(16 * count)
+    return [text[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
 def _job_row(job: NewJob) -> list[Any]:
     """A job as enqueue.lua reads it."""
     return [
@@ -324,7 +331,7 @@ class RedisBackend(Backend):
             "" if queues is None else json.dumps(list(queues)),
             next(self._queue_turn),
             json.dumps(self._quiet(queues)),
-            json.dumps([secrets.token_hex(16) for _ in range(limit)]),
+            json.dumps(_lease_tokens(limit)),
             "1" if unless_suspects else "",
         )
         if probe_at == "suspects":
