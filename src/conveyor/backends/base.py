@@ -350,6 +350,17 @@ class Backend(ABC):
         probe job per breaker whose cool-down is over, taken fleet-wide by one claim only (see
         conveyor.limits.breakers)."""
 
+    def claim_unless_suspects(
+        self, worker_id: str, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        """``claim``, unless a suspect waits in ``queues`` (an engine may look in every
+        queue): then nothing. An idle worker's claim on a wake-up (see
+        ``conveyor.worker.wakeup``), which must leave a waiting suspect to the worker's own
+        suspect claim. Engines that can, look and claim in one round trip."""
+        if self.suspect_waiting(queues):
+            return []
+        return self.claim(worker_id, queues, limit, lease)
+
     @abstractmethod
     def claim_suspect(
         self, worker_id: str, queues: Sequence[str] | None, lease: float
@@ -788,6 +799,13 @@ class Backend(ABC):
         with self._listeners_lock:
             if listener in self._listeners:
                 self._listeners.remove(listener)
+
+    def is_wake_thread(self) -> bool:
+        """Whether the calling thread is the one on which this backend hears other processes'
+        wake-ups and calls the listeners: an idle worker may claim on it at once (see
+        ``conveyor.worker.wakeup``), if ``claim`` may block it for one round trip. False when
+        the engine polls, or its listener must not wait on a claim."""
+        return False
 
     def _notify_local(self, queues: Sequence[str]) -> None:
         if not self._listeners:  # the usual producer: nobody in this process to wake

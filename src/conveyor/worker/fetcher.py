@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -64,6 +65,7 @@ class Fetcher:
         scale_down_after: float,
         solo: Solo | None = None,
         holds_nothing: Callable[[], bool] | None = None,
+        claims_on_wake: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
@@ -91,6 +93,10 @@ class Fetcher:
         self._solo = Solo() if solo is None else solo
         #: Whether the whole worker holds no job (every pool's slots and buffers are empty).
         self._holds_nothing = holds_nothing or (lambda: self.in_flight == 0 and not self.buffer)
+        #: Whether an idle wait lets the backend's wake thread claim for this pool (see
+        #: ``conveyor.worker.wakeup``): only the one pool of a worker, for no other fetcher may
+        #: claim beside a suspect's claim (see ``conveyor.worker.solo``).
+        self._claims_on_wake = claims_on_wake
         self._clock = clock
         self._idle_since: float | None = None
         #: Whether a queue this pool serves has gates -- a cap on its running jobs, a pause,
@@ -218,8 +224,28 @@ class Fetcher:
         finally:
             self.claimed_once.set()
             self._backend.remove_listener(signal.notify)
+            early = signal.disarm()
+            if early is not None:
+                # The wake thread is claiming for this fetcher: what it takes goes back.
+                early.add_done_callback(self._release_early)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(early)
             self._release(list(self.buffer))
             self.buffer.clear()
+
+    def _release_early(self, early: asyncio.Future[list[ClaimedJob]]) -> None:
+        """Jobs the wake thread claimed for a fetcher that stopped meanwhile go back."""
+        if not early.cancelled() and early.exception() is None:
+            self._release(early.result())
+
+    def _took(self, jobs: list[ClaimedJob], wanted: int) -> None:
+        self._nothing_ready = not jobs
+        if len(jobs) == wanted:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = self._clock()
+        self._hold(job.lease_token for job in jobs)
+        self.buffer.extend(jobs)
 
     async def _loop(self, signal: WorkSignal) -> None:
         backoff = 0.05
@@ -228,6 +254,10 @@ class Fetcher:
         filling = False
         # A suspect ran since the last ordinary claim.
         after_suspect = False
+        # No suspect waited just before the last wait, and a notification ended it: the claim
+        # it asks for goes first (a pickup's latency), and suspects are looked for again
+        # before the next wait. After a wait that a time ended, suspects come first again.
+        looked = False
         while not self.stopping:
             self._scale_down_if_idle()
             await self._check_caps()
@@ -245,7 +275,10 @@ class Fetcher:
                 filling = False
                 await self._wait_for_room()
                 continue
-            if self._nothing_ready and self._may_claim_suspect():
+            # Whether this turn looked for a suspect (and found none) before its claim.
+            checked = False
+            if self._nothing_ready and not looked and self._may_claim_suspect():
+                checked = True
                 if await self._claim_suspect():
                     # Back to ordinary claims before the next one: a suspect waits for a
                     # worker with nothing else to do, or for the one draining for suspects.
@@ -254,6 +287,7 @@ class Fetcher:
                     continue
                 if self.stopping:
                     return
+            looked = False
             wanted = min(room, self._settings.batch_size)
             self._solo.claim_started()
             try:
@@ -273,15 +307,9 @@ class Fetcher:
                 self._solo.claim_ended()
                 self.claimed_once.set()
             backoff = 0.05
-            self._nothing_ready = not jobs
             followed_suspect, after_suspect = after_suspect, False
             filling = len(jobs) == wanted < room
-            if len(jobs) == wanted:
-                self._idle_since = None
-            elif self._idle_since is None:
-                self._idle_since = self._clock()
-            self._hold(job.lease_token for job in jobs)
-            self.buffer.extend(jobs)
+            self._took(jobs, wanted)
             if self.stopping:
                 return
             self.dispatch()
@@ -309,7 +337,69 @@ class Fetcher:
             probe_at = self._backend.breaker_probe_at
             if probe_at is not None and (next_due is None or probe_at < next_due):
                 next_due = probe_at
-            await signal.wait(next_due)
+            # A worker going idle looks for a suspect now rather than after its next wake-up,
+            # which then claims at once.
+            if not checked and self._may_claim_suspect():
+                if await self._claim_suspect():
+                    self._nothing_ready = False
+                    after_suspect = True
+                    continue
+                if self.stopping:
+                    return
+                checked = True
+            looked = await self._wait(signal, next_due, wanted, checked)
+
+    async def _wait(
+        self, signal: WorkSignal, next_due: float | None, wanted: int, checked: bool
+    ) -> bool:
+        """Wait for work after a claim that found none; True if suspects need not be looked
+        for before the next claim (``checked``: none waited just before, and a notification
+        ended the wait).
+
+        Armed (see ``conveyor.worker.wakeup``), the wait lets the backend's wake thread claim
+        at once, unless a suspect waits (``claim_unless_suspects``: a worker that may go idle
+        runs a waiting suspect before any new job). While such claims find some jobs but not a
+        full batch, nothing else was ready: the fetcher starts them and waits again, armed,
+        rather than claim again at once, which would hold up the start of the job just
+        claimed on a busy machine; new work sends a notification of its own."""
+        while True:
+            armed = self._claims_on_wake and not self._solo.draining
+            if armed:
+                signal.arm(
+                    functools.partial(
+                        self._backend.claim_unless_suspects,
+                        self._worker_id,
+                        self.queues,
+                        wanted,
+                        self._settings.lease,
+                    )
+                )
+            notified = await signal.wait(next_due)
+            early = signal.disarm() if armed else None
+            if early is None:
+                return checked and notified
+            try:
+                jobs: list[ClaimedJob] = await asyncio.shield(early)
+            except asyncio.CancelledError:
+                early.add_done_callback(self._release_early)
+                raise
+            except ConveyorError as exc:
+                log.warning("claim failed: %s", exc)
+                return False
+            self._took(jobs, wanted)
+            if self.stopping:
+                return False
+            self.dispatch()
+            checked = False
+            if not jobs or len(jobs) == wanted:
+                # A suspect waits, or another worker was faster; or more may be ready.
+                return False
+            self._scale_down_if_idle()
+            await self._check_caps()
+            room = self.limit + self.prefetch_now() - self.in_flight - len(self.buffer)
+            if room <= 0 or self.stopping:
+                return False
+            wanted = min(room, self._settings.batch_size)
 
     async def _burst_waits(self, signal: WorkSignal) -> bool:
         """A burst worker whose claim found nothing, holding nothing: wait for the jobs that

@@ -206,6 +206,7 @@ class Worker:
                 scale_down_after=self.scale_down_after,
                 solo=self.solo,
                 holds_nothing=self._holds_nothing,
+                claims_on_wake=len(self.pools) == 1,
             )
             for pool in self.pools
         ]
@@ -476,6 +477,7 @@ class Worker:
         if self.executor.dead_watch:
             for outcome, result in zip(outcomes, results, strict=True):
                 self.executor.written(outcome, result)
+        retried = False
         for outcome, result in zip(outcomes, results, strict=True):
             self.solo.settled(outcome.token)
             if not result.applied:
@@ -492,12 +494,16 @@ class Worker:
                 self.counters.succeeded += 1
             elif state is JobState.RETRYING:
                 self.counters.retried += 1
+                retried = True
             elif state is JobState.DEAD:
                 self.counters.dead += 1
             elif state is JobState.CANCELLED:
                 self.counters.cancelled += 1
             elif state is JobState.QUEUED:
                 self.counters.released += 1
+        if retried:
+            # A retry is due soon, maybe before whatever idle fetchers wait for: they look.
+            self._wake_fetchers()
 
     def _on_lease_report_threadsafe(self, report: LeaseReport) -> None:
         loop = self._loop

@@ -50,6 +50,10 @@ class Listener:
     def marker(self) -> int:
         return self._marker
 
+    def is_current(self) -> bool:
+        """Whether the caller is this listener's thread (calling ``on_message``)."""
+        return threading.current_thread() is self._thread
+
     def start(self, wait: float = 0.0) -> None:
         """Start listening (once); the first call may wait up to ``wait`` seconds for the
         subscription, so that what is published afterwards is sure to be heard."""

@@ -2,7 +2,9 @@
 -- claim: queued -> running for up to ARGV[4] ready jobs, due ones promoted first.
 -- ARGV[2] worker id, ARGV[3] lease seconds, ARGV[5] the queues to serve (JSON array, "" for
 -- every queue), ARGV[6] this claim's turn (which queue is served first), ARGV[7] the queues in
--- their quiet hours now (JSON array), ARGV[8] one fresh lease token per job (JSON array).
+-- their quiet hours now (JSON array), ARGV[8] one fresh lease token per job (JSON array),
+-- ARGV[9] "1" to claim nothing while a due suspect waits in any queue (then returns
+-- [{}, "suspects"]).
 -- Returns [rows, when the next breaker probe may start or false]; one row per job: id, task, queue, args, kwargs, priority, attempts, max_attempts,
 -- token, timeout, checkpoint, run_at (false for NULL).
 local worker, lease, limit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -19,6 +21,11 @@ if #tokens > 0 and redis.call('HEXISTS', P .. ':tokens', tokens[1]) == 1 then
     if row then rows[#rows + 1] = row end
   end
   return {rows, false}
+end
+
+if ARGV[9] == '1'
+    and #redis.call('ZRANGEBYSCORE', P .. ':suspects', '-inf', num(NOW), 'LIMIT', 0, 1) > 0 then
+  return {rows, 'suspects'}
 end
 
 promote_due()
