@@ -18,7 +18,6 @@ from conveyor.backends.base import Backend, ClaimedJob, LeaseReport, Outcome, Ou
 from conveyor.job import JobState
 from conveyor.worker.heartbeater import Heartbeater
 from conveyor.worker.liveness import ProcessState, process_state
-from conveyor.worker.pulse_main import NICENESS
 from conveyor.worker.registry import Registry
 from conveyor.worker_info import WorkerState
 from tests.support import FACTORIES, enabled_backends, new_job
@@ -209,20 +208,6 @@ def test_a_killed_heartbeat_process_is_replaced(
     wait_for_beat(store, run)
     assert process_state(first) is ProcessState.GONE
     assert f"heartbeat process {first} exited" in caplog.text
-
-
-@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no process priorities here")
-def test_the_heartbeat_process_yields_the_cpu_to_its_worker(store: Backend, start: Start) -> None:
-    """Its start-up competes with the worker's first jobs for the cores: it runs niced, and
-    still beats."""
-    heartbeater = start(Reports())
-    [run] = claim(store, 1)
-    heartbeater.hold([run.lease_token])
-    wait_for_beat(store, run)
-    pid = heartbeater.pid
-    assert pid is not None
-    expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
-    assert os.getpriority(os.PRIO_PROCESS, pid) == expected
 
 
 def test_stop_ends_the_heartbeat_process(store: Backend, start: Start) -> None:
