@@ -137,18 +137,9 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("peek_suspect", {**NOW, "queues": None, "closed": [], "held": []}, "conveyor_jobs_suspects"),
     ("next_due", {}, "conveyor_jobs_due"),
     ("rescue_expired", {**NOW, "exclude": None}, "conveyor_jobs_leases"),
-    # Both indexes hold running jobs only.
-    (
-        "rescue_dead_workers",
-        {**NOW, "workers": ["w1", "w2"]},
-        "conveyor_jobs_leases|conveyor_jobs_lease_token",
-    ),
-    # Both indexes hold running jobs only; which one is cheaper depends on the statistics.
-    (
-        "extend_leases",
-        {**NOW, "lease": 30.0, "tokens": ["a", "b"]},
-        "conveyor_jobs_lease_token|conveyor_jobs_leases",
-    ),
+    # The index of running jobs (there is no index of lease tokens: migration 13).
+    ("rescue_dead_workers", {**NOW, "workers": ["w1", "w2"]}, "conveyor_jobs_leases"),
+    ("extend_leases", {**NOW, "lease": 30.0, "tokens": ["a", "b"]}, "conveyor_jobs_leases"),
     # Workers ask several times a second: an index of cancel-requested running jobs only.
     ("cancel_requests", {"worker_id": "w"}, "conveyor_jobs_cancel_requested"),
     # Every worker looks about once a second, held runs or not: its own row by primary key.

@@ -526,6 +526,8 @@ ORDER BY queue
 FOR UPDATE
 
 -- name: extend_leases
+-- Once per heartbeat and worker: a walk of conveyor_jobs_leases, which holds the running jobs
+-- only. No index of tokens: every claim would pay an entry in it (migration 13).
 UPDATE conveyor_jobs
 SET lease_expires_at = coalesce(to_timestamp(%(now)s::float8), now())
                        + %(lease)s::float8 * interval '1 second'
