@@ -33,7 +33,8 @@ from conveyor.backends.postgres.prepared import PreparedStatement
 
 log = logging.getLogger(__name__)
 
-#: The usual send, one wake-up: prepared, and run without psycopg's cursor (see prepared.py).
+#: The usual send, one wake-up: prepared (unless prepared statements are turned off), and run
+#: without psycopg's cursor (see prepared.py).
 _NOTIFY_ONE = PreparedStatement("conveyor_notify_one", Q["notify_one"])
 #: Seconds close() waits for the wake-ups still to send.
 _FLUSH_TIMEOUT = 2.0
@@ -97,7 +98,7 @@ class Notifier:
         for attempt in (1, 2):
             try:
                 session = self._session or self._open()
-                if len(pending) == 1:
+                if len(pending) == 1 and session.prepare_threshold is not None:
                     channel, payload = pending[0]
                     _NOTIFY_ONE.run(session, [channel.encode(), payload.encode()])
                     return
