@@ -44,3 +44,14 @@ SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY finished_at)
        percentile_cont(0.1) WITHIN GROUP (ORDER BY finished_at)
            FILTER (WHERE priority <= %(low)s)
 FROM (SELECT priority, date_part('epoch', finished_at) AS finished_at FROM conveyor_jobs) AS j
+
+-- name: failing_notify
+-- test_single_enqueue.py: a wake-up that fails (a payload over the server's 8000 bytes).
+SELECT pg_notify(%(channel)s, repeat('x', 9000))
+
+-- name: select_one
+SELECT 1
+
+-- name: deallocate_all
+-- What a pool's reset of a lent connection may do: the server forgets every prepared statement.
+DEALLOCATE ALL

@@ -1,4 +1,4 @@
-"""PostgreSQL: a job enqueued on its own is one statement that inserts and wakes listeners."""
+"""PostgreSQL: a job enqueued on its own is one round trip that inserts and wakes listeners."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from psycopg import pq
 
-from conveyor.backends.postgres import PostgresBackend
+from conveyor.backends.postgres import PostgresBackend, enqueue
+from conveyor.backends.postgres.prepared import PreparedStatement
 from conveyor.backends.sql import parse_queries
 from conveyor.job import JobState
+from conveyor.settings import Settings
 from tests.postgres.conftest import inspect
 from tests.postgres.factory import postgres_backend
 from tests.support import FakeClock, new_job
@@ -23,6 +25,23 @@ T = parse_queries((Path(__file__).parent / "connection.sql").read_text(encoding=
 def other(pg: PostgresBackend, clock: FakeClock) -> Iterator[PostgresBackend]:
     """A second backend on the same store: another process, as far as the server can tell."""
     backend = PostgresBackend(pg.settings, clock=clock)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+@pytest.fixture
+def unprepared(pg: PostgresBackend, clock: FakeClock) -> Iterator[PostgresBackend]:
+    """A second backend with prepared statements turned off (PgBouncer in transaction mode):
+    its single enqueues leave their wake-ups to the notifier."""
+    settings = Settings.load(
+        env={},
+        url=pg.settings.url,
+        postgres_schema=pg.settings.postgres_schema,
+        postgres_prepare_threshold=-1,
+    )
+    backend = PostgresBackend(settings, clock=clock)
     try:
         yield backend
     finally:
@@ -69,10 +88,11 @@ def test_a_single_keyed_enqueue_of_a_held_key_wakes_nobody(
 
 def test_a_single_enqueue_is_one_round_trip(tmp_path: Path, clock: FakeClock) -> None:
     """No health probe, no search_path, no BEGIN/COMMIT around the insert: what the pool's
-    one connection sends for an enqueue is one statement and one Sync."""
+    one connection sends for an enqueue goes out before any answer comes back: the prepared
+    insert, then the wake-up in a transaction of its own (a Sync apiece)."""
     overrides = {"postgres_pool_min_size": 1, "postgres_pool_max_size": 1}
     with postgres_backend(None, clock, overrides) as pg:
-        pg.enqueue_many([new_job()])  # connected, and the statement prepared
+        pg.enqueue_many([new_job()])  # connected, and the statements prepared
         pg.enqueue_many([new_job()])
         trace = tmp_path / "trace.txt"
         with trace.open("w") as out:
@@ -87,31 +107,90 @@ def test_a_single_enqueue_is_one_round_trip(tmp_path: Path, clock: FakeClock) ->
         lines = trace.read_text().splitlines()
         assert pg.get(result.job_id).state is JobState.QUEUED
 
+    directions = [line[0] for line in lines if line[:2] in ("F\t", "B\t")]
+    first_answer = directions.index("B")
+    assert "F" not in directions[first_answer:], "every message sent before the first answer"
     sent = [line.split("\t")[2] for line in lines if line.startswith("F\t")]
-    assert sent.count("Sync") + sent.count("Query") == 1, sent
-    assert "Bind" in sent and "Parse" not in sent, "a prepared statement, bound again"
+    assert sent.count("Sync") == 2 and "Query" not in sent, sent
+    assert sent.count("Bind") == 2 and "Parse" not in sent, "prepared statements, bound again"
+
+
+def test_the_wake_up_is_sent_by_the_inserting_session_in_a_transaction_of_its_own(
+    pg: PostgresBackend, other: PostgresBackend
+) -> None:
+    """Sent behind the INSERT, by the pooled session itself: no notifier session at all."""
+    before = _listening(pg)
+    [result] = other.enqueue_many([new_job(queue="mail")])
+
+    assert _settled(pg, before) == before + 1
+    assert other._notifier._session is None
+    assert pg.get(result.job_id).queue == "mail"
+
+
+def test_a_failed_wake_up_leaves_the_committed_insert_alone(
+    pg: PostgresBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The statement behind is a transaction of its own: its failure rolls nothing back."""
+    failing = PreparedStatement("test_failing_wake_up", T["failing_notify"])
+    values = enqueue._text_values(new_job(queue="kept"), None)
+    with pg._db._pool.connection() as conn:
+        result = enqueue.INSERT_JOB.run_then(conn, values, failing, [b"x"])
+        assert conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
+        assert conn.execute(T["select_one"]).fetchone() == (1,), "the session goes on"
+    job_id = int(result.get_value(0, 0) or 0)
+
+    assert pg.get(job_id).queue == "kept"
+    assert "payload string too long" in caplog.text
+
+
+def test_a_statement_the_server_forgot_is_prepared_again(pg: PostgresBackend) -> None:
+    overrides = {"postgres_pool_min_size": 1, "postgres_pool_max_size": 1}
+    with postgres_backend(None, None, overrides) as one:
+        one.enqueue_many([new_job()])
+        with one._db._pool.connection() as conn:
+            conn.execute(T["deallocate_all"])
+        [result] = one.enqueue_many([new_job(queue="again")])
+        assert one.get(result.job_id).queue == "again"
+
+
+def test_without_prepared_statements_the_notifier_wakes_listeners(
+    pg: PostgresBackend, unprepared: PostgresBackend
+) -> None:
+    before = _listening(pg)
+    [result] = unprepared.enqueue_many([new_job(queue="mail")])
+
+    assert _settled(pg, before) == before + 1
+    assert unprepared._notifier.idle.wait(5)
+    assert unprepared._notifier._session is not None, "sent by the notifier"
+    assert pg.get(result.job_id).queue == "mail"
 
 
 def test_the_wake_up_survives_a_dropped_notifier_session(
-    pg: PostgresBackend, other: PostgresBackend
+    pg: PostgresBackend, unprepared: PostgresBackend
 ) -> None:
     before = _listening(pg)
-    other.enqueue_many([new_job()])
+    unprepared.enqueue_many([new_job()])
     assert _settled(pg, before) == before + 1
-    assert other._notifier.idle.wait(5)
-    session = other._notifier._session
+    assert unprepared._notifier.idle.wait(5)
+    session = unprepared._notifier._session
     assert session is not None
     with inspect(pg) as admin:  # the server ends the notifier's session
         admin.execute(T["terminate_pid"], {"pid": session.info.backend_pid})
 
     marker = pg.change_marker()
-    other.enqueue_many([new_job()])
+    unprepared.enqueue_many([new_job()])
     assert _settled(pg, marker) == marker + 1, "sent again on a new session"
 
 
 def test_close_sends_the_wake_ups_still_pending(pg: PostgresBackend, clock: FakeClock) -> None:
     before = _listening(pg)
-    leaving = PostgresBackend(pg.settings, clock=clock)
+    settings = Settings.load(
+        env={},
+        url=pg.settings.url,
+        postgres_schema=pg.settings.postgres_schema,
+        postgres_prepare_threshold=-1,
+    )
+    leaving = PostgresBackend(settings, clock=clock)
     leaving.enqueue_many([new_job()])
     leaving.close()
     assert _settled(pg, before) == before + 1

@@ -4,8 +4,9 @@ Every method is one transaction (or one autocommitted statement) on a pooled con
 SQL is in queries.sql, under the same names as the SQLite engine's. Claims lock with
 ``FOR UPDATE SKIP LOCKED`` so any number of workers claim side by side; every write of a run is
 fenced by (id, lease token, state = 'running'); all times are the database's. Wake-ups across
-processes travel by LISTEN/NOTIFY (see listener.py); transactions on the hot paths, single
-enqueues and those that end jobs, send theirs through the notifier after they commit (see
+processes travel by LISTEN/NOTIFY (see listener.py); a single enqueue sends its own behind its
+INSERT, in the same round trip but a transaction of its own (see enqueue.insert_single), and
+transactions that end jobs send theirs through the notifier after they commit (see
 notifier.py).
 """
 
@@ -158,11 +159,7 @@ class PostgresBackend(Backend):
         limits = self.settings.queue_limits
         if is_single(jobs, limits):
             job = jobs[0]
-            single = self._db.run(lambda cur: insert_single(cur, job, now), transaction=False)
-            # Committed: now the wake-up, from a session of its own (see notifier.py).
-            self._after_commit([job.queue])
-            self._notify_local([job.queue])
-            return [single]
+            return [self._insert_single(job, now)]
 
         def body(cur: Cursor) -> list[EnqueueResult]:
             return drive(cur, enqueue_steps(jobs, now, limits, self._channel, None, meanwhile))
@@ -177,10 +174,15 @@ class PostgresBackend(Backend):
     def enqueue_one(self, job: NewJob) -> EnqueueResult:
         if needs_transaction((job,), self.settings.queue_limits):
             return self.enqueue_many([job])[0]
-        now = self._now_param()
-        result = self._db.run(lambda cur: insert_single(cur, job, now), transaction=False)
-        # Committed: now the wake-up, from a session of its own (see notifier.py).
-        self._after_commit((job.queue,))
+        return self._insert_single(job, self._now_param())
+
+    def _insert_single(self, job: NewJob, now: float | None) -> EnqueueResult:
+        result, woken = self._db.run_single(
+            lambda conn: insert_single(conn, job, now, self._channel)
+        )
+        if not woken:
+            # Committed: now the wake-up, from a session of its own (see notifier.py).
+            self._after_commit((job.queue,))
         self._notify_local((job.queue,))
         return result
 

@@ -280,14 +280,22 @@ class Database:
         leaves behind is recovered anyway (runs claimed but never heard of expire and are
         rescued).
         """
+        return self._run(lambda conn: body(conn.cursor()), transaction, idempotent)
+
+    def run_single(self, body: Callable[[Connection], T]) -> T:
+        """``run(..., transaction=False)`` for a body that takes the pooled connection itself
+        rather than a cursor of it (to run a prepared.py statement, which needs no cursor)."""
+        return self._run(body, False, False)
+
+    def _run(self, body: Callable[[Connection], T], transaction: bool, idempotent: bool) -> T:
         for attempt in range(1, _ATTEMPTS + 1):
             committing = False
             try:
                 with self._connection() as conn:
                     if not transaction:
-                        return body(conn.cursor())
+                        return body(conn)
                     with conn.transaction():
-                        result = body(conn.cursor())
+                        result = body(conn)
                         committing = True
                     return result
             except psycopg.Error as exc:

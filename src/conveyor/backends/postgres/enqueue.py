@@ -27,9 +27,10 @@ from typing import Any
 
 from conveyor.backends.base import EnqueueResult, NewJob
 from conveyor.backends.dependencies import has_dependencies, link_new_jobs
-from conveyor.backends.postgres.connection import Q
+from conveyor.backends.postgres.connection import Connection, Q
 from conveyor.backends.postgres.deps import as_steps
-from conveyor.backends.postgres.steps import CopyIn, Cursor, Statement, Steps
+from conveyor.backends.postgres.prepared import PreparedStatement
+from conveyor.backends.postgres.steps import CopyIn, Statement, Steps
 from conveyor.errors import BackendError, QueueFull
 from conveyor.job import JobState
 from conveyor.limits.buckets import new_buckets
@@ -39,7 +40,11 @@ from conveyor.limits.buckets import new_buckets
 STAGE_FROM = 500
 
 _STATES = {state.value: state for state in JobState}
+_TEXT_STATES = {state.value.encode(): state for state in JobState}
 _INSERT_SINGLE = Q["insert_job"] + "\n" + Q["new_job"]
+#: The single enqueue's statements, under names that stay put (the async path runs them too).
+INSERT_JOB = PreparedStatement("conveyor_insert_job", _INSERT_SINGLE)
+WAKE_AFTER_COMMIT = PreparedStatement("conveyor_wake_after_commit", Q["wake_after_commit"])
 #: Rows per COPY message: the server stores one chunk while the next is formatted.
 _CHUNK = 1000
 #: COPY's text format: these characters are escaped inside a field; NULL is \N.
@@ -117,13 +122,24 @@ def is_single(jobs: Sequence[NewJob], queue_limits: Mapping[str, int]) -> bool:
     return len(jobs) == 1 and not needs_transaction(jobs, queue_limits)
 
 
-def insert_single(cur: Cursor, job: NewJob, now: float | None) -> EnqueueResult:
-    """The usual single enqueue: insert_job straight on ``cur``, without the steps machinery
-    (a tenth of the client's time per call), and without the NOTIFY, which the caller has the
-    notifier send once this has committed (see notifier.py)."""
-    row = cur.execute(_INSERT_SINGLE, {"now": now, **_values(job)}).fetchone()
-    assert row is not None
-    return EnqueueResult(int(row[0]), _STATES[row[1]], True)
+def insert_single(
+    conn: Connection, job: NewJob, now: float | None, channel: str
+) -> tuple[EnqueueResult, bool]:
+    """The usual single enqueue on ``conn``, in autocommit, without the steps machinery: the
+    prepared ``conveyor_insert_job`` and, in the same round trip, once it has committed, the
+    prepared ``conveyor_wake_after_commit`` that wakes the queue's listeners (see
+    prepared.py). The result, and whether the wake-up went: not with prepared statements
+    turned off (PgBouncer in transaction mode before 1.21), when the caller has the notifier
+    send it after the commit (see notifier.py)."""
+    if conn.prepare_threshold is None:
+        row = conn.execute(_INSERT_SINGLE, {"now": now, **_values(job)}, prepare=False).fetchone()
+        assert row is not None
+        return EnqueueResult(int(row[0]), _STATES[row[1]], True), False
+    wake = [channel.encode(), job.queue.encode()]
+    result = INSERT_JOB.run_then(conn, _text_values(job, now), WAKE_AFTER_COMMIT, wake)
+    job_id, state = result.get_value(0, 0), result.get_value(0, 1)
+    assert job_id is not None and state is not None
+    return EnqueueResult(int(job_id), _TEXT_STATES[state], True), True
 
 
 def _enqueue_keyed(
@@ -371,6 +387,39 @@ def _values(job: NewJob) -> dict[str, Any]:
         "timeout": None if job.timeout is None else float(job.timeout),
         "idempotency_key": job.idempotency_key,
     }
+
+
+def _text_values(job: NewJob, now: float | None) -> list[bytes | None]:
+    """The parameters of ``INSERT_JOB`` as the server reads them in text, in its order."""
+    return [
+        job.queue.encode(),
+        job.task.encode(),
+        job.args_json.encode(),
+        job.kwargs_json.encode(),
+        b"%d" % job.priority,
+        b"%d" % job.max_attempts,
+        None if job.timeout is None else repr(float(job.timeout)).encode(),
+        None if job.idempotency_key is None else job.idempotency_key.encode(),
+        None if job.run_at is None else repr(float(job.run_at)).encode(),
+        repr(float(job.delay)).encode(),
+        None if now is None else repr(now).encode(),
+    ]
+
+
+#: _text_values's order: the order of first appearance in the statement.
+assert INSERT_JOB.params == (
+    "queue",
+    "task",
+    "args",
+    "kwargs",
+    "priority",
+    "max_attempts",
+    "timeout",
+    "idempotency_key",
+    "run_at",
+    "delay",
+    "now",
+), INSERT_JOB.params
 
 
 def _columns(jobs: Sequence[NewJob]) -> dict[str, list[Any]]:

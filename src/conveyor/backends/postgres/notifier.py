@@ -1,16 +1,17 @@
-"""Wake-ups sent after their commit, from a session of its own: of single enqueues (to the
-workers) and of every transaction that ends jobs (to those waiting on results).
+"""Wake-ups sent after their commit, from a session of its own: of every transaction that ends
+jobs (to those waiting on results), and of single enqueues where prepared statements are
+turned off (to the workers; otherwise a single enqueue sends its own, see enqueue.insert_single).
 
 A NOTIFY makes its transaction take a lock that every notifying transaction of the whole
 server shares, from before its commit is flushed to disk until after: transactions that
 notify commit one at a time, and concurrent enqueuers, threads or processes, get no more than
 one enqueue per disk flush between them (pgbench, 8 clients: a third of the rate of the same
-INSERT without the NOTIFY); so would workers finishing their jobs at once. So a single enqueue,
-or a finish, cancel or rescue, commits its rows alone, and this thread then sends the
-notifications, in a transaction of its own with ``synchronous_commit`` off: nothing is written
-there that must survive a crash, so its commit waits for no disk flush and holds the lock only
-for a moment. Notifications asked for while a send is under way go together in the next one,
-each (channel, payload) once.
+INSERT without the NOTIFY); so would workers finishing their jobs at once. So a finish, cancel
+or rescue commits its rows alone, and this thread then sends the notifications, in a
+transaction of its own with ``synchronous_commit`` off: nothing is written there that must
+survive a crash, so its commit waits for no disk flush and holds the lock only for a moment.
+Notifications asked for while a send is under way go together in the next one, each (channel,
+payload) once.
 
 The write is durable when its call returns, as before; the wake-up follows it by one round
 trip on this session instead of arriving with its commit, and so never before the commit is
@@ -28,9 +29,13 @@ from collections.abc import Callable, Iterable
 import psycopg
 
 from conveyor.backends.postgres.connection import Connection, Q
+from conveyor.backends.postgres.prepared import PreparedStatement
 
 log = logging.getLogger(__name__)
 
+#: The usual send, one wake-up: prepared (unless prepared statements are turned off), and run
+#: without psycopg's cursor (see prepared.py).
+_NOTIFY_ONE = PreparedStatement("conveyor_notify_one", Q["notify_one"])
 #: Seconds close() waits for the wake-ups still to send.
 _FLUSH_TIMEOUT = 2.0
 
@@ -93,9 +98,9 @@ class Notifier:
         for attempt in (1, 2):
             try:
                 session = self._session or self._open()
-                if len(pending) == 1:
+                if len(pending) == 1 and session.prepare_threshold is not None:
                     channel, payload = pending[0]
-                    session.execute(Q["notify_one"], {"channel": channel, "payload": payload})
+                    _NOTIFY_ONE.run(session, [channel.encode(), payload.encode()])
                     return
                 params = {
                     "channels": [channel for channel, _ in pending],

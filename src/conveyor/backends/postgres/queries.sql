@@ -59,6 +59,13 @@ SELECT pg_notify(c, p) FROM unnest(%(channels)b::text[], %(payloads)b::text[]) A
 -- cost the client a third less than two arrays.
 SELECT pg_notify(%(channel)s, %(payload)s)
 
+-- name: wake_after_commit
+-- A single enqueue's wake-up, sent behind its INSERT in the same round trip (pipeline mode) as
+-- a transaction of its own, which starts once the INSERT has committed: never in the INSERT's
+-- transaction, whose commit would then hold the server-wide NOTIFY lock through its disk flush
+-- (see notifier.py). Nothing here must survive a crash, so its commit waits for no flush.
+SELECT set_config('synchronous_commit', 'off', true), pg_notify(%(channel)s, %(payload)s)
+
 -- name: notifier_session
 -- The session that sends the notifications after their commits (notifier.py): its
 -- transactions write nothing that must survive a crash, so their commits need not wait for a
