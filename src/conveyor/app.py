@@ -347,10 +347,7 @@ class Conveyor:
         new_job = None if backend is None or self.tracing is not None else self._single(spec)
         if new_job is None or backend is None:
             return (await self.enqueue_many_async([spec]))[0]
-        result = backend.enqueue_one_now(new_job)
-        if result is None:
-            # The write would wait for the database: on a thread, not on the event loop.
-            result = await OFFLOAD.run(lambda: backend.enqueue_one(new_job))
+        result = await backend.enqueue_one_async(new_job)
         return self._enqueued_one(new_job, result, spec)
 
     def _enqueued_one(self, new: NewJob, result: EnqueueResult, spec: JobSpec) -> Job:

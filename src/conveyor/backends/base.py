@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.backends.tally import ENQUEUE_SETTLE, FOLD_MARGIN, Tally
 from conveyor.errors import ConfigurationError
 from conveyor.job import Job, JobError, JobState
+from conveyor.offload import OFFLOAD
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -295,6 +296,14 @@ class Backend(ABC):
         without waiting (for a lock, a disk flush, the network); None when it cannot, and has
         written nothing."""
         return None
+
+    async def enqueue_one_async(self, job: NewJob) -> EnqueueResult:
+        """``enqueue_one`` from an event loop: ``enqueue_one_now`` if the engine can, else on
+        a thread (see conveyor.offload); engines with an async driver write it from the loop."""
+        result = self.enqueue_one_now(job)
+        if result is None:
+            result = await OFFLOAD.run(lambda: self.enqueue_one(job))
+        return result
 
     def enqueue_many_in(self, connection: Any, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Write the jobs inside the caller's open transaction on ``connection``, which the

@@ -42,6 +42,7 @@ from conveyor.backends.caps import CappedQueues
 from conveyor.backends.clock import DatabaseClock
 from conveyor.backends.dependencies import Settlement, requeue_links, settle_rows
 from conveyor.backends.postgres import stats as minutes
+from conveyor.backends.postgres.async_enqueue import AsyncSingles
 from conveyor.backends.postgres.breakers import QB, PostgresBreakers, list_breakers
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
 from conveyor.backends.postgres.deps import run_sql
@@ -129,6 +130,17 @@ class PostgresBackend(Backend):
             self._connect_listener, self._finished_channel, self._finished_local
         )
         self._notifier = Notifier(self._connect_notifier)
+        #: enqueue_one_async from event loops, on sessions of their own; not on a pool the
+        #: application lent us, whose connections are the application's to count.
+        self._singles: AsyncSingles | None = None
+        if pool is None:
+            self._singles = AsyncSingles(
+                self._db,
+                max_sessions=settings.postgres_pool_max_size,
+                prepared=settings.postgres_prepare_threshold >= 0,
+                committed=self._enqueued_single,
+                read_clock=self.now,
+            )
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
         #: Whether any rate limit bucket of a task exists (the same cache, of one name).
@@ -183,6 +195,16 @@ class PostgresBackend(Backend):
         self._after_commit((job.queue,))
         self._notify_local((job.queue,))
         return result
+
+    async def enqueue_one_async(self, job: NewJob) -> EnqueueResult:
+        if self._singles is None or needs_transaction((job,), self.settings.queue_limits):
+            return await super().enqueue_one_async(job)
+        return await self._singles.insert(job, self._now_param())
+
+    def _enqueued_single(self, queue: str) -> None:
+        """A single job committed: the wake-ups (the notifier's after the commit)."""
+        self._after_commit((queue,))
+        self._notify_local((queue,))
 
     def enqueue_many_in(self, connection: Any, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """enqueue_many inside the application's open transaction on its psycopg
@@ -1208,6 +1230,8 @@ class PostgresBackend(Backend):
         return float(row[0])
 
     def close(self) -> None:
+        if self._singles is not None:
+            self._singles.close()
         self._finish_listener.stop()
         self._notifier.close()
         self._listener.stop()
