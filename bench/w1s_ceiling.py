@@ -9,7 +9,8 @@ autocommit (the statement is its own transaction: one round trip); on SQLite one
 row through sqlite3 in autocommit, WAL, the same synchronous mode. Conveyor's figure also
 carries its client CPU per call (process time, every thread) and, with --breakdown, the
 microseconds of each phase of a call, measured apart: the spec (task.job), the argument
-check and encoding (build_one), the backend's write (enqueue_one), and the Job snapshot.
+check and encoding (build_one), the backend's write (enqueue_one), and the Job snapshot; then
+the async write (enqueue_one_async) with its client CPU on the loop's thread and in all.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from common import PG_QUERIES, engine, finish, fresh_app, is_postgres, machine, parser, report
 from conveyor import Conveyor
+from conveyor.backends.base import Backend, NewJob
 from conveyor.backends.sqlite.connection import Q as LITE
 from conveyor.task import Task, build_one
 
@@ -141,7 +143,34 @@ def breakdown(app: Conveyor, task: Task[..., Any], jobs: int) -> dict[str, float
     for new_job, result, spec in zip(new_jobs, results, specs, strict=True):
         app._enqueued_one(new_job, result, spec)
     phases["snapshot (Job)"] = _per_call(start, jobs)
+    phases.update(_async_write(backend, new_jobs))
     return phases
+
+
+def _async_write(backend: Backend, new_jobs: list[NewJob]) -> dict[str, float]:
+    """The backend's write of enqueue_async (backend.enqueue_one_async) on its own: its wall
+    time, and its client CPU, on the loop's thread and in all (the wake-ups are sent from the
+    notifier's thread on PostgreSQL)."""
+    loop = asyncio.new_event_loop()
+
+    async def write() -> None:
+        for job in new_jobs:
+            await backend.enqueue_one_async(job)
+
+    try:
+        loop.run_until_complete(backend.enqueue_one_async(new_jobs[0]))  # the loop's session
+        cpu, thread, start = time.process_time(), time.thread_time(), time.perf_counter()
+        loop.run_until_complete(write())
+        wall = _per_call(start, len(new_jobs))
+        thread_us = (time.thread_time() - thread) / len(new_jobs) * 1e6
+        cpu_us = (time.process_time() - cpu) / len(new_jobs) * 1e6
+    finally:
+        loop.close()
+    return {
+        "async write (backend.enqueue_one_async)": wall,
+        "  its client CPU on the loop's thread": thread_us,
+        "  its client CPU, every thread": cpu_us,
+    }
 
 
 def _per_call(start: float, jobs: int) -> float:

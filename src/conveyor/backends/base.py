@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from conveyor.backends.tally import ENQUEUE_SETTLE, FOLD_MARGIN, Tally
 from conveyor.errors import ConfigurationError
 from conveyor.job import Job, JobError, JobState
-from conveyor.offload import OFFLOAD
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -302,6 +301,9 @@ class Backend(ABC):
         a thread (see conveyor.offload); engines with an async driver write it from the loop."""
         result = self.enqueue_one_now(job)
         if result is None:
+            # Here, not at the top: a heartbeat process imports this module, never asyncio.
+            from conveyor.offload import OFFLOAD
+
             result = await OFFLOAD.run(lambda: self.enqueue_one(job))
         return result
 

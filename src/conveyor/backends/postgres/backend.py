@@ -12,8 +12,9 @@ notifier.py).
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -42,7 +43,6 @@ from conveyor.backends.caps import CappedQueues
 from conveyor.backends.clock import DatabaseClock
 from conveyor.backends.dependencies import Settlement, requeue_links, settle_rows
 from conveyor.backends.postgres import stats as minutes
-from conveyor.backends.postgres.async_enqueue import AsyncSingles
 from conveyor.backends.postgres.breakers import QB, PostgresBreakers, list_breakers
 from conveyor.backends.postgres.connection import Connection, Cursor, Database, Q
 from conveyor.backends.postgres.deps import run_sql
@@ -76,6 +76,9 @@ from conveyor.limits.gates import quiet_queues, rate_updates, rooms, started_by_
 from conveyor.settings import Settings
 from conveyor.snapshot.records import Record, Summary
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
+
+if TYPE_CHECKING:
+    from conveyor.backends.postgres.async_enqueue import AsyncSingles
 
 #: Seconds the first change_marker() call waits for the LISTEN session (connecting is a few ms;
 #: with the server down it gives up and the listener keeps trying in the background).
@@ -130,17 +133,12 @@ class PostgresBackend(Backend):
             self._connect_listener, self._finished_channel, self._finished_local
         )
         self._notifier = Notifier(self._connect_notifier)
-        #: enqueue_one_async from event loops, on sessions of their own; not on a pool the
-        #: application lent us, whose connections are the application's to count.
+        #: enqueue_one_async from event loops, on sessions of their own (made on its first
+        #: call: asyncio is no import of a heartbeat process); not on a pool the application
+        #: lent us, whose connections are the application's to count.
         self._singles: AsyncSingles | None = None
-        if pool is None:
-            self._singles = AsyncSingles(
-                self._db,
-                max_sessions=settings.postgres_pool_max_size,
-                prepared=settings.postgres_prepare_threshold >= 0,
-                committed=self._enqueued_single,
-                read_clock=self.now,
-            )
+        self._singles_allowed = pool is None
+        self._singles_lock = threading.Lock()
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
         #: Whether any rate limit bucket of a task exists (the same cache, of one name).
@@ -197,9 +195,26 @@ class PostgresBackend(Backend):
         return result
 
     async def enqueue_one_async(self, job: NewJob) -> EnqueueResult:
-        if self._singles is None or needs_transaction((job,), self.settings.queue_limits):
+        singles = self._singles or self._make_singles()
+        if singles is None or needs_transaction((job,), self.settings.queue_limits):
             return await super().enqueue_one_async(job)
-        return await self._singles.insert(job, self._now_param())
+        return await singles.insert(job, self._now_param())
+
+    def _make_singles(self) -> AsyncSingles | None:
+        if not self._singles_allowed:
+            return None
+        from conveyor.backends.postgres.async_enqueue import AsyncSingles
+
+        with self._singles_lock:
+            if self._singles is None and self._singles_allowed:
+                self._singles = AsyncSingles(
+                    self._db,
+                    max_sessions=self.settings.postgres_pool_max_size,
+                    prepared=self.settings.postgres_prepare_threshold >= 0,
+                    committed=self._enqueued_single,
+                    read_clock=self.now,
+                )
+            return self._singles
 
     def _enqueued_single(self, queue: str) -> None:
         """A single job committed: the wake-ups (the notifier's after the commit)."""
@@ -1230,8 +1245,11 @@ class PostgresBackend(Backend):
         return float(row[0])
 
     def close(self) -> None:
-        if self._singles is not None:
-            self._singles.close()
+        with self._singles_lock:
+            self._singles_allowed = False  # none made after this
+            singles, self._singles = self._singles, None
+        if singles is not None:
+            singles.close()
         self._finish_listener.stop()
         self._notifier.close()
         self._listener.stop()
