@@ -182,9 +182,11 @@ class AsyncSingles:
         for attempt in (1, 2):
             session = await sessions.take()
             encoding = session.encoding
-            params = [_text(values[name], encoding) for name in self._statement.names]
             try:
+                params = [_text(values[name], encoding) for name in self._statement.names]
                 result = await session.execute(params, late)
+            except asyncio.CancelledError:
+                raise  # late() gives the session back once its statement has ended
             except NotSent as exc:
                 sessions.give_back(session)
                 if attempt == 1:
@@ -197,6 +199,9 @@ class AsyncSingles:
                     f"lost the connection to {self._db.target} while enqueueing: the job may "
                     f"or may not have been written ({str(exc).strip()})"
                 ) from None
+            except BaseException:
+                sessions.give_back(session)
+                raise
             sessions.give_back(session)
             if result.status != _ROWS:
                 raise translate(error_from_result(result, encoding=encoding), self._db.target)
@@ -227,6 +232,8 @@ class AsyncSingles:
         self._pid = os.getpid()
 
     async def _open(self) -> LoopSession:
+        if self._closed:  # a caller that waited for a session while the backend closed
+            raise BackendError(f"{self._db.target}: this backend was closed")
         read_clock, self._read_clock = self._read_clock, None
         if read_clock is not None:
             await OFFLOAD.run(read_clock)
