@@ -37,7 +37,7 @@ from psycopg.errors import error_from_result
 from conveyor.backends.base import EnqueueResult, NewJob
 from conveyor.backends.postgres.connection import Database, Q
 from conveyor.backends.postgres.enqueue import insert_values
-from conveyor.backends.postgres.errors import translate
+from conveyor.backends.postgres.errors import is_connection_lost, translate
 from conveyor.backends.postgres.loop_session import LoopSession, NotSent, Positional
 from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.job import JobState
@@ -195,21 +195,27 @@ class AsyncSingles:
                 raise BackendUnavailable(f"cannot reach PostgreSQL {target}: {exc}") from None
             except psycopg.OperationalError as exc:
                 sessions.give_back(session)
-                raise BackendUnavailable(
-                    f"lost the connection to {self._db.target} while enqueueing: the job may "
-                    f"or may not have been written ({str(exc).strip()})"
-                ) from None
+                raise self._lost(exc) from None
             except BaseException:
                 sessions.give_back(session)
                 raise
             sessions.give_back(session)
             if result.status != _ROWS:
-                raise translate(error_from_result(result, encoding=encoding), self._db.target)
+                error = error_from_result(result, encoding=encoding)
+                if is_connection_lost(error):  # the server ended the session, perhaps after
+                    raise self._lost(error) from None  # the commit: as if the connection broke
+                raise translate(error, self._db.target)
             self._committed(queue)
             job_id, state = result.get_value(0, 0), result.get_value(0, 1)
             assert job_id is not None and state is not None
             return EnqueueResult(int(job_id), _STATES[state.decode()], True)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _lost(self, exc: psycopg.Error) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"lost the connection to {self._db.target} while enqueueing: the job may or may "
+            f"not have been written ({str(exc).strip()})"
+        )
 
     def _sessions_of(self, loop: asyncio.AbstractEventLoop) -> LoopSessions:
         if self._pid != os.getpid():

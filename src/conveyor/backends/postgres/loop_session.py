@@ -161,6 +161,8 @@ class LoopSession:
                     if last is None:
                         raise psycopg.OperationalError("the statement returned no result")
                     self._settle(last, None)
+                    if pg.status != pq.ConnStatus.OK:  # the answer was the server's last word
+                        self.close()
                     return
                 self._last = result
         except psycopg.OperationalError as exc:
