@@ -16,3 +16,8 @@ SELECT count(*) FROM conveyor_jobs
 -- name: terminate
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 WHERE datname = current_database() AND application_name = %(name)s
+
+-- name: async_sessions
+-- Every session of this test database made for async enqueues, whatever its application.
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name LIKE '%%-async'

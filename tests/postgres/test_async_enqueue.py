@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
 
 from conveyor import Conveyor
 from conveyor.backends.postgres import PostgresBackend
@@ -319,3 +320,26 @@ def test_without_prepared_statements_each_call_is_parsed_anew(
     jobs = asyncio.run(enqueue())
 
     assert [world.app.get_job(job.id).args for job in jobs] == [[0], [1], [2]]
+
+
+def test_on_the_applications_own_pool_the_write_takes_the_pool_from_a_thread() -> None:
+    """The pool's connections are the application's to count: no sessions of Conveyor's own."""
+    database = session_database()
+    with (
+        migrated_schema() as schema,
+        ConnectionPool(database.url, min_size=1, max_size=2) as pool,
+    ):
+        app = Conveyor(pool, postgres_schema=schema)
+        noop = app.task(name="noop")(_noop)
+        try:
+            jobs = asyncio.run(_enqueue_three(noop))
+            assert [app.get_job(job.id).args for job in jobs] == [[0], [1], [2]]
+            with pool.connection() as conn:
+                row = conn.execute(A["async_sessions"]).fetchone()
+            assert row is not None and row[0] == 0
+        finally:
+            app.close()
+
+
+async def _enqueue_three(task: Task[..., Any]) -> list[Job]:
+    return [await task.enqueue_async(n) for n in range(3)]
