@@ -10,7 +10,8 @@ row through sqlite3 in autocommit, WAL, the same synchronous mode. Conveyor's fi
 carries its client CPU per call (process time, every thread) and, with --breakdown, the
 microseconds of each phase of a call, wall and client CPU, measured apart: the spec
 (task.job), the argument check and encoding (build_one), the backend's write (enqueue_one),
-and the Job snapshot.
+and the Job snapshot; then the async write (enqueue_one_async), with its client CPU on the
+loop's thread apart.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from common import PG_QUERIES, engine, finish, fresh_app, is_postgres, machine, parser, report
 from conveyor import Conveyor
+from conveyor.backends.base import Backend, NewJob
 from conveyor.backends.sqlite.connection import Q as LITE
 from conveyor.task import Task, build_one
 
@@ -142,7 +144,32 @@ def breakdown(app: Conveyor, task: Task[..., Any], jobs: int) -> dict[str, tuple
     for new_job, result, spec in zip(new_jobs, results, specs, strict=True):
         app._enqueued_one(new_job, result, spec)
     phases["snapshot (Job)"] = _per_call(clocks, jobs)
+    phases.update(_async_write(backend, new_jobs))
     return phases
+
+
+def _async_write(backend: Backend, new_jobs: list[NewJob]) -> dict[str, tuple[float, float]]:
+    """The backend's write of enqueue_async (backend.enqueue_one_async) on its own: its wall
+    time and client CPU in all, then its CPU on the loop's thread (the wake-ups are sent from
+    the notifier's thread on PostgreSQL)."""
+    loop = asyncio.new_event_loop()
+
+    async def write() -> None:
+        for job in new_jobs:
+            await backend.enqueue_one_async(job)
+
+    try:
+        loop.run_until_complete(backend.enqueue_one_async(new_jobs[0]))  # the loop's session
+        thread, clocks = time.thread_time(), _clocks()
+        loop.run_until_complete(write())
+        written = _per_call(clocks, len(new_jobs))
+        thread_us = (time.thread_time() - thread) / len(new_jobs) * 1e6
+    finally:
+        loop.close()
+    return {
+        "async write (backend.enqueue_one_async)": written,
+        "  its client CPU on the loop's thread": (thread_us, thread_us),
+    }
 
 
 def _clocks() -> tuple[float, float]:

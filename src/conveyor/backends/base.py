@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from conveyor.backends.tally import ENQUEUE_SETTLE, FOLD_MARGIN, Tally
 from conveyor.errors import ConfigurationError
 from conveyor.job import Job, JobError, JobState
-from conveyor.offload import OFFLOAD
 from conveyor.settings import Settings
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
@@ -298,11 +297,13 @@ class Backend(ABC):
         return None
 
     async def enqueue_one_async(self, job: NewJob) -> EnqueueResult:
-        """``enqueue_one`` from a coroutine: on the event loop's thread when ``enqueue_one_now``
-        can, on a thread otherwise. Engines that can wait for the write without a thread say
-        so here."""
+        """``enqueue_one`` from an event loop: ``enqueue_one_now`` if the engine can, else on
+        a thread (see conveyor.offload); engines with an async driver write it from the loop."""
         result = self.enqueue_one_now(job)
         if result is None:
+            # Here, not at the top: a heartbeat process imports this module, never asyncio.
+            from conveyor.offload import OFFLOAD
+
             result = await OFFLOAD.run(lambda: self.enqueue_one(job))
         return result
 

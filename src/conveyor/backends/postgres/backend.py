@@ -13,8 +13,9 @@ notifier.py).
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -77,6 +78,9 @@ from conveyor.settings import Settings
 from conveyor.snapshot.records import Record, Summary
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
+if TYPE_CHECKING:
+    from conveyor.backends.postgres.async_enqueue import AsyncSingles
+
 #: Seconds the first change_marker() call waits for the LISTEN session (connecting is a few ms;
 #: with the server down it gives up and the listener keeps trying in the background).
 _FIRST_LISTEN_WAIT = 2.0
@@ -130,6 +134,12 @@ class PostgresBackend(Backend):
             self._connect_listener, self._finished_channel, self._finished_local
         )
         self._notifier = Notifier(self._connect_notifier)
+        #: enqueue_one_async from event loops, on sessions of their own (made on its first
+        #: call: asyncio is no import of a heartbeat process); not on a pool the application
+        #: lent us, whose connections are the application's to count.
+        self._singles: AsyncSingles | None = None
+        self._singles_allowed = pool is None
+        self._singles_lock = threading.Lock()
         self._queue_turn = itertools.count()
         self._capped = CappedQueues(self.now)
         #: Whether any rate limit bucket of a task exists (the same cache, of one name).
@@ -185,6 +195,33 @@ class PostgresBackend(Backend):
             self._after_commit((job.queue,))
         self._notify_local((job.queue,))
         return result
+
+    async def enqueue_one_async(self, job: NewJob) -> EnqueueResult:
+        singles = self._singles or self._make_singles()
+        if singles is None or needs_transaction((job,), self.settings.queue_limits):
+            return await super().enqueue_one_async(job)
+        return await singles.insert(job, self._now_param())
+
+    def _make_singles(self) -> AsyncSingles | None:
+        if not self._singles_allowed:
+            return None
+        from conveyor.backends.postgres.async_enqueue import AsyncSingles
+
+        with self._singles_lock:
+            if self._singles is None and self._singles_allowed:
+                self._singles = AsyncSingles(
+                    self._db,
+                    max_sessions=self.settings.postgres_pool_max_size,
+                    prepared=self.settings.postgres_prepare_threshold >= 0,
+                    committed=self._enqueued_single,
+                    read_clock=self.now,
+                )
+            return self._singles
+
+    def _enqueued_single(self, queue: str) -> None:
+        """A single job committed: the wake-ups (the notifier's after the commit)."""
+        self._after_commit((queue,))
+        self._notify_local((queue,))
 
     def enqueue_many_in(self, connection: Any, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """enqueue_many inside the application's open transaction on its psycopg
@@ -1210,6 +1247,11 @@ class PostgresBackend(Backend):
         return float(row[0])
 
     def close(self) -> None:
+        with self._singles_lock:
+            self._singles_allowed = False  # none made after this
+            singles, self._singles = self._singles, None
+        if singles is not None:
+            singles.close()
         self._finish_listener.stop()
         self._notifier.close()
         self._listener.stop()

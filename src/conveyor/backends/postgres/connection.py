@@ -155,11 +155,7 @@ class Database:
 
     def configure(self, conn: Connection) -> None:
         """Session setup of every new connection (the pool's ``configure`` callback)."""
-        if conn.info.server_version < MIN_SERVER_VERSION:
-            raise BackendError(
-                f"{self.target} runs PostgreSQL {conn.info.server_version // 10000}: "
-                "Conveyor needs 13 or newer"
-            )
+        self._check_version(conn)
         use_fast_json(conn)
         conn.execute(
             Q["configure_session"],
@@ -182,6 +178,34 @@ class Database:
                 raise translate(exc, self.target) from None
             raise
         return conn
+
+    async def connect_async(self, **overrides: Any) -> psycopg.AsyncConnection[Any]:
+        """``connect`` for an event loop: an AsyncConnection, its session set up as a pooled
+        one's (search_path, lock_timeout)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, **{**self._kwargs, **overrides})
+        except psycopg.Error as exc:
+            raise translate(exc, self.target) from None
+        try:
+            self._check_version(conn)
+            await conn.execute(
+                Q["configure_session"],
+                {"schema": self.schema, "lock_timeout": self._lock_timeout_ms},
+                prepare=False,
+            )
+        except BaseException as exc:
+            await conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise translate(exc, self.target) from None
+            raise
+        return conn
+
+    def _check_version(self, conn: psycopg.BaseConnection[Any]) -> None:
+        if conn.info.server_version < MIN_SERVER_VERSION:
+            raise BackendError(
+                f"{self.target} runs PostgreSQL {conn.info.server_version // 10000}: "
+                "Conveyor needs 13 or newer"
+            )
 
     def open(self) -> None:
         """Start our pool; its connections are made in the background. A lent pool is the

@@ -373,6 +373,11 @@ def _stage_rows(jobs: Sequence[NewJob]) -> str:
     )
 
 
+def insert_values(job: NewJob, now: float | None) -> dict[str, Any]:
+    """The parameters of insert_job for ``job`` (the async single enqueue's: async_enqueue.py)."""
+    return {"now": now, **_values(job)}
+
+
 def _values(job: NewJob) -> dict[str, Any]:
     """The parameters of insert_job, typed as _columns types them."""
     return {

@@ -1,0 +1,280 @@
+"""The async single enqueue on PostgreSQL: ``await task.enqueue_async(...)`` writes its job
+from the event loop itself, on sessions of that loop (loop_session.py), with no thread between.
+
+A call is one round trip: the statement of the sync single enqueue (insert_job + new_job),
+prepared once per session, committed on its own; then the wake-up, which the notifier sends
+after the commit exactly as for the sync path (notifier.py). Each event loop that enqueues
+gets sessions of its own, made when first needed, up to ``postgres_pool_max_size`` of them (as
+many enqueues at once, the rest wait their turn), each set up as the pool's connections are
+(search_path, lock_timeout: Database.connect_async). No health probe per call: a session
+the server ends while it is idle is noticed by its loop (loop_session.py) and replaced.
+
+- Several event loops (``asyncio.run`` twice, loops in threads): sessions belong to one loop.
+  Those of loops found closed are ended when another loop makes its first session, and the
+  rest by ``close()``.
+- A forked child inherits the parent's sessions but never touches them, not even to end them
+  (that would end the parent's sessions): it makes its own.
+- A statement sent whole whose session then broke has an unknown outcome: BackendUnavailable
+  says so, and nothing runs again, which could write the job twice. A statement that could not
+  be sent runs once more, on a new session.
+- Cancelling the awaiting task leaves the statement to end on its own, as the one transaction
+  it is: its job is committed or not, and if it is, its wake-up is sent all the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.errors import error_from_result
+
+from conveyor.backends.base import EnqueueResult, NewJob
+from conveyor.backends.postgres.connection import Database, Q
+from conveyor.backends.postgres.enqueue import insert_values
+from conveyor.backends.postgres.errors import is_connection_lost, translate
+from conveyor.backends.postgres.loop_session import LoopSession, NotSent, Positional
+from conveyor.errors import BackendError, BackendUnavailable
+from conveyor.job import JobState
+from conveyor.offload import OFFLOAD
+
+_STATES = {state.value: state for state in JobState}
+_ROWS = pq.ExecStatus.TUPLES_OK
+#: The sessions a forked child inherited: kept, never used nor ended (see the module's doc).
+_INHERITED: list[LoopSessions] = []
+
+
+class LoopSessions:
+    """The sessions of one event loop: the idle ones, how many there are, and the callers
+    waiting for one while all are busy."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_size: int,
+        open_session: Callable[[], Awaitable[LoopSession]],
+    ) -> None:
+        self.loop = loop
+        self._idle: list[LoopSession] = []
+        self._size = 0
+        self._max = max_size
+        self._open = open_session
+        self._waiters: deque[asyncio.Future[LoopSession | None]] = deque()
+        self._closed = False
+
+    async def take(self) -> LoopSession:
+        while True:
+            while self._idle:
+                session = self._idle.pop()
+                if not session.broken:
+                    return session
+                self._size -= 1
+            if self._size < self._max:
+                self._size += 1
+                try:
+                    return await self._open()
+                except BaseException:
+                    self._size -= 1
+                    self._hand(None)
+                    raise
+            waiter: asyncio.Future[LoopSession | None] = self.loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():  # handed just as we were cancelled
+                    self._pass_on(waiter.result())
+                raise
+            if handed is not None:
+                return handed
+            # None: a session was dropped, and there is room to make one.
+
+    def give_back(self, session: LoopSession) -> None:
+        if self._closed:
+            session.close()
+        self._pass_on(session)
+
+    def _pass_on(self, session: LoopSession | None) -> None:
+        if session is None or session.broken:
+            if session is not None:
+                self._size -= 1
+            self._hand(None)
+        elif not self._hand(session):
+            self._idle.append(session)
+
+    def _hand(self, session: LoopSession | None) -> bool:
+        """Give ``session`` (or, with None, the room to make one) to the first waiter."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(session)
+                return True
+        return False
+
+    def close(self) -> None:
+        """End the idle sessions (the busy ones end when given back)."""
+        self._closed = True
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if self.loop.is_running() and self.loop is not current:
+            # Running in another thread: its sessions are touched from there only.
+            try:
+                self.loop.call_soon_threadsafe(self._end_idle)
+            except RuntimeError:  # closed meanwhile
+                self._end_idle()
+        else:
+            self._end_idle()
+
+    def _end_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for session in idle:
+            session.close()
+
+
+class AsyncSingles:
+    """Single jobs written from event loops, on sessions of each loop."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_sessions: int,
+        prepared: bool,
+        committed: Callable[[str], None],
+        read_clock: Callable[[], object],
+    ) -> None:
+        """``committed(queue)`` follows every commit (the wake-ups); ``read_clock`` is called
+        once, on a thread, before the first session: the first reading of the database's
+        clock is a round trip, which must not stall the loop."""
+        self._db = db
+        self._max = max_sessions
+        self._prepared = prepared
+        self._committed = committed
+        self._read_clock: Callable[[], object] | None = read_clock
+        single = Q["insert_job"] + "\n" + Q["new_job"]  # as enqueue.insert_single sends it
+        self._statement = Positional(single, b"conveyor_insert_job")
+        self._loops: dict[asyncio.AbstractEventLoop, LoopSessions] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._closed = False
+
+    async def insert(self, job: NewJob, now: float | None) -> EnqueueResult:
+        loop = asyncio.get_running_loop()
+        sessions = self._loops.get(loop) if self._pid == os.getpid() else None
+        if sessions is None:
+            sessions = self._sessions_of(loop)
+        values = insert_values(job, now)
+        queue = job.queue
+
+        def late(session: LoopSession, result: pq.abc.PGresult | None) -> None:
+            # The caller was cancelled; the statement ended since.
+            sessions.give_back(session)
+            if result is not None and result.status == _ROWS:
+                self._committed(queue)
+
+        for attempt in (1, 2):
+            session = await sessions.take()
+            encoding = session.encoding
+            try:
+                params = [_text(values[name], encoding) for name in self._statement.names]
+                result = await session.execute(params, late)
+            except asyncio.CancelledError:
+                raise  # late() gives the session back once its statement has ended
+            except NotSent as exc:
+                sessions.give_back(session)
+                if attempt == 1:
+                    continue
+                target = self._db.target
+                raise BackendUnavailable(f"cannot reach PostgreSQL {target}: {exc}") from None
+            except psycopg.OperationalError as exc:
+                sessions.give_back(session)
+                raise self._lost(exc) from None
+            except BaseException:
+                sessions.give_back(session)
+                raise
+            sessions.give_back(session)
+            if result.status != _ROWS:
+                error = error_from_result(result, encoding=encoding)
+                if is_connection_lost(error):  # the server ended the session, perhaps after
+                    raise self._lost(error) from None  # the commit: as if the connection broke
+                raise translate(error, self._db.target)
+            self._committed(queue)
+            job_id, state = result.get_value(0, 0), result.get_value(0, 1)
+            assert job_id is not None and state is not None
+            return EnqueueResult(int(job_id), _STATES[state.decode()], True)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _lost(self, exc: psycopg.Error) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"lost the connection to {self._db.target} while enqueueing: the job may or may "
+            f"not have been written ({str(exc).strip()})"
+        )
+
+    def _sessions_of(self, loop: asyncio.AbstractEventLoop) -> LoopSessions:
+        if self._pid != os.getpid():
+            self._forked()
+        with self._lock:
+            if self._closed:
+                raise BackendError(f"{self._db.target}: this backend was closed")
+            sessions = self._loops.get(loop)
+            if sessions is None:
+                for gone in [other for other in self._loops if other.is_closed()]:
+                    self._loops.pop(gone).close()
+                sessions = self._loops[loop] = LoopSessions(loop, self._max, self._open)
+            return sessions
+
+    def _forked(self) -> None:
+        """In a forked child: leave the parent's sessions alone (see the module's doc)."""
+        _INHERITED.extend(self._loops.values())
+        self._loops = {}
+        self._lock = threading.Lock()  # perhaps held by another thread at the fork
+        self._pid = os.getpid()
+
+    async def _open(self) -> LoopSession:
+        if self._closed:  # a caller that waited for a session while the backend closed
+            raise BackendError(f"{self._db.target}: this backend was closed")
+        read_clock, self._read_clock = self._read_clock, None
+        if read_clock is not None:
+            await OFFLOAD.run(read_clock)
+        name = f"{self._db.application_name[:57]}-async"
+        conn = await self._db.connect_async(application_name=name)
+        try:
+            session = LoopSession(conn, self._statement, prepared=self._prepared)
+        except BaseException:
+            await conn.close()
+            raise
+        try:
+            await session.prepare()
+        except BaseException as exc:
+            session.close()
+            if isinstance(exc, psycopg.Error):
+                raise translate(exc, self._db.target) from None
+            raise
+        return session
+
+    def close(self) -> None:
+        if self._pid != os.getpid():
+            self._forked()
+        with self._lock:
+            self._closed = True
+            loops, self._loops = self._loops, {}
+        for sessions in loops.values():
+            sessions.close()
+
+
+def _text(value: Any, encoding: str) -> bytes | None:
+    """A parameter in PostgreSQL's text format (the statement casts each to its type)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode(encoding)
+    if isinstance(value, float):
+        return repr(value).encode()  # float8in reads repr's digits, inf and nan included
+    return str(int(value)).encode()
