@@ -73,8 +73,11 @@ from conveyor.snapshot.records import Record, Summary
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 from conveyor.workflows.rules import batch_order
 
-#: The layout of the keys; a store written by a newer layout is refused.
-LAYOUT_VERSION = 1
+#: The layout of the keys; a store written by a newer layout is refused. 2: the finished jobs
+#: prune may delete are a list in the order they ended (lua/prune.lua), not a sorted set.
+LAYOUT_VERSION = 2
+#: Entries one call of migrate_ended moves.
+_MIGRATE_CHUNK = 10_000
 #: Seconds the first change_marker() call waits for the subscription.
 _FIRST_LISTEN_WAIT = 2.0
 
@@ -196,6 +199,9 @@ class RedisBackend(Backend):
         current = self._version()
         if current >= LAYOUT_VERSION:
             return []
+        if current == 1:
+            while int(self._run("migrate_ended", _MIGRATE_CHUNK)) > 0:
+                pass
         self._db.put(self._key("layout"), LAYOUT_VERSION)
         return [LAYOUT_VERSION]
 

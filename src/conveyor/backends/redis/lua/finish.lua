@@ -50,8 +50,7 @@ local function succeed_fast(i, o)
   runq[queue] = runq[queue] or {}
   table.insert(runq[queue], id)
   tokens[#tokens + 1] = token
-  done[#done + 1] = num(NOW)
-  done[#done + 1] = id
+  done[#done + 1] = ended_entry(id, num(NOW))
   ended_any = true
   out[i] = 'succeeded'
 end
@@ -159,7 +158,7 @@ variadic('ZREM', P .. ':running', running, 1)
 for worker, ids in pairs(held) do variadic('SREM', P .. ':held:' .. worker, ids, 1) end
 for queue, ids in pairs(runq) do variadic('SREM', P .. ':runq:' .. queue, ids, 1) end
 variadic('HDEL', P .. ':tokens', tokens, 1)
-variadic('ZADD', P .. ':done', done, 2)
+variadic('RPUSH', P .. ':ended', done, 1)
 -- The breakers count the ends reported to them (conveyor/backends/breakers.py record_outcomes).
 table.sort(names)
 for _, name in ipairs(names) do
