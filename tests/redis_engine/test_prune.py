@@ -9,13 +9,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from conveyor.backends.base import Outcome, OutcomeKind
 from conveyor.backends.redis import RedisBackend
-from conveyor.backends.redis.backend import LAYOUT_VERSION
+from conveyor.backends.redis.backend import _PRUNE_CHUNK, LAYOUT_VERSION
 from conveyor.backends.redis.connection import key_prefix
 from conveyor.errors import JobNotFound
 from conveyor.job import JobState
 from conveyor.settings import Settings
-from tests.contract.helpers import claim_one, enqueue, make_job_in, succeed
+from tests.contract.helpers import LEASE, claim_one, enqueue, make_job_in, succeed
 from tests.redis_engine.factory import drop_prefix, new_prefix, server_url
 from tests.support import FakeClock
 
@@ -130,5 +131,23 @@ def test_a_layout_1_store_gets_its_finished_jobs_listed(prefix: str, clock: Fake
         assert not redis_client.exists(f"{keys}:done")
         clock.advance(2 * HOUR)
         assert backend.prune(older_than=HOUR) == 3
+    finally:
+        backend.close()
+
+
+def test_a_batch_larger_than_one_script_s_chunk_is_deleted_whole(
+    prefix: str, clock: FakeClock
+) -> None:
+    backend = open_backend(prefix, clock)
+    try:
+        count = _PRUNE_CHUNK + 50
+        for _ in range(count):
+            enqueue(backend)
+        runs = backend.claim("w", None, count, LEASE)
+        backend.finish_many([Outcome(r.id, r.lease_token, OutcomeKind.SUCCEEDED) for r in runs])
+        clock.advance(2 * HOUR)
+        assert backend.prune(older_than=HOUR, batch=count - 10) == count - 10
+        assert backend.prune(older_than=HOUR, batch=count) == 10
+        assert backend.list_jobs() == []
     finally:
         backend.close()

