@@ -151,3 +151,20 @@ def test_a_batch_larger_than_one_script_s_chunk_is_deleted_whole(
         assert backend.list_jobs() == []
     finally:
         backend.close()
+
+
+def test_a_job_that_ends_keeps_no_rank_and_gets_one_again_when_requeued(
+    prefix: str, clock: FakeClock
+) -> None:
+    backend = open_backend(prefix, clock)
+    try:
+        done = make_job_in(backend, clock, JobState.SUCCEEDED)
+        dead = make_job_in(backend, clock, JobState.DEAD)
+        redis_client = client()
+        for job_id in (done, dead):
+            assert not redis_client.hexists(f"{keys_of(backend)}:job:{job_id}", "rk")
+        backend.requeue([dead])
+        assert redis_client.hexists(f"{keys_of(backend)}:job:{dead}", "rk")
+        assert claim_one(backend).id == dead
+    finally:
+        backend.close()
