@@ -14,8 +14,8 @@ local reports, names = {}, {}
 local function opt(v) if v == null then return nil end return v end
 
 -- The hot path of a busy worker: a success of a job without children and without a breaker
--- reads only the fields it needs, drops its rank as the slow path below does, and the index writes of all of them go in a few variadic
--- commands at the end.
+-- reads only the fields it needs and drops its rank as the slow path below does, and the
+-- index writes of all of them go in a few variadic commands at the end.
 local running, held, runq, tokens, done = {}, {}, {}, {}, {}
 local function succeed_fast(i, o)
   local id, token = o[1], o[2]
