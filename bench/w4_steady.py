@@ -1,7 +1,10 @@
 """W4: steady enqueue and drain for N minutes (shared/BENCH.md): does throughput hold while
 finished jobs pile up? A worker process drains no-op jobs while this process keeps about
 --backlog jobs waiting for it; each minute prints the jobs finished in it, and at the end the
-last minute is compared with the first (it must not fall below half).
+last minute is compared with the first (it must not fall below half). On Redis each minute also
+shows the server's CPU per job (its main thread's, INFO cpu: of every client, so start a private
+server for a figure of this benchmark alone), which the load of a shared machine moves far less
+than the rate.
 
     python bench/w4_steady.py --url postgresql://... [--minutes 10] [--backlog 5000]
 """
@@ -14,9 +17,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from bench_app import noop
-from common import PG_QUERIES, engine, finish, fresh_app, is_postgres, machine, parser
+from common import PG_QUERIES, engine, finish, fresh_app, is_postgres, is_redis, machine, parser
 from conveyor import Conveyor
 from conveyor.job import JobState
 
@@ -48,6 +52,22 @@ def waiting_counter(app: Conveyor) -> Callable[[], int]:
     return from_indexes
 
 
+def server_cpu(app: Conveyor) -> Callable[[], float] | None:
+    """On Redis, a function returning the CPU seconds the server's main thread has used (of
+    every client's commands: on a private server, this benchmark's alone); None elsewhere."""
+    if not is_redis(app.settings.url):
+        return None
+    import redis
+
+    client = redis.Redis.from_url(app.settings.url)
+
+    def seconds() -> float:
+        cpu = cast("dict[str, float]", client.info("cpu"))
+        return cpu["used_cpu_user_main_thread"] + cpu["used_cpu_sys_main_thread"]
+
+    return seconds
+
+
 def autovacuum(app: Conveyor) -> bool:
     import psycopg
 
@@ -66,6 +86,7 @@ def main() -> None:
     app, _folder = fresh_app(args.url, args.synchronous)
     task = app.task(name="noop")(noop.fn)
     waiting = waiting_counter(app)
+    cpu = server_cpu(app)
     env = {
         **os.environ,
         "CONVEYOR_BENCH_URL": app.settings.url,
@@ -94,12 +115,14 @@ def main() -> None:
         flush=True,
     )
     per_minute: list[float] = []
+    cpu_per_job: list[float] = []
     try:
         enqueued = 0
         start = time.monotonic()
         end = start + args.minutes * 60
         minute_end = start + 60
         done_before = 0
+        cpu_before = cpu() if cpu else 0.0
         while True:
             now = time.monotonic()
             pending = waiting()
@@ -107,10 +130,16 @@ def main() -> None:
                 done = enqueued - pending
                 span = now - (minute_end - 60)
                 per_minute.append((done - done_before) / span)
+                server = ""
+                if cpu:
+                    cpu_now = cpu()
+                    cpu_per_job.append((cpu_now - cpu_before) * 1e6 / max(done - done_before, 1))
+                    cpu_before = cpu_now
+                    server = f", server CPU {cpu_per_job[-1]:.1f} us/job"
                 print(
                     f"  minute {len(per_minute)}: {done - done_before:,} jobs finished, "
                     f"{per_minute[-1]:,.0f} jobs/s, {pending:,} waiting, "
-                    f"{done:,} finished in all",
+                    f"{done:,} finished in all{server}",
                     flush=True,
                 )
                 done_before = done
@@ -137,6 +166,12 @@ def main() -> None:
     print(
         f"  last minute / first minute: {ratio:.2f} ({last:,.0f} vs {first:,.0f} jobs/s): {verdict}"
     )
+    if cpu_per_job:
+        print(
+            f"  server CPU per job, last minute / first: "
+            f"{cpu_per_job[-1] / cpu_per_job[0]:.2f} "
+            f"({cpu_per_job[-1]:.1f} vs {cpu_per_job[0]:.1f} us)"
+        )
     if ratio < 0.5:
         raise SystemExit(1)
 

@@ -75,8 +75,14 @@ from conveyor.snapshot.records import Record, Summary
 from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 from conveyor.workflows.rules import batch_order
 
-#: The layout of the keys; a store written by a newer layout is refused.
-LAYOUT_VERSION = 1
+#: The layout of the keys; a store written by a newer layout is refused. 2: the finished jobs
+#: prune may delete are a list in the order they ended (lua/prune.lua), not a sorted set.
+LAYOUT_VERSION = 2
+#: Jobs one prune script deletes at most: about 3 ms of server CPU (10.7 µs each, measured with
+#: a million finished jobs in the store), against 11 ms for a chunk of 1,000.
+_PRUNE_CHUNK = 250
+#: Entries one call of migrate_ended moves.
+_MIGRATE_CHUNK = 10_000
 #: A state by its name, a tenth of the cost of JobState(name).
 _STATES = {state.value: state for state in JobState}
 #: Seconds the first change_marker() call waits for the subscription.
@@ -252,6 +258,9 @@ class RedisBackend(Backend):
         current = self._version()
         if current >= LAYOUT_VERSION:
             return []
+        if current == 1:
+            while int(self._run("migrate_ended", _MIGRATE_CHUNK)) > 0:
+                pass
         self._db.put(self._key("layout"), LAYOUT_VERSION)
         return [LAYOUT_VERSION]
 
@@ -641,7 +650,16 @@ class RedisBackend(Backend):
         return self._db.first_score(self._key("due"))
 
     def prune(self, older_than: float, batch: int = 1000) -> int:
-        return int(self._run("prune", repr(float(older_than)), batch))
+        # A script holds the server while it runs: deletions go in chunks, so that claims and
+        # finishes get in between.
+        pruned = 0
+        while pruned < batch:
+            chunk = min(_PRUNE_CHUNK, batch - pruned)
+            deleted = int(self._run("prune", repr(float(older_than)), chunk))
+            pruned += deleted
+            if deleted < chunk:
+                break
+        return pruned
 
     # --- workers and leadership -----------------------------------------------------------
 

@@ -59,6 +59,11 @@ local function stat(h, by)
   stat_changes[name] = (stat_changes[name] or 0) + by
 end
 
+-- The jobs that may be pruned (succeeded, cancelled) are listed in P:ended in the order
+-- they ended, as "<id> <finished_at>": appending costs the same however many finished jobs
+-- the store holds, where a sorted set's insert slows as it grows (prune.lua reads the list).
+local function ended_entry(id, finished_at) return id .. ' ' .. finished_at end
+
 local function unindex(id, h)
   local s = h.state
   if s == 'queued' then
@@ -81,9 +86,9 @@ local function unindex(id, h)
     redis.call('SREM', P .. ':runq:' .. h.queue, id)
     redis.call('HDEL', P .. ':tokens', h.lease_token)
     redis.call('SREM', P .. ':cancels:' .. h.worker_id, h.lease_token)
-  elseif s == 'succeeded' or s == 'cancelled' then
-    redis.call('ZREM', P .. ':done', id)
   end
+  -- A succeeded or cancelled job's entry in P:ended stays: prune.lua drops it when it finds
+  -- the job changed.
   stat(h, -1)
 end
 
@@ -123,7 +128,7 @@ local function index(id, h)
       redis.call('SADD', P .. ':cancels:' .. h.worker_id, h.lease_token)
     end
   elseif s == 'succeeded' or s == 'cancelled' then
-    redis.call('ZADD', P .. ':done', h.finished_at, id)
+    redis.call('RPUSH', P .. ':ended', ended_entry(id, h.finished_at))
   end
   stat(h, 1)
 end

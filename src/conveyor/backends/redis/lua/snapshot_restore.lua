@@ -86,7 +86,8 @@ if action == 'undo_rest' then
   drop('breakers', 'breaker')
   drop('schedules', 'schedule')
   drop('buckets', 'bucket', 'bq')
-  redis.call('DEL', P .. ':gated', P .. ':unsettled', P .. ':stats', P .. ':queues')
+  redis.call('DEL', P .. ':gated', P .. ':unsettled', P .. ':stats', P .. ':queues',
+    P .. ':ended', P .. ':ended_held')
   for _, task in ipairs(cjson.decode(ARGV[4])) do redis.call('DEL', P .. ':budget:' .. task) end
   if ARGV[3] == '0' then
     redis.call('DEL', P .. ':seq')
