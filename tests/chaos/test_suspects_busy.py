@@ -9,6 +9,7 @@ wait for ever. Both on SQLite and on PostgreSQL, with real processes.
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -91,7 +92,11 @@ def test_suspects_run_while_a_backlog_keeps_every_worker_busy(engine: str, tmp_p
             assert app.stats()["default"].get(JobState.QUEUED, 0) > 0
             stop.touch()
             supervisor.send_signal(signal.SIGTERM)
-            supervisor.wait(30)
+            try:
+                supervisor.wait(30)
+            except subprocess.TimeoutExpired:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise AssertionError(f"the workers did not stop within 30 s:\n{tail}") from None
         finally:
             stop.touch()
             _kill(supervisor, log)
