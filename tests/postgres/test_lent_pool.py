@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor import Conveyor, JobState
+from conveyor.backends.postgres.backend import PostgresBackend
 from conveyor.backends.sql import parse_queries
 from conveyor.errors import BackendError, ConfigurationError, DatabaseBusy
 from tests.postgres.factory import new_schema, session_database
@@ -42,6 +43,9 @@ def pool(app_schema: str) -> Iterator[ConnectionPool[Any]]:
         kwargs={**params, "autocommit": False, "row_factory": dict_row},
         min_size=1,
         max_size=1,
+        # A second checkout while Conveyor holds the only session can never succeed: fail
+        # fast rather than after psycopg_pool's 30 s.
+        timeout=3.0,
         configure=configure,
     ) as application_pool:
         yield application_pool
@@ -88,6 +92,19 @@ def test_jobs_run_on_the_applications_pool_which_gets_its_sessions_back_unchange
     with pool.connection() as conn:
         conn.execute(T["insert_order"], {"id": 1, "item": "book"})
         assert conn.execute(T["count_orders"]).fetchone() == {"count": 1}
+
+
+def test_suspect_lookups_with_stale_caches_need_one_session_only(app: Conveyor) -> None:
+    # The caches of gated queues and open breakers are refreshed through the pool: done
+    # inside the suspect's transaction, the refresh would wait for a second session.
+    app.get_task("double").enqueue(1)
+    backend = cast(PostgresBackend, app.backend)
+    backend._capped.forget()
+    backend._unsettled.forget()
+    assert backend.suspect_waiting(None) is False
+    backend._capped.forget()
+    backend._unsettled.forget()
+    assert backend.claim_suspect("w", None, 10.0) is None
 
 
 def test_an_operation_that_fails_gives_the_session_back_too(

@@ -305,16 +305,20 @@ class PostgresBackend(Backend):
         self, worker_id: str, queues: Sequence[str] | None, lease: float
     ) -> ClaimedJob | None:
         now = self._now_param()
+        # The cached names are read before the transaction: a refresh takes a connection of
+        # its own, which a pool of one (an application's lent pool) could never give.
+        capped, unsettled = self._cached_flow()
 
         def body(cur: Cursor) -> tuple[Any, ...] | None:
-            pick_params = {"now": now, **self._suspect_filters(cur, queues, now)}
+            filters = self._suspect_filters(cur, queues, now, capped, unsettled)
+            pick_params = {"now": now, **filters}
             picked = cur.execute(Q["pick_suspect"], pick_params).fetchone()
             if picked is None:
                 return None
             queue, task, key = str(picked[1]), str(picked[2]), picked[3]
             gates: list[QueueGate] = []
             at = 0.0
-            if queue in self._capped.get(self._capped_queues):
+            if queue in capped:
                 # pick_suspect counted without the queue's lock: count again holding it, as
                 # every claim from a gated queue does, and ask its other gates too.
                 cur.execute(Q["lock_queue_limits"], {"queues": [queue]})
@@ -352,21 +356,32 @@ class PostgresBackend(Backend):
 
     def suspect_waiting(self, queues: Sequence[str] | None) -> bool:
         now = self._now_param()
+        capped, unsettled = self._cached_flow()
 
         def body(cur: Cursor) -> tuple[Any, ...] | None:
-            params = {"now": now, **self._suspect_filters(cur, queues, now)}
+            params = {"now": now, **self._suspect_filters(cur, queues, now, capped, unsettled)}
             return cur.execute(Q["peek_suspect"], params).fetchone()
 
         row = self._db.run(body, transaction=False, idempotent=True)
         return row is not None
 
+    def _cached_flow(self) -> tuple[frozenset[str], bool]:
+        """The queues with gates, and whether some breaker is not closed (both cached)."""
+        return self._capped.get(self._capped_queues), bool(
+            self._unsettled.get(self._unsettled_breakers)
+        )
+
     def _suspect_filters(
-        self, cur: Cursor, queues: Sequence[str] | None, now: float | None
+        self,
+        cur: Cursor,
+        queues: Sequence[str] | None,
+        now: float | None,
+        capped: frozenset[str],
+        unsettled: bool,
     ) -> dict[str, Any]:
         """pick_suspect's parameters beside the time: the queues asked for, those of them in
         quiet hours (a check left to Python), and the tasks behind breakers that are not
         closed. Reads only while some queue has gates, or some breaker is not closed."""
-        capped = self._capped.get(self._capped_queues)
         wanted = sorted(capped if queues is None else capped.intersection(queues))
         closed: list[str] = []
         held: list[str] = []
@@ -374,7 +389,7 @@ class PostgresBackend(Backend):
             rows = cur.execute(Q["queue_gates"], {"queues": wanted, "now": now}).fetchall()
             if rows:
                 closed = quiet_queues([QueueGate.from_row(r) for r in rows], float(rows[0][8]))
-        if self._unsettled.get(self._unsettled_breakers):
+        if unsettled:
             held = held_tasks(PostgresBreakers(cur), self._breaker_now(cur, now))
         return {
             "queues": None if queues is None else list(queues),
