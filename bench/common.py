@@ -8,6 +8,8 @@ import os
 import platform
 import secrets
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from typing import Any, cast
 from conveyor import Conveyor
 from conveyor.backends.sql import parse_queries
 
+HERE = Path(__file__).resolve().parent
 PG_QUERIES = parse_queries((Path(__file__).parent / "postgres.sql").read_text(encoding="utf-8"))
 
 
@@ -44,6 +47,29 @@ def is_redis(url: str | None) -> bool:
 
 def is_postgres(url: str | None) -> bool:
     return bool(url) and not str(url).startswith("sqlite:") and not is_redis(url)
+
+
+def spawn_worker(
+    app: Conveyor, concurrency: int, synchronous: str | None = None
+) -> subprocess.Popen[bytes]:
+    """A worker of bench_app's tasks in another process, on ``app``'s database (its schema or
+    key prefix), its stderr silenced."""
+    env = {
+        **os.environ,
+        "CONVEYOR_BENCH_URL": app.settings.url,
+        "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
+        "CONVEYOR_REDIS_PREFIX": app.settings.redis_prefix,
+        "PYTHONPATH": str(HERE),
+    }
+    if synchronous is not None:
+        env["CONVEYOR_SQLITE_SYNCHRONOUS"] = synchronous
+    code = f"from bench_app import app; app.run_worker(concurrency={concurrency})"
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=HERE,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def fresh_app(url: str | None, synchronous: str, **overrides: Any) -> tuple[Conveyor, Path]:

@@ -6,21 +6,15 @@ returns when it started. Latency = start - enqueue call.
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from bench_app import started_at
-from common import engine, finish, fresh_app, machine, parser, percentile
+from common import engine, finish, fresh_app, machine, parser, percentile, spawn_worker
 from conveyor import Conveyor, Task
 from conveyor.job import JobState
-
-HERE = Path(__file__).resolve().parent
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
@@ -58,19 +52,7 @@ def one_run(
     process = None
     worker = None
     if mode == "process":
-        env = {
-            **os.environ,
-            "CONVEYOR_BENCH_URL": app.settings.url,
-            "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
-            "CONVEYOR_REDIS_PREFIX": app.settings.redis_prefix,
-            "PYTHONPATH": str(HERE),
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from bench_app import app; app.run_worker(concurrency=10)"],
-            env=env,
-            cwd=HERE,
-            stderr=subprocess.DEVNULL,
-        )
+        process = spawn_worker(app, 10)
     else:
         worker = app.worker(concurrency=10, install_signal_handlers=False)
         threading.Thread(target=worker.run, daemon=True).start()

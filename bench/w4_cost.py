@@ -15,8 +15,6 @@ must be a private one (the tool resets its statistics):
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -24,7 +22,7 @@ from typing import Any, cast
 import redis
 
 from bench_app import noop
-from common import engine, finish, fresh_app, machine, parser
+from common import engine, finish, fresh_app, machine, parser, spawn_worker
 from conveyor import Conveyor
 from conveyor.backends.redis.connection import key_prefix
 from w4_steady import waiting_counter
@@ -104,22 +102,7 @@ def main() -> None:
     args = p.parse_args()
     app, _folder = fresh_app(args.url, args.synchronous)
     client = redis.Redis.from_url(app.settings.url)
-    env = {
-        **os.environ,
-        "CONVEYOR_BENCH_URL": app.settings.url,
-        "CONVEYOR_REDIS_PREFIX": app.settings.redis_prefix,
-        "PYTHONPATH": str(HERE),
-    }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"from bench_app import app; app.run_worker(concurrency={args.concurrency})",
-        ],
-        env=env,
-        cwd=HERE,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = spawn_worker(app, args.concurrency)
     print(
         f"W4 cost per job, {machine()}, {engine(app)}, 1 worker process, concurrency "
         f"{args.concurrency}, {args.jobs:,} jobs per measurement",

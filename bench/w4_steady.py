@@ -11,20 +11,24 @@ than the rate.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import cast
 
 from bench_app import noop
-from common import PG_QUERIES, engine, finish, fresh_app, is_postgres, is_redis, machine, parser
+from common import (
+    PG_QUERIES,
+    engine,
+    finish,
+    fresh_app,
+    is_postgres,
+    is_redis,
+    machine,
+    parser,
+    spawn_worker,
+)
 from conveyor import Conveyor
 from conveyor.job import JobState
-
-HERE = Path(__file__).resolve().parent
 
 
 def waiting_counter(app: Conveyor) -> Callable[[], int]:
@@ -87,24 +91,7 @@ def main() -> None:
     task = app.task(name="noop")(noop.fn)
     waiting = waiting_counter(app)
     cpu = server_cpu(app)
-    env = {
-        **os.environ,
-        "CONVEYOR_BENCH_URL": app.settings.url,
-        "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
-        "CONVEYOR_REDIS_PREFIX": app.settings.redis_prefix,
-        "CONVEYOR_SQLITE_SYNCHRONOUS": args.synchronous,
-        "PYTHONPATH": str(HERE),
-    }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"from bench_app import app; app.run_worker(concurrency={args.concurrency})",
-        ],
-        env=env,
-        cwd=HERE,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = spawn_worker(app, args.concurrency, args.synchronous)
     described = engine(app)
     if is_postgres(app.settings.url) and not autovacuum(app):
         vacuum = "the worker vacuums" if app.settings.postgres_self_vacuum else "nobody vacuums"
