@@ -25,3 +25,10 @@ WHERE datname = current_database() AND application_name LIKE '%%-async'
 -- name: listen
 -- composed
 LISTEN {channel}
+
+-- name: select_one
+SELECT 1
+
+-- name: sleep
+-- Long enough for the test to end the session while it runs.
+SELECT pg_sleep(30)

@@ -22,6 +22,8 @@ from psycopg_pool import ConnectionPool
 
 from conveyor import Conveyor
 from conveyor.backends.postgres import PostgresBackend
+from conveyor.backends.postgres.loop_session import LoopSession
+from conveyor.backends.postgres.prepared import PreparedStatement
 from conveyor.backends.sql import parse_queries
 from conveyor.errors import BackendUnavailable, DatabaseBusy
 from conveyor.job import Job, JobState
@@ -310,6 +312,30 @@ def test_a_session_lost_mid_call_is_backend_unavailable_and_writes_nothing(
 
     asyncio.run(scenario())
     assert world.jobs() == 2, "the lost call's insert was rolled back with its session"
+
+
+def test_a_session_lost_after_the_first_statement_answers_with_that_one(world: World) -> None:
+    """What was answered before the session broke is not lost with it: the insert's result
+    comes back whether or not its wake-up's did."""
+    first = PreparedStatement("test_first", A["select_one"])
+    slow = PreparedStatement("test_slow", A["sleep"])
+
+    async def scenario() -> None:
+        conn = await _backend(world)._db.connect_async(application_name=world.async_name)
+        session = LoopSession(conn, (first, slow), prepared=True)
+        await session.prepare()
+        call = asyncio.create_task(session.execute([(first, []), (slow, [])], _unheard))
+        await _until(lambda: any(row[1] == "active" for row in world.sessions()))
+        await asyncio.to_thread(world.terminate)
+        results = await call
+        assert [result.status for result in results] == [pq.ExecStatus.TUPLES_OK]
+        assert session.broken
+
+    asyncio.run(scenario())
+
+
+def _unheard(session: LoopSession, results: Any) -> None:
+    raise AssertionError("nobody stopped waiting")
 
 
 def test_a_cancelled_call_commits_whole_or_not_and_gives_its_session_back(

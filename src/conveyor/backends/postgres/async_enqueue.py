@@ -225,12 +225,18 @@ class AsyncSingles:
             return EnqueueResult(int(job_id), _TEXT_STATES[state], True)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    @staticmethod
-    def _check_wake_up(session: LoopSession, results: list[pq.abc.PGresult]) -> None:
-        """A wake-up that failed is logged: the job it was for is committed all the same."""
-        if len(results) > 1 and results[1].status != _ROWS:
+    def _check_wake_up(self, session: LoopSession, results: list[pq.abc.PGresult]) -> None:
+        """A wake-up that failed, or whose session broke before its answer, is logged: the
+        job it was for is committed all the same."""
+        if not self._prepared:
+            return  # the notifier's
+        if len(results) < 2:
+            error: psycopg.Error = psycopg.OperationalError("the session broke before its answer")
+        elif results[1].status != _ROWS:
             error = error_of(session.pgconn, results[1], session.encoding)
-            log_failed_after(WAKE_AFTER_COMMIT, INSERT_JOB, error)
+        else:
+            return
+        log_failed_after(WAKE_AFTER_COMMIT, INSERT_JOB, error)
 
     def _lost(self, exc: psycopg.Error) -> BackendUnavailable:
         return BackendUnavailable(

@@ -103,8 +103,9 @@ class LoopSession:
 
     async def execute(self, calls: Calls, late: Late) -> list[pq.abc.PGresult]:
         """The result of each statement of ``calls`` (its rows, or the server's error as a
-        result), each run as a transaction of its own, in order, all sent in one write;
-        psycopg's OperationalError if the session broke while waiting for them; ``NotSent``
+        result), each run as a transaction of its own, in order, all sent in one write.
+        Should the session break on the way, the results of those answered by then (the
+        others' outcome is unknown), or psycopg's OperationalError if none was; ``NotSent``
         if they could not be sent. Should the caller stop waiting, ``late`` gets the answers."""
         prepared = self._prepared
 
@@ -189,7 +190,8 @@ class LoopSession:
 
     def close(self, error: BaseException | None = None) -> None:
         """End the session (from its loop's thread, or once its loop is closed). A call still
-        waiting gets ``error``, or an OperationalError."""
+        waiting gets the results of its statements answered by then, fewer than it sent; or,
+        if none was, ``error`` (an OperationalError unless given)."""
         if not self.broken:
             self.broken = True
             if not self._loop.is_closed():
@@ -197,4 +199,8 @@ class LoopSession:
                 self._loop.remove_writer(self._fd)
             self._pgconn.finish()
         if self._answer is not None:
-            self._settle(None, error or psycopg.OperationalError("the session was closed"))
+            answered = self._answers.results if self._answers is not None else []
+            if answered:  # committed or failed, each whole: the caller must hear of it
+                self._settle(answered, None)
+            else:
+                self._settle(None, error or psycopg.OperationalError("the session was closed"))

@@ -147,8 +147,9 @@ class PipelineAnswers:
         while not pgconn.is_busy():
             result = pgconn.get_result()
             if result is None:  # the end of one statement's results
-                if self._ended or pgconn.status != pq.ConnStatus.OK:
-                    # Nothing more will come: libpq would go on answering None.
+                if self._ended:
+                    # Twice running, not busy: nothing more will come (the connection broke),
+                    # and libpq would go on answering None.
                     message = pgconn.error_message.decode("utf-8", "replace").strip()
                     raise psycopg.OperationalError(message or "the connection was lost")
                 self._ended = True
