@@ -92,10 +92,8 @@ class LoopSession:
             return
         statements = self._statements
 
-        def send(pg: pq.abc.PGconn) -> None:
-            for statement in statements:
-                pg.send_prepare(statement.name, statement.text)
-                pg.pipeline_sync()
+        def send(pg: pq.abc.PGconn, index: int) -> None:
+            pg.send_prepare(statements[index].name, statements[index].text)
 
         for result in await self._send(send, len(statements)):
             if result.status != pq.ExecStatus.COMMAND_OK:
@@ -103,19 +101,18 @@ class LoopSession:
 
     async def execute(self, calls: Calls, late: Late) -> list[pq.abc.PGresult]:
         """The result of each statement of ``calls`` (its rows, or the server's error as a
-        result), each run as a transaction of its own, in order, all sent in one write.
-        Should the session break on the way, the results of those answered by then (the
-        others' outcome is unknown), or psycopg's OperationalError if none was; ``NotSent``
-        if they could not be sent. Should the caller stop waiting, ``late`` gets the answers."""
+        result), each run as a transaction of its own, in order, all sent at once. Should the
+        session break on the way, the results of those answered by then (the others' outcome
+        is unknown), or psycopg's OperationalError if none was; ``NotSent`` if the first could
+        not be sent. Should the caller stop waiting, ``late`` gets the answers."""
         prepared = self._prepared
 
-        def send(pg: pq.abc.PGconn) -> None:
-            for statement, values in calls:
-                if prepared:
-                    pg.send_query_prepared(statement.name, values)
-                else:
-                    pg.send_query_params(statement.text, values)
-                pg.pipeline_sync()
+        def send(pg: pq.abc.PGconn, index: int) -> None:
+            statement, values = calls[index]
+            if prepared:
+                pg.send_query_prepared(statement.name, values)
+            else:
+                pg.send_query_params(statement.text, values)
 
         answer = self._send(send, len(calls))
         try:
@@ -128,20 +125,27 @@ class LoopSession:
             raise
 
     def _send(
-        self, send: Callable[[pq.abc.PGconn], None], statements: int
+        self, send: Callable[[pq.abc.PGconn, int], None], statements: int
     ) -> asyncio.Future[list[pq.abc.PGresult]]:
+        """Send statement 0, 1 ... of a call, each with a Sync behind it."""
         # Said while idle: read it first (a last message, then the end of the stream).
         while self._answer is None and not self.broken and self._news.poll(0):
             self._readable()
         if self.broken or self._answer is not None:
             raise NotSent("the session is broken" if self.broken else "the session is busy")
         pg = self._pgconn
+        synced = 0
         try:
-            send(pg)
+            for index in range(statements):
+                send(pg, index)
+                pg.pipeline_sync()  # libpq writes what it holds at each Sync (before 17)
+                synced += 1
             if pg.flush():  # the rest when the socket takes it
                 self._loop.add_writer(self._fd, self._writable)
         except psycopg.OperationalError as exc:
             self.close()
+            if synced:  # the first statement went whole, and may have committed
+                raise
             raise NotSent(str(exc)) from exc
         answer: asyncio.Future[list[pq.abc.PGresult]] = self._loop.create_future()
         self._answer = answer
