@@ -21,3 +21,14 @@ WHERE datname = current_database() AND application_name = %(name)s
 -- Every session of this test database made for async enqueues, whatever its application.
 SELECT count(*) FROM pg_stat_activity
 WHERE datname = current_database() AND application_name LIKE '%%-async'
+
+-- name: listen
+-- composed
+LISTEN {channel}
+
+-- name: select_one
+SELECT 1
+
+-- name: sleep
+-- Long enough for the test to end the session while it runs.
+SELECT pg_sleep(30)

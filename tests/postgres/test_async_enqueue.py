@@ -16,11 +16,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 from conveyor import Conveyor
 from conveyor.backends.postgres import PostgresBackend
+from conveyor.backends.postgres.loop_session import LoopSession
+from conveyor.backends.postgres.prepared import PreparedStatement
 from conveyor.backends.sql import parse_queries
 from conveyor.errors import BackendUnavailable, DatabaseBusy
 from conveyor.job import Job, JobState
@@ -68,6 +71,25 @@ class World:
 
 def _noop(n: int) -> None:
     return None
+
+
+def _backend(world: World) -> PostgresBackend:
+    backend = world.app.backend
+    assert isinstance(backend, PostgresBackend)
+    return backend
+
+
+def _listener(world: World) -> psycopg.Connection[Any]:
+    """A session of the test's own, listening where the app's workers would."""
+    conn = psycopg.connect(world.app.settings.url, autocommit=True)
+    channel = sql.Identifier(f"{world.app.settings.postgres_schema}_jobs")
+    conn.execute(sql.SQL(A["listen"]).format(channel=channel))
+    return conn
+
+
+def _heard(listener: psycopg.Connection[Any], count: int) -> list[str]:
+    """The payloads of the next ``count`` notifications (5 s at most)."""
+    return [n.payload for n in listener.notifies(timeout=5, stop_after=count)]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -138,6 +160,61 @@ def test_jobs_are_written_from_the_loop_on_one_prepared_session(
     assert world.jobs() == 5
     [session] = world.sessions()
     assert session[1] == "idle"
+
+
+def test_the_wake_up_goes_behind_the_insert_in_the_same_round_trip(
+    world: World, tmp_path: Path
+) -> None:
+    """As on the sync path: both prepared statements sent before any answer comes back, a
+    Sync apiece (the wake-up a transaction of its own), and no notifier session."""
+    loop = asyncio.new_event_loop()
+    trace = tmp_path / "trace.txt"
+    try:
+        with _listener(world) as listener:
+            loop.run_until_complete(world.noop.options(queue="mail").enqueue_async(1))
+            singles = _backend(world)._singles
+            assert singles is not None
+            [session] = singles._loops[loop]._idle
+            with trace.open("w") as out:
+                session.pgconn.trace(out.fileno())
+                session.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+                try:
+                    job = loop.run_until_complete(world.noop.options(queue="mail").enqueue_async(2))
+                finally:
+                    session.pgconn.untrace()
+            assert _heard(listener, 2) == ["mail", "mail"]
+    finally:
+        loop.close()
+
+    assert world.app.get_job(job.id).args == [2]
+    assert _backend(world)._notifier._thread is None, "no notifier on the happy path"
+    lines = trace.read_text().splitlines()
+    directions = [line[0] for line in lines if line[:2] in ("F\t", "B\t")]
+    assert "F" not in directions[directions.index("B") :], "every message sent before an answer"
+    sent = [line.split("\t")[2] for line in lines if line.startswith("F\t")]
+    assert sent.count("Sync") == 2 and sent.count("Bind") == 2, sent
+    assert "Parse" not in sent and "Query" not in sent, "prepared statements, bound again"
+
+
+def test_a_failed_wake_up_leaves_the_committed_insert_alone(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The wake-up is a transaction of its own: the server refusing it (here a channel name
+    over its 63 bytes) rolls nothing back, and the session goes on."""
+    _backend(world)._channel = "x" * 100  # read when the loop's sessions are first needed
+
+    async def enqueue() -> list[Job]:
+        first = await world.noop.enqueue_async(1)
+        [session] = world.pids()
+        second = await world.noop.enqueue_async(2)
+        assert world.pids() == {session}, "the same session goes on"
+        return [first, second]
+
+    jobs = asyncio.run(enqueue())
+
+    assert [world.app.get_job(job.id).args for job in jobs] == [[1], [2]]
+    assert world.jobs() == 2
+    assert caplog.text.count("channel name too long") == 2, caplog.text
 
 
 def test_a_delayed_job_is_scheduled_as_on_the_sync_path(world: World) -> None:
@@ -237,6 +314,30 @@ def test_a_session_lost_mid_call_is_backend_unavailable_and_writes_nothing(
     assert world.jobs() == 2, "the lost call's insert was rolled back with its session"
 
 
+def test_a_session_lost_after_the_first_statement_answers_with_that_one(world: World) -> None:
+    """What was answered before the session broke is not lost with it: the insert's result
+    comes back whether or not its wake-up's did."""
+    first = PreparedStatement("test_first", A["select_one"])
+    slow = PreparedStatement("test_slow", A["sleep"])
+
+    async def scenario() -> None:
+        conn = await _backend(world)._db.connect_async(application_name=world.async_name)
+        session = LoopSession(conn, (first, slow), prepared=True)
+        await session.prepare()
+        call = asyncio.create_task(session.execute([(first, []), (slow, [])], _unheard))
+        await _until(lambda: any(row[1] == "active" for row in world.sessions()))
+        await asyncio.to_thread(world.terminate)
+        results = await call
+        assert [result.status for result in results] == [pq.ExecStatus.TUPLES_OK]
+        assert session.broken
+
+    asyncio.run(scenario())
+
+
+def _unheard(session: LoopSession, results: Any) -> None:
+    raise AssertionError("nobody stopped waiting")
+
+
 def test_a_cancelled_call_commits_whole_or_not_and_gives_its_session_back(
     world: World,
 ) -> None:
@@ -317,9 +418,15 @@ def test_without_prepared_statements_each_call_is_parsed_anew(
     async def enqueue() -> list[Job]:
         return [await world.noop.enqueue_async(n) for n in range(3)]
 
-    jobs = asyncio.run(enqueue())
+    with _listener(world) as listener:
+        jobs = asyncio.run(enqueue())
+        # The notifier sends what is pending together: one to three of them.
+        assert set(_heard(listener, 1)) == {"default"}
 
     assert [world.app.get_job(job.id).args for job in jobs] == [[0], [1], [2]]
+    notifier = _backend(world)._notifier
+    assert notifier.idle.wait(5)
+    assert notifier._session is not None, "the wake-ups sent by the notifier, after the commits"
 
 
 def test_on_the_applications_own_pool_the_write_takes_the_pool_from_a_thread() -> None:

@@ -132,7 +132,7 @@ def test_a_failed_wake_up_leaves_the_committed_insert_alone(
 ) -> None:
     """The statement behind is a transaction of its own: its failure rolls nothing back."""
     failing = PreparedStatement("test_failing_wake_up", T["failing_notify"])
-    values = enqueue._text_values(new_job(queue="kept"), None)
+    values = enqueue.text_values(new_job(queue="kept"), None)
     with pg._db._pool.connection() as conn:
         result = enqueue.INSERT_JOB.run_then(conn, values, failing, [b"x"])
         assert conn.pgconn.pipeline_status == pq.PipelineStatus.OFF

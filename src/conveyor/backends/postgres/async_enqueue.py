@@ -1,9 +1,12 @@
 """The async single enqueue on PostgreSQL: ``await task.enqueue_async(...)`` writes its job
 from the event loop itself, on sessions of that loop (loop_session.py), with no thread between.
 
-A call is one round trip: the statement of the sync single enqueue (insert_job + new_job),
-prepared once per session, committed on its own; then the wake-up, which the notifier sends
-after the commit exactly as for the sync path (notifier.py). Each event loop that enqueues
+A call is one round trip, as on the sync path (enqueue.insert_single): the same two prepared
+statements, prepared once per session, sent together, each with a Sync of its own: the insert,
+which commits on its own, then the wake-up in a transaction of its own, which the server starts
+once the insert has committed. A failed wake-up is logged and leaves the committed job alone.
+With prepared statements turned off, the insert alone, and the notifier sends the wake-up after
+the commit (notifier.py). Each event loop that enqueues
 gets sessions of its own, made when first needed, up to ``postgres_pool_max_size`` of them (as
 many enqueues at once, the rest wait their turn), each set up as the pool's connections are
 (search_path, lock_timeout: Database.connect_async). No health probe per call: a session
@@ -17,8 +20,8 @@ the server ends while it is idle is noticed by its loop (loop_session.py) and re
 - A statement sent whole whose session then broke has an unknown outcome: BackendUnavailable
   says so, and nothing runs again, which could write the job twice. A statement that could not
   be sent runs once more, on a new session.
-- Cancelling the awaiting task leaves the statement to end on its own, as the one transaction
-  it is: its job is committed or not, and if it is, its wake-up is sent all the same.
+- Cancelling the awaiting task leaves the statements to end on their own, each the one
+  transaction it is: the job is committed or not, and its wake-up follows as for any call.
 """
 
 from __future__ import annotations
@@ -28,22 +31,22 @@ import os
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import psycopg
 from psycopg import pq
 from psycopg.errors import error_from_result
 
 from conveyor.backends.base import EnqueueResult, NewJob
-from conveyor.backends.postgres.connection import Database, Q
-from conveyor.backends.postgres.enqueue import insert_values
+from conveyor.backends.postgres.connection import Database
+from conveyor.backends.postgres.enqueue import INSERT_JOB, WAKE_AFTER_COMMIT, text_values
 from conveyor.backends.postgres.errors import is_connection_lost, translate
-from conveyor.backends.postgres.loop_session import LoopSession, NotSent, Positional
+from conveyor.backends.postgres.loop_session import LoopSession, NotSent
+from conveyor.backends.postgres.prepared import error_of, log_failed_after
 from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.job import JobState
 from conveyor.offload import OFFLOAD
 
-_STATES = {state.value: state for state in JobState}
+_TEXT_STATES = {state.value.encode(): state for state in JobState}
 _ROWS = pq.ExecStatus.TUPLES_OK
 #: The sessions a forked child inherited: kept, never used nor ended (see the module's doc).
 _INHERITED: list[LoopSessions] = []
@@ -147,19 +150,21 @@ class AsyncSingles:
         *,
         max_sessions: int,
         prepared: bool,
-        committed: Callable[[str], None],
+        channel: str,
+        committed: Callable[[str, bool], None],
         read_clock: Callable[[], object],
     ) -> None:
-        """``committed(queue)`` follows every commit (the wake-ups); ``read_clock`` is called
-        once, on a thread, before the first session: the first reading of the database's
-        clock is a round trip, which must not stall the loop."""
+        """``committed(queue, woken)`` follows every commit, ``woken`` telling whether the
+        wake-up on ``channel`` went with the insert; ``read_clock`` is called once, on a
+        thread, before the first session: the first reading of the database's clock is a
+        round trip, which must not stall the loop."""
         self._db = db
         self._max = max_sessions
         self._prepared = prepared
+        self._channel = channel
         self._committed = committed
         self._read_clock: Callable[[], object] | None = read_clock
-        single = Q["insert_job"] + "\n" + Q["new_job"]  # as enqueue.insert_single sends it
-        self._statement = Positional(single, b"conveyor_insert_job")
+        self._statements = (INSERT_JOB, WAKE_AFTER_COMMIT) if prepared else (INSERT_JOB,)
         self._loops: dict[asyncio.AbstractEventLoop, LoopSessions] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -170,23 +175,30 @@ class AsyncSingles:
         sessions = self._loops.get(loop) if self._pid == os.getpid() else None
         if sessions is None:
             sessions = self._sessions_of(loop)
-        values = insert_values(job, now)
         queue = job.queue
+        woken = self._prepared
 
-        def late(session: LoopSession, result: pq.abc.PGresult | None) -> None:
-            # The caller was cancelled; the statement ended since.
+        def late(session: LoopSession, results: list[pq.abc.PGresult] | None) -> None:
+            # The caller was cancelled; the statements ended since.
             sessions.give_back(session)
-            if result is not None and result.status == _ROWS:
-                self._committed(queue)
+            if results is not None and results[0].status == _ROWS:
+                self._check_wake_up(session, results)
+                self._committed(queue, woken)
 
         for attempt in (1, 2):
             session = await sessions.take()
             encoding = session.encoding
             try:
-                params = [_text(values[name], encoding) for name in self._statement.names]
-                result = await session.execute(params, late)
+                calls = [(INSERT_JOB, text_values(job, now, encoding))]
+                if woken:
+                    wake: list[bytes | None] = [
+                        self._channel.encode(encoding),
+                        queue.encode(encoding),
+                    ]
+                    calls.append((WAKE_AFTER_COMMIT, wake))
+                results = await session.execute(calls, late)
             except asyncio.CancelledError:
-                raise  # late() gives the session back once its statement has ended
+                raise  # late() gives the session back once its statements have ended
             except NotSent as exc:
                 sessions.give_back(session)
                 if attempt == 1:
@@ -200,16 +212,31 @@ class AsyncSingles:
                 sessions.give_back(session)
                 raise
             sessions.give_back(session)
+            result = results[0]
             if result.status != _ROWS:
                 error = error_from_result(result, encoding=encoding)
                 if is_connection_lost(error):  # the server ended the session, perhaps after
                     raise self._lost(error) from None  # the commit: as if the connection broke
                 raise translate(error, self._db.target)
-            self._committed(queue)
+            self._check_wake_up(session, results)
+            self._committed(queue, woken)
             job_id, state = result.get_value(0, 0), result.get_value(0, 1)
             assert job_id is not None and state is not None
-            return EnqueueResult(int(job_id), _STATES[state.decode()], True)
+            return EnqueueResult(int(job_id), _TEXT_STATES[state], True)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_wake_up(self, session: LoopSession, results: list[pq.abc.PGresult]) -> None:
+        """A wake-up that failed, or whose session broke before its answer, is logged: the
+        job it was for is committed all the same."""
+        if not self._prepared:
+            return  # the notifier's
+        if len(results) < 2:
+            error: psycopg.Error = psycopg.OperationalError("the session broke before its answer")
+        elif results[1].status != _ROWS:
+            error = error_of(session.pgconn, results[1], session.encoding)
+        else:
+            return
+        log_failed_after(WAKE_AFTER_COMMIT, INSERT_JOB, error)
 
     def _lost(self, exc: psycopg.Error) -> BackendUnavailable:
         return BackendUnavailable(
@@ -246,7 +273,7 @@ class AsyncSingles:
         name = f"{self._db.application_name[:57]}-async"
         conn = await self._db.connect_async(application_name=name)
         try:
-            session = LoopSession(conn, self._statement, prepared=self._prepared)
+            session = LoopSession(conn, self._statements, prepared=self._prepared)
         except BaseException:
             await conn.close()
             raise
@@ -267,14 +294,3 @@ class AsyncSingles:
             loops, self._loops = self._loops, {}
         for sessions in loops.values():
             sessions.close()
-
-
-def _text(value: Any, encoding: str) -> bytes | None:
-    """A parameter in PostgreSQL's text format (the statement casts each to its type)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.encode(encoding)
-    if isinstance(value, float):
-        return repr(value).encode()  # float8in reads repr's digits, inf and nan included
-    return str(int(value)).encode()

@@ -213,14 +213,17 @@ class PostgresBackend(Backend):
                     self._db,
                     max_sessions=self.settings.postgres_pool_max_size,
                     prepared=self.settings.postgres_prepare_threshold >= 0,
+                    channel=self._channel,
                     committed=self._enqueued_single,
                     read_clock=self.now,
                 )
             return self._singles
 
-    def _enqueued_single(self, queue: str) -> None:
-        """A single job committed: the wake-ups (the notifier's after the commit)."""
-        self._after_commit((queue,))
+    def _enqueued_single(self, queue: str, woken: bool) -> None:
+        """A single job committed: this process's wake-up, and the notifier's after the
+        commit unless the insert's own went behind it (``woken``)."""
+        if not woken:
+            self._after_commit((queue,))
         self._notify_local((queue,))
 
     def enqueue_many_in(self, connection: Any, jobs: Sequence[NewJob]) -> list[EnqueueResult]:

@@ -136,7 +136,7 @@ def insert_single(
         assert row is not None
         return EnqueueResult(int(row[0]), _STATES[row[1]], True), False
     wake = [channel.encode(), job.queue.encode()]
-    result = INSERT_JOB.run_then(conn, _text_values(job, now), WAKE_AFTER_COMMIT, wake)
+    result = INSERT_JOB.run_then(conn, text_values(job, now), WAKE_AFTER_COMMIT, wake)
     job_id, state = result.get_value(0, 0), result.get_value(0, 1)
     assert job_id is not None and state is not None
     return EnqueueResult(int(job_id), _TEXT_STATES[state], True), True
@@ -373,11 +373,6 @@ def _stage_rows(jobs: Sequence[NewJob]) -> str:
     )
 
 
-def insert_values(job: NewJob, now: float | None) -> dict[str, Any]:
-    """The parameters of insert_job for ``job`` (the async single enqueue's: async_enqueue.py)."""
-    return {"now": now, **_values(job)}
-
-
 def _values(job: NewJob) -> dict[str, Any]:
     """The parameters of insert_job, typed as _columns types them."""
     return {
@@ -394,24 +389,25 @@ def _values(job: NewJob) -> dict[str, Any]:
     }
 
 
-def _text_values(job: NewJob, now: float | None) -> list[bytes | None]:
-    """The parameters of ``INSERT_JOB`` as the server reads them in text, in its order."""
+def text_values(job: NewJob, now: float | None, encoding: str = "utf-8") -> list[bytes | None]:
+    """The parameters of ``INSERT_JOB`` as the server reads them in text, in its order, in
+    the session's ``encoding`` (the async path's: async_enqueue.py)."""
     return [
-        job.queue.encode(),
-        job.task.encode(),
-        job.args_json.encode(),
-        job.kwargs_json.encode(),
+        job.queue.encode(encoding),
+        job.task.encode(encoding),
+        job.args_json.encode(encoding),
+        job.kwargs_json.encode(encoding),
         b"%d" % job.priority,
         b"%d" % job.max_attempts,
         None if job.timeout is None else repr(float(job.timeout)).encode(),
-        None if job.idempotency_key is None else job.idempotency_key.encode(),
+        None if job.idempotency_key is None else job.idempotency_key.encode(encoding),
         None if job.run_at is None else repr(float(job.run_at)).encode(),
         repr(float(job.delay)).encode(),
         None if now is None else repr(now).encode(),
     ]
 
 
-#: _text_values's order: the order of first appearance in the statement.
+#: text_values's order: the order of first appearance in the statement.
 assert INSERT_JOB.params == (
     "queue",
     "task",

@@ -1,32 +1,34 @@
-"""One PostgreSQL session on an asyncio event loop, running one statement at a time on libpq
+"""One PostgreSQL session on an asyncio event loop, running one call at a time on libpq
 directly (psycopg's ``pq`` layer), for the async single enqueue (see async_enqueue.py).
 
 Through psycopg's AsyncConnection, a call costs the client about twice the CPU of the same
 call on a sync Connection: every wait registers the socket with the event loop's selector and
 removes it again (two epoll_ctl system calls and a Future), and the cursor's generators and
 adapters run for every execution. Here the socket's reader is registered once, for the
-session's life, and a call is: the statement's values as text, one ``send_query_prepared``
-(Bind, Execute, Sync in one write), and the answer read when the socket says it came. psycopg
-still makes the connection (hosts, timeouts, TCP settings) and sets the session up.
+session's life, and a call is: its statements' values as text, each statement sent with a
+Sync of its own (libpq's pipeline mode, which the session stays in for its life), all in one
+write, and the answers read when the socket says they came (prepared.PipelineAnswers, which
+the sync path's pipeline shares). psycopg still makes the connection (hosts, timeouts, TCP
+settings) and sets the session up.
 
 The reader also notices a session the server ended while it was idle (a restart, an idle
 timeout, pg_terminate_backend): its last message, then the end of the stream, arrive while no
 call waits, and the session is marked ``broken`` before anyone sends on it. While the loop was
 not running (between two ``run_until_complete``), nobody read them: so each call first asks
 the socket, with a poll() that costs no round trip, whether the server said anything, as the
-sync pool's checkout does (connection.has_news). A statement that is not sent, or whose send
-fails, reached the server incompletely, without its Sync, and cannot have committed:
+sync pool's checkout does (connection.has_news). A call that is not sent, or whose send
+fails, reached the server incompletely, without its first Sync, and cannot have committed:
 ``NotSent`` says it may run again elsewhere.
 
-A caller that stops waiting (its task cancelled) does not stop the statement: it runs to its
-end in its own transaction (committed or not, never half), and its answer, when it comes, goes
-to the ``late`` function the caller left, which returns the session to its pool.
+A caller that stops waiting (its task cancelled) does not stop the call: its statements run
+to their end, each in its own transaction (committed or not, never half), and the answers,
+when they come, go to the ``late`` function the caller left, which returns the session to its
+pool.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import select
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,106 +37,119 @@ import psycopg
 from psycopg import pq
 from psycopg.errors import error_from_result
 
-#: What a call's caller left for the answer it no longer waits for: the statement's result,
-#: or None when it failed or the session broke.
-Late = Callable[["LoopSession", "pq.abc.PGresult | None"], None]
+from conveyor.backends.postgres.prepared import PipelineAnswers, PreparedStatement
 
-_NAMED = re.compile(r"%\((\w+)\)s|%%")
+#: What a call's caller left for the answers it no longer waits for: one result per
+#: statement, or None when the session broke first.
+Late = Callable[["LoopSession", "list[pq.abc.PGresult] | None"], None]
+#: A call's statements, each with its values as text.
+Calls = Sequence[tuple[PreparedStatement, Sequence[bytes | None]]]
 
 
 class NotSent(Exception):
     """The statement never reached the server whole: nothing of it can have committed."""
 
 
-class Positional:
-    """A query of queries.sql with ``%(name)s`` parameters, as libpq takes it: ``$1``, ``$2``
-    ... in the order of first use, and the parameter names in that order."""
-
-    def __init__(self, query: str, name: bytes) -> None:
-        names: list[str] = []
-
-        def number(match: re.Match[str]) -> str:
-            if match.group(0) == "%%":
-                return "%"
-            if match.group(1) not in names:
-                names.append(match.group(1))
-            return f"${names.index(match.group(1)) + 1}"
-
-        self.text = _NAMED.sub(number, query).encode()
-        self.names = tuple(names)
-        self.name = name
-
-
 class LoopSession:
-    """A connection of one event loop, running ``statement`` with text parameters."""
+    """A connection of one event loop, running ``statements`` (prepared on it once, when
+    ``prepared``; otherwise each parsed anew) with text parameters."""
 
     def __init__(
-        self, conn: psycopg.AsyncConnection[Any], statement: Positional, *, prepared: bool
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        statements: Sequence[PreparedStatement],
+        *,
+        prepared: bool,
     ) -> None:
         self._conn = conn  # owns the PGconn (and its notice handler) for the session's life
         self._pgconn = conn.pgconn
         self._fd = conn.pgconn.socket
         self._loop = asyncio.get_running_loop()
-        self._statement = statement
+        self._statements = statements
         self._prepared = prepared
         #: The codec of the session's client_encoding, for the values and error messages.
         self.encoding = conn.info.encoding
-        self._answer: asyncio.Future[pq.abc.PGresult] | None = None
-        self._last: pq.abc.PGresult | None = None
+        self._answer: asyncio.Future[list[pq.abc.PGresult]] | None = None
+        self._answers: PipelineAnswers | None = None
         self._late: Late | None = None
         self.broken = False
         self._news = select.poll()
         self._news.register(self._fd, select.POLLIN)
+        self._pgconn.enter_pipeline_mode()  # psycopg is done with the session
         self._loop.add_reader(self._fd, self._readable)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
+    @property
+    def pgconn(self) -> pq.abc.PGconn:
+        return self._pgconn
+
     async def prepare(self) -> None:
-        """Prepare the statement under its name (a no-op unless ``prepared``)."""
+        """Prepare the statements under their names (a no-op unless ``prepared``)."""
         if not self._prepared:
             return
-        statement = self._statement
-        result = await self._send(lambda pg: pg.send_prepare(statement.name, statement.text))
-        if result.status != pq.ExecStatus.COMMAND_OK:
-            raise error_from_result(result, encoding=self.encoding)
+        statements = self._statements
 
-    async def execute(self, values: Sequence[bytes | None], late: Late) -> pq.abc.PGresult:
-        """The statement's result (its rows, or the server's error as a result); psycopg's
-        OperationalError if the session broke while waiting for it; ``NotSent`` if it could
-        not be sent. Should the caller stop waiting, ``late`` gets the answer."""
-        statement = self._statement
-        answer = self._send(
-            (lambda pg: pg.send_query_prepared(statement.name, values))
-            if self._prepared
-            else (lambda pg: pg.send_query_params(statement.text, values))
-        )
+        def send(pg: pq.abc.PGconn, index: int) -> None:
+            pg.send_prepare(statements[index].name, statements[index].text)
+
+        for result in await self._send(send, len(statements)):
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                raise error_from_result(result, encoding=self.encoding)
+
+    async def execute(self, calls: Calls, late: Late) -> list[pq.abc.PGresult]:
+        """The result of each statement of ``calls`` (its rows, or the server's error as a
+        result), each run as a transaction of its own, in order, all sent at once. Should the
+        session break on the way, the results of those answered by then (the others' outcome
+        is unknown), or psycopg's OperationalError if none was; ``NotSent`` if the first could
+        not be sent. Should the caller stop waiting, ``late`` gets the answers."""
+        prepared = self._prepared
+
+        def send(pg: pq.abc.PGconn, index: int) -> None:
+            statement, values = calls[index]
+            if prepared:
+                pg.send_query_prepared(statement.name, values)
+            else:
+                pg.send_query_params(statement.text, values)
+
+        answer = self._send(send, len(calls))
         try:
             return await answer
         except asyncio.CancelledError:
-            if answer.cancelled():  # still under way: its answer goes to late()
+            if answer.cancelled():  # still under way: its answers go to late()
                 self._late = late
             else:  # answered just as the caller was cancelled
                 late(self, None if answer.exception() else answer.result())
             raise
 
-    def _send(self, send: Callable[[pq.abc.PGconn], None]) -> asyncio.Future[pq.abc.PGresult]:
+    def _send(
+        self, send: Callable[[pq.abc.PGconn, int], None], statements: int
+    ) -> asyncio.Future[list[pq.abc.PGresult]]:
+        """Send statement 0, 1 ... of a call, each with a Sync behind it."""
         # Said while idle: read it first (a last message, then the end of the stream).
         while self._answer is None and not self.broken and self._news.poll(0):
             self._readable()
         if self.broken or self._answer is not None:
             raise NotSent("the session is broken" if self.broken else "the session is busy")
         pg = self._pgconn
+        synced = 0
         try:
-            send(pg)
+            for index in range(statements):
+                send(pg, index)
+                pg.pipeline_sync()  # libpq writes what it holds at each Sync (before 17)
+                synced += 1
             if pg.flush():  # the rest when the socket takes it
                 self._loop.add_writer(self._fd, self._writable)
         except psycopg.OperationalError as exc:
             self.close()
+            if synced:  # the first statement went whole, and may have committed
+                raise
             raise NotSent(str(exc)) from exc
-        answer: asyncio.Future[pq.abc.PGresult] = self._loop.create_future()
+        answer: asyncio.Future[list[pq.abc.PGresult]] = self._loop.create_future()
         self._answer = answer
+        self._answers = PipelineAnswers(statements)
         return answer
 
     def _writable(self) -> None:
@@ -148,43 +163,39 @@ class LoopSession:
         pg = self._pgconn
         try:
             pg.consume_input()
-            if self._answer is None:
+            answers = self._answers
+            if answers is None:
                 # Nothing asked: a notice, or the server ending the session (its last message,
                 # then the end of the stream, which consume_input reports as an error).
                 if pg.status != pq.ConnStatus.OK:
                     self.close()
                 return
-            while not pg.is_busy():
-                result = pg.get_result()
-                if result is None:  # the statement's answer is complete
-                    last, self._last = self._last, None
-                    if last is None:
-                        raise psycopg.OperationalError("the statement returned no result")
-                    self._settle(last, None)
-                    if pg.status != pq.ConnStatus.OK:  # the answer was the server's last word
-                        self.close()
-                    return
-                self._last = result
+            if answers.take(pg):  # every statement answered
+                self._settle(answers.results, None)
+                if pg.status != pq.ConnStatus.OK:  # the answer was the server's last word
+                    self.close()
         except psycopg.OperationalError as exc:
             self.close(exc)
 
-    def _settle(self, result: pq.abc.PGresult | None, error: BaseException | None) -> None:
+    def _settle(self, results: list[pq.abc.PGresult] | None, error: BaseException | None) -> None:
         answer, self._answer = self._answer, None
+        self._answers = None
         late, self._late = self._late, None
         if answer is None:
             return
         if not answer.done():
             if error is None:
-                assert result is not None
-                answer.set_result(result)
+                assert results is not None
+                answer.set_result(results)
             else:
                 answer.set_exception(error)
         elif late is not None:
-            late(self, result)
+            late(self, results)
 
     def close(self, error: BaseException | None = None) -> None:
         """End the session (from its loop's thread, or once its loop is closed). A call still
-        waiting gets ``error``, or an OperationalError."""
+        waiting gets the results of its statements answered by then, fewer than it sent; or,
+        if none was, ``error`` (an OperationalError unless given)."""
         if not self.broken:
             self.broken = True
             if not self._loop.is_closed():
@@ -192,4 +203,8 @@ class LoopSession:
                 self._loop.remove_writer(self._fd)
             self._pgconn.finish()
         if self._answer is not None:
-            self._settle(None, error or psycopg.OperationalError("the session was closed"))
+            answered = self._answers.results if self._answers is not None else []
+            if answered:  # committed or failed, each whole: the caller must hear of it
+                self._settle(answered, None)
+            else:
+                self._settle(None, error or psycopg.OperationalError("the session was closed"))

@@ -46,7 +46,8 @@ class PreparedStatement:
     def __init__(self, name: str, text: str) -> None:
         server_text, self.params = numbered(text)
         self.name = name.encode()
-        self._text = server_text.encode()
+        #: The statement as the server takes it (``$1``, ``$2`` ...).
+        self.text = server_text.encode()
         #: The connections that have prepared it (a closed one is forgotten with its object).
         self._prepared: weakref.WeakSet[Connection] = weakref.WeakSet()
 
@@ -94,26 +95,76 @@ class PreparedStatement:
             if first.status != pq.ExecStatus.TUPLES_OK:
                 raise _error(conn, first)
         if then.status != pq.ExecStatus.TUPLES_OK:
-            log.warning("%s failed after %s: %s", after, self, _error(conn, then))
+            log_failed_after(after, self, _error(conn, then))
         return first
 
     def __str__(self) -> str:
         return self.name.decode()
 
     def _prepare(self, conn: Connection) -> None:
-        result = conn.pgconn.prepare(self.name, self._text)
+        result = conn.pgconn.prepare(self.name, self.text)
         if result.status != pq.ExecStatus.COMMAND_OK:
             raise _error(conn, result)
         self._prepared.add(conn)
 
 
-def _error(conn: Connection, result: pq.abc.PGresult) -> psycopg.Error:
+def log_failed_after(
+    after: PreparedStatement, first: PreparedStatement, error: BaseException
+) -> None:
+    """``after``, sent behind ``first`` as a transaction of its own, failed: what ``first``
+    did stands, and the caller is not told."""
+    log.warning("%s failed after %s: %s", after, first, error)
+
+
+def error_of(pgconn: pq.abc.PGconn, result: pq.abc.PGresult, encoding: str) -> psycopg.Error:
     """psycopg's exception for a failed result; a connection that broke is an
     OperationalError without a SQLSTATE, as psycopg raises it (see errors.is_connection_lost)."""
-    if conn.pgconn.status != pq.ConnStatus.OK:
-        message = result.error_message or conn.pgconn.error_message
+    if pgconn.status != pq.ConnStatus.OK:
+        message = result.error_message or pgconn.error_message
         return psycopg.OperationalError(message.decode("utf-8", "replace").strip())
-    return error_from_result(result, conn.info.encoding)
+    return error_from_result(result, encoding)
+
+
+def _error(conn: Connection, result: pq.abc.PGresult) -> psycopg.Error:
+    return error_of(conn.pgconn, result, conn.info.encoding)
+
+
+class PipelineAnswers:
+    """The answers to statements sent in pipeline mode, each with a Sync of its own, sorted
+    out of what libpq hands over: one result per statement (its first), in the order sent."""
+
+    __slots__ = ("_ended", "_expected", "_first", "results")
+
+    def __init__(self, expected: int) -> None:
+        self._expected = expected
+        self._first: pq.abc.PGresult | None = None
+        self._ended = False
+        self.results: list[pq.abc.PGresult] = []
+
+    def take(self, pgconn: pq.abc.PGconn) -> bool:
+        """Take the results libpq has read so far; True once every statement is answered.
+        Raises psycopg's OperationalError if the connection broke before that."""
+        while not pgconn.is_busy():
+            result = pgconn.get_result()
+            if result is None:  # the end of one statement's results
+                if self._ended:
+                    # Twice running, not busy: nothing more will come (the connection broke),
+                    # and libpq would go on answering None.
+                    message = pgconn.error_message.decode("utf-8", "replace").strip()
+                    raise psycopg.OperationalError(message or "the connection was lost")
+                self._ended = True
+                continue
+            self._ended = False
+            if result.status == pq.ExecStatus.PIPELINE_SYNC:
+                if self._first is None:
+                    raise psycopg.OperationalError("a statement returned no result")
+                self.results.append(self._first)
+                self._first = None
+                if len(self.results) == self._expected:
+                    return True
+            elif self._first is None:
+                self._first = result
+        return False
 
 
 def _pipeline(
@@ -123,7 +174,6 @@ def _pipeline(
     own (a transaction apiece), all in one round trip. A connection left in pipeline mode by
     an error or an interrupt is closed, so that its pool replaces it."""
     pgconn = conn.pgconn
-    results: list[pq.abc.PGresult] = []
     pgconn.enter_pipeline_mode()
     try:
         for name, values in calls:
@@ -134,24 +184,13 @@ def _pipeline(
         while pgconn.flush():  # what the socket did not take at once
             poller.poll()
         poller.modify(pgconn.socket, select.POLLIN)
-        syncs = 0
-        latest: pq.abc.PGresult | None = None
-        while syncs < len(calls):
-            while pgconn.is_busy():
-                poller.poll()  # the wait, with the GIL released
-                pgconn.consume_input()
-            result = pgconn.get_result()
-            if result is None:  # the end of one statement's results
-                if latest is not None:
-                    results.append(latest)
-                latest = None
-            elif result.status == pq.ExecStatus.PIPELINE_SYNC:
-                syncs += 1
-            elif latest is None:
-                latest = result
+        answers = PipelineAnswers(len(calls))
+        while not answers.take(pgconn):
+            poller.poll()  # the wait, with the GIL released
+            pgconn.consume_input()
         pgconn.exit_pipeline_mode()
     except BaseException:
         if pgconn.pipeline_status != pq.PipelineStatus.OFF:
             conn.close()
         raise
-    return results
+    return answers.results
