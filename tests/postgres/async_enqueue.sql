@@ -32,3 +32,8 @@ SELECT 1
 -- name: sleep
 -- Long enough for the test to end the session while it runs.
 SELECT pg_sleep(30)
+
+-- name: terminate_waiting
+-- The sessions of one application_name waiting on a lock (not the test's own, holding it).
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = %(name)s AND wait_event_type = 'Lock'

@@ -314,6 +314,44 @@ def test_a_session_lost_mid_call_is_backend_unavailable_and_writes_nothing(
     assert world.jobs() == 2, "the lost call's insert was rolled back with its session"
 
 
+def test_a_sync_single_enqueue_lost_mid_call_is_backend_unavailable_not_run_again(
+    world: World,
+) -> None:
+    """The sync path's counterpart: a single insert commits on its own, so a lost connection
+    after it went out leaves its outcome unknown; running it again could write it twice."""
+    pool_name = world.async_name.removesuffix("-async")
+    world.noop.enqueue(0)  # the pool's session, made before the lock
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            world.noop.enqueue(1)
+        except BaseException as exc:  # handed to the test's thread
+            raised.append(exc)
+
+    with world.admin() as holder, holder.transaction(force_rollback=True):
+        holder.execute(A["block_inserts"])
+        caller = threading.Thread(target=call)
+        caller.start()
+
+        def waiting() -> bool:
+            with psycopg.connect(world.app.settings.url, autocommit=True) as conn:
+                rows = conn.execute(A["sessions_named"], {"name": pool_name}).fetchall()
+            return any(row[2] == "Lock" for row in rows)
+
+        wait_for(waiting)
+        with psycopg.connect(world.app.settings.url, autocommit=True) as conn:
+            conn.execute(A["terminate_waiting"], {"name": pool_name})
+        caller.join(timeout=10)  # a retry would wait on the lock until this block ends
+        assert raised, "the lost insert was sent again"
+    caller.join()
+    assert isinstance(raised[0], BackendUnavailable)
+    assert "may or may not" in str(raised[0])
+    after = world.noop.enqueue(2)
+    assert world.app.get_job(after.id).args == [2]
+    assert world.jobs() == 2, "the lost call's insert was rolled back with its session"
+
+
 def test_a_session_lost_after_the_first_statement_answers_with_that_one(world: World) -> None:
     """What was answered before the session broke is not lost with it: the insert's result
     comes back whether or not its wake-up's did."""

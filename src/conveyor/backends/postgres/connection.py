@@ -307,16 +307,26 @@ class Database:
         return self._run(lambda conn: body(conn.cursor()), transaction, idempotent)
 
     def run_single(self, body: Callable[[Connection], T]) -> T:
-        """``run(..., transaction=False)`` for a body that takes the pooled connection itself
-        rather than a cursor of it (to run a prepared.py statement, which needs no cursor)."""
-        return self._run(body, False, False)
+        """One statement that commits on its own (a prepared.py statement, which takes the
+        pooled connection itself rather than a cursor), whose repeat is not harmless: a
+        connection lost once it was handed the connection leaves the outcome unknown, which is
+        reported (``BackendUnavailable``) rather than run again — a single enqueue repeated
+        after its commit would write the job twice."""
+        return self._run(body, False, False, unsure_once_sent=True)
 
-    def _run(self, body: Callable[[Connection], T], transaction: bool, idempotent: bool) -> T:
+    def _run(
+        self,
+        body: Callable[[Connection], T],
+        transaction: bool,
+        idempotent: bool,
+        unsure_once_sent: bool = False,
+    ) -> T:
         for attempt in range(1, _ATTEMPTS + 1):
             committing = False
             try:
                 with self._connection() as conn:
                     if not transaction:
+                        committing = unsure_once_sent
                         return body(conn)
                     with conn.transaction():
                         result = body(conn)
