@@ -312,3 +312,36 @@ def test_a_thread_gives_its_connection_back_to_the_pool_when_it_ends() -> None:
     finally:
         backend.close()
         drop_prefix(url, backend.settings.redis_prefix)
+
+
+def test_a_closed_backends_client_leaves_its_pool_alone_when_collected() -> None:
+    # At interpreter exit a daemon thread may be stopped holding the pool's lock; a client that
+    # closed its pool again when collected then would wait for that lock forever.
+    url = server_url()
+    backend = open_on(url)
+    enqueue(backend)
+    backend.close()
+    drop_prefix(url, backend.settings.redis_prefix)
+    client = backend._redis
+    held, release, collected = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with client.connection_pool._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert held.wait(5)
+
+        def collect() -> None:
+            client.__del__()
+            collected.set()
+
+        collector = threading.Thread(target=collect)
+        collector.start()
+        assert collected.wait(5), "the collected client waited for its pool's lock"
+    finally:
+        release.set()
+        holder.join()

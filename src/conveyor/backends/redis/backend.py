@@ -893,6 +893,11 @@ class RedisBackend(Backend):
         self._finish_listener.stop()
         self._scripts.close()
         self._redis.close()
+        if isinstance(self._redis, redis.Redis):
+            # Closed now, it must not close its pool again when the interpreter's last
+            # collection deletes it: a daemon thread stopped at exit may hold the pool's lock
+            # then, and that second close would wait for it forever (a worker that never exits).
+            self._redis.auto_close_connection_pool = False
 
 
 def _declared(breaker: Breaker) -> dict[str, Any]:
