@@ -190,10 +190,7 @@ class PostgresBackend(Backend):
         result, woken = self._db.run_single(
             lambda conn: insert_single(conn, job, now, self._channel)
         )
-        if not woken:
-            # Committed: now the wake-up, from a session of its own (see notifier.py).
-            self._after_commit((job.queue,))
-        self._notify_local((job.queue,))
+        self._enqueued_single(job.queue, woken)
         return result
 
     async def enqueue_one_async(self, job: NewJob) -> EnqueueResult:
@@ -223,6 +220,7 @@ class PostgresBackend(Backend):
         """A single job committed: this process's wake-up, and the notifier's after the
         commit unless the insert's own went behind it (``woken``)."""
         if not woken:
+            # Committed: now the wake-up, from a session of its own (see notifier.py).
             self._after_commit((queue,))
         self._notify_local((queue,))
 
@@ -265,7 +263,7 @@ class PostgresBackend(Backend):
             "lease": float(lease),
             "worker_id": worker_id,
         }
-        capped = self._capped.get(self._capped_queues)
+        capped, unsettled = self._cached_flow()
         limited = self.rate_limited()
         if limited:
             one_statement = False
@@ -274,7 +272,6 @@ class PostgresBackend(Backend):
         else:
             one_statement = len(queues) == 1 and queues[0] not in capped
         # Circuit breakers that are not closed: the claim reads them in its transaction.
-        unsettled = bool(self._unsettled.get(self._unsettled_breakers))
         if not unsettled:
             self.breaker_probe_at = None
         if one_statement and not unsettled:
