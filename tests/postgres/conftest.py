@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
+from conveyor import Conveyor
 from conveyor.backends.postgres import PostgresBackend
 from conveyor.backends.postgres.connection import Q
 from conveyor.backends.sql import parse_queries
-from tests.postgres.factory import postgres_backend, session_database
+from tests.postgres.factory import migrated_schema, postgres_backend, session_database
+from tests.postgres.sessions import World
 from tests.support import FakeClock
 
 Connection = psycopg.Connection[tuple[object, ...]]
@@ -58,3 +62,34 @@ def app_schema() -> Iterator[str]:
         yield schema
     finally:
         database.drop_schema(schema)
+
+
+@pytest.fixture
+def world_factory() -> Iterator[Callable[..., World]]:
+    """Makes Worlds: Conveyors in schemas of their own, with ``overrides`` as settings."""
+    made: list[Conveyor] = []
+    schemas: list[Any] = []
+
+    def make(**overrides: Any) -> World:
+        name = f"conveyor-t{secrets.token_hex(4)}"
+        schema_block = migrated_schema()
+        schema = schema_block.__enter__()
+        schemas.append(schema_block)
+        url = make_conninfo(session_database().url, application_name=name)
+        app = Conveyor(url, postgres_schema=schema, **overrides)
+        made.append(app)
+        app.backend  # noqa: B018  (opened outside the loops)
+        return World(app, name)
+
+    try:
+        yield make
+    finally:
+        for app in made:
+            app.close()
+        for block in schemas:
+            block.__exit__(None, None, None)
+
+
+@pytest.fixture
+def world(world_factory: Callable[..., World]) -> World:
+    return world_factory()

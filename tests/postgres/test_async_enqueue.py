@@ -7,76 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import secrets
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import pq, sql
-from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 from conveyor import Conveyor
-from conveyor.backends.postgres import PostgresBackend
 from conveyor.backends.postgres.loop_session import LoopSession
 from conveyor.backends.postgres.prepared import PreparedStatement
-from conveyor.backends.sql import parse_queries
 from conveyor.errors import BackendUnavailable, DatabaseBusy
 from conveyor.job import Job, JobState
 from conveyor.task import Task
-from tests.postgres.conftest import inspect
 from tests.postgres.factory import migrated_schema, session_database
-
-A = parse_queries((Path(__file__).parent / "async_enqueue.sql").read_text(encoding="utf-8"))
-
-
-class World:
-    """A Conveyor whose sessions carry a name of their own, and a connection of the test's into
-    its schema."""
-
-    def __init__(self, app: Conveyor, name: str) -> None:
-        self.app = app
-        #: The application_name of the app's async sessions.
-        self.async_name = f"{name}-async"
-        self.noop: Task[..., Any] = app.task(name="noop")(_noop)
-
-    def admin(self) -> psycopg.Connection[Any]:
-        """A connection of the test's own into the app's schema."""
-        backend = self.app.backend
-        assert isinstance(backend, PostgresBackend)
-        return inspect(backend)
-
-    def sessions(self) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.app.settings.url, autocommit=True) as conn:
-            return conn.execute(A["sessions_named"], {"name": self.async_name}).fetchall()
-
-    def pids(self) -> set[int]:
-        return {int(row[0]) for row in self.sessions()}
-
-    def jobs(self) -> int:
-        with self.admin() as conn:
-            row = conn.execute(A["count_jobs"]).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def terminate(self) -> None:
-        with psycopg.connect(self.app.settings.url, autocommit=True) as conn:
-            conn.execute(A["terminate"], {"name": self.async_name})
-        wait_for(lambda: not self.sessions())
-
-
-def _noop(n: int) -> None:
-    return None
-
-
-def _backend(world: World) -> PostgresBackend:
-    backend = world.app.backend
-    assert isinstance(backend, PostgresBackend)
-    return backend
+from tests.postgres.sessions import A, World, noop_task, wait_for
 
 
 def _listener(world: World) -> psycopg.Connection[Any]:
@@ -90,43 +38,6 @@ def _listener(world: World) -> psycopg.Connection[Any]:
 def _heard(listener: psycopg.Connection[Any], count: int) -> list[str]:
     """The payloads of the next ``count`` notifications (5 s at most)."""
     return [n.payload for n in listener.notifies(timeout=5, stop_after=count)]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def world_factory() -> Iterator[Callable[..., World]]:
-    made: list[Conveyor] = []
-    schemas: list[Any] = []
-
-    def make(**overrides: Any) -> World:
-        name = f"conveyor-t{secrets.token_hex(4)}"
-        schema_block = migrated_schema()
-        schema = schema_block.__enter__()
-        schemas.append(schema_block)
-        url = make_conninfo(session_database().url, application_name=name)
-        app = Conveyor(url, postgres_schema=schema, **overrides)
-        made.append(app)
-        app.backend  # noqa: B018  (opened outside the loops)
-        return World(app, name)
-
-    try:
-        yield make
-    finally:
-        for app in made:
-            app.close()
-        for block in schemas:
-            block.__exit__(None, None, None)
-
-
-@pytest.fixture
-def world(world_factory: Callable[..., World]) -> World:
-    return world_factory()
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -172,7 +83,7 @@ def test_the_wake_up_goes_behind_the_insert_in_the_same_round_trip(
     try:
         with _listener(world) as listener:
             loop.run_until_complete(world.noop.options(queue="mail").enqueue_async(1))
-            singles = _backend(world)._singles
+            singles = world.backend._singles
             assert singles is not None
             [session] = singles._loops[loop]._idle
             with trace.open("w") as out:
@@ -187,7 +98,7 @@ def test_the_wake_up_goes_behind_the_insert_in_the_same_round_trip(
         loop.close()
 
     assert world.app.get_job(job.id).args == [2]
-    assert _backend(world)._notifier._thread is None, "no notifier on the happy path"
+    assert world.backend._notifier._thread is None, "no notifier on the happy path"
     lines = trace.read_text().splitlines()
     directions = [line[0] for line in lines if line[:2] in ("F\t", "B\t")]
     assert "F" not in directions[directions.index("B") :], "every message sent before an answer"
@@ -201,7 +112,7 @@ def test_a_failed_wake_up_leaves_the_committed_insert_alone(
 ) -> None:
     """The wake-up is a transaction of its own: the server refusing it (here a channel name
     over its 63 bytes) rolls nothing back, and the session goes on."""
-    _backend(world)._channel = "x" * 100  # read when the loop's sessions are first needed
+    world.backend._channel = "x" * 100  # read when the loop's sessions are first needed
 
     async def enqueue() -> list[Job]:
         first = await world.noop.enqueue_async(1)
@@ -314,44 +225,6 @@ def test_a_session_lost_mid_call_is_backend_unavailable_and_writes_nothing(
     assert world.jobs() == 2, "the lost call's insert was rolled back with its session"
 
 
-def test_a_sync_single_enqueue_lost_mid_call_is_backend_unavailable_not_run_again(
-    world: World,
-) -> None:
-    """The sync path's counterpart: a single insert commits on its own, so a lost connection
-    after it went out leaves its outcome unknown; running it again could write it twice."""
-    pool_name = world.async_name.removesuffix("-async")
-    world.noop.enqueue(0)  # the pool's session, made before the lock
-    raised: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            world.noop.enqueue(1)
-        except BaseException as exc:  # handed to the test's thread
-            raised.append(exc)
-
-    with world.admin() as holder, holder.transaction(force_rollback=True):
-        holder.execute(A["block_inserts"])
-        caller = threading.Thread(target=call)
-        caller.start()
-
-        def waiting() -> bool:
-            with psycopg.connect(world.app.settings.url, autocommit=True) as conn:
-                rows = conn.execute(A["sessions_named"], {"name": pool_name}).fetchall()
-            return any(row[2] == "Lock" for row in rows)
-
-        wait_for(waiting)
-        with psycopg.connect(world.app.settings.url, autocommit=True) as conn:
-            conn.execute(A["terminate_waiting"], {"name": pool_name})
-        caller.join(timeout=10)  # a retry would wait on the lock until this block ends
-        assert raised, "the lost insert was sent again"
-    caller.join()
-    assert isinstance(raised[0], BackendUnavailable)
-    assert "may or may not" in str(raised[0])
-    after = world.noop.enqueue(2)
-    assert world.app.get_job(after.id).args == [2]
-    assert world.jobs() == 2, "the lost call's insert was rolled back with its session"
-
-
 def test_a_session_lost_after_the_first_statement_answers_with_that_one(world: World) -> None:
     """What was answered before the session broke is not lost with it: the insert's result
     comes back whether or not its wake-up's did."""
@@ -359,7 +232,7 @@ def test_a_session_lost_after_the_first_statement_answers_with_that_one(world: W
     slow = PreparedStatement("test_slow", A["sleep"])
 
     async def scenario() -> None:
-        conn = await _backend(world)._db.connect_async(application_name=world.async_name)
+        conn = await world.backend._db.connect_async(application_name=world.async_name)
         session = LoopSession(conn, (first, slow), prepared=True)
         await session.prepare()
         call = asyncio.create_task(session.execute([(first, []), (slow, [])], _unheard))
@@ -462,7 +335,7 @@ def test_without_prepared_statements_each_call_is_parsed_anew(
         assert set(_heard(listener, 1)) == {"default"}
 
     assert [world.app.get_job(job.id).args for job in jobs] == [[0], [1], [2]]
-    notifier = _backend(world)._notifier
+    notifier = world.backend._notifier
     assert notifier.idle.wait(5)
     assert notifier._session is not None, "the wake-ups sent by the notifier, after the commits"
 
@@ -475,7 +348,7 @@ def test_on_the_applications_own_pool_the_write_takes_the_pool_from_a_thread() -
         ConnectionPool(database.url, min_size=1, max_size=2) as pool,
     ):
         app = Conveyor(pool, postgres_schema=schema)
-        noop = app.task(name="noop")(_noop)
+        noop = app.task(name="noop")(noop_task)
         try:
             jobs = asyncio.run(_enqueue_three(noop))
             assert [app.get_job(job.id).args for job in jobs] == [[0], [1], [2]]

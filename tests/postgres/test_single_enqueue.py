@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -86,12 +87,30 @@ def test_a_single_keyed_enqueue_of_a_held_key_wakes_nobody(
     assert _settled(pg, before, timeout=0.3) == before, "nothing new, no wake-up"
 
 
-def test_a_single_enqueue_is_one_round_trip(tmp_path: Path, clock: FakeClock) -> None:
+@contextmanager
+def _sessions_busy(pg: PostgresBackend) -> Iterator[None]:
+    """The backend's one session for single enqueues (sync_enqueue.py) held, as by another
+    thread: single enqueues go through the pool meanwhile."""
+    singles = pg._sync_singles
+    assert singles is not None and singles._max == 1
+    held = singles._take()
+    assert held is not None
+    try:
+        yield
+    finally:
+        singles._give_back(held)
+
+
+def test_through_the_pool_a_single_enqueue_is_one_round_trip(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     """No health probe, no search_path, no BEGIN/COMMIT around the insert: what the pool's
     one connection sends for an enqueue goes out before any answer comes back: the prepared
     insert, then the wake-up in a transaction of its own (a Sync apiece)."""
     overrides = {"postgres_pool_min_size": 1, "postgres_pool_max_size": 1}
-    with postgres_backend(None, clock, overrides) as pg:
+    with postgres_backend(None, clock, overrides) as pg, ExitStack() as busy:
+        pg.enqueue_many([new_job()])  # the session for single enqueues made
+        busy.enter_context(_sessions_busy(pg))
         pg.enqueue_many([new_job()])  # connected, and the statements prepared
         pg.enqueue_many([new_job()])
         trace = tmp_path / "trace.txt"
@@ -143,13 +162,17 @@ def test_a_failed_wake_up_leaves_the_committed_insert_alone(
     assert "payload string too long" in caplog.text
 
 
-def test_a_statement_the_server_forgot_is_prepared_again(pg: PostgresBackend) -> None:
+def test_through_the_pool_a_statement_the_server_forgot_is_prepared_again(
+    pg: PostgresBackend,
+) -> None:
     overrides = {"postgres_pool_min_size": 1, "postgres_pool_max_size": 1}
     with postgres_backend(None, None, overrides) as one:
         one.enqueue_many([new_job()])
-        with one._db._pool.connection() as conn:
-            conn.execute(T["deallocate_all"])
-        [result] = one.enqueue_many([new_job(queue="again")])
+        with _sessions_busy(one):
+            one.enqueue_many([new_job()])  # prepared on the pool's connection
+            with one._db._pool.connection() as conn:
+                conn.execute(T["deallocate_all"])
+            [result] = one.enqueue_many([new_job(queue="again")])
         assert one.get(result.job_id).queue == "again"
 
 

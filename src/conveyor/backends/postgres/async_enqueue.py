@@ -40,8 +40,8 @@ from conveyor.backends.base import EnqueueResult, NewJob
 from conveyor.backends.postgres.connection import Database
 from conveyor.backends.postgres.enqueue import INSERT_JOB, WAKE_AFTER_COMMIT, text_values
 from conveyor.backends.postgres.errors import is_connection_lost, translate
-from conveyor.backends.postgres.loop_session import LoopSession, NotSent
-from conveyor.backends.postgres.prepared import error_of, log_failed_after
+from conveyor.backends.postgres.loop_session import LoopSession
+from conveyor.backends.postgres.prepared import NotSent, error_of, log_failed_after
 from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.job import JobState
 from conveyor.offload import OFFLOAD

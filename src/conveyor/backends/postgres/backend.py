@@ -80,6 +80,7 @@ from conveyor.worker_info import WorkerInfo, WorkerRegistration, WorkerState
 
 if TYPE_CHECKING:
     from conveyor.backends.postgres.async_enqueue import AsyncSingles
+    from conveyor.backends.postgres.sync_enqueue import SyncSingles
 
 #: Seconds the first change_marker() call waits for the LISTEN session (connecting is a few ms;
 #: with the server down it gives up and the listener keeps trying in the background).
@@ -138,6 +139,9 @@ class PostgresBackend(Backend):
         #: call: asyncio is no import of a heartbeat process); not on a pool the application
         #: lent us, whose connections are the application's to count.
         self._singles: AsyncSingles | None = None
+        self._sync_singles: SyncSingles | None = None
+        #: Single enqueues on sessions of their own (not with a lent pool: the application
+        #: decides what connects).
         self._singles_allowed = pool is None
         self._singles_lock = threading.Lock()
         self._queue_turn = itertools.count()
@@ -187,6 +191,11 @@ class PostgresBackend(Backend):
         return self._insert_single(job, self._now_param())
 
     def _insert_single(self, job: NewJob, now: float | None) -> EnqueueResult:
+        singles = self._sync_singles or self._make_sync_singles()
+        if singles is not None:
+            written = singles.insert(job, now)
+            if written is not None:
+                return written
         result, woken = self._db.run_single(
             lambda conn: insert_single(conn, job, now, self._channel)
         )
@@ -198,6 +207,24 @@ class PostgresBackend(Backend):
         if singles is None or needs_transaction((job,), self.settings.queue_limits):
             return await super().enqueue_one_async(job)
         return await singles.insert(job, self._now_param())
+
+    def _make_sync_singles(self) -> SyncSingles | None:
+        # Without prepared statements (PgBouncer before 1.21) the pool's path, whose
+        # wake-up the notifier sends.
+        if not self._singles_allowed or self.settings.postgres_prepare_threshold < 0:
+            return None
+        with self._singles_lock:
+            if self._sync_singles is None and self._singles_allowed:
+                from conveyor.backends.postgres.sync_enqueue import SyncSingles
+
+                self._sync_singles = SyncSingles(
+                    self._db,
+                    max_sessions=self.settings.postgres_pool_max_size,
+                    max_idle=self.settings.postgres_pool_max_idle,
+                    channel=self._channel,
+                    committed=self._enqueued_single,
+                )
+            return self._sync_singles
 
     def _make_singles(self) -> AsyncSingles | None:
         if not self._singles_allowed:
@@ -1265,8 +1292,11 @@ class PostgresBackend(Backend):
         with self._singles_lock:
             self._singles_allowed = False  # none made after this
             singles, self._singles = self._singles, None
+            sync_singles, self._sync_singles = self._sync_singles, None
         if singles is not None:
             singles.close()
+        if sync_singles is not None:
+            sync_singles.close()
         self._finish_listener.stop()
         self._notifier.close()
         self._listener.stop()

@@ -37,17 +37,13 @@ import psycopg
 from psycopg import pq
 from psycopg.errors import error_from_result
 
-from conveyor.backends.postgres.prepared import PipelineAnswers, PreparedStatement
+from conveyor.backends.postgres.prepared import NotSent, PipelineAnswers, PreparedStatement
 
 #: What a call's caller left for the answers it no longer waits for: one result per
 #: statement, or None when the session broke first.
 Late = Callable[["LoopSession", "list[pq.abc.PGresult] | None"], None]
 #: A call's statements, each with its values as text.
 Calls = Sequence[tuple[PreparedStatement, Sequence[bytes | None]]]
-
-
-class NotSent(Exception):
-    """The statement never reached the server whole: nothing of it can have committed."""
 
 
 class LoopSession:

@@ -26,7 +26,7 @@ Connection = psycopg.Connection[Any]
 log = logging.getLogger(__name__)
 
 #: invalid_sql_statement_name: the server has no prepared statement of that name.
-_UNKNOWN_STATEMENT = b"26000"
+UNKNOWN_STATEMENT = b"26000"
 
 
 def numbered(text: str) -> tuple[str, tuple[str, ...]]:
@@ -38,6 +38,11 @@ def numbered(text: str) -> tuple[str, tuple[str, ...]]:
         return f"${names.setdefault(match[1], len(names) + 1)}"
 
     return re.sub(r"%\(([a-z_]+)\)s", number, text), tuple(names)
+
+
+class NotSent(Exception):
+    """The statement never reached the server whole: nothing of it can have committed, and
+    it may run again elsewhere."""
 
 
 class PreparedStatement:
@@ -64,7 +69,7 @@ class PreparedStatement:
         result = pgconn.exec_prepared(self.name, params)
         if result.status == pq.ExecStatus.TUPLES_OK:
             return result
-        if result.error_field(pq.DiagnosticField.SQLSTATE) == _UNKNOWN_STATEMENT:
+        if result.error_field(pq.DiagnosticField.SQLSTATE) == UNKNOWN_STATEMENT:
             self._prepare(conn)
             result = pgconn.exec_prepared(self.name, params)
             if result.status == pq.ExecStatus.TUPLES_OK:
@@ -87,7 +92,7 @@ class PreparedStatement:
                 statement._prepare(conn)
         first, then = _pipeline(conn, ((self.name, values), (after.name, after_values)))
         if first.status != pq.ExecStatus.TUPLES_OK:
-            if first.error_field(pq.DiagnosticField.SQLSTATE) != _UNKNOWN_STATEMENT:
+            if first.error_field(pq.DiagnosticField.SQLSTATE) != UNKNOWN_STATEMENT:
                 raise _error(conn, first)
             self._prepare(conn)
             after._prepare(conn)
