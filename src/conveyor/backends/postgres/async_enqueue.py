@@ -70,6 +70,15 @@ class LoopSessions:
         self._waiters: deque[asyncio.Future[LoopSession | None]] = deque()
         self._closed = False
 
+    def take_idle(self) -> LoopSession | None:
+        """An idle session at once, if there is one (take() without a coroutine)."""
+        while self._idle:
+            session = self._idle.pop()
+            if not session.broken:
+                return session
+            self._size -= 1
+        return None
+
     async def take(self) -> LoopSession:
         while True:
             while self._idle:
@@ -186,7 +195,7 @@ class AsyncSingles:
                 self._committed(queue, woken)
 
         for attempt in (1, 2):
-            session = await sessions.take()
+            session = sessions.take_idle() or await sessions.take()
             encoding = session.encoding
             try:
                 calls = [(INSERT_JOB, text_values(job, now, encoding))]

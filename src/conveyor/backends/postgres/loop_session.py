@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import select
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
@@ -44,6 +44,11 @@ from conveyor.backends.postgres.prepared import NotSent, PipelineAnswers, Prepar
 Late = Callable[["LoopSession", "list[pq.abc.PGresult] | None"], None]
 #: A call's statements, each with its values as text.
 Calls = Sequence[tuple[PreparedStatement, Sequence[bytes | None]]]
+_Item = TypeVar("_Item")
+
+
+def _send_prepare(pg: pq.abc.PGconn, statement: PreparedStatement) -> None:
+    pg.send_prepare(statement.name, statement.text)
 
 
 class LoopSession:
@@ -86,12 +91,7 @@ class LoopSession:
         """Prepare the statements under their names (a no-op unless ``prepared``)."""
         if not self._prepared:
             return
-        statements = self._statements
-
-        def send(pg: pq.abc.PGconn, index: int) -> None:
-            pg.send_prepare(statements[index].name, statements[index].text)
-
-        for result in await self._send(send, len(statements)):
+        for result in await self._send(_send_prepare, self._statements):
             if result.status != pq.ExecStatus.COMMAND_OK:
                 raise error_from_result(result, encoding=self.encoding)
 
@@ -101,16 +101,7 @@ class LoopSession:
         session break on the way, the results of those answered by then (the others' outcome
         is unknown), or psycopg's OperationalError if none was; ``NotSent`` if the first could
         not be sent. Should the caller stop waiting, ``late`` gets the answers."""
-        prepared = self._prepared
-
-        def send(pg: pq.abc.PGconn, index: int) -> None:
-            statement, values = calls[index]
-            if prepared:
-                pg.send_query_prepared(statement.name, values)
-            else:
-                pg.send_query_params(statement.text, values)
-
-        answer = self._send(send, len(calls))
+        answer = self._send(self._send_call, calls)
         try:
             return await answer
         except asyncio.CancelledError:
@@ -120,10 +111,20 @@ class LoopSession:
                 late(self, None if answer.exception() else answer.result())
             raise
 
+    def _send_call(
+        self, pg: pq.abc.PGconn, call: tuple[PreparedStatement, Sequence[bytes | None]]
+    ) -> None:
+        statement, values = call
+        if self._prepared:
+            pg.send_query_prepared(statement.name, values)
+        else:
+            pg.send_query_params(statement.text, values)
+
     def _send(
-        self, send: Callable[[pq.abc.PGconn, int], None], statements: int
+        self, send: Callable[[pq.abc.PGconn, _Item], None], items: Sequence[_Item]
     ) -> asyncio.Future[list[pq.abc.PGresult]]:
-        """Send statement 0, 1 ... of a call, each with a Sync behind it."""
+        """Send each of ``items`` (a statement to run or to prepare), each with a Sync
+        behind it."""
         # Said while idle: read it first (a last message, then the end of the stream).
         while self._answer is None and not self.broken and self._news.poll(0):
             self._readable()
@@ -132,8 +133,8 @@ class LoopSession:
         pg = self._pgconn
         synced = 0
         try:
-            for index in range(statements):
-                send(pg, index)
+            for item in items:
+                send(pg, item)
                 pg.pipeline_sync()  # libpq writes what it holds at each Sync (before 17)
                 synced += 1
             if pg.flush():  # the rest when the socket takes it
@@ -145,7 +146,7 @@ class LoopSession:
             raise NotSent(str(exc)) from exc
         answer: asyncio.Future[list[pq.abc.PGresult]] = self._loop.create_future()
         self._answer = answer
-        self._answers = PipelineAnswers(statements)
+        self._answers = PipelineAnswers(len(items))
         return answer
 
     def _writable(self) -> None:
