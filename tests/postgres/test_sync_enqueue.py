@@ -31,6 +31,13 @@ def _singles(world: World) -> SyncSingles:
     return singles
 
 
+def _singles_made(world: World) -> SyncSingles:
+    """The world's sync single enqueues, before their first session."""
+    singles = world.backend._make_sync_singles()
+    assert singles is not None
+    return singles
+
+
 def _session(world: World) -> PipelineSession:
     """The one idle session of the world's sync single enqueues."""
     [session] = _singles(world)._idle
@@ -258,3 +265,24 @@ def test_a_session_unused_for_max_idle_is_ended(world: World) -> None:
     assert singles._idle == [newer]
     wait_for(lambda: world.pids(world.sync_name) == {newer.pgconn.backend_pid})
     assert world.jobs() == 3
+
+
+def test_without_a_session_to_be_had_calls_go_through_the_pool_for_a_while(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server refusing new sessions (down, restarting, at its limit): the pool's path,
+    which waits for a connection as it always has; no new session tried at every call."""
+    singles = _singles_made(world)
+    attempts: list[int] = []
+
+    def refused() -> PipelineSession:
+        attempts.append(1)
+        raise BackendUnavailable("the server refused the session")
+
+    monkeypatch.setattr(singles, "_open", refused)
+
+    jobs = [world.noop.enqueue(n) for n in range(3)]
+
+    assert [world.app.get_job(job.id).args for job in jobs] == [[0], [1], [2]]
+    assert attempts == [1], "one attempt, then the pool's path for a while"
+    assert not world.sessions(world.sync_name)

@@ -16,7 +16,10 @@ time, the server's part being the same.
   retries.
 - A session the server ended while it was idle (a restart, an idle timeout,
   pg_terminate_backend) is noticed before anything is sent on it (one poll(), no round trip)
-  and replaced: nothing was sent, so the call goes on another session.
+  and replaced: nothing was sent, so the call goes on another session. Should none be made
+  (the server down or restarting), the call goes through the pool, which waits for a
+  connection as long as it always has (``postgres_connect_timeout``), and no session is tried
+  for the next few seconds.
 - A call sent whole whose session then broke has an unknown outcome: BackendUnavailable says
   so, and nothing runs again, which could write the job twice. A session that broke after the
   insert's answer came returns the job, its wake-up logged as lost.
@@ -26,6 +29,7 @@ time, the server's part being the same.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import threading
@@ -47,11 +51,15 @@ from conveyor.backends.postgres.prepared import (
     error_of,
     log_failed_after,
 )
-from conveyor.errors import BackendUnavailable
+from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.job import JobState
+
+log = logging.getLogger(__name__)
 
 _TEXT_STATES = {state.value.encode(): state for state in JobState}
 _ROWS = pq.ExecStatus.TUPLES_OK
+#: Seconds without new sessions after one could not be made (the pool's path meanwhile).
+_REOPEN_PAUSE = 5.0
 #: The sessions a forked child inherited: kept, never used nor ended (see the module's doc).
 _INHERITED: list[PipelineSession] = []
 
@@ -173,10 +181,13 @@ class SyncSingles:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._closed = False
+        #: No session is made before this time (time.monotonic()), after one failed.
+        self._open_after = 0.0
 
     def insert(self, job: NewJob, now: float | None) -> EnqueueResult | None:
-        """The job written, or None if no session is free (all busy, or the backend closed)
-        or the server asked for the call to run again (a deadlock): the pool's path then."""
+        """The job written, or None for the pool's path: no session free (all busy, none
+        could be made, the backend closed), or the server asked for the call to run again (a
+        deadlock)."""
         for attempt in (1, 2):
             session = self._take()
             if session is None:
@@ -188,11 +199,10 @@ class SyncSingles:
                 if result.error_field(pq.DiagnosticField.SQLSTATE) == UNKNOWN_STATEMENT:
                     session.prepare()  # the insert ran nothing: it can run again
                     result = session.insert(text_values(job, now, encoding), wake)
-            except NotSent as exc:
+            except NotSent:
                 if attempt == 1:
                     continue
-                target = self._db.target
-                raise BackendUnavailable(f"cannot reach PostgreSQL {target}: {exc}") from None
+                return None  # the pool's path, which waits for a connection as it does
             except psycopg.OperationalError as exc:
                 raise self._lost(exc) from None
             except psycopg.Error as exc:
@@ -223,11 +233,19 @@ class SyncSingles:
                 if not session.broken:
                     return session
                 self._size -= 1
-            if self._size >= self._max:
+            if self._size >= self._max or time.monotonic() < self._open_after:
                 return None
             self._size += 1
         try:
             return self._open()
+        except BackendError as exc:
+            # The server down, or refusing more sessions: the pool's path, which waits for
+            # a connection for as long as the pool does; no other attempt for a while.
+            log.info("no session for single enqueues (%s): using the pool's for now", exc)
+            with self._lock:
+                self._size -= 1
+                self._open_after = time.monotonic() + _REOPEN_PAUSE
+            return None
         except BaseException:
             with self._lock:
                 self._size -= 1
