@@ -76,3 +76,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def one_round_trip(trace: Path) -> list[str]:
+    """The messages a libpq trace says the client sent (their types), once it is checked that
+    every one went out before the first answer came back."""
+    lines = trace.read_text().splitlines()
+    directions = [line[0] for line in lines if line[:2] in ("F\t", "B\t")]
+    assert "F" not in directions[directions.index("B") :], "every message sent before an answer"
+    return [line.split("\t")[2] for line in lines if line.startswith("F\t")]

@@ -24,7 +24,7 @@ from conveyor.errors import BackendUnavailable, DatabaseBusy
 from conveyor.job import Job, JobState
 from conveyor.task import Task
 from tests.postgres.factory import migrated_schema, session_database
-from tests.postgres.sessions import A, World, noop_task, wait_for
+from tests.postgres.sessions import A, World, noop_task, one_round_trip, wait_for
 
 
 def _listener(world: World) -> psycopg.Connection[Any]:
@@ -99,10 +99,7 @@ def test_the_wake_up_goes_behind_the_insert_in_the_same_round_trip(
 
     assert world.app.get_job(job.id).args == [2]
     assert world.backend._notifier._thread is None, "no notifier on the happy path"
-    lines = trace.read_text().splitlines()
-    directions = [line[0] for line in lines if line[:2] in ("F\t", "B\t")]
-    assert "F" not in directions[directions.index("B") :], "every message sent before an answer"
-    sent = [line.split("\t")[2] for line in lines if line.startswith("F\t")]
+    sent = one_round_trip(trace)
     assert sent.count("Sync") == 2 and sent.count("Bind") == 2, sent
     assert "Parse" not in sent and "Query" not in sent, "prepared statements, bound again"
 

@@ -17,6 +17,7 @@ from conveyor.job import JobState
 from conveyor.settings import Settings
 from tests.postgres.conftest import inspect
 from tests.postgres.factory import postgres_backend
+from tests.postgres.sessions import one_round_trip
 from tests.support import FakeClock, new_job
 
 T = parse_queries((Path(__file__).parent / "connection.sql").read_text(encoding="utf-8"))
@@ -123,13 +124,9 @@ def test_through_the_pool_a_single_enqueue_is_one_round_trip(
             finally:
                 with pg._db._pool.connection() as conn:
                     conn.pgconn.untrace()
-        lines = trace.read_text().splitlines()
         assert pg.get(result.job_id).state is JobState.QUEUED
 
-    directions = [line[0] for line in lines if line[:2] in ("F\t", "B\t")]
-    first_answer = directions.index("B")
-    assert "F" not in directions[first_answer:], "every message sent before the first answer"
-    sent = [line.split("\t")[2] for line in lines if line.startswith("F\t")]
+    sent = one_round_trip(trace)
     assert sent.count("Sync") == 2 and "Query" not in sent, sent
     assert sent.count("Bind") == 2 and "Parse" not in sent, "prepared statements, bound again"
 

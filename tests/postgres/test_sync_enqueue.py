@@ -21,7 +21,7 @@ from conveyor.backends.postgres.sync_enqueue import PipelineSession, SyncSingles
 from conveyor.errors import BackendUnavailable
 from conveyor.job import JobState
 from conveyor.task import Task
-from tests.postgres.sessions import A, World, wait_for
+from tests.postgres.sessions import A, World, one_round_trip, wait_for
 from tests.support import new_job
 
 
@@ -73,10 +73,7 @@ def test_a_single_enqueue_is_one_round_trip_on_a_session_of_its_own(
     assert world.app.get_job(job.id).args == [2]
     assert world.pids(world.sync_name) == {session.pgconn.backend_pid}
     assert world.backend._notifier._thread is None, "no notifier on the happy path"
-    lines = trace.read_text().splitlines()
-    directions = [line[0] for line in lines if line[:2] in ("F\t", "B\t")]
-    assert "F" not in directions[directions.index("B") :], "every message sent before an answer"
-    sent = [line.split("\t")[2] for line in lines if line.startswith("F\t")]
+    sent = one_round_trip(trace)
     assert sent.count("Sync") == 2 and sent.count("Bind") == 2, sent
     assert "Parse" not in sent and "Query" not in sent, "prepared statements, bound again"
 
