@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -65,3 +66,21 @@ def private_server(folder: Path, *options: str) -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def kill_when_paused(admin: redis.Redis, timeout: float = 10.0) -> None:
+    """Once a client is held by CLIENT PAUSE with its script in (``flags=b``, ``cmd=evalsha``),
+    close its connection, server-side: the script was sent whole, and never ran."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = [
+            client["id"]
+            for client in cast("list[dict[str, str]]", admin.client_list())
+            if "b" in client["flags"] and client["cmd"] == "evalsha"
+        ]
+        if held:
+            for client_id in held:
+                admin.client_kill_filter(_id=client_id)
+            return
+        assert time.monotonic() < deadline, "no client was held by the pause"
+        time.sleep(0.01)

@@ -15,10 +15,11 @@ import redis
 from conveyor import Conveyor
 from conveyor.backends.base import EnqueueResult
 from conveyor.backends.redis import RedisBackend
+from conveyor.errors import BackendUnavailable
 from conveyor.job import Job, JobState
 from conveyor.settings import Settings
 from tests.redis_engine.factory import drop_prefix, new_prefix, server_url
-from tests.redis_engine.server import private_server
+from tests.redis_engine.server import kill_when_paused, private_server
 from tests.support import new_job
 
 
@@ -196,3 +197,30 @@ def test_task_enqueue_async_returns_the_job_as_stored() -> None:
     finally:
         app.close()
         drop_prefix(url, app.settings.redis_prefix)
+
+
+def test_an_enqueue_that_lost_its_connection_once_sent_is_not_sent_again(private: str) -> None:
+    """As on the blocking path (test_engine.py): the script went out whole on the loop's
+    socket, the server held it and dropped the connection; a second copy sent on the
+    blocking path would have been written once the pause ended."""
+    backend = open_on(private)
+    admin = redis.Redis.from_url(private, decode_responses=True)
+    try:
+        backend.enqueue_one(new_job())  # the script is loaded on the blocking path
+
+        async def scenario() -> None:
+            await backend.enqueue_one_async(new_job())  # the loop's socket made
+            admin.client_pause(10_000, all=False)
+            call = asyncio.ensure_future(backend.enqueue_one_async(new_job()))
+            await asyncio.to_thread(kill_when_paused, admin)
+            with pytest.raises(BackendUnavailable, match="may or may not"):
+                await asyncio.wait_for(call, 10)
+            admin.client_unpause()
+            await backend.enqueue_one_async(new_job())
+
+        asyncio.run(scenario())
+        assert backend.stats()["default"] == {JobState.QUEUED: 3}, "not written again"
+    finally:
+        admin.client_unpause()
+        admin.close()
+        backend.close()

@@ -127,8 +127,11 @@ def test_sigkill_redis_mid_run_loses_no_acknowledged_enqueue_and_everyone_carrie
     for producer in producers:
         assert producer.wait_exit() == 0, producer.log()
         assert "producer exiting normally" in producer.log()
-        # The restart took well under the client's retry budget: no enqueue gave up.
-        assert "enqueue failed" not in producer.log()
+        # The restart took well under the client's retry budget: no enqueue gave up. The one
+        # under way when the server died may say it may or may not have been written: it is
+        # not sent again, since a second copy would be a second job.
+        failed = [line for line in producer.log().splitlines() if "enqueue failed" in line]
+        assert len(failed) <= 1 and all("may or may not" in line for line in failed), failed
     release.touch()
 
     enqueued = {job_id for log in logs for job_id in logged_ids(log)} | set(held)

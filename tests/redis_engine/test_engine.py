@@ -19,12 +19,12 @@ from redis.crc import key_slot
 
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.connection import key_prefix
-from conveyor.errors import BackendError, ConfigurationError, StorageFull
+from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError, StorageFull
 from conveyor.job import JobState
 from conveyor.settings import Settings
 from tests.contract.helpers import LEASE, claim_one, enqueue, succeed
 from tests.redis_engine.factory import drop_prefix, new_prefix, server_url
-from tests.redis_engine.server import private_server
+from tests.redis_engine.server import kill_when_paused, private_server
 from tests.support import new_job
 
 
@@ -345,3 +345,60 @@ def test_a_closed_backends_client_leaves_its_pool_alone_when_collected() -> None
     finally:
         release.set()
         holder.join()
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["enqueue_one", "enqueue_many"])
+def test_an_enqueue_that_lost_its_connection_once_sent_is_not_sent_again(
+    private: str, many: bool
+) -> None:
+    """Run twice, an enqueue writes its jobs twice: once it went out whole, a lost connection
+    leaves its outcome unknown, which is said (BackendUnavailable), as on PostgreSQL. Here the
+    server held the script (CLIENT PAUSE) and dropped the connection: it never ran, and a
+    retry would have written it once the pause ended."""
+    backend = open_on(private)
+    admin = redis.Redis.from_url(private, decode_responses=True)
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            if many:
+                backend.enqueue_many([new_job(), new_job()])
+            else:
+                backend.enqueue_one(new_job())
+        except BaseException as exc:  # handed to the test's thread
+            raised.append(exc)
+
+    try:
+        enqueue(backend)  # the script loaded, the thread's connection made
+        admin.client_pause(10_000, all=False)  # writes (scripts) wait; admin's reads go on
+        caller = threading.Thread(target=call)
+        caller.start()
+        kill_when_paused(admin)
+        caller.join(10)
+        admin.client_unpause()
+        assert raised and isinstance(raised[0], BackendUnavailable), raised
+        assert "may or may not" in str(raised[0])
+        assert backend.stats()["default"] == {JobState.QUEUED: 1}, "not written again"
+        enqueue(backend)  # the next call reconnects
+        assert backend.stats()["default"] == {JobState.QUEUED: 2}
+    finally:
+        admin.client_unpause()
+        admin.close()
+        backend.close()
+
+
+def test_an_idle_connection_the_server_ended_is_replaced_before_an_enqueue(
+    private: str,
+) -> None:
+    """Not a lost enqueue: nothing was sent on it. The end of the stream is read first."""
+    backend = open_on(private)
+    admin = redis.Redis.from_url(private)
+    try:
+        enqueue(backend)
+        admin.client_kill_filter(_type="normal", skipme=True)
+        enqueue(backend)
+        backend.enqueue_many([new_job(), new_job()])
+        assert backend.stats()["default"] == {JobState.QUEUED: 4}
+    finally:
+        admin.close()
+        backend.close()

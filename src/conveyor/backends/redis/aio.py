@@ -8,9 +8,11 @@ and waits for its reply; calls that other coroutines of the loop make meanwhile 
 behind it, and the replies come back in the order of the commands.
 
 Only the happy path is taken here. ``Fallback`` sends the caller to the blocking path (on a
-thread), which knows the rest: a connection that broke or timed out (dropped here, then the
-blocking path reconnects and retries with backoff, as it does for its own calls: a script
-either ran whole or not at all), a script the server lost (NOSCRIPT: loaded again there).
+thread), which knows the rest: a connection that broke or timed out before the command went out
+whole (dropped here, then the blocking path reconnects and retries with backoff, as it does for
+its own calls: a script either ran whole or not at all), a script the server lost (NOSCRIPT:
+loaded again there). A command that went out whole and then lost its connection before the
+reply came may have run: ``Unanswered`` says so, and it is not sent again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import threading
 import weakref
 from collections import deque
@@ -50,7 +53,12 @@ def pack(args: tuple[Any, ...]) -> bytes | None:
 
 
 class Fallback(Exception):
-    """The call was not answered here: run it on the blocking path."""
+    """The call was not answered here, nor sent whole: run it on the blocking path."""
+
+
+class Unanswered(Exception):
+    """The command went out whole, then the connection broke (or timed out) before its reply:
+    it may or may not have run. Sending it again could run it twice."""
 
 
 def available(pool: Any) -> bool:
@@ -71,9 +79,15 @@ class Pipe:
         self._sock = connection._sock
         self._sock.setblocking(False)
         self._fd = self._sock.fileno()
+        self._news = select.poll()
+        self._news.register(self._fd, select.POLLIN)
         self._reader = hiredis.Reader(encoding="utf-8", replyError=_error)
-        self._waiting: deque[tuple[asyncio.Future[Any], asyncio.TimerHandle]] = deque()
+        #: The calls waiting for their replies, in order: each with its timer and where its
+        #: command ends in the stream of bytes written to the socket.
+        self._waiting: deque[tuple[asyncio.Future[Any], asyncio.TimerHandle, int]] = deque()
         self._unsent = b""
+        self._queued = 0  # bytes handed to the socket's stream so far (sent or unsent)
+        self._sent = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._disconnect = weakref.finalize(self, connection.disconnect)
 
@@ -90,8 +104,16 @@ class Pipe:
                 self._loop.remove_reader(self._fd)  # a closed loop ignores it
             loop.add_reader(self._fd, self._readable)
             self._loop = loop
+        if not self._waiting and self._news.poll(0):
+            # Said while idle, before the loop could hear it: the server's end of the stream,
+            # most likely. Read now, lest the command be sent into a closed connection and
+            # come out unanswered though it never ran.
+            self._readable()
+            if self.broken:
+                raise Fallback
         future = loop.create_future()
-        self._waiting.append((future, loop.call_later(self._timeout, self._expired)))
+        self._queued += len(command)
+        self._waiting.append((future, loop.call_later(self._timeout, self._expired), self._queued))
         if self._unsent:
             self._unsent += command
             return future
@@ -102,6 +124,7 @@ class Pipe:
         except OSError:
             self.close()
             return future
+        self._sent += sent
         if sent < len(command):
             self._unsent = command[sent:]
             loop.add_writer(self._fd, self._writable)
@@ -115,6 +138,7 @@ class Pipe:
         except OSError:
             self.close()
             return
+        self._sent += sent
         self._unsent = self._unsent[sent:]
         if not self._unsent and self._loop is not None:
             self._loop.remove_writer(self._fd)
@@ -133,7 +157,7 @@ class Pipe:
         self._reader.feed(data)
         try:
             while (reply := self._reader.gets()) is not False:
-                future, timer = self._waiting.popleft()
+                future, timer, _ = self._waiting.popleft()
                 timer.cancel()
                 if not future.done():  # a caller that was cancelled has nobody to tell
                     future.set_result(reply)
@@ -146,8 +170,9 @@ class Pipe:
         self.close()
 
     def close(self) -> None:
-        """Fail every call waiting here with Fallback, and close the connection (on the
-        loop's thread: the loop must forget the socket before it is closed)."""
+        """Fail every call waiting here, with Unanswered if its command went out whole and
+        Fallback if not, and close the connection (on the loop's thread: the loop must forget
+        the socket before it is closed)."""
         if self.broken:
             return
         self.broken = True
@@ -156,10 +181,10 @@ class Pipe:
             loop.remove_reader(self._fd)
             loop.remove_writer(self._fd)
         waiting, self._waiting = self._waiting, deque()
-        for future, timer in waiting:
+        for future, timer, end in waiting:
             timer.cancel()
             if not future.done():
-                future.set_exception(Fallback())
+                future.set_exception(Unanswered() if end <= self._sent else Fallback())
         self._disconnect()
 
     def close_from_anywhere(self) -> None:

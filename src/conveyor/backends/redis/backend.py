@@ -35,7 +35,7 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.caps import CappedQueues
 from conveyor.backends.clock import DatabaseClock
-from conveyor.backends.redis.aio import Fallback
+from conveyor.backends.redis.aio import Fallback, Unanswered
 from conveyor.backends.redis.connection import (
     Reads,
     check_eviction,
@@ -58,6 +58,7 @@ from conveyor.backends.redis.snapshot import export_records, import_records
 from conveyor.backends.redis.stats import minute_rows, total_rows
 from conveyor.backends.tally import ENQUEUE_SETTLE, FOLD_MARGIN, Tally, minute_of
 from conveyor.errors import (
+    BackendUnavailable,
     IdempotencyConflict,
     InvalidTransition,
     JobNotFound,
@@ -237,6 +238,23 @@ class RedisBackend(Backend):
         except redis.RedisError as exc:
             raise translate(exc, self.settings.url) from exc
 
+    def _run_enqueue(self, name: str, *args: Any) -> Any:
+        """``_run`` of an enqueue script, which is not sent again once it went out: run twice,
+        it would write its jobs twice."""
+        clock = self._injected_clock
+        try:
+            return self._scripts.run(name, None if clock is None else clock(), *args, replay=False)
+        except Unanswered as exc:
+            raise self._unanswered(exc) from None
+        except redis.RedisError as exc:
+            raise translate(exc, self.settings.url) from exc
+
+    def _unanswered(self, exc: Unanswered) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"lost the connection to Redis at {self.settings.url} while enqueueing: the job "
+            f"may or may not have been written ({str(exc).strip() or 'no reply'})"
+        )
+
     # --- schema ---------------------------------------------------------------------------
 
     def _version(self) -> int:
@@ -288,7 +306,7 @@ class RedisBackend(Backend):
     def enqueue_one(self, job: NewJob) -> EnqueueResult:
         if not self._single(job):
             return self._enqueue([job], "", 0.0)[0]
-        return self._enqueued_one(job, self._run("enqueue_one", *_one_row(job)))
+        return self._enqueued_one(job, self._run_enqueue("enqueue_one", *_one_row(job)))
 
     async def enqueue_one_async(self, job: NewJob) -> EnqueueResult:
         if self._single(job):
@@ -299,6 +317,8 @@ class RedisBackend(Backend):
                 )
             except Fallback:
                 pass  # the blocking path, on a thread, retries or loads the script again
+            except Unanswered as exc:
+                raise self._unanswered(exc) from None
             except redis.RedisError as exc:
                 raise translate(exc, self.settings.url) from exc
             else:
@@ -326,7 +346,9 @@ class RedisBackend(Backend):
         order = list(range(len(jobs)))
         if any(job.depends_on_batch for job in jobs):
             order = batch_order([job.depends_on_batch for job in jobs])  # raises on a cycle
-        reply = self._run(
+        # Jobs that all carry an idempotency key may be sent again: a second run finds them.
+        run = self._run if all(job.idempotency_key for job in jobs) else self._run_enqueue
+        reply = run(
             "enqueue",
             json.dumps(dict(self.settings.queue_limits)),
             json.dumps([_job_row(job) for job in jobs]),
@@ -370,7 +392,7 @@ class RedisBackend(Backend):
                 len(run),
             )
             _add_texts(args, run)
-        reply = self._run("enqueue_plain", *args)
+        reply = self._run_enqueue("enqueue_plain", *args)
         at, first = float(reply[0]), int(reply[1])
         results: list[EnqueueResult] = []
         for (_, run), state_text in zip(runs, reply[2:], strict=True):

@@ -4,7 +4,9 @@ A client retries a command that failed on a broken connection with capped, jitte
 so a worker carries on by itself after a Redis restart. Every script is idempotent to retry
 only in the sense that matters here: a script either ran whole or not at all, and a retried
 claim or finish is fenced like any other (a finish retried after it was applied finds its
-token gone and changes nothing).
+token gone and changes nothing). The enqueues are the exception: run twice, one writes its jobs
+twice, so once sent whole they are not sent again (scripts.py): a connection lost before their
+reply is BackendUnavailable, "may or may not have been written", as on PostgreSQL.
 """
 
 from __future__ import annotations

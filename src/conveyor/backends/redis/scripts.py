@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import threading
 import weakref
 from importlib import resources
@@ -27,7 +28,7 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
-from conveyor.backends.redis.aio import Fallback, Pipes, available, pack
+from conveyor.backends.redis.aio import Fallback, Pipes, Unanswered, available, pack
 
 _USES = "-- uses:"
 #: What a broken connection raises (connection.py retries on the same).
@@ -72,6 +73,17 @@ def _used(shared: str, body: str) -> list[str]:
     return [chunk for chunk, keep in zip(chunks, kept, strict=True) if keep]
 
 
+def _said_while_idle(connection: Any) -> bool:
+    """Whether an idle connection has something to read, which it should not (the end of the
+    stream, most likely): one poll(), no round trip."""
+    sock = connection._sock  # redis-py's socket (aio.py drives it too)
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class _Held:
     """A connection of ``pool`` that one thread keeps, given back when the thread ends (its
     thread-local storage, and so this object, goes away) or after a fork (another pid)."""
@@ -92,8 +104,11 @@ class Scripts:
         pool = self._pool
         self._pipes = Pipes(pool) if pool is not None and available(pool) else None
 
-    def run(self, name: str, now: float | None, *args: Any) -> Any:
-        """Run script ``name`` with "now" (None: the server's clock) and ``args``."""
+    def run(self, name: str, now: float | None, *args: Any, replay: bool = True) -> Any:
+        """Run script ``name`` with "now" (None: the server's clock) and ``args``. A call whose
+        connection broke once it was sent is sent again (with the client's backoff) unless
+        ``replay`` is false, for a script that must not run twice (a second enqueue would be a
+        second job): then Unanswered is raised, since it may or may not have run."""
         script = self._scripts.get(name)
         if script is None:
             script = self._client.register_script(script_text(name))
@@ -102,14 +117,15 @@ class Scripts:
         if self._pool is None:
             return script(keys=[self._prefix], args=argv)
         try:
-            return self._evalsha(script.sha, argv)
+            return self._evalsha(script.sha, argv, replay)
         except NoScriptError:
             script.sha = self._client.script_load(script.script)
-            return self._evalsha(script.sha, argv)
+            return self._evalsha(script.sha, argv, replay)
 
     async def run_async(self, name: str, now: float | None, *args: Any) -> Any:
-        """``run`` from an event loop, without a thread (aio.py). Raises aio.Fallback when
-        only ``run`` can do it: then the script may have run, as when ``run`` retries."""
+        """``run`` from an event loop, without a thread (aio.py), with ``replay`` false: raises
+        aio.Fallback when only ``run`` can do it (the script did not run), aio.Unanswered when
+        the script may or may not have run."""
         script = self._scripts.get(name)
         if script is None or self._pipes is None:
             raise Fallback  # ``run`` loads it, or the client cannot be driven from a loop
@@ -124,11 +140,15 @@ class Scripts:
         if self._pipes is not None:
             self._pipes.close()
 
-    def _evalsha(self, sha: str, argv: tuple[Any, ...]) -> Any:
+    def _evalsha(self, sha: str, argv: tuple[Any, ...], replay: bool) -> Any:
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid():
             held = self._local.held = _Held(self._pool)
         connection = held.connection
+        if not replay and _said_while_idle(connection):
+            # Ended by the server while idle (killed, timed out, restarted): its last words
+            # are waiting. A command sent now would be read as unanswered, though it never ran.
+            connection.disconnect()
         packed = pack(("EVALSHA", sha, 1, self._prefix, *argv))
         if packed is None:
             command = connection.pack_command("EVALSHA", sha, 1, self._prefix, *argv)
@@ -138,9 +158,19 @@ class Scripts:
         # in the Retry's machinery when nothing fails: it is entered only once a send failed.
         try:
             connection.send_packed_command(command)
-            return connection.read_response()
         except _BROKEN:
+            # Not sent whole, so not run (the server runs a command once it has all of it):
+            # sent again on a new connection, with the client's backoff.
             connection.disconnect()
+            connection.retry.call_with_retry(
+                lambda: connection.send_packed_command(command), lambda _: connection.disconnect()
+            )
+        try:
+            return connection.read_response()
+        except _BROKEN as exc:
+            connection.disconnect()
+            if not replay:
+                raise Unanswered(str(exc)) from exc
 
         def send() -> Any:
             connection.send_packed_command(command)
