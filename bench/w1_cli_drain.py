@@ -16,6 +16,7 @@ load-robust where the rates are not (its heartbeat process is not counted).
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import signal
@@ -158,6 +159,12 @@ def ceiling(app: Conveyor, jobs: int, batch_size: int, clients: int, folder: Pat
     return jobs / (clients * transactions / tps)
 
 
+def fresh_noop_app(args: argparse.Namespace) -> Conveyor:
+    app, _folder = fresh_app(args.url, args.synchronous, batch_size=args.batch_size)
+    app.task(name="noop")(lambda: None)
+    return app
+
+
 def fmt2(value: float) -> str:
     return f"{value:.2f}"
 
@@ -180,22 +187,29 @@ def main() -> None:
     ceilings: list[float] = []
     described = ""
     with tempfile.TemporaryDirectory() as folder:
-        for _ in range(args.runs):
-            app, _db_folder = fresh_app(args.url, args.synchronous, batch_size=args.batch_size)
-            app.task(name="noop")(lambda: None)
-            try:
-                if is_postgres(args.url):
+        for run in range(args.runs):
+            if is_postgres(args.url):
+                app = fresh_noop_app(args)
+                try:
                     ceilings.append(
                         ceiling(app, args.jobs, args.batch_size, args.ceiling_clients, Path(folder))
                     )
-                this.append(one_drain(app, args.jobs, args.concurrency, args.batch_size))
-                if args.baseline:
-                    base.append(
-                        one_drain(app, args.jobs, args.concurrency, args.batch_size, args.baseline)
-                    )
-                described = engine(app)
-            finally:
-                finish(app)
+                finally:
+                    finish(app)
+            # Each drain on a store of its own, the baseline first every other run: a drain
+            # that follows another in the same table finds its finished rows and dead tuples.
+            order: list[tuple[list[Drain], str | None]] = [(this, None)]
+            if args.baseline:
+                order.append((base, args.baseline))
+                if run % 2:
+                    order.reverse()
+            for drains, src in order:
+                app = fresh_noop_app(args)
+                try:
+                    drains.append(one_drain(app, args.jobs, args.concurrency, args.batch_size, src))
+                    described = engine(app)
+                finally:
+                    finish(app)
     jobs = args.jobs
     print(
         f"W1 drain by `conveyor worker --concurrency {args.concurrency}` (claim batch "
