@@ -8,6 +8,10 @@ fraction of it, with the WAL written per job (cluster-wide: other sessions count
     python bench/w1_cli_drain.py [--url postgresql://...] [--jobs 10000] [--runs 3]
                                  [--concurrency 100] [--batch-size 500] [--ceiling-clients 2]
 
+The worker processes cache their bytecode, as installed packages run (compiled once, by a
+warm-up drain of each package before the timed ones); --no-bytecode-cache compiles every
+module at every start, as a source tree whose environment sets PYTHONDONTWRITEBYTECODE would.
+
 The queue's state is polled every 20 ms with one count (the partial indexes of
 ready and running jobs): the first job is done once fewer than N are queued or running. The
 worker process's CPU time (user + system, from /proc) is read at both moments: CPU per job is
@@ -36,6 +40,10 @@ from conveyor.backends.sql import parse_queries
 HERE = Path(__file__).resolve().parent
 LITE_QUERIES = parse_queries((HERE / "sqlite.sql").read_text(encoding="utf-8"))
 POLL = 0.02
+#: Whether the worker processes may cache bytecode (--no-bytecode-cache: compile every start).
+CACHE_BYTECODE = True
+#: Jobs of the warm-up drain that compiles each package's bytecode before the timed drains.
+WARM_UP_JOBS = 500
 
 
 class Waiting:
@@ -74,8 +82,11 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "conveyor.cli", "worker", "--app", "bench_app:app"]
     argv += ["--concurrency", str(concurrency), "--log-level", "warning"]
+    inherited = dict(os.environ)
+    if CACHE_BYTECODE:
+        inherited.pop("PYTHONDONTWRITEBYTECODE", None)
     env = {
-        **os.environ,
+        **inherited,
         "PYTHONPATH": str(HERE) if src is None else f"{src}{os.pathsep}{HERE}",
         "CONVEYOR_BENCH_URL": str(app.settings.url),
         "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
@@ -181,12 +192,26 @@ def main() -> None:
         help="a folder with another conveyor package (e.g. git archive of an older commit's "
         "src): its worker drains too, alternating with this one's",
     )
+    p.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="the workers compile every module at every start (no __pycache__ written or read)",
+    )
     args = p.parse_args()
+    global CACHE_BYTECODE
+    CACHE_BYTECODE = not args.no_bytecode_cache
     this: list[Drain] = []
     base: list[Drain] = []
     ceilings: list[float] = []
     described = ""
     with tempfile.TemporaryDirectory() as folder:
+        if CACHE_BYTECODE:
+            for src in (None, args.baseline) if args.baseline else (None,):
+                app = fresh_noop_app(args)
+                try:
+                    one_drain(app, WARM_UP_JOBS, args.concurrency, args.batch_size, src)
+                finally:
+                    finish(app)
         for run in range(args.runs):
             if is_postgres(args.url):
                 app = fresh_noop_app(args)
@@ -213,8 +238,8 @@ def main() -> None:
     jobs = args.jobs
     print(
         f"W1 drain by `conveyor worker --concurrency {args.concurrency}` (claim batch "
-        f"{args.batch_size}, {jobs} no-op jobs), {machine()}, {described}, "
-        f"load {os.getloadavg()[0]:.1f}"
+        f"{args.batch_size}, {jobs} no-op jobs), {machine()}, {described}, bytecode cache "
+        f"{'on' if CACHE_BYTECODE else 'off'}, load {os.getloadavg()[0]:.1f}"
     )
     report_drains("", this, jobs)
     if base:
