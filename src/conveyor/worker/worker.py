@@ -256,6 +256,8 @@ class Worker:
         installed = self._install_signals(loop)
         try:
             self.completer.start()
+            # Meanwhile, this worker waits for the database for a while.
+            self.executor.prestart()
             self.registry.start()
             self.heartbeater.start()
             await self._reap_gone_neighbours()
