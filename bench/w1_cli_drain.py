@@ -10,7 +10,9 @@ fraction of it, with the WAL written per job (cluster-wide: other sessions count
 
 The worker processes cache their bytecode, as installed packages run (compiled once, by a
 warm-up drain of each package before the timed ones); --no-bytecode-cache compiles every
-module at every start, as a source tree whose environment sets PYTHONDONTWRITEBYTECODE would.
+conveyor module at every start, as a source tree never run without PYTHONDONTWRITEBYTECODE
+would (the workers run copies of the packages without their __pycache__ folders; the other
+packages' bytecode, compiled when they were installed, is read as usual).
 
 The queue's state is polled every 20 ms with one count (the partial indexes of
 ready and running jobs): the first job is done once fewer than N are queued or running. The
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import conveyor
 from common import PG_QUERIES, engine, finish, fresh_app, is_postgres, machine, parser, report
 from conveyor import Conveyor
 from conveyor.backends.sql import parse_queries
@@ -170,6 +174,13 @@ def ceiling(app: Conveyor, jobs: int, batch_size: int, clients: int, folder: Pat
     return jobs / (clients * transactions / tps)
 
 
+def uncompiled(package: Path, folder: Path) -> str:
+    """A copy of the conveyor ``package`` in ``folder`` without bytecode; its folder for
+    PYTHONPATH."""
+    shutil.copytree(package, folder / "conveyor", ignore=shutil.ignore_patterns("__pycache__"))
+    return str(folder)
+
+
 def fresh_noop_app(args: argparse.Namespace) -> Conveyor:
     app, _folder = fresh_app(args.url, args.synchronous, batch_size=args.batch_size)
     app.task(name="noop")(lambda: None)
@@ -205,6 +216,8 @@ def main() -> None:
     ceilings: list[float] = []
     described = ""
     with tempfile.TemporaryDirectory() as folder:
+        this_src: str | None = None
+        base_src: str | None = args.baseline
         if CACHE_BYTECODE:
             for src in (None, args.baseline) if args.baseline else (None,):
                 app = fresh_noop_app(args)
@@ -212,6 +225,10 @@ def main() -> None:
                     one_drain(app, WARM_UP_JOBS, args.concurrency, args.batch_size, src)
                 finally:
                     finish(app)
+        else:
+            this_src = uncompiled(Path(conveyor.__file__).parent, Path(folder) / "this")
+            if args.baseline:
+                base_src = uncompiled(Path(args.baseline) / "conveyor", Path(folder) / "base")
         for run in range(args.runs):
             if is_postgres(args.url):
                 app = fresh_noop_app(args)
@@ -223,9 +240,9 @@ def main() -> None:
                     finish(app)
             # Each drain on a store of its own, the baseline first every other run: a drain
             # that follows another in the same table finds its finished rows and dead tuples.
-            order: list[tuple[list[Drain], str | None]] = [(this, None)]
+            order: list[tuple[list[Drain], str | None]] = [(this, this_src)]
             if args.baseline:
-                order.append((base, args.baseline))
+                order.append((base, base_src))
                 if run % 2:
                     order.reverse()
             for drains, src in order:
