@@ -8,6 +8,12 @@ fraction of it, with the WAL written per job (cluster-wide: other sessions count
     python bench/w1_cli_drain.py [--url postgresql://...] [--jobs 10000] [--runs 3]
                                  [--concurrency 100] [--batch-size 500] [--ceiling-clients 2]
 
+The worker processes cache their bytecode, as installed packages run (compiled once, by a
+warm-up drain of each package before the timed ones); --no-bytecode-cache compiles every
+conveyor module at every start, as a source tree never run without PYTHONDONTWRITEBYTECODE
+would (the workers run copies of the packages without their __pycache__ folders; the other
+packages' bytecode, compiled when they were installed, is read as usual).
+
 The queue's state is polled every 20 ms with one count (the partial indexes of
 ready and running jobs): the first job is done once fewer than N are queued or running. The
 worker process's CPU time (user + system, from /proc) is read at both moments: CPU per job is
@@ -16,8 +22,10 @@ load-robust where the rates are not (its heartbeat process is not counted).
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -28,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import conveyor
 from common import PG_QUERIES, engine, finish, fresh_app, is_postgres, machine, parser, report
 from conveyor import Conveyor
 from conveyor.backends.sql import parse_queries
@@ -35,6 +44,10 @@ from conveyor.backends.sql import parse_queries
 HERE = Path(__file__).resolve().parent
 LITE_QUERIES = parse_queries((HERE / "sqlite.sql").read_text(encoding="utf-8"))
 POLL = 0.02
+#: Whether the worker processes may cache bytecode (--no-bytecode-cache: compile every start).
+CACHE_BYTECODE = True
+#: Jobs of the warm-up drain that compiles each package's bytecode before the timed drains.
+WARM_UP_JOBS = 500
 
 
 class Waiting:
@@ -73,8 +86,11 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "conveyor.cli", "worker", "--app", "bench_app:app"]
     argv += ["--concurrency", str(concurrency), "--log-level", "warning"]
+    inherited = dict(os.environ)
+    if CACHE_BYTECODE:
+        inherited.pop("PYTHONDONTWRITEBYTECODE", None)
     env = {
-        **os.environ,
+        **inherited,
         "PYTHONPATH": str(HERE) if src is None else f"{src}{os.pathsep}{HERE}",
         "CONVEYOR_BENCH_URL": str(app.settings.url),
         "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,
@@ -158,6 +174,19 @@ def ceiling(app: Conveyor, jobs: int, batch_size: int, clients: int, folder: Pat
     return jobs / (clients * transactions / tps)
 
 
+def uncompiled(package: Path, folder: Path) -> str:
+    """A copy of the conveyor ``package`` in ``folder`` without bytecode; its folder for
+    PYTHONPATH."""
+    shutil.copytree(package, folder / "conveyor", ignore=shutil.ignore_patterns("__pycache__"))
+    return str(folder)
+
+
+def fresh_noop_app(args: argparse.Namespace) -> Conveyor:
+    app, _folder = fresh_app(args.url, args.synchronous, batch_size=args.batch_size)
+    app.task(name="noop")(lambda: None)
+    return app
+
+
 def fmt2(value: float) -> str:
     return f"{value:.2f}"
 
@@ -174,33 +203,60 @@ def main() -> None:
         help="a folder with another conveyor package (e.g. git archive of an older commit's "
         "src): its worker drains too, alternating with this one's",
     )
+    p.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="the workers compile every module at every start (no __pycache__ written or read)",
+    )
     args = p.parse_args()
+    global CACHE_BYTECODE
+    CACHE_BYTECODE = not args.no_bytecode_cache
     this: list[Drain] = []
     base: list[Drain] = []
     ceilings: list[float] = []
     described = ""
     with tempfile.TemporaryDirectory() as folder:
-        for _ in range(args.runs):
-            app, _db_folder = fresh_app(args.url, args.synchronous, batch_size=args.batch_size)
-            app.task(name="noop")(lambda: None)
-            try:
-                if is_postgres(args.url):
+        this_src: str | None = None
+        base_src: str | None = args.baseline
+        if CACHE_BYTECODE:
+            for src in (None, args.baseline) if args.baseline else (None,):
+                app = fresh_noop_app(args)
+                try:
+                    one_drain(app, WARM_UP_JOBS, args.concurrency, args.batch_size, src)
+                finally:
+                    finish(app)
+        else:
+            this_src = uncompiled(Path(conveyor.__file__).parent, Path(folder) / "this")
+            if args.baseline:
+                base_src = uncompiled(Path(args.baseline) / "conveyor", Path(folder) / "base")
+        for run in range(args.runs):
+            if is_postgres(args.url):
+                app = fresh_noop_app(args)
+                try:
                     ceilings.append(
                         ceiling(app, args.jobs, args.batch_size, args.ceiling_clients, Path(folder))
                     )
-                this.append(one_drain(app, args.jobs, args.concurrency, args.batch_size))
-                if args.baseline:
-                    base.append(
-                        one_drain(app, args.jobs, args.concurrency, args.batch_size, args.baseline)
-                    )
-                described = engine(app)
-            finally:
-                finish(app)
+                finally:
+                    finish(app)
+            # Each drain on a store of its own, the baseline first every other run: a drain
+            # that follows another in the same table finds its finished rows and dead tuples.
+            order: list[tuple[list[Drain], str | None]] = [(this, this_src)]
+            if args.baseline:
+                order.append((base, base_src))
+                if run % 2:
+                    order.reverse()
+            for drains, src in order:
+                app = fresh_noop_app(args)
+                try:
+                    drains.append(one_drain(app, args.jobs, args.concurrency, args.batch_size, src))
+                    described = engine(app)
+                finally:
+                    finish(app)
     jobs = args.jobs
     print(
         f"W1 drain by `conveyor worker --concurrency {args.concurrency}` (claim batch "
-        f"{args.batch_size}, {jobs} no-op jobs), {machine()}, {described}, "
-        f"load {os.getloadavg()[0]:.1f}"
+        f"{args.batch_size}, {jobs} no-op jobs), {machine()}, {described}, bytecode cache "
+        f"{'on' if CACHE_BYTECODE else 'off'}, load {os.getloadavg()[0]:.1f}"
     )
     report_drains("", this, jobs)
     if base:

@@ -42,8 +42,10 @@ def main() -> None:
         try:
             app.enqueue_many([app.get_task("noop").job() for _ in range(args.jobs)])
             waiting = Waiting(app)
+            # Bytecode cached, as installed packages run (see w1_cli_drain.py).
+            inherited = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
             env = {
-                **os.environ,
+                **inherited,
                 "PYTHONPATH": str(HERE),
                 "CONVEYOR_BENCH_URL": str(app.settings.url),
                 "CONVEYOR_POSTGRES_SCHEMA": app.settings.postgres_schema,

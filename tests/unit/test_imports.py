@@ -14,6 +14,7 @@ import pytest
 
 import conveyor
 import conveyor.worker
+from conveyor.backends import opens_elsewhere
 
 #: Everything the heartbeat process needs before it opens its store. A module added here is
 #: imported again at every worker start: the app, tasks, the worker runtime and asyncio are not.
@@ -76,6 +77,34 @@ def test_a_heartbeat_process_on_sqlite_imports_no_other_engine_and_no_asyncio(
     assert not {name for name in modules if name.startswith("conveyor.backends.postgres")}
     assert "conveyor.app" not in modules
     assert not modules & HEAVY
+
+
+def test_a_heartbeat_process_told_its_engine_imports_that_engine_alone() -> None:
+    """What a heartbeat process launched before its worker opens the store imports while it
+    waits for its configuration (heartbeater.launch)."""
+    modules = modules_after(
+        "import conveyor.worker.pulse_main\n"
+        "from conveyor.backends import import_engine\n"
+        "import_engine('sqlite')"
+    )
+    assert "conveyor.backends.sqlite" in modules
+    assert not {name for name in modules if name.startswith("conveyor.backends.postgres")}
+    assert not modules & HEAVY
+
+
+@pytest.mark.parametrize(
+    ("url", "shared"),
+    [
+        ("postgresql://postgres@127.0.0.1/jobs", True),
+        ("redis://127.0.0.1:6379/0", True),
+        ("sqlite:///jobs.db", True),
+        ("sqlite:///:memory:", False),
+    ],
+)
+def test_whether_other_processes_can_open_a_store_is_told_from_its_url(
+    url: str, shared: bool
+) -> None:
+    assert opens_elsewhere(url) is shared
 
 
 @pytest.mark.parametrize("package", [conveyor, conveyor.worker], ids=lambda p: p.__name__)

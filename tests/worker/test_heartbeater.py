@@ -15,8 +15,9 @@ import pytest
 
 from conveyor import Conveyor, JobContext
 from conveyor.backends.base import Backend, ClaimedJob, LeaseReport, Outcome, OutcomeKind
+from conveyor.errors import BackendUnavailable
 from conveyor.job import JobState
-from conveyor.worker.heartbeater import Heartbeater
+from conveyor.worker.heartbeater import Heartbeater, launch
 from conveyor.worker.liveness import ProcessState, process_state
 from conveyor.worker.registry import Registry
 from conveyor.worker_info import WorkerState
@@ -69,11 +70,21 @@ def start(store: Backend) -> Iterator[Start]:
     is this process, registered as a worker starting up registers."""
     started: list[Heartbeater] = []
 
-    def make(reports: Reports, interval: float = INTERVAL, lease: float = LEASE) -> Heartbeater:
+    def make(
+        reports: Reports, interval: float = INTERVAL, lease: float = LEASE, *, early: bool = False
+    ) -> Heartbeater:
+        """``early``: its heartbeat process launched before the heartbeater exists, as a
+        worker launches it before it opens its store."""
+        launched = launch(store.settings.url) if early else None
         registry = Registry(store, worker_id="w1", queues=None, concurrency=4, interval=interval)
         registry.start()
         heartbeater = Heartbeater(
-            store, registry.registration, reports, reports.stop_requested, lease=lease
+            store,
+            registry.registration,
+            reports,
+            reports.stop_requested,
+            lease=lease,
+            launched=launched,
         )
         started.append(heartbeater)
         heartbeater.start()
@@ -193,10 +204,57 @@ def test_a_cancel_request_is_heard_long_before_the_next_beat(store: Backend, sta
     )
 
 
-def test_a_killed_heartbeat_process_is_replaced(
-    store: Backend, start: Start, caplog: pytest.LogCaptureFixture
+def test_a_heartbeat_process_launched_early_beats_for_the_heartbeater(
+    store: Backend, start: Start
 ) -> None:
-    heartbeater = start(Reports())
+    launched = launch(store.settings.url)
+    registry = Registry(store, worker_id="w1", queues=None, concurrency=4, interval=INTERVAL)
+    registry.start()
+    reports = Reports()
+    heartbeater = Heartbeater(
+        store,
+        registry.registration,
+        reports,
+        reports.stop_requested,
+        lease=LEASE,
+        launched=launched,
+    )
+    heartbeater.start()
+    try:
+        [run] = claim(store, 1)
+        heartbeater.hold([run.lease_token])
+        wait_for_beat(store, run)
+        assert heartbeater.pid == launched.process.pid
+    finally:
+        heartbeater.stop()
+    assert process_state(launched.process.pid) is ProcessState.GONE
+
+
+def test_a_heartbeat_process_launched_for_a_heartbeater_never_started_ends_with_it(
+    store: Backend,
+) -> None:
+    """A worker that fails to start stops its heartbeater without having started it."""
+    launched = launch(store.settings.url)
+    registry = Registry(store, worker_id="w1", queues=None, concurrency=4, interval=INTERVAL)
+    reports = Reports()
+    heartbeater = Heartbeater(
+        store,
+        registry.registration,
+        reports,
+        reports.stop_requested,
+        lease=LEASE,
+        launched=launched,
+    )
+    heartbeater.stop()
+    assert process_state(launched.process.pid) is ProcessState.GONE
+    assert heartbeater.pid is None
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["spawned", "launched_early"])
+def test_a_killed_heartbeat_process_is_replaced(
+    store: Backend, start: Start, caplog: pytest.LogCaptureFixture, early: bool
+) -> None:
+    heartbeater = start(Reports(), early=early)
     [run] = claim(store, 1)
     heartbeater.hold([run.lease_token])
     wait_for_beat(store, run)
@@ -274,3 +332,28 @@ def test_a_worker_on_an_in_memory_database_beats_from_a_thread() -> None:
             0,
             [],
         )
+
+
+def pulse_children() -> list[int]:
+    """The heartbeat processes this process started that are still there (Linux: /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == os.getpid() and b"conveyor.worker.pulse_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_worker_whose_store_cannot_open_leaves_no_heartbeat_process_behind() -> None:
+    """The heartbeat process is launched before the store opens (see heartbeater.py)."""
+    app = Conveyor("postgresql://postgres@127.0.0.1:1/postgres")
+    with pytest.raises(BackendUnavailable):
+        app.worker(install_signal_handlers=False).run()
+    assert pulse_children() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,32 @@ def engine_of(url: str) -> str:
         f"unsupported database URL {url!r}: use sqlite:///path/to/file.db, "
         "postgresql://user@host/db or redis://host:6379/0"
     )
+
+
+def opens_elsewhere(url: str) -> bool:
+    """Whether other processes can open the store ``url`` names (``Backend.shared``), told
+    from the URL alone: every store but an in-memory SQLite database."""
+    if engine_of(url) != "sqlite":
+        return True
+    from conveyor.backends.sqlite.connection import path_from_url
+
+    return path_from_url(url) != ":memory:"
+
+
+#: The package of each engine, as ``open_backend`` imports it.
+ENGINE_PACKAGES = {
+    "sqlite": "conveyor.backends.sqlite",
+    "postgres": "conveyor.backends.postgres",
+    "redis": "conveyor.backends.redis",
+}
+
+
+def import_engine(engine: str) -> None:
+    """Import the modules of ``engine`` (a name ``engine_of`` gives) ahead of ``open_backend``,
+    for a process with time to spare before it opens its store; an engine that does not import
+    (extra packages missing) is left for ``open_backend`` to report."""
+    with contextlib.suppress(ImportError):
+        importlib.import_module(ENGINE_PACKAGES[engine])
 
 
 def open_backend(

@@ -88,6 +88,12 @@ class Executor:
             self._processes = ProcessRunner(self.app, self.pool)
         return self._processes
 
+    def prestart(self) -> None:
+        """Start the threads now, while the worker waits for its first claims, if any task of
+        the app runs on one (see threads.py)."""
+        if any(self.runs_in_thread(task) for task in self.app.tasks.values()):
+            self.pool.prestart()
+
     def shutdown(self) -> None:
         if self._processes is not None:
             self._processes.shutdown()

@@ -12,6 +12,10 @@ which reach ``on_report``, and a stop asked through the database, which calls
 Should the heartbeat process die, the reader thread starts another at once (then with a
 backoff, if they keep dying) and hands it every run held; its first beat follows immediately.
 
+The first heartbeat process is best started before the worker opens its store (``launch``):
+told only its engine, it imports that engine's modules -- most of its start-up -- while the
+worker imports and connects on another core, instead of beside the worker's first claims.
+
 The heartbeat process opens the store from the backend's settings and uses the database's
 clock: a clock injected into the application (``Conveyor(clock=...)``) does not reach it. A
 store no other process can open gets a heartbeat thread instead, running the same loop.
@@ -27,8 +31,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+from conveyor.backends import engine_of
 from conveyor.backends.base import Backend, LeaseReport
 from conveyor.worker import pulse_wire
 from conveyor.worker.pulse import serve
@@ -51,6 +57,47 @@ _HEALTHY = 10.0
 _MAX_DELAY = 5.0
 
 
+@dataclass
+class Launched:
+    """A heartbeat process started, not yet told what to beat for, and this side's ends of
+    its two pipes."""
+
+    process: subprocess.Popen[bytes]
+    to_pulse: int
+    from_pulse: int
+
+    def discard(self) -> None:
+        """End it unused (it would exit by itself at the end of its pipe, after its imports)."""
+        for fd in (self.to_pulse, self.from_pulse):
+            os.close(fd)
+        self.process.kill()
+        self.process.wait()
+
+
+def launch(url: str) -> Launched:
+    """Start a heartbeat process for a store of ``url``'s engine; it imports that engine's
+    modules, then waits for its configuration (``Heartbeater`` sends it)."""
+    to_read, to_write = os.pipe()
+    from_read, from_write = os.pipe()
+    try:
+        # -P: modules in the working directory must not shadow the ones it imports.
+        command = [sys.executable, "-P", "-m", "conveyor.worker.pulse_main"]
+        process = subprocess.Popen(
+            [*command, str(to_read), str(from_write), engine_of(url)],
+            pass_fds=(to_read, from_write),
+            stdin=subprocess.DEVNULL,
+            env=_child_env(),
+        )
+    except BaseException:
+        for fd in (to_write, from_read):
+            os.close(fd)
+        raise
+    finally:
+        for fd in (to_read, from_write):
+            os.close(fd)
+    return Launched(process, to_write, from_read)
+
+
 class Heartbeater:
     def __init__(
         self,
@@ -60,10 +107,13 @@ class Heartbeater:
         on_stop_requested: Callable[[], None],
         *,
         lease: float,
+        launched: Launched | None = None,
     ) -> None:
         """Beats every ``registration.beat_interval`` seconds for the worker of
-        ``registration``, which is this process, on the store of ``backend``."""
+        ``registration``, which is this process, on the store of ``backend``; ``launched``:
+        a heartbeat process started for it already (``launch``), which becomes its first."""
         self._backend = backend
+        self._launched = launched
         self._config = PulseConfig(
             # One call at a time: one connection is all it needs, whatever the worker's pool.
             settings=backend.settings.replace(postgres_pool_min_size=1, postgres_pool_max_size=1),
@@ -142,6 +192,9 @@ class Heartbeater:
             self._outbox_filled.notify()
             self._close_pipe_to_pulse()
             process = self._process
+            launched, self._launched = self._launched, None
+        if launched is not None:
+            launched.discard()
         if process is not None:
             # Killed rather than waited for: all it knows is in the database already, and one
             # still starting up would keep a short-lived worker waiting for its imports.
@@ -155,27 +208,18 @@ class Heartbeater:
 
     def _spawn(self) -> None:
         """Start a heartbeat process and tell it every run held (with the lock held)."""
-        to_read, to_write = os.pipe()
-        from_read, from_write = os.pipe()
+        launched, self._launched = self._launched, None
         if self._backend.shared:
-            try:
-                # -P: modules in the working directory must not shadow the ones it imports.
-                command = [sys.executable, "-P", "-m", "conveyor.worker.pulse_main"]
-                self._process = subprocess.Popen(
-                    [*command, str(to_read), str(from_write)],
-                    pass_fds=(to_read, from_write),
-                    stdin=subprocess.DEVNULL,
-                    env=_child_env(),
-                )
-            except BaseException:
-                for fd in (to_write, from_read):
-                    os.close(fd)
-                raise
-            finally:
-                for fd in (to_read, from_write):
-                    os.close(fd)
+            if launched is None:
+                launched = launch(self._backend.settings.url)
+            self._process = launched.process
+            to_write, from_read = launched.to_pulse, launched.from_pulse
             log.info("heartbeat process started (pid %d)", self._process.pid)
         else:
+            if launched is not None:
+                launched.discard()
+            to_read, to_write = os.pipe()
+            from_read, from_write = os.pipe()
             # No other process can open the store (an in-memory SQLite database): beat from a
             # thread of this process instead, which a job holding the GIL can starve.
             self._beating = threading.Thread(

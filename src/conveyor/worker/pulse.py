@@ -27,10 +27,11 @@ What it must not do is keep a worker's jobs when the worker cannot run them:
 It ignores SIGINT and SIGTERM: Ctrl-C or a service manager signals the whole process group, and
 the worker, which shuts down gracefully, still needs its leases until its last job is written.
 
-``python -m conveyor.worker.pulse_main IN OUT``: IN and OUT are the numbers of the pipe ends it
-reads from and writes to (the Heartbeater passes them). It opens the worker's store with the
-worker's settings, on the database's own clock. For a store no other process can open (an
-in-memory SQLite database), the same loop runs on a thread of the worker instead.
+``python -m conveyor.worker.pulse_main IN OUT ENGINE``: IN and OUT are the numbers of the pipe
+ends it reads from and writes to (the Heartbeater passes them); ENGINE names the engine of the
+store, whose modules it imports while it waits for the configuration. It opens the worker's
+store with the worker's settings, on the database's own clock. For a store no other process can
+open (an in-memory SQLite database), the same loop runs on a thread of the worker instead.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from conveyor.backends import open_backend
+from conveyor.backends import import_engine, open_backend
 from conveyor.backends.base import Backend
 from conveyor.errors import ConveyorError
 from conveyor.worker import pulse_wire
@@ -272,5 +273,7 @@ def serve(in_fd: int, out_fd: int, backend: Backend | None = None) -> None:
 def main(argv: list[str]) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
-    in_fd, out_fd = (int(arg) for arg in argv)
-    serve(in_fd, out_fd)
+    in_fd, out_fd, engine = argv
+    # Most of this process's start-up, done while the worker still imports and connects.
+    import_engine(engine)
+    serve(int(in_fd), int(out_fd))

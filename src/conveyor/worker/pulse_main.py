@@ -1,4 +1,4 @@
-"""``python -m conveyor.worker.pulse_main IN OUT``: a worker's heartbeat process (pulse.py).
+"""``python -m conveyor.worker.pulse_main IN OUT ENGINE``: a worker's heartbeat process (pulse.py).
 
 An entry point of its own, so that pulse.py never runs as ``__main__``: anything importing it
 as ``conveyor.worker.pulse`` would get a second copy. Every worker start pays for its imports:

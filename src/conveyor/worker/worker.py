@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor import bounds
+from conveyor.backends import opens_elsewhere
 from conveyor.backends.base import ClaimedJob, FinishResult, LeaseReport, Outcome, OutcomeKind
 from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.job import JobState
@@ -38,7 +39,7 @@ from conveyor.worker.context import JobContext
 from conveyor.worker.drain import Drain
 from conveyor.worker.executor import Executor, Run
 from conveyor.worker.fetcher import Fetcher
-from conveyor.worker.heartbeater import Heartbeater
+from conveyor.worker.heartbeater import Heartbeater, Launched, launch
 from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.pools import Concurrency, Pool, build_pools
 from conveyor.worker.registry import Registry
@@ -187,66 +188,76 @@ class Worker:
         self._runs_done = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._db_pool = DaemonThreadPool(2, name="conveyor-db")
-        backend = self.app.backend
-        self.executor = Executor(self.app, threads=self.concurrency)
-        self.completer = Completer(backend, self._db, self._on_written)
-        self.solo = Solo()
-        self.fetchers = [
-            Fetcher(
-                pool,
+        # Before the store opens: the heartbeat process imports meanwhile, on another core.
+        launched = self._launch_heartbeat()
+        try:
+            backend = self.app.backend
+            self.executor = Executor(self.app, threads=self.concurrency)
+            self.completer = Completer(backend, self._db, self._on_written)
+            self.solo = Solo()
+            self.fetchers = [
+                Fetcher(
+                    pool,
+                    worker_id=self.id,
+                    backend=backend,
+                    settings=self.settings,
+                    db_call=self._db,
+                    start=self._start,
+                    hold=self._hold_many,
+                    release=self._release,
+                    completer=self.completer,
+                    burst=self.burst,
+                    scale_down_after=self.scale_down_after,
+                    solo=self.solo,
+                    holds_nothing=self._holds_nothing,
+                    claims_on_wake=len(self.pools) == 1,
+                )
+                for pool in self.pools
+            ]
+            self.registry = Registry(
+                backend,
                 worker_id=self.id,
-                backend=backend,
-                settings=self.settings,
-                db_call=self._db,
-                start=self._start,
-                hold=self._hold_many,
-                release=self._release,
-                completer=self.completer,
-                burst=self.burst,
-                scale_down_after=self.scale_down_after,
-                solo=self.solo,
-                holds_nothing=self._holds_nothing,
-                claims_on_wake=len(self.pools) == 1,
+                queues=self.queues,
+                concurrency=self.concurrency,
+                interval=self.settings.heartbeat,
             )
-            for pool in self.pools
-        ]
-        self.registry = Registry(
-            backend,
-            worker_id=self.id,
-            queues=self.queues,
-            concurrency=self.concurrency,
-            interval=self.settings.heartbeat,
-        )
-        self.heartbeater = Heartbeater(
-            backend,
-            self.registry.registration,
-            self._on_lease_report_threadsafe,
-            self.stop,
-            lease=self.settings.lease,
-        )
-        self.maintenance = Maintenance(
-            backend,
-            self._db,
-            self._wake_fetchers,
-            worker_id=self.id,
-            machine=self.registry.registration.machine,
-            interval=self.settings.sweep_interval,
-            retention=self.settings.retention,
-            stats_retention=self.settings.stats_retention,
-            schedules=list(self.app.schedules.values()),
-        )
-        self.drain = Drain(
-            backend,
-            self._db,
-            self.solo,
-            worker_id=self.id,
-            queues=self.queues,
-            holds_nothing=self._holds_nothing,
-            on_drain=self._make_room,
-        )
+            self.heartbeater = Heartbeater(
+                backend,
+                self.registry.registration,
+                self._on_lease_report_threadsafe,
+                self.stop,
+                lease=self.settings.lease,
+                launched=launched,
+            )
+            self.maintenance = Maintenance(
+                backend,
+                self._db,
+                self._wake_fetchers,
+                worker_id=self.id,
+                machine=self.registry.registration.machine,
+                interval=self.settings.sweep_interval,
+                retention=self.settings.retention,
+                stats_retention=self.settings.stats_retention,
+                schedules=list(self.app.schedules.values()),
+            )
+            self.drain = Drain(
+                backend,
+                self._db,
+                self.solo,
+                worker_id=self.id,
+                queues=self.queues,
+                holds_nothing=self._holds_nothing,
+                on_drain=self._make_room,
+            )
+        except BaseException:
+            if launched is not None:
+                launched.discard()
+            raise
         installed = self._install_signals(loop)
         try:
             self.completer.start()
+            # Meanwhile, this worker waits for the database for a while.
+            self.executor.prestart()
             self.registry.start()
             self.heartbeater.start()
             await self._reap_gone_neighbours()
@@ -281,6 +292,18 @@ class Worker:
             self.executor.shutdown()
             self._db_pool.shutdown()
             self.stopped.set()
+
+    def _launch_heartbeat(self) -> Launched | None:
+        """The heartbeat process, started before this worker opens its store (see
+        heartbeater.py); None where the store gets a heartbeat thread instead, or the start
+        failed (the heartbeater tries again, and says why)."""
+        url = self.app.settings.url
+        if not opens_elsewhere(url):
+            return None
+        try:
+            return launch(url)
+        except OSError:
+            return None
 
     async def _reap_gone_neighbours(self) -> None:
         """Before the first claim: a worker restarted after a crash gives back the jobs its

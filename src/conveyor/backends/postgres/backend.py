@@ -634,11 +634,12 @@ class PostgresBackend(Backend):
         rows = self._db.run(
             lambda cur: cur.execute(Q["extend_leases"], params).fetchall(), transaction=False
         )
-        extended = frozenset(str(token) for token, _ in rows)
+        extended = frozenset(str(token) for token, _, was_extended in rows if was_extended)
+        # Runs whose rows another transaction held are still this worker's (see the query).
         return LeaseReport(
             extended=extended,
-            lost=frozenset(tokens) - extended,
-            cancel_requested=frozenset(str(token) for token, cancel in rows if cancel),
+            lost=frozenset(tokens) - {str(token) for token, _, _ in rows},
+            cancel_requested=frozenset(str(token) for token, cancel, _ in rows if cancel),
         )
 
     def cancel_requests(self, worker_id: str) -> frozenset[str]:

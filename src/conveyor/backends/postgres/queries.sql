@@ -533,13 +533,32 @@ ORDER BY queue
 FOR UPDATE
 
 -- name: extend_leases
--- Once per heartbeat and worker: a walk of conveyor_jobs_leases, which holds the running jobs
+-- Once per heartbeat and worker: walks of conveyor_jobs_leases, which holds the running jobs
 -- only. No index of tokens: every claim would pay an entry in it (migration 13).
-UPDATE conveyor_jobs
-SET lease_expires_at = coalesce(to_timestamp(%(now)s::float8), now())
-                       + %(lease)s::float8 * interval '1 second'
+-- SKIP LOCKED: a run whose row another transaction holds -- most often the worker writing its
+-- outcome -- is left for the next beat, not waited for. A beat waiting for a finish while the
+-- finish waited for the beat (the two lock their rows in different orders) was a deadlock,
+-- which PostgreSQL breaks only after deadlock_timeout: the worker's outcomes stood still for a
+-- second. A run skipped is still the worker's (the last rows, false, say so); a lease outlives
+-- several beats.
+WITH locked AS (
+    SELECT id FROM conveyor_jobs
+    WHERE lease_token = ANY(%(tokens)b::text[]) AND state = 'running'
+    FOR UPDATE SKIP LOCKED
+),
+extended AS (
+    UPDATE conveyor_jobs AS j
+    SET lease_expires_at = coalesce(to_timestamp(%(now)s::float8), now())
+                           + %(lease)s::float8 * interval '1 second'
+    FROM locked
+    WHERE j.id = locked.id
+    RETURNING j.lease_token, j.cancel_requested
+)
+SELECT lease_token, cancel_requested, true FROM extended
+UNION ALL
+SELECT lease_token, cancel_requested, false FROM conveyor_jobs
 WHERE lease_token = ANY(%(tokens)b::text[]) AND state = 'running'
-RETURNING lease_token, cancel_requested
+  AND id NOT IN (SELECT id FROM locked)
 
 -- name: cancel_requests
 -- Served by conveyor_jobs_cancel_requested, whose predicate this repeats.
