@@ -17,7 +17,7 @@ from conveyor import Conveyor, JobContext
 from conveyor.backends.base import Backend, ClaimedJob, LeaseReport, Outcome, OutcomeKind
 from conveyor.errors import BackendUnavailable
 from conveyor.job import JobState
-from conveyor.worker.heartbeater import Heartbeater, launch
+from conveyor.worker.heartbeater import Heartbeater, Launched, launch
 from conveyor.worker.liveness import ProcessState, process_state
 from conveyor.worker.registry import Registry
 from conveyor.worker_info import WorkerState
@@ -204,14 +204,13 @@ def test_a_cancel_request_is_heard_long_before_the_next_beat(store: Backend, sta
     )
 
 
-def test_a_heartbeat_process_launched_early_beats_for_the_heartbeater(
-    store: Backend, start: Start
-) -> None:
-    launched = launch(store.settings.url)
+def _heartbeater_of(store: Backend, launched: Launched, *, registered: bool) -> Heartbeater:
+    """A heartbeater of worker w1 that adopts the heartbeat process ``launched``."""
     registry = Registry(store, worker_id="w1", queues=None, concurrency=4, interval=INTERVAL)
-    registry.start()
+    if registered:
+        registry.start()
     reports = Reports()
-    heartbeater = Heartbeater(
+    return Heartbeater(
         store,
         registry.registration,
         reports,
@@ -219,6 +218,13 @@ def test_a_heartbeat_process_launched_early_beats_for_the_heartbeater(
         lease=LEASE,
         launched=launched,
     )
+
+
+def test_a_heartbeat_process_launched_early_beats_for_the_heartbeater(
+    store: Backend, start: Start
+) -> None:
+    launched = launch(store.settings.url)
+    heartbeater = _heartbeater_of(store, launched, registered=True)
     heartbeater.start()
     try:
         [run] = claim(store, 1)
@@ -235,16 +241,7 @@ def test_a_heartbeat_process_launched_for_a_heartbeater_never_started_ends_with_
 ) -> None:
     """A worker that fails to start stops its heartbeater without having started it."""
     launched = launch(store.settings.url)
-    registry = Registry(store, worker_id="w1", queues=None, concurrency=4, interval=INTERVAL)
-    reports = Reports()
-    heartbeater = Heartbeater(
-        store,
-        registry.registration,
-        reports,
-        reports.stop_requested,
-        lease=LEASE,
-        launched=launched,
-    )
+    heartbeater = _heartbeater_of(store, launched, registered=False)
     heartbeater.stop()
     assert process_state(launched.process.pid) is ProcessState.GONE
     assert heartbeater.pid is None
