@@ -159,7 +159,7 @@ def _deallocate_all(session: PipelineSession) -> None:
     session.pgconn.send_query_params(b"DEALLOCATE ALL", None)
     session.pgconn.pipeline_sync()
     answers = PipelineAnswers(1)
-    session._round_trip(answers)
+    session.round_trip(answers)
     assert answers.results[0].status == pq.ExecStatus.COMMAND_OK
 
 

@@ -38,15 +38,20 @@ from psycopg.errors import error_from_result
 
 from conveyor.backends.base import EnqueueResult, NewJob
 from conveyor.backends.postgres.connection import Database
-from conveyor.backends.postgres.enqueue import INSERT_JOB, WAKE_AFTER_COMMIT, text_values
-from conveyor.backends.postgres.errors import is_connection_lost, translate
+from conveyor.backends.postgres.enqueue import (
+    INSERT_JOB,
+    WAKE_AFTER_COMMIT,
+    enqueued,
+    insert_failed,
+    lost_while_enqueueing,
+    text_values,
+)
+from conveyor.backends.postgres.errors import translate
 from conveyor.backends.postgres.loop_session import LoopSession
 from conveyor.backends.postgres.prepared import NotSent, error_of, log_failed_after
 from conveyor.errors import BackendError, BackendUnavailable
-from conveyor.job import JobState
 from conveyor.offload import OFFLOAD
 
-_TEXT_STATES = {state.value.encode(): state for state in JobState}
 _ROWS = pq.ExecStatus.TUPLES_OK
 #: The sessions a forked child inherited: kept, never used nor ended (see the module's doc).
 _INHERITED: list[LoopSessions] = []
@@ -216,7 +221,7 @@ class AsyncSingles:
                 raise BackendUnavailable(f"cannot reach PostgreSQL {target}: {exc}") from None
             except psycopg.OperationalError as exc:
                 sessions.give_back(session)
-                raise self._lost(exc) from None
+                raise lost_while_enqueueing(self._db.target, exc) from None
             except BaseException:
                 sessions.give_back(session)
                 raise
@@ -224,14 +229,10 @@ class AsyncSingles:
             result = results[0]
             if result.status != _ROWS:
                 error = error_from_result(result, encoding=encoding)
-                if is_connection_lost(error):  # the server ended the session, perhaps after
-                    raise self._lost(error) from None  # the commit: as if the connection broke
-                raise translate(error, self._db.target)
+                raise insert_failed(error, self._db.target) from None
             self._check_wake_up(session, results)
             self._committed(queue, woken)
-            job_id, state = result.get_value(0, 0), result.get_value(0, 1)
-            assert job_id is not None and state is not None
-            return EnqueueResult(int(job_id), _TEXT_STATES[state], True)
+            return enqueued(result)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_wake_up(self, session: LoopSession, results: list[pq.abc.PGresult]) -> None:
@@ -246,12 +247,6 @@ class AsyncSingles:
         else:
             return
         log_failed_after(WAKE_AFTER_COMMIT, INSERT_JOB, error)
-
-    def _lost(self, exc: psycopg.Error) -> BackendUnavailable:
-        return BackendUnavailable(
-            f"lost the connection to {self._db.target} while enqueueing: the job may or may "
-            f"not have been written ({str(exc).strip()})"
-        )
 
     def _sessions_of(self, loop: asyncio.AbstractEventLoop) -> LoopSessions:
         if self._pid != os.getpid():

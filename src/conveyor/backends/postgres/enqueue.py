@@ -25,13 +25,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
+from psycopg import pq
+
 from conveyor.backends.base import EnqueueResult, NewJob
 from conveyor.backends.dependencies import has_dependencies, link_new_jobs
 from conveyor.backends.postgres.connection import Connection, Q
 from conveyor.backends.postgres.deps import as_steps
+from conveyor.backends.postgres.errors import is_connection_lost, translate
 from conveyor.backends.postgres.prepared import PreparedStatement
 from conveyor.backends.postgres.steps import CopyIn, Statement, Steps
-from conveyor.errors import BackendError, QueueFull
+from conveyor.errors import BackendError, BackendUnavailable, ConveyorError, QueueFull
 from conveyor.job import JobState
 from conveyor.limits.buckets import new_buckets
 
@@ -137,9 +141,32 @@ def insert_single(
         return EnqueueResult(int(row[0]), _STATES[row[1]], True), False
     wake = [channel.encode(), job.queue.encode()]
     result = INSERT_JOB.run_then(conn, text_values(job, now), WAKE_AFTER_COMMIT, wake)
+    return enqueued(result), True
+
+
+def enqueued(result: pq.abc.PGresult) -> EnqueueResult:
+    """What ``INSERT_JOB``'s row (id, state) says of the job it wrote."""
     job_id, state = result.get_value(0, 0), result.get_value(0, 1)
     assert job_id is not None and state is not None
-    return EnqueueResult(int(job_id), _TEXT_STATES[state], True), True
+    return EnqueueResult(int(job_id), _TEXT_STATES[state], True)
+
+
+def lost_while_enqueueing(target: str, exc: BaseException) -> BackendUnavailable:
+    """A single enqueue whose session was lost once its insert went out: it may have
+    committed, and is not sent again (a second insert would be a second job)."""
+    return BackendUnavailable(
+        f"lost the connection to {target} while enqueueing: the job may or may not have been "
+        f"written ({str(exc).strip()})"
+    )
+
+
+def insert_failed(error: psycopg.Error, target: str) -> ConveyorError:
+    """What a single enqueue whose insert answered with ``error`` raises: the server ending
+    the session (its farewell as the answer, perhaps after the commit) as a lost connection,
+    the rest as the engine's errors."""
+    if is_connection_lost(error):
+        return lost_while_enqueueing(target, error)
+    return translate(error, target)
 
 
 def _enqueue_keyed(

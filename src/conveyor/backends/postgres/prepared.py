@@ -172,6 +172,20 @@ class PipelineAnswers:
         return False
 
 
+def round_trip(pgconn: pq.abc.PGconn, poller: select.poll, answers: PipelineAnswers) -> None:
+    """Send what libpq holds for ``pgconn`` (in pipeline mode), then read until ``answers``
+    has them all. ``poller`` watches the connection's socket for POLLIN, and is left so; each
+    wait on it releases the GIL."""
+    if pgconn.flush():  # what the socket did not take at once
+        poller.modify(pgconn.socket, select.POLLOUT)
+        while pgconn.flush():
+            poller.poll()
+        poller.modify(pgconn.socket, select.POLLIN)
+    while not answers.take(pgconn):
+        poller.poll()
+        pgconn.consume_input()
+
+
 def _pipeline(
     conn: Connection, calls: Sequence[tuple[bytes, Sequence[bytes | None]]]
 ) -> list[pq.abc.PGresult]:
@@ -185,14 +199,9 @@ def _pipeline(
             pgconn.send_query_prepared(name, values)
             pgconn.pipeline_sync()
         poller = select.poll()
-        poller.register(pgconn.socket, select.POLLOUT)
-        while pgconn.flush():  # what the socket did not take at once
-            poller.poll()
-        poller.modify(pgconn.socket, select.POLLIN)
+        poller.register(pgconn.socket, select.POLLIN)
         answers = PipelineAnswers(len(calls))
-        while not answers.take(pgconn):
-            poller.poll()  # the wait, with the GIL released
-            pgconn.consume_input()
+        round_trip(pgconn, poller, answers)
         pgconn.exit_pipeline_mode()
     except BaseException:
         if pgconn.pipeline_status != pq.PipelineStatus.OFF:

@@ -42,21 +42,27 @@ from psycopg import pq
 
 from conveyor.backends.base import EnqueueResult, NewJob
 from conveyor.backends.postgres.connection import Database
-from conveyor.backends.postgres.enqueue import INSERT_JOB, WAKE_AFTER_COMMIT, text_values
-from conveyor.backends.postgres.errors import RETRYABLE_SQLSTATES, is_connection_lost, translate
+from conveyor.backends.postgres.enqueue import (
+    INSERT_JOB,
+    WAKE_AFTER_COMMIT,
+    enqueued,
+    insert_failed,
+    lost_while_enqueueing,
+    text_values,
+)
+from conveyor.backends.postgres.errors import RETRYABLE_SQLSTATES, translate
 from conveyor.backends.postgres.prepared import (
     UNKNOWN_STATEMENT,
     NotSent,
     PipelineAnswers,
     error_of,
     log_failed_after,
+    round_trip,
 )
-from conveyor.errors import BackendError, BackendUnavailable
-from conveyor.job import JobState
+from conveyor.errors import BackendError
 
 log = logging.getLogger(__name__)
 
-_TEXT_STATES = {state.value.encode(): state for state in JobState}
 _ROWS = pq.ExecStatus.TUPLES_OK
 #: Seconds without new sessions after one could not be made (the pool's path meanwhile).
 _REOPEN_PAUSE = 5.0
@@ -106,7 +112,7 @@ class PipelineSession:
         try:
             pg.send_query_prepared(WAKE_AFTER_COMMIT.name, wake)
             pg.pipeline_sync()
-            self._round_trip(answers)
+            self.round_trip(answers)
         except psycopg.OperationalError as exc:
             self.close()
             if not answers.results:
@@ -118,20 +124,9 @@ class PipelineSession:
             log_failed_after(WAKE_AFTER_COMMIT, INSERT_JOB, error_of(pg, woken, self.encoding))
         return result
 
-    def _round_trip(self, answers: PipelineAnswers) -> None:
+    def round_trip(self, answers: PipelineAnswers) -> None:
         """Send what libpq holds, then read until ``answers`` has them all."""
-        pg = self._pgconn
-        while pg.flush():  # what the socket did not take at once
-            self._wait(select.POLLOUT)
-        while not answers.take(pg):
-            self._wait(select.POLLIN)
-            pg.consume_input()
-
-    def _wait(self, event: int) -> None:
-        """Until the socket is ready for ``event`` (the wait releases the GIL)."""
-        self._poller.modify(self._pgconn.socket, event)
-        self._poller.poll()
-        self._poller.modify(self._pgconn.socket, select.POLLIN)
+        round_trip(self._pgconn, self._poller, answers)
 
     def prepare(self) -> None:
         """Prepare the statements on the session: when it is made, and again should the
@@ -142,7 +137,7 @@ class PipelineSession:
             for statement in (INSERT_JOB, WAKE_AFTER_COMMIT):
                 pg.send_prepare(statement.name, statement.text)
                 pg.pipeline_sync()
-            self._round_trip(answers)
+            self.round_trip(answers)
         except psycopg.OperationalError:
             self.close()
             raise
@@ -204,22 +199,18 @@ class SyncSingles:
                     continue
                 return None  # the pool's path, which waits for a connection as it does
             except psycopg.OperationalError as exc:
-                raise self._lost(exc) from None
+                raise lost_while_enqueueing(self._db.target, exc) from None
             except psycopg.Error as exc:
                 raise translate(exc, self._db.target) from None
             finally:
                 self._give_back(session)
             if result.status != _ROWS:
                 error = error_of(session.pgconn, result, encoding)
-                if is_connection_lost(error):  # the server ended the session, perhaps after
-                    raise self._lost(error) from None  # the commit: as if the connection broke
                 if error.sqlstate in RETRYABLE_SQLSTATES:
                     return None
-                raise translate(error, self._db.target) from None
+                raise insert_failed(error, self._db.target) from None
             self._committed(job.queue, True)
-            job_id, state = result.get_value(0, 0), result.get_value(0, 1)
-            assert job_id is not None and state is not None
-            return EnqueueResult(int(job_id), _TEXT_STATES[state], True)
+            return enqueued(result)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _take(self) -> PipelineSession | None:
@@ -280,12 +271,6 @@ class SyncSingles:
                 unused = self._idle.pop(0)
                 self._size -= 1
         unused.close()
-
-    def _lost(self, exc: psycopg.Error) -> BackendUnavailable:
-        return BackendUnavailable(
-            f"lost the connection to {self._db.target} while enqueueing: the job may or may "
-            f"not have been written ({str(exc).strip()})"
-        )
 
     def _forked(self) -> None:
         """In a forked child: leave the parent's sessions alone (see the module's doc)."""
