@@ -225,6 +225,17 @@ class SchemaError(BackendError):
 class BackendUnavailable(BackendError):
     """The database server could not be reached."""
 
+    @classmethod
+    def enqueue_lost(cls, where: str, why: object) -> BackendUnavailable:
+        """An enqueue whose connection to ``where`` was lost once it was sent whole: it may
+        have been written, and is not sent again (a second copy would be a second job). The
+        same words on every engine."""
+        detail = str(why).strip() or "no reply"
+        return cls(
+            f"lost the connection to {where} while enqueueing: the job may or may not have "
+            f"been written ({detail})"
+        )
+
 
 # --- backup and restore (conveyor.snapshot) --------------------------------------------------
 

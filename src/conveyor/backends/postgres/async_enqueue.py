@@ -43,7 +43,6 @@ from conveyor.backends.postgres.enqueue import (
     WAKE_AFTER_COMMIT,
     enqueued,
     insert_failed,
-    lost_while_enqueueing,
     text_values,
 )
 from conveyor.backends.postgres.errors import translate
@@ -221,7 +220,7 @@ class AsyncSingles:
                 raise BackendUnavailable(f"cannot reach PostgreSQL {target}: {exc}") from None
             except psycopg.OperationalError as exc:
                 sessions.give_back(session)
-                raise lost_while_enqueueing(self._db.target, exc) from None
+                raise BackendUnavailable.enqueue_lost(self._db.target, exc) from None
             except BaseException:
                 sessions.give_back(session)
                 raise

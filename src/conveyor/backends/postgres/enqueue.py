@@ -151,21 +151,12 @@ def enqueued(result: pq.abc.PGresult) -> EnqueueResult:
     return EnqueueResult(int(job_id), _TEXT_STATES[state], True)
 
 
-def lost_while_enqueueing(target: str, exc: BaseException) -> BackendUnavailable:
-    """A single enqueue whose session was lost once its insert went out: it may have
-    committed, and is not sent again (a second insert would be a second job)."""
-    return BackendUnavailable(
-        f"lost the connection to {target} while enqueueing: the job may or may not have been "
-        f"written ({str(exc).strip()})"
-    )
-
-
 def insert_failed(error: psycopg.Error, target: str) -> ConveyorError:
     """What a single enqueue whose insert answered with ``error`` raises: the server ending
     the session (its farewell as the answer, perhaps after the commit) as a lost connection,
     the rest as the engine's errors."""
     if is_connection_lost(error):
-        return lost_while_enqueueing(target, error)
+        return BackendUnavailable.enqueue_lost(target, error)
     return translate(error, target)
 
 

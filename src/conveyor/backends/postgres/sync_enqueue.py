@@ -47,7 +47,6 @@ from conveyor.backends.postgres.enqueue import (
     WAKE_AFTER_COMMIT,
     enqueued,
     insert_failed,
-    lost_while_enqueueing,
     text_values,
 )
 from conveyor.backends.postgres.errors import RETRYABLE_SQLSTATES, translate
@@ -59,7 +58,7 @@ from conveyor.backends.postgres.prepared import (
     log_failed_after,
     round_trip,
 )
-from conveyor.errors import BackendError
+from conveyor.errors import BackendError, BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +198,7 @@ class SyncSingles:
                     continue
                 return None  # the pool's path, which waits for a connection as it does
             except psycopg.OperationalError as exc:
-                raise lost_while_enqueueing(self._db.target, exc) from None
+                raise BackendUnavailable.enqueue_lost(self._db.target, exc) from None
             except psycopg.Error as exc:
                 raise translate(exc, self._db.target) from None
             finally:

@@ -250,10 +250,7 @@ class RedisBackend(Backend):
             raise translate(exc, self.settings.url) from exc
 
     def _unanswered(self, exc: Unanswered) -> BackendUnavailable:
-        return BackendUnavailable(
-            f"lost the connection to Redis at {self.settings.url} while enqueueing: the job "
-            f"may or may not have been written ({str(exc).strip() or 'no reply'})"
-        )
+        return BackendUnavailable.enqueue_lost(f"Redis at {self.settings.url}", exc)
 
     # --- schema ---------------------------------------------------------------------------
 
